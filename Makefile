@@ -1,0 +1,40 @@
+# Two commands matter: `make demo` (the main job) and `make test` (the whole suite).
+# Both build .venv from constraints.txt first, so a fresh machine needs nothing installed by hand.
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+EXTRAS := dev,torch
+
+.PHONY: demo test lint format bench bench-quick clean
+
+$(STAMP): pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[$(EXTRAS)]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/fhe-agg simulate --clients 8 --holders 1 --threshold 1 --params 200000 --rounds 2 --no-dp
+
+test: $(STAMP) lint
+	$(BIN)/python -m pytest -q
+
+lint: $(STAMP)
+	$(BIN)/ruff check fhe_agg tests benchmarks examples
+	$(BIN)/ruff format --check fhe_agg tests benchmarks examples
+	$(BIN)/mypy
+
+format: $(STAMP)
+	$(BIN)/ruff format fhe_agg tests benchmarks examples
+	$(BIN)/ruff check --fix fhe_agg tests benchmarks examples
+
+bench-quick: $(STAMP)
+	$(BIN)/python benchmarks/run.py --quick
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/run.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,98 @@
+"""fhe_agg: post-quantum secure aggregation for federated learning.
+
+Clients CKKS-encrypt their model updates under a joint public key and sign them with ML-DSA-65;
+an aggregator sums ciphertexts without decrypting; key holders decrypt only verified aggregates.
+Raw CKKS / RNS / SEAL-format primitives live in :mod:`fhe_agg.hazmat`.
+"""
+
+from __future__ import annotations
+
+from fhe_agg._aggregator import Aggregator
+from fhe_agg._client import Client, clip_l2
+from fhe_agg._combine import combine
+from fhe_agg._config import PROTOCOL_VERSION, FederationConfig
+from fhe_agg._errors import (
+    AggregateMismatch,
+    AlreadyDecrypted,
+    BudgetExhausted,
+    ChunkCountMismatch,
+    DecryptionRefused,
+    DuplicateUpdate,
+    FheAggError,
+    InvalidInput,
+    InvalidSignature,
+    InvalidWeight,
+    LayoutMismatch,
+    MalformedMessage,
+    MessageTooLarge,
+    NotInRoster,
+    ParameterMismatch,
+    PrivacyBudgetExceeded,
+    Rejected,
+    RoundMismatch,
+    ThresholdNotMet,
+    UnsupportedParameters,
+)
+from fhe_agg._evidence import AggregateEvidence, ChunkEvidence
+from fhe_agg._keyholder import KeyHolder, PartialDecryption
+from fhe_agg._keys import KeyShare, PublicKey, generate_single_key
+from fhe_agg._messages import EncryptedAggregate, EncryptedUpdate, SignedStatement, UpdateStatement
+from fhe_agg._packing import Layout, LayoutEntry, flatten, unflatten
+from fhe_agg._params import PRESETS, CkksPreset, get_preset
+from fhe_agg._random import RandomSource, SeededRandom, SystemRandom
+from fhe_agg._signing import SigningKey, VerifyKey
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "PRESETS",
+    "PROTOCOL_VERSION",
+    "AggregateEvidence",
+    "AggregateMismatch",
+    "Aggregator",
+    "AlreadyDecrypted",
+    "BudgetExhausted",
+    "ChunkCountMismatch",
+    "ChunkEvidence",
+    "CkksPreset",
+    "Client",
+    "DecryptionRefused",
+    "DuplicateUpdate",
+    "EncryptedAggregate",
+    "EncryptedUpdate",
+    "FederationConfig",
+    "FheAggError",
+    "InvalidInput",
+    "InvalidSignature",
+    "InvalidWeight",
+    "KeyHolder",
+    "KeyShare",
+    "Layout",
+    "LayoutEntry",
+    "LayoutMismatch",
+    "MalformedMessage",
+    "MessageTooLarge",
+    "NotInRoster",
+    "ParameterMismatch",
+    "PartialDecryption",
+    "PrivacyBudgetExceeded",
+    "PublicKey",
+    "RandomSource",
+    "Rejected",
+    "RoundMismatch",
+    "SeededRandom",
+    "SignedStatement",
+    "SigningKey",
+    "SystemRandom",
+    "ThresholdNotMet",
+    "UnsupportedParameters",
+    "UpdateStatement",
+    "VerifyKey",
+    "__version__",
+    "clip_l2",
+    "combine",
+    "flatten",
+    "generate_single_key",
+    "get_preset",
+    "unflatten",
+]

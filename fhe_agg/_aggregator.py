@@ -1,0 +1,219 @@
+"""The aggregation server: verifies signed updates and keeps a running homomorphic sum.
+
+Memory stays O(one model) whatever the number of clients: each accepted update is added into
+the running sum chunk by chunk and its ciphertext bytes are spooled to disk, where they wait as
+evidence for the key holders. Every check happens before any state changes, so a rejected
+update leaves the sum bit for bit as it was.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+import numpy as np
+
+from fhe_agg._checks import check_statement
+from fhe_agg._config import FederationConfig
+from fhe_agg._errors import (
+    ChunkCountMismatch,
+    DuplicateUpdate,
+    InvalidSignature,
+    ParameterMismatch,
+    Rejected,
+    ThresholdNotMet,
+)
+from fhe_agg._evidence import AggregateEvidence, ChunkEvidence
+from fhe_agg._keys import PublicKey
+from fhe_agg._merkle import leaf_hash, merkle_path, merkle_root
+from fhe_agg._messages import EncryptedAggregate, EncryptedUpdate, MessageBounds, SignedStatement
+from fhe_agg._packing import Layout
+from fhe_agg._seal import backend_for
+from fhe_agg._signing import VerifyKey
+from fhe_agg.hazmat.rlwe import add_polys
+from fhe_agg.hazmat.rns import U64
+from fhe_agg.hazmat.seal_format import RawCiphertext, build_ciphertext, parse_ciphertext
+
+__all__ = ["Aggregator"]
+
+
+class _Spool:
+    """Accepted updates' chunk bytes on disk, one file per update, written atomically."""
+
+    def __init__(self, directory: Path | None) -> None:
+        self._owned = directory is None
+        self.root = Path(tempfile.mkdtemp(prefix="fhe_agg-spool-")) if directory is None else directory
+        self.root.mkdir(parents=True, exist_ok=True)
+        self._offsets: list[list[int]] = []
+
+    def write(self, chunks: tuple[bytes, ...]) -> int:
+        slot = len(self._offsets)
+        final = self.root / f"update-{slot:06d}.bin"
+        tmp = final.with_suffix(".tmp")
+        with open(tmp, "wb") as fh:
+            for c in chunks:
+                fh.write(c)
+            fh.flush()
+            os.fsync(fh.fileno())
+        tmp.replace(final)
+        offsets = [0]
+        for c in chunks:
+            offsets.append(offsets[-1] + len(c))
+        self._offsets.append(offsets)
+        return slot
+
+    def read(self, slot: int, index: int) -> bytes:
+        start, end = self._offsets[slot][index], self._offsets[slot][index + 1]
+        with open(self.root / f"update-{slot:06d}.bin", "rb") as fh:
+            fh.seek(start)
+            return fh.read(end - start)
+
+    def close(self) -> None:
+        if self._owned:
+            shutil.rmtree(self.root, ignore_errors=True)
+
+
+class Aggregator:
+    """Collects one round's encrypted updates and produces the encrypted weighted mean.
+
+    ``roster`` maps client ids to their ML-DSA public keys. ``add`` raises a
+    :class:`~fhe_agg.Rejected` subclass, :class:`~fhe_agg.MalformedMessage` or
+    :class:`~fhe_agg.MessageTooLarge` for an update it refuses, and then nothing has changed.
+    """
+
+    def __init__(
+        self,
+        *,
+        config: FederationConfig,
+        roster: Mapping[str, VerifyKey],
+        public_key: PublicKey,
+        round_id: int,
+        layout: Layout,
+        spool_dir: str | os.PathLike[str] | None = None,
+    ) -> None:
+        if not isinstance(round_id, int) or isinstance(round_id, bool) or round_id < 0:
+            raise ValueError(f"round_id: expected a non-negative integer, got {round_id!r}")
+        if public_key.preset != config.preset:
+            raise ParameterMismatch("public_key: made for another preset than config.preset")
+        if not all(isinstance(k, VerifyKey) for k in roster.values()):
+            raise TypeError("roster: expected a mapping of client id -> VerifyKey")
+        self.config = config
+        self.roster = dict(roster)
+        self.public_key = public_key
+        self.round_id = round_id
+        self.layout = layout
+        self.bounds = MessageBounds.for_round(config, layout)
+        self._backend = backend_for(config.preset)
+        self._sum: U64 | None = None
+        self._accepted: list[SignedStatement] = []
+        self._leaves: list[list[bytes]] = []
+        self._slots: list[int] = []
+        self._seen: set[str] = set()
+        self._spool = _Spool(Path(spool_dir) if spool_dir is not None else None)
+        self._finalized = False
+
+    @property
+    def accepted_clients(self) -> tuple[str, ...]:
+        return tuple(s.statement.client_id for s in self._accepted)
+
+    def running_sum(self) -> U64 | None:
+        """A copy of the running sum ``[chunk, poly, prime, coeff]`` (for audits and tests)."""
+        return None if self._sum is None else self._sum.copy()
+
+    def add(self, update: EncryptedUpdate | bytes) -> None:
+        """Verify ``update`` and add it to the running sum, or raise and change nothing."""
+        if self._finalized:
+            raise Rejected(f"round {self.round_id} is finalized; no more updates are accepted")
+        if isinstance(update, bytes | bytearray | memoryview):
+            update = EncryptedUpdate.from_bytes(bytes(update), self.bounds)
+        if not isinstance(update, EncryptedUpdate):
+            raise TypeError(f"update: expected EncryptedUpdate or bytes, got {type(update).__name__}")
+        stmt = update.statement
+        check_statement(
+            update.signed, roster=self.roster, config=self.config, public_key=self.public_key,
+            round_id=self.round_id, layout=self.layout,
+        )
+        if stmt.client_id in self._seen:
+            raise DuplicateUpdate(f"client {stmt.client_id!r} already contributed to round {self.round_id}")
+        if len(self._accepted) >= self.config.max_clients:
+            raise Rejected(f"round {self.round_id} already holds max_clients={self.config.max_clients}")
+        if len(update.chunks) != stmt.chunk_count:
+            raise ChunkCountMismatch(
+                f"client {stmt.client_id!r}: {len(update.chunks)} chunks sent, {stmt.chunk_count} signed"
+            )
+        leaves = [leaf_hash(i, c) for i, c in enumerate(update.chunks)]
+        if merkle_root(leaves) != stmt.merkle_root:
+            raise InvalidSignature(f"client {stmt.client_id!r}: chunks do not match the signed Merkle root")
+        parsed = self._parse_chunks(update.chunks, stmt.client_id)
+        slot = self._spool.write(update.chunks)
+        primes = self._backend.data_primes
+        self._sum = parsed if self._sum is None else add_polys(self._sum, parsed, primes)
+        self._accepted.append(update.signed)
+        self._leaves.append(leaves)
+        self._slots.append(slot)
+        self._seen.add(stmt.client_id)
+
+    def _parse_chunks(self, chunks: Iterable[bytes], client_id: str) -> U64:
+        b = self._backend
+        arrays = []
+        for i, blob in enumerate(chunks):
+            raw = parse_ciphertext(
+                blob, n=b.n, primes=b.data_primes, parms_id=b.data_parms_id,
+                max_bytes=self.bounds.chunk_bytes, what=f"client {client_id!r} chunk {i}",
+            )
+            if raw.scale != self.config.scale:
+                raise ParameterMismatch(f"client {client_id!r} chunk {i}: scale differs from the federation's")
+            arrays.append(raw.data)
+        return np.stack(arrays)
+
+    def finalize(self) -> EncryptedAggregate:
+        """Close the round and return the encrypted weighted mean with its manifest.
+
+        The sum's scale is set to ``scale * total_weight``, so decoding yields the weighted mean
+        without spending a ciphertext level. Raises :class:`ThresholdNotMet` below
+        ``config.min_clients`` (the round stays open).
+        """
+        if len(self._accepted) < self.config.min_clients or self._sum is None:
+            raise ThresholdNotMet(
+                f"round {self.round_id}: {len(self._accepted)} updates, min_clients is {self.config.min_clients}"
+            )
+        self._finalized = True
+        manifest = tuple(self._accepted)
+        mean_scale = self.config.scale * sum(s.statement.weight for s in manifest)
+        chunks = tuple(
+            build_ciphertext(RawCiphertext(self._backend.data_parms_id, mean_scale, c)) for c in self._sum
+        )
+        return EncryptedAggregate(round_id=self.round_id, chunks=chunks, manifest=manifest)
+
+    def evidence(self, indices: Iterable[int]) -> AggregateEvidence:
+        """Every accepted client's chunk at each of ``indices`` with its Merkle path."""
+        chunk_count = self.layout.chunk_count(self.config.preset.reals_per_ciphertext)
+        out: dict[int, tuple[ChunkEvidence, ...]] = {}
+        for index in indices:
+            if not 0 <= index < chunk_count:
+                raise ValueError(f"indices: {index} outside 0..{chunk_count - 1}")
+            out[index] = tuple(
+                ChunkEvidence(
+                    client_id=signed.statement.client_id,
+                    chunk=self._spool.read(slot, index),
+                    path=tuple(merkle_path(leaves, index)),
+                )
+                for signed, slot, leaves in zip(self._accepted, self._slots, self._leaves, strict=True)
+            )
+        return AggregateEvidence(round_id=self.round_id, chunks=out)
+
+    def close(self) -> None:
+        """Delete the spool (when the aggregator created it)."""
+        self._spool.close()
+
+    def __enter__(self) -> Aggregator:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Aggregator(round={self.round_id}, accepted={len(self._accepted)}, preset={self.config.preset.name})"

@@ -1,0 +1,142 @@
+"""A federation client: clip, weight, encrypt under the joint public key, sign.
+
+A client never holds a secret CKKS key: it encrypts asymmetrically with SEAL's ``Encryptor``
+under the joint public key. Each chunk is hashed into a Merkle tree whose root goes into the
+signed statement, so the aggregator and key holders can check any chunk on its own.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+from numpy.typing import NDArray
+
+from fhe_agg._config import PROTOCOL_VERSION, FederationConfig
+from fhe_agg._errors import InvalidInput, ParameterMismatch
+from fhe_agg._keys import PublicKey
+from fhe_agg._merkle import leaf_hash, merkle_root
+from fhe_agg._messages import UPDATE_CONTEXT, EncryptedUpdate, SignedStatement, UpdateStatement
+from fhe_agg._packing import IntegerPolicy, Layout, chunk, flatten
+from fhe_agg._seal import backend_for
+from fhe_agg._signing import SigningKey
+
+__all__ = ["Client", "clip_l2"]
+
+
+def clip_l2(vector: NDArray[np.float64], bound: float) -> NDArray[np.float64]:
+    """Scale ``vector`` down so its L2 norm is at most ``bound`` (a zero vector stays zero)."""
+    if not (math.isfinite(bound) and bound > 0):
+        raise ValueError(f"bound: must be a positive finite number, got {bound!r}")
+    norm = float(np.linalg.norm(vector))
+    if norm <= bound or norm == 0.0:
+        return vector
+    return vector * (bound / norm)
+
+
+class Client:
+    """Encrypts and signs one member's model updates.
+
+    >>> client = Client(client_id="hospital-a", signing_key=key, config=cfg, public_key=pk)
+    >>> update = client.encrypt_update(state_dict, round_id=7, weight=1200)
+    """
+
+    def __init__(
+        self,
+        *,
+        client_id: str,
+        signing_key: SigningKey,
+        config: FederationConfig,
+        public_key: PublicKey,
+    ) -> None:
+        if not isinstance(client_id, str) or not 0 < len(client_id) <= 128 or not client_id.isprintable():
+            raise ValueError(f"client_id: expected a printable string of 1..128 characters, got {client_id!r}")
+        if not isinstance(signing_key, SigningKey):
+            raise TypeError(f"signing_key: expected SigningKey, got {type(signing_key).__name__}")
+        if public_key.preset != config.preset:
+            raise ParameterMismatch("public_key: made for another preset than config.preset")
+        self.client_id = client_id
+        self.config = config
+        self.public_key = public_key
+        self._signing_key = signing_key
+        self._backend = backend_for(config.preset)
+        self._encryptor = self._backend.encryptor(public_key.blob)
+
+    def prepare(
+        self,
+        params: Sequence[object] | Mapping[str, object] | NDArray[np.float64],
+        *,
+        clip: float | None = None,
+        integer_policy: IntegerPolicy = "keep-local",
+    ) -> tuple[NDArray[np.float64], Layout]:
+        """Flatten, clip (optional L2 bound) and range-check ``params`` without encrypting."""
+        if isinstance(params, np.ndarray) and params.ndim == 1 and params.dtype.kind == "f":
+            vector = params.astype(np.float64)
+            if not np.all(np.isfinite(vector)):
+                raise InvalidInput("params: contains NaN or Inf")
+            layout = Layout.for_vector(vector.size)
+        else:
+            vector, layout = flatten(params, integer_policy=integer_policy)  # type: ignore[arg-type]
+        if clip is not None:
+            vector = clip_l2(vector, clip)
+        peak = float(np.max(np.abs(vector))) if vector.size else 0.0
+        if peak > self.config.value_bound:
+            raise InvalidInput(
+                f"params: |value| reaches {peak:.4g}, beyond the safe range ±{self.config.value_bound} "
+                "of this federation (clip the update or raise FederationConfig.value_bound)"
+            )
+        return vector, layout
+
+    def encrypt_update(
+        self,
+        params: Sequence[object] | Mapping[str, object] | NDArray[np.float64],
+        *,
+        round_id: int,
+        weight: float,
+        clip: float | None = None,
+        integer_policy: IntegerPolicy = "keep-local",
+    ) -> EncryptedUpdate:
+        """Encrypt ``weight * params`` chunk by chunk and sign the statement describing it.
+
+        Raises :class:`InvalidInput` for NaN/Inf, values beyond ``config.value_bound`` (after
+        clipping) and a weight outside ``(0, config.max_weight]``.
+        """
+        if not isinstance(round_id, int) or isinstance(round_id, bool) or not 0 <= round_id < 2**63:
+            raise ValueError(f"round_id: expected an integer in 0..2**63-1, got {round_id!r}")
+        if not (isinstance(weight, int | float) and math.isfinite(weight)) or not (
+            0 < weight <= self.config.max_weight
+        ):
+            raise InvalidInput(f"weight: {weight!r} outside (0, {self.config.max_weight}]")
+        vector, layout = self.prepare(params, clip=clip, integer_policy=integer_policy)
+        chunks = self.encrypt_chunks(vector * float(weight))
+        return self.sign_update(chunks, layout=layout, round_id=round_id, weight=float(weight))
+
+    def encrypt_chunks(self, weighted: NDArray[np.float64]) -> tuple[bytes, ...]:
+        """Encrypt an already weighted vector, ``N`` reals per ciphertext (SEAL serialization)."""
+        scale = self.config.scale
+        return tuple(
+            self._backend.encrypt(self._encryptor, part, scale)
+            for part in chunk(weighted, self.config.preset.reals_per_ciphertext)
+        )
+
+    def sign_update(
+        self, chunks: tuple[bytes, ...], *, layout: Layout, round_id: int, weight: float
+    ) -> EncryptedUpdate:
+        """Hash ``chunks`` into a Merkle root and sign the round's statement over it."""
+        statement = UpdateStatement(
+            protocol_version=PROTOCOL_VERSION,
+            params_id=self.config.params_id,
+            public_key_fingerprint=self.public_key.fingerprint,
+            round_id=round_id,
+            client_id=self.client_id,
+            weight=float(weight),
+            layout_hash=layout.digest,
+            chunk_count=len(chunks),
+            merkle_root=merkle_root([leaf_hash(i, c) for i, c in enumerate(chunks)]),
+        )
+        signature = self._signing_key.sign(statement.encode(), context=UPDATE_CONTEXT)
+        return EncryptedUpdate(SignedStatement(statement, signature), chunks)
+
+    def __repr__(self) -> str:
+        return f"Client(client_id={self.client_id!r}, preset={self.config.preset.name})"

@@ -1,0 +1,220 @@
+"""A key holder: checks that an aggregate is a legitimate round sum, then partially decrypts it.
+
+Before multiplying anything by its key share a holder verifies, for the round it is asked about:
+
+* the manifest lists at least ``min_clients`` distinct roster members, each with a valid
+  ML-DSA signature over this round's parameters, public key and layout;
+* the aggregate is the exact modular sum of those clients' signed ciphertexts, recomputed for
+  every chunk (default) or for ``spot_check`` chunks drawn at random after the aggregate is
+  fixed (a tampered aggregate differing in ``k`` of ``C`` chunks escapes with probability
+  ``C(C-k, m) / C(C, m)``);
+* its scale is ``scale * total_weight`` of the manifest;
+* the round was never decrypted before and is not older than one that was.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import NDArray
+
+from fhe_agg._checks import check_statement
+from fhe_agg._config import FederationConfig
+from fhe_agg._errors import (
+    AggregateMismatch,
+    AlreadyDecrypted,
+    ChunkCountMismatch,
+    DuplicateUpdate,
+    InvalidSignature,
+    RoundMismatch,
+    ThresholdNotMet,
+)
+from fhe_agg._evidence import AggregateEvidence
+from fhe_agg._keys import KeyShare, PublicKey
+from fhe_agg._merkle import leaf_hash, verify_path
+from fhe_agg._messages import EncryptedAggregate, aggregate_digest
+from fhe_agg._packing import Layout
+from fhe_agg._random import RandomSource, default_random
+from fhe_agg._seal import backend_for
+from fhe_agg._signing import VerifyKey
+from fhe_agg.hazmat.rlwe import add_polys, mul_fixed
+from fhe_agg.hazmat.rns import U64
+from fhe_agg.hazmat.seal_format import RawCiphertext, parse_ciphertext
+
+__all__ = ["KeyHolder", "PartialDecryption"]
+
+
+@dataclass(frozen=True, eq=False)
+class PartialDecryption:
+    """A holder's share ``c1 * (lambda_j * s_j) (+ noise)`` of every chunk of one aggregate."""
+
+    round_id: int
+    holder_index: int
+    aggregate_digest: bytes
+    decrypting_set: tuple[int, ...]
+    data: U64  # [chunk, prime, coefficient]
+
+    def __repr__(self) -> str:
+        return (
+            f"PartialDecryption(round={self.round_id}, holder={self.holder_index}, "
+            f"chunks={self.data.shape[0]})"
+        )
+
+
+class KeyHolder:
+    """Holds one share of the secret key and decrypts only verified round aggregates."""
+
+    def __init__(
+        self,
+        *,
+        holder_id: str,
+        config: FederationConfig,
+        public_key: PublicKey,
+        key_share: KeyShare,
+        roster: Mapping[str, VerifyKey],
+        spot_check: int | None = None,
+        rng: RandomSource | None = None,
+    ) -> None:
+        if not isinstance(key_share, KeyShare):
+            raise TypeError(f"key_share: expected KeyShare, got {type(key_share).__name__}")
+        key_share.check_for(public_key)
+        if spot_check is not None and (not isinstance(spot_check, int) or spot_check < 1):
+            raise ValueError(f"spot_check: expected None (check all chunks) or a positive int, got {spot_check!r}")
+        self.holder_id = holder_id
+        self.config = config
+        self.public_key = public_key
+        self.roster = dict(roster)
+        self.spot_check = spot_check
+        self._share = key_share
+        self._rng = rng or default_random()
+        self._backend = backend_for(config.preset)
+        self._challenges: dict[tuple[int, bytes], tuple[int, ...]] = {}
+        self._decrypted: set[int] = set()
+
+    @property
+    def holder_index(self) -> int:
+        return self._share.holder_index
+
+    def challenge(self, aggregate: EncryptedAggregate) -> tuple[int, ...]:
+        """The chunk indices whose evidence this holder requires for ``aggregate``.
+
+        Drawn from the CSPRNG after the aggregate is fixed, so the aggregator cannot predict them.
+        """
+        key = (aggregate.round_id, aggregate_digest(aggregate))
+        if key not in self._challenges:
+            count = len(aggregate.chunks)
+            if self.spot_check is None or self.spot_check >= count:
+                picked = tuple(range(count))
+            else:
+                order = np.frombuffer(self._rng.bytes(8 * count), dtype=np.uint64).argsort(kind="stable")
+                picked = tuple(sorted(int(i) for i in order[: self.spot_check]))
+            self._challenges[key] = picked
+        return self._challenges[key]
+
+    def verify(self, aggregate: EncryptedAggregate, evidence: AggregateEvidence, *, layout: Layout) -> U64:
+        """Check ``aggregate`` as described in the module docstring; return its parsed chunks."""
+        round_id = aggregate.round_id
+        if round_id in self._decrypted:
+            raise AlreadyDecrypted(f"round {round_id} was already decrypted by holder {self.holder_id!r}")
+        if self._decrypted and round_id < max(self._decrypted):
+            raise RoundMismatch(f"round {round_id} is older than round {max(self._decrypted)}, already decrypted")
+        clients = [s.statement.client_id for s in aggregate.manifest]
+        if len(set(clients)) != len(clients):
+            raise DuplicateUpdate("manifest lists a client twice")
+        if len(clients) < self.config.min_clients:
+            raise ThresholdNotMet(
+                f"aggregate of round {round_id} has {len(clients)} clients, min_clients is {self.config.min_clients}"
+            )
+        for signed in aggregate.manifest:
+            check_statement(
+                signed, roster=self.roster, config=self.config, public_key=self.public_key,
+                round_id=round_id, layout=layout,
+            )
+        expected_chunks = layout.chunk_count(self.config.preset.reals_per_ciphertext)
+        if len(aggregate.chunks) != expected_chunks:
+            raise ChunkCountMismatch(f"aggregate has {len(aggregate.chunks)} chunks, layout needs {expected_chunks}")
+        b = self._backend
+        mean_scale = self.config.scale * aggregate.total_weight
+        parsed = []
+        for i, blob in enumerate(aggregate.chunks):
+            raw = parse_ciphertext(blob, n=b.n, primes=b.data_primes, parms_id=b.data_parms_id, what=f"aggregate chunk {i}")
+            if raw.scale != mean_scale:
+                raise AggregateMismatch(f"aggregate chunk {i}: scale does not match the manifest's total weight")
+            parsed.append(raw.data)
+        sums = np.stack(parsed)
+        self._check_evidence(aggregate, evidence, sums)
+        return sums
+
+    def _check_evidence(self, aggregate: EncryptedAggregate, evidence: AggregateEvidence, sums: U64) -> None:
+        b = self._backend
+        wanted = self.challenge(aggregate)
+        if evidence.round_id != aggregate.round_id or not set(wanted) <= set(evidence.chunks):
+            raise AggregateMismatch("evidence does not cover the requested chunks of this round")
+        statements = [s.statement for s in aggregate.manifest]
+        for index in wanted:
+            items = evidence.chunks[index]
+            if [e.client_id for e in items] != [s.client_id for s in statements]:
+                raise AggregateMismatch(f"chunk {index}: evidence clients differ from the manifest")
+            total: U64 | None = None
+            for stmt, item in zip(statements, items, strict=True):
+                leaf = leaf_hash(index, item.chunk)
+                if not verify_path(leaf, index, stmt.chunk_count, list(item.path), stmt.merkle_root):
+                    raise InvalidSignature(f"chunk {index} of {stmt.client_id!r} is not the one the client signed")
+                raw = parse_ciphertext(
+                    item.chunk, n=b.n, primes=b.data_primes, parms_id=b.data_parms_id,
+                    what=f"evidence chunk {index} of {stmt.client_id!r}",
+                )
+                total = raw.data if total is None else add_polys(total, raw.data, b.data_primes)
+            if total is None or not np.array_equal(total, sums[index]):
+                raise AggregateMismatch(f"chunk {index} is not the sum of the manifest's signed updates")
+
+    def partial_decrypt(
+        self,
+        aggregate: EncryptedAggregate,
+        evidence: AggregateEvidence,
+        *,
+        layout: Layout,
+        decrypting_set: Sequence[int] | None = None,
+    ) -> PartialDecryption:
+        """Verify ``aggregate`` and return this holder's partial decryption of every chunk.
+
+        Refuses (typed errors) anything :meth:`verify` refuses, and any second request for the
+        same round: one partial per round, ever.
+        """
+        members = tuple(sorted(decrypting_set)) if decrypting_set is not None else (self.holder_index,)
+        if self.holder_index not in members or len(members) != self._share.threshold:
+            raise ValueError(
+                f"decrypting_set: needs exactly {self._share.threshold} distinct holders including {self.holder_index}"
+            )
+        sums = self.verify(aggregate, evidence, layout=layout)
+        primes = self._backend.data_primes
+        data = mul_fixed(sums[:, 1], self._share.data_level(), primes)
+        self._decrypted.add(aggregate.round_id)
+        return PartialDecryption(
+            round_id=aggregate.round_id,
+            holder_index=self.holder_index,
+            aggregate_digest=aggregate_digest(aggregate),
+            decrypting_set=members,
+            data=data,
+        )
+
+    def decrypt(
+        self, aggregate: EncryptedAggregate, evidence: AggregateEvidence, *, layout: Layout
+    ) -> NDArray[np.float64]:
+        """Verify and fully decrypt ``aggregate`` (only for a 1-of-1 key): the weighted mean."""
+        from fhe_agg._combine import combine
+
+        if self._share.threshold != 1:
+            raise ThresholdNotMet(f"this key needs {self._share.threshold} holders; use combine()")
+        partial = self.partial_decrypt(aggregate, evidence, layout=layout)
+        return combine(aggregate, [partial], config=self.config, layout=layout)
+
+    def __repr__(self) -> str:
+        return f"KeyHolder(holder_id={self.holder_id!r}, share={self._share!r})"
+
+
+def _digest(data: bytes) -> bytes:
+    return hashlib.sha3_256(data).digest()

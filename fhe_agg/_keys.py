@@ -1,0 +1,117 @@
+"""The joint CKKS public key and a key holder's secret share of the matching secret key.
+
+The secret key is never handed to SEAL: shares live as NTT-form arrays inside
+:class:`KeyShare` objects whose repr hides them, and decryption is computed on raw arrays.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+import numpy as np
+
+from fhe_agg._errors import MalformedMessage, ParameterMismatch
+from fhe_agg._params import CkksPreset
+from fhe_agg._random import RandomSource, default_random
+from fhe_agg._seal import backend_for
+from fhe_agg.hazmat.rlwe import FixedOperand, public_key_share, to_ntt
+from fhe_agg.hazmat.sampling import expand_uniform, rounded_gaussian, ternary
+from fhe_agg.hazmat.seal_format import RawCiphertext, build_ciphertext, parse_ciphertext
+
+__all__ = ["KEY_ERROR_SIGMA", "KeyShare", "PublicKey", "generate_single_key"]
+
+#: Standard deviation of RLWE key errors (HE standard; SEAL's default, cut at 6 sigma).
+KEY_ERROR_SIGMA = 3.2
+
+
+@dataclass(frozen=True, eq=False)
+class PublicKey:
+    """The joint public key ``(b, a)`` in SEAL's serialization (uncompressed, canonical)."""
+
+    preset: CkksPreset
+    blob: bytes
+
+    @property
+    def fingerprint(self) -> bytes:
+        """SHA3-256 of the serialization; every update signs it."""
+        return hashlib.sha3_256(b"fhe_agg/public-key|" + self.blob).digest()
+
+    @classmethod
+    def from_arrays(cls, preset: CkksPreset, b: np.ndarray, a: np.ndarray) -> PublicKey:
+        backend = backend_for(preset)
+        raw = RawCiphertext(backend.key_parms_id, 1.0, np.stack([b, a]))
+        return cls(preset, build_ciphertext(raw))
+
+    @classmethod
+    def from_bytes(cls, preset: CkksPreset, blob: bytes) -> PublicKey:
+        """Validate a serialized public key for ``preset``; raises on anything else."""
+        backend = backend_for(preset)
+        raw = parse_ciphertext(
+            blob, n=backend.n, primes=backend.key_primes, parms_id=backend.key_parms_id,
+            what="public key",
+        )
+        if raw.scale != 1.0:
+            raise MalformedMessage("public key: scale must be 1")
+        return cls.from_arrays(preset, raw.data[0], raw.data[1])
+
+    def __repr__(self) -> str:
+        return f"PublicKey(preset={self.preset.name}, fingerprint={self.fingerprint[:8].hex()})"
+
+
+class KeyShare:
+    """One key holder's share of the secret key (NTT form, key level). Never printed."""
+
+    __slots__ = ("_operand", "holder_index", "holders", "preset", "public_key_fingerprint", "threshold")
+
+    def __init__(
+        self,
+        *,
+        preset: CkksPreset,
+        holder_index: int,
+        threshold: int,
+        holders: int,
+        public_key_fingerprint: bytes,
+        operand: FixedOperand,
+    ) -> None:
+        if not 1 <= threshold <= holders or not 1 <= holder_index <= holders:
+            raise ValueError("holder_index/threshold/holders: need 1 <= t <= n and 1 <= index <= n")
+        self.preset = preset
+        self.holder_index = holder_index
+        self.threshold = threshold
+        self.holders = holders
+        self.public_key_fingerprint = public_key_fingerprint
+        self._operand = operand
+
+    def data_level(self) -> FixedOperand:
+        """The share restricted to the data-level primes (what decryption multiplies by)."""
+        return self._operand.rows(len(self.preset.data_prime_bits))
+
+    def check_for(self, public_key: PublicKey) -> None:
+        if public_key.fingerprint != self.public_key_fingerprint:
+            raise ParameterMismatch("key share belongs to another public key (key epoch)")
+
+    def __repr__(self) -> str:
+        return (
+            f"KeyShare(holder={self.holder_index}, {self.threshold}-of-{self.holders}, "
+            f"public_key={self.public_key_fingerprint[:8].hex()}, <secret>)"
+        )
+
+
+def generate_single_key(
+    preset: CkksPreset, *, rng: RandomSource | None = None
+) -> tuple[PublicKey, KeyShare]:
+    """Key generation for one key holder (1-of-1): the secret stays inside the returned share."""
+    rng = rng or default_random()
+    backend = backend_for(preset)
+    n, primes = backend.n, backend.key_primes
+    seed = rng.bytes(32)
+    a = np.stack([expand_uniform(seed, f"a/{i}".encode(), n, q) for i, q in enumerate(primes)])
+    secret = FixedOperand.of(to_ntt(ternary(n, rng), n, primes), primes)
+    error = to_ntt(rounded_gaussian(n, KEY_ERROR_SIGMA, rng), n, primes)
+    public_key = PublicKey.from_arrays(preset, public_key_share(a, secret, error, primes), a)
+    share = KeyShare(
+        preset=preset, holder_index=1, threshold=1, holders=1,
+        public_key_fingerprint=public_key.fingerprint, operand=secret,
+    )
+    return public_key, share

@@ -1,0 +1,230 @@
+"""Messages exchanged in a round: signed update statements, encrypted updates and aggregates.
+
+Each message has ``to_bytes()`` and a bounded ``from_bytes()``; the bounds come from the
+:class:`~fhe_agg.FederationConfig` and the round's :class:`~fhe_agg.Layout`, so a peer cannot make
+a parser allocate more than one honest message would need.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from dataclasses import dataclass
+
+import msgpack
+
+from fhe_agg._config import FederationConfig
+from fhe_agg._errors import MalformedMessage
+from fhe_agg._packing import Layout
+from fhe_agg._seal import backend_for
+from fhe_agg._signing import ML_DSA_65_SIGNATURE_BYTES
+from fhe_agg._wire import Fields, pack, unpack
+from fhe_agg.hazmat.seal_format import ciphertext_wire_bound
+
+__all__ = [
+    "UPDATE_CONTEXT",
+    "EncryptedAggregate",
+    "EncryptedUpdate",
+    "MessageBounds",
+    "SignedStatement",
+    "UpdateStatement",
+    "aggregate_digest",
+]
+
+UPDATE_CONTEXT = b"fhe-agg/v1/update"
+_DIGEST = 32
+
+
+@dataclass(frozen=True)
+class MessageBounds:
+    """Size limits for one round's messages."""
+
+    chunk_count: int
+    chunk_bytes: int
+    max_clients: int
+
+    @classmethod
+    def for_round(cls, config: FederationConfig, layout: Layout) -> MessageBounds:
+        backend = backend_for(config.preset)
+        return cls(
+            chunk_count=layout.chunk_count(config.preset.reals_per_ciphertext),
+            chunk_bytes=ciphertext_wire_bound(backend.n, len(backend.data_primes)),
+            max_clients=config.max_clients,
+        )
+
+    @property
+    def update_bytes(self) -> int:
+        return self.chunk_count * (self.chunk_bytes + 8) + 16 * 1024
+
+
+@dataclass(frozen=True)
+class UpdateStatement:
+    """What a client signs: which round, which parameters, which data (by Merkle root)."""
+
+    protocol_version: int
+    params_id: bytes
+    public_key_fingerprint: bytes
+    round_id: int
+    client_id: str
+    weight: float
+    layout_hash: bytes
+    chunk_count: int
+    merkle_root: bytes
+
+    def encode(self) -> bytes:
+        """Canonical bytes: a msgpack array in fixed field order (what the signature covers)."""
+        return msgpack.packb(
+            [
+                self.protocol_version,
+                self.params_id,
+                self.public_key_fingerprint,
+                self.round_id,
+                self.client_id,
+                float(self.weight),
+                self.layout_hash,
+                self.chunk_count,
+                self.merkle_root,
+            ],
+            use_bin_type=True,
+        )
+
+    @classmethod
+    def decode(cls, raw: object) -> UpdateStatement:
+        """Parse the canonical array; refuses any other shape or type."""
+        if not isinstance(raw, list) or len(raw) != 9:
+            raise MalformedMessage("statement: expected a 9-field array")
+        f = Fields("statement", dict(zip(_STATEMENT_FIELDS, raw, strict=True)))
+        stmt = cls(
+            protocol_version=f.int("protocol_version", 1, 255),
+            params_id=f.bytes("params_id", size=_DIGEST),
+            public_key_fingerprint=f.bytes("public_key_fingerprint", size=_DIGEST),
+            round_id=f.int("round_id"),
+            client_id=f.str("client_id"),
+            weight=f.float("weight"),
+            layout_hash=f.bytes("layout_hash", size=_DIGEST),
+            chunk_count=f.int("chunk_count", 1, 2**31),
+            merkle_root=f.bytes("merkle_root", size=_DIGEST),
+        )
+        if not stmt.weight > 0:
+            raise MalformedMessage("statement.weight: must be positive")
+        return stmt
+
+    def as_list(self) -> list[object]:
+        return msgpack.unpackb(self.encode(), raw=False)  # type: ignore[no-any-return]
+
+
+_STATEMENT_FIELDS = (
+    "protocol_version",
+    "params_id",
+    "public_key_fingerprint",
+    "round_id",
+    "client_id",
+    "weight",
+    "layout_hash",
+    "chunk_count",
+    "merkle_root",
+)
+
+
+@dataclass(frozen=True)
+class SignedStatement:
+    """A statement and the client's ML-DSA-65 signature over its canonical encoding."""
+
+    statement: UpdateStatement
+    signature: bytes
+
+    def to_wire(self) -> list[object]:
+        return [self.statement.as_list(), self.signature]
+
+    @classmethod
+    def from_wire(cls, raw: object) -> SignedStatement:
+        if not isinstance(raw, list) or len(raw) != 2 or not isinstance(raw[1], bytes):
+            raise MalformedMessage("signed statement: expected [statement, signature]")
+        if len(raw[1]) != ML_DSA_65_SIGNATURE_BYTES:
+            raise MalformedMessage("signed statement: wrong signature length")
+        return cls(UpdateStatement.decode(raw[0]), raw[1])
+
+
+@dataclass(frozen=True, eq=False)
+class EncryptedUpdate:
+    """One client's encrypted, signed contribution to a round."""
+
+    signed: SignedStatement
+    chunks: tuple[bytes, ...]
+
+    @property
+    def statement(self) -> UpdateStatement:
+        return self.signed.statement
+
+    def to_bytes(self) -> bytes:
+        return pack("update", {"signed": self.signed.to_wire(), "chunks": list(self.chunks)})
+
+    @classmethod
+    def from_bytes(cls, data: bytes, bounds: MessageBounds) -> EncryptedUpdate:
+        f = unpack(
+            data,
+            "update",
+            max_bytes=bounds.update_bytes,
+            max_bin=bounds.chunk_bytes,
+            max_array=max(bounds.chunk_count, 16),
+        )
+        f.expect_keys("signed", "chunks")
+        chunks = f.list("chunks", max_len=bounds.chunk_count)
+        if not all(isinstance(c, bytes) for c in chunks):
+            raise MalformedMessage("update.chunks: every chunk must be bytes")
+        return cls(SignedStatement.from_wire(f.body["signed"]), tuple(chunks))
+
+
+@dataclass(frozen=True, eq=False)
+class EncryptedAggregate:
+    """The weighted sum of a round's accepted updates, still encrypted, with its manifest.
+
+    ``manifest`` lists every accepted client's signed statement; key holders verify each one and
+    recompute the sum before any partial decryption. The weighted mean is ``sum / total_weight``,
+    applied when decoding, so no ciphertext level is spent on it.
+    """
+
+    round_id: int
+    chunks: tuple[bytes, ...]
+    manifest: tuple[SignedStatement, ...]
+
+    @property
+    def total_weight(self) -> float:
+        return math.fsum(s.statement.weight for s in self.manifest)
+
+    def to_bytes(self) -> bytes:
+        return pack(
+            "aggregate",
+            {
+                "round_id": self.round_id,
+                "chunks": list(self.chunks),
+                "manifest": [s.to_wire() for s in self.manifest],
+            },
+        )
+
+    @classmethod
+    def from_bytes(cls, data: bytes, bounds: MessageBounds) -> EncryptedAggregate:
+        f = unpack(
+            data,
+            "aggregate",
+            max_bytes=bounds.update_bytes + bounds.max_clients * 8 * 1024,
+            max_bin=bounds.chunk_bytes,
+            max_array=max(bounds.chunk_count, bounds.max_clients, 16),
+        )
+        f.expect_keys("round_id", "chunks", "manifest")
+        chunks = f.list("chunks", max_len=bounds.chunk_count)
+        if not all(isinstance(c, bytes) for c in chunks):
+            raise MalformedMessage("aggregate.chunks: every chunk must be bytes")
+        manifest = tuple(
+            SignedStatement.from_wire(s) for s in f.list("manifest", max_len=bounds.max_clients)
+        )
+        return cls(f.int("round_id"), tuple(chunks), manifest)
+
+
+def aggregate_digest(aggregate: EncryptedAggregate) -> bytes:
+    """SHA3-256 binding a round id to the exact aggregate ciphertext bytes."""
+    h = hashlib.sha3_256(b"fhe_agg/aggregate|" + aggregate.round_id.to_bytes(8, "little"))
+    for c in aggregate.chunks:
+        h.update(len(c).to_bytes(8, "little"))
+        h.update(c)
+    return h.digest()

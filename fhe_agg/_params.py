@@ -1,0 +1,141 @@
+"""CKKS parameter presets, checked against the HomomorphicEncryption.org security tables.
+
+A preset fixes the ring (``N``) and the RNS primes. Sums and plaintext scaling need no key
+switching, so the data level can be a single prime. Two reals are packed per complex slot, so a
+ciphertext carries ``N`` reals and costs ``2 * 64 * L`` bits of coefficients for them (``L`` data
+primes), i.e. about 128 bits per real for one prime.
+
+The check uses the 128-bit *quantum* column of the 2018 HomomorphicEncryption.org standard
+(Albrecht et al., https://eprint.iacr.org/2019/939, Table 1, ternary secret, sigma = 3.2), as
+encoded in SEAL's ``hestdparms.h``: log2(QP) <= 101 / 202 / 411 bits for N = 4096 / 8192 / 16384.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from functools import cached_property
+
+from fhe_agg._errors import UnsupportedParameters
+
+__all__ = ["PRESETS", "QUANTUM_128_MAX_LOG_Q", "CkksPreset", "get_preset"]
+
+#: Maximum log2(QP) for 128-bit security against quantum attackers, by ring degree N.
+QUANTUM_128_MAX_LOG_Q: dict[int, int] = {
+    1024: 25,
+    2048: 51,
+    4096: 101,
+    8192: 202,
+    16384: 411,
+    32768: 827,
+}
+
+_MAX_PRIME_BITS = 60  # SEAL's Modulus holds at most 61 bits; 60 keeps sums below 2**63.
+
+
+@dataclass(frozen=True, kw_only=True)
+class CkksPreset:
+    """A named CKKS ring and prime chain.
+
+    ``data_prime_bits`` are the primes a ciphertext lives under; ``special_prime_bits`` is the
+    key-level prime SEAL drops after encryption (``None``: the key level is the data level).
+    The constructor refuses parameters above the quantum 128-bit limit for ``N``.
+    """
+
+    name: str
+    poly_modulus_degree: int
+    data_prime_bits: tuple[int, ...]
+    special_prime_bits: int | None = None
+    summary: str = field(default="", compare=False)
+
+    def __post_init__(self) -> None:
+        n = self.poly_modulus_degree
+        if n not in QUANTUM_128_MAX_LOG_Q:
+            raise UnsupportedParameters(
+                f"preset {self.name!r}: poly_modulus_degree {n} is not one of "
+                f"{sorted(QUANTUM_128_MAX_LOG_Q)}"
+            )
+        if not self.data_prime_bits:
+            raise UnsupportedParameters(f"preset {self.name!r}: needs at least one data prime")
+        bits = [*self.data_prime_bits]
+        if self.special_prime_bits is not None:
+            bits.append(self.special_prime_bits)
+        for b in bits:
+            if not 20 <= b <= _MAX_PRIME_BITS:
+                raise UnsupportedParameters(
+                    f"preset {self.name!r}: prime size {b} bits is outside 20..{_MAX_PRIME_BITS}"
+                )
+        limit = QUANTUM_128_MAX_LOG_Q[n]
+        if sum(bits) > limit:
+            raise UnsupportedParameters(
+                f"preset {self.name!r}: log2(QP) = {sum(bits)} bits exceeds the 128-bit quantum "
+                f"security limit of {limit} bits for N = {n} (HomomorphicEncryption.org standard)"
+            )
+
+    @property
+    def slots(self) -> int:
+        """Complex slots per ciphertext (N/2)."""
+        return self.poly_modulus_degree // 2
+
+    @property
+    def reals_per_ciphertext(self) -> int:
+        """Reals per ciphertext with two reals packed per complex slot (N)."""
+        return self.poly_modulus_degree
+
+    @property
+    def key_prime_bits(self) -> tuple[int, ...]:
+        """Bit sizes of every prime at the key level, in SEAL's order (special prime last)."""
+        if self.special_prime_bits is None:
+            return self.data_prime_bits
+        return (*self.data_prime_bits, self.special_prime_bits)
+
+    @property
+    def total_bits(self) -> int:
+        """log2(QP) as counted by the security check."""
+        return sum(self.key_prime_bits)
+
+    @property
+    def wire_bits_per_real(self) -> float:
+        """Raw coefficient bits per real of a fresh ciphertext (before serialization overhead)."""
+        return 2 * 64 * len(self.data_prime_bits) * self.poly_modulus_degree / self.reals_per_ciphertext
+
+    @cached_property
+    def fingerprint(self) -> bytes:
+        """SHA3-256 of the ring and prime sizes; identifies the preset on the wire."""
+        text = f"ckks|{self.poly_modulus_degree}|{self.key_prime_bits}|{len(self.data_prime_bits)}"
+        return hashlib.sha3_256(text.encode()).digest()
+
+
+PRESETS: dict[str, CkksPreset] = {
+    p.name: p
+    for p in (
+        CkksPreset(
+            name="compact",
+            poly_modulus_degree=8192,
+            data_prime_bits=(60,),
+            summary=(
+                "N=8192, one 60-bit prime (60 of 202 quantum-safe bits). ~128 bits per parameter on "
+                "the wire. Exact to ~1e-9 without flooding; with DP the mechanism's noise doubles as "
+                "flooding."
+            ),
+        ),
+        CkksPreset(
+            name="precise",
+            poly_modulus_degree=8192,
+            data_prime_bits=(50, 50),
+            special_prime_bits=30,
+            summary=(
+                "N=8192, two 50-bit data primes + 30-bit special prime (130 of 202 bits). Room for "
+                "40-bit statistical noise flooding at 1e-6 precision; ~230 bits per parameter."
+            ),
+        ),
+    )
+}
+
+
+def get_preset(name: str) -> CkksPreset:
+    """Return the preset called ``name`` or raise ``ValueError`` listing the known ones."""
+    try:
+        return PRESETS[name]
+    except KeyError:
+        raise ValueError(f"preset: unknown {name!r}; choose one of {sorted(PRESETS)}") from None

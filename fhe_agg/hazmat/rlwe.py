@@ -1,0 +1,66 @@
+"""RLWE key and decryption arithmetic on RNS/NTT arrays, matching SEAL's conventions.
+
+SEAL decrypts ``c0 + c1 * s`` and its public key is ``(-(a*s + e), a)`` at the key level, all in
+NTT form (``seal/util/rlwe.cpp``). Arrays are ``[prime, coefficient]``; the data level is the
+first ``L`` rows of the key level (SEAL drops the special prime last).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import NDArray
+
+from fhe_agg.hazmat.ntt import ntt_tables
+from fhe_agg.hazmat.rns import U64, add_mod, mul_shoup, neg_mod, shoup_quotient, signed_to_residues
+
+__all__ = ["FixedOperand", "add_polys", "mul_fixed", "public_key_share", "to_ntt"]
+
+
+def to_ntt(coeffs: NDArray[np.int64], n: int, primes: tuple[int, ...]) -> U64:
+    """Signed integer polynomial -> NTT form under each prime, shape ``(len(primes), n)``."""
+    residues = signed_to_residues(coeffs, primes)
+    return np.stack([ntt_tables(n, q).forward(residues[i]) for i, q in enumerate(primes)])
+
+
+@dataclass(frozen=True, eq=False, repr=False)
+class FixedOperand:
+    """A polynomial that multiplies many others (a key share), with its Shoup quotients."""
+
+    value: U64
+    quotient: U64
+
+    @classmethod
+    def of(cls, value: U64, primes: tuple[int, ...]) -> FixedOperand:
+        quot = np.stack([shoup_quotient(value[i], q) for i, q in enumerate(primes)])
+        return cls(value, quot)
+
+    def rows(self, count: int) -> FixedOperand:
+        """The first ``count`` primes (e.g. the data level of a key-level polynomial)."""
+        return FixedOperand(self.value[:count], self.quotient[:count])
+
+    def __repr__(self) -> str:
+        return "FixedOperand(<secret>)"
+
+
+def mul_fixed(x: U64, fixed: FixedOperand, primes: tuple[int, ...]) -> U64:
+    """Pointwise ``x * fixed mod q_i`` for ``x`` of shape ``(..., len(primes), n)``."""
+    out = np.empty_like(x)
+    for i, q in enumerate(primes):
+        out[..., i, :] = mul_shoup(x[..., i, :], fixed.value[i], fixed.quotient[i], q)
+    return out
+
+
+def add_polys(a: U64, b: U64, primes: tuple[int, ...]) -> U64:
+    """Pointwise ``a + b mod q_i`` for arrays of shape ``(..., len(primes), n)``."""
+    out = np.empty_like(a)
+    for i, q in enumerate(primes):
+        out[..., i, :] = add_mod(a[..., i, :], b[..., i, :], q)
+    return out
+
+
+def public_key_share(a: U64, secret: FixedOperand, error_ntt: U64, primes: tuple[int, ...]) -> U64:
+    """``-(a*s + e)`` at the key level: one party's share of the joint public key's first half."""
+    summed = add_polys(mul_fixed(a, secret, primes), error_ntt, primes)
+    return np.stack([neg_mod(summed[i], q) for i, q in enumerate(primes)])
