@@ -45,7 +45,9 @@ class _Spool:
 
     def __init__(self, directory: Path | None) -> None:
         self._owned = directory is None
-        self.root = Path(tempfile.mkdtemp(prefix="fhe_agg-spool-")) if directory is None else directory
+        self.root = (
+            Path(tempfile.mkdtemp(prefix="fhe_agg-spool-")) if directory is None else directory
+        )
         self.root.mkdir(parents=True, exist_ok=True)
         self._offsets: list[list[int]] = []
 
@@ -130,23 +132,35 @@ class Aggregator:
         if isinstance(update, bytes | bytearray | memoryview):
             update = EncryptedUpdate.from_bytes(bytes(update), self.bounds)
         if not isinstance(update, EncryptedUpdate):
-            raise TypeError(f"update: expected EncryptedUpdate or bytes, got {type(update).__name__}")
+            raise TypeError(
+                f"update: expected EncryptedUpdate or bytes, got {type(update).__name__}"
+            )
         stmt = update.statement
         check_statement(
-            update.signed, roster=self.roster, config=self.config, public_key=self.public_key,
-            round_id=self.round_id, layout=self.layout,
+            update.signed,
+            roster=self.roster,
+            config=self.config,
+            public_key=self.public_key,
+            round_id=self.round_id,
+            layout=self.layout,
         )
         if stmt.client_id in self._seen:
-            raise DuplicateUpdate(f"client {stmt.client_id!r} already contributed to round {self.round_id}")
+            raise DuplicateUpdate(
+                f"client {stmt.client_id!r} already contributed to round {self.round_id}"
+            )
         if len(self._accepted) >= self.config.max_clients:
-            raise Rejected(f"round {self.round_id} already holds max_clients={self.config.max_clients}")
+            raise Rejected(
+                f"round {self.round_id} already holds max_clients={self.config.max_clients}"
+            )
         if len(update.chunks) != stmt.chunk_count:
             raise ChunkCountMismatch(
                 f"client {stmt.client_id!r}: {len(update.chunks)} chunks sent, {stmt.chunk_count} signed"
             )
         leaves = [leaf_hash(i, c) for i, c in enumerate(update.chunks)]
         if merkle_root(leaves) != stmt.merkle_root:
-            raise InvalidSignature(f"client {stmt.client_id!r}: chunks do not match the signed Merkle root")
+            raise InvalidSignature(
+                f"client {stmt.client_id!r}: chunks do not match the signed Merkle root"
+            )
         parsed = self._parse_chunks(update.chunks, stmt.client_id)
         slot = self._spool.write(update.chunks)
         primes = self._backend.data_primes
@@ -161,11 +175,17 @@ class Aggregator:
         arrays = []
         for i, blob in enumerate(chunks):
             raw = parse_ciphertext(
-                blob, n=b.n, primes=b.data_primes, parms_id=b.data_parms_id,
-                max_bytes=self.bounds.chunk_bytes, what=f"client {client_id!r} chunk {i}",
+                blob,
+                n=b.n,
+                primes=b.data_primes,
+                parms_id=b.data_parms_id,
+                max_bytes=self.bounds.chunk_bytes,
+                what=f"client {client_id!r} chunk {i}",
             )
             if raw.scale != self.config.scale:
-                raise ParameterMismatch(f"client {client_id!r} chunk {i}: scale differs from the federation's")
+                raise ParameterMismatch(
+                    f"client {client_id!r} chunk {i}: scale differs from the federation's"
+                )
             arrays.append(raw.data)
         return np.stack(arrays)
 
@@ -184,7 +204,8 @@ class Aggregator:
         manifest = tuple(self._accepted)
         mean_scale = self.config.scale * sum(s.statement.weight for s in manifest)
         chunks = tuple(
-            build_ciphertext(RawCiphertext(self._backend.data_parms_id, mean_scale, c)) for c in self._sum
+            build_ciphertext(RawCiphertext(self._backend.data_parms_id, mean_scale, c))
+            for c in self._sum
         )
         return EncryptedAggregate(round_id=self.round_id, chunks=chunks, manifest=manifest)
 
@@ -201,7 +222,9 @@ class Aggregator:
                     chunk=self._spool.read(slot, index),
                     path=tuple(merkle_path(leaves, index)),
                 )
-                for signed, slot, leaves in zip(self._accepted, self._slots, self._leaves, strict=True)
+                for signed, slot, leaves in zip(
+                    self._accepted, self._slots, self._leaves, strict=True
+                )
             )
         return AggregateEvidence(round_id=self.round_id, chunks=out)
 

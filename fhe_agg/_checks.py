@@ -38,9 +38,13 @@ def check_statement(
         raise NotInRoster(f"client {stmt.client_id!r} is not in the roster")
     key.verify(signed.signature, stmt.encode(), context=UPDATE_CONTEXT)
     if stmt.round_id != round_id:
-        raise RoundMismatch(f"client {stmt.client_id!r}: update for round {stmt.round_id}, this is round {round_id}")
+        raise RoundMismatch(
+            f"client {stmt.client_id!r}: update for round {stmt.round_id}, this is round {round_id}"
+        )
     if stmt.protocol_version != PROTOCOL_VERSION:
-        raise ParameterMismatch(f"client {stmt.client_id!r}: protocol version {stmt.protocol_version}")
+        raise ParameterMismatch(
+            f"client {stmt.client_id!r}: protocol version {stmt.protocol_version}"
+        )
     if stmt.params_id != config.params_id:
         raise ParameterMismatch(f"client {stmt.client_id!r}: encrypted under other CKKS parameters")
     if stmt.public_key_fingerprint != public_key.fingerprint:
@@ -53,4 +57,6 @@ def check_statement(
             f"client {stmt.client_id!r}: {stmt.chunk_count} chunks signed, layout needs {expected_chunks}"
         )
     if not 0 < stmt.weight <= config.max_weight:
-        raise InvalidWeight(f"client {stmt.client_id!r}: weight {stmt.weight} outside (0, {config.max_weight}]")
+        raise InvalidWeight(
+            f"client {stmt.client_id!r}: weight {stmt.weight} outside (0, {config.max_weight}]"
+        )

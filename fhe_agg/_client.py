@@ -50,8 +50,14 @@ class Client:
         config: FederationConfig,
         public_key: PublicKey,
     ) -> None:
-        if not isinstance(client_id, str) or not 0 < len(client_id) <= 128 or not client_id.isprintable():
-            raise ValueError(f"client_id: expected a printable string of 1..128 characters, got {client_id!r}")
+        if (
+            not isinstance(client_id, str)
+            or not 0 < len(client_id) <= 128
+            or not client_id.isprintable()
+        ):
+            raise ValueError(
+                f"client_id: expected a printable string of 1..128 characters, got {client_id!r}"
+            )
         if not isinstance(signing_key, SigningKey):
             raise TypeError(f"signing_key: expected SigningKey, got {type(signing_key).__name__}")
         if public_key.preset != config.preset:

@@ -38,14 +38,24 @@ def combine(
         raise ThresholdNotMet(f"need one partial from each of holders {members}")
     digest = aggregate_digest(aggregate)
     for p in partials:
-        if p.aggregate_digest != digest or p.round_id != aggregate.round_id or p.decrypting_set != members:
-            raise AggregateMismatch(f"partial of holder {p.holder_index} belongs to another aggregate or set")
+        if (
+            p.aggregate_digest != digest
+            or p.round_id != aggregate.round_id
+            or p.decrypting_set != members
+        ):
+            raise AggregateMismatch(
+                f"partial of holder {p.holder_index} belongs to another aggregate or set"
+            )
         if p.data.shape[0] != len(aggregate.chunks):
-            raise AggregateMismatch(f"partial of holder {p.holder_index} has the wrong number of chunks")
+            raise AggregateMismatch(
+                f"partial of holder {p.holder_index} has the wrong number of chunks"
+            )
     b = backend_for(config.preset)
     out = np.empty(len(aggregate.chunks) * b.n, dtype=np.float64)
     for i, blob in enumerate(aggregate.chunks):
-        raw = parse_ciphertext(blob, n=b.n, primes=b.data_primes, parms_id=b.data_parms_id, what=f"aggregate chunk {i}")
+        raw = parse_ciphertext(
+            blob, n=b.n, primes=b.data_primes, parms_id=b.data_parms_id, what=f"aggregate chunk {i}"
+        )
         message = raw.data[0]
         for p in partials:
             message = add_polys(message, p.data[i], b.data_primes)

@@ -73,7 +73,12 @@ class FederationConfig:
     def params_id(self) -> bytes:
         """SHA3-256 identifying preset, scale and bounds; signed with each update."""
         packed = struct.pack(
-            "<IIIddI", PROTOCOL_VERSION, self.min_clients, self.max_clients,
-            float(self.max_weight), float(self.value_bound), self.scale_bits,
+            "<IIIddI",
+            PROTOCOL_VERSION,
+            self.min_clients,
+            self.max_clients,
+            float(self.max_weight),
+            float(self.value_bound),
+            self.scale_bits,
         )
         return hashlib.sha3_256(b"fhe_agg/params|" + self.preset.fingerprint + packed).digest()

@@ -42,7 +42,7 @@ from fhe_agg._seal import backend_for
 from fhe_agg._signing import VerifyKey
 from fhe_agg.hazmat.rlwe import add_polys, mul_fixed
 from fhe_agg.hazmat.rns import U64
-from fhe_agg.hazmat.seal_format import RawCiphertext, parse_ciphertext
+from fhe_agg.hazmat.seal_format import parse_ciphertext
 
 __all__ = ["KeyHolder", "PartialDecryption"]
 
@@ -82,7 +82,9 @@ class KeyHolder:
             raise TypeError(f"key_share: expected KeyShare, got {type(key_share).__name__}")
         key_share.check_for(public_key)
         if spot_check is not None and (not isinstance(spot_check, int) or spot_check < 1):
-            raise ValueError(f"spot_check: expected None (check all chunks) or a positive int, got {spot_check!r}")
+            raise ValueError(
+                f"spot_check: expected None (check all chunks) or a positive int, got {spot_check!r}"
+            )
         self.holder_id = holder_id
         self.config = config
         self.public_key = public_key
@@ -109,18 +111,26 @@ class KeyHolder:
             if self.spot_check is None or self.spot_check >= count:
                 picked = tuple(range(count))
             else:
-                order = np.frombuffer(self._rng.bytes(8 * count), dtype=np.uint64).argsort(kind="stable")
+                order = np.frombuffer(self._rng.bytes(8 * count), dtype=np.uint64).argsort(
+                    kind="stable"
+                )
                 picked = tuple(sorted(int(i) for i in order[: self.spot_check]))
             self._challenges[key] = picked
         return self._challenges[key]
 
-    def verify(self, aggregate: EncryptedAggregate, evidence: AggregateEvidence, *, layout: Layout) -> U64:
+    def verify(
+        self, aggregate: EncryptedAggregate, evidence: AggregateEvidence, *, layout: Layout
+    ) -> U64:
         """Check ``aggregate`` as described in the module docstring; return its parsed chunks."""
         round_id = aggregate.round_id
         if round_id in self._decrypted:
-            raise AlreadyDecrypted(f"round {round_id} was already decrypted by holder {self.holder_id!r}")
+            raise AlreadyDecrypted(
+                f"round {round_id} was already decrypted by holder {self.holder_id!r}"
+            )
         if self._decrypted and round_id < max(self._decrypted):
-            raise RoundMismatch(f"round {round_id} is older than round {max(self._decrypted)}, already decrypted")
+            raise RoundMismatch(
+                f"round {round_id} is older than round {max(self._decrypted)}, already decrypted"
+            )
         clients = [s.statement.client_id for s in aggregate.manifest]
         if len(set(clients)) != len(clients):
             raise DuplicateUpdate("manifest lists a client twice")
@@ -130,25 +140,41 @@ class KeyHolder:
             )
         for signed in aggregate.manifest:
             check_statement(
-                signed, roster=self.roster, config=self.config, public_key=self.public_key,
-                round_id=round_id, layout=layout,
+                signed,
+                roster=self.roster,
+                config=self.config,
+                public_key=self.public_key,
+                round_id=round_id,
+                layout=layout,
             )
         expected_chunks = layout.chunk_count(self.config.preset.reals_per_ciphertext)
         if len(aggregate.chunks) != expected_chunks:
-            raise ChunkCountMismatch(f"aggregate has {len(aggregate.chunks)} chunks, layout needs {expected_chunks}")
+            raise ChunkCountMismatch(
+                f"aggregate has {len(aggregate.chunks)} chunks, layout needs {expected_chunks}"
+            )
         b = self._backend
         mean_scale = self.config.scale * aggregate.total_weight
         parsed = []
         for i, blob in enumerate(aggregate.chunks):
-            raw = parse_ciphertext(blob, n=b.n, primes=b.data_primes, parms_id=b.data_parms_id, what=f"aggregate chunk {i}")
+            raw = parse_ciphertext(
+                blob,
+                n=b.n,
+                primes=b.data_primes,
+                parms_id=b.data_parms_id,
+                what=f"aggregate chunk {i}",
+            )
             if raw.scale != mean_scale:
-                raise AggregateMismatch(f"aggregate chunk {i}: scale does not match the manifest's total weight")
+                raise AggregateMismatch(
+                    f"aggregate chunk {i}: scale does not match the manifest's total weight"
+                )
             parsed.append(raw.data)
         sums = np.stack(parsed)
         self._check_evidence(aggregate, evidence, sums)
         return sums
 
-    def _check_evidence(self, aggregate: EncryptedAggregate, evidence: AggregateEvidence, sums: U64) -> None:
+    def _check_evidence(
+        self, aggregate: EncryptedAggregate, evidence: AggregateEvidence, sums: U64
+    ) -> None:
         b = self._backend
         wanted = self.challenge(aggregate)
         if evidence.round_id != aggregate.round_id or not set(wanted) <= set(evidence.chunks):
@@ -161,15 +187,24 @@ class KeyHolder:
             total: U64 | None = None
             for stmt, item in zip(statements, items, strict=True):
                 leaf = leaf_hash(index, item.chunk)
-                if not verify_path(leaf, index, stmt.chunk_count, list(item.path), stmt.merkle_root):
-                    raise InvalidSignature(f"chunk {index} of {stmt.client_id!r} is not the one the client signed")
+                if not verify_path(
+                    leaf, index, stmt.chunk_count, list(item.path), stmt.merkle_root
+                ):
+                    raise InvalidSignature(
+                        f"chunk {index} of {stmt.client_id!r} is not the one the client signed"
+                    )
                 raw = parse_ciphertext(
-                    item.chunk, n=b.n, primes=b.data_primes, parms_id=b.data_parms_id,
+                    item.chunk,
+                    n=b.n,
+                    primes=b.data_primes,
+                    parms_id=b.data_parms_id,
                     what=f"evidence chunk {index} of {stmt.client_id!r}",
                 )
                 total = raw.data if total is None else add_polys(total, raw.data, b.data_primes)
             if total is None or not np.array_equal(total, sums[index]):
-                raise AggregateMismatch(f"chunk {index} is not the sum of the manifest's signed updates")
+                raise AggregateMismatch(
+                    f"chunk {index} is not the sum of the manifest's signed updates"
+                )
 
     def partial_decrypt(
         self,
@@ -184,7 +219,9 @@ class KeyHolder:
         Refuses (typed errors) anything :meth:`verify` refuses, and any second request for the
         same round: one partial per round, ever.
         """
-        members = tuple(sorted(decrypting_set)) if decrypting_set is not None else (self.holder_index,)
+        members = (
+            tuple(sorted(decrypting_set)) if decrypting_set is not None else (self.holder_index,)
+        )
         if self.holder_index not in members or len(members) != self._share.threshold:
             raise ValueError(
                 f"decrypting_set: needs exactly {self._share.threshold} distinct holders including {self.holder_index}"

@@ -48,7 +48,10 @@ class PublicKey:
         """Validate a serialized public key for ``preset``; raises on anything else."""
         backend = backend_for(preset)
         raw = parse_ciphertext(
-            blob, n=backend.n, primes=backend.key_primes, parms_id=backend.key_parms_id,
+            blob,
+            n=backend.n,
+            primes=backend.key_primes,
+            parms_id=backend.key_parms_id,
             what="public key",
         )
         if raw.scale != 1.0:
@@ -62,7 +65,14 @@ class PublicKey:
 class KeyShare:
     """One key holder's share of the secret key (NTT form, key level). Never printed."""
 
-    __slots__ = ("_operand", "holder_index", "holders", "preset", "public_key_fingerprint", "threshold")
+    __slots__ = (
+        "_operand",
+        "holder_index",
+        "holders",
+        "preset",
+        "public_key_fingerprint",
+        "threshold",
+    )
 
     def __init__(
         self,
@@ -111,7 +121,11 @@ def generate_single_key(
     error = to_ntt(rounded_gaussian(n, KEY_ERROR_SIGMA, rng), n, primes)
     public_key = PublicKey.from_arrays(preset, public_key_share(a, secret, error, primes), a)
     share = KeyShare(
-        preset=preset, holder_index=1, threshold=1, holders=1,
-        public_key_fingerprint=public_key.fingerprint, operand=secret,
+        preset=preset,
+        holder_index=1,
+        threshold=1,
+        holders=1,
+        public_key_fingerprint=public_key.fingerprint,
+        operand=secret,
     )
     return public_key, share

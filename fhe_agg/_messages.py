@@ -73,7 +73,7 @@ class UpdateStatement:
 
     def encode(self) -> bytes:
         """Canonical bytes: a msgpack array in fixed field order (what the signature covers)."""
-        return msgpack.packb(
+        encoded: bytes = msgpack.packb(
             [
                 self.protocol_version,
                 self.params_id,
@@ -87,6 +87,7 @@ class UpdateStatement:
             ],
             use_bin_type=True,
         )
+        return encoded
 
     @classmethod
     def decode(cls, raw: object) -> UpdateStatement:
@@ -95,15 +96,15 @@ class UpdateStatement:
             raise MalformedMessage("statement: expected a 9-field array")
         f = Fields("statement", dict(zip(_STATEMENT_FIELDS, raw, strict=True)))
         stmt = cls(
-            protocol_version=f.int("protocol_version", 1, 255),
-            params_id=f.bytes("params_id", size=_DIGEST),
-            public_key_fingerprint=f.bytes("public_key_fingerprint", size=_DIGEST),
-            round_id=f.int("round_id"),
-            client_id=f.str("client_id"),
-            weight=f.float("weight"),
-            layout_hash=f.bytes("layout_hash", size=_DIGEST),
-            chunk_count=f.int("chunk_count", 1, 2**31),
-            merkle_root=f.bytes("merkle_root", size=_DIGEST),
+            protocol_version=f.integer("protocol_version", 1, 255),
+            params_id=f.blob("params_id", size=_DIGEST),
+            public_key_fingerprint=f.blob("public_key_fingerprint", size=_DIGEST),
+            round_id=f.integer("round_id"),
+            client_id=f.text("client_id"),
+            weight=f.number("weight"),
+            layout_hash=f.blob("layout_hash", size=_DIGEST),
+            chunk_count=f.integer("chunk_count", 1, 2**31),
+            merkle_root=f.blob("merkle_root", size=_DIGEST),
         )
         if not stmt.weight > 0:
             raise MalformedMessage("statement.weight: must be positive")
@@ -169,7 +170,7 @@ class EncryptedUpdate:
             max_array=max(bounds.chunk_count, 16),
         )
         f.expect_keys("signed", "chunks")
-        chunks = f.list("chunks", max_len=bounds.chunk_count)
+        chunks = f.items("chunks", max_len=bounds.chunk_count)
         if not all(isinstance(c, bytes) for c in chunks):
             raise MalformedMessage("update.chunks: every chunk must be bytes")
         return cls(SignedStatement.from_wire(f.body["signed"]), tuple(chunks))
@@ -212,13 +213,13 @@ class EncryptedAggregate:
             max_array=max(bounds.chunk_count, bounds.max_clients, 16),
         )
         f.expect_keys("round_id", "chunks", "manifest")
-        chunks = f.list("chunks", max_len=bounds.chunk_count)
+        chunks = f.items("chunks", max_len=bounds.chunk_count)
         if not all(isinstance(c, bytes) for c in chunks):
             raise MalformedMessage("aggregate.chunks: every chunk must be bytes")
         manifest = tuple(
-            SignedStatement.from_wire(s) for s in f.list("manifest", max_len=bounds.max_clients)
+            SignedStatement.from_wire(s) for s in f.items("manifest", max_len=bounds.max_clients)
         )
-        return cls(f.int("round_id"), tuple(chunks), manifest)
+        return cls(f.integer("round_id"), tuple(chunks), manifest)
 
 
 def aggregate_digest(aggregate: EncryptedAggregate) -> bytes:

@@ -95,10 +95,14 @@ def flatten(
     for non-float tensors.
     """
     if integer_policy not in ("keep-local", "reject"):
-        raise ValueError(f"integer_policy: expected 'keep-local' or 'reject', got {integer_policy!r}")
-    items = list(params.items()) if isinstance(params, Mapping) else [
-        (str(i), v) for i, v in enumerate(params)
-    ]
+        raise ValueError(
+            f"integer_policy: expected 'keep-local' or 'reject', got {integer_policy!r}"
+        )
+    items = (
+        list(params.items())
+        if isinstance(params, Mapping)
+        else [(str(i), v) for i, v in enumerate(params)]
+    )
     if len(items) > _MAX_ENTRIES:
         raise InvalidInput(f"params: {len(items)} tensors exceeds {_MAX_ENTRIES}")
     entries: list[LayoutEntry] = []
@@ -112,7 +116,9 @@ def flatten(
                 f"params[{name!r}]: dtype {array.dtype} is not floating point; pass "
                 "integer_policy='keep-local' to keep it out of the average"
             )
-        entries.append(LayoutEntry(str(name), tuple(array.shape), str(array.dtype), offset, is_float))
+        entries.append(
+            LayoutEntry(str(name), tuple(array.shape), str(array.dtype), offset, is_float)
+        )
         if is_float:
             flat = array.astype(np.float64).ravel()
             if not np.all(np.isfinite(flat)):
@@ -138,9 +144,11 @@ def unflatten(
         raise InvalidInput(f"vector: shape {vector.shape}, layout expects ({layout.length},)")
     local: Mapping[str, object] = {}
     if template is not None:
-        local = template if isinstance(template, Mapping) else {
-            str(i): v for i, v in enumerate(template)
-        }
+        local = (
+            template
+            if isinstance(template, Mapping)
+            else {str(i): v for i, v in enumerate(template)}
+        )
     out: dict[str, NDArray[np.generic]] = {}
     for e in layout.entries:
         if e.encrypted:
@@ -148,7 +156,9 @@ def unflatten(
         elif e.name in local:
             out[e.name] = _as_numpy(local[e.name], e.name).astype(e.dtype).reshape(e.shape).copy()
         else:
-            raise InvalidInput(f"{e.name}: tensor of dtype {e.dtype} was kept local; pass a template")
+            raise InvalidInput(
+                f"{e.name}: tensor of dtype {e.dtype} was kept local; pass a template"
+            )
     return out
 
 

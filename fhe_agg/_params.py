@@ -97,7 +97,13 @@ class CkksPreset:
     @property
     def wire_bits_per_real(self) -> float:
         """Raw coefficient bits per real of a fresh ciphertext (before serialization overhead)."""
-        return 2 * 64 * len(self.data_prime_bits) * self.poly_modulus_degree / self.reals_per_ciphertext
+        return (
+            2
+            * 64
+            * len(self.data_prime_bits)
+            * self.poly_modulus_degree
+            / self.reals_per_ciphertext
+        )
 
     @cached_property
     def fingerprint(self) -> bytes:

@@ -77,14 +77,20 @@ class SealBackend:
         parms.set_coeff_modulus(sealapi.CoeffModulus.Create(n, list(preset.key_prime_bits)))
         self.context = sealapi.SEALContext(parms, True, sealapi.SEC_LEVEL_TYPE.TC128)
         if not self.context.parameters_set():
-            raise ValueError(f"SEAL rejected preset {preset.name}: {self.context.parameters_error_message()}")
+            raise ValueError(
+                f"SEAL rejected preset {preset.name}: {self.context.parameters_error_message()}"
+            )
         key_data = self.context.key_context_data()
         data_level = self.context.first_context_data()
         self.n = n
-        self.key_primes: tuple[int, ...] = tuple(m.value() for m in key_data.parms().coeff_modulus())
-        self.data_primes: tuple[int, ...] = tuple(m.value() for m in data_level.parms().coeff_modulus())
-        self.key_parms_id: ParmsId = tuple(key_data.parms_id())  # type: ignore[assignment]
-        self.data_parms_id: ParmsId = tuple(data_level.parms_id())  # type: ignore[assignment]
+        self.key_primes: tuple[int, ...] = tuple(
+            m.value() for m in key_data.parms().coeff_modulus()
+        )
+        self.data_primes: tuple[int, ...] = tuple(
+            m.value() for m in data_level.parms().coeff_modulus()
+        )
+        self.key_parms_id: ParmsId = tuple(key_data.parms_id())
+        self.data_parms_id: ParmsId = tuple(data_level.parms_id())
         self.encoder = sealapi.CKKSEncoder(self.context)
 
     def encryptor(self, public_key_blob: bytes) -> Any:

@@ -33,7 +33,9 @@ class VerifyKey:
     def from_bytes(cls, raw: bytes) -> VerifyKey:
         """Load a raw 1952-byte public key; :class:`MalformedMessage` if it is not one."""
         if not isinstance(raw, bytes) or len(raw) != ML_DSA_65_PUBLIC_KEY_BYTES:
-            raise MalformedMessage(f"ML-DSA-65 public key must be {ML_DSA_65_PUBLIC_KEY_BYTES} bytes")
+            raise MalformedMessage(
+                f"ML-DSA-65 public key must be {ML_DSA_65_PUBLIC_KEY_BYTES} bytes"
+            )
         try:
             return cls(mldsa.MLDSA65PublicKey.from_public_bytes(raw))
         except ValueError as exc:

@@ -71,14 +71,34 @@ def run_simulation(spec: SimulationSpec, *, progress: Progress | None = None) ->
     public_key, share = generate_single_key(config.preset, rng=rng)
     signing = {f"client-{i:03d}": SigningKey.generate() for i in range(spec.clients)}
     roster = {cid: key.verify_key for cid, key in signing.items()}
-    clients = [Client(client_id=c, signing_key=k, config=config, public_key=public_key) for c, k in signing.items()]
+    clients = [
+        Client(client_id=c, signing_key=k, config=config, public_key=public_key)
+        for c, k in signing.items()
+    ]
     holder = KeyHolder(
-        holder_id="holder-1", config=config, public_key=public_key, key_share=share, roster=roster, rng=rng
+        holder_id="holder-1",
+        config=config,
+        public_key=public_key,
+        key_share=share,
+        roster=roster,
+        rng=rng,
     )
     layout = Layout.for_vector(spec.params)
     result: dict[str, Any] = {}
     for round_id in range(1, spec.rounds + 1):
-        result = _run_round(spec, config, clients, holder, roster, public_key, layout, weights, data_rng, round_id, tick)
+        result = _run_round(
+            spec,
+            config,
+            clients,
+            holder,
+            roster,
+            public_key,
+            layout,
+            weights,
+            data_rng,
+            round_id,
+            tick,
+        )
     result["peak_rss_mb"] = round(_peak_rss_mb(), 1)
     return result
 
@@ -99,7 +119,9 @@ def _run_round(
     encrypt_s = sign_s = aggregate_s = 0.0
     upload_bytes = 0
     expected = np.zeros(spec.params)
-    with Aggregator(config=config, roster=roster, public_key=public_key, round_id=round_id, layout=layout) as agg:
+    with Aggregator(
+        config=config, roster=roster, public_key=public_key, round_id=round_id, layout=layout
+    ) as agg:
         for client, weight in zip(clients, weights, strict=True):
             vector = data_rng.uniform(-1.0, 1.0, spec.params)
             expected += weight * vector

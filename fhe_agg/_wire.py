@@ -22,7 +22,10 @@ WIRE_VERSION = 1
 
 def pack(kind: str, body: Mapping[str, Any]) -> bytes:
     """Encode ``body`` in a versioned envelope."""
-    return msgpack.packb({"v": WIRE_VERSION, "kind": kind, "body": dict(body)}, use_bin_type=True)
+    packed: bytes = msgpack.packb(
+        {"v": WIRE_VERSION, "kind": kind, "body": dict(body)}, use_bin_type=True
+    )
+    return packed
 
 
 def unpack(
@@ -50,8 +53,16 @@ def unpack(
             max_map_len=64,
             max_ext_len=0,
         )
-    except (ValueError, TypeError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError) as exc:
-        raise MalformedMessage(f"{kind}: not a valid msgpack message ({type(exc).__name__})") from None
+    except (
+        ValueError,
+        TypeError,
+        msgpack.ExtraData,
+        msgpack.FormatError,
+        msgpack.StackError,
+    ) as exc:
+        raise MalformedMessage(
+            f"{kind}: not a valid msgpack message ({type(exc).__name__})"
+        ) from None
     if not isinstance(obj, dict) or set(obj) != {"v", "kind", "body"}:
         raise MalformedMessage(f"{kind}: not a fhe_agg envelope")
     if obj["v"] != WIRE_VERSION:
@@ -71,24 +82,26 @@ class Fields:
 
     def expect_keys(self, *keys: str) -> None:
         if set(self.body) != set(keys):
-            raise MalformedMessage(f"{self.kind}: fields {sorted(self.body)}, expected {sorted(keys)}")
+            raise MalformedMessage(
+                f"{self.kind}: fields {sorted(self.body)}, expected {sorted(keys)}"
+            )
 
     def _bad(self, key: str, why: str) -> MalformedMessage:
         return MalformedMessage(f"{self.kind}.{key}: {why}")
 
-    def int(self, key: str, lo: int = 0, hi: int = 2**63 - 1) -> int:
+    def integer(self, key: str, lo: int = 0, hi: int = 2**63 - 1) -> int:
         value = self.body.get(key)
         if not isinstance(value, int) or isinstance(value, bool) or not lo <= value <= hi:
             raise self._bad(key, f"expected an integer in {lo}..{hi}")
         return value
 
-    def float(self, key: str) -> float:
+    def number(self, key: str) -> float:
         value = self.body.get(key)
         if not isinstance(value, float) or not math.isfinite(value):
             raise self._bad(key, "expected a finite float")
         return value
 
-    def bytes(self, key: str, *, size: int | None = None, max_size: int | None = None) -> bytes:
+    def blob(self, key: str, *, size: int | None = None, max_size: int | None = None) -> bytes:
         value = self.body.get(key)
         if not isinstance(value, bytes):
             raise self._bad(key, "expected bytes")
@@ -98,13 +111,13 @@ class Fields:
             raise self._bad(key, f"{len(value)} bytes exceeds {max_size}")
         return value
 
-    def str(self, key: str, *, max_len: int = 128) -> str:
+    def text(self, key: str, *, max_len: int = 128) -> str:
         value = self.body.get(key)
         if not isinstance(value, str) or not 0 < len(value) <= max_len or not value.isprintable():
             raise self._bad(key, f"expected a printable string of 1..{max_len} characters")
         return value
 
-    def list(self, key: str, *, max_len: int) -> list[Any]:
+    def items(self, key: str, *, max_len: int) -> list[Any]:
         value = self.body.get(key)
         if not isinstance(value, list) or len(value) > max_len:
             raise self._bad(key, f"expected a list of at most {max_len} items")

@@ -36,12 +36,23 @@ def main() -> None:
 @click.option("--params", default=100_000, show_default=True, help="Model parameters per client.")
 @click.option("--rounds", default=1, show_default=True, help="Rounds to run.")
 @click.option("--preset", default="compact", show_default=True, help="CKKS parameter preset.")
-@click.option("--dp/--no-dp", default=False, show_default=True, help="Differentially private release.")
-@click.option("--seed", type=int, default=None, help="Seed for reproducible keys and data (testing only).")
+@click.option(
+    "--dp/--no-dp", default=False, show_default=True, help="Differentially private release."
+)
+@click.option(
+    "--seed", type=int, default=None, help="Seed for reproducible keys and data (testing only)."
+)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object, nothing else.")
 def simulate(
-    clients: int, holders: int, threshold: int, params: int, rounds: int, preset: str,
-    dp: bool, seed: int | None, as_json: bool,
+    clients: int,
+    holders: int,
+    threshold: int,
+    params: int,
+    rounds: int,
+    preset: str,
+    dp: bool,
+    seed: int | None,
+    as_json: bool,
 ) -> None:
     """Run whole rounds in one process with synthetic updates and report the costs."""
     from fhe_agg._simulate import SimulationSpec, run_simulation
@@ -49,8 +60,13 @@ def simulate(
     if dp:
         raise ValueError("--dp: differential privacy is not available in this build")
     spec = SimulationSpec(
-        clients=clients, holders=holders, threshold=threshold, params=params, rounds=rounds,
-        preset=preset, seed=seed,
+        clients=clients,
+        holders=holders,
+        threshold=threshold,
+        params=params,
+        rounds=rounds,
+        preset=preset,
+        seed=seed,
     )
     show_progress = not as_json and sys.stderr.isatty()
     if show_progress:
@@ -58,7 +74,9 @@ def simulate(
 
         with Progress(transient=True) as bar:
             task = bar.add_task("encrypting and aggregating", total=clients * rounds)
-            result = run_simulation(spec, progress=lambda phase, n: bar.advance(task, n if phase == "clients" else 0))
+            result = run_simulation(
+                spec, progress=lambda phase, n: bar.advance(task, n if phase == "clients" else 0)
+            )
     else:
         result = run_simulation(spec)
     if as_json:

@@ -35,6 +35,6 @@ def unflatten_state_dict(
     for entry in layout.entries:
         source = template.get(entry.name)
         dtype = source.dtype if isinstance(source, torch.Tensor) else None
-        tensor = torch.from_numpy(np.ascontiguousarray(arrays[entry.name]))
+        tensor = torch.from_numpy(arrays[entry.name].copy(order="C"))
         out[entry.name] = tensor.to(dtype) if dtype is not None else tensor
     return out

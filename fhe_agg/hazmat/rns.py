@@ -40,9 +40,9 @@ def mulhi(a: U64, b: U64) -> U64:
 
 def shoup_quotient(w: U64, q: int) -> U64:
     """Precompute ``floor(w * 2**64 / q)`` for each ``w < q`` (exact, via Python integers)."""
-    return np.fromiter(((int(x) << 64) // q for x in w.ravel()), dtype=np.uint64, count=w.size).reshape(
-        w.shape
-    )
+    return np.fromiter(
+        ((int(x) << 64) // q for x in w.ravel()), dtype=np.uint64, count=w.size
+    ).reshape(w.shape)
 
 
 def mul_shoup(x: U64, w: U64, w_quot: U64, q: int) -> U64:

@@ -35,7 +35,9 @@ def _uniform01(n: int, rng: RandomSource) -> NDArray[np.float64]:
     return (words.astype(np.float64) + 1.0) * 2.0**-53
 
 
-def rounded_gaussian(n: int, sigma: float, rng: RandomSource, *, tail: float = 6.0) -> NDArray[np.int64]:
+def rounded_gaussian(
+    n: int, sigma: float, rng: RandomSource, *, tail: float = 6.0
+) -> NDArray[np.int64]:
     """``n`` integers from a centred Gaussian of standard deviation ``sigma``, rounded, cut at
     ``tail * sigma`` (values beyond are redrawn)."""
     if not sigma > 0:

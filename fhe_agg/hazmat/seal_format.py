@@ -66,7 +66,10 @@ def _header(total: int, compressed: bool) -> bytes:
 
 def _dynarray(values: U64) -> bytes:
     body = _COUNT.pack(values.size) + values.astype("<u8", copy=False).tobytes()
-    return _HEADER.pack(_MAGIC, _HEADER.size, *_VERSION, _COMPR_NONE, 0, _HEADER.size + len(body)) + body
+    return (
+        _HEADER.pack(_MAGIC, _HEADER.size, *_VERSION, _COMPR_NONE, 0, _HEADER.size + len(body))
+        + body
+    )
 
 
 def _wrap(members: bytes, compress: bool) -> bytes:
@@ -97,9 +100,13 @@ def _unwrap(blob: bytes, expected_body: int, max_bytes: int, what: str) -> bytes
     if magic != _MAGIC or hsize != _HEADER.size or reserved != 0:
         raise MalformedMessage(f"{what}: not a SEAL serialization (bad magic or header)")
     if (major, minor) != _VERSION:
-        raise MalformedMessage(f"{what}: SEAL format {major}.{minor}, expected {_VERSION[0]}.{_VERSION[1]}")
+        raise MalformedMessage(
+            f"{what}: SEAL format {major}.{minor}, expected {_VERSION[0]}.{_VERSION[1]}"
+        )
     if total != len(blob):
-        raise MalformedMessage(f"{what}: header says {total} bytes but {len(blob)} arrived (truncated?)")
+        raise MalformedMessage(
+            f"{what}: header says {total} bytes but {len(blob)} arrived (truncated?)"
+        )
     body = blob[_HEADER.size :]
     if mode == _COMPR_ZSTD:
         try:
