@@ -1,0 +1,211 @@
+"""Distributed differential privacy folded into threshold partial decryptions.
+
+Each of the ``t`` key holders that decrypt an aggregate adds Gaussian coefficient noise to its
+partial decryption (threshold-ckks.md §3.7). Trust is split as in Truex et al., "A Hybrid Approach
+to Privacy-Preserving Federated Learning" (AISec'19, https://doi.org/10.1145/3338501.3357370):
+the noise of any ``h = honest_holders`` of them alone must give the Gaussian mechanism its full
+standard deviation ``z * sensitivity``, so each adds ``z * sensitivity / sqrt(h)`` (in slot units)
+and ``h = 1`` tolerates ``t - 1`` colluding holders. The same noise serves as LMSS flooding
+(:mod:`fhe_agg._flooding`); whichever requirement is larger sets it, and the accountant records the
+noise multiplier actually achieved.
+
+Privacy loss is composed with Rényi DP (Mironov, "Rényi Differential Privacy", CSF'17, Prop. 7 for
+the Gaussian mechanism: ``RDP(alpha) = alpha / (2 z**2)``), converted to ``(epsilon, delta)`` by
+``dp_accounting``'s RDP accountant (Canonne–Kamath–Steinke / Balle et al. conversion).
+
+Not covered here: the extra privacy of discrete or rounded Gaussians and of encoding rounding
+(DDGauss, https://arxiv.org/abs/2102.06387); noise is sampled only through
+:func:`fhe_agg.hazmat.sampling.rounded_gaussian` with a CSPRNG ``RandomSource``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+
+import dp_accounting
+from dp_accounting.rdp import RdpAccountant
+
+from fhe_agg._errors import PrivacyBudgetExceeded
+from fhe_agg._flooding import slot_noise_std
+
+__all__ = [
+    "DpPolicy",
+    "PrivacyAccountant",
+    "achieved_noise_multiplier",
+    "holder_coefficient_sigma",
+    "per_holder_slot_sigma",
+]
+
+
+def _positive_finite(value: object, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(f"{name}: expected a real number, got {type(value).__name__}")
+    number = float(value)
+    if not (math.isfinite(number) and number > 0):
+        raise ValueError(f"{name}: must be positive and finite, got {value}")
+    return number
+
+
+def _delta(value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(f"delta: expected a real number, got {type(value).__name__}")
+    if not 0.0 < float(value) < 1.0:
+        raise ValueError(f"delta: must lie in (0, 1), got {value}")
+    return float(value)
+
+
+@dataclass(frozen=True, kw_only=True)
+class DpPolicy:
+    """Client-level DP for the aggregate: clip norm, noise multiplier and trust assumption.
+
+    ``clip`` is the L2 bound each client enforces; ``noise_multiplier`` is ``z``, the Gaussian
+    standard deviation in units of the sensitivity; ``delta`` is the target of the
+    ``(epsilon, delta)`` report; ``honest_holders`` is how many members of the decrypting set are
+    assumed honest (1 tolerates all but one colluding). Raises ``TypeError``/``ValueError``
+    naming the field.
+    """
+
+    clip: float
+    noise_multiplier: float
+    delta: float = 1e-5
+    honest_holders: int = 1
+
+    def __post_init__(self) -> None:
+        _positive_finite(self.clip, "clip")
+        _positive_finite(self.noise_multiplier, "noise_multiplier")
+        _delta(self.delta)
+        h = self.honest_holders
+        if isinstance(h, bool) or not isinstance(h, int):
+            raise TypeError(f"honest_holders: expected int, got {type(h).__name__}")
+        if h < 1:
+            raise ValueError(f"honest_holders: must be at least 1, got {h}")
+
+
+def per_holder_slot_sigma(policy: DpPolicy, sensitivity: float) -> float:
+    """Slot-domain standard deviation each decrypting holder adds: ``z * sensitivity / sqrt(h)``.
+
+    Any ``h = policy.honest_holders`` holders together then contribute variance
+    ``(z * sensitivity)**2``, the Gaussian mechanism's (Truex et al. 2019 trust split;
+    threshold-ckks.md §3.7). ``sensitivity`` is the L2 sensitivity of the released sum in model
+    units (``clip`` for add/remove-one neighbours of an unweighted sum).
+    """
+    sens = _positive_finite(sensitivity, "sensitivity")
+    return policy.noise_multiplier * sens / math.sqrt(policy.honest_holders)
+
+
+def holder_coefficient_sigma(
+    policy: DpPolicy, sensitivity: float, *, n: int, scale: float, flooding_sigma: float
+) -> float:
+    """Coefficient-domain noise a holder adds: ``max(flooding_sigma, z*C*Delta/(sqrt(N/2)*sqrt(h)))``.
+
+    This is ``sigma_j`` of threshold-ckks.md §3.7: one Gaussian that is both LMSS flooding and the
+    holder's part of the DP noise. ``scale`` is the CKKS scale ``Delta``; ``n`` the ring degree.
+    """
+    scale = _positive_finite(scale, "scale")
+    flood = _positive_finite(flooding_sigma, "flooding_sigma")
+    unit = slot_noise_std(1.0, n, 1)  # sqrt(N/2): slot std per unit of coefficient std
+    return max(flood, per_holder_slot_sigma(policy, sensitivity) * scale / unit)
+
+
+def achieved_noise_multiplier(
+    coefficient_sigma: float, *, n: int, scale: float, honest_holders: int, sensitivity: float
+) -> float:
+    """The noise multiplier ``z`` actually obtained when each holder adds ``coefficient_sigma``.
+
+    Counts only the ``honest_holders`` holders' noise: slot std
+    ``coefficient_sigma * sqrt(h) * sqrt(N/2) / scale``, divided by ``sensitivity``. Record this
+    (not the requested ``z``) with :meth:`PrivacyAccountant.spend`; it is larger when flooding
+    dominates.
+    """
+    scale = _positive_finite(scale, "scale")
+    sens = _positive_finite(sensitivity, "sensitivity")
+    return slot_noise_std(coefficient_sigma, n, honest_holders) / scale / sens
+
+
+def _epsilon(releases: Mapping[float, int], delta: float) -> float:
+    if not releases:
+        return 0.0
+    accountant = RdpAccountant()
+    for z, count in releases.items():
+        accountant.compose(dp_accounting.GaussianDpEvent(z), count)
+    return float(accountant.get_epsilon(delta))
+
+
+class PrivacyAccountant:
+    """Composes one Gaussian release per round and reports ``(epsilon, delta)`` (RDP accounting).
+
+    ``spend(z)`` records a release of the Gaussian mechanism with noise multiplier ``z``
+    (``dp_accounting.GaussianDpEvent``, add/remove-one neighbours). With ``max_epsilon`` set, a
+    release that would push ``epsilon`` above it raises
+    :class:`~fhe_agg._errors.PrivacyBudgetExceeded` *before* anything is recorded, so the
+    accountant is left unchanged and the aggregate must not be released.
+    """
+
+    def __init__(self, *, delta: float, max_epsilon: float | None = None) -> None:
+        self._delta = _delta(delta)
+        self._max_epsilon = (
+            None if max_epsilon is None else _positive_finite(max_epsilon, "max_epsilon")
+        )
+        self._releases: dict[float, int] = {}
+        self._epsilon = 0.0
+
+    @classmethod
+    def for_policy(cls, policy: DpPolicy, *, max_epsilon: float | None = None) -> PrivacyAccountant:
+        """An accountant reporting at ``policy.delta``."""
+        return cls(delta=policy.delta, max_epsilon=max_epsilon)
+
+    @property
+    def delta(self) -> float:
+        return self._delta
+
+    @property
+    def max_epsilon(self) -> float | None:
+        return self._max_epsilon
+
+    @property
+    def releases(self) -> Mapping[float, int]:
+        """Recorded noise multipliers and how many releases used each (read-only view)."""
+        return MappingProxyType(self._releases)
+
+    @property
+    def rounds(self) -> int:
+        """Number of releases recorded."""
+        return sum(self._releases.values())
+
+    @property
+    def epsilon(self) -> float:
+        """``epsilon`` of all recorded releases at :attr:`delta` (0 before the first)."""
+        return self._epsilon
+
+    def epsilon_after(self, noise_multiplier: float) -> float:
+        """``epsilon`` if one more release with ``noise_multiplier`` were recorded (no change)."""
+        z = _positive_finite(noise_multiplier, "noise_multiplier")
+        candidate = dict(self._releases)
+        candidate[z] = candidate.get(z, 0) + 1
+        return _epsilon(candidate, self._delta)
+
+    def spend(self, noise_multiplier: float) -> float:
+        """Record one Gaussian release and return the new ``epsilon``.
+
+        Raises ``ValueError`` for a non-positive or non-finite multiplier and
+        ``PrivacyBudgetExceeded`` (state unchanged) if the result would exceed ``max_epsilon``.
+        """
+        z = _positive_finite(noise_multiplier, "noise_multiplier")
+        new_epsilon = self.epsilon_after(z)
+        if self._max_epsilon is not None and new_epsilon > self._max_epsilon:
+            raise PrivacyBudgetExceeded(
+                f"release would raise epsilon to {new_epsilon:.4g} > max_epsilon "
+                f"{self._max_epsilon:.4g} at delta {self._delta:g}"
+            )
+        self._releases[z] = self._releases.get(z, 0) + 1
+        self._epsilon = new_epsilon
+        return new_epsilon
+
+    def __repr__(self) -> str:
+        return (
+            f"PrivacyAccountant(rounds={self.rounds}, epsilon={self._epsilon:.4g}, "
+            f"delta={self._delta:g}, max_epsilon={self._max_epsilon})"
+        )
