@@ -90,13 +90,22 @@ def simulate(
 @main.command()
 def version() -> None:
     """Print library and crypto backend versions."""
+    from importlib.metadata import PackageNotFoundError
     from importlib.metadata import version as pkg_version
 
     import cryptography
     from cryptography.hazmat.backends.openssl import backend
 
     import fhe_agg
+    from fhe_agg._params import PRESETS
+    from fhe_agg._seal import backend_for
 
+    seal_backend = backend_for(PRESETS["compact"])
+    header = seal_backend.save(seal_backend.context.key_context_data().parms())
     click.echo(f"fhe-agg {fhe_agg.__version__}")
-    click.echo(f"tenseal {pkg_version('tenseal')} (SEAL 4.1)")
+    click.echo(f"tenseal {pkg_version('tenseal')} (SEAL {header[3]}.{header[4]})")
     click.echo(f"cryptography {cryptography.__version__} ({backend.openssl_version_text()})")
+    try:
+        click.echo(f"pqcrypto {pkg_version('pqcrypto')}")
+    except PackageNotFoundError:
+        click.echo("pqcrypto not installed")
