@@ -30,6 +30,7 @@ from dp_accounting.rdp import RdpAccountant
 
 from fhe_agg._errors import PrivacyBudgetExceeded
 from fhe_agg._flooding import slot_noise_std
+from fhe_agg._validate import positive_finite
 
 __all__ = [
     "DpPolicy",
@@ -38,15 +39,6 @@ __all__ = [
     "holder_coefficient_sigma",
     "per_holder_slot_sigma",
 ]
-
-
-def _positive_finite(value: object, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise TypeError(f"{name}: expected a real number, got {type(value).__name__}")
-    number = float(value)
-    if not (math.isfinite(number) and number > 0):
-        raise ValueError(f"{name}: must be positive and finite, got {value}")
-    return number
 
 
 def _delta(value: object) -> float:
@@ -74,8 +66,8 @@ class DpPolicy:
     honest_holders: int = 1
 
     def __post_init__(self) -> None:
-        _positive_finite(self.clip, "clip")
-        _positive_finite(self.noise_multiplier, "noise_multiplier")
+        positive_finite(self.clip, "clip")
+        positive_finite(self.noise_multiplier, "noise_multiplier")
         _delta(self.delta)
         h = self.honest_holders
         if isinstance(h, bool) or not isinstance(h, int):
@@ -92,7 +84,7 @@ def per_holder_slot_sigma(policy: DpPolicy, sensitivity: float) -> float:
     threshold-ckks.md §3.7). ``sensitivity`` is the L2 sensitivity of the released sum in model
     units (``clip`` for add/remove-one neighbours of an unweighted sum).
     """
-    sens = _positive_finite(sensitivity, "sensitivity")
+    sens = positive_finite(sensitivity, "sensitivity")
     return policy.noise_multiplier * sens / math.sqrt(policy.honest_holders)
 
 
@@ -104,8 +96,8 @@ def holder_coefficient_sigma(
     This is ``sigma_j`` of threshold-ckks.md §3.7: one Gaussian that is both LMSS flooding and the
     holder's part of the DP noise. ``scale`` is the CKKS scale ``Delta``; ``n`` the ring degree.
     """
-    scale = _positive_finite(scale, "scale")
-    flood = _positive_finite(flooding_sigma, "flooding_sigma")
+    scale = positive_finite(scale, "scale")
+    flood = positive_finite(flooding_sigma, "flooding_sigma")
     unit = slot_noise_std(1.0, n, 1)  # sqrt(N/2): slot std per unit of coefficient std
     return max(flood, per_holder_slot_sigma(policy, sensitivity) * scale / unit)
 
@@ -120,8 +112,8 @@ def achieved_noise_multiplier(
     (not the requested ``z``) with :meth:`PrivacyAccountant.spend`; it is larger when flooding
     dominates.
     """
-    scale = _positive_finite(scale, "scale")
-    sens = _positive_finite(sensitivity, "sensitivity")
+    scale = positive_finite(scale, "scale")
+    sens = positive_finite(sensitivity, "sensitivity")
     return slot_noise_std(coefficient_sigma, n, honest_holders) / scale / sens
 
 
@@ -147,7 +139,7 @@ class PrivacyAccountant:
     def __init__(self, *, delta: float, max_epsilon: float | None = None) -> None:
         self._delta = _delta(delta)
         self._max_epsilon = (
-            None if max_epsilon is None else _positive_finite(max_epsilon, "max_epsilon")
+            None if max_epsilon is None else positive_finite(max_epsilon, "max_epsilon")
         )
         self._releases: dict[float, int] = {}
         self._epsilon = 0.0
@@ -182,7 +174,7 @@ class PrivacyAccountant:
 
     def epsilon_after(self, noise_multiplier: float) -> float:
         """``epsilon`` if one more release with ``noise_multiplier`` were recorded (no change)."""
-        z = _positive_finite(noise_multiplier, "noise_multiplier")
+        z = positive_finite(noise_multiplier, "noise_multiplier")
         candidate = dict(self._releases)
         candidate[z] = candidate.get(z, 0) + 1
         return _epsilon(candidate, self._delta)
@@ -193,7 +185,7 @@ class PrivacyAccountant:
         Raises ``ValueError`` for a non-positive or non-finite multiplier and
         ``PrivacyBudgetExceeded`` (state unchanged) if the result would exceed ``max_epsilon``.
         """
-        z = _positive_finite(noise_multiplier, "noise_multiplier")
+        z = positive_finite(noise_multiplier, "noise_multiplier")
         new_epsilon = self.epsilon_after(z)
         if self._max_epsilon is not None and new_epsilon > self._max_epsilon:
             raise PrivacyBudgetExceeded(

@@ -21,6 +21,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from fhe_agg._validate import positive_finite, positive_int
+
 __all__ = [
     "KEY_ERROR_SIGMA",
     "TAIL_SIGMAS",
@@ -40,23 +42,6 @@ TAIL_SIGMAS = 6.0
 _TERNARY_VARIANCE = 2.0 / 3.0
 
 
-def _positive_int(value: object, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name}: expected int, got {type(value).__name__}")
-    if value < 1:
-        raise ValueError(f"{name}: must be at least 1, got {value}")
-    return value
-
-
-def _positive_float(value: object, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise TypeError(f"{name}: expected a real number, got {type(value).__name__}")
-    number = float(value)
-    if not (math.isfinite(number) and number > 0):
-        raise ValueError(f"{name}: must be positive and finite, got {value}")
-    return number
-
-
 @dataclass(frozen=True, kw_only=True)
 class FloodingPolicy:
     """Target of the flooding noise: ``statistical_bits`` of security over ``budget`` decryptions.
@@ -69,8 +54,8 @@ class FloodingPolicy:
     budget: int = 2**16
 
     def __post_init__(self) -> None:
-        _positive_int(self.statistical_bits, "statistical_bits")
-        _positive_int(self.budget, "budget")
+        positive_int(self.statistical_bits, "statistical_bits")
+        positive_int(self.budget, "budget")
 
 
 def ciphertext_noise_bound(n: int, holders: int, clients: int, *, special_prime: bool) -> float:
@@ -95,9 +80,9 @@ def ciphertext_noise_bound(n: int, holders: int, clients: int, *, special_prime:
     deviation; ``B_ct = 6 * sqrt(clients) * std`` (a 6-sigma tail, the same cut SEAL uses for its
     error sampler). The Gaussian shape is the central-limit approximation of the ring products.
     """
-    n = _positive_int(n, "n")
-    holders = _positive_int(holders, "holders")
-    clients = _positive_int(clients, "clients")
+    n = positive_int(n, "n")
+    holders = positive_int(holders, "holders")
+    clients = positive_int(clients, "clients")
     secret_variance = _TERNARY_VARIANCE * holders
     if special_prime:
         variance = (1.0 + n * secret_variance) / 12.0
@@ -113,16 +98,16 @@ def flooding_sigma(policy: FloodingPolicy, noise_bound: float) -> float:
     ``noise_bound`` is ``B_ct`` from :func:`ciphertext_noise_bound`; the result is in coefficient
     units and is what *each* member of the decrypting set adds (threshold-ckks.md §3.6).
     """
-    bound = _positive_float(noise_bound, "noise_bound")
+    bound = positive_finite(noise_bound, "noise_bound")
     return math.sqrt(12.0 * policy.budget) * math.pow(2.0, policy.statistical_bits / 2) * bound
 
 
 def flooding_security_bits(sigma: float, noise_bound: float, budget: int) -> float:
     """Statistical security bits ``s`` achieved by per-party flooding ``sigma`` (inverse of
     :func:`flooding_sigma`): ``s = 2 * log2(sigma / (sqrt(12 * budget) * B_ct))``, floored at 0."""
-    sigma = _positive_float(sigma, "sigma")
-    bound = _positive_float(noise_bound, "noise_bound")
-    budget = _positive_int(budget, "budget")
+    sigma = positive_finite(sigma, "sigma")
+    bound = positive_finite(noise_bound, "noise_bound")
+    budget = positive_int(budget, "budget")
     bits = 2.0 * math.log2(sigma / (math.sqrt(12.0 * budget) * bound))
     return max(0.0, bits)
 
@@ -137,7 +122,7 @@ def slot_noise_std(coefficient_sigma: float, n: int, parties: int) -> float:
     packed per slot each real has standard deviation ``sigma * sqrt(parties) * sqrt(N / 2)``
     (threshold-ckks.md §3.7). Divide by the CKKS scale to get model units.
     """
-    sigma = _positive_float(coefficient_sigma, "coefficient_sigma")
-    n = _positive_int(n, "n")
-    parties = _positive_int(parties, "parties")
+    sigma = positive_finite(coefficient_sigma, "coefficient_sigma")
+    n = positive_int(n, "n")
+    parties = positive_int(parties, "parties")
     return sigma * math.sqrt(parties) * math.sqrt(n / 2)
