@@ -140,12 +140,9 @@ def bench_mean_scaling(params: int, repeats: int) -> list[dict[str, Any]]:
     )
     chunks = client.encrypt_chunks(np.random.default_rng(1).uniform(-1, 1, params))
     backend = backend_for(config.preset)
-    from fhe_agg.hazmat.seal_format import RawCiphertext, build_ciphertext, parse_ciphertext
+    from fhe_agg.hazmat.seal_format import RawCiphertext, build_ciphertext
 
-    parsed = [
-        parse_ciphertext(c, n=backend.n, primes=backend.data_primes, parms_id=backend.data_parms_id)
-        for c in chunks
-    ]
+    parsed = [backend.parse(c, what="chunk") for c in chunks]
     ours = _median_seconds(
         lambda: [
             build_ciphertext(RawCiphertext(p.parms_id, p.scale * 37.0, p.data)) for p in parsed

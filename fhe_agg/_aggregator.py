@@ -29,13 +29,19 @@ from fhe_agg._errors import (
 from fhe_agg._evidence import AggregateEvidence, ChunkEvidence
 from fhe_agg._keys import PublicKey
 from fhe_agg._merkle import leaf_hash, merkle_path, merkle_root
-from fhe_agg._messages import EncryptedAggregate, EncryptedUpdate, MessageBounds, SignedStatement
+from fhe_agg._messages import (
+    EncryptedAggregate,
+    EncryptedUpdate,
+    MessageBounds,
+    SignedStatement,
+    total_weight,
+)
 from fhe_agg._packing import Layout
 from fhe_agg._seal import backend_for
 from fhe_agg._signing import VerifyKey
 from fhe_agg.hazmat.rlwe import add_polys
 from fhe_agg.hazmat.rns import U64
-from fhe_agg.hazmat.seal_format import RawCiphertext, build_ciphertext, parse_ciphertext
+from fhe_agg.hazmat.seal_format import RawCiphertext, build_ciphertext
 
 __all__ = ["Aggregator"]
 
@@ -171,16 +177,10 @@ class Aggregator:
         self._seen.add(stmt.client_id)
 
     def _parse_chunks(self, chunks: Iterable[bytes], client_id: str) -> U64:
-        b = self._backend
         arrays = []
         for i, blob in enumerate(chunks):
-            raw = parse_ciphertext(
-                blob,
-                n=b.n,
-                primes=b.data_primes,
-                parms_id=b.data_parms_id,
-                max_bytes=self.bounds.chunk_bytes,
-                what=f"client {client_id!r} chunk {i}",
+            raw = self._backend.parse(
+                blob, max_bytes=self.bounds.chunk_bytes, what=f"client {client_id!r} chunk {i}"
             )
             if raw.scale != self.config.scale:
                 raise ParameterMismatch(
@@ -202,7 +202,7 @@ class Aggregator:
             )
         self._finalized = True
         manifest = tuple(self._accepted)
-        mean_scale = self.config.scale * sum(s.statement.weight for s in manifest)
+        mean_scale = self.config.scale * total_weight(manifest)
         chunks = tuple(
             build_ciphertext(RawCiphertext(self._backend.data_parms_id, mean_scale, c))
             for c in self._sum

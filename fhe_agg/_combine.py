@@ -18,7 +18,6 @@ from fhe_agg._messages import EncryptedAggregate, aggregate_digest
 from fhe_agg._packing import Layout
 from fhe_agg._seal import backend_for
 from fhe_agg.hazmat.rlwe import add_polys
-from fhe_agg.hazmat.seal_format import parse_ciphertext
 
 __all__ = ["combine"]
 
@@ -53,9 +52,7 @@ def combine(
     b = backend_for(config.preset)
     out = np.empty(len(aggregate.chunks) * b.n, dtype=np.float64)
     for i, blob in enumerate(aggregate.chunks):
-        raw = parse_ciphertext(
-            blob, n=b.n, primes=b.data_primes, parms_id=b.data_parms_id, what=f"aggregate chunk {i}"
-        )
+        raw = b.parse(blob, what=f"aggregate chunk {i}")
         message = raw.data[0]
         for p in partials:
             message = add_polys(message, p.data[i], b.data_primes)

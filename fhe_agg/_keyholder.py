@@ -14,7 +14,6 @@ Before multiplying anything by its key share a holder verifies, for the round it
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -42,7 +41,6 @@ from fhe_agg._seal import backend_for
 from fhe_agg._signing import VerifyKey
 from fhe_agg.hazmat.rlwe import add_polys, mul_fixed
 from fhe_agg.hazmat.rns import U64
-from fhe_agg.hazmat.seal_format import parse_ciphertext
 
 __all__ = ["KeyHolder", "PartialDecryption"]
 
@@ -105,7 +103,10 @@ class KeyHolder:
 
         Drawn from the CSPRNG after the aggregate is fixed, so the aggregator cannot predict them.
         """
-        key = (aggregate.round_id, aggregate_digest(aggregate))
+        return self._challenge(aggregate, aggregate_digest(aggregate))
+
+    def _challenge(self, aggregate: EncryptedAggregate, digest: bytes) -> tuple[int, ...]:
+        key = (aggregate.round_id, digest)
         if key not in self._challenges:
             count = len(aggregate.chunks)
             if self.spot_check is None or self.spot_check >= count:
@@ -122,6 +123,16 @@ class KeyHolder:
         self, aggregate: EncryptedAggregate, evidence: AggregateEvidence, *, layout: Layout
     ) -> U64:
         """Check ``aggregate`` as described in the module docstring; return its parsed chunks."""
+        return self._verify(aggregate, evidence, layout=layout, digest=aggregate_digest(aggregate))
+
+    def _verify(
+        self,
+        aggregate: EncryptedAggregate,
+        evidence: AggregateEvidence,
+        *,
+        layout: Layout,
+        digest: bytes,
+    ) -> U64:
         round_id = aggregate.round_id
         if round_id in self._decrypted:
             raise AlreadyDecrypted(
@@ -156,27 +167,24 @@ class KeyHolder:
         mean_scale = self.config.scale * aggregate.total_weight
         parsed = []
         for i, blob in enumerate(aggregate.chunks):
-            raw = parse_ciphertext(
-                blob,
-                n=b.n,
-                primes=b.data_primes,
-                parms_id=b.data_parms_id,
-                what=f"aggregate chunk {i}",
-            )
+            raw = b.parse(blob, what=f"aggregate chunk {i}")
             if raw.scale != mean_scale:
                 raise AggregateMismatch(
                     f"aggregate chunk {i}: scale does not match the manifest's total weight"
                 )
             parsed.append(raw.data)
         sums = np.stack(parsed)
-        self._check_evidence(aggregate, evidence, sums)
+        self._check_evidence(aggregate, evidence, sums, self._challenge(aggregate, digest))
         return sums
 
     def _check_evidence(
-        self, aggregate: EncryptedAggregate, evidence: AggregateEvidence, sums: U64
+        self,
+        aggregate: EncryptedAggregate,
+        evidence: AggregateEvidence,
+        sums: U64,
+        wanted: tuple[int, ...],
     ) -> None:
         b = self._backend
-        wanted = self.challenge(aggregate)
         if evidence.round_id != aggregate.round_id or not set(wanted) <= set(evidence.chunks):
             raise AggregateMismatch("evidence does not cover the requested chunks of this round")
         statements = [s.statement for s in aggregate.manifest]
@@ -193,13 +201,7 @@ class KeyHolder:
                     raise InvalidSignature(
                         f"chunk {index} of {stmt.client_id!r} is not the one the client signed"
                     )
-                raw = parse_ciphertext(
-                    item.chunk,
-                    n=b.n,
-                    primes=b.data_primes,
-                    parms_id=b.data_parms_id,
-                    what=f"evidence chunk {index} of {stmt.client_id!r}",
-                )
+                raw = b.parse(item.chunk, what=f"evidence chunk {index} of {stmt.client_id!r}")
                 total = raw.data if total is None else add_polys(total, raw.data, b.data_primes)
             if total is None or not np.array_equal(total, sums[index]):
                 raise AggregateMismatch(
@@ -226,14 +228,15 @@ class KeyHolder:
             raise ValueError(
                 f"decrypting_set: needs exactly {self._share.threshold} distinct holders including {self.holder_index}"
             )
-        sums = self.verify(aggregate, evidence, layout=layout)
+        digest = aggregate_digest(aggregate)
+        sums = self._verify(aggregate, evidence, layout=layout, digest=digest)
         primes = self._backend.data_primes
         data = mul_fixed(sums[:, 1], self._share.data_level(), primes)
         self._decrypted.add(aggregate.round_id)
         return PartialDecryption(
             round_id=aggregate.round_id,
             holder_index=self.holder_index,
-            aggregate_digest=aggregate_digest(aggregate),
+            aggregate_digest=digest,
             decrypting_set=members,
             data=data,
         )
@@ -251,7 +254,3 @@ class KeyHolder:
 
     def __repr__(self) -> str:
         return f"KeyHolder(holder_id={self.holder_id!r}, share={self._share!r})"
-
-
-def _digest(data: bytes) -> bytes:
-    return hashlib.sha3_256(data).digest()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import msgpack
@@ -29,6 +30,7 @@ __all__ = [
     "SignedStatement",
     "UpdateStatement",
     "aggregate_digest",
+    "total_weight",
 ]
 
 UPDATE_CONTEXT = b"fhe-agg/v1/update"
@@ -71,22 +73,23 @@ class UpdateStatement:
     chunk_count: int
     merkle_root: bytes
 
+    def as_list(self) -> list[object]:
+        """The fields in canonical order, as they travel on the wire."""
+        return [
+            self.protocol_version,
+            self.params_id,
+            self.public_key_fingerprint,
+            self.round_id,
+            self.client_id,
+            float(self.weight),
+            self.layout_hash,
+            self.chunk_count,
+            self.merkle_root,
+        ]
+
     def encode(self) -> bytes:
         """Canonical bytes: a msgpack array in fixed field order (what the signature covers)."""
-        encoded: bytes = msgpack.packb(
-            [
-                self.protocol_version,
-                self.params_id,
-                self.public_key_fingerprint,
-                self.round_id,
-                self.client_id,
-                float(self.weight),
-                self.layout_hash,
-                self.chunk_count,
-                self.merkle_root,
-            ],
-            use_bin_type=True,
-        )
+        encoded: bytes = msgpack.packb(self.as_list(), use_bin_type=True)
         return encoded
 
     @classmethod
@@ -109,9 +112,6 @@ class UpdateStatement:
         if not stmt.weight > 0:
             raise MalformedMessage("statement.weight: must be positive")
         return stmt
-
-    def as_list(self) -> list[object]:
-        return msgpack.unpackb(self.encode(), raw=False)  # type: ignore[no-any-return]
 
 
 _STATEMENT_FIELDS = (
@@ -191,7 +191,7 @@ class EncryptedAggregate:
 
     @property
     def total_weight(self) -> float:
-        return math.fsum(s.statement.weight for s in self.manifest)
+        return total_weight(self.manifest)
 
     def to_bytes(self) -> bytes:
         return pack(
@@ -220,6 +220,11 @@ class EncryptedAggregate:
             SignedStatement.from_wire(s) for s in f.items("manifest", max_len=bounds.max_clients)
         )
         return cls(f.integer("round_id"), tuple(chunks), manifest)
+
+
+def total_weight(manifest: Iterable[SignedStatement]) -> float:
+    """Exactly rounded sum of the signed weights: aggregator and key holders must agree bit for bit."""
+    return math.fsum(s.statement.weight for s in manifest)
 
 
 def aggregate_digest(aggregate: EncryptedAggregate) -> bytes:

@@ -24,7 +24,7 @@ from numpy.typing import NDArray
 
 from fhe_agg._params import CkksPreset
 from fhe_agg.hazmat.rns import U64
-from fhe_agg.hazmat.seal_format import ParmsId, build_plaintext
+from fhe_agg.hazmat.seal_format import ParmsId, RawCiphertext, build_plaintext, parse_ciphertext
 
 __all__ = ["SealBackend", "backend_for"]
 
@@ -116,6 +116,17 @@ class SealBackend:
         out = np.empty(self.n, dtype=np.float64)
         out[0::2], out[1::2] = packed.real, packed.imag
         return out
+
+    def parse(self, blob: bytes, *, what: str, max_bytes: int | None = None) -> RawCiphertext:
+        """Strictly parse a data-level ciphertext of this preset (see ``parse_ciphertext``)."""
+        return parse_ciphertext(
+            blob,
+            n=self.n,
+            primes=self.data_primes,
+            parms_id=self.data_parms_id,
+            max_bytes=max_bytes,
+            what=what,
+        )
 
     def save(self, obj: Any) -> bytes:
         """Serialize a public SEAL object."""

@@ -187,3 +187,17 @@ def test_secrets_never_appear_in_reprs(holder, keypair, signing_keys) -> None:
         assert "<secret>" in text
         assert not any(word in text for word in secret_words if len(word) > 6)
         assert seed_hex not in text
+
+
+def test_weights_whose_naive_sum_rounds_differently_still_decrypt(
+    make_aggregator, clients, vectors, holder, layout
+) -> None:
+    weights = (0.1, 0.2, 0.3)
+    assert sum(weights) != 0.6  # 0.6000000000000001: aggregator and holder must use one sum
+    agg = make_aggregator()
+    for cid, w in zip(IDS, weights, strict=True):
+        agg.add(clients[cid].encrypt_update(vectors[cid], round_id=1, weight=w))
+    aggregate = agg.finalize()
+    mean = holder.decrypt(aggregate, agg.evidence(holder.challenge(aggregate)), layout=layout)
+    expected = np.average(np.stack([vectors[c] for c in IDS]), axis=0, weights=weights)
+    np.testing.assert_allclose(mean, expected, atol=1e-6)

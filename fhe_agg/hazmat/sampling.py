@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 
 import numpy as np
 from numpy.typing import NDArray
@@ -78,11 +79,11 @@ def expand_uniform(seed: bytes, label: bytes, n: int, q: int) -> U64:
     return _uniform_from_words(n, q, draw)
 
 
-def _uniform_from_words(n: int, q: int, draw: object) -> U64:
+def _uniform_from_words(n: int, q: int, draw: Callable[[int], bytes]) -> U64:
     mask = np.uint64((1 << q.bit_length()) - 1)
     out = np.empty(0, dtype=np.uint64)
     while out.size < n:
         want = 2 * (n - out.size) + 64
-        words = np.frombuffer(draw(want), dtype="<u8").astype(np.uint64) & mask  # type: ignore[operator]
+        words = np.frombuffer(draw(want), dtype="<u8").astype(np.uint64) & mask
         out = np.concatenate([out, words[words < np.uint64(q)]])
     return out[:n]
