@@ -1,21 +1,34 @@
 """fhe_agg: post-quantum secure aggregation for federated learning.
 
 Clients CKKS-encrypt their model updates under a joint public key and sign them with ML-DSA-65;
-an aggregator sums ciphertexts without decrypting; key holders decrypt only verified aggregates.
+an aggregator sums ciphertexts without decrypting; ``t`` of ``n`` key holders, whose key comes
+from a dealerless ceremony, decrypt only verified aggregates, adding noise flooding and their
+share of the differential-privacy noise.
 Raw CKKS / RNS / SEAL-format primitives live in :mod:`fhe_agg.hazmat`.
 """
 
 from __future__ import annotations
 
 from fhe_agg._aggregator import Aggregator
+from fhe_agg._ceremony import (
+    CeremonyMember,
+    CeremonyMessage,
+    CeremonySpec,
+    HolderIdentity,
+    run_ceremony,
+)
 from fhe_agg._client import Client, clip_l2
 from fhe_agg._combine import combine
 from fhe_agg._config import PROTOCOL_VERSION, FederationConfig
+from fhe_agg._decryption import DecryptionSession
+from fhe_agg._dp import DpPolicy, PrivacyAccountant
 from fhe_agg._errors import (
     AggregateMismatch,
     AlreadyDecrypted,
     BudgetExhausted,
+    CeremonyError,
     ChunkCountMismatch,
+    DecryptionAborted,
     DecryptionRefused,
     DuplicateUpdate,
     FheAggError,
@@ -34,6 +47,7 @@ from fhe_agg._errors import (
     UnsupportedParameters,
 )
 from fhe_agg._evidence import AggregateEvidence, ChunkEvidence
+from fhe_agg._flooding import FloodingPolicy
 from fhe_agg._keyholder import KeyHolder, PartialDecryption
 from fhe_agg._keys import KeyShare, PublicKey, generate_single_key
 from fhe_agg._messages import EncryptedAggregate, EncryptedUpdate, SignedStatement, UpdateStatement
@@ -52,16 +66,25 @@ __all__ = [
     "Aggregator",
     "AlreadyDecrypted",
     "BudgetExhausted",
+    "CeremonyError",
+    "CeremonyMember",
+    "CeremonyMessage",
+    "CeremonySpec",
     "ChunkCountMismatch",
     "ChunkEvidence",
     "CkksPreset",
     "Client",
+    "DecryptionAborted",
     "DecryptionRefused",
+    "DecryptionSession",
+    "DpPolicy",
     "DuplicateUpdate",
     "EncryptedAggregate",
     "EncryptedUpdate",
     "FederationConfig",
     "FheAggError",
+    "FloodingPolicy",
+    "HolderIdentity",
     "InvalidInput",
     "InvalidSignature",
     "InvalidWeight",
@@ -75,6 +98,7 @@ __all__ = [
     "NotInRoster",
     "ParameterMismatch",
     "PartialDecryption",
+    "PrivacyAccountant",
     "PrivacyBudgetExceeded",
     "PublicKey",
     "RandomSource",
@@ -94,5 +118,6 @@ __all__ = [
     "flatten",
     "generate_single_key",
     "get_preset",
+    "run_ceremony",
     "unflatten",
 ]

@@ -13,6 +13,7 @@ import shutil
 import tempfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -21,6 +22,7 @@ from fhe_agg._config import FederationConfig
 from fhe_agg._errors import (
     ChunkCountMismatch,
     DuplicateUpdate,
+    FheAggError,
     InvalidSignature,
     ParameterMismatch,
     Rejected,
@@ -41,7 +43,10 @@ from fhe_agg._seal import backend_for
 from fhe_agg._signing import VerifyKey
 from fhe_agg.hazmat.rlwe import add_polys
 from fhe_agg.hazmat.rns import U64
-from fhe_agg.hazmat.seal_format import RawCiphertext, build_ciphertext
+from fhe_agg.hazmat.seal_format import RawCiphertext
+
+if TYPE_CHECKING:
+    from fhe_agg.identity._auditlog import AuditLog
 
 __all__ = ["Aggregator"]
 
@@ -90,6 +95,10 @@ class Aggregator:
     ``roster`` maps client ids to their ML-DSA public keys. ``add`` raises a
     :class:`~fhe_agg.Rejected` subclass, :class:`~fhe_agg.MalformedMessage` or
     :class:`~fhe_agg.MessageTooLarge` for an update it refuses, and then nothing has changed.
+
+    With ``audit`` (an :class:`~fhe_agg.identity.AuditLog` opened with the aggregator's key and
+    actor name), every accepted update, every refusal (error class and message) and the
+    finalized aggregate are appended as signed events before the state changes.
     """
 
     def __init__(
@@ -101,6 +110,7 @@ class Aggregator:
         round_id: int,
         layout: Layout,
         spool_dir: str | os.PathLike[str] | None = None,
+        audit: AuditLog | None = None,
     ) -> None:
         if not isinstance(round_id, int) or isinstance(round_id, bool) or round_id < 0:
             raise ValueError(f"round_id: expected a non-negative integer, got {round_id!r}")
@@ -108,6 +118,14 @@ class Aggregator:
             raise ParameterMismatch("public_key: made for another preset than config.preset")
         if not all(isinstance(k, VerifyKey) for k in roster.values()):
             raise TypeError("roster: expected a mapping of client id -> VerifyKey")
+        if audit is not None:
+            from fhe_agg.identity._auditlog import AuditLog
+
+            if not isinstance(audit, AuditLog):
+                raise TypeError(f"audit: expected AuditLog, got {type(audit).__name__}")
+            if audit.actor is None:
+                raise ValueError("audit: open the AuditLog with key= and actor= to record events")
+        self._audit = audit
         self.config = config
         self.roster = dict(roster)
         self.public_key = public_key
@@ -131,16 +149,46 @@ class Aggregator:
         """A copy of the running sum ``[chunk, poly, prime, coeff]`` (for audits and tests)."""
         return None if self._sum is None else self._sum.copy()
 
+    def _record(self, event: str, **payload: Any) -> None:
+        if self._audit is not None:
+            self._audit.record(event, {"round": self.round_id, **payload})
+
     def add(self, update: EncryptedUpdate | bytes) -> None:
         """Verify ``update`` and add it to the running sum, or raise and change nothing."""
-        if self._finalized:
-            raise Rejected(f"round {self.round_id} is finalized; no more updates are accepted")
-        if isinstance(update, bytes | bytearray | memoryview):
-            update = EncryptedUpdate.from_bytes(bytes(update), self.bounds)
-        if not isinstance(update, EncryptedUpdate):
-            raise TypeError(
-                f"update: expected EncryptedUpdate or bytes, got {type(update).__name__}"
+        claimed: str | None = None
+        try:
+            if self._finalized:
+                raise Rejected(f"round {self.round_id} is finalized; no more updates are accepted")
+            if isinstance(update, bytes | bytearray | memoryview):
+                update = EncryptedUpdate.from_bytes(bytes(update), self.bounds)
+            if not isinstance(update, EncryptedUpdate):
+                raise TypeError(
+                    f"update: expected EncryptedUpdate or bytes, got {type(update).__name__}"
+                )
+            claimed = update.statement.client_id
+            leaves, parsed = self._check(update)
+        except FheAggError as exc:
+            self._record(
+                "update.rejected", claimed_client=claimed, error=type(exc).__name__, reason=str(exc)
             )
+            raise
+        stmt = update.statement
+        self._record(
+            "update.accepted",
+            client=stmt.client_id,
+            weight=stmt.weight,
+            merkle_root=stmt.merkle_root.hex(),
+        )
+        slot = self._spool.write(update.chunks)
+        primes = self._backend.data_primes
+        self._sum = parsed if self._sum is None else add_polys(self._sum, parsed, primes)
+        self._accepted.append(update.signed)
+        self._leaves.append(leaves)
+        self._slots.append(slot)
+        self._seen.add(stmt.client_id)
+
+    def _check(self, update: EncryptedUpdate) -> tuple[list[bytes], U64]:
+        """Every check of :meth:`add`; the Merkle leaves and parsed chunks of a valid update."""
         stmt = update.statement
         check_statement(
             update.signed,
@@ -167,14 +215,7 @@ class Aggregator:
             raise InvalidSignature(
                 f"client {stmt.client_id!r}: chunks do not match the signed Merkle root"
             )
-        parsed = self._parse_chunks(update.chunks, stmt.client_id)
-        slot = self._spool.write(update.chunks)
-        primes = self._backend.data_primes
-        self._sum = parsed if self._sum is None else add_polys(self._sum, parsed, primes)
-        self._accepted.append(update.signed)
-        self._leaves.append(leaves)
-        self._slots.append(slot)
-        self._seen.add(stmt.client_id)
+        return leaves, self._parse_chunks(update.chunks, stmt.client_id)
 
     def _parse_chunks(self, chunks: Iterable[bytes], client_id: str) -> U64:
         arrays = []
@@ -200,11 +241,12 @@ class Aggregator:
             raise ThresholdNotMet(
                 f"round {self.round_id}: {len(self._accepted)} updates, min_clients is {self.config.min_clients}"
             )
+        self._record("aggregate.finalized", clients=list(self.accepted_clients))
         self._finalized = True
         manifest = tuple(self._accepted)
         mean_scale = self.config.scale * total_weight(manifest)
         chunks = tuple(
-            build_ciphertext(RawCiphertext(self._backend.data_parms_id, mean_scale, c))
+            self._backend.pack(RawCiphertext(self._backend.data_parms_id, mean_scale, c))
             for c in self._sum
         )
         return EncryptedAggregate(round_id=self.round_id, chunks=chunks, manifest=manifest)

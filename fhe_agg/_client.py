@@ -76,7 +76,16 @@ class Client:
         clip: float | None = None,
         integer_policy: IntegerPolicy = "keep-local",
     ) -> tuple[NDArray[np.float64], Layout]:
-        """Flatten, clip (optional L2 bound) and range-check ``params`` without encrypting."""
+        """Flatten, clip and range-check ``params`` without encrypting.
+
+        ``clip`` is an L2 bound; with DP it defaults to (and may not exceed) ``config.dp.clip``.
+        """
+        dp = self.config.dp
+        if dp is not None:
+            if clip is None:
+                clip = dp.clip
+            elif clip > dp.clip:
+                raise ValueError(f"clip: {clip} exceeds the federation's DP clip norm {dp.clip}")
         if isinstance(params, np.ndarray) and params.ndim == 1 and params.dtype.kind == "f":
             vector = params.astype(np.float64)
             if not np.all(np.isfinite(vector)):

@@ -8,61 +8,127 @@ import struct
 from dataclasses import dataclass, field
 from functools import cached_property
 
+from fhe_agg._dp import DpPolicy, achieved_noise_multiplier, per_holder_slot_sigma
 from fhe_agg._errors import UnsupportedParameters
+from fhe_agg._flooding import (
+    FloodingPolicy,
+    ciphertext_noise_bound,
+    flooding_security_bits,
+    flooding_sigma,
+    slot_noise_std,
+)
 from fhe_agg._params import PRESETS, CkksPreset
 from fhe_agg._seal import backend_for
 
 __all__ = ["PROTOCOL_VERSION", "FederationConfig"]
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2
 _MIN_SCALE_BITS = 20
-_HEADROOM_BITS = 3  # room for encryption, flooding and DP noise on top of the largest sum
+_HEADROOM_BITS = 3  # room for encryption noise on top of the largest sum
+_NOISE_TAILS = 8.0  # released noise is kept below Q / 8 up to this many standard deviations
+
+
+def _positive_int(value: object, name: str) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ValueError(f"{name}: must be a positive integer, got {value!r}")
+    return value
 
 
 @dataclass(frozen=True, kw_only=True)
 class FederationConfig:
-    """Public parameters of a federation: CKKS preset and the bounds that size the encoding.
+    """Public parameters of a federation: preset, bounds, key holders, flooding and DP.
+
+    * ``holders``/``threshold``: ``threshold`` of the ``holders`` key holders decrypt together.
+    * ``flooding``: the LMSS noise-flooding target (statistical bits, decryption budget ``tau``)
+      every partial decryption meets. ``None`` is allowed only for a single key holder, which
+      then releases exact decryptions (see the README's threat model).
+    * ``dp``: client-level differential privacy; each decrypting holder adds its part of the
+      Gaussian noise, and the larger of that and the flooding noise is what it adds.
 
     The CKKS scale is derived, not chosen: the largest power of two such that ``max_clients``
     updates, each weighted by at most ``max_weight`` and with every coordinate within
-    ``value_bound``, still sum below ``q / 2**3``. A larger scale means more precision; the
-    constructor raises :class:`UnsupportedParameters` if fewer than 20 bits remain.
+    ``value_bound``, plus the DP noise, still sum below ``q / 2**3``. The constructor raises
+    :class:`UnsupportedParameters` if fewer than 20 bits of scale remain or the flooding noise
+    does not fit the modulus.
     """
 
-    preset: CkksPreset = field(default_factory=lambda: PRESETS["compact"])
+    preset: CkksPreset = field(default_factory=lambda: PRESETS["precise"])
     min_clients: int = 3
     max_clients: int = 64
     max_weight: float = 10_000.0
     value_bound: float = 16.0
+    holders: int = 1
+    threshold: int = 1
+    flooding: FloodingPolicy | None = field(default_factory=FloodingPolicy)
+    dp: DpPolicy | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.preset, CkksPreset):
             raise TypeError(f"preset: expected CkksPreset, got {type(self.preset).__name__}")
-        for name in ("min_clients", "max_clients"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"{name}: must be a positive integer, got {value!r}")
+        for name in ("min_clients", "max_clients", "holders", "threshold"):
+            _positive_int(getattr(self, name), name)
         if self.min_clients > self.max_clients:
             raise ValueError(
                 f"min_clients: {self.min_clients} exceeds max_clients {self.max_clients}"
             )
+        if self.threshold > self.holders:
+            raise ValueError(f"threshold: {self.threshold} exceeds holders {self.holders}")
+        if self.holders >= min(backend_for(self.preset).data_primes):
+            raise ValueError("holders: must be below the smallest prime")
         for name in ("max_weight", "value_bound"):
             value = getattr(self, name)
             if not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
                 raise ValueError(f"{name}: must be a positive finite number, got {value!r}")
+        if self.flooding is not None and not isinstance(self.flooding, FloodingPolicy):
+            raise TypeError("flooding: expected FloodingPolicy or None")
+        if self.dp is not None and not isinstance(self.dp, DpPolicy):
+            raise TypeError("dp: expected DpPolicy or None")
+        if self.flooding is None and self.dp is None and self.holders > 1:
+            raise UnsupportedParameters(
+                "flooding: a threshold key needs noise flooding (or DP noise); an unflooded "
+                "partial decryption reveals the holder's key share"
+            )
+        if self.dp is not None and self.dp.honest_holders > self.threshold:
+            raise ValueError(
+                f"dp.honest_holders: {self.dp.honest_holders} exceeds threshold {self.threshold}"
+            )
         if self.scale_bits < _MIN_SCALE_BITS:
             raise UnsupportedParameters(
                 f"preset {self.preset.name}: only {self.scale_bits} bits of scale remain for "
                 f"max_clients={self.max_clients}, max_weight={self.max_weight}, "
                 f"value_bound={self.value_bound}; lower them or use a preset with a larger modulus"
             )
+        noise_top = _NOISE_TAILS * slot_noise_std(self._flooding_sigma or 1.0, self._n, 1)
+        noise_top *= math.sqrt(self.threshold)
+        if math.log2(noise_top) > self._log_q - _HEADROOM_BITS:
+            raise UnsupportedParameters(
+                f"preset {self.preset.name}: the flooding noise (2^{math.log2(noise_top):.1f}) "
+                f"does not fit its {self._log_q:.0f}-bit modulus; use a larger preset or a "
+                "smaller decryption budget"
+            )
+
+    @property
+    def _n(self) -> int:
+        return self.preset.poly_modulus_degree
+
+    @cached_property
+    def _log_q(self) -> float:
+        return math.log2(math.prod(backend_for(self.preset).data_primes))
+
+    @property
+    def dp_sensitivity(self) -> float:
+        """L2 sensitivity of the weighted sum to one client: ``max_weight * clip`` (0 without DP)."""
+        return 0.0 if self.dp is None else float(self.max_weight) * self.dp.clip
 
     @cached_property
     def scale_bits(self) -> int:
         """log2 of the CKKS scale."""
-        q = math.prod(backend_for(self.preset).data_primes)
-        largest_sum = self.max_clients * self.max_weight * self.value_bound * math.sqrt(2)
-        return math.floor(math.log2(q) - _HEADROOM_BITS - math.log2(largest_sum))
+        largest = self.max_clients * self.max_weight * self.value_bound * math.sqrt(2)
+        if self.dp is not None and not self.dp.central:  # central noise is added after decoding
+            released = self.dp.noise_multiplier * self.dp_sensitivity
+            spread = math.sqrt(self.threshold / self.dp.honest_holders)
+            largest += _NOISE_TAILS * released * spread
+        return math.floor(self._log_q - _HEADROOM_BITS - math.log2(largest))
 
     @property
     def scale(self) -> float:
@@ -70,15 +136,104 @@ class FederationConfig:
         return float(2**self.scale_bits)
 
     @cached_property
+    def ciphertext_noise_bound(self) -> float:
+        """Worst-case coefficient noise ``B_ct`` of an aggregate of ``max_clients`` updates."""
+        return ciphertext_noise_bound(
+            self._n,
+            self.holders,
+            self.max_clients,
+            special_prime=self.preset.special_prime_bits is not None,
+        )
+
+    @cached_property
+    def _flooding_sigma(self) -> float:
+        if self.flooding is None:
+            return 0.0
+        return flooding_sigma(self.flooding, self.ciphertext_noise_bound)
+
+    @cached_property
+    def holder_noise_sigma(self) -> float:
+        """Coefficient-domain standard deviation each decrypting holder adds (0: none).
+
+        ``max(flooding sigma, DP share)``: one Gaussian serves as LMSS flooding and as the
+        holder's part of the DP noise (threshold-ckks.md §3.7).
+        """
+        sigma = self._flooding_sigma
+        if self.dp is not None and not self.dp.central:
+            unit = slot_noise_std(1.0, self._n, 1)  # sqrt(N/2)
+            dp_sigma = per_holder_slot_sigma(self.dp, self.dp_sensitivity) * self.scale / unit
+            sigma = max(sigma, dp_sigma)
+        return sigma
+
+    @property
+    def decryption_budget(self) -> int | None:
+        """Ciphertexts each holder may partially decrypt under one key (``tau``; None: no limit)."""
+        return None if self.flooding is None else self.flooding.budget
+
+    @cached_property
+    def flooding_security_bits(self) -> float:
+        """Statistical security ``s`` the holders' noise gives over the whole budget (0: none)."""
+        if self.holder_noise_sigma == 0.0:
+            return 0.0
+        budget = self.decryption_budget or FloodingPolicy().budget
+        return flooding_security_bits(self.holder_noise_sigma, self.ciphertext_noise_bound, budget)
+
+    @cached_property
+    def released_noise_std(self) -> float:
+        """Standard deviation of the noise on each released real of the weighted *sum*.
+
+        Model units; divide by the round's total weight for the mean. Counts the added noise of
+        all ``threshold`` decrypting holders, not the much smaller encryption noise.
+        """
+        holders = 0.0
+        if self.holder_noise_sigma > 0.0:
+            holders = slot_noise_std(self.holder_noise_sigma, self._n, self.threshold) / self.scale
+        return math.hypot(holders, self.central_noise_std)
+
+    @property
+    def central_noise_std(self) -> float:
+        """Noise the combiner adds to each real of the weighted sum in central DP mode (else 0)."""
+        if self.dp is None or not self.dp.central:
+            return 0.0
+        return self.dp.noise_multiplier * self.dp_sensitivity
+
+    @cached_property
+    def noise_multiplier(self) -> float | None:
+        """DP noise multiplier achieved by the ``honest_holders``' noise alone (None without DP)."""
+        if self.dp is None:
+            return None
+        if self.dp.central:
+            return self.dp.noise_multiplier
+        return achieved_noise_multiplier(
+            self.holder_noise_sigma,
+            n=self._n,
+            scale=self.scale,
+            honest_holders=self.dp.honest_holders,
+            sensitivity=self.dp_sensitivity,
+        )
+
+    @cached_property
     def params_id(self) -> bytes:
-        """SHA3-256 identifying preset, scale and bounds; signed with each update."""
+        """SHA3-256 identifying preset, scale, bounds, holders, flooding and DP; signed with
+        each update."""
+        flood, dp = self.flooding, self.dp
         packed = struct.pack(
-            "<IIIddI",
+            "<IIIddIIIIIBdddIB",
             PROTOCOL_VERSION,
             self.min_clients,
             self.max_clients,
             float(self.max_weight),
             float(self.value_bound),
             self.scale_bits,
+            self.holders,
+            self.threshold,
+            flood.statistical_bits if flood else 0,
+            flood.budget if flood else 0,
+            dp is not None,
+            dp.clip if dp else 0.0,
+            dp.noise_multiplier if dp else 0.0,
+            dp.delta if dp else 0.0,
+            dp.honest_holders if dp else 0,
+            dp.central if dp else False,
         )
         return hashlib.sha3_256(b"fhe_agg/params|" + self.preset.fingerprint + packed).digest()

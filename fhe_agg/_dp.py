@@ -56,14 +56,17 @@ class DpPolicy:
     ``clip`` is the L2 bound each client enforces; ``noise_multiplier`` is ``z``, the Gaussian
     standard deviation in units of the sensitivity; ``delta`` is the target of the
     ``(epsilon, delta)`` report; ``honest_holders`` is how many members of the decrypting set are
-    assumed honest (1 tolerates all but one colluding). Raises ``TypeError``/``ValueError``
-    naming the field.
+    assumed honest (1 tolerates all but one colluding). ``mode`` is ``"distributed"`` (the key
+    holders add the noise inside their partial decryptions, so nobody sees the un-noised
+    average) or ``"central"`` (whoever combines the partials adds it after decryption and must be
+    trusted with the exact average). Raises ``TypeError``/``ValueError`` naming the field.
     """
 
     clip: float
     noise_multiplier: float
     delta: float = 1e-5
     honest_holders: int = 1
+    mode: str = "distributed"
 
     def __post_init__(self) -> None:
         positive_finite(self.clip, "clip")
@@ -74,6 +77,13 @@ class DpPolicy:
             raise TypeError(f"honest_holders: expected int, got {type(h).__name__}")
         if h < 1:
             raise ValueError(f"honest_holders: must be at least 1, got {h}")
+        if self.mode not in ("distributed", "central"):
+            raise ValueError(f"mode: expected 'distributed' or 'central', got {self.mode!r}")
+
+    @property
+    def central(self) -> bool:
+        """True when the combiner, not the key holders, adds the DP noise."""
+        return self.mode == "central"
 
 
 def per_holder_slot_sigma(policy: DpPolicy, sensitivity: float) -> float:

@@ -6,23 +6,34 @@ Every failure a caller can act on is a subclass of :class:`FheAggError`::
     ├── UnsupportedParameters    parameters fail the security check or cannot hold the data
     ├── InvalidInput             local data cannot be encrypted (NaN/Inf, beyond the safe range)
     ├── MalformedMessage         bytes are not a valid message (truncated, random, wrong types)
-    │   └── MessageTooLarge      bytes exceed the bound derived from the parameters and layout
+    │   ├── MessageTooLarge      bytes exceed the bound derived from the parameters and layout
+    │   ├── CorruptKeyFile       a key or identity file is truncated, edited or inconsistent
+    │   └── WrongSuite           a key, signature or blob of another crypto suite (identity)
     ├── Rejected                 a well-formed message that the protocol refuses
     │   ├── InvalidSignature     a signature does not verify under the sender's roster key
     │   ├── NotInRoster          the sender is not a member of the roster
+    │   │   └── RevokedKey       the sender's key is revoked from this round on
+    │   ├── InvalidRoster        a roster fails verification (wrong admin, edited, bad signature)
+    │   ├── SealingError         a sealed secret does not open (identity)
+    │   ├── AuditLogError        an audit-log line is edited, dropped, reordered or forged (identity)
     │   ├── RoundMismatch        the message belongs to another round
     │   ├── DuplicateUpdate      the client already contributed to this round
     │   ├── ParameterMismatch    other CKKS parameters, scale or public key
     │   ├── LayoutMismatch       the model layout differs from the round's
     │   ├── ChunkCountMismatch   the number of ciphertext chunks differs from the layout's
     │   ├── InvalidWeight        a signed weight outside (0, max_weight]
-    │   └── AggregateMismatch    an aggregate is not the sum of the signed updates it claims
+    │   ├── AggregateMismatch    an aggregate is not the sum of the signed updates it claims
+    │   └── CeremonyError        a key-ceremony message breaks the protocol (commitment, phase)
     ├── ThresholdNotMet          fewer clients or key holders than the policy requires
+    │   └── DecryptionAborted    a holder of the decrypting set dropped: re-run the round
     ├── DecryptionRefused        a key holder will not produce a partial decryption
     │   ├── AlreadyDecrypted     this round (or ciphertext) was already decrypted
     │   └── BudgetExhausted      the key epoch's decryption budget is spent
-    └── PrivacyBudgetExceeded    the release would exceed the configured (epsilon, delta)
+    ├── PrivacyBudgetExceeded    the release would exceed the configured (epsilon, delta)
+    ├── InsecureKeyFile          a private key file or its directory is open to other users
+    └── WrongPassphrase          a key file's passphrase is missing, wrong or not expected
 
+Errors marked (identity) are defined in :mod:`fhe_agg.identity` beside the code that raises them.
 Wrong argument types or values at the API raise ``TypeError``/``ValueError`` naming the argument.
 Messages never contain key material.
 """
@@ -33,11 +44,16 @@ __all__ = [
     "AggregateMismatch",
     "AlreadyDecrypted",
     "BudgetExhausted",
+    "CeremonyError",
     "ChunkCountMismatch",
+    "CorruptKeyFile",
+    "DecryptionAborted",
     "DecryptionRefused",
     "DuplicateUpdate",
     "FheAggError",
+    "InsecureKeyFile",
     "InvalidInput",
+    "InvalidRoster",
     "InvalidSignature",
     "InvalidWeight",
     "LayoutMismatch",
@@ -47,9 +63,11 @@ __all__ = [
     "ParameterMismatch",
     "PrivacyBudgetExceeded",
     "Rejected",
+    "RevokedKey",
     "RoundMismatch",
     "ThresholdNotMet",
     "UnsupportedParameters",
+    "WrongPassphrase",
 ]
 
 
@@ -113,8 +131,21 @@ class AggregateMismatch(Rejected):
     """An aggregate is not the homomorphic sum of the signed updates its manifest lists."""
 
 
+class CeremonyError(Rejected):
+    """A key-ceremony message breaks the protocol: a reveal that does not match its commitment,
+    a missing, repeated or unknown holder, or a message of another phase or ceremony."""
+
+
 class ThresholdNotMet(FheAggError):
     """Fewer distinct clients or key holders than the policy requires."""
+
+
+class DecryptionAborted(ThresholdNotMet):
+    """A member of the decrypting set did not deliver its partial decryption.
+
+    The round is aborted: its ciphertexts are never decrypted by another set. Run the round
+    again with fresh encryptions (a new round id).
+    """
 
 
 class DecryptionRefused(FheAggError):
@@ -131,3 +162,23 @@ class BudgetExhausted(DecryptionRefused):
 
 class PrivacyBudgetExceeded(FheAggError):
     """Releasing another aggregate would exceed the configured privacy budget."""
+
+
+class CorruptKeyFile(MalformedMessage):
+    """A key or public identity file is truncated, edited or does not match its fingerprint."""
+
+
+class RevokedKey(NotInRoster):
+    """The sender's key was revoked by the roster from this round on."""
+
+
+class InvalidRoster(Rejected):
+    """A roster fails verification: another admin, an edited field or a bad signature."""
+
+
+class InsecureKeyFile(FheAggError):
+    """A private key file, or its directory, can be read or replaced by other users."""
+
+
+class WrongPassphrase(FheAggError):
+    """A key file's passphrase is missing or wrong, or one was given for an unencrypted file."""

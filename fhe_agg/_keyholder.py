@@ -14,6 +14,7 @@ Before multiplying anything by its key share a holder verifies, for the round it
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -25,9 +26,12 @@ from fhe_agg._config import FederationConfig
 from fhe_agg._errors import (
     AggregateMismatch,
     AlreadyDecrypted,
+    BudgetExhausted,
     ChunkCountMismatch,
+    DecryptionRefused,
     DuplicateUpdate,
     InvalidSignature,
+    ParameterMismatch,
     RoundMismatch,
     ThresholdNotMet,
 )
@@ -39,8 +43,9 @@ from fhe_agg._packing import Layout
 from fhe_agg._random import RandomSource, default_random
 from fhe_agg._seal import backend_for
 from fhe_agg._signing import VerifyKey
-from fhe_agg.hazmat.rlwe import add_polys, mul_fixed
+from fhe_agg.hazmat.rlwe import add_polys, mul_fixed, to_ntt
 from fhe_agg.hazmat.rns import U64
+from fhe_agg.hazmat.sampling import rounded_gaussian
 
 __all__ = ["KeyHolder", "PartialDecryption"]
 
@@ -79,6 +84,11 @@ class KeyHolder:
         if not isinstance(key_share, KeyShare):
             raise TypeError(f"key_share: expected KeyShare, got {type(key_share).__name__}")
         key_share.check_for(public_key)
+        if (key_share.threshold, key_share.holders) != (config.threshold, config.holders):
+            raise ParameterMismatch(
+                f"key_share: {key_share.threshold}-of-{key_share.holders}, the federation is "
+                f"{config.threshold}-of-{config.holders}"
+            )
         if spot_check is not None and (not isinstance(spot_check, int) or spot_check < 1):
             raise ValueError(
                 f"spot_check: expected None (check all chunks) or a positive int, got {spot_check!r}"
@@ -93,6 +103,8 @@ class KeyHolder:
         self._backend = backend_for(config.preset)
         self._challenges: dict[tuple[int, bytes], tuple[int, ...]] = {}
         self._decrypted: set[int] = set()
+        self._decrypted_chunks: set[bytes] = set()
+        self._budget_used = 0
 
     @property
     def holder_index(self) -> int:
@@ -208,6 +220,12 @@ class KeyHolder:
                     f"chunk {index} is not the sum of the manifest's signed updates"
                 )
 
+    @property
+    def budget_left(self) -> int | None:
+        """Ciphertexts this holder may still partially decrypt under its key (None: no limit)."""
+        budget = self.config.decryption_budget
+        return None if budget is None else budget - self._budget_used
+
     def partial_decrypt(
         self,
         aggregate: EncryptedAggregate,
@@ -216,23 +234,66 @@ class KeyHolder:
         layout: Layout,
         decrypting_set: Sequence[int] | None = None,
     ) -> PartialDecryption:
-        """Verify ``aggregate`` and return this holder's partial decryption of every chunk.
+        """Verify ``aggregate`` and return ``c1 * (lambda_j * s_j) + e_j`` for every chunk.
 
-        Refuses (typed errors) anything :meth:`verify` refuses, and any second request for the
-        same round: one partial per round, ever.
+        ``decrypting_set`` is the ``threshold`` holder indices fixed for this aggregate before any
+        partial exists (defaults to this holder alone for a 1-of-1 key). ``e_j`` is fresh
+        Gaussian noise of ``config.holder_noise_sigma`` (flooding and this holder's DP share)
+        from the CSPRNG. Refuses, with typed errors and no change of state, anything
+        :meth:`verify` refuses, any ciphertext or round it already decrypted
+        (:class:`AlreadyDecrypted`: one partial per ciphertext, ever), and a request beyond the
+        key's decryption budget (:class:`BudgetExhausted`; rotate with a new key ceremony).
         """
-        members = (
-            tuple(sorted(decrypting_set)) if decrypting_set is not None else (self.holder_index,)
-        )
-        if self.holder_index not in members or len(members) != self._share.threshold:
-            raise ValueError(
-                f"decrypting_set: needs exactly {self._share.threshold} distinct holders including {self.holder_index}"
+        if self.config.holder_noise_sigma == 0.0:
+            raise DecryptionRefused(
+                "this federation adds no flooding noise, and an unflooded partial decryption "
+                "reveals the key share; a single key holder uses decrypt() instead"
             )
+        return self._partial(aggregate, evidence, layout=layout, decrypting_set=decrypting_set)
+
+    def _partial(
+        self,
+        aggregate: EncryptedAggregate,
+        evidence: AggregateEvidence,
+        *,
+        layout: Layout,
+        decrypting_set: Sequence[int] | None,
+    ) -> PartialDecryption:
+        members = (
+            tuple(sorted(set(decrypting_set)))
+            if decrypting_set is not None
+            else (self.holder_index,)
+        )
+        if decrypting_set is not None and len(members) != len(decrypting_set):
+            raise ValueError("decrypting_set: holder indices must be distinct")
+        if not all(1 <= m <= self._share.holders for m in members):
+            raise ValueError(f"decrypting_set: indices must lie in 1..{self._share.holders}")
+        operand = self._share.decryption_operand(members)
         digest = aggregate_digest(aggregate)
         sums = self._verify(aggregate, evidence, layout=layout, digest=digest)
+        chunk_ids = {hashlib.sha3_256(blob).digest() for blob in aggregate.chunks}
+        if chunk_ids & self._decrypted_chunks:
+            raise AlreadyDecrypted(
+                f"holder {self.holder_id!r} already decrypted a ciphertext of this aggregate"
+            )
+        budget = self.budget_left
+        if budget is not None and len(aggregate.chunks) > budget:
+            raise BudgetExhausted(
+                f"holder {self.holder_id!r}: {len(aggregate.chunks)} ciphertexts requested, "
+                f"{budget} left of this key's budget of {self.config.decryption_budget}; "
+                "run a new key ceremony"
+            )
         primes = self._backend.data_primes
-        data = mul_fixed(sums[:, 1], self._share.data_level(), primes)
+        data = mul_fixed(sums[:, 1], operand, primes)
+        sigma = self.config.holder_noise_sigma
+        if sigma > 0.0:
+            n = self._backend.n
+            for i in range(data.shape[0]):
+                noise = to_ntt(rounded_gaussian(n, sigma, self._rng), n, primes)
+                data[i] = add_polys(data[i], noise, primes)
         self._decrypted.add(aggregate.round_id)
+        self._decrypted_chunks |= chunk_ids
+        self._budget_used += len(aggregate.chunks)
         return PartialDecryption(
             round_id=aggregate.round_id,
             holder_index=self.holder_index,
@@ -249,7 +310,7 @@ class KeyHolder:
 
         if self._share.threshold != 1:
             raise ThresholdNotMet(f"this key needs {self._share.threshold} holders; use combine()")
-        partial = self.partial_decrypt(aggregate, evidence, layout=layout)
+        partial = self._partial(aggregate, evidence, layout=layout, decrypting_set=None)
         return combine(aggregate, [partial], config=self.config, layout=layout)
 
     def __repr__(self) -> str:

@@ -18,6 +18,7 @@ from fhe_agg._seal import backend_for
 from fhe_agg.hazmat.rlwe import FixedOperand, public_key_share, to_ntt
 from fhe_agg.hazmat.sampling import expand_uniform, rounded_gaussian, ternary
 from fhe_agg.hazmat.seal_format import RawCiphertext, build_ciphertext, parse_ciphertext
+from fhe_agg.hazmat.shamir import lagrange_coefficients, scale_share
 
 __all__ = ["KEY_ERROR_SIGMA", "KeyShare", "PublicKey", "generate_single_key"]
 
@@ -96,6 +97,22 @@ class KeyShare:
     def data_level(self) -> FixedOperand:
         """The share restricted to the data-level primes (what decryption multiplies by)."""
         return self._operand.rows(len(self.preset.data_prime_bits))
+
+    def decryption_operand(self, decrypting_set: tuple[int, ...]) -> FixedOperand:
+        """``lambda_j * share_j`` at the data level for ``decrypting_set`` (its Lagrange
+        coefficient per prime; 1 for an additive n-of-n share). Multiplying the key share, not
+        the output, keeps the flooding noise unscaled (threshold-ckks.md §4.4)."""
+        if len(decrypting_set) != self.threshold or self.holder_index not in decrypting_set:
+            raise ValueError(
+                f"decrypting_set: needs {self.threshold} distinct holders including "
+                f"{self.holder_index}, got {decrypting_set}"
+            )
+        data = self.data_level()
+        if self.threshold == self.holders:
+            return data
+        primes = backend_for(self.preset).data_primes
+        coefficient = lagrange_coefficients(decrypting_set, primes)[self.holder_index]
+        return FixedOperand.of(scale_share(data.value, coefficient, primes), primes)
 
     def check_for(self, public_key: PublicKey) -> None:
         if public_key.fingerprint != self.public_key_fingerprint:

@@ -20,7 +20,6 @@ from fhe_agg._packing import Layout
 from fhe_agg._seal import backend_for
 from fhe_agg._signing import ML_DSA_65_SIGNATURE_BYTES
 from fhe_agg._wire import Fields, pack, unpack
-from fhe_agg.hazmat.seal_format import ciphertext_wire_bound
 
 __all__ = [
     "UPDATE_CONTEXT",
@@ -50,7 +49,7 @@ class MessageBounds:
         backend = backend_for(config.preset)
         return cls(
             chunk_count=layout.chunk_count(config.preset.reals_per_ciphertext),
-            chunk_bytes=ciphertext_wire_bound(backend.n, len(backend.data_primes)),
+            chunk_bytes=backend.ciphertext_bytes,
             max_clients=config.max_clients,
         )
 

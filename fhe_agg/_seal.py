@@ -23,8 +23,15 @@ import tenseal.sealapi as sealapi
 from numpy.typing import NDArray
 
 from fhe_agg._params import CkksPreset
+from fhe_agg.hazmat.packed_format import pack_ciphertext, packed_size, unpack_ciphertext
 from fhe_agg.hazmat.rns import U64
-from fhe_agg.hazmat.seal_format import ParmsId, RawCiphertext, build_plaintext, parse_ciphertext
+from fhe_agg.hazmat.seal_format import (
+    ParmsId,
+    RawCiphertext,
+    build_ciphertext,
+    build_plaintext,
+    parse_ciphertext,
+)
 
 __all__ = ["SealBackend", "backend_for"]
 
@@ -100,13 +107,25 @@ class SealBackend:
         return sealapi.Encryptor(self.context, pk)
 
     def encrypt(self, encryptor: Any, reals: NDArray[np.float64], scale: float) -> bytes:
-        """Encrypt ``N`` reals packed two per complex slot; returns SEAL's serialization."""
+        """Encrypt ``N`` reals packed two per complex slot; returns the packed wire format."""
         packed = reals[0::2] + 1j * reals[1::2]
         plain = sealapi.Plaintext()
         self.encoder.encode(packed.tolist(), self.data_parms_id, scale, plain)
         cipher = sealapi.Ciphertext()
         encryptor.encrypt(plain, cipher)
-        return _save(cipher)
+        raw = parse_ciphertext(
+            _save(cipher), n=self.n, primes=self.data_primes, parms_id=self.data_parms_id
+        )
+        return self.pack(raw)
+
+    def pack(self, raw: RawCiphertext) -> bytes:
+        """Encode a data-level ciphertext in the packed wire format."""
+        return pack_ciphertext(raw, self.data_primes)
+
+    @property
+    def ciphertext_bytes(self) -> int:
+        """Exact wire size of one data-level ciphertext."""
+        return packed_size(self.n, self.data_primes)
 
     def decode(self, data: U64, scale: float) -> NDArray[np.float64]:
         """Decode an NTT-form plaintext ``data[prime, coefficient]`` at the data level into N reals."""
@@ -118,8 +137,8 @@ class SealBackend:
         return out
 
     def parse(self, blob: bytes, *, what: str, max_bytes: int | None = None) -> RawCiphertext:
-        """Strictly parse a data-level ciphertext of this preset (see ``parse_ciphertext``)."""
-        return parse_ciphertext(
+        """Strictly parse a packed data-level ciphertext of this preset (``unpack_ciphertext``)."""
+        return unpack_ciphertext(
             blob,
             n=self.n,
             primes=self.data_primes,
@@ -133,9 +152,9 @@ class SealBackend:
         return _save(obj)
 
     def load_ciphertext(self, blob: bytes) -> Any:
-        """Load a serialized ciphertext into SEAL (SEAL validates it against the context)."""
+        """Load a packed ciphertext into SEAL (SEAL validates it against the context)."""
         cipher = sealapi.Ciphertext()
-        _load(cipher, self.context, blob)
+        _load(cipher, self.context, build_ciphertext(self.parse(blob, what="ciphertext")))
         return cipher
 
 

@@ -1,9 +1,11 @@
 """One-process simulation of whole rounds with synthetic updates, for demos and measurements.
 
-Every party is real (ML-DSA keys, SEAL encryption, the aggregator's checks, the key holders'
-verification); only the network is replaced by function calls. Client vectors are uniform in
-[-1, 1] with distinct weights, and the exact numpy weighted mean of the same vectors is computed
-in the same run to report the error.
+Every party is real: a dealerless key ceremony among the key holders (ML-DSA signed, shares
+sealed with X-Wing HPKE), clients that clip, encrypt and sign, the aggregator's checks, the key
+holders' verification and flooded partial decryptions, and the combiner. Only the network is
+replaced by function calls. Client vectors are uniform in [-1, 1] with distinct weights; the exact
+numpy weighted mean of the same (clipped) vectors is computed in the same run to report the error
+and, with DP, the measured noise.
 """
 
 from __future__ import annotations
@@ -15,30 +17,50 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from fhe_agg._aggregator import Aggregator
+from fhe_agg._ceremony import CeremonyMember, CeremonySpec, HolderIdentity, run_ceremony
 from fhe_agg._client import Client
 from fhe_agg._config import FederationConfig
+from fhe_agg._decryption import DecryptionSession
+from fhe_agg._dp import DpPolicy, PrivacyAccountant
+from fhe_agg._flooding import FloodingPolicy
 from fhe_agg._keyholder import KeyHolder
-from fhe_agg._keys import generate_single_key
+from fhe_agg._keys import PublicKey
 from fhe_agg._packing import Layout
 from fhe_agg._params import get_preset
 from fhe_agg._random import RandomSource, SeededRandom, default_random
-from fhe_agg._signing import SigningKey
+from fhe_agg._signing import SigningKey, VerifyKey
+from fhe_agg.identity import SealingPrivateKey, Suite
 
 __all__ = ["SimulationSpec", "run_simulation"]
 
 Progress = Callable[[str, int], None]
 
+_UNFLOODED_WARNING = (
+    "a single key holder releasing exact decryptions (no noise flooding): whoever sees the "
+    "ciphertexts and the released mean can recover the key (Li-Micciancio); use --flooding or "
+    "more key holders for 40-bit flooding"
+)
+
 
 @dataclass(frozen=True, kw_only=True)
 class SimulationSpec:
+    """What to simulate. ``preset="auto"`` picks ``dp`` with DP, ``precise`` when noise flooding
+    is on without DP, and ``compact`` for an unflooded single key holder. ``flooding=None``
+    floods unless a single holder runs without DP."""
+
     clients: int = 8
     holders: int = 1
     threshold: int = 1
     params: int = 100_000
     rounds: int = 1
-    preset: str = "compact"
+    preset: str = "auto"
+    flooding: bool | None = None
+    dp: bool = False
+    clip: float = 1.0
+    noise_multiplier: float = 1.0
     seed: int | None = None
 
     def __post_init__(self) -> None:
@@ -48,88 +70,164 @@ class SimulationSpec:
         if self.threshold > self.holders:
             raise ValueError("threshold: cannot exceed holders")
 
+    @property
+    def floods(self) -> bool:
+        if self.flooding is not None:
+            return self.flooding
+        return self.dp or self.holders > 1
+
+    @property
+    def preset_name(self) -> str:
+        if self.preset != "auto":
+            return self.preset
+        if self.dp:
+            return "dp"
+        return "precise" if self.floods else "compact"
+
+
+@dataclass
+class _Federation:
+    config: FederationConfig
+    public_key: PublicKey
+    clients: list[Client]
+    weights: list[float]
+    roster: dict[str, VerifyKey]
+    holders: list[KeyHolder]
+    accountant: PrivacyAccountant | None
+    layout: Layout
+    rng: RandomSource
+
 
 def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
-def run_simulation(spec: SimulationSpec, *, progress: Progress | None = None) -> dict[str, Any]:
-    """Run ``spec.rounds`` rounds and return the measurements of the last one plus totals."""
-    if spec.holders != 1 or spec.threshold != 1:
-        raise ValueError("holders/threshold: this build supports a single key holder (1-of-1)")
-    tick = progress or (lambda _phase, _n: None)
-    rng: RandomSource = SeededRandom(spec.seed) if spec.seed is not None else default_random()
-    data_rng = np.random.default_rng(spec.seed)  # synthetic model data only, never secrets
-    weights = [float(w) for w in data_rng.permutation(np.arange(1, spec.clients + 1)) * 10 + 5]
-    config = FederationConfig(
-        preset=get_preset(spec.preset),
+def _configure(spec: SimulationSpec, weights: list[float]) -> FederationConfig:
+    dp = DpPolicy(clip=spec.clip, noise_multiplier=spec.noise_multiplier) if spec.dp else None
+    return FederationConfig(
+        preset=get_preset(spec.preset_name),
         min_clients=min(3, spec.clients),
         max_clients=spec.clients,
         max_weight=max(weights),
-        value_bound=1.0,
+        value_bound=spec.clip if spec.dp else 1.0,
+        holders=spec.holders,
+        threshold=spec.threshold,
+        flooding=FloodingPolicy() if spec.floods else None,
+        dp=dp,
     )
-    public_key, share = generate_single_key(config.preset, rng=rng)
+
+
+def _key_ceremony(config: FederationConfig, rng: RandomSource) -> tuple[PublicKey, list[Any]]:
+    ids = tuple(f"holder-{i}" for i in range(1, config.holders + 1))
+    signing = {h: SigningKey.generate() for h in ids}
+    sealing = {h: SealingPrivateKey.generate(Suite.PQ_ONLY, random=rng) for h in ids}
+    directory = {h: HolderIdentity(signing[h].verify_key, sealing[h].public_key) for h in ids}
+    spec = CeremonySpec(
+        consortium="simulation",
+        epoch=1,
+        preset=config.preset,
+        holders=ids,
+        threshold=config.threshold,
+    )
+    members = [
+        CeremonyMember(
+            spec=spec,
+            holder_id=h,
+            signing_key=signing[h],
+            sealing_key=sealing[h],
+            directory=directory,
+            rng=rng,
+        )
+        for h in ids
+    ]
+    return run_ceremony(members)
+
+
+def _federation(spec: SimulationSpec, data_rng: np.random.Generator) -> _Federation:
+    rng: RandomSource = SeededRandom(spec.seed) if spec.seed is not None else default_random()
+    weights = [float(w) for w in data_rng.permutation(np.arange(1, spec.clients + 1)) * 10 + 5]
+    config = _configure(spec, weights)
+    public_key, shares = _key_ceremony(config, rng)
     signing = {f"client-{i:03d}": SigningKey.generate() for i in range(spec.clients)}
     roster = {cid: key.verify_key for cid, key in signing.items()}
     clients = [
         Client(client_id=c, signing_key=k, config=config, public_key=public_key)
         for c, k in signing.items()
     ]
-    holder = KeyHolder(
-        holder_id="holder-1",
-        config=config,
-        public_key=public_key,
-        key_share=share,
-        roster=roster,
-        rng=rng,
-    )
-    layout = Layout.for_vector(spec.params)
-    result: dict[str, Any] = {}
-    for round_id in range(1, spec.rounds + 1):
-        result = _run_round(
-            spec,
-            config,
-            clients,
-            holder,
-            roster,
-            public_key,
-            layout,
-            weights,
-            data_rng,
-            round_id,
-            tick,
+    holders = [
+        KeyHolder(
+            holder_id=f"holder-{share.holder_index}",
+            config=config,
+            public_key=public_key,
+            key_share=share,
+            roster=roster,
+            rng=rng,
         )
+        for share in shares
+    ]
+    accountant = PrivacyAccountant.for_policy(config.dp) if config.dp else None
+    layout = Layout.for_vector(spec.params)
+    return _Federation(
+        config, public_key, clients, weights, roster, holders, accountant, layout, rng
+    )
+
+
+def run_simulation(spec: SimulationSpec, *, progress: Progress | None = None) -> dict[str, Any]:
+    """Run ``spec.rounds`` rounds and return the measurements of the last one plus totals."""
+    tick = progress or (lambda _phase, _n: None)
+    data_rng = np.random.default_rng(spec.seed)  # synthetic model data only, never secrets
+    t0 = time.perf_counter()
+    fed = _federation(spec, data_rng)
+    ceremony_s = time.perf_counter() - t0
+    result: dict[str, Any] = {}
+    deviations: list[NDArray[np.float64]] = []
+    for round_id in range(1, spec.rounds + 1):
+        result, deviation = _run_round(spec, fed, data_rng, round_id, tick)
+        deviations.append(deviation)
+    config = fed.config
+    result["ceremony_s"] = round(ceremony_s, 4)
+    result["flooding_security_bits"] = round(config.flooding_security_bits, 2)
+    budgets = [h.budget_left for h in fed.holders]
+    result["decryption_budget_left"] = None if None in budgets else min(b or 0 for b in budgets)
+    if fed.accountant is not None:
+        total_weight = sum(fed.weights)
+        result["epsilon"] = round(fed.accountant.epsilon, 4)
+        result["delta"] = fed.accountant.delta
+        result["noise_multiplier"] = round(config.noise_multiplier or 0.0, 4)
+        result["noise_std_expected"] = config.released_noise_std / total_weight
+        result["noise_std_measured"] = float(np.std(np.concatenate(deviations)))
+    if config.flooding_security_bits == 0:
+        result["warnings"] = [_UNFLOODED_WARNING]
     result["peak_rss_mb"] = round(_peak_rss_mb(), 1)
     return result
 
 
 def _run_round(
     spec: SimulationSpec,
-    config: FederationConfig,
-    clients: list[Client],
-    holder: KeyHolder,
-    roster: dict[str, Any],
-    public_key: Any,
-    layout: Layout,
-    weights: list[float],
+    fed: _Federation,
     data_rng: np.random.Generator,
     round_id: int,
     tick: Progress,
-) -> dict[str, Any]:
+) -> tuple[dict[str, Any], NDArray[np.float64]]:
+    config = fed.config
+    clip = config.dp.clip if config.dp else None
     encrypt_s = sign_s = aggregate_s = 0.0
     upload_bytes = 0
     expected = np.zeros(spec.params)
     with Aggregator(
-        config=config, roster=roster, public_key=public_key, round_id=round_id, layout=layout
+        config=config,
+        roster=fed.roster,
+        public_key=fed.public_key,
+        round_id=round_id,
+        layout=fed.layout,
     ) as agg:
-        for client, weight in zip(clients, weights, strict=True):
-            vector = data_rng.uniform(-1.0, 1.0, spec.params)
-            expected += weight * vector
+        for client, weight in zip(fed.clients, fed.weights, strict=True):
             t0 = time.perf_counter()
-            prepared, _ = client.prepare(vector)
+            prepared, _ = client.prepare(data_rng.uniform(-1.0, 1.0, spec.params), clip=clip)
+            expected += weight * prepared
             chunks = client.encrypt_chunks(prepared * weight)
             t1 = time.perf_counter()
-            update = client.sign_update(chunks, layout=layout, round_id=round_id, weight=weight)
+            update = client.sign_update(chunks, layout=fed.layout, round_id=round_id, weight=weight)
             wire = update.to_bytes()
             t2 = time.perf_counter()
             agg.add(wire)
@@ -142,24 +240,52 @@ def _run_round(
         t0 = time.perf_counter()
         aggregate = agg.finalize()
         aggregate_s += time.perf_counter() - t0
+        decrypting = fed.holders[: config.threshold]
+        members = [h.holder_index for h in decrypting]
         t0 = time.perf_counter()
-        evidence = agg.evidence(holder.challenge(aggregate))
-        mean = holder.decrypt(aggregate, evidence, layout=layout)
-        decrypt_s = time.perf_counter() - t0
-    expected /= sum(weights)
+        if config.holder_noise_sigma == 0.0:  # unflooded 1-of-1: the holder decrypts itself
+            holder = decrypting[0]
+            mean = holder.decrypt(
+                aggregate, agg.evidence(holder.challenge(aggregate)), layout=fed.layout
+            )
+            partial_s, combine_s = time.perf_counter() - t0, 0.0
+        else:
+            session = DecryptionSession(
+                aggregate,
+                config=config,
+                layout=fed.layout,
+                decrypting_set=members,
+                accountant=fed.accountant,
+                rng=fed.rng,
+            )
+            for holder in decrypting:
+                evidence = agg.evidence(holder.challenge(aggregate))
+                session.add(
+                    holder.partial_decrypt(
+                        aggregate, evidence, layout=fed.layout, decrypting_set=members
+                    )
+                )
+            partial_s = (time.perf_counter() - t0) / len(decrypting)
+            t1 = time.perf_counter()
+            mean = session.release()
+            combine_s = time.perf_counter() - t1
+    expected /= sum(fed.weights)
     tick("rounds", 1)
+    deviation = mean - expected
     return {
         "round": round_id,
         "clients": spec.clients,
         "holders": spec.holders,
         "threshold": spec.threshold,
         "params": spec.params,
-        "preset": config.preset.name,
+        "preset": spec.preset_name,
         "scale_bits": config.scale_bits,
-        "max_abs_error": float(np.max(np.abs(mean - expected))),
+        "max_abs_error": float(np.max(np.abs(deviation))),
         "bits_per_param_upload": round(8.0 * upload_bytes / spec.params, 2),
         "client_encrypt_s": round(encrypt_s / spec.clients, 4),
         "client_sign_s": round(sign_s / spec.clients, 4),
         "aggregate_s": round(aggregate_s, 4),
-        "decrypt_s": round(decrypt_s, 4),
-    }
+        "partial_decrypt_s": round(partial_s, 4),
+        "combine_s": round(combine_s, 4),
+        "decrypt_s": round(partial_s * len(decrypting) + combine_s, 4),
+    }, deviation

@@ -35,9 +35,23 @@ def main() -> None:
 @click.option("--threshold", default=1, show_default=True, help="Holders needed to decrypt (t).")
 @click.option("--params", default=100_000, show_default=True, help="Model parameters per client.")
 @click.option("--rounds", default=1, show_default=True, help="Rounds to run.")
-@click.option("--preset", default="compact", show_default=True, help="CKKS parameter preset.")
+@click.option(
+    "--preset",
+    default="auto",
+    show_default=True,
+    help="CKKS preset: precise, dp (= compact) or auto (dp with --dp, precise when flooding).",
+)
+@click.option(
+    "--flooding/--no-flooding",
+    default=None,
+    help="40-bit noise flooding of decryptions [default: on, except a single holder without DP].",
+)
 @click.option(
     "--dp/--no-dp", default=False, show_default=True, help="Differentially private release."
+)
+@click.option("--clip", default=1.0, show_default=True, help="DP: L2 clip norm of each update.")
+@click.option(
+    "--noise-multiplier", default=1.0, show_default=True, help="DP: Gaussian noise multiplier z."
 )
 @click.option(
     "--seed", type=int, default=None, help="Seed for reproducible keys and data (testing only)."
@@ -50,15 +64,16 @@ def simulate(
     params: int,
     rounds: int,
     preset: str,
+    flooding: bool | None,
     dp: bool,
+    clip: float,
+    noise_multiplier: float,
     seed: int | None,
     as_json: bool,
 ) -> None:
-    """Run whole rounds in one process with synthetic updates and report the costs."""
+    """Run whole rounds in one process (key ceremony included) and report costs and accuracy."""
     from fhe_agg._simulate import SimulationSpec, run_simulation
 
-    if dp:
-        raise ValueError("--dp: differential privacy is not available in this build")
     spec = SimulationSpec(
         clients=clients,
         holders=holders,
@@ -66,6 +81,10 @@ def simulate(
         params=params,
         rounds=rounds,
         preset=preset,
+        flooding=flooding,
+        dp=dp,
+        clip=clip,
+        noise_multiplier=noise_multiplier,
         seed=seed,
     )
     show_progress = not as_json and sys.stderr.isatty()
@@ -82,6 +101,8 @@ def simulate(
     if as_json:
         click.echo(json.dumps(result))
         return
+    for warning in result.pop("warnings", []):
+        click.echo(f"warning: {warning}", err=True)
     width = max(len(k) for k in result)
     for key, value in result.items():
         click.echo(f"{key:<{width}}  {value}")

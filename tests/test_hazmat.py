@@ -56,9 +56,7 @@ def test_ntt_is_bit_identical_to_seal(preset: str) -> None:
     blob = backend.encrypt(
         backend.encryptor(backend.save(public_key)), np.linspace(-1, 1, backend.n), 2.0**30
     )
-    ntt_form = seal_format.parse_ciphertext(
-        blob, n=backend.n, primes=backend.data_primes, parms_id=backend.data_parms_id
-    ).data
+    ntt_form = backend.parse(blob, what="ciphertext").data
     cipher = backend.load_ciphertext(blob)
     sealapi.Evaluator(backend.context).transform_from_ntt_inplace(cipher)
     raw = backend.save(cipher)

@@ -20,7 +20,7 @@ from fhe_agg import (
     ThresholdNotMet,
 )
 from fhe_agg._seal import backend_for
-from fhe_agg.hazmat.seal_format import RawCiphertext, build_ciphertext, parse_ciphertext
+from fhe_agg.hazmat.seal_format import RawCiphertext
 
 IDS = ("alpha", "bravo", "charlie")
 
@@ -62,11 +62,11 @@ def test_refuses_a_single_clients_ciphertext_presented_as_the_aggregate(
     b = backend_for(config.preset)
     # dressed up: the scale is set to what the manifest implies, so only the sum check can see it
     dressed = tuple(
-        build_ciphertext(
+        b.pack(
             RawCiphertext(
                 b.data_parms_id,
                 config.scale * aggregate.total_weight,
-                parse_ciphertext(c, n=b.n, primes=b.data_primes, parms_id=b.data_parms_id).data,
+                b.parse(c, what="chunk").data,
             )
         )
         for c in updates["alpha"].chunks
@@ -82,13 +82,11 @@ def test_refuses_a_single_clients_ciphertext_presented_as_the_aggregate(
 def test_refuses_a_crafted_polynomial_added_to_one_chunk(finished, holder, layout, config) -> None:
     agg, aggregate = finished
     b = backend_for(config.preset)
-    raw = parse_ciphertext(
-        aggregate.chunks[1], n=b.n, primes=b.data_primes, parms_id=b.data_parms_id
-    )
+    raw = b.parse(aggregate.chunks[1], what="chunk")
     data = raw.data.copy()
     data[0, 0, :10] = (data[0, 0, :10] + np.uint64(12345)) % np.uint64(b.data_primes[0])
     crafted = list(aggregate.chunks)
-    crafted[1] = build_ciphertext(RawCiphertext(raw.parms_id, raw.scale, data))
+    crafted[1] = b.pack(RawCiphertext(raw.parms_id, raw.scale, data))
     fake = _with_chunks(aggregate, tuple(crafted))
     with pytest.raises(AggregateMismatch):
         holder.partial_decrypt(fake, agg.evidence(holder.challenge(fake)), layout=layout)

@@ -3,6 +3,17 @@ from __future__ import annotations
 import fhe_agg
 
 EXPECTED = {
+    "CeremonyMember",
+    "CeremonyMessage",
+    "CeremonySpec",
+    "HolderIdentity",
+    "run_ceremony",
+    "CeremonyError",
+    "DecryptionAborted",
+    "DecryptionSession",
+    "DpPolicy",
+    "PrivacyAccountant",
+    "FloodingPolicy",
     "PRESETS",
     "PROTOCOL_VERSION",
     "AggregateEvidence",

@@ -1,4 +1,8 @@
-"""Strict, bounded parsing of SEAL serializations: tampered, truncated, +-1 length."""
+"""Strict, bounded parsing of SEAL serializations: tampered, truncated, +-1 length.
+
+Updates travel in the packed format (tests/test_packed_format.py); SEAL's own serialization is
+still parsed for public keys and built for everything handed to SEAL.
+"""
 
 from __future__ import annotations
 
@@ -15,7 +19,7 @@ from fhe_agg.hazmat.seal_format import RawCiphertext, build_ciphertext, parse_ci
 @pytest.fixture(scope="module")
 def setup(updates, config):
     backend = backend_for(config.preset)
-    blob = updates["alpha"].chunks[0]
+    blob = build_ciphertext(backend.parse(updates["alpha"].chunks[0], what="chunk"))
 
     def parse(data: bytes, **kw: object) -> RawCiphertext:
         args = {
@@ -32,11 +36,11 @@ def setup(updates, config):
 def test_seal_output_parses_and_rebuilds_to_something_seal_loads(setup) -> None:
     backend, blob, parse = setup
     raw = parse(blob)
-    assert raw.data.shape == (2, 1, backend.n)
+    assert raw.data.shape == (2, len(backend.data_primes), backend.n)
     for compress in (False, True):
         rebuilt = build_ciphertext(raw, compress=compress)
         assert np.array_equal(parse(rebuilt).data, raw.data)
-        backend.load_ciphertext(rebuilt)  # SEAL's own validation accepts it
+        backend.load_ciphertext(backend.pack(parse(rebuilt)))  # SEAL's own validation accepts it
 
 
 @pytest.mark.parametrize("cut", [0, 1, 15, 16, 17, 100, -1])

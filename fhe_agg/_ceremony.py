@@ -1,0 +1,461 @@
+"""Dealerless key ceremony: ``n`` key holders make a joint public key and ``t``-of-``n`` shares.
+
+No party ever holds the joint secret ``s = s_1 + ... + s_n``. Every message is signed with the
+sender's ML-DSA key and bound to the ceremony (consortium, epoch, preset, holders, threshold):
+
+1. ``seed-commit``: each holder commits to a random seed (SHA3-256).
+2. ``seed-reveal``: once all commitments are in, seeds are revealed and checked. The common
+   polynomial ``a`` is expanded with SHAKE-256 from all seeds, uniformly per key-level prime
+   (special prime included), so no holder can bias it.
+3. ``key-commit``: each holder samples a ternary ``s_j`` and an error ``e_j`` and commits to its
+   public-key share ``p_j = -(a*s_j + e_j)``; committing first stops a last mover from choosing
+   ``p_j`` to cancel the others' (a rogue key).
+4. ``key-reveal``: shares are revealed and checked; ``pk = (sum p_j, a)``.
+5. ``share`` (``t < n`` only): each holder Shamir-shares ``s_j`` over the ring and sends
+   ``S_j(k)`` to holder ``k`` sealed with HPKE (X-Wing) bound to (consortium, epoch, sender,
+   recipient, "key-share") and signed; it keeps ``S_j(j)`` and erases ``s_j`` and ``S_j``. Holder
+   ``k`` keeps only the sum of what it received. For ``t = n`` the additive ``s_j`` is the share.
+
+A member's methods are the phases, in order; each checks every incoming message before it changes
+any state, so a refused message (typed error) leaves the member where it was. Shares are not
+verifiable (no lattice VSS): a holder sending a wrong share to a peer is detected only when a
+decryption including that peer fails; the README's threat model says so.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import cached_property
+
+import numpy as np
+
+from fhe_agg._errors import CeremonyError, InvalidSignature, MalformedMessage
+from fhe_agg._keys import KEY_ERROR_SIGMA, KeyShare, PublicKey
+from fhe_agg._params import CkksPreset
+from fhe_agg._random import RandomSource, default_random
+from fhe_agg._seal import backend_for
+from fhe_agg._signing import SigningKey, VerifyKey
+from fhe_agg._wire import pack, unpack
+from fhe_agg.hazmat.rlwe import FixedOperand, add_polys, public_key_share, to_ntt
+from fhe_agg.hazmat.rns import U64
+from fhe_agg.hazmat.sampling import expand_uniform, rounded_gaussian, ternary
+from fhe_agg.hazmat.shamir import share_polynomial
+from fhe_agg.identity._sealing import (
+    MAX_SEALED_PLAINTEXT,
+    SealInfo,
+    SealingPrivateKey,
+    SealingPublicKey,
+    open_sealed,
+    seal,
+)
+from fhe_agg.identity._suites import Suite
+
+__all__ = [
+    "CEREMONY_CONTEXT",
+    "CeremonyMember",
+    "CeremonyMessage",
+    "CeremonySpec",
+    "HolderIdentity",
+    "run_ceremony",
+]
+
+#: ML-DSA context string of ceremony messages.
+CEREMONY_CONTEXT = b"fhe_agg/ceremony/v1"
+_SEALING_SUITE = Suite.PQ_ONLY
+_PHASES = ("seed-commit", "seed-reveal", "key-commit", "key-reveal", "share")
+_MAX_MESSAGE = MAX_SEALED_PLAINTEXT + 16_384
+
+
+@dataclass(frozen=True)
+class HolderIdentity:
+    """A key holder's public identity: ML-DSA verify key and HPKE sealing key."""
+
+    verify_key: VerifyKey
+    sealing_key: SealingPublicKey
+
+
+@dataclass(frozen=True, kw_only=True)
+class CeremonySpec:
+    """What the holders agree on before the ceremony; holder ``k`` is ``holders[k - 1]``."""
+
+    consortium: str
+    epoch: int
+    preset: CkksPreset
+    holders: tuple[str, ...]
+    threshold: int
+
+    def __post_init__(self) -> None:
+        n = len(self.holders)
+        if n < 1 or len(set(self.holders)) != n:
+            raise ValueError("holders: need at least one holder, each named once")
+        if isinstance(self.threshold, bool) or not 1 <= self.threshold <= n:
+            raise ValueError(f"threshold: need 1 <= threshold <= {n}, got {self.threshold!r}")
+        if isinstance(self.epoch, bool) or not 0 <= self.epoch < 2**63:
+            raise ValueError(f"epoch: expected an integer in 0..2**63-1, got {self.epoch!r}")
+
+    @cached_property
+    def ceremony_id(self) -> bytes:
+        """SHA3-256 over everything above: messages of another ceremony never verify."""
+        text = "\x1f".join([self.consortium, str(self.epoch), *self.holders, str(self.threshold)])
+        return hashlib.sha3_256(
+            b"fhe_agg/ceremony|" + self.preset.fingerprint + text.encode()
+        ).digest()
+
+    def index_of(self, holder_id: str) -> int:
+        """1-based index of ``holder_id``; ``CeremonyError`` if it is not a holder."""
+        try:
+            return self.holders.index(holder_id) + 1
+        except ValueError:
+            raise CeremonyError(f"{holder_id!r} is not a holder of this ceremony") from None
+
+
+@dataclass(frozen=True, kw_only=True)
+class CeremonyMessage:
+    """One signed ceremony message; ``recipient`` is 0 for a broadcast."""
+
+    ceremony_id: bytes
+    phase: str
+    sender: int
+    recipient: int
+    payload: bytes
+    signature: bytes = field(default=b"", repr=False)
+
+    def signed_bytes(self) -> bytes:
+        """The canonical statement the signature covers (payload by its SHA3-256)."""
+        return pack(
+            "ceremony-statement",
+            {
+                "id": self.ceremony_id,
+                "phase": self.phase,
+                "from": self.sender,
+                "to": self.recipient,
+                "payload": hashlib.sha3_256(self.payload).digest(),
+            },
+        )
+
+    def to_bytes(self) -> bytes:
+        return pack(
+            "ceremony",
+            {
+                "id": self.ceremony_id,
+                "phase": self.phase,
+                "from": self.sender,
+                "to": self.recipient,
+                "payload": self.payload,
+                "sig": self.signature,
+            },
+        )
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> CeremonyMessage:
+        """Decode a ceremony message (bounded); :class:`MalformedMessage` on anything else."""
+        f = unpack(data, "ceremony", max_bytes=_MAX_MESSAGE, max_bin=_MAX_MESSAGE, max_array=0)
+        f.expect_keys("id", "phase", "from", "to", "payload", "sig")
+        phase = f.text("phase", max_len=16)
+        if phase not in _PHASES:
+            raise MalformedMessage(f"ceremony.phase: unknown phase {phase!r}")
+        return cls(
+            ceremony_id=f.blob("id", size=32),
+            phase=phase,
+            sender=f.integer("from", 1, 2**20),
+            recipient=f.integer("to", 0, 2**20),
+            payload=f.blob("payload", max_size=_MAX_MESSAGE),
+            signature=f.blob("sig", max_size=8192),
+        )
+
+    def __repr__(self) -> str:
+        return (
+            f"CeremonyMessage(phase={self.phase!r}, from={self.sender}, to={self.recipient}, "
+            f"{len(self.payload)} bytes)"
+        )
+
+
+def _commitment(spec: CeremonySpec, what: bytes, index: int, value: bytes) -> bytes:
+    return hashlib.sha3_256(
+        b"fhe_agg/ceremony-commit|" + what + spec.ceremony_id + index.to_bytes(4, "big") + value
+    ).digest()
+
+
+def _poly_bytes(poly: U64) -> bytes:
+    return poly.astype("<u8").tobytes()
+
+
+def _poly_from_bytes(blob: bytes, primes: tuple[int, ...], n: int, what: str) -> U64:
+    if len(blob) != 8 * n * len(primes):
+        raise MalformedMessage(f"{what}: expected {8 * n * len(primes)} bytes, got {len(blob)}")
+    poly = np.frombuffer(blob, dtype="<u8").astype(np.uint64).reshape(len(primes), n)
+    for i, q in enumerate(primes):
+        if int(poly[i].max()) >= q:
+            raise MalformedMessage(f"{what}: row {i} holds a value not reduced mod its prime")
+    return poly
+
+
+class CeremonyMember:
+    """One key holder's side of the ceremony. Call the phases in order; see the module doc."""
+
+    def __init__(
+        self,
+        *,
+        spec: CeremonySpec,
+        holder_id: str,
+        signing_key: SigningKey,
+        sealing_key: SealingPrivateKey,
+        directory: Mapping[str, HolderIdentity],
+        rng: RandomSource | None = None,
+    ) -> None:
+        missing = set(spec.holders) - set(directory)
+        if missing:
+            raise ValueError(f"directory: no identity for holders {sorted(missing)}")
+        self.spec = spec
+        self.holder_id = holder_id
+        self.index = spec.index_of(holder_id)
+        if directory[holder_id].verify_key != signing_key.verify_key:
+            raise ValueError("signing_key: does not match this holder's identity in directory")
+        self._signing_key = signing_key
+        self._sealing_key = sealing_key
+        self._directory = {spec.index_of(h): directory[h] for h in spec.holders}
+        self._rng = rng or default_random()
+        backend = backend_for(spec.preset)
+        self._n, self._primes = backend.n, backend.key_primes
+        self._phase = 0
+        self._seed = self._rng.bytes(32)
+        self._seed_commits: dict[int, bytes] = {}
+        self._a: U64 | None = None
+        self._secret: U64 | None = None
+        self._public_share: bytes = b""
+        self._key_commits: dict[int, bytes] = {}
+        self._public_key: PublicKey | None = None
+        self._own_share: U64 | None = None
+
+    # -- helpers -------------------------------------------------------------------------------
+
+    def _message(self, phase: str, payload: bytes, recipient: int = 0) -> CeremonyMessage:
+        unsigned = CeremonyMessage(
+            ceremony_id=self.spec.ceremony_id,
+            phase=phase,
+            sender=self.index,
+            recipient=recipient,
+            payload=payload,
+        )
+        signature = self._signing_key.sign(unsigned.signed_bytes(), context=CEREMONY_CONTEXT)
+        return CeremonyMessage(
+            ceremony_id=unsigned.ceremony_id,
+            phase=phase,
+            sender=self.index,
+            recipient=recipient,
+            payload=payload,
+            signature=signature,
+        )
+
+    def _enter(self, phase: int) -> None:
+        if self._phase != phase:
+            raise CeremonyError(
+                f"holder {self.holder_id!r}: phase {_PHASES[phase]!r} is out of order"
+            )
+
+    def _collect(
+        self, messages: Sequence[CeremonyMessage], phase: str, *, to_me: bool = False
+    ) -> dict[int, bytes]:
+        """Verify one message of ``phase`` from every holder (every other holder if ``to_me``)."""
+        expected = set(self._directory) - ({self.index} if to_me else set())
+        payloads: dict[int, bytes] = {}
+        for m in messages:
+            if not isinstance(m, CeremonyMessage):
+                raise TypeError("messages: expected CeremonyMessage items")
+            if m.ceremony_id != self.spec.ceremony_id:
+                raise CeremonyError(f"{phase}: a message belongs to another ceremony")
+            if m.phase != phase:
+                raise CeremonyError(f"{phase}: got a {m.phase!r} message")
+            if m.sender not in expected:
+                raise CeremonyError(f"{phase}: unexpected sender {m.sender}")
+            if m.sender in payloads:
+                raise CeremonyError(f"{phase}: holder {m.sender} sent twice")
+            if m.recipient != (self.index if to_me else 0):
+                raise CeremonyError(f"{phase}: message of holder {m.sender} is not addressed here")
+            try:
+                self._directory[m.sender].verify_key.verify(
+                    m.signature, m.signed_bytes(), context=CEREMONY_CONTEXT
+                )
+            except InvalidSignature:
+                raise InvalidSignature(
+                    f"{phase}: signature of holder {m.sender} does not verify"
+                ) from None
+            payloads[m.sender] = m.payload
+        if set(payloads) != expected:
+            raise CeremonyError(f"{phase}: missing holders {sorted(expected - set(payloads))}")
+        return payloads
+
+    # -- phases --------------------------------------------------------------------------------
+
+    def seed_commitment(self) -> CeremonyMessage:
+        """Phase 1: commit to this holder's seed for the common polynomial ``a``."""
+        self._enter(0)
+        self._phase = 1
+        return self._message("seed-commit", _commitment(self.spec, b"seed", self.index, self._seed))
+
+    def reveal_seed(self, commitments: Sequence[CeremonyMessage]) -> CeremonyMessage:
+        """Phase 2: given every holder's seed commitment, reveal the seed."""
+        self._enter(1)
+        commits = self._collect(commitments, "seed-commit")
+        if commits[self.index] != _commitment(self.spec, b"seed", self.index, self._seed):
+            raise CeremonyError("seed-commit: this holder's own commitment was replaced")
+        self._seed_commits = commits
+        self._phase = 2
+        return self._message("seed-reveal", self._seed)
+
+    def key_commitment(self, reveals: Sequence[CeremonyMessage]) -> CeremonyMessage:
+        """Phase 3: check every seed, expand ``a``, sample ``s_j``/``e_j``; commit to ``p_j``."""
+        self._enter(2)
+        seeds = self._collect(reveals, "seed-reveal")
+        for j, seed in seeds.items():
+            if len(seed) != 32 or _commitment(self.spec, b"seed", j, seed) != self._seed_commits[j]:
+                raise CeremonyError(f"seed-reveal: holder {j}'s seed does not match its commitment")
+        crs = hashlib.sha3_256(
+            b"fhe_agg/crs|" + self.spec.ceremony_id + b"".join(seeds[j] for j in sorted(seeds))
+        ).digest()
+        self._a = np.stack(
+            [expand_uniform(crs, f"a/{i}".encode(), self._n, q) for i, q in enumerate(self._primes)]
+        )
+        secret = to_ntt(ternary(self._n, self._rng), self._n, self._primes)
+        error = to_ntt(rounded_gaussian(self._n, KEY_ERROR_SIGMA, self._rng), self._n, self._primes)
+        share = public_key_share(
+            self._a, FixedOperand.of(secret, self._primes), error, self._primes
+        )
+        error.fill(0)
+        self._secret = secret
+        self._public_share = _poly_bytes(share)
+        self._phase = 3
+        return self._message(
+            "key-commit", _commitment(self.spec, b"key", self.index, self._public_share)
+        )
+
+    def reveal_public_share(self, commitments: Sequence[CeremonyMessage]) -> CeremonyMessage:
+        """Phase 4: given every holder's key commitment, reveal ``p_j``."""
+        self._enter(3)
+        commits = self._collect(commitments, "key-commit")
+        if commits[self.index] != _commitment(self.spec, b"key", self.index, self._public_share):
+            raise CeremonyError("key-commit: this holder's own commitment was replaced")
+        self._key_commits = commits
+        self._phase = 4
+        return self._message("key-reveal", self._public_share)
+
+    def deal(self, reveals: Sequence[CeremonyMessage]) -> list[CeremonyMessage]:
+        """Phase 5: check every ``p_j``, form the joint public key, and (``t < n``) send each
+        other holder its sealed Shamir share of ``s_j``. ``s_j`` is erased afterwards."""
+        self._enter(4)
+        shares = self._collect(reveals, "key-reveal")
+        polys: dict[int, U64] = {}
+        for j, blob in shares.items():
+            if _commitment(self.spec, b"key", j, blob) != self._key_commits[j]:
+                raise CeremonyError(
+                    f"key-reveal: holder {j}'s public-key share does not match its commitment"
+                )
+            polys[j] = _poly_from_bytes(blob, self._primes, self._n, f"key-reveal of holder {j}")
+        assert self._a is not None and self._secret is not None
+        b = polys[1]
+        for j in sorted(polys)[1:]:
+            b = add_polys(b, polys[j], self._primes)
+        self._public_key = PublicKey.from_arrays(self.spec.preset, b, self._a)
+        holders, t = len(self.spec.holders), self.spec.threshold
+        secret, self._secret = self._secret, None
+        out: list[CeremonyMessage] = []
+        if t == holders:
+            self._own_share = secret
+        else:
+            dealt = share_polynomial(
+                secret, threshold=t, holders=holders, primes=self._primes, rng=self._rng
+            )
+            secret.fill(0)
+            for k in sorted(dealt):
+                if k == self.index:
+                    self._own_share = dealt[k]
+                    continue
+                info = self._seal_info(self.index, k)
+                sealed = seal(
+                    self._directory[k].sealing_key,
+                    _poly_bytes(dealt[k]),
+                    info=info,
+                    suite=_SEALING_SUITE,
+                )
+                dealt[k].fill(0)
+                out.append(self._message("share", sealed, recipient=k))
+        self._phase = 5
+        return out
+
+    def _seal_info(self, sender: int, recipient: int) -> SealInfo:
+        return SealInfo(
+            consortium=self.spec.consortium,
+            epoch=self.spec.epoch,
+            sender=self.spec.holders[sender - 1],
+            recipient=self.spec.holders[recipient - 1],
+            purpose="key-share",
+        )
+
+    def finish(self, shares: Sequence[CeremonyMessage]) -> tuple[PublicKey, KeyShare]:
+        """Phase 6: open the shares sent to this holder and keep only their sum.
+
+        Refuses (typed errors, state unchanged) a share that is unsigned, tampered, sealed for
+        another holder or epoch, or missing.
+        """
+        self._enter(5)
+        assert self._public_key is not None and self._own_share is not None
+        t, holders = self.spec.threshold, len(self.spec.holders)
+        received: dict[int, U64] = {}
+        if t < holders:
+            for j, sealed in self._collect(shares, "share", to_me=True).items():
+                plain = open_sealed(
+                    self._sealing_key,
+                    sealed,
+                    info=self._seal_info(j, self.index),
+                    suite=_SEALING_SUITE,
+                )
+                received[j] = _poly_from_bytes(plain, self._primes, self._n, f"share of holder {j}")
+        elif shares:
+            raise CeremonyError("share: an n-of-n ceremony sends no shares")
+        total = self._own_share
+        for j in sorted(received):
+            total = add_polys(total, received[j], self._primes)
+            received[j].fill(0)
+        if total is not self._own_share:
+            self._own_share.fill(0)
+        self._own_share = None
+        self._phase = 6
+        key_share = KeyShare(
+            preset=self.spec.preset,
+            holder_index=self.index,
+            threshold=t,
+            holders=holders,
+            public_key_fingerprint=self._public_key.fingerprint,
+            operand=FixedOperand.of(total, self._primes),
+        )
+        return self._public_key, key_share
+
+    def __repr__(self) -> str:
+        return (
+            f"CeremonyMember(holder={self.holder_id!r}, index={self.index}, "
+            f"phases_done={self._phase}, <secret>)"
+        )
+
+
+def run_ceremony(members: Sequence[CeremonyMember]) -> tuple[PublicKey, list[KeyShare]]:
+    """Drive a whole ceremony in one process, passing every message through its wire bytes.
+
+    For simulations and tests; a deployment runs the same phases over its own transport.
+    Returns the joint public key (every member must agree on it) and each member's key share.
+    """
+
+    def relay(messages: Sequence[CeremonyMessage]) -> list[CeremonyMessage]:
+        return [CeremonyMessage.from_bytes(m.to_bytes()) for m in messages]
+
+    commits = relay([m.seed_commitment() for m in members])
+    seeds = relay([m.reveal_seed(commits) for m in members])
+    key_commits = relay([m.key_commitment(seeds) for m in members])
+    key_shares = relay([m.reveal_public_share(key_commits) for m in members])
+    dealt = relay([msg for m in members for msg in m.deal(key_shares)])
+    results = [m.finish([d for d in dealt if d.recipient == m.index]) for m in members]
+    public_key = results[0][0]
+    if any(pk.blob != public_key.blob for pk, _ in results):
+        raise CeremonyError("holders derived different public keys")
+    return public_key, [share for _, share in results]

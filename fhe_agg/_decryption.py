@@ -1,0 +1,157 @@
+"""One threshold decryption of one aggregate, from a decrypting set fixed before any partial exists.
+
+The safe path when a holder drops (threshold-ckks.md §3.5, §4.3): the set ``T`` is fixed when the
+session opens; if any member of ``T`` fails to deliver, the session is *aborted*, never completed
+with another set. The partials already produced stay useless (fewer than ``t``), and the holders
+themselves refuse a second partial of the same round or ciphertext, so a coordinator cannot retry
+either. The round is then run again with fresh encryptions under a new round id.
+
+Releasing also spends the privacy budget: with DP the session checks the accountant before it
+opens (so no partial is produced for a release that would exceed ``max_epsilon``) and records the
+achieved noise multiplier when it releases. In central DP mode the session adds the Gaussian
+noise itself after decoding (the combiner is then trusted with the exact average).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+from numpy.typing import NDArray
+
+from fhe_agg._combine import combine
+from fhe_agg._config import FederationConfig
+from fhe_agg._dp import PrivacyAccountant
+from fhe_agg._errors import (
+    AggregateMismatch,
+    DecryptionAborted,
+    PrivacyBudgetExceeded,
+    ThresholdNotMet,
+)
+from fhe_agg._keyholder import PartialDecryption
+from fhe_agg._messages import EncryptedAggregate, aggregate_digest
+from fhe_agg._packing import Layout
+from fhe_agg._random import RandomSource, default_random
+from fhe_agg.hazmat.sampling import rounded_gaussian
+
+__all__ = ["DecryptionSession"]
+
+_CENTRAL_RESOLUTION = 2.0**-40  # central noise is sampled on this grid (model units)
+
+
+class DecryptionSession:
+    """Collect one partial from each member of ``decrypting_set`` and release the mean once."""
+
+    def __init__(
+        self,
+        aggregate: EncryptedAggregate,
+        *,
+        config: FederationConfig,
+        layout: Layout,
+        decrypting_set: Iterable[int],
+        accountant: PrivacyAccountant | None = None,
+        rng: RandomSource | None = None,
+    ) -> None:
+        members = tuple(sorted(set(decrypting_set)))
+        if len(members) != config.threshold or not all(1 <= m <= config.holders for m in members):
+            raise ThresholdNotMet(
+                f"decrypting_set: needs {config.threshold} distinct holders in 1..{config.holders}"
+                f", got {members}"
+            )
+        if config.dp is not None:
+            if accountant is None:
+                raise ValueError("accountant: required when the federation uses DP")
+            assert config.noise_multiplier is not None
+            if accountant.max_epsilon is not None:
+                after = accountant.epsilon_after(config.noise_multiplier)
+                if after > accountant.max_epsilon:
+                    raise PrivacyBudgetExceeded(
+                        f"releasing this aggregate would raise epsilon to {after:.4g} > "
+                        f"max_epsilon {accountant.max_epsilon:.4g}; no partial was requested"
+                    )
+        self.aggregate = aggregate
+        self.config = config
+        self.layout = layout
+        self.decrypting_set = members
+        self._accountant = accountant
+        self._rng = rng or default_random()
+        self._digest = aggregate_digest(aggregate)
+        self._partials: dict[int, PartialDecryption] = {}
+        self._state = "open"
+
+    @property
+    def missing(self) -> tuple[int, ...]:
+        """Members of the decrypting set whose partial has not arrived."""
+        return tuple(m for m in self.decrypting_set if m not in self._partials)
+
+    @property
+    def state(self) -> str:
+        """``open``, ``released`` or ``aborted``."""
+        return self._state
+
+    def add(self, partial: PartialDecryption) -> None:
+        """Accept one member's partial; refuses another aggregate's, another set's or a repeat."""
+        self._require_open()
+        if not isinstance(partial, PartialDecryption):
+            raise TypeError("partial: expected PartialDecryption")
+        if partial.holder_index not in self.decrypting_set:
+            raise ThresholdNotMet(f"holder {partial.holder_index} is not in the decrypting set")
+        if partial.holder_index in self._partials:
+            raise AggregateMismatch(f"holder {partial.holder_index} already delivered")
+        if (
+            partial.aggregate_digest != self._digest
+            or partial.round_id != self.aggregate.round_id
+            or partial.decrypting_set != self.decrypting_set
+        ):
+            raise AggregateMismatch(
+                f"partial of holder {partial.holder_index} belongs to another aggregate or set"
+            )
+        self._partials[partial.holder_index] = partial
+
+    def abort(self) -> None:
+        """Give up on this aggregate for good (a member dropped); the round must be re-run."""
+        if self._state == "open":
+            self._state = "aborted"
+            for partial in self._partials.values():
+                partial.data.fill(0)
+            self._partials.clear()
+
+    def release(self) -> NDArray[np.float64]:
+        """Combine the partials into the weighted mean, once.
+
+        Raises :class:`DecryptionAborted` (and aborts) if a member is missing: the round's
+        ciphertexts are never decrypted by another set.
+        """
+        self._require_open()
+        if self.missing:
+            missing = self.missing
+            self.abort()
+            raise DecryptionAborted(
+                f"holders {missing} of the decrypting set did not deliver; round "
+                f"{self.aggregate.round_id} is aborted: re-run it with fresh encryptions"
+            )
+        partials: Sequence[PartialDecryption] = [self._partials[m] for m in self.decrypting_set]
+        mean = combine(self.aggregate, partials, config=self.config, layout=self.layout)
+        if self.config.central_noise_std > 0.0:
+            mean = mean + self._central_noise(mean.size)
+        if self._accountant is not None and self.config.noise_multiplier is not None:
+            self._accountant.spend(self.config.noise_multiplier)
+        self._state = "released"
+        return mean
+
+    def _central_noise(self, size: int) -> NDArray[np.float64]:
+        std = self.config.central_noise_std / self.aggregate.total_weight
+        ticks = rounded_gaussian(size, std / _CENTRAL_RESOLUTION, self._rng)
+        return ticks.astype(np.float64) * _CENTRAL_RESOLUTION
+
+    def _require_open(self) -> None:
+        if self._state != "open":
+            raise DecryptionAborted(
+                f"this decryption of round {self.aggregate.round_id} is {self._state}"
+            )
+
+    def __repr__(self) -> str:
+        return (
+            f"DecryptionSession(round={self.aggregate.round_id}, set={self.decrypting_set}, "
+            f"state={self._state}, missing={self.missing})"
+        )

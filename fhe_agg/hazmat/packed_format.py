@@ -1,0 +1,122 @@
+"""The compact wire format of data-level ciphertexts: coefficients bit-packed to their prime's size.
+
+SEAL serializes every coefficient as a 64-bit word (its zstd pass gains nothing on uniform
+residues), so a 60-bit prime wastes 4 bits per coefficient and a 30-bit prime 34. Here each
+residue modulo ``q_i`` takes exactly ``q_i.bit_length()`` bits:
+
+    b"FAC1" | u8 polys (2) | u8 primes (L) | u32 N | 4 x u64 parms_id | f64 scale | rows
+
+Row ``(poly, i)`` holds ``N`` residues in groups of 64, each group packed little-endian into
+``width_i`` 64-bit words. Parsing is strict and bounded: the exact length is known from the
+preset before anything is allocated, and every residue must be reduced modulo its prime.
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+
+import numpy as np
+
+from fhe_agg._errors import MalformedMessage, MessageTooLarge, ParameterMismatch
+from fhe_agg.hazmat.rns import U64
+from fhe_agg.hazmat.seal_format import ParmsId, RawCiphertext
+
+__all__ = ["pack_ciphertext", "packed_size", "unpack_ciphertext"]
+
+_MAGIC = b"FAC1"
+_HEADER = struct.Struct("<4sBBI4Qd")
+_POLYS = 2
+_GROUP = 64
+
+
+def packed_size(n: int, primes: tuple[int, ...]) -> int:
+    """Exact byte size of a packed size-2 ciphertext for ring degree ``n`` and ``primes``."""
+    return _HEADER.size + _POLYS * sum(n * q.bit_length() // 8 for q in primes)
+
+
+def _pack_rows(rows: U64, width: int) -> bytes:
+    count, n = rows.shape
+    groups = rows.reshape(count, n // _GROUP, _GROUP)
+    out = np.zeros((count, n // _GROUP, width), dtype=np.uint64)
+    for j in range(_GROUP):
+        word, shift = divmod(j * width, 64)
+        value = groups[:, :, j]
+        out[:, :, word] |= value << np.uint64(shift)
+        if shift + width > 64:
+            out[:, :, word + 1] |= value >> np.uint64(64 - shift)
+    return out.astype("<u8", copy=False).tobytes()
+
+
+def _unpack_rows(buffer: bytes, count: int, n: int, width: int) -> U64:
+    words = np.frombuffer(buffer, dtype="<u8").reshape(count, n // _GROUP, width)
+    out = np.empty((count, n // _GROUP, _GROUP), dtype=np.uint64)
+    mask = np.uint64((1 << width) - 1)
+    for j in range(_GROUP):
+        word, shift = divmod(j * width, 64)
+        value = words[:, :, word] >> np.uint64(shift)
+        if shift + width > 64:
+            value = value | (words[:, :, word + 1] << np.uint64(64 - shift))
+        out[:, :, j] = value & mask
+    return out.reshape(count, n)
+
+
+def pack_ciphertext(raw: RawCiphertext, primes: tuple[int, ...]) -> bytes:
+    """Encode a size-2 ciphertext ``raw.data[poly, prime, coefficient]`` (reduced, NTT form)."""
+    polys, count, n = raw.data.shape
+    if polys != _POLYS or count != len(primes) or n % _GROUP:
+        raise ValueError(f"raw: expected shape (2, {len(primes)}, N), got {raw.data.shape}")
+    parts = [_HEADER.pack(_MAGIC, polys, count, n, *raw.parms_id, raw.scale)]
+    for i, q in enumerate(primes):
+        parts.append(_pack_rows(np.ascontiguousarray(raw.data[:, i, :]), q.bit_length()))
+    return b"".join(parts)
+
+
+def unpack_ciphertext(
+    blob: bytes,
+    *,
+    n: int,
+    primes: tuple[int, ...],
+    parms_id: ParmsId,
+    max_bytes: int | None = None,
+    what: str = "ciphertext",
+) -> RawCiphertext:
+    """Strictly decode :func:`pack_ciphertext` output for ring ``n`` and ``primes``.
+
+    :class:`MessageTooLarge` beyond ``max_bytes``; :class:`MalformedMessage` for a wrong length or
+    magic, a scale that is not a finite number >= 1, an unreduced residue or a transparent
+    ciphertext (``c1 = 0``); :class:`ParameterMismatch` for another ring, prime count or
+    ``parms_id``.
+    """
+    if not isinstance(blob, bytes | bytearray | memoryview):
+        raise MalformedMessage(f"{what}: expected bytes, got {type(blob).__name__}")
+    if max_bytes is not None and len(blob) > max_bytes:
+        raise MessageTooLarge(f"{what}: {len(blob)} bytes exceeds the bound of {max_bytes}")
+    if len(blob) < _HEADER.size:
+        raise MalformedMessage(f"{what}: truncated ({len(blob)} bytes)")
+    magic, polys, count, ring, *pid, scale = _HEADER.unpack_from(blob)
+    if magic != _MAGIC:
+        raise MalformedMessage(f"{what}: not a packed ciphertext (bad magic)")
+    if polys != _POLYS or ring != n or count != len(primes):
+        raise ParameterMismatch(
+            f"{what}: {polys} polynomials of degree {ring} over {count} primes, expected "
+            f"{_POLYS} of degree {n} over {len(primes)}"
+        )
+    if tuple(pid) != parms_id:
+        raise ParameterMismatch(f"{what}: parms_id differs from the expected parameter level")
+    if len(blob) != packed_size(n, primes):
+        raise MalformedMessage(f"{what}: {len(blob)} bytes, expected {packed_size(n, primes)}")
+    if not (math.isfinite(scale) and scale >= 1.0):
+        raise MalformedMessage(f"{what}: scale {scale!r} is not a finite number >= 1")
+    data = np.empty((_POLYS, count, n), dtype=np.uint64)
+    offset = _HEADER.size
+    for i, q in enumerate(primes):
+        size = _POLYS * n * q.bit_length() // 8
+        rows = _unpack_rows(bytes(blob[offset : offset + size]), _POLYS, n, q.bit_length())
+        if int(rows.max()) >= q:
+            raise MalformedMessage(f"{what}: prime {i} holds a residue not reduced mod {q}")
+        data[:, i, :] = rows
+        offset += size
+    if not np.any(data[1]):
+        raise MalformedMessage(f"{what}: transparent ciphertext (c1 = 0) is not an encryption")
+    return RawCiphertext(parms_id, float(scale), data)
