@@ -65,6 +65,14 @@ __all__ = [
 CEREMONY_CONTEXT = b"fhe_agg/ceremony/v1"
 _SEALING_SUITE = Suite.PQ_ONLY
 _PHASES = ("seed-commit", "seed-reveal", "key-commit", "key-reveal", "share")
+_STEPS = (
+    "seed_commitment",
+    "reveal_seed",
+    "key_commitment",
+    "reveal_public_share",
+    "deal",
+    "finish",
+)
 _MAX_MESSAGE = MAX_SEALED_PLAINTEXT + 16_384
 
 
@@ -252,7 +260,8 @@ class CeremonyMember:
     def _enter(self, phase: int) -> None:
         if self._phase != phase:
             raise CeremonyError(
-                f"holder {self.holder_id!r}: phase {_PHASES[phase]!r} is out of order"
+                f"holder {self.holder_id!r}: {_STEPS[phase]}() is out of order "
+                f"({self._phase} of {len(_STEPS)} steps done)"
             )
 
     def _collect(
@@ -431,6 +440,9 @@ class CeremonyMember:
             operand=FixedOperand.of(total, self._primes),
         )
         return self._public_key, key_share
+
+    def __reduce__(self) -> tuple[object, ...]:
+        raise TypeError("CeremonyMember cannot be pickled: it holds secret key material")
 
     def __repr__(self) -> str:
         return (

@@ -114,6 +114,9 @@ class KeyShare:
         coefficient = lagrange_coefficients(decrypting_set, primes)[self.holder_index]
         return FixedOperand.of(scale_share(data.value, coefficient, primes), primes)
 
+    def __reduce__(self) -> tuple[object, ...]:
+        raise TypeError("KeyShare cannot be pickled: secret key material never leaves the holder")
+
     def check_for(self, public_key: PublicKey) -> None:
         if public_key.fingerprint != self.public_key_fingerprint:
             raise ParameterMismatch("key share belongs to another public key (key epoch)")

@@ -45,6 +45,42 @@ def test_acceptance_eight_clients_one_million_parameters() -> None:
     assert out["bits_per_param_upload"] <= 136
 
 
+@pytest.mark.slow
+def test_acceptance_three_of_five_holders_flood_and_stay_precise() -> None:
+    out = _simulate(
+        "--clients", "8", "--holders", "5", "--threshold", "3", "--params", "1000000", "--no-dp"
+    )
+    assert out["preset"] == "precise"
+    assert out["max_abs_error"] <= 1e-6
+    assert out["flooding_security_bits"] >= 40
+    assert out["bits_per_param_upload"] <= 210
+    assert out["decryption_budget_left"] == 2**16 - 123  # 1M params = 123 ciphertexts
+    assert out["partial_decrypt_s"] > 0 and out["combine_s"] > 0
+
+
+@pytest.mark.slow
+def test_acceptance_distributed_dp_three_rounds() -> None:
+    out = _simulate(
+        *("--clients", "8", "--holders", "5", "--threshold", "3", "--params", "100000"),
+        *("--dp", "--clip", "1", "--noise-multiplier", "1", "--rounds", "3"),
+    )
+    assert out["preset"] == "dp"
+    assert out["epsilon"] > 0 and out["delta"] == 1e-5
+    assert out["bits_per_param_upload"] <= 136
+    expected = out["noise_std_expected"]
+    assert abs(out["noise_std_measured"] - expected) <= 0.1 * expected  # type: ignore[operator]
+    assert out["flooding_security_bits"] >= 40
+
+
+def test_a_single_unflooded_holder_is_warned_about() -> None:
+    result = CliRunner().invoke(main, ["simulate", "--clients", "3", "--params", "2000"])
+    assert result.exit_code == 0
+    assert "warning:" in result.stderr and "Li-Micciancio" in result.stderr
+    flooded = _simulate("--clients", "3", "--params", "2000", "--flooding")
+    assert flooded["preset"] == "precise" and flooded["flooding_security_bits"] >= 40
+    assert "warnings" not in flooded
+
+
 def test_errors_are_one_line_with_nonzero_exit() -> None:
     result = CliRunner().invoke(main, ["simulate", "--clients", "0", "--json"])
     assert result.exit_code != 0
