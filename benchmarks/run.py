@@ -25,7 +25,11 @@ import tenseal as ts
 import tenseal.sealapi as sealapi
 
 from fhe_agg import Client, FederationConfig, SigningKey, generate_single_key
+from fhe_agg._params import PRESETS
 from fhe_agg._seal import backend_for
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from threshold_bench import bench_threshold_decryption
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -57,7 +61,9 @@ def bench_client_encryption(params: int, repeats: int) -> list[dict[str, Any]]:
     """Client encode+encrypt throughput (params/s on one core) vs raw TenSEAL and raw SEAL."""
     rng = np.random.default_rng(0)
     vector = rng.uniform(-1, 1, params)
-    config = FederationConfig(max_clients=16, max_weight=100.0, value_bound=1.0)
+    config = FederationConfig(
+        preset=PRESETS["dp"], max_clients=16, max_weight=100.0, value_bound=1.0, flooding=None
+    )
     public_key, _ = generate_single_key(config.preset)
     client = Client(
         client_id="bench", signing_key=SigningKey.generate(), config=config, public_key=public_key
@@ -133,7 +139,9 @@ def bench_mean_scaling(params: int, repeats: int) -> list[dict[str, Any]]:
     ``multiply_plain`` and serializes it, which also consumes a level that the compact preset
     does not have (so it could not even be decoded there).
     """
-    config = FederationConfig(max_clients=16, max_weight=100.0, value_bound=1.0)
+    config = FederationConfig(
+        preset=PRESETS["dp"], max_clients=16, max_weight=100.0, value_bound=1.0, flooding=None
+    )
     public_key, _ = generate_single_key(config.preset)
     client = Client(
         client_id="bench", signing_key=SigningKey.generate(), config=config, public_key=public_key
@@ -221,7 +229,9 @@ def main(argv: list[str] | None = None) -> int:
         "machine": _machine(),
         "params": params,
         "repeats": repeats,
-        "figures": bench_client_encryption(params, repeats) + bench_mean_scaling(params, repeats),
+        "figures": bench_client_encryption(params, repeats)
+        + bench_mean_scaling(params, repeats)
+        + bench_threshold_decryption(params, repeats, _figure),
     }
     RESULTS.mkdir(exist_ok=True)
     stem = RESULTS / report["date"]

@@ -43,7 +43,7 @@ from fhe_agg._packing import Layout
 from fhe_agg._random import RandomSource, default_random
 from fhe_agg._seal import backend_for
 from fhe_agg._signing import VerifyKey
-from fhe_agg.hazmat.rlwe import add_polys, mul_fixed, to_ntt
+from fhe_agg.hazmat.rlwe import add_polys, mul_fixed, to_ntt_batch
 from fhe_agg.hazmat.rns import U64
 from fhe_agg.hazmat.sampling import rounded_gaussian
 
@@ -287,10 +287,9 @@ class KeyHolder:
         data = mul_fixed(sums[:, 1], operand, primes)
         sigma = self.config.holder_noise_sigma
         if sigma > 0.0:
-            n = self._backend.n
-            for i in range(data.shape[0]):
-                noise = to_ntt(rounded_gaussian(n, sigma, self._rng), n, primes)
-                data[i] = add_polys(data[i], noise, primes)
+            n, count = self._backend.n, data.shape[0]
+            noise = rounded_gaussian(count * n, sigma, self._rng).reshape(count, n)
+            data = add_polys(data, to_ntt_batch(noise, n, primes), primes)
         self._decrypted.add(aggregate.round_id)
         self._decrypted_chunks |= chunk_ids
         self._budget_used += len(aggregate.chunks)

@@ -57,20 +57,24 @@ class NttTables:
         self._quot = shoup_quotient(powers, q)
 
     def forward(self, coeffs: U64) -> U64:
-        """NTT of one polynomial with coefficients in ``[0, q)``; returns a new array."""
+        """NTT of polynomials ``coeffs[..., n]`` with coefficients in ``[0, q)``; a new array.
+
+        Leading axes are a batch: every stage runs over all polynomials at once.
+        """
         a = np.array(coeffs, dtype=np.uint64, copy=True)
         n, q = self.n, self.q
+        flat = a.reshape(-1, n)
         m, gap = 1, n // 2
         while m < n:
-            view = a.reshape(m, 2, gap)
+            view = flat.reshape(-1, m, 2, gap)
             w = self._powers[m : 2 * m, None]
             wq = self._quot[m : 2 * m, None]
-            u = view[:, 0, :].copy()
-            v = mul_shoup(view[:, 1, :], w, wq, q)
-            view[:, 0, :] = add_mod(u, v, q)
-            view[:, 1, :] = sub_mod(u, v, q)
+            u = view[:, :, 0, :].copy()
+            v = mul_shoup(view[:, :, 1, :], w, wq, q)
+            view[:, :, 0, :] = add_mod(u, v, q)
+            view[:, :, 1, :] = sub_mod(u, v, q)
             m, gap = m * 2, gap // 2
-        return a
+        return flat.reshape(a.shape)
 
 
 @lru_cache(maxsize=16)

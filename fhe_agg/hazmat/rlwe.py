@@ -15,13 +15,26 @@ from numpy.typing import NDArray
 from fhe_agg.hazmat.ntt import ntt_tables
 from fhe_agg.hazmat.rns import U64, add_mod, mul_shoup, neg_mod, shoup_quotient, signed_to_residues
 
-__all__ = ["FixedOperand", "add_polys", "mul_fixed", "public_key_share", "to_ntt"]
+_NTT_BLOCK = 4  # polynomials per batched NTT: large enough to amortize numpy, small for the cache
+
+__all__ = ["FixedOperand", "add_polys", "mul_fixed", "public_key_share", "to_ntt", "to_ntt_batch"]
 
 
 def to_ntt(coeffs: NDArray[np.int64], n: int, primes: tuple[int, ...]) -> U64:
     """Signed integer polynomial -> NTT form under each prime, shape ``(len(primes), n)``."""
     residues = signed_to_residues(coeffs, primes)
     return np.stack([ntt_tables(n, q).forward(residues[i]) for i, q in enumerate(primes)])
+
+
+def to_ntt_batch(coeffs: NDArray[np.int64], n: int, primes: tuple[int, ...]) -> U64:
+    """Signed polynomials ``coeffs[k, n]`` -> NTT form, shape ``(k, len(primes), n)``."""
+    out = np.empty((coeffs.shape[0], len(primes), n), dtype=np.uint64)
+    for start in range(0, coeffs.shape[0], _NTT_BLOCK):
+        block = coeffs[start : start + _NTT_BLOCK]
+        for i, q in enumerate(primes):
+            residues = np.mod(block, np.int64(q)).astype(np.uint64)
+            out[start : start + _NTT_BLOCK, i, :] = ntt_tables(n, q).forward(residues)
+    return out
 
 
 @dataclass(frozen=True, eq=False, repr=False)
