@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml constraints.txt
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/fhe-agg simulate --clients 8 --holders 1 --threshold 1 --params 200000 --rounds 2 --no-dp
+	$(BIN)/fhe-agg simulate --clients 8 --holders 5 --threshold 3 --params 200000 --rounds 2 --dp
 
 test: $(STAMP) lint
 	$(BIN)/python -m pytest -q
