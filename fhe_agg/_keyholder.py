@@ -15,6 +15,7 @@ Before multiplying anything by its key share a holder verifies, for the round it
 from __future__ import annotations
 
 import hashlib
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -219,6 +220,16 @@ class KeyHolder:
                 raise AggregateMismatch(
                     f"chunk {index} is not the sum of the manifest's signed updates"
                 )
+
+    def detection_probability(self, chunk_count: int, tampered: int = 1) -> float:
+        """Probability that this holder's check catches an aggregate with ``tampered`` of its
+        ``chunk_count`` chunks altered: 1 when every chunk is recomputed, else
+        ``1 - C(C - k, m) / C(C, m)`` for ``m = spot_check`` chunks drawn after the fact."""
+        if not 0 < tampered <= chunk_count:
+            raise ValueError(f"tampered: need 1..{chunk_count}, got {tampered}")
+        sample = chunk_count if self.spot_check is None else min(self.spot_check, chunk_count)
+        escape = math.comb(chunk_count - tampered, sample) / math.comb(chunk_count, sample)
+        return 1.0 - escape
 
     @property
     def budget_left(self) -> int | None:

@@ -199,3 +199,24 @@ def test_weights_whose_naive_sum_rounds_differently_still_decrypt(
     mean = holder.decrypt(aggregate, agg.evidence(holder.challenge(aggregate)), layout=layout)
     expected = np.average(np.stack([vectors[c] for c in IDS]), axis=0, weights=weights)
     np.testing.assert_allclose(mean, expected, atol=1e-6)
+
+
+def test_detection_probability_of_spot_checks(config, keypair, roster) -> None:
+    public_key, share = keypair
+    sampled = KeyHolder(
+        holder_id="h",
+        config=config,
+        public_key=public_key,
+        key_share=share,
+        roster=roster,
+        spot_check=10,
+    )
+    assert sampled.detection_probability(123, tampered=1) == pytest.approx(10 / 123)
+    assert sampled.detection_probability(123, tampered=123) == 1.0
+    assert 0.58 < sampled.detection_probability(123, tampered=10) < 0.59  # 1 - C(113,10)/C(123,10)
+    full = KeyHolder(
+        holder_id="h", config=config, public_key=public_key, key_share=share, roster=roster
+    )
+    assert full.detection_probability(123) == 1.0
+    with pytest.raises(ValueError, match="tampered"):
+        full.detection_probability(5, tampered=0)
