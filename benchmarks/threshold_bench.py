@@ -12,42 +12,17 @@ import tenseal.sealapi as sealapi
 
 from fhe_agg import (
     Aggregator,
-    CeremonyMember,
-    CeremonySpec,
     Client,
     DecryptionSession,
     FederationConfig,
-    HolderIdentity,
     KeyHolder,
     Layout,
     SigningKey,
-    run_ceremony,
 )
 from fhe_agg._seal import backend_for
-from fhe_agg.identity import SealingPrivateKey, Suite
+from fhe_agg._simulate import local_key_ceremony
 
 Figure = Callable[..., dict[str, Any]]
-
-
-def _ceremony(config: FederationConfig) -> tuple[Any, list[Any]]:
-    ids = tuple(f"holder-{i}" for i in range(1, config.holders + 1))
-    signing = {h: SigningKey.generate() for h in ids}
-    sealing = {h: SealingPrivateKey.generate(Suite.PQ_ONLY) for h in ids}
-    directory = {h: HolderIdentity(signing[h].verify_key, sealing[h].public_key) for h in ids}
-    spec = CeremonySpec(
-        consortium="bench", epoch=1, preset=config.preset, holders=ids, threshold=config.threshold
-    )
-    members = [
-        CeremonyMember(
-            spec=spec,
-            holder_id=h,
-            signing_key=signing[h],
-            sealing_key=sealing[h],
-            directory=directory,
-        )
-        for h in ids
-    ]
-    return run_ceremony(members)
 
 
 def bench_threshold_decryption(params: int, repeats: int, figure: Figure) -> list[dict[str, Any]]:
@@ -56,7 +31,7 @@ def bench_threshold_decryption(params: int, repeats: int, figure: Figure) -> lis
     config = FederationConfig(
         min_clients=3, max_clients=8, max_weight=10.0, value_bound=1.0, holders=5, threshold=3
     )
-    public_key, shares = _ceremony(config)
+    public_key, shares = local_key_ceremony(config)
     signing = {f"c{i}": SigningKey.generate() for i in range(3)}
     roster = {c: k.verify_key for c, k in signing.items()}
     layout = Layout.for_vector(params)

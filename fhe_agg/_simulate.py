@@ -34,7 +34,7 @@ from fhe_agg._random import RandomSource, SeededRandom, default_random
 from fhe_agg._signing import SigningKey, VerifyKey
 from fhe_agg.identity import SealingPrivateKey, Suite
 
-__all__ = ["SimulationSpec", "run_simulation"]
+__all__ = ["SimulationSpec", "local_key_ceremony", "run_simulation"]
 
 Progress = Callable[[str, int], None]
 
@@ -117,7 +117,11 @@ def _configure(spec: SimulationSpec, weights: list[float]) -> FederationConfig:
     )
 
 
-def _key_ceremony(config: FederationConfig, rng: RandomSource) -> tuple[PublicKey, list[Any]]:
+def local_key_ceremony(
+    config: FederationConfig, rng: RandomSource | None = None
+) -> tuple[PublicKey, list[Any]]:
+    """Fresh identities for ``config.holders`` key holders and their whole ceremony, in-process."""
+    rng = rng or default_random()
     ids = tuple(f"holder-{i}" for i in range(1, config.holders + 1))
     signing = {h: SigningKey.generate() for h in ids}
     sealing = {h: SealingPrivateKey.generate(Suite.PQ_ONLY, random=rng) for h in ids}
@@ -147,7 +151,7 @@ def _federation(spec: SimulationSpec, data_rng: np.random.Generator) -> _Federat
     rng: RandomSource = SeededRandom(spec.seed) if spec.seed is not None else default_random()
     weights = [float(w) for w in data_rng.permutation(np.arange(1, spec.clients + 1)) * 10 + 5]
     config = _configure(spec, weights)
-    public_key, shares = _key_ceremony(config, rng)
+    public_key, shares = local_key_ceremony(config, rng)
     signing = {f"client-{i:03d}": SigningKey.generate() for i in range(spec.clients)}
     roster = {cid: key.verify_key for cid, key in signing.items()}
     clients = [
