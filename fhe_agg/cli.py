@@ -130,3 +130,12 @@ def version() -> None:
         click.echo(f"pqcrypto {pkg_version('pqcrypto')}")
     except PackageNotFoundError:
         click.echo("pqcrypto not installed")
+
+
+def _register_identity_commands() -> None:
+    from fhe_agg._cli_identity import register
+
+    register(main)
+
+
+_register_identity_commands()

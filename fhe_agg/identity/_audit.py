@@ -21,14 +21,18 @@ aggregation", "AES-128-GCM": "model encryption"}``. Each asset gets a :class:`Fi
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Mapping
-from dataclasses import dataclass
-from enum import Enum
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from fhe_agg._params import PRESETS, QUANTUM_128_MAX_LOG_Q, CkksPreset
+from fhe_agg._params import PRESETS, CkksPreset
+from fhe_agg.identity._audit_model import Finding, Policy, PresetReport, Risk, _preset_report
+from fhe_agg.identity._audit_rules import classify
+from fhe_agg.identity._encoding import read_at_most
 from fhe_agg.identity._suites import Suite
+
+if TYPE_CHECKING:
+    from fhe_agg.identity._roster import Roster
 
 __all__ = [
     "Finding",
@@ -39,393 +43,11 @@ __all__ = [
     "audit_presets",
     "default_deployment_inventory",
     "load_inventory",
+    "roster_inventory",
 ]
 
 _MAX_INVENTORY_BYTES = 1 << 20
 _MAX_ASSETS = 10_000
-
-
-class Risk(Enum):
-    """Severity of a finding, most severe first."""
-
-    CRITICAL = "critical"
-    HIGH = "high"
-    MEDIUM = "medium"
-    LOW = "low"
-    INFO = "info"
-
-
-class Policy(Enum):
-    """Which guidance the audit applies on top of NIST's."""
-
-    NIST = "nist"
-    CNSA2 = "cnsa2"
-    EU_HYBRID = "eu-hybrid"
-
-
-@dataclass(frozen=True, kw_only=True)
-class Finding:
-    """One inventory asset, classified.
-
-    ``primitive`` uses CycloneDX 1.6 ``cryptoProperties.algorithmProperties.primitive`` values;
-    ``nist_quantum_level`` is 0 (no NIST category met: quantum-vulnerable) to 5.
-    """
-
-    asset: str
-    usage: str
-    primitive: str
-    risk: Risk
-    quantum_vulnerable: bool
-    confidentiality: bool
-    reasons: tuple[str, ...]
-    replacement: str
-    classical_bits: int | None = None
-    nist_quantum_level: int | None = None
-    oid: str | None = None
-    parameter_set: str | None = None
-
-
-_SHOR = "Shor's algorithm breaks it on a cryptographically relevant quantum computer (CRQC)"
-_HNDL = "harvest now, decrypt later: recorded traffic becomes readable once a CRQC exists"
-_IR8547_112 = "NIST IR 8547: 112-bit strength deprecated after 2030, disallowed after 2035"
-_IR8547_128 = "NIST IR 8547: disallowed after 2035"
-_GROVER = "Grover's search at best halves the key strength (AES-128 -> ~64-bit quantum work)"
-_CNSA = "CNSA 2.0 requires ML-KEM-1024, ML-DSA-87, AES-256 and SHA-384/512"
-_EU = "BSI TR-02102-1 (2026-01) / ANSSI: lattice PQC only in hybrid form"
-
-_OIDS = {
-    "ML-DSA-44": "2.16.840.1.101.3.4.3.17",
-    "ML-DSA-65": "2.16.840.1.101.3.4.3.18",
-    "ML-DSA-87": "2.16.840.1.101.3.4.3.19",
-    "ML-KEM-512": "2.16.840.1.101.3.4.4.1",
-    "ML-KEM-768": "2.16.840.1.101.3.4.4.2",
-    "ML-KEM-1024": "2.16.840.1.101.3.4.4.3",
-    "SLH-DSA-SHA2-192S": "2.16.840.1.101.3.4.3.22",
-    "X-WING": "1.3.6.1.4.1.62253.25722",
-    "COMPOSITE": "1.3.6.1.5.5.7.6.48",
-    "ED25519": "1.3.101.112",
-    "X25519": "1.3.101.110",
-    "AES-128-GCM": "2.16.840.1.101.3.4.1.6",
-    "AES-256-GCM": "2.16.840.1.101.3.4.1.46",
-    "SHA-256": "2.16.840.1.101.3.4.2.1",
-    "SHA-384": "2.16.840.1.101.3.4.2.2",
-    "SHA-512": "2.16.840.1.101.3.4.2.3",
-    "SHA3-256": "2.16.840.1.101.3.4.2.8",
-}
-_SIGN_WORDS = ("sign", "signature", "auth", "certificate", "attest")
-_RSA_BITS = {1024: 80, 2048: 112, 3072: 128, 4096: 152, 7680: 192, 15360: 256}
-_CURVE_BITS = {
-    "P192": 96,
-    "P224": 112,
-    "P256": 128,
-    "P384": 192,
-    "P521": 256,
-    "25519": 128,
-    "448": 224,
-}
-
-
-def _norm(name: str) -> str:
-    return re.sub(r"[\s_]+", "-", name.strip().upper())
-
-
-def _mk(asset: str, usage: str, **kw: object) -> Finding:
-    return Finding(asset=asset, usage=usage, **kw)  # type: ignore[arg-type]
-
-
-def _classify(asset: str, usage: str, policy: Policy) -> Finding:
-    n, u = _norm(asset), usage.lower()
-    signing = any(w in u for w in _SIGN_WORDS)
-    cnsa = policy is Policy.CNSA2
-    if re.fullmatch(r"(MD5|SHA-?1|(3|TRIPLE-?)?DES(-EDE)?|RC4|RSA-(512|768|1024)|.*P-?192)", n):
-        return _mk(
-            asset,
-            usage,
-            primitive="other",
-            risk=Risk.CRITICAL,
-            quantum_vulnerable=True,
-            confidentiality=not signing,
-            reasons=("already disallowed by NIST (SP 800-131A)",),
-            replacement="ML-DSA-65 / X-Wing / AES-256-GCM / SHA3-256",
-            nist_quantum_level=0,
-        )
-    if m := re.fullmatch(r"RSA(?:-(?:OAEP|PSS|PKCS1))?-(\d+)(?:-.*)?", n):
-        bits = int(m.group(1))
-        strength = max((s for k, s in _RSA_BITS.items() if k <= bits), default=80)
-        return _public_key(
-            asset, usage, "signature" if signing else "pke", signing, strength, bits=str(bits)
-        )
-    if m := re.fullmatch(r"(ECDSA|ECDH|ECDHE|ED|X|EDDSA)-?(P-?\d+|25519|448)", n):
-        kind, curve = m.group(1), m.group(2).replace("-", "")
-        is_sig = kind in ("ECDSA", "ED", "EDDSA")
-        return _public_key(
-            asset,
-            usage,
-            "signature" if is_sig else "key-agree",
-            is_sig,
-            _CURVE_BITS.get(curve, 128),
-            bits=curve,
-            oid=_OIDS.get(n),
-            eddsa=kind in ("ED", "EDDSA"),
-        )
-    if re.fullmatch(r"(FF)?DHE?-?\d*|DSA-?\d*", n):
-        is_sig = n.startswith("DSA")
-        return _public_key(
-            asset, usage, "signature" if is_sig else "key-agree", is_sig, 112, bits=None
-        )
-    if re.fullmatch(r"(KYBER|DILITHIUM)\d*|X25519-?KYBER768-?DRAFT00", n):
-        return _mk(
-            asset,
-            usage,
-            primitive="kem" if "KYBER" in n else "signature",
-            risk=Risk.HIGH,
-            quantum_vulnerable=False,
-            confidentiality="KYBER" in n,
-            reasons=("pre-standard round-3 parameters, not compatible with FIPS 203/204",),
-            replacement="ML-KEM-768 / ML-DSA-65 / X25519MLKEM768",
-        )
-    if m := re.fullmatch(r"ML-(DSA|KEM)-(\d+)", n):
-        return _lattice(asset, usage, m.group(1), int(m.group(2)), policy, oid=_OIDS.get(n))
-    if n in (
-        "X-WING",
-        "XWING",
-        "X25519MLKEM768",
-        "MLKEM768-X25519",
-        "MLKEM1024-P384",
-        "COMPSIG-MLDSA65-ED25519-SHA512",
-        "MLDSA65-ED25519",
-        "COMPOSITE-ML-DSA-65-ED25519",
-    ):
-        is_kem = "KEM" in n or "WING" in n
-        level = 5 if "1024" in n else 3
-        reasons = ["hybrid: secure while either component holds"]
-        risk = Risk.INFO
-        if cnsa and level < 5:
-            risk, reasons = Risk.MEDIUM, [*reasons, _CNSA]
-        return _mk(
-            asset,
-            usage,
-            primitive="kem" if is_kem else "signature",
-            risk=risk,
-            quantum_vulnerable=False,
-            confidentiality=is_kem,
-            reasons=tuple(reasons),
-            replacement="-" if risk is Risk.INFO else "ML-KEM-1024 / ML-DSA-87",
-            nist_quantum_level=level,
-            oid=_OIDS["X-WING" if "WING" in n else "COMPOSITE"] if level == 3 else None,
-        )
-    if m := re.fullmatch(r"SLH-DSA-(SHA2|SHAKE)-(128|192|256)[SF]", n):
-        level = {"128": 1, "192": 3, "256": 5}[m.group(2)]
-        return _mk(
-            asset,
-            usage,
-            primitive="signature",
-            risk=Risk.INFO,
-            quantum_vulnerable=False,
-            confidentiality=False,
-            reasons=("FIPS 205 hash-based; BSI/ANSSI allow it without a hybrid",),
-            replacement="-",
-            nist_quantum_level=level,
-            oid=_OIDS.get(n),
-        )
-    if m := re.fullmatch(r"AES-?(128|192|256)(?:-(GCM|CCM|CBC|CTR|SIV|GCM-SIV))?", n):
-        bits = int(m.group(1))
-        level = {128: 1, 192: 3, 256: 5}[bits]
-        reasons = [_GROVER] if bits == 128 else []
-        risk = Risk.LOW if bits == 128 else Risk.INFO
-        if cnsa and bits < 256:
-            risk, reasons = Risk.MEDIUM, [*reasons, _CNSA]
-        return _mk(
-            asset,
-            usage,
-            primitive="ae" if m.group(2) in ("GCM", "CCM", "SIV", "GCM-SIV") else "block-cipher",
-            risk=risk,
-            quantum_vulnerable=False,
-            confidentiality=True,
-            reasons=tuple(reasons) or ("symmetric; Grover leaves >= 128-bit strength",),
-            replacement="AES-256-GCM" if risk is not Risk.INFO else "-",
-            classical_bits=bits,
-            nist_quantum_level=level,
-            oid=_OIDS.get(n),
-            parameter_set=str(bits),
-        )
-    if m := re.fullmatch(r"SHA(3)?-?(224|256|384|512)", n):
-        size = int(m.group(2))
-        canonical = f"SHA{'3' if m.group(1) else ''}-{size}"
-        level = {224: 1, 256: 2, 384: 4, 512: 5}[
-            size
-        ]  # NIST PQC call: categories 2/4 = SHA collisions
-        risk = Risk.MEDIUM if cnsa and size < 384 else Risk.INFO
-        return _mk(
-            asset,
-            usage,
-            primitive="hash",
-            risk=risk,
-            quantum_vulnerable=False,
-            confidentiality=False,
-            reasons=(_CNSA,)
-            if risk is Risk.MEDIUM
-            else ("hash; quantum search gains at most a square root",),
-            replacement="SHA-384" if risk is Risk.MEDIUM else "-",
-            nist_quantum_level=level,
-            oid=_OIDS.get(canonical),
-            parameter_set=str(size),
-        )
-    if m := re.fullmatch(r"CKKS(?:-(\w+))?", n):
-        return _ckks(asset, usage, (m.group(1) or "compact").lower())
-    if re.fullmatch(r"(FALCON|FN-DSA|HQC|MCELIECE|SNTRUP)[\w-]*", n):
-        return _mk(
-            asset,
-            usage,
-            primitive="other",
-            risk=Risk.INFO,
-            quantum_vulnerable=False,
-            confidentiality="DSA" not in n and "FALCON" not in n,
-            reasons=(
-                "no final NIST standard (FN-DSA is FIPS 206 draft; HQC pending; "
-                "McEliece/sntrup not selected)",
-            ),
-            replacement="keep behind a feature flag",
-        )
-    return _mk(
-        asset,
-        usage,
-        primitive="unknown",
-        risk=Risk.MEDIUM,
-        quantum_vulnerable=False,
-        confidentiality=False,
-        reasons=("algorithm not recognised: review by hand",),
-        replacement="-",
-    )
-
-
-def _public_key(
-    asset: str,
-    usage: str,
-    primitive: str,
-    signing: bool,
-    strength: int,
-    *,
-    bits: str | None,
-    oid: str | None = None,
-    eddsa: bool = False,
-) -> Finding:
-    reasons = [_SHOR]
-    if not signing:
-        reasons.append(_HNDL)
-    reasons.append(_IR8547_112 if strength <= 112 and not eddsa else _IR8547_128)
-    risk = Risk.HIGH if (not signing or strength <= 112) else Risk.MEDIUM
-    replacement = (
-        "ML-DSA-65 or composite ML-DSA-65+Ed25519 (ML-DSA-87 under CNSA 2.0)"
-        if signing
-        else "X-Wing (ML-KEM-768 + X25519) or ML-KEM-1024 under CNSA 2.0"
-    )
-    return _mk(
-        asset,
-        usage,
-        primitive=primitive,
-        risk=risk,
-        quantum_vulnerable=True,
-        confidentiality=not signing,
-        reasons=tuple(reasons),
-        replacement=replacement,
-        classical_bits=strength,
-        nist_quantum_level=0,
-        oid=oid,
-        parameter_set=bits,
-    )
-
-
-def _lattice(
-    asset: str, usage: str, kind: str, size: int, policy: Policy, *, oid: str | None
-) -> Finding:
-    level = {44: 2, 65: 3, 87: 5, 512: 1, 768: 3, 1024: 5}.get(size, 0)
-    reasons: list[str] = [f"FIPS {'204' if kind == 'DSA' else '203'}, NIST Category {level}"]
-    risk = Risk.LOW if size in (44, 512) else Risk.INFO
-    if policy is Policy.CNSA2 and size not in (87, 1024):
-        risk, reasons = Risk.MEDIUM, [*reasons, _CNSA]
-    if policy is Policy.EU_HYBRID:
-        risk, reasons = Risk.MEDIUM, [*reasons, _EU]
-    replacement = (
-        "-"
-        if risk is Risk.INFO
-        else (
-            "ML-DSA-87"
-            if policy is Policy.CNSA2 and kind == "DSA"
-            else "ML-KEM-1024"
-            if policy is Policy.CNSA2
-            else "composite ML-DSA-65+Ed25519"
-            if kind == "DSA"
-            else "X-Wing"
-        )
-    )
-    return _mk(
-        asset,
-        usage,
-        primitive="signature" if kind == "DSA" else "kem",
-        risk=risk,
-        quantum_vulnerable=False,
-        confidentiality=kind == "KEM",
-        reasons=tuple(reasons),
-        replacement=replacement,
-        nist_quantum_level=level,
-        oid=oid,
-        parameter_set=str(size),
-    )
-
-
-def _ckks(asset: str, usage: str, preset_name: str) -> Finding:
-    preset = PRESETS.get(preset_name)
-    if preset is None:
-        return _mk(
-            asset,
-            usage,
-            primitive="pke",
-            risk=Risk.MEDIUM,
-            quantum_vulnerable=False,
-            confidentiality=True,
-            reasons=(f"unknown CKKS preset {preset_name!r}",),
-            replacement=f"one of {sorted(PRESETS)}",
-        )
-    report = _preset_report(preset)
-    return _mk(
-        asset,
-        usage,
-        primitive="pke",
-        risk=Risk.INFO if report.ok else Risk.MEDIUM,
-        quantum_vulnerable=False,
-        confidentiality=True,
-        reasons=(report.explanation,),
-        replacement="-" if report.ok else "enlarge N or shrink the modulus",
-        nist_quantum_level=1 if report.ok else 0,
-        parameter_set=f"N={report.ring_degree}",
-    )
-
-
-@dataclass(frozen=True, kw_only=True)
-class PresetReport:
-    """A CKKS preset against the 128-bit quantum limit for its ring degree."""
-
-    name: str
-    ring_degree: int
-    log_q_bits: int
-    limit_bits: int
-    ok: bool
-    explanation: str
-
-
-def _preset_report(preset: CkksPreset) -> PresetReport:
-    n, total = preset.poly_modulus_degree, preset.total_bits
-    limit = QUANTUM_128_MAX_LOG_Q[n]
-    ok = total <= limit
-    verdict = "within" if ok else "ABOVE"
-    text = (
-        f"CKKS {preset.name}: log2(QP) = {total} bits, {verdict} the 128-bit quantum limit of "
-        f"{limit} bits for N = {n} (HomomorphicEncryption.org standard, Albrecht et al. 2018)"
-    )
-    return PresetReport(
-        name=preset.name, ring_degree=n, log_q_bits=total, limit_bits=limit, ok=ok, explanation=text
-    )
 
 
 def audit_presets(presets: Mapping[str, CkksPreset] | None = None) -> list[PresetReport]:
@@ -443,7 +65,7 @@ def audit_inventory(inventory: Mapping[str, str], *, policy: Policy = Policy.NIS
     for asset, usage in inventory.items():
         if not isinstance(asset, str) or not isinstance(usage, str) or not asset.strip():
             raise ValueError(f"inventory: entry {asset!r} must map a name to a usage string")
-        findings.append(_classify(asset, usage, policy))
+        findings.append(classify(asset, usage, policy))
     order = list(Risk)
     return sorted(findings, key=lambda f: (order.index(f.risk), f.asset))
 
@@ -454,15 +76,23 @@ def load_inventory(path: str | Path) -> dict[str, str]:
     Raises ``ValueError`` naming the file for anything else (at most 1 MiB, 10,000 entries).
     """
     p = Path(path)
-    raw = p.read_bytes()
+    raw = read_at_most(p, _MAX_INVENTORY_BYTES)
     if len(raw) > _MAX_INVENTORY_BYTES:
         raise ValueError(f"inventory {p}: larger than {_MAX_INVENTORY_BYTES} bytes")
     if p.suffix.lower() in (".yaml", ".yml"):
         import yaml  # type: ignore[import-untyped]
 
-        data = yaml.safe_load(raw)
+        try:
+            data = yaml.safe_load(raw)
+        except yaml.YAMLError as exc:
+            where = getattr(exc, "problem_mark", None)
+            line = f" (line {where.line + 1})" if where is not None else ""
+            raise ValueError(f"inventory {p}: not valid YAML{line}") from None
     else:
-        data = json.loads(raw)
+        try:
+            data = json.loads(raw)
+        except ValueError:
+            raise ValueError(f"inventory {p}: not valid JSON") from None
     if not isinstance(data, dict) or len(data) > _MAX_ASSETS:
         raise ValueError(f"inventory {p}: expected a mapping of at most {_MAX_ASSETS} entries")
     if not all(isinstance(k, str) and isinstance(v, str) for k, v in data.items()):
@@ -470,22 +100,56 @@ def load_inventory(path: str | Path) -> dict[str, str]:
     return dict(data)
 
 
+_SIGNATURE_ASSET = {
+    Suite.HYBRID: "COMPSIG-MLDSA65-Ed25519-SHA512",
+    Suite.PQ_ONLY: "ML-DSA-65",
+    Suite.CNSA2: "ML-DSA-87",
+    Suite.SLH_DSA: "SLH-DSA-SHA2-192s",
+}
+_ROLE_SIGNS = {
+    "admin": "roster signatures (admin)",
+    "client": "update signatures (clients)",
+    "holder": "ceremony and partial-decryption signatures (key holders)",
+    "aggregator": "audit-log signatures (aggregator)",
+}
+
+
+def _kem_asset(suite: Suite) -> str:
+    return "MLKEM1024-P384" if suite is Suite.CNSA2 else "X-Wing"
+
+
 def default_deployment_inventory(
-    suite: Suite = Suite.HYBRID, *, preset: str = "compact"
+    suite: Suite | str = Suite.HYBRID, *, preset: str = "compact"
 ) -> dict[str, str]:
     """fhe_agg's own cryptography under ``suite``, as an inventory for :func:`audit_inventory`."""
     suite = Suite.parse(suite)
-    signature = {
-        Suite.HYBRID: "COMPSIG-MLDSA65-Ed25519-SHA512",
-        Suite.PQ_ONLY: "ML-DSA-65",
-        Suite.CNSA2: "ML-DSA-87",
-        Suite.SLH_DSA: "SLH-DSA-SHA2-192s",
-    }[suite]
-    kem = "MLKEM1024-P384" if suite is Suite.CNSA2 else "X-Wing"
     return {
-        signature: "update and statement signatures",
-        kem: "key-share sealing (HPKE)",
+        _SIGNATURE_ASSET[suite]: "update and statement signatures",
+        _kem_asset(suite): "key-share sealing (HPKE)",
         f"CKKS-{preset}": "model update encryption (secure aggregation)",
         "SHA3-256": "fingerprints, Merkle hashing, audit log chain",
         "AES-256-GCM": "HPKE AEAD for sealed key shares",
     }
+
+
+def roster_inventory(roster: Roster) -> dict[str, str]:
+    """The cryptography a consortium runs under ``roster``, as an inventory.
+
+    One signature asset per suite in use (the admin's and every non-revoked member's current
+    key, with the roles that use it), the sealing KEM of each suite, the roster's CKKS preset,
+    SHA3-256 and AES-256-GCM.
+    """
+    usages: dict[str, list[str]] = {}
+
+    def use(asset: str, usage: str) -> None:
+        if usage not in usages.setdefault(asset, []):
+            usages[asset].append(usage)
+
+    parties = [roster.admin, *(m.current.identity for m in roster.members if not m.revoked)]
+    for identity in parties:
+        use(_SIGNATURE_ASSET[identity.suite], _ROLE_SIGNS[identity.role.value])
+        use(_kem_asset(identity.suite), "key-share sealing (HPKE)")
+    use(f"CKKS-{roster.preset}", "model update encryption (secure aggregation)")
+    use("SHA3-256", "fingerprints, Merkle hashing, audit log chain")
+    use("AES-256-GCM", "HPKE AEAD for sealed key shares")
+    return {asset: "; ".join(texts) for asset, texts in usages.items()}

@@ -10,6 +10,10 @@ context ``b"fhe-agg/v1/audit-log"``, of the canonical object without ``sig``. Ed
 reordering or forging a line breaks the signature, the sequence or the chain, and
 :func:`verify_log` names the first bad line. Dropping lines at the *end* leaves a valid shorter
 log; pass ``expected_head`` (the last line's hash, kept elsewhere) to detect that too.
+
+A log opened with ``key=`` and ``actor=`` can :meth:`AuditLog.record` events as that actor; the
+:class:`~fhe_agg.Aggregator` takes such a log to record accepted and rejected updates. Lines are
+read one at a time and at most 1 MiB each, so a huge or hostile file cannot exhaust memory.
 """
 
 from __future__ import annotations
@@ -18,12 +22,13 @@ import base64
 import binascii
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from fhe_agg._errors import FheAggError, Rejected
+from fhe_agg.identity._encoding import canonical_json
 from fhe_agg.identity._suites import Suite, SuiteSigningKey, SuiteVerifyKey
 
 __all__ = ["AUDIT_LOG_CONTEXT", "AuditLog", "AuditLogError", "verify_log"]
@@ -42,10 +47,21 @@ class AuditLogError(Rejected):
         self.line = line
 
 
-def _canonical(obj: Mapping[str, Any]) -> bytes:
-    return json.dumps(
-        obj, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False
-    ).encode()
+_canonical = canonical_json
+
+
+def _lines(path: Path) -> Iterator[tuple[int, bytes]]:
+    """``(line number, line without its newline)``; :class:`AuditLogError` for an overlong or
+    unterminated line."""
+    with path.open("rb") as fh:
+        number = 0
+        while line := fh.readline(_MAX_LINE + 2):
+            number += 1
+            if not line.endswith(b"\n"):
+                if len(line) > _MAX_LINE:
+                    raise AuditLogError(number, f"longer than {_MAX_LINE} bytes")
+                raise AuditLogError(number, "incomplete last line")
+            yield number, line[:-1]
 
 
 def _line_hash(line: bytes) -> str:
@@ -53,14 +69,49 @@ def _line_hash(line: bytes) -> str:
 
 
 class AuditLog:
-    """Appends signed entries to one file; resumes the chain of an existing file."""
+    """Appends signed entries to one file; resumes the chain of an existing file.
 
-    def __init__(self, path: str | Path) -> None:
+    With ``key`` and ``actor`` (both or neither) the log is bound to that signer and
+    :meth:`record` appends as it; the key's repr, never its material, is what the log shows.
+    """
+
+    def __init__(
+        self, path: str | Path, *, key: SuiteSigningKey | None = None, actor: str | None = None
+    ) -> None:
+        if (key is None) != (actor is None):
+            raise ValueError("key and actor: give both to bind the log to a signer, or neither")
+        if key is not None and not isinstance(key, SuiteSigningKey):
+            raise TypeError(f"key: expected SuiteSigningKey, got {type(key).__name__}")
+        if actor is not None and (not isinstance(actor, str) or not actor):
+            raise ValueError("actor: must be a non-empty string")
         self._path = Path(path)
+        self._key, self._actor = key, actor
         self._seq, self._prev = 0, _GENESIS
         if self._path.exists():
-            for raw in self._path.read_bytes().splitlines():
+            for _number, raw in _lines(self._path):
                 self._seq, self._prev = self._seq + 1, _line_hash(raw)
+
+    @property
+    def path(self) -> Path:
+        return self._path
+
+    @property
+    def head(self) -> str:
+        """Hex SHA3-256 of the last line (64 zeros when empty): keep it to detect truncation."""
+        return self._prev
+
+    @property
+    def actor(self) -> str | None:
+        """The actor :meth:`record` appends as, or ``None`` for an unbound log."""
+        return self._actor
+
+    def record(
+        self, event: str, payload: Mapping[str, Any], *, time: datetime | None = None
+    ) -> str:
+        """Append one entry as the bound actor; ``ValueError`` if the log has no signer."""
+        if self._key is None or self._actor is None:
+            raise ValueError("record: open the AuditLog with key= and actor= to record events")
+        return self.append(self._key, actor=self._actor, event=event, payload=payload, time=time)
 
     def append(
         self,
@@ -102,10 +153,7 @@ def verify_log(
     wrongly signed, and for a log whose last line hash differs from ``expected_head``.
     """
     prev, count = _GENESIS, 0
-    data = Path(path).read_bytes()
-    if data and not data.endswith(b"\n"):
-        raise AuditLogError(data.count(b"\n") + 1, "incomplete last line")
-    for number, raw in enumerate(data.splitlines(), start=1):
+    for number, raw in _lines(Path(path)):
         entry = _parse(number, raw)
         if entry["seq"] != count:
             raise AuditLogError(
@@ -136,8 +184,6 @@ def verify_log(
 
 
 def _parse(number: int, raw: bytes) -> dict[str, Any]:
-    if len(raw) > _MAX_LINE:
-        raise AuditLogError(number, f"longer than {_MAX_LINE} bytes")
     try:
         entry = json.loads(raw)
     except (ValueError, UnicodeDecodeError):

@@ -31,15 +31,34 @@ so a key or signature of another suite is recognised by its length and refused w
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
-from enum import Enum
-from typing import Any, NoReturn, Protocol
 
 from cryptography.exceptions import InvalidSignature as _PycaInvalidSignature
 from cryptography.hazmat.primitives.asymmetric import ed25519, mldsa
 
 from fhe_agg._errors import InvalidSignature, MalformedMessage
 from fhe_agg._random import RandomSource
+from fhe_agg.identity._suite_signers import (
+    _MLDSA_PRIVATE,
+    _MLDSA_PUBLIC,
+    COMPOSITE_LABEL,
+    COMPOSITE_PREFIX,
+    _CompositeSigner,
+    _MlDsaSigner,
+    _pyca_ok,
+    _Signer,
+    _signer_from_private,
+    _slh_dsa,
+    _SlhDsaSigner,
+    composite_message_representative,
+)
+from fhe_agg.identity._suite_spec import (
+    Suite,
+    SuiteSpec,
+    WrongSuite,
+    _check_context,
+    _refuse_length,
+    _suite_by_length,
+)
 
 __all__ = [
     "COMPOSITE_LABEL",
@@ -51,211 +70,6 @@ __all__ = [
     "WrongSuite",
     "composite_message_representative",
 ]
-
-#: ASCII "CompositeAlgorithmSignatures2025" (draft-ietf-lamps-pq-composite-sigs-19, §4.2).
-COMPOSITE_PREFIX = b"CompositeAlgorithmSignatures2025"
-#: Domain label of id-MLDSA65-Ed25519-SHA512 (draft-ietf-lamps-pq-composite-sigs-19, §7).
-COMPOSITE_LABEL = b"COMPSIG-MLDSA65-Ed25519-SHA512"
-
-_MAX_CONTEXT = 255  # FIPS 204 §5.2 / FIPS 205 §10.2 / composite draft: ctx fits one length byte.
-
-
-class WrongSuite(MalformedMessage):
-    """A key, signature or blob belongs to another crypto suite than the one expected."""
-
-
-class Suite(Enum):
-    """A deployment's crypto suite; the value is its configuration name."""
-
-    PQ_ONLY = "pq-only"
-    HYBRID = "hybrid"
-    CNSA2 = "cnsa2"
-    SLH_DSA = "slh-dsa"
-
-    @classmethod
-    def parse(cls, name: str | Suite) -> Suite:
-        """Return the suite called ``name``; ``ValueError`` naming the known ones otherwise."""
-        if isinstance(name, Suite):
-            return name
-        try:
-            return cls(name)
-        except ValueError:
-            known = ", ".join(s.value for s in cls)
-            raise ValueError(f"suite: unknown {name!r}; choose one of {known}") from None
-
-    @property
-    def spec(self) -> SuiteSpec:
-        """Algorithm names and sizes of this suite."""
-        return _SPECS[self]
-
-
-@dataclass(frozen=True, kw_only=True)
-class SuiteSpec:
-    """What a suite uses, with its exact byte sizes."""
-
-    signature_algorithm: str
-    kem_algorithm: str
-    public_key_bytes: int
-    private_key_bytes: int
-    signature_bytes: int
-    nist_category: int
-
-
-_SPECS: dict[Suite, SuiteSpec] = {
-    Suite.PQ_ONLY: SuiteSpec(
-        signature_algorithm="ML-DSA-65",
-        kem_algorithm="X-Wing (ML-KEM-768 + X25519)",
-        public_key_bytes=1952,
-        private_key_bytes=32,
-        signature_bytes=3309,
-        nist_category=3,
-    ),
-    Suite.HYBRID: SuiteSpec(
-        signature_algorithm="COMPSIG-MLDSA65-Ed25519-SHA512",
-        kem_algorithm="X-Wing (ML-KEM-768 + X25519)",
-        public_key_bytes=1952 + 32,
-        private_key_bytes=32 + 32,
-        signature_bytes=3309 + 64,
-        nist_category=3,
-    ),
-    Suite.CNSA2: SuiteSpec(
-        signature_algorithm="ML-DSA-87",
-        kem_algorithm="ML-KEM-1024 + P-384",
-        public_key_bytes=2592,
-        private_key_bytes=32,
-        signature_bytes=4627,
-        nist_category=5,
-    ),
-    Suite.SLH_DSA: SuiteSpec(
-        signature_algorithm="SLH-DSA-SHA2-192s",
-        kem_algorithm="X-Wing (ML-KEM-768 + X25519)",
-        public_key_bytes=48,
-        private_key_bytes=96,
-        signature_bytes=16224,
-        nist_category=3,
-    ),
-}
-
-
-def _check_context(context: bytes, *, allow_empty: bool) -> None:
-    if not isinstance(context, bytes):
-        raise TypeError(f"context: expected bytes, got {type(context).__name__}")
-    if len(context) > _MAX_CONTEXT or (not allow_empty and not context):
-        low = 0 if allow_empty else 1
-        raise ValueError(f"context: must be {low}..{_MAX_CONTEXT} bytes, got {len(context)}")
-
-
-def composite_message_representative(message: bytes, context: bytes) -> bytes:
-    """``M'`` of draft-ietf-lamps-pq-composite-sigs-19 §4.2 for MLDSA65-Ed25519-SHA512."""
-    _check_context(context, allow_empty=True)
-    return (
-        COMPOSITE_PREFIX
-        + COMPOSITE_LABEL
-        + bytes([len(context)])
-        + context
-        + hashlib.sha512(message).digest()
-    )
-
-
-def _suite_by_length(length: int, field: str) -> Suite | None:
-    for suite, spec in _SPECS.items():
-        if getattr(spec, field) == length:
-            return suite
-    return None
-
-
-def _refuse_length(suite: Suite, length: int, field: str, what: str) -> NoReturn:
-    """Raise :class:`WrongSuite` for another suite's length, else :class:`MalformedMessage`."""
-    other = _suite_by_length(length, field)
-    if other is not None and other is not suite:
-        raise WrongSuite(
-            f"{what} of {length} bytes belongs to suite {other.value!r}, not {suite.value!r}"
-        )
-    expected = getattr(suite.spec, field)
-    raise MalformedMessage(f"{suite.value} {what} must be {expected} bytes, got {length}")
-
-
-class _Signer(Protocol):
-    def sign(self, message: bytes, context: bytes) -> bytes: ...
-    def public_bytes(self) -> bytes: ...
-    def private_bytes(self) -> bytes: ...
-
-
-_MLDSA_PRIVATE: dict[Suite, type[mldsa.MLDSA65PrivateKey] | type[mldsa.MLDSA87PrivateKey]] = {
-    Suite.PQ_ONLY: mldsa.MLDSA65PrivateKey,
-    Suite.CNSA2: mldsa.MLDSA87PrivateKey,
-}
-_MLDSA_PUBLIC: dict[Suite, type[mldsa.MLDSA65PublicKey] | type[mldsa.MLDSA87PublicKey]] = {
-    Suite.PQ_ONLY: mldsa.MLDSA65PublicKey,
-    Suite.CNSA2: mldsa.MLDSA87PublicKey,
-}
-
-
-class _MlDsaSigner:
-    def __init__(self, key: mldsa.MLDSA65PrivateKey | mldsa.MLDSA87PrivateKey) -> None:
-        self._key = key
-
-    def sign(self, message: bytes, context: bytes) -> bytes:
-        return self._key.sign(message, context)
-
-    def public_bytes(self) -> bytes:
-        return self._key.public_key().public_bytes_raw()
-
-    def private_bytes(self) -> bytes:
-        return self._key.private_bytes_raw()
-
-
-class _CompositeSigner:
-    def __init__(self, ml: mldsa.MLDSA65PrivateKey, ed: ed25519.Ed25519PrivateKey) -> None:
-        self._ml, self._ed = ml, ed
-
-    def sign(self, message: bytes, context: bytes) -> bytes:
-        m_prime = composite_message_representative(message, context)
-        return self._ml.sign(m_prime, COMPOSITE_LABEL) + self._ed.sign(m_prime)
-
-    def public_bytes(self) -> bytes:
-        return self._ml.public_key().public_bytes_raw() + self._ed.public_key().public_bytes_raw()
-
-    def private_bytes(self) -> bytes:
-        return self._ml.private_bytes_raw() + self._ed.private_bytes_raw()
-
-
-class _SlhDsaSigner:
-    def __init__(self, secret: bytes) -> None:
-        self._sk = secret
-
-    def sign(self, message: bytes, context: bytes) -> bytes:
-        signature: bytes = _slh_dsa().sign(self._sk, message, context=context)
-        return signature
-
-    def public_bytes(self) -> bytes:
-        # FIPS 205 §9.1: SK = SK.seed || SK.prf || PK.seed || PK.root, PK = PK.seed || PK.root.
-        return self._sk[-Suite.SLH_DSA.spec.public_key_bytes :]
-
-    def private_bytes(self) -> bytes:
-        return self._sk
-
-
-def _slh_dsa() -> Any:
-    """The pqcrypto SLH-DSA-SHA2-192s module (FIPS 205), imported on first use."""
-    try:
-        from pqcrypto.sign import slh_dsa_sha2_192s
-    except ImportError:  # pragma: no cover - depends on the environment
-        raise ImportError(
-            "suite 'slh-dsa' needs pqcrypto: pip install 'fhe-agg[pq-extra]'"
-        ) from None
-    return slh_dsa_sha2_192s
-
-
-def _signer_from_private(suite: Suite, raw: bytes) -> _Signer:
-    if suite in _MLDSA_PRIVATE:
-        return _MlDsaSigner(_MLDSA_PRIVATE[suite].from_seed_bytes(raw))
-    if suite is Suite.HYBRID:
-        return _CompositeSigner(
-            mldsa.MLDSA65PrivateKey.from_seed_bytes(raw[:32]),
-            ed25519.Ed25519PrivateKey.from_private_bytes(raw[32:]),
-        )
-    return _SlhDsaSigner(raw)
 
 
 class SuiteVerifyKey:
@@ -356,22 +170,6 @@ class SuiteVerifyKey:
 
     def __repr__(self) -> str:
         return f"SuiteVerifyKey({self._suite.value}, fingerprint={self.fingerprint[:8].hex()})"
-
-
-def _pyca_ok(
-    key: mldsa.MLDSA65PublicKey | ed25519.Ed25519PublicKey,
-    signature: bytes,
-    message: bytes,
-    context: bytes | None,
-) -> bool:
-    try:
-        if isinstance(key, ed25519.Ed25519PublicKey):
-            key.verify(signature, message)
-        else:
-            key.verify(signature, message, context)
-    except _PycaInvalidSignature:
-        return False
-    return True
 
 
 class SuiteSigningKey:

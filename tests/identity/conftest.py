@@ -20,3 +20,53 @@ def load_vectors(name: str) -> dict[str, Any]:
 @pytest.fixture(scope="session")
 def vectors_dir() -> Path:
     return VECTORS
+
+
+@pytest.fixture(scope="session")
+def members() -> dict[str, Any]:
+    """Real pq-only identities of a small consortium: admin, aggregator, four clients, two holders."""
+    from fhe_agg.identity import Identity
+
+    roles = {
+        "admin": "admin",
+        "agg": "aggregator",
+        "alpha": "client",
+        "bravo": "client",
+        "charlie": "client",
+        "delta": "client",
+        "h1": "holder",
+        "h2": "holder",
+    }
+    return {i: Identity.generate(id=i, role=r, suite="pq-only") for i, r in roles.items()}
+
+
+@pytest.fixture(scope="session")
+def base_roster(members: dict[str, Any]) -> Any:
+    """Version 1 of the consortium's roster, signed by ``members["admin"]``."""
+    from fhe_agg.identity import Roster
+
+    return Roster.create(
+        consortium="acme-health",
+        admin=members["admin"],
+        members=[m.public for name, m in members.items() if name != "admin"],
+        min_clients=3,
+        threshold=2,
+    )
+
+
+@pytest.fixture
+def cli() -> Any:
+    """Run ``fhe-agg`` identity/audit commands (registered on a fresh group) in-process."""
+    import click
+    from click.testing import CliRunner
+
+    from fhe_agg._cli_identity import register
+
+    group = click.Group("fhe-agg")
+    register(group)
+    runner = CliRunner()
+
+    def run(*args: object) -> Any:
+        return runner.invoke(group, [str(a) for a in args])
+
+    return run

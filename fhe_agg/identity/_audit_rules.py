@@ -1,0 +1,330 @@
+"""The classification rules of the quantum-risk audit: one asset name and usage -> a Finding.
+
+The reasons, dates and replacements are documented in :mod:`fhe_agg.identity._audit`.
+"""
+
+from __future__ import annotations
+
+import re
+
+from fhe_agg._params import PRESETS
+from fhe_agg.identity._audit_model import Finding, Policy, Risk, _preset_report
+
+__all__ = ["classify"]
+
+_SHOR = "Shor's algorithm breaks it on a cryptographically relevant quantum computer (CRQC)"
+_HNDL = "harvest now, decrypt later: recorded traffic becomes readable once a CRQC exists"
+_IR8547_112 = "NIST IR 8547: 112-bit strength deprecated after 2030, disallowed after 2035"
+_IR8547_128 = "NIST IR 8547: disallowed after 2035"
+_GROVER = "Grover's search at best halves the key strength (AES-128 -> ~64-bit quantum work)"
+_CNSA = "CNSA 2.0 requires ML-KEM-1024, ML-DSA-87, AES-256 and SHA-384/512"
+_EU = "BSI TR-02102-1 (2026-01) / ANSSI: lattice PQC only in hybrid form"
+
+_OIDS = {
+    "ML-DSA-44": "2.16.840.1.101.3.4.3.17",
+    "ML-DSA-65": "2.16.840.1.101.3.4.3.18",
+    "ML-DSA-87": "2.16.840.1.101.3.4.3.19",
+    "ML-KEM-512": "2.16.840.1.101.3.4.4.1",
+    "ML-KEM-768": "2.16.840.1.101.3.4.4.2",
+    "ML-KEM-1024": "2.16.840.1.101.3.4.4.3",
+    "SLH-DSA-SHA2-192S": "2.16.840.1.101.3.4.3.22",
+    "X-WING": "1.3.6.1.4.1.62253.25722",
+    "COMPOSITE": "1.3.6.1.5.5.7.6.48",
+    "ED25519": "1.3.101.112",
+    "X25519": "1.3.101.110",
+    "AES-128-GCM": "2.16.840.1.101.3.4.1.6",
+    "AES-256-GCM": "2.16.840.1.101.3.4.1.46",
+    "SHA-256": "2.16.840.1.101.3.4.2.1",
+    "SHA-384": "2.16.840.1.101.3.4.2.2",
+    "SHA-512": "2.16.840.1.101.3.4.2.3",
+    "SHA3-256": "2.16.840.1.101.3.4.2.8",
+}
+_SIGN_WORDS = ("sign", "signature", "auth", "certificate", "attest")
+_RSA_BITS = {1024: 80, 2048: 112, 3072: 128, 4096: 152, 7680: 192, 15360: 256}
+_CURVE_BITS = {
+    "P192": 96,
+    "P224": 112,
+    "P256": 128,
+    "P384": 192,
+    "P521": 256,
+    "25519": 128,
+    "448": 224,
+}
+
+
+def _norm(name: str) -> str:
+    return re.sub(r"[\s_]+", "-", name.strip().upper())
+
+
+def _mk(asset: str, usage: str, **kw: object) -> Finding:
+    return Finding(asset=asset, usage=usage, **kw)  # type: ignore[arg-type]
+
+
+def classify(asset: str, usage: str, policy: Policy) -> Finding:
+    """Classify one inventory entry under ``policy``."""
+    n, u = _norm(asset), usage.lower()
+    signing = any(w in u for w in _SIGN_WORDS)
+    cnsa = policy is Policy.CNSA2
+    if re.fullmatch(r"(MD5|SHA-?1|(3|TRIPLE-?)?DES(-EDE)?|RC4|RSA-(512|768|1024)|.*P-?192)", n):
+        return _mk(
+            asset,
+            usage,
+            primitive="other",
+            risk=Risk.CRITICAL,
+            quantum_vulnerable=True,
+            confidentiality=not signing,
+            reasons=("already disallowed by NIST (SP 800-131A)",),
+            replacement="ML-DSA-65 / X-Wing / AES-256-GCM / SHA3-256",
+            nist_quantum_level=0,
+        )
+    if m := re.fullmatch(r"RSA(?:-(?:OAEP|PSS|PKCS1))?-(\d+)(?:-.*)?", n):
+        bits = int(m.group(1))
+        strength = max((s for k, s in _RSA_BITS.items() if k <= bits), default=80)
+        return _public_key(
+            asset, usage, "signature" if signing else "pke", signing, strength, bits=str(bits)
+        )
+    if m := re.fullmatch(r"(ECDSA|ECDH|ECDHE|ED|X|EDDSA)-?(P-?\d+|25519|448)", n):
+        kind, curve = m.group(1), m.group(2).replace("-", "")
+        is_sig = kind in ("ECDSA", "ED", "EDDSA")
+        return _public_key(
+            asset,
+            usage,
+            "signature" if is_sig else "key-agree",
+            is_sig,
+            _CURVE_BITS.get(curve, 128),
+            bits=curve,
+            oid=_OIDS.get(n),
+            eddsa=kind in ("ED", "EDDSA"),
+        )
+    if re.fullmatch(r"(FF)?DHE?-?\d*|DSA-?\d*", n):
+        is_sig = n.startswith("DSA")
+        return _public_key(
+            asset, usage, "signature" if is_sig else "key-agree", is_sig, 112, bits=None
+        )
+    if re.fullmatch(r"(KYBER|DILITHIUM)\d*|X25519-?KYBER768-?DRAFT00", n):
+        return _mk(
+            asset,
+            usage,
+            primitive="kem" if "KYBER" in n else "signature",
+            risk=Risk.HIGH,
+            quantum_vulnerable=False,
+            confidentiality="KYBER" in n,
+            reasons=("pre-standard round-3 parameters, not compatible with FIPS 203/204",),
+            replacement="ML-KEM-768 / ML-DSA-65 / X25519MLKEM768",
+        )
+    if m := re.fullmatch(r"ML-(DSA|KEM)-(\d+)", n):
+        return _lattice(asset, usage, m.group(1), int(m.group(2)), policy, oid=_OIDS.get(n))
+    if n in (
+        "X-WING",
+        "XWING",
+        "X25519MLKEM768",
+        "MLKEM768-X25519",
+        "MLKEM1024-P384",
+        "COMPSIG-MLDSA65-ED25519-SHA512",
+        "MLDSA65-ED25519",
+        "COMPOSITE-ML-DSA-65-ED25519",
+    ):
+        is_kem = "KEM" in n or "WING" in n
+        level = 5 if "1024" in n else 3
+        reasons = ["hybrid: secure while either component holds"]
+        risk = Risk.INFO
+        if cnsa and level < 5:
+            risk, reasons = Risk.MEDIUM, [*reasons, _CNSA]
+        return _mk(
+            asset,
+            usage,
+            primitive="kem" if is_kem else "signature",
+            risk=risk,
+            quantum_vulnerable=False,
+            confidentiality=is_kem,
+            reasons=tuple(reasons),
+            replacement="-" if risk is Risk.INFO else "ML-KEM-1024 / ML-DSA-87",
+            nist_quantum_level=level,
+            oid=_OIDS["X-WING" if "WING" in n else "COMPOSITE"] if level == 3 else None,
+        )
+    if m := re.fullmatch(r"SLH-DSA-(SHA2|SHAKE)-(128|192|256)[SF]", n):
+        level = {"128": 1, "192": 3, "256": 5}[m.group(2)]
+        return _mk(
+            asset,
+            usage,
+            primitive="signature",
+            risk=Risk.INFO,
+            quantum_vulnerable=False,
+            confidentiality=False,
+            reasons=("FIPS 205 hash-based; BSI/ANSSI allow it without a hybrid",),
+            replacement="-",
+            nist_quantum_level=level,
+            oid=_OIDS.get(n),
+        )
+    if m := re.fullmatch(r"AES-?(128|192|256)(?:-(GCM|CCM|CBC|CTR|SIV|GCM-SIV))?", n):
+        bits = int(m.group(1))
+        level = {128: 1, 192: 3, 256: 5}[bits]
+        reasons = [_GROVER] if bits == 128 else []
+        risk = Risk.LOW if bits == 128 else Risk.INFO
+        if cnsa and bits < 256:
+            risk, reasons = Risk.MEDIUM, [*reasons, _CNSA]
+        return _mk(
+            asset,
+            usage,
+            primitive="ae" if m.group(2) in ("GCM", "CCM", "SIV", "GCM-SIV") else "block-cipher",
+            risk=risk,
+            quantum_vulnerable=False,
+            confidentiality=True,
+            reasons=tuple(reasons) or ("symmetric; Grover leaves >= 128-bit strength",),
+            replacement="AES-256-GCM" if risk is not Risk.INFO else "-",
+            classical_bits=bits,
+            nist_quantum_level=level,
+            oid=_OIDS.get(n),
+            parameter_set=str(bits),
+        )
+    if m := re.fullmatch(r"SHA(3)?-?(224|256|384|512)", n):
+        size = int(m.group(2))
+        canonical = f"SHA{'3' if m.group(1) else ''}-{size}"
+        level = {224: 1, 256: 2, 384: 4, 512: 5}[
+            size
+        ]  # NIST PQC call: categories 2/4 = SHA collisions
+        risk = Risk.MEDIUM if cnsa and size < 384 else Risk.INFO
+        return _mk(
+            asset,
+            usage,
+            primitive="hash",
+            risk=risk,
+            quantum_vulnerable=False,
+            confidentiality=False,
+            reasons=(_CNSA,)
+            if risk is Risk.MEDIUM
+            else ("hash; quantum search gains at most a square root",),
+            replacement="SHA-384" if risk is Risk.MEDIUM else "-",
+            nist_quantum_level=level,
+            oid=_OIDS.get(canonical),
+            parameter_set=str(size),
+        )
+    if m := re.fullmatch(r"CKKS(?:-(\w+))?", n):
+        return _ckks(asset, usage, (m.group(1) or "compact").lower())
+    if re.fullmatch(r"(FALCON|FN-DSA|HQC|MCELIECE|SNTRUP)[\w-]*", n):
+        return _mk(
+            asset,
+            usage,
+            primitive="other",
+            risk=Risk.INFO,
+            quantum_vulnerable=False,
+            confidentiality="DSA" not in n and "FALCON" not in n,
+            reasons=(
+                "no final NIST standard (FN-DSA is FIPS 206 draft; HQC pending; "
+                "McEliece/sntrup not selected)",
+            ),
+            replacement="keep behind a feature flag",
+        )
+    return _mk(
+        asset,
+        usage,
+        primitive="unknown",
+        risk=Risk.MEDIUM,
+        quantum_vulnerable=False,
+        confidentiality=False,
+        reasons=("algorithm not recognised: review by hand",),
+        replacement="-",
+    )
+
+
+def _public_key(
+    asset: str,
+    usage: str,
+    primitive: str,
+    signing: bool,
+    strength: int,
+    *,
+    bits: str | None,
+    oid: str | None = None,
+    eddsa: bool = False,
+) -> Finding:
+    reasons = [_SHOR]
+    if not signing:
+        reasons.append(_HNDL)
+    reasons.append(_IR8547_112 if strength <= 112 and not eddsa else _IR8547_128)
+    risk = Risk.HIGH if (not signing or strength <= 112) else Risk.MEDIUM
+    replacement = (
+        "ML-DSA-65 or composite ML-DSA-65+Ed25519 (ML-DSA-87 under CNSA 2.0)"
+        if signing
+        else "X-Wing (ML-KEM-768 + X25519) or ML-KEM-1024 under CNSA 2.0"
+    )
+    return _mk(
+        asset,
+        usage,
+        primitive=primitive,
+        risk=risk,
+        quantum_vulnerable=True,
+        confidentiality=not signing,
+        reasons=tuple(reasons),
+        replacement=replacement,
+        classical_bits=strength,
+        nist_quantum_level=0,
+        oid=oid,
+        parameter_set=bits,
+    )
+
+
+def _lattice(
+    asset: str, usage: str, kind: str, size: int, policy: Policy, *, oid: str | None
+) -> Finding:
+    level = {44: 2, 65: 3, 87: 5, 512: 1, 768: 3, 1024: 5}.get(size, 0)
+    reasons: list[str] = [f"FIPS {'204' if kind == 'DSA' else '203'}, NIST Category {level}"]
+    risk = Risk.LOW if size in (44, 512) else Risk.INFO
+    if policy is Policy.CNSA2 and size not in (87, 1024):
+        risk, reasons = Risk.MEDIUM, [*reasons, _CNSA]
+    if policy is Policy.EU_HYBRID:
+        risk, reasons = Risk.MEDIUM, [*reasons, _EU]
+    replacement = (
+        "-"
+        if risk is Risk.INFO
+        else (
+            "ML-DSA-87"
+            if policy is Policy.CNSA2 and kind == "DSA"
+            else "ML-KEM-1024"
+            if policy is Policy.CNSA2
+            else "composite ML-DSA-65+Ed25519"
+            if kind == "DSA"
+            else "X-Wing"
+        )
+    )
+    return _mk(
+        asset,
+        usage,
+        primitive="signature" if kind == "DSA" else "kem",
+        risk=risk,
+        quantum_vulnerable=False,
+        confidentiality=kind == "KEM",
+        reasons=tuple(reasons),
+        replacement=replacement,
+        nist_quantum_level=level,
+        oid=oid,
+        parameter_set=str(size),
+    )
+
+
+def _ckks(asset: str, usage: str, preset_name: str) -> Finding:
+    preset = PRESETS.get(preset_name)
+    if preset is None:
+        return _mk(
+            asset,
+            usage,
+            primitive="pke",
+            risk=Risk.MEDIUM,
+            quantum_vulnerable=False,
+            confidentiality=True,
+            reasons=(f"unknown CKKS preset {preset_name!r}",),
+            replacement=f"one of {sorted(PRESETS)}",
+        )
+    report = _preset_report(preset)
+    return _mk(
+        asset,
+        usage,
+        primitive="pke",
+        risk=Risk.INFO if report.ok else Risk.MEDIUM,
+        quantum_vulnerable=False,
+        confidentiality=True,
+        reasons=(report.explanation,),
+        replacement="-" if report.ok else "enlarge N or shrink the modulus",
+        nist_quantum_level=1 if report.ok else 0,
+        parameter_set=f"N={report.ring_degree}",
+    )

@@ -1,0 +1,65 @@
+"""Canonical JSON, strict JSON parsing, base64 fields and size-bounded file reads.
+
+Signed documents (public identities, rosters, audit-log lines) are signed over
+:func:`canonical_json`: sorted keys, no whitespace, ASCII only, no NaN. :func:`strict_json` refuses
+duplicate keys, so a parsed document has exactly one meaning and re-encodes to the signed bytes.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+__all__ = ["b64decode", "b64encode", "canonical_json", "read_at_most", "strict_json"]
+
+
+def canonical_json(obj: Mapping[str, Any]) -> bytes:
+    """The one byte string a signer and a verifier agree on for ``obj``."""
+    return json.dumps(
+        obj, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False
+    ).encode()
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise ValueError(f"duplicate key {key!r}")
+        out[key] = value
+    return out
+
+
+def _no_constants(name: str) -> Any:
+    raise ValueError(f"{name} is not allowed")
+
+
+def strict_json(data: bytes) -> Any:
+    """Parse UTF-8 JSON; ``ValueError`` for invalid JSON, duplicate keys, NaN or Infinity."""
+    return json.loads(
+        data.decode("utf-8"), object_pairs_hook=_no_duplicates, parse_constant=_no_constants
+    )
+
+
+def b64encode(raw: bytes) -> str:
+    """Standard base64 with padding (RFC 4648 §4)."""
+    return base64.b64encode(raw).decode("ascii")
+
+
+def b64decode(text: object) -> bytes:
+    """Decode strict base64; ``ValueError`` for anything else (including non-strings)."""
+    if not isinstance(text, str):
+        raise ValueError("expected a base64 string")
+    try:
+        return base64.b64decode(text.encode("ascii"), validate=True)
+    except (binascii.Error, UnicodeEncodeError):
+        raise ValueError("invalid base64") from None
+
+
+def read_at_most(path: Path, limit: int) -> bytes:
+    """Up to ``limit + 1`` bytes of ``path``: a result longer than ``limit`` means too large."""
+    with path.open("rb") as fh:
+        return fh.read(limit + 1)

@@ -1,0 +1,353 @@
+"""Key files on disk: ``<id>.key`` (private, mode 0600) and ``<id>.pub.json`` (public identity).
+
+The private file is JSON::
+
+    {"format": "fhe-agg/private-key/v1", "public": <public identity>, "encrypted": bool,
+     "kdf": {...} | null, "check": b64 | null, "signing": [component], "sealing": [component]}
+
+Each component is one private key in **seed form**: PKCS#8 PEM for every algorithm pyca supports
+(ML-DSA-44/65/87 as the 32-byte seed, RFC 9881; ML-KEM as ``d||z``, RFC 9935; Ed25519, X25519,
+P-384), encrypted with ``BestAvailableEncryption`` when a passphrase is given. SLH-DSA has no
+PKCS#8 in pyca, so its 96-byte FIPS 205 secret key is stored as base64, or when a passphrase is
+given sealed with AES-256-GCM under a scrypt key (RFC 7914; the AAD names the file's identity).
+
+With a passphrase, ``kdf`` holds the scrypt salt and cost and ``check`` an HMAC-SHA256 under a
+second scrypt-derived key over the public identity, so a wrong passphrase (:class:`WrongPassphrase`)
+is told apart from a corrupted file (:class:`CorruptKeyFile`). After decoding, the public keys
+derived from the private ones must equal those recorded in ``public``.
+
+Loading refuses a private file readable or writable by group/others or owned by another user, a
+directory writable by group/others, and symbolic links (:class:`InsecureKeyFile`). Every read is
+bounded in size. Errors name the file and what to do, never key material.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import os
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
+
+from fhe_agg._errors import CorruptKeyFile, InsecureKeyFile, MalformedMessage, WrongPassphrase
+from fhe_agg._random import RandomSource, default_random
+from fhe_agg.identity._encoding import (
+    b64decode,
+    b64encode,
+    canonical_json,
+    read_at_most,
+    strict_json,
+)
+from fhe_agg.identity._identity import Identity, PublicIdentity, Role
+from fhe_agg.identity._keystore_codec import decode_components, encode_components
+from fhe_agg.identity._sealing import SealingPrivateKey
+from fhe_agg.identity._suites import Suite, SuiteSigningKey, WrongSuite
+
+__all__ = [
+    "MAX_KEY_FILE_BYTES",
+    "KeyFiles",
+    "load_identity",
+    "load_public_identity",
+    "public_identity_text",
+    "read_passphrase_file",
+    "write_identity",
+]
+
+#: Largest private-key or public-identity file that is read (bytes).
+MAX_KEY_FILE_BYTES = 64 * 1024
+_MAX_PASSPHRASE_BYTES = 1024
+_FORMAT = "fhe-agg/private-key/v1"
+_FIELDS = {"format", "public", "encrypted", "kdf", "check", "signing", "sealing"}
+_SCRYPT_N, _SCRYPT_R, _SCRYPT_P = 1 << 15, 8, 1
+_CHECK_LABEL = b"fhe-agg/keystore/v1/passphrase-check|"
+
+
+@dataclass(frozen=True)
+class KeyFiles:
+    """Where :func:`write_identity` put the two files."""
+
+    private: Path
+    public: Path
+
+
+def _derive(passphrase: bytes, salt: bytes, n: int) -> tuple[bytes, bytes]:
+    """``(check key, sealing key)`` from scrypt(passphrase, salt)."""
+    okm = Scrypt(salt=salt, length=64, n=n, r=_SCRYPT_R, p=_SCRYPT_P).derive(passphrase)
+    return okm[:32], okm[32:]
+
+
+def _check_value(key: bytes, public: dict[str, Any]) -> bytes:
+    return hmac.digest(key, _CHECK_LABEL + canonical_json(public), "sha256")
+
+
+def _check_passphrase(passphrase: bytes | None) -> None:
+    if passphrase is None:
+        return
+    if not isinstance(passphrase, bytes):
+        raise TypeError(f"passphrase: expected bytes, got {type(passphrase).__name__}")
+    if not 1 <= len(passphrase) <= _MAX_PASSPHRASE_BYTES:
+        raise ValueError(f"passphrase: must be 1..{_MAX_PASSPHRASE_BYTES} bytes")
+
+
+def _private_document(
+    identity: Identity, passphrase: bytes | None, random: RandomSource
+) -> dict[str, Any]:
+    public = identity.public.to_json()
+    kdf: dict[str, Any] | None = None
+    check: str | None = None
+    seal_key: bytes | None = None
+    if passphrase is not None:
+        salt = random.bytes(16)
+        check_key, seal_key = _derive(passphrase, salt, _SCRYPT_N)
+        kdf = {"name": "scrypt", "salt": b64encode(salt), "n": _SCRYPT_N, "r": _SCRYPT_R}
+        kdf["p"] = _SCRYPT_P
+        check = b64encode(_check_value(check_key, public))
+    aad = canonical_json({"id": identity.id, "fingerprint": identity.public.fingerprint})
+    signing, sealing = encode_components(
+        identity.suite,
+        identity.signing_key.private_bytes(),
+        identity.sealing_key.private_bytes(),
+        passphrase=passphrase,
+        seal_key=seal_key,
+        aad=aad,
+        random=random,
+    )
+    return {
+        "format": _FORMAT,
+        "public": public,
+        "encrypted": passphrase is not None,
+        "kdf": kdf,
+        "check": check,
+        "signing": signing,
+        "sealing": sealing,
+    }
+
+
+def _secure_directory(directory: Path) -> None:
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    mode = stat.S_IMODE(directory.stat().st_mode)
+    if mode & 0o077:
+        raise InsecureKeyFile(
+            f"key directory {directory} is open to group or others (mode {mode:04o}); "
+            f"run: chmod 700 {directory}"
+        )
+
+
+def _write_new(path: Path, data: bytes, mode: int) -> None:
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+    fd = os.open(path, flags, mode)
+    try:
+        os.fchmod(fd, mode)
+        with os.fdopen(fd, "wb", closefd=False) as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+    finally:
+        os.close(fd)
+
+
+def write_identity(
+    identity: Identity,
+    directory: str | Path,
+    *,
+    passphrase: bytes | None = None,
+    random: RandomSource | None = None,
+) -> KeyFiles:
+    """Write ``<id>.key`` (0600) and ``<id>.pub.json`` (0644) into ``directory`` (0700).
+
+    The directory is created if needed; an existing one open to group or others is refused
+    (:class:`InsecureKeyFile`), and so are existing files (``ValueError``: keys are never
+    overwritten). ``random`` draws the salts and nonces (default: the OS CSPRNG).
+    """
+    if not isinstance(identity, Identity):
+        raise TypeError(f"identity: expected Identity, got {type(identity).__name__}")
+    _check_passphrase(passphrase)
+    folder = Path(directory)
+    private, public = folder / f"{identity.id}.key", folder / f"{identity.id}.pub.json"
+    for path in (private, public):
+        if path.exists() or path.is_symlink():
+            raise ValueError(f"{path} exists; refusing to overwrite a key (choose another id/dir)")
+    _secure_directory(folder)
+    document = _private_document(identity, passphrase, random or default_random())
+    _write_new(private, canonical_json(document) + b"\n", 0o600)
+    _write_new(public, public_identity_text(identity.public), 0o644)
+    return KeyFiles(private=private, public=public)
+
+
+def public_identity_text(public: PublicIdentity) -> bytes:
+    """The bytes of a ``.pub.json`` file: indented JSON with sorted keys (verified, not signed
+    as written: the proof covers the canonical form of the claims)."""
+    return json.dumps(public.to_json(), indent=2, sort_keys=True).encode() + b"\n"
+
+
+def _read_private(path: Path) -> bytes:
+    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+    if path.is_symlink():
+        raise InsecureKeyFile(f"key file {path} is a symbolic link; use the file itself")
+    fd = os.open(path, flags)
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise CorruptKeyFile(f"key file {path} is not a regular file")
+        mode = stat.S_IMODE(info.st_mode)
+        if mode & 0o077:
+            raise InsecureKeyFile(
+                f"key file {path} is open to group or others (mode {mode:04o}); "
+                f"run: chmod 600 {path}"
+            )
+        if hasattr(os, "geteuid") and info.st_uid != os.geteuid():
+            raise InsecureKeyFile(f"key file {path} is owned by another user (uid {info.st_uid})")
+        folder = path.parent
+        folder_mode = stat.S_IMODE(folder.stat().st_mode)
+        if folder_mode & 0o022:
+            raise InsecureKeyFile(
+                f"key directory {folder} is writable by group or others (mode "
+                f"{folder_mode:04o}); run: chmod 700 {folder}"
+            )
+        with os.fdopen(fd, "rb", closefd=False) as fh:
+            return fh.read(MAX_KEY_FILE_BYTES + 1)
+    finally:
+        os.close(fd)
+
+
+def _parse_json(path: Path, raw: bytes, what: str) -> Any:
+    if len(raw) > MAX_KEY_FILE_BYTES:
+        raise CorruptKeyFile(f"{what} {path} is larger than {MAX_KEY_FILE_BYTES} bytes")
+    if not raw.strip():
+        raise CorruptKeyFile(f"{what} {path} is empty")
+    try:
+        return strict_json(raw)
+    except ValueError:
+        raise CorruptKeyFile(f"{what} {path} is not valid JSON (truncated or edited?)") from None
+
+
+def _expect(
+    public: PublicIdentity, path: Path, suite: Suite | str | None, role: Role | str | None
+) -> None:
+    if suite is not None and public.suite is not Suite.parse(suite):
+        raise WrongSuite(
+            f"{path} holds a {public.suite.value!r} key, expected {Suite.parse(suite).value!r}"
+        )
+    if role is not None and public.role is not Role.parse(role):
+        raise ValueError(
+            f"{path} belongs to {public.id!r} with role {public.role.value}, "
+            f"expected {Role.parse(role).value}"
+        )
+
+
+def load_public_identity(
+    path: str | Path, *, suite: Suite | str | None = None, role: Role | str | None = None
+) -> PublicIdentity:
+    """Read and verify a ``.pub.json`` file (at most 64 KiB).
+
+    Raises :class:`CorruptKeyFile` for a truncated, edited or inconsistent file,
+    :class:`WrongSuite` if ``suite`` is given and differs, ``ValueError`` if ``role`` differs.
+    """
+    p = Path(path)
+    data = _parse_json(p, read_at_most(p, MAX_KEY_FILE_BYTES), "identity file")
+    if isinstance(data, dict) and data.get("format") == _FORMAT:
+        raise ValueError(f"{p} is a private key file; pass the .pub.json file instead")
+    public = PublicIdentity.from_json(data, what=f"identity file {p}")
+    _expect(public, p, suite, role)
+    return public
+
+
+def load_identity(
+    path: str | Path,
+    *,
+    passphrase: bytes | None = None,
+    suite: Suite | str | None = None,
+    role: Role | str | None = None,
+) -> Identity:
+    """Read a private key file written by :func:`write_identity`.
+
+    Raises :class:`InsecureKeyFile` (permissions, owner, symlink), :class:`CorruptKeyFile`
+    (truncated, edited, not matching its public keys), :class:`WrongPassphrase` (missing, wrong
+    or unexpected passphrase), :class:`WrongSuite` / ``ValueError`` when ``suite`` / ``role``
+    are given and differ.
+    """
+    _check_passphrase(passphrase)
+    p = Path(path)
+    doc = _parse_json(p, _read_private(p), "key file")
+    if not isinstance(doc, dict) or doc.get("format") != _FORMAT:
+        if isinstance(doc, dict) and "proof" in doc:
+            raise ValueError(f"{p} is a public identity file; pass the private .key file")
+        raise CorruptKeyFile(f"key file {p} is not an fhe-agg private key file")
+    if set(doc) != _FIELDS or not isinstance(doc["encrypted"], bool):
+        raise CorruptKeyFile(f"key file {p}: expected exactly the fields {sorted(_FIELDS)}")
+    public = PublicIdentity.from_json(doc["public"], what=f"key file {p}")
+    _expect(public, p, suite, role)
+    seal_key = _unlock(p, doc, passphrase)
+    aad = canonical_json({"id": public.id, "fingerprint": public.fingerprint})
+    try:
+        signing_raw, sealing_raw = decode_components(
+            public.suite,
+            doc["signing"],
+            doc["sealing"],
+            passphrase=passphrase,
+            seal_key=seal_key,
+            aad=aad,
+        )
+        signing = SuiteSigningKey.from_private_bytes(public.suite, signing_raw)
+        sealing = SealingPrivateKey.from_private_bytes(public.suite, sealing_raw)
+    except (ValueError, TypeError, InvalidTag, MalformedMessage) as exc:
+        raise CorruptKeyFile(f"key file {p}: {_describe(exc)}") from None
+    if signing.verify_key != public.signing_key or sealing.public_key != public.sealing_key:
+        raise CorruptKeyFile(f"key file {p}: private keys do not match its public identity")
+    return Identity(id=public.id, role=public.role, signing_key=signing, sealing_key=sealing)
+
+
+def _describe(exc: Exception) -> str:
+    if isinstance(exc, InvalidTag):
+        return "an encrypted key does not authenticate (file edited)"
+    return str(exc) or type(exc).__name__
+
+
+def _unlock(path: Path, doc: dict[str, Any], passphrase: bytes | None) -> bytes | None:
+    """Check the passphrase against the file; the AES key for sealed components, if any."""
+    if not doc["encrypted"]:
+        if passphrase is not None:
+            raise WrongPassphrase(f"key file {path} is not encrypted; give no passphrase")
+        if doc["kdf"] is not None or doc["check"] is not None:
+            raise CorruptKeyFile(f"key file {path}: unencrypted but carries a passphrase check")
+        return None
+    if passphrase is None:
+        raise WrongPassphrase(
+            f"key file {path} is encrypted; give its passphrase (--passphrase-file)"
+        )
+    kdf = doc["kdf"]
+    try:
+        if not isinstance(kdf, dict) or set(kdf) != {"name", "salt", "n", "r", "p"}:
+            raise ValueError("kdf")
+        salt, n, check = b64decode(kdf["salt"]), kdf["n"], b64decode(doc["check"])
+        if kdf["name"] != "scrypt" or (kdf["r"], kdf["p"]) != (_SCRYPT_R, _SCRYPT_P):
+            raise ValueError("kdf")
+        if type(n) is not int or n not in {1 << k for k in range(14, 18)} or len(salt) != 16:
+            raise ValueError("kdf")  # bounded cost: at most 2**17 (128 MiB)
+    except ValueError:
+        raise CorruptKeyFile(f"key file {path}: invalid passphrase parameters") from None
+    check_key, seal_key = _derive(passphrase, salt, n)
+    if not hmac.compare_digest(_check_value(check_key, doc["public"]), check):
+        raise WrongPassphrase(f"wrong passphrase for key file {path}")
+    return seal_key
+
+
+def read_passphrase_file(path: str | Path) -> bytes:
+    """The passphrase in ``path``: its bytes without one trailing newline (at most 1 KiB)."""
+    p = Path(path)
+    raw = read_at_most(p, _MAX_PASSPHRASE_BYTES + 2)
+    if len(raw) > _MAX_PASSPHRASE_BYTES + 2:
+        raise ValueError(f"passphrase file {p}: longer than {_MAX_PASSPHRASE_BYTES} bytes")
+    for ending in (b"\r\n", b"\n"):
+        if raw.endswith(ending):
+            raw = raw[: -len(ending)]
+            break
+    if not raw:
+        raise ValueError(f"passphrase file {p} is empty")
+    _check_passphrase(raw)
+    return raw

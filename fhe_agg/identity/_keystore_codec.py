@@ -1,0 +1,205 @@
+"""Private-key components of a key file: each suite's seeds as PKCS#8 PEM (or sealed raw bytes).
+
+Internal to :mod:`fhe_agg.identity._keystore`, whose docstring describes the file format. The
+functions raise ``ValueError`` / ``TypeError`` for anything malformed; the caller turns them into
+:class:`~fhe_agg.CorruptKeyFile` naming the file.
+"""
+
+from __future__ import annotations
+
+from typing import Any, cast
+
+from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, mldsa, mlkem, x25519
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from fhe_agg._random import RandomSource
+from fhe_agg.identity._encoding import b64decode, b64encode
+from fhe_agg.identity._suites import Suite
+
+__all__ = ["decode_components", "encode_components"]
+
+_XWING_PARTS = (("ML-KEM-768", 64), ("X25519", 32))
+#: (algorithm, seed length) of each component, in the order of the suite's private encoding.
+_SIGNING_PARTS: dict[Suite, tuple[tuple[str, int], ...]] = {
+    Suite.PQ_ONLY: (("ML-DSA-65", 32),),
+    Suite.HYBRID: (("ML-DSA-65", 32), ("Ed25519", 32)),
+    Suite.CNSA2: (("ML-DSA-87", 32),),
+    Suite.SLH_DSA: (("SLH-DSA-SHA2-192s", 96),),
+}
+_SEALING_PARTS: dict[Suite, tuple[tuple[str, int], ...]] = {
+    Suite.PQ_ONLY: _XWING_PARTS,
+    Suite.HYBRID: _XWING_PARTS,
+    Suite.CNSA2: (("ML-KEM-1024", 64), ("P-384", 48)),
+    Suite.SLH_DSA: _XWING_PARTS,
+}
+_PEM_NAME = {False: b"-----BEGIN PRIVATE KEY-----", True: b"-----BEGIN ENCRYPTED PRIVATE KEY-----"}
+
+
+def _to_pyca(alg: str, raw: bytes) -> Any:
+    """The pyca private key of ``alg`` from its seed form; ``None`` when pyca has no PKCS#8."""
+    if alg == "ML-DSA-65":
+        return mldsa.MLDSA65PrivateKey.from_seed_bytes(raw)
+    if alg == "ML-DSA-87":
+        return mldsa.MLDSA87PrivateKey.from_seed_bytes(raw)
+    if alg == "Ed25519":
+        return ed25519.Ed25519PrivateKey.from_private_bytes(raw)
+    if alg == "ML-KEM-768":
+        return mlkem.MLKEM768PrivateKey.from_seed_bytes(raw)
+    if alg == "ML-KEM-1024":
+        return mlkem.MLKEM1024PrivateKey.from_seed_bytes(raw)
+    if alg == "X25519":
+        return x25519.X25519PrivateKey.from_private_bytes(raw)
+    if alg == "P-384":
+        return ec.derive_private_key(int.from_bytes(raw, "big"), ec.SECP384R1())
+    return None
+
+
+_PYCA_TYPES: dict[str, type] = {
+    "ML-DSA-65": mldsa.MLDSA65PrivateKey,
+    "ML-DSA-87": mldsa.MLDSA87PrivateKey,
+    "Ed25519": ed25519.Ed25519PrivateKey,
+    "ML-KEM-768": mlkem.MLKEM768PrivateKey,
+    "ML-KEM-1024": mlkem.MLKEM1024PrivateKey,
+    "X25519": x25519.X25519PrivateKey,
+    "P-384": ec.EllipticCurvePrivateKey,
+}
+
+
+def _from_pyca(alg: str, key: object) -> bytes:
+    """The seed form of a loaded pyca key; ``ValueError`` if it is another algorithm."""
+    if not isinstance(key, _PYCA_TYPES[alg]):
+        raise ValueError(f"{alg} component holds a {type(key).__name__}")
+    if isinstance(key, ec.EllipticCurvePrivateKey):
+        if not isinstance(key.curve, ec.SECP384R1):
+            raise ValueError(f"P-384 component holds a {key.curve.name} key")
+        return key.private_numbers().private_value.to_bytes(48, "big")
+    raw: bytes = cast(Any, key).private_bytes_raw()
+    return raw
+
+
+def _encode_parts(
+    parts: tuple[tuple[str, int], ...],
+    raw: bytes,
+    *,
+    passphrase: bytes | None,
+    seal_key: bytes | None,
+    aad: bytes,
+    random: RandomSource,
+) -> list[dict[str, str]]:
+    out: list[dict[str, str]] = []
+    offset = 0
+    encryption: serialization.KeySerializationEncryption = (
+        serialization.NoEncryption()
+        if passphrase is None
+        else serialization.BestAvailableEncryption(passphrase)
+    )
+    for alg, size in parts:
+        seed, offset = raw[offset : offset + size], offset + size
+        key = _to_pyca(alg, seed)
+        if key is not None:
+            pem = key.private_bytes(
+                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, encryption
+            )
+            out.append({"alg": alg, "pkcs8": pem.decode("ascii")})
+        elif seal_key is None:
+            out.append({"alg": alg, "raw": b64encode(seed)})
+        else:
+            nonce = random.bytes(12)
+            sealed = AESGCM(seal_key).encrypt(nonce, seed, aad + b"|" + alg.encode())
+            out.append({"alg": alg, "nonce": b64encode(nonce), "ciphertext": b64encode(sealed)})
+    if offset != len(raw):
+        raise ValueError("private key length does not match the suite's components")
+    return out
+
+
+def encode_components(
+    suite: Suite,
+    signing: bytes,
+    sealing: bytes,
+    *,
+    passphrase: bytes | None,
+    seal_key: bytes | None,
+    aad: bytes,
+    random: RandomSource,
+) -> tuple[list[dict[str, str]], list[dict[str, str]]]:
+    """``(signing components, sealing components)`` for the seed forms of both keys."""
+    kw: dict[str, Any] = {
+        "passphrase": passphrase,
+        "seal_key": seal_key,
+        "aad": aad,
+        "random": random,
+    }
+    return (
+        _encode_parts(_SIGNING_PARTS[suite], signing, **kw),
+        _encode_parts(_SEALING_PARTS[suite], sealing, **kw),
+    )
+
+
+def _decode_parts(
+    what: str,
+    parts: tuple[tuple[str, int], ...],
+    items: object,
+    *,
+    passphrase: bytes | None,
+    seal_key: bytes | None,
+    aad: bytes,
+) -> bytes:
+    names = [alg for alg, _ in parts]
+    if (
+        not isinstance(items, list)
+        or len(items) != len(parts)
+        or not all(
+            isinstance(i, dict) and i.get("alg") == n for i, n in zip(items, names, strict=True)
+        )
+    ):
+        raise ValueError(f"{what} keys: expected the components {names}")
+    out = []
+    for (alg, size), item in zip(parts, items, strict=True):
+        if alg in _PYCA_TYPES:  # pyca has PKCS#8 for it
+            if set(item) != {"alg", "pkcs8"} or not isinstance(item["pkcs8"], str):
+                raise ValueError(f"{alg}: expected a PKCS#8 PEM")
+            pem = item["pkcs8"].encode("ascii", errors="replace")
+            if not pem.startswith(_PEM_NAME[passphrase is not None]):
+                state = "encrypted" if passphrase is not None else "unencrypted"
+                raise ValueError(f"{alg}: not an {state} PKCS#8 PEM")
+            try:
+                key = serialization.load_pem_private_key(pem, password=passphrase)
+            except (ValueError, TypeError, UnsupportedAlgorithm):
+                raise ValueError(
+                    f"{alg}: PKCS#8 key does not decode (truncated or edited)"
+                ) from None
+            seed = _from_pyca(alg, key)
+        elif seal_key is None:
+            if set(item) != {"alg", "raw"}:
+                raise ValueError(f"{alg}: expected the raw key")
+            seed = b64decode(item["raw"])
+        else:
+            if set(item) != {"alg", "nonce", "ciphertext"}:
+                raise ValueError(f"{alg}: expected an encrypted key")
+            nonce, sealed = b64decode(item["nonce"]), b64decode(item["ciphertext"])
+            if len(nonce) != 12:
+                raise ValueError(f"{alg}: nonce must be 12 bytes")
+            seed = AESGCM(seal_key).decrypt(nonce, sealed, aad + b"|" + alg.encode())
+        if len(seed) != size:
+            raise ValueError(f"{alg}: key must be {size} bytes")
+        out.append(seed)
+    return b"".join(out)
+
+
+def decode_components(
+    suite: Suite,
+    signing: object,
+    sealing: object,
+    *,
+    passphrase: bytes | None,
+    seal_key: bytes | None,
+    aad: bytes,
+) -> tuple[bytes, bytes]:
+    """``(signing seed form, sealing seed form)``; ``ValueError``/``InvalidTag`` if malformed."""
+    kw: dict[str, Any] = {"passphrase": passphrase, "seal_key": seal_key, "aad": aad}
+    return (
+        _decode_parts("signing", _SIGNING_PARTS[suite], signing, **kw),
+        _decode_parts("sealing", _SEALING_PARTS[suite], sealing, **kw),
+    )
