@@ -57,17 +57,23 @@ def _figure(
     }
 
 
-def bench_client_encryption(params: int, repeats: int) -> list[dict[str, Any]]:
-    """Client encode+encrypt throughput (params/s on one core) vs raw TenSEAL and raw SEAL."""
-    rng = np.random.default_rng(0)
-    vector = rng.uniform(-1, 1, params)
+def _bench_client() -> Client:
+    """A client at the DP (compact) preset, the one whose ciphertexts travel in DP runs."""
     config = FederationConfig(
         preset=PRESETS["dp"], max_clients=16, max_weight=100.0, value_bound=1.0, flooding=None
     )
     public_key, _ = generate_single_key(config.preset)
-    client = Client(
+    return Client(
         client_id="bench", signing_key=SigningKey.generate(), config=config, public_key=public_key
     )
+
+
+def bench_client_encryption(params: int, repeats: int) -> list[dict[str, Any]]:
+    """Client encode+encrypt throughput (params/s on one core) vs raw TenSEAL and raw SEAL."""
+    rng = np.random.default_rng(0)
+    vector = rng.uniform(-1, 1, params)
+    client = _bench_client()
+    config = client.config
     ours = params / _median_seconds(lambda: client.encrypt_chunks(vector * 3.0), repeats)
 
     # Raw sealapi at our preset, one real per slot as a plain SEAL user would do (no packing, no signing)
@@ -139,13 +145,8 @@ def bench_mean_scaling(params: int, repeats: int) -> list[dict[str, Any]]:
     ``multiply_plain`` and serializes it, which also consumes a level that the compact preset
     does not have (so it could not even be decoded there).
     """
-    config = FederationConfig(
-        preset=PRESETS["dp"], max_clients=16, max_weight=100.0, value_bound=1.0, flooding=None
-    )
-    public_key, _ = generate_single_key(config.preset)
-    client = Client(
-        client_id="bench", signing_key=SigningKey.generate(), config=config, public_key=public_key
-    )
+    client = _bench_client()
+    config = client.config
     chunks = client.encrypt_chunks(np.random.default_rng(1).uniform(-1, 1, params))
     backend = backend_for(config.preset)
     from fhe_agg.hazmat.seal_format import RawCiphertext, build_ciphertext

@@ -32,15 +32,14 @@ from functools import cached_property
 import numpy as np
 
 from fhe_agg._errors import CeremonyError, InvalidSignature, MalformedMessage
-from fhe_agg._keys import KEY_ERROR_SIGMA, KeyShare, PublicKey
+from fhe_agg._keys import KeyShare, PublicKey, common_polynomial, sample_secret
 from fhe_agg._params import CkksPreset
 from fhe_agg._random import RandomSource, default_random
 from fhe_agg._seal import backend_for
 from fhe_agg._signing import SigningKey, VerifyKey
 from fhe_agg._wire import pack, unpack
-from fhe_agg.hazmat.rlwe import FixedOperand, add_polys, public_key_share, to_ntt
+from fhe_agg.hazmat.rlwe import FixedOperand, add_polys
 from fhe_agg.hazmat.rns import U64
-from fhe_agg.hazmat.sampling import expand_uniform, rounded_gaussian, ternary
 from fhe_agg.hazmat.shamir import share_polynomial
 from fhe_agg.identity._sealing import (
     MAX_SEALED_PLAINTEXT,
@@ -324,15 +323,8 @@ class CeremonyMember:
         crs = hashlib.sha3_256(
             b"fhe_agg/crs|" + self.spec.ceremony_id + b"".join(seeds[j] for j in sorted(seeds))
         ).digest()
-        self._a = np.stack(
-            [expand_uniform(crs, f"a/{i}".encode(), self._n, q) for i, q in enumerate(self._primes)]
-        )
-        secret = to_ntt(ternary(self._n, self._rng), self._n, self._primes)
-        error = to_ntt(rounded_gaussian(self._n, KEY_ERROR_SIGMA, self._rng), self._n, self._primes)
-        share = public_key_share(
-            self._a, FixedOperand.of(secret, self._primes), error, self._primes
-        )
-        error.fill(0)
+        self._a = common_polynomial(crs, self._n, self._primes)
+        secret, share = sample_secret(self._a, self._n, self._primes, self._rng)
         self._secret = secret
         self._public_share = _poly_bytes(share)
         self._phase = 3

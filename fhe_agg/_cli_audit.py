@@ -9,8 +9,6 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from fhe_agg._cli_errors import one_line_errors
-
 if TYPE_CHECKING:
     from fhe_agg.identity import Finding, SuiteVerifyKey
 
@@ -88,7 +86,6 @@ def _print_findings(what: str, policy: str, findings: list[Finding]) -> None:
 )
 @click.option("--preset", default="compact", show_default=True, help="Default deployment preset.")
 @click.option("--admin-pub", type=_FILE, default=None, help="Verify a roster INVENTORY first.")
-@one_line_errors
 def audit(
     inventory: Path | None,
     cbom: Path | None,
@@ -169,7 +166,6 @@ def _log_keys(
 @click.option("--roster", "roster_path", type=_FILE, default=None, help="Take keys from a roster.")
 @click.option("--admin-pub", type=_FILE, default=None, help="The roster admin's .pub.json.")
 @click.option("--head", default=None, help="Expected hash of the last line (detects truncation).")
-@one_line_errors
 def audit_log_verify(
     log_file: Path,
     publics: tuple[Path, ...],

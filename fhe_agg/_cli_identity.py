@@ -1,7 +1,7 @@
 """``fhe-agg keys``, ``fhe-agg roster``, ``fhe-agg audit`` and ``fhe-agg audit-log``.
 
-:func:`register` adds the commands to a click group (``fhe_agg.cli.main``). The library is
-imported inside each command so that ``fhe-agg --help`` stays fast.
+:func:`register` adds the commands to ``fhe_agg.cli.main``, whose group turns errors into one
+line. The library is imported inside each command so that ``fhe-agg --help`` stays fast.
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ from typing import TYPE_CHECKING
 import click
 
 from fhe_agg._cli_audit import audit, audit_log
-from fhe_agg._cli_errors import one_line_errors
 
 if TYPE_CHECKING:
     from fhe_agg.identity import Identity, Roster
@@ -67,7 +66,6 @@ def keys() -> None:
     help="Key directory (created with mode 0700).",
 )
 @_passphrase_option
-@one_line_errors
 def keys_new(
     role: str, member_id: str, suite: str, directory: Path, passphrase_file: Path | None
 ) -> None:
@@ -85,7 +83,6 @@ def keys_new(
 
 @keys.command("show")
 @click.argument("public_file", type=_FILE)
-@one_line_errors
 def keys_show(public_file: Path) -> None:
     """Verify a public identity file and print its id, role, suite and fingerprint."""
     from fhe_agg.identity import load_public_identity
@@ -102,7 +99,6 @@ def keys_show(public_file: Path) -> None:
 @click.option("--admin-pub", type=_FILE, required=True, help="The admin's .pub.json.")
 @click.option("--from-round", type=int, required=True, help="First round of the new key.")
 @click.option("--out", type=_OUT, required=True, help="Where to write the signed request.")
-@one_line_errors
 def keys_rotate_request(
     old_key: Path,
     passphrase_file: Path | None,
@@ -157,7 +153,6 @@ def _load_for_change(path: Path, admin: Identity) -> Roster:
 @click.option("--threshold", type=int, required=True, help="Key holders needed to decrypt.")
 @click.option("--from-round", type=int, default=0, show_default=True, help="First round.")
 @click.option("--out", type=_OUT, required=True, help="Roster file to write.")
-@one_line_errors
 def roster_new(
     admin_key: Path,
     passphrase_file: Path | None,
@@ -189,7 +184,6 @@ def roster_new(
 @click.argument("roster_path", type=_FILE)
 @click.option("--admin-pub", type=_FILE, required=True, help="The admin's .pub.json.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
-@one_line_errors
 def roster_verify(roster_path: Path, admin_pub: Path, as_json: bool) -> None:
     """Verify a roster against the admin's public identity and summarise it."""
     from fhe_agg.identity import load_verified_roster
@@ -256,7 +250,6 @@ def _change_options(fn: click.decorators.FC) -> click.decorators.FC:
 @click.option("--member", "member_id", required=True, help="Id of the member to revoke.")
 @click.option("--from-round", type=int, required=True, help="First round its keys are refused.")
 @click.option("--reason", required=True, help="Why (recorded in the roster).")
-@one_line_errors
 def roster_revoke(
     roster_path: Path,
     admin_key: Path,
@@ -276,7 +269,6 @@ def roster_revoke(
 @roster.command("rotate")
 @_change_options
 @click.option("--request", type=_FILE, required=True, help="From `keys rotate-request`.")
-@one_line_errors
 def roster_rotate(
     roster_path: Path,
     admin_key: Path,
@@ -300,7 +292,6 @@ def roster_rotate(
 @_change_options
 @click.option("--member", "member", type=_FILE, required=True, help="The new member's .pub.json.")
 @click.option("--from-round", type=int, required=True, help="First round of the new member.")
-@one_line_errors
 def roster_add(
     roster_path: Path,
     admin_key: Path,
@@ -320,7 +311,6 @@ def roster_add(
 
 @roster.command("new-epoch")
 @_change_options
-@one_line_errors
 def roster_new_epoch(
     roster_path: Path, admin_key: Path, passphrase_file: Path | None, out: Path | None
 ) -> None:

@@ -22,6 +22,29 @@ from fhe_agg.hazmat.rlwe import add_polys
 __all__ = ["combine"]
 
 
+def check_partial(
+    partial: PartialDecryption,
+    aggregate: EncryptedAggregate,
+    *,
+    digest: bytes,
+    members: tuple[int, ...],
+) -> None:
+    """Refuse a partial of another aggregate (``digest``), round or decrypting set, or of the
+    wrong number of chunks (:class:`AggregateMismatch`)."""
+    if (
+        partial.aggregate_digest != digest
+        or partial.round_id != aggregate.round_id
+        or partial.decrypting_set != members
+    ):
+        raise AggregateMismatch(
+            f"partial of holder {partial.holder_index} belongs to another aggregate or set"
+        )
+    if partial.data.shape[0] != len(aggregate.chunks):
+        raise AggregateMismatch(
+            f"partial of holder {partial.holder_index} has the wrong number of chunks"
+        )
+
+
 def combine(
     aggregate: EncryptedAggregate,
     partials: Sequence[PartialDecryption],
@@ -37,18 +60,18 @@ def combine(
         raise ThresholdNotMet(f"need one partial from each of holders {members}")
     digest = aggregate_digest(aggregate)
     for p in partials:
-        if (
-            p.aggregate_digest != digest
-            or p.round_id != aggregate.round_id
-            or p.decrypting_set != members
-        ):
-            raise AggregateMismatch(
-                f"partial of holder {p.holder_index} belongs to another aggregate or set"
-            )
-        if p.data.shape[0] != len(aggregate.chunks):
-            raise AggregateMismatch(
-                f"partial of holder {p.holder_index} has the wrong number of chunks"
-            )
+        check_partial(p, aggregate, digest=digest, members=members)
+    return decode_partials(aggregate, partials, config=config, layout=layout)
+
+
+def decode_partials(
+    aggregate: EncryptedAggregate,
+    partials: Sequence[PartialDecryption],
+    *,
+    config: FederationConfig,
+    layout: Layout,
+) -> NDArray[np.float64]:
+    """``c0 + sum of partials`` decoded, for partials already checked with :func:`check_partial`."""
     b = backend_for(config.preset)
     out = np.empty(len(aggregate.chunks) * b.n, dtype=np.float64)
     for i, blob in enumerate(aggregate.chunks):

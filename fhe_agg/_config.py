@@ -19,6 +19,7 @@ from fhe_agg._flooding import (
 )
 from fhe_agg._params import PRESETS, CkksPreset
 from fhe_agg._seal import backend_for
+from fhe_agg._validate import positive_finite, positive_int
 
 __all__ = ["PROTOCOL_VERSION", "FederationConfig"]
 
@@ -26,12 +27,6 @@ PROTOCOL_VERSION = 2
 _MIN_SCALE_BITS = 20
 _HEADROOM_BITS = 3  # room for encryption noise on top of the largest sum
 _NOISE_TAILS = 8.0  # released noise is kept below Q / 8 up to this many standard deviations
-
-
-def _positive_int(value: object, name: str) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ValueError(f"{name}: must be a positive integer, got {value!r}")
-    return value
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -66,7 +61,7 @@ class FederationConfig:
         if not isinstance(self.preset, CkksPreset):
             raise TypeError(f"preset: expected CkksPreset, got {type(self.preset).__name__}")
         for name in ("min_clients", "max_clients", "holders", "threshold"):
-            _positive_int(getattr(self, name), name)
+            positive_int(getattr(self, name), name)
         if self.min_clients > self.max_clients:
             raise ValueError(
                 f"min_clients: {self.min_clients} exceeds max_clients {self.max_clients}"
@@ -75,10 +70,8 @@ class FederationConfig:
             raise ValueError(f"threshold: {self.threshold} exceeds holders {self.holders}")
         if self.holders >= min(backend_for(self.preset).data_primes):
             raise ValueError("holders: must be below the smallest prime")
-        for name in ("max_weight", "value_bound"):
-            value = getattr(self, name)
-            if not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
-                raise ValueError(f"{name}: must be a positive finite number, got {value!r}")
+        positive_finite(self.max_weight, "max_weight")
+        positive_finite(self.value_bound, "value_bound")
         if self.flooding is not None and not isinstance(self.flooding, FloodingPolicy):
             raise TypeError("flooding: expected FloodingPolicy or None")
         if self.dp is not None and not isinstance(self.dp, DpPolicy):

@@ -19,7 +19,7 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 from numpy.typing import NDArray
 
-from fhe_agg._combine import combine
+from fhe_agg._combine import check_partial, decode_partials
 from fhe_agg._config import FederationConfig
 from fhe_agg._dp import PrivacyAccountant
 from fhe_agg._errors import (
@@ -62,13 +62,10 @@ class DecryptionSession:
             if accountant is None:
                 raise ValueError("accountant: required when the federation uses DP")
             assert config.noise_multiplier is not None
-            if accountant.max_epsilon is not None:
-                after = accountant.epsilon_after(config.noise_multiplier)
-                if after > accountant.max_epsilon:
-                    raise PrivacyBudgetExceeded(
-                        f"releasing this aggregate would raise epsilon to {after:.4g} > "
-                        f"max_epsilon {accountant.max_epsilon:.4g}; no partial was requested"
-                    )
+            try:
+                accountant.check(config.noise_multiplier)
+            except PrivacyBudgetExceeded as exc:
+                raise PrivacyBudgetExceeded(f"{exc}; no partial was requested") from None
         self.aggregate = aggregate
         self.config = config
         self.layout = layout
@@ -98,14 +95,7 @@ class DecryptionSession:
             raise ThresholdNotMet(f"holder {partial.holder_index} is not in the decrypting set")
         if partial.holder_index in self._partials:
             raise AggregateMismatch(f"holder {partial.holder_index} already delivered")
-        if (
-            partial.aggregate_digest != self._digest
-            or partial.round_id != self.aggregate.round_id
-            or partial.decrypting_set != self.decrypting_set
-        ):
-            raise AggregateMismatch(
-                f"partial of holder {partial.holder_index} belongs to another aggregate or set"
-            )
+        check_partial(partial, self.aggregate, digest=self._digest, members=self.decrypting_set)
         self._partials[partial.holder_index] = partial
 
     def abort(self) -> None:
@@ -131,7 +121,7 @@ class DecryptionSession:
                 f"{self.aggregate.round_id} is aborted: re-run it with fresh encryptions"
             )
         partials: Sequence[PartialDecryption] = [self._partials[m] for m in self.decrypting_set]
-        mean = combine(self.aggregate, partials, config=self.config, layout=self.layout)
+        mean = decode_partials(self.aggregate, partials, config=self.config, layout=self.layout)
         if self.config.central_noise_std > 0.0:
             mean = mean + self._central_noise(mean.size)
         if self._accountant is not None and self.config.noise_multiplier is not None:

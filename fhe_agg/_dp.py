@@ -189,19 +189,28 @@ class PrivacyAccountant:
         candidate[z] = candidate.get(z, 0) + 1
         return _epsilon(candidate, self._delta)
 
-    def spend(self, noise_multiplier: float) -> float:
-        """Record one Gaussian release and return the new ``epsilon``.
+    def check(self, noise_multiplier: float) -> float:
+        """``epsilon`` after one more release with ``noise_multiplier``, recording nothing.
 
         Raises ``ValueError`` for a non-positive or non-finite multiplier and
-        ``PrivacyBudgetExceeded`` (state unchanged) if the result would exceed ``max_epsilon``.
+        :class:`PrivacyBudgetExceeded` if the result would exceed ``max_epsilon``; callers check
+        before a release is prepared, :meth:`spend` records it.
         """
-        z = positive_finite(noise_multiplier, "noise_multiplier")
-        new_epsilon = self.epsilon_after(z)
+        new_epsilon = self.epsilon_after(noise_multiplier)
         if self._max_epsilon is not None and new_epsilon > self._max_epsilon:
             raise PrivacyBudgetExceeded(
                 f"release would raise epsilon to {new_epsilon:.4g} > max_epsilon "
                 f"{self._max_epsilon:.4g} at delta {self._delta:g}"
             )
+        return new_epsilon
+
+    def spend(self, noise_multiplier: float) -> float:
+        """Record one Gaussian release and return the new ``epsilon``.
+
+        Raises like :meth:`check`, and then nothing is recorded.
+        """
+        new_epsilon = self.check(noise_multiplier)
+        z = float(noise_multiplier)
         self._releases[z] = self._releases.get(z, 0) + 1
         self._epsilon = new_epsilon
         return new_epsilon

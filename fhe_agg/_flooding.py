@@ -33,7 +33,7 @@ __all__ = [
     "slot_noise_std",
 ]
 
-#: Standard deviation of RLWE errors (HE standard; SEAL's default).
+#: Standard deviation of RLWE key errors (HE standard; SEAL's default, cut at 6 sigma).
 KEY_ERROR_SIGMA = 3.2
 
 #: How many standard deviations the coefficient bound ``B_ct`` covers.

@@ -14,7 +14,6 @@ Before multiplying anything by its key share a holder verifies, for the round it
 
 from __future__ import annotations
 
-import hashlib
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -39,7 +38,7 @@ from fhe_agg._errors import (
 from fhe_agg._evidence import AggregateEvidence
 from fhe_agg._keys import KeyShare, PublicKey
 from fhe_agg._merkle import leaf_hash, verify_path
-from fhe_agg._messages import EncryptedAggregate, aggregate_digest
+from fhe_agg._messages import EncryptedAggregate, aggregate_digest, chunk_digests
 from fhe_agg._packing import Layout
 from fhe_agg._random import RandomSource, default_random
 from fhe_agg._seal import backend_for
@@ -136,16 +135,15 @@ class KeyHolder:
         self, aggregate: EncryptedAggregate, evidence: AggregateEvidence, *, layout: Layout
     ) -> U64:
         """Check ``aggregate`` as described in the module docstring; return its parsed chunks."""
+        self._check_log(aggregate)
         return self._verify(aggregate, evidence, layout=layout, digest=aggregate_digest(aggregate))
 
-    def _verify(
-        self,
-        aggregate: EncryptedAggregate,
-        evidence: AggregateEvidence,
-        *,
-        layout: Layout,
-        digest: bytes,
-    ) -> U64:
+    def _check_log(
+        self, aggregate: EncryptedAggregate, chunk_ids: set[bytes] | None = None
+    ) -> None:
+        """Refusals that need only this holder's decryption log: a round already decrypted or
+        older than one, and (given ``chunk_ids``) a ciphertext already decrypted or a request
+        beyond the budget. Cheap, so they run before the aggregate is verified."""
         round_id = aggregate.round_id
         if round_id in self._decrypted:
             raise AlreadyDecrypted(
@@ -155,6 +153,30 @@ class KeyHolder:
             raise RoundMismatch(
                 f"round {round_id} is older than round {max(self._decrypted)}, already decrypted"
             )
+        if chunk_ids is None:
+            return
+        if chunk_ids & self._decrypted_chunks:
+            raise AlreadyDecrypted(
+                f"holder {self.holder_id!r} already decrypted a ciphertext of this aggregate"
+            )
+        budget = self.budget_left
+        if budget is not None and len(aggregate.chunks) > budget:
+            raise BudgetExhausted(
+                f"holder {self.holder_id!r}: {len(aggregate.chunks)} ciphertexts requested, "
+                f"{budget} left of this key's budget of {self.config.decryption_budget}; "
+                "run a new key ceremony"
+            )
+
+    def _verify(
+        self,
+        aggregate: EncryptedAggregate,
+        evidence: AggregateEvidence,
+        *,
+        layout: Layout,
+        digest: bytes,
+    ) -> U64:
+        """The checks of the aggregate itself (manifest, signatures, scale, sums)."""
+        round_id = aggregate.round_id
         clients = [s.statement.client_id for s in aggregate.manifest]
         if len(set(clients)) != len(clients):
             raise DuplicateUpdate("manifest lists a client twice")
@@ -271,29 +293,14 @@ class KeyHolder:
         decrypting_set: Sequence[int] | None,
     ) -> PartialDecryption:
         members = (
-            tuple(sorted(set(decrypting_set)))
-            if decrypting_set is not None
-            else (self.holder_index,)
+            tuple(sorted(decrypting_set)) if decrypting_set is not None else (self.holder_index,)
         )
-        if decrypting_set is not None and len(members) != len(decrypting_set):
-            raise ValueError("decrypting_set: holder indices must be distinct")
-        if not all(1 <= m <= self._share.holders for m in members):
-            raise ValueError(f"decrypting_set: indices must lie in 1..{self._share.holders}")
         operand = self._share.decryption_operand(members)
-        digest = aggregate_digest(aggregate)
+        digests = chunk_digests(aggregate.chunks)
+        chunk_ids = set(digests)
+        self._check_log(aggregate, chunk_ids)
+        digest = aggregate_digest(aggregate, digests)
         sums = self._verify(aggregate, evidence, layout=layout, digest=digest)
-        chunk_ids = {hashlib.sha3_256(blob).digest() for blob in aggregate.chunks}
-        if chunk_ids & self._decrypted_chunks:
-            raise AlreadyDecrypted(
-                f"holder {self.holder_id!r} already decrypted a ciphertext of this aggregate"
-            )
-        budget = self.budget_left
-        if budget is not None and len(aggregate.chunks) > budget:
-            raise BudgetExhausted(
-                f"holder {self.holder_id!r}: {len(aggregate.chunks)} ciphertexts requested, "
-                f"{budget} left of this key's budget of {self.config.decryption_budget}; "
-                "run a new key ceremony"
-            )
         primes = self._backend.data_primes
         data = mul_fixed(sums[:, 1], operand, primes)
         sigma = self.config.holder_noise_sigma

@@ -12,18 +12,24 @@ from dataclasses import dataclass
 import numpy as np
 
 from fhe_agg._errors import MalformedMessage, ParameterMismatch
+from fhe_agg._flooding import KEY_ERROR_SIGMA
 from fhe_agg._params import CkksPreset
 from fhe_agg._random import RandomSource, default_random
 from fhe_agg._seal import backend_for
 from fhe_agg.hazmat.rlwe import FixedOperand, public_key_share, to_ntt
+from fhe_agg.hazmat.rns import U64
 from fhe_agg.hazmat.sampling import expand_uniform, rounded_gaussian, ternary
 from fhe_agg.hazmat.seal_format import RawCiphertext, build_ciphertext, parse_ciphertext
 from fhe_agg.hazmat.shamir import lagrange_coefficients, scale_share
 
-__all__ = ["KEY_ERROR_SIGMA", "KeyShare", "PublicKey", "generate_single_key"]
-
-#: Standard deviation of RLWE key errors (HE standard; SEAL's default, cut at 6 sigma).
-KEY_ERROR_SIGMA = 3.2
+__all__ = [
+    "KEY_ERROR_SIGMA",
+    "KeyShare",
+    "PublicKey",
+    "common_polynomial",
+    "generate_single_key",
+    "sample_secret",
+]
 
 
 @dataclass(frozen=True, eq=False)
@@ -102,10 +108,15 @@ class KeyShare:
         """``lambda_j * share_j`` at the data level for ``decrypting_set`` (its Lagrange
         coefficient per prime; 1 for an additive n-of-n share). Multiplying the key share, not
         the output, keeps the flooding noise unscaled (threshold-ckks.md §4.4)."""
-        if len(decrypting_set) != self.threshold or self.holder_index not in decrypting_set:
+        if (
+            len(set(decrypting_set)) != len(decrypting_set)
+            or len(decrypting_set) != self.threshold
+            or self.holder_index not in decrypting_set
+            or not all(1 <= m <= self.holders for m in decrypting_set)
+        ):
             raise ValueError(
-                f"decrypting_set: needs {self.threshold} distinct holders including "
-                f"{self.holder_index}, got {decrypting_set}"
+                f"decrypting_set: needs {self.threshold} distinct holders in 1..{self.holders} "
+                f"including {self.holder_index}, got {decrypting_set}"
             )
         data = self.data_level()
         if self.threshold == self.holders:
@@ -128,6 +139,20 @@ class KeyShare:
         )
 
 
+def common_polynomial(seed: bytes, n: int, primes: tuple[int, ...]) -> U64:
+    """The public polynomial ``a`` of the key, expanded from ``seed`` uniformly per prime."""
+    return np.stack([expand_uniform(seed, f"a/{i}".encode(), n, q) for i, q in enumerate(primes)])
+
+
+def sample_secret(a: U64, n: int, primes: tuple[int, ...], rng: RandomSource) -> tuple[U64, U64]:
+    """A fresh ternary secret ``s`` (NTT form) and its public-key share ``-(a*s + e)``."""
+    secret = to_ntt(ternary(n, rng), n, primes)
+    error = to_ntt(rounded_gaussian(n, KEY_ERROR_SIGMA, rng), n, primes)
+    share = public_key_share(a, FixedOperand.of(secret, primes), error, primes)
+    error.fill(0)
+    return secret, share
+
+
 def generate_single_key(
     preset: CkksPreset, *, rng: RandomSource | None = None
 ) -> tuple[PublicKey, KeyShare]:
@@ -135,17 +160,15 @@ def generate_single_key(
     rng = rng or default_random()
     backend = backend_for(preset)
     n, primes = backend.n, backend.key_primes
-    seed = rng.bytes(32)
-    a = np.stack([expand_uniform(seed, f"a/{i}".encode(), n, q) for i, q in enumerate(primes)])
-    secret = FixedOperand.of(to_ntt(ternary(n, rng), n, primes), primes)
-    error = to_ntt(rounded_gaussian(n, KEY_ERROR_SIGMA, rng), n, primes)
-    public_key = PublicKey.from_arrays(preset, public_key_share(a, secret, error, primes), a)
+    a = common_polynomial(rng.bytes(32), n, primes)
+    secret, b = sample_secret(a, n, primes, rng)
+    public_key = PublicKey.from_arrays(preset, b, a)
     share = KeyShare(
         preset=preset,
         holder_index=1,
         threshold=1,
         holders=1,
         public_key_fingerprint=public_key.fingerprint,
-        operand=secret,
+        operand=FixedOperand.of(secret, primes),
     )
     return public_key, share

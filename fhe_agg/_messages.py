@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import msgpack
@@ -29,6 +29,7 @@ __all__ = [
     "SignedStatement",
     "UpdateStatement",
     "aggregate_digest",
+    "chunk_digests",
     "total_weight",
 ]
 
@@ -226,10 +227,17 @@ def total_weight(manifest: Iterable[SignedStatement]) -> float:
     return math.fsum(s.statement.weight for s in manifest)
 
 
-def aggregate_digest(aggregate: EncryptedAggregate) -> bytes:
-    """SHA3-256 binding a round id to the exact aggregate ciphertext bytes."""
-    h = hashlib.sha3_256(b"fhe_agg/aggregate|" + aggregate.round_id.to_bytes(8, "little"))
-    for c in aggregate.chunks:
-        h.update(len(c).to_bytes(8, "little"))
-        h.update(c)
+def chunk_digests(chunks: Iterable[bytes]) -> list[bytes]:
+    """SHA3-256 of each ciphertext chunk: what key holders log as "already decrypted"."""
+    return [hashlib.sha3_256(c).digest() for c in chunks]
+
+
+def aggregate_digest(
+    aggregate: EncryptedAggregate, digests: Sequence[bytes] | None = None
+) -> bytes:
+    """SHA3-256 binding a round id to the exact aggregate ciphertext bytes, through the
+    chunks' digests (pass ``digests`` from :func:`chunk_digests` to hash the chunks once)."""
+    h = hashlib.sha3_256(b"fhe_agg/aggregate/v2|" + aggregate.round_id.to_bytes(8, "little"))
+    for d in chunk_digests(aggregate.chunks) if digests is None else digests:
+        h.update(d)
     return h.digest()

@@ -8,20 +8,27 @@ from typing import Any
 
 import click
 
+from fhe_agg._cli_identity import register as register_identity_commands
 from fhe_agg._errors import FheAggError
 
 __all__ = ["main"]
 
 
 class _Group(click.Group):
-    """Turns library errors into one clear line and a non-zero exit, never a traceback."""
+    """Turns errors into one clear line and a non-zero exit, never a traceback, for every
+    command and subcommand: 1 for a refusal (:class:`FheAggError`: a refused key, roster, log
+    or message), 2 for a bad argument or file (``ValueError``, ``KeyError``, ``OSError``)."""
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
-        except (FheAggError, ValueError) as exc:
+        except FheAggError as exc:
             click.echo(f"error: {exc}", err=True)
-            ctx.exit(2 if isinstance(exc, ValueError) else 1)
+            ctx.exit(1)
+        except (ValueError, KeyError, OSError) as exc:
+            message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+            click.echo(f"error: {message}", err=True)
+            ctx.exit(2)
 
 
 @click.group(cls=_Group)
@@ -132,10 +139,4 @@ def version() -> None:
         click.echo("pqcrypto not installed")
 
 
-def _register_identity_commands() -> None:
-    from fhe_agg._cli_identity import register
-
-    register(main)
-
-
-_register_identity_commands()
+register_identity_commands(main)

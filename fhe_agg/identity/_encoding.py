@@ -11,10 +11,32 @@ import base64
 import binascii
 import json
 from collections.abc import Mapping
+from enum import Enum
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-__all__ = ["b64decode", "b64encode", "canonical_json", "read_at_most", "strict_json"]
+__all__ = [
+    "b64decode",
+    "b64encode",
+    "canonical_json",
+    "choice",
+    "read_at_most",
+    "strict_json",
+]
+
+_E = TypeVar("_E", bound=Enum)
+
+
+def choice(kind: type[_E], name: object, label: str) -> _E:
+    """The member of ``kind`` whose value is ``name`` (or ``name`` itself if already one);
+    ``ValueError`` naming ``label`` and the known values otherwise."""
+    if isinstance(name, kind):
+        return name
+    try:
+        return kind(name)
+    except ValueError:
+        known = ", ".join(str(m.value) for m in kind)
+        raise ValueError(f"{label}: unknown {name!r}; choose one of {known}") from None
 
 
 def canonical_json(obj: Mapping[str, Any]) -> bytes:

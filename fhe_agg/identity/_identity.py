@@ -20,7 +20,7 @@ from typing import Any
 from fhe_agg._errors import CorruptKeyFile, FheAggError, MalformedMessage
 from fhe_agg._random import RandomSource
 from fhe_agg._signing import SigningKey
-from fhe_agg.identity._encoding import b64decode, b64encode, canonical_json
+from fhe_agg.identity._encoding import b64decode, b64encode, canonical_json, choice
 from fhe_agg.identity._sealing import SealingPrivateKey, SealingPublicKey
 from fhe_agg.identity._suites import Suite, SuiteSigningKey, SuiteVerifyKey, WrongSuite
 
@@ -44,13 +44,7 @@ class Role(Enum):
     @classmethod
     def parse(cls, name: str | Role) -> Role:
         """Return the role called ``name``; ``ValueError`` naming the known ones otherwise."""
-        if isinstance(name, Role):
-            return name
-        try:
-            return cls(name)
-        except ValueError:
-            known = ", ".join(r.value for r in cls)
-            raise ValueError(f"role: unknown {name!r}; choose one of {known}") from None
+        return choice(cls, name, "role")
 
 
 def check_member_id(member_id: object) -> str:

@@ -11,6 +11,7 @@ from enum import Enum
 from typing import NoReturn
 
 from fhe_agg._errors import MalformedMessage
+from fhe_agg.identity._encoding import choice
 
 __all__ = ["Suite", "SuiteSpec", "WrongSuite"]
 
@@ -32,13 +33,7 @@ class Suite(Enum):
     @classmethod
     def parse(cls, name: str | Suite) -> Suite:
         """Return the suite called ``name``; ``ValueError`` naming the known ones otherwise."""
-        if isinstance(name, Suite):
-            return name
-        try:
-            return cls(name)
-        except ValueError:
-            known = ", ".join(s.value for s in cls)
-            raise ValueError(f"suite: unknown {name!r}; choose one of {known}") from None
+        return choice(cls, name, "suite")
 
     @property
     def spec(self) -> SuiteSpec:

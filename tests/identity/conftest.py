@@ -56,17 +56,14 @@ def base_roster(members: dict[str, Any]) -> Any:
 
 @pytest.fixture
 def cli() -> Any:
-    """Run ``fhe-agg`` identity/audit commands (registered on a fresh group) in-process."""
-    import click
+    """Run ``fhe-agg`` identity/audit commands in-process, through the real command group."""
     from click.testing import CliRunner
 
-    from fhe_agg._cli_identity import register
+    from fhe_agg.cli import main
 
-    group = click.Group("fhe-agg")
-    register(group)
     runner = CliRunner()
 
     def run(*args: object) -> Any:
-        return runner.invoke(group, [str(a) for a in args])
+        return runner.invoke(main, [str(a) for a in args])
 
     return run

@@ -20,6 +20,7 @@ from fhe_agg import (
     KeyHolder,
     KeyShare,
     Layout,
+    PartialDecryption,
     PublicKey,
     SeededRandom,
     SigningKey,
@@ -85,6 +86,22 @@ class Federation:
             )
             for s in self.shares
         }
+
+    def partial(
+        self,
+        holder: KeyHolder,
+        aggregate: EncryptedAggregate,
+        evidence: Callable[[tuple[int, ...]], AggregateEvidence],
+        members: tuple[int, ...],
+    ) -> PartialDecryption:
+        """``holder``'s partial decryption of ``aggregate`` for ``members``, with the evidence
+        the holder challenges for."""
+        return holder.partial_decrypt(
+            aggregate,
+            evidence(holder.challenge(aggregate)),
+            layout=self.layout,
+            decrypting_set=members,
+        )
 
     def round(
         self, round_id: int, *, clip: bool = False

@@ -34,14 +34,7 @@ def _decrypt(fed: Federation, aggregate, evidence, members, holders=None):
     )
     for j in members:
         h = holders[j]
-        session.add(
-            h.partial_decrypt(
-                aggregate,
-                evidence(h.challenge(aggregate)),
-                layout=fed.layout,
-                decrypting_set=members,
-            )
-        )
+        session.add(fed.partial(h, aggregate, evidence, members))
     return session.release()
 
 
@@ -78,15 +71,7 @@ def test_two_partials_of_a_three_holder_set_do_not_combine(fed: Federation) -> N
     holders = fed.key_holders()
     aggregate, evidence, _ = fed.round(200)
     members = (1, 2, 3)
-    partials = [
-        holders[j].partial_decrypt(
-            aggregate,
-            evidence(holders[j].challenge(aggregate)),
-            layout=fed.layout,
-            decrypting_set=members,
-        )
-        for j in (1, 2)
-    ]
+    partials = [fed.partial(holders[j], aggregate, evidence, members) for j in (1, 2)]
     with pytest.raises(ThresholdNotMet):
         combine(aggregate, partials, config=fed.config, layout=fed.layout)
 
@@ -103,19 +88,9 @@ def test_a_holder_outside_the_set_or_a_short_set_is_refused(fed: Federation) -> 
     holders = fed.key_holders()
     aggregate, evidence, _ = fed.round(300)
     with pytest.raises(ValueError, match="decrypting_set"):
-        holders[4].partial_decrypt(
-            aggregate,
-            evidence(holders[4].challenge(aggregate)),
-            layout=fed.layout,
-            decrypting_set=(1, 2, 3),
-        )
+        fed.partial(holders[4], aggregate, evidence, (1, 2, 3))
     with pytest.raises(ValueError, match="decrypting_set"):
-        holders[1].partial_decrypt(
-            aggregate,
-            evidence(holders[1].challenge(aggregate)),
-            layout=fed.layout,
-            decrypting_set=(1, 2),
-        )
+        fed.partial(holders[1], aggregate, evidence, (1, 2))
     with pytest.raises(ThresholdNotMet):
         DecryptionSession(aggregate, config=fed.config, layout=fed.layout, decrypting_set=(1, 2))
     assert holders[1].budget_left == fed.config.decryption_budget  # nothing was spent
@@ -128,14 +103,7 @@ def test_dropout_aborts_the_round_and_no_other_set_decrypts_it(fed: Federation) 
         aggregate, config=fed.config, layout=fed.layout, decrypting_set=(1, 2, 3)
     )
     for j in (1, 2):  # holder 3 drops
-        session.add(
-            holders[j].partial_decrypt(
-                aggregate,
-                evidence(holders[j].challenge(aggregate)),
-                layout=fed.layout,
-                decrypting_set=(1, 2, 3),
-            )
-        )
+        session.add(fed.partial(holders[j], aggregate, evidence, (1, 2, 3)))
     with pytest.raises(DecryptionAborted, match="re-run"):
         session.release()
     assert session.state == "aborted"
@@ -144,12 +112,7 @@ def test_dropout_aborts_the_round_and_no_other_set_decrypts_it(fed: Federation) 
     # a retry with another set that keeps holders 1 and 2 is refused by the holders themselves
     for j in (1, 2):
         with pytest.raises(AlreadyDecrypted):
-            holders[j].partial_decrypt(
-                aggregate,
-                evidence(holders[j].challenge(aggregate)),
-                layout=fed.layout,
-                decrypting_set=(1, 2, 4),
-            )
+            fed.partial(holders[j], aggregate, evidence, (1, 2, 4))
     # the safe path: the round runs again with fresh encryptions under a new round id
     fresh, fresh_evidence, expected = fed.round(401)
     mean = _decrypt(fed, fresh, fresh_evidence, (1, 2, 4), holders)
@@ -162,12 +125,7 @@ def test_a_replayed_older_aggregate_is_refused(fed: Federation) -> None:
     new, new_evidence, _ = fed.round(501)
     _decrypt(fed, new, new_evidence, (1, 2, 3), holders)
     with pytest.raises(RoundMismatch, match="older"):
-        holders[1].partial_decrypt(
-            old,
-            old_evidence(holders[1].challenge(old)),
-            layout=fed.layout,
-            decrypting_set=(1, 2, 3),
-        )
+        fed.partial(holders[1], old, old_evidence, (1, 2, 3))
 
 
 def test_the_same_ciphertexts_signed_again_for_a_new_round_are_refused(fed: Federation) -> None:
@@ -199,12 +157,7 @@ def test_the_same_ciphertexts_signed_again_for_a_new_round_are_refused(fed: Fede
     _decrypt(fed, first, first_evidence, (1, 2, 3), holders)
     replay, replay_evidence = aggregate_of(601)
     with pytest.raises(AlreadyDecrypted, match="ciphertext"):
-        holders[1].partial_decrypt(
-            replay,
-            replay_evidence(holders[1].challenge(replay)),
-            layout=fed.layout,
-            decrypting_set=(1, 2, 3),
-        )
+        fed.partial(holders[1], replay, replay_evidence, (1, 2, 3))
 
 
 def test_budget_refusal_leaves_the_budget_unchanged(five_holders) -> None:
@@ -219,12 +172,7 @@ def test_budget_refusal_leaves_the_budget_unchanged(five_holders) -> None:
     assert holders[1].budget_left == 0
     third, third_evidence, _ = fed.round(3)
     with pytest.raises(BudgetExhausted, match="new key ceremony"):
-        holders[1].partial_decrypt(
-            third,
-            third_evidence(holders[1].challenge(third)),
-            layout=fed.layout,
-            decrypting_set=(1, 2, 3),
-        )
+        fed.partial(holders[1], third, third_evidence, (1, 2, 3))
     assert holders[1].budget_left == 0
     # a holder whose budget is left still answers: the refusal consumed nothing of it
     assert holders[4].budget_left == 2

@@ -41,9 +41,7 @@ def _release(
     partials = []
     for j in members:
         h = holders[j]
-        p = h.partial_decrypt(
-            aggregate, evidence(h.challenge(aggregate)), layout=fed.layout, decrypting_set=members
-        )
+        p = fed.partial(h, aggregate, evidence, members)
         partials.append(p)
         session.add(p)
     return session.release(), expected, partials
@@ -69,9 +67,7 @@ def test_dp_noise_comes_from_the_seeded_csprng_seam(five_holders: Holders) -> No
 
     def partial(seed: int) -> np.ndarray:
         h = fed.key_holders(seed)[1]
-        return h.partial_decrypt(
-            aggregate, evidence(h.challenge(aggregate)), layout=fed.layout, decrypting_set=members
-        ).data
+        return fed.partial(h, aggregate, evidence, members).data
 
     assert np.array_equal(partial(5), partial(5))
     assert not np.array_equal(partial(5), partial(6))
