@@ -48,11 +48,12 @@ from fhe_agg._errors import (
 )
 from fhe_agg._evidence import AggregateEvidence, ChunkEvidence
 from fhe_agg._flooding import FloodingPolicy
-from fhe_agg._keyholder import KeyHolder, PartialDecryption
+from fhe_agg._keyholder import KeyHolder
 from fhe_agg._keys import KeyShare, PublicKey, generate_single_key
 from fhe_agg._messages import EncryptedAggregate, EncryptedUpdate, SignedStatement, UpdateStatement
 from fhe_agg._packing import Layout, LayoutEntry, flatten, unflatten
 from fhe_agg._params import PRESETS, CkksPreset, get_preset
+from fhe_agg._partial import PartialDecryption
 from fhe_agg._random import RandomSource, SeededRandom, SystemRandom
 from fhe_agg._signing import SigningKey, VerifyKey
 

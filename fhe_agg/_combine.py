@@ -13,9 +13,9 @@ from numpy.typing import NDArray
 
 from fhe_agg._config import FederationConfig
 from fhe_agg._errors import AggregateMismatch, ThresholdNotMet
-from fhe_agg._keyholder import PartialDecryption
 from fhe_agg._messages import EncryptedAggregate, aggregate_digest
 from fhe_agg._packing import Layout
+from fhe_agg._partial import PartialDecryption
 from fhe_agg._seal import backend_for
 from fhe_agg.hazmat.rlwe import add_polys
 

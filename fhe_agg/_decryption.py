@@ -28,9 +28,9 @@ from fhe_agg._errors import (
     PrivacyBudgetExceeded,
     ThresholdNotMet,
 )
-from fhe_agg._keyholder import PartialDecryption
 from fhe_agg._messages import EncryptedAggregate, aggregate_digest
 from fhe_agg._packing import Layout
+from fhe_agg._partial import PartialDecryption
 from fhe_agg._random import RandomSource, default_random
 from fhe_agg.hazmat.sampling import rounded_gaussian
 

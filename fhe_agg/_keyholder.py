@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import NDArray
@@ -40,6 +39,7 @@ from fhe_agg._keys import KeyShare, PublicKey
 from fhe_agg._merkle import leaf_hash, verify_path
 from fhe_agg._messages import EncryptedAggregate, aggregate_digest, chunk_digests
 from fhe_agg._packing import Layout
+from fhe_agg._partial import PartialDecryption
 from fhe_agg._random import RandomSource, default_random
 from fhe_agg._seal import backend_for
 from fhe_agg._signing import VerifyKey
@@ -48,23 +48,6 @@ from fhe_agg.hazmat.rns import U64
 from fhe_agg.hazmat.sampling import rounded_gaussian
 
 __all__ = ["KeyHolder", "PartialDecryption"]
-
-
-@dataclass(frozen=True, eq=False)
-class PartialDecryption:
-    """A holder's share ``c1 * (lambda_j * s_j) (+ noise)`` of every chunk of one aggregate."""
-
-    round_id: int
-    holder_index: int
-    aggregate_digest: bytes
-    decrypting_set: tuple[int, ...]
-    data: U64  # [chunk, prime, coefficient]
-
-    def __repr__(self) -> str:
-        return (
-            f"PartialDecryption(round={self.round_id}, holder={self.holder_index}, "
-            f"chunks={self.data.shape[0]})"
-        )
 
 
 class KeyHolder:

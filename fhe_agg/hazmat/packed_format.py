@@ -22,7 +22,14 @@ from fhe_agg._errors import MalformedMessage, MessageTooLarge, ParameterMismatch
 from fhe_agg.hazmat.rns import U64
 from fhe_agg.hazmat.seal_format import ParmsId, RawCiphertext
 
-__all__ = ["pack_ciphertext", "packed_size", "unpack_ciphertext"]
+__all__ = [
+    "pack_ciphertext",
+    "pack_residues",
+    "packed_size",
+    "residues_size",
+    "unpack_ciphertext",
+    "unpack_residues",
+]
 
 _MAGIC = b"FAC1"
 _HEADER = struct.Struct("<4sBBI4Qd")
@@ -120,3 +127,39 @@ def unpack_ciphertext(
     if not np.any(data[1]):
         raise MalformedMessage(f"{what}: transparent ciphertext (c1 = 0) is not an encryption")
     return RawCiphertext(parms_id, float(scale), data)
+
+
+def residues_size(rows: int, n: int, primes: tuple[int, ...]) -> int:
+    """Byte size of :func:`pack_residues` output for ``rows`` polynomials over ``primes``."""
+    return rows * sum(n * q.bit_length() // 8 for q in primes)
+
+
+def pack_residues(data: U64, primes: tuple[int, ...]) -> bytes:
+    """Bit-pack reduced residues ``data[row, prime, coefficient]`` to each prime's width."""
+    _, count, n = data.shape
+    if count != len(primes) or n % _GROUP:
+        raise ValueError(f"data: expected shape (rows, {len(primes)}, N), got {data.shape}")
+    return b"".join(
+        _pack_rows(np.ascontiguousarray(data[:, i, :]), q.bit_length())
+        for i, q in enumerate(primes)
+    )
+
+
+def unpack_residues(
+    blob: bytes, *, rows: int, n: int, primes: tuple[int, ...], what: str = "residues"
+) -> U64:
+    """Strictly decode :func:`pack_residues` output: exact length, every residue reduced
+    (:class:`MalformedMessage` otherwise)."""
+    expected = residues_size(rows, n, primes)
+    if len(blob) != expected:
+        raise MalformedMessage(f"{what}: {len(blob)} bytes, expected {expected}")
+    data = np.empty((rows, len(primes), n), dtype=np.uint64)
+    offset = 0
+    for i, q in enumerate(primes):
+        size = rows * n * q.bit_length() // 8
+        values = _unpack_rows(bytes(blob[offset : offset + size]), rows, n, q.bit_length())
+        if rows and int(values.max()) >= q:
+            raise MalformedMessage(f"{what}: prime {i} holds a residue not reduced mod {q}")
+        data[:, i, :] = values
+        offset += size
+    return data
