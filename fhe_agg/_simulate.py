@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import resource
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -24,7 +25,9 @@ from fhe_agg._ceremony import CeremonyMember, CeremonySpec, HolderIdentity, run_
 from fhe_agg._client import Client
 from fhe_agg._config import FederationConfig
 from fhe_agg._decryption import DecryptionSession
+from fhe_agg._deployment import Deployment
 from fhe_agg._dp import DpPolicy, PrivacyAccountant
+from fhe_agg._errors import Rejected
 from fhe_agg._flooding import FloodingPolicy
 from fhe_agg._keyholder import KeyHolder
 from fhe_agg._keys import PublicKey
@@ -32,7 +35,7 @@ from fhe_agg._packing import Layout
 from fhe_agg._params import get_preset
 from fhe_agg._random import RandomSource, SeededRandom, default_random
 from fhe_agg._signing import SigningKey, VerifyKey
-from fhe_agg.identity import SealingPrivateKey, Suite
+from fhe_agg.identity import AuditLog, Identity, SealingPrivateKey, Suite
 
 __all__ = ["SimulationSpec", "local_key_ceremony", "run_simulation"]
 
@@ -91,22 +94,25 @@ class _Federation:
     public_key: PublicKey
     clients: list[Client]
     weights: list[float]
-    roster: dict[str, VerifyKey]
+    roster: Callable[[int], dict[str, VerifyKey]]  # round -> client keys
     holders: list[KeyHolder]
     accountant: PrivacyAccountant | None
     layout: Layout
     rng: RandomSource
+    audit: AuditLog | None = None
 
 
 def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
-def _configure(spec: SimulationSpec, weights: list[float]) -> FederationConfig:
+def _configure(
+    spec: SimulationSpec, weights: list[float], min_clients: int | None = None
+) -> FederationConfig:
     dp = DpPolicy(clip=spec.clip, noise_multiplier=spec.noise_multiplier) if spec.dp else None
     return FederationConfig(
         preset=get_preset(spec.preset_name),
-        min_clients=min(3, spec.clients),
+        min_clients=min(3, spec.clients) if min_clients is None else min_clients,
         max_clients=spec.clients,
         max_weight=max(weights),
         value_bound=spec.clip if spec.dp else 1.0,
@@ -118,17 +124,28 @@ def _configure(spec: SimulationSpec, weights: list[float]) -> FederationConfig:
 
 
 def local_key_ceremony(
-    config: FederationConfig, rng: RandomSource | None = None
+    config: FederationConfig,
+    rng: RandomSource | None = None,
+    *,
+    identities: Mapping[str, Identity] | None = None,
+    consortium: str = "simulation",
+    epoch: int = 1,
 ) -> tuple[PublicKey, list[Any]]:
-    """Fresh identities for ``config.holders`` key holders and their whole ceremony, in-process."""
+    """The whole key ceremony of ``config.holders`` key holders, in-process: with their
+    ``identities`` (pq-only, in ceremony order), or with fresh ones."""
     rng = rng or default_random()
-    ids = tuple(f"holder-{i}" for i in range(1, config.holders + 1))
-    signing = {h: SigningKey.generate() for h in ids}
-    sealing = {h: SealingPrivateKey.generate(Suite.PQ_ONLY, random=rng) for h in ids}
+    if identities is None:
+        ids = tuple(f"holder-{i}" for i in range(1, config.holders + 1))
+        signing = {h: SigningKey.generate() for h in ids}
+        sealing = {h: SealingPrivateKey.generate(Suite.PQ_ONLY, random=rng) for h in ids}
+    else:
+        ids = tuple(identities)
+        signing = {h: identities[h].update_signing_key() for h in ids}
+        sealing = {h: identities[h].sealing_key for h in ids}
     directory = {h: HolderIdentity(signing[h].verify_key, sealing[h].public_key) for h in ids}
     spec = CeremonySpec(
-        consortium="simulation",
-        epoch=1,
+        consortium=consortium,
+        epoch=epoch,
         preset=config.preset,
         holders=ids,
         threshold=config.threshold,
@@ -147,24 +164,54 @@ def local_key_ceremony(
     return run_ceremony(members)
 
 
-def _federation(spec: SimulationSpec, data_rng: np.random.Generator) -> _Federation:
+def _federation(
+    spec: SimulationSpec,
+    data_rng: np.random.Generator,
+    deployment: Deployment | None,
+    audit_path: Path | None,
+) -> _Federation:
     rng: RandomSource = SeededRandom(spec.seed) if spec.seed is not None else default_random()
     weights = [float(w) for w in data_rng.permutation(np.arange(1, spec.clients + 1)) * 10 + 5]
-    config = _configure(spec, weights)
-    public_key, shares = local_key_ceremony(config, rng)
-    signing = {f"client-{i:03d}": SigningKey.generate() for i in range(spec.clients)}
-    roster = {cid: key.verify_key for cid, key in signing.items()}
+    audit = None
+    if deployment is None:
+        config = _configure(spec, weights)
+        public_key, shares = local_key_ceremony(config, rng)
+        signing = {f"client-{i:03d}": SigningKey.generate() for i in range(spec.clients)}
+        fixed = {cid: key.verify_key for cid, key in signing.items()}
+        holder_ids = [f"holder-{s.holder_index}" for s in shares]
+        roster: Callable[[int], dict[str, VerifyKey]] = lambda _round: fixed  # noqa: E731
+    else:
+        r = deployment.roster
+        config = _configure(spec, weights, min_clients=r.min_clients)
+        if audit_path is not None:
+            audit = _open_audit(deployment, audit_path)
+        public_key, shares = local_key_ceremony(
+            config, rng, identities=deployment.holders, consortium=r.consortium, epoch=r.key_epoch
+        )
+        if audit is not None:
+            audit.record(
+                "ceremony.completed",
+                {
+                    "epoch": r.key_epoch,
+                    "holders": list(deployment.holders),
+                    "threshold": config.threshold,
+                    "public_key_sha3": public_key.fingerprint.hex(),
+                },
+            )
+        signing = dict(deployment.clients)
+        holder_ids = list(deployment.holders)
+        roster = r.client_keys
     clients = [
         Client(client_id=c, signing_key=k, config=config, public_key=public_key)
         for c, k in signing.items()
     ]
     holders = [
         KeyHolder(
-            holder_id=f"holder-{share.holder_index}",
+            holder_id=holder_ids[share.holder_index - 1],
             config=config,
             public_key=public_key,
             key_share=share,
-            roster=roster,
+            roster=roster(1),
             rng=rng,
         )
         for share in shares
@@ -172,21 +219,48 @@ def _federation(spec: SimulationSpec, data_rng: np.random.Generator) -> _Federat
     accountant = PrivacyAccountant.for_policy(config.dp) if config.dp else None
     layout = Layout.for_vector(spec.params)
     return _Federation(
-        config, public_key, clients, weights, roster, holders, accountant, layout, rng
+        config, public_key, clients, weights, roster, holders, accountant, layout, rng, audit
     )
 
 
-def run_simulation(spec: SimulationSpec, *, progress: Progress | None = None) -> dict[str, Any]:
-    """Run ``spec.rounds`` rounds and return the measurements of the last one plus totals."""
+def _open_audit(deployment: Deployment, path: Path) -> AuditLog:
+    if deployment.aggregator is None:
+        raise ValueError(
+            f"--audit-log: roster {deployment.roster.consortium!r} has no aggregator member to "
+            "sign the log"
+        )
+    agg = deployment.aggregator
+    return AuditLog(path, key=agg.signing_key, actor=agg.id)
+
+
+def run_simulation(
+    spec: SimulationSpec,
+    *,
+    progress: Progress | None = None,
+    deployment: Deployment | None = None,
+    audit_log: str | Path | None = None,
+) -> dict[str, Any]:
+    """Run ``spec.rounds`` rounds and return the measurements of the last one plus totals.
+
+    With ``deployment`` (a verified roster and its members' key files) the parties use those
+    identities, the roster's preset, ``min_clients`` and threshold, and each round's client keys
+    (so a revoked client's update is refused and listed under ``refused``); ``audit_log`` then
+    records the ceremony, every accepted or refused update, each aggregate and each release,
+    signed by the roster's aggregator.
+    """
+    if audit_log is not None and deployment is None:
+        raise ValueError("audit_log: needs a deployment (the roster's aggregator signs the log)")
     tick = progress or (lambda _phase, _n: None)
     data_rng = np.random.default_rng(spec.seed)  # synthetic model data only, never secrets
     t0 = time.perf_counter()
-    fed = _federation(spec, data_rng)
+    fed = _federation(spec, data_rng, deployment, None if audit_log is None else Path(audit_log))
     ceremony_s = time.perf_counter() - t0
     result: dict[str, Any] = {}
     deviations: list[NDArray[np.float64]] = []
+    refused: list[dict[str, Any]] = []
     for round_id in range(1, spec.rounds + 1):
         result, deviation = _run_round(spec, fed, data_rng, round_id, tick)
+        refused += result.pop("refused")
         deviations.append(deviation)
     config = fed.config
     result["ceremony_s"] = round(ceremony_s, 4)
@@ -195,8 +269,14 @@ def run_simulation(spec: SimulationSpec, *, progress: Progress | None = None) ->
     result["decryption_budget_left"] = (
         None if budget is None else min(h.budget_left or 0 for h in fed.holders)
     )
+    if deployment is not None:
+        result["consortium"] = deployment.roster.consortium
+        result["refused"] = refused
+    if fed.audit is not None:
+        result["audit_log"] = str(fed.audit.path)
+        result["audit_log_head"] = fed.audit.head
     if fed.accountant is not None:
-        total_weight = sum(fed.weights)
+        total_weight = result.pop("accepted_weight")
         result["epsilon"] = round(fed.accountant.epsilon, 4)
         result["delta"] = fed.accountant.delta
         result["noise_multiplier"] = round(config.noise_multiplier or 0.0, 4)
@@ -204,6 +284,7 @@ def run_simulation(spec: SimulationSpec, *, progress: Progress | None = None) ->
         result["noise_std_measured"] = float(np.std(np.concatenate(deviations)))
     if config.flooding_security_bits == 0:
         result["warnings"] = [_UNFLOODED_WARNING]
+    result.pop("accepted_weight", None)
     result["peak_rss_mb"] = round(_peak_rss_mb(), 1)
     return result
 
@@ -220,23 +301,41 @@ def _run_round(
     encrypt_s = sign_s = aggregate_s = 0.0
     upload_bytes = 0
     expected = np.zeros(spec.params)
+    accepted_weight = 0.0
+    refused: list[dict[str, Any]] = []
+    roster = fed.roster(round_id)
+    for holder in fed.holders:
+        holder.roster = dict(roster)  # holders re-verify the manifest against this round's keys
     with Aggregator(
         config=config,
-        roster=fed.roster,
+        roster=roster,
         public_key=fed.public_key,
         round_id=round_id,
         layout=fed.layout,
+        audit=fed.audit,
     ) as agg:
         for client, weight in zip(fed.clients, fed.weights, strict=True):
             t0 = time.perf_counter()
             prepared, _ = client.prepare(data_rng.uniform(-1.0, 1.0, spec.params), clip=clip)
-            expected += weight * prepared
             chunks = client.encrypt_chunks(prepared * weight)
             t1 = time.perf_counter()
             update = client.sign_update(chunks, layout=fed.layout, round_id=round_id, weight=weight)
             wire = update.to_bytes()
             t2 = time.perf_counter()
-            agg.add(wire)
+            try:
+                agg.add(wire)
+            except Rejected as exc:  # e.g. a revoked client: refused, recorded, round goes on
+                refused.append(
+                    {
+                        "round": round_id,
+                        "client": client.client_id,
+                        "error": type(exc).__name__,
+                        "reason": str(exc),
+                    }
+                )
+            else:
+                expected += weight * prepared
+                accepted_weight += weight
             t3 = time.perf_counter()
             encrypt_s += t1 - t0
             sign_s += t2 - t1
@@ -275,7 +374,17 @@ def _run_round(
             t0 = time.perf_counter()
             mean = session.release()
             combine_s = time.perf_counter() - t0
-    expected /= sum(fed.weights)
+    expected /= accepted_weight
+    if fed.audit is not None:
+        fed.audit.record(
+            "release",
+            {
+                "round": round_id,
+                "decrypting_set": members,
+                "epsilon_total": None if fed.accountant is None else fed.accountant.epsilon,
+                "delta": None if fed.accountant is None else fed.accountant.delta,
+            },
+        )
     tick("rounds", 1)
     deviation = mean - expected
     return {
@@ -294,4 +403,6 @@ def _run_round(
         "partial_decrypt_s": round(partial_total / len(decrypting), 4),
         "combine_s": round(combine_s, 4),
         "decrypt_s": round(partial_total + combine_s, 4),
+        "accepted_weight": accepted_weight,
+        "refused": refused,
     }, deviation

@@ -4,14 +4,20 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from fhe_agg._cli_identity import register as register_identity_commands
 from fhe_agg._errors import FheAggError
 
+if TYPE_CHECKING:
+    from fhe_agg._deployment import Deployment
+
 __all__ = ["main"]
+
+_FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
 
 
 class _Group(click.Group):
@@ -63,8 +69,35 @@ def main() -> None:
 @click.option(
     "--seed", type=int, default=None, help="Seed for reproducible keys and data (testing only)."
 )
+@click.option(
+    "--roster",
+    "roster_path",
+    type=_FILE,
+    default=None,
+    help="Play this admin-signed roster's members with their key files (needs --admin-pub).",
+)
+@click.option("--admin-pub", type=_FILE, default=None, help="The roster admin's .pub.json.")
+@click.option(
+    "--keys",
+    "keys_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("keys"),
+    show_default=True,
+    help="With --roster: directory holding every member's ID.key.",
+)
+@click.option(
+    "--passphrase-file", type=_FILE, default=None, help="With --roster: the key files' passphrase."
+)
+@click.option(
+    "--audit-log",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="With --roster: append signed, hash-chained events to this file.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object, nothing else.")
+@click.pass_context
 def simulate(
+    ctx: click.Context,
     clients: int,
     holders: int,
     threshold: int,
@@ -76,11 +109,28 @@ def simulate(
     clip: float,
     noise_multiplier: float,
     seed: int | None,
+    roster_path: Path | None,
+    admin_pub: Path | None,
+    keys_dir: Path,
+    passphrase_file: Path | None,
+    audit_log: Path | None,
     as_json: bool,
 ) -> None:
-    """Run whole rounds in one process (key ceremony included) and report costs and accuracy."""
+    """Run whole rounds in one process (key ceremony included) and report costs and accuracy.
+
+    With --roster, every party uses its identity from the key directory and the roster's
+    preset, min_clients and threshold; revoked clients' updates are refused and logged.
+    """
     from fhe_agg._simulate import SimulationSpec, run_simulation
 
+    deployment = None
+    if roster_path is not None:
+        deployment = _deployment(ctx, roster_path, admin_pub, keys_dir, passphrase_file)
+        r = deployment.roster
+        clients, holders, threshold = len(deployment.clients), len(deployment.holders), r.threshold
+        preset = r.preset
+    elif audit_log is not None or admin_pub is not None:
+        raise ValueError("--audit-log and --admin-pub: only with --roster")
     spec = SimulationSpec(
         clients=clients,
         holders=holders,
@@ -101,18 +151,58 @@ def simulate(
         with Progress(transient=True) as bar:
             task = bar.add_task("encrypting and aggregating", total=clients * rounds)
             result = run_simulation(
-                spec, progress=lambda phase, n: bar.advance(task, n if phase == "clients" else 0)
+                spec,
+                progress=lambda phase, n: bar.advance(task, n if phase == "clients" else 0),
+                deployment=deployment,
+                audit_log=audit_log,
             )
     else:
-        result = run_simulation(spec)
+        result = run_simulation(spec, deployment=deployment, audit_log=audit_log)
     if as_json:
         click.echo(json.dumps(result))
         return
     for warning in result.pop("warnings", []):
         click.echo(f"warning: {warning}", err=True)
+    for refusal in result.pop("refused", []):
+        click.echo(
+            f"refused: round {refusal['round']} client {refusal['client']}: "
+            f"{refusal['error']}: {refusal['reason']}",
+            err=True,
+        )
     width = max(len(k) for k in result)
     for key, value in result.items():
         click.echo(f"{key:<{width}}  {value}")
+
+
+def _deployment(
+    ctx: click.Context,
+    roster_path: Path,
+    admin_pub: Path | None,
+    keys_dir: Path,
+    passphrase_file: Path | None,
+) -> Deployment:
+    """Load the roster deployment; refuse explicit --clients/--holders/--threshold/--preset
+    that contradict it (the roster is authoritative)."""
+    from fhe_agg._deployment import load_deployment
+    from fhe_agg.identity import read_passphrase_file
+
+    if admin_pub is None:
+        raise ValueError("--roster: also pass --admin-pub to verify the roster's signature")
+    passphrase = None if passphrase_file is None else read_passphrase_file(passphrase_file)
+    deployment = load_deployment(roster_path, admin_pub, keys_dir, passphrase=passphrase)
+    r = deployment.roster
+    implied = {
+        "clients": len(deployment.clients),
+        "holders": len(deployment.holders),
+        "threshold": r.threshold,
+        "preset": r.preset,
+    }
+    for name, value in implied.items():
+        given = ctx.params[name]
+        explicit = ctx.get_parameter_source(name) is not click.core.ParameterSource.DEFAULT
+        if explicit and given != value:
+            raise ValueError(f"--{name} {given}: the roster sets {name} to {value}")
+    return deployment
 
 
 @main.command()

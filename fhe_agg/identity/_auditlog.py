@@ -20,8 +20,10 @@ from __future__ import annotations
 
 import base64
 import binascii
+import fcntl
 import hashlib
 import json
+import os
 from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
@@ -86,10 +88,16 @@ class AuditLog:
             raise ValueError("actor: must be a non-empty string")
         self._path = Path(path)
         self._key, self._actor = key, actor
-        self._seq, self._prev = 0, _GENESIS
+        self._seq, self._prev, self._size = 0, _GENESIS, 0
         if self._path.exists():
-            for _number, raw in _lines(self._path):
-                self._seq, self._prev = self._seq + 1, _line_hash(raw)
+            self._resume()
+
+    def _resume(self) -> None:
+        """Take up the chain where the file ends (another writer may have appended)."""
+        seq, prev = 0, _GENESIS
+        for _number, raw in _lines(self._path):
+            seq, prev = seq + 1, _line_hash(raw)
+        self._seq, self._prev, self._size = seq, prev, self._path.stat().st_size
 
     @property
     def path(self) -> Path:
@@ -125,6 +133,25 @@ class AuditLog:
         """Sign and append one entry; return its line hash (the new head)."""
         if not actor or not event:
             raise ValueError("actor and event: must be non-empty strings")
+        with self._path.open("ab") as fh:
+            fcntl.flock(fh, fcntl.LOCK_EX)  # writers of one file (holders, aggregator) take turns
+            if fh.seek(0, os.SEEK_END) != self._size:
+                self._resume()
+            line = self._entry(key, actor, event, payload, time)
+            fh.write(line + b"\n")
+            fh.flush()
+            self._seq, self._prev = self._seq + 1, _line_hash(line)
+            self._size += len(line) + 1
+        return self._prev
+
+    def _entry(
+        self,
+        key: SuiteSigningKey,
+        actor: str,
+        event: str,
+        payload: Mapping[str, Any],
+        time: datetime | None,
+    ) -> bytes:
         moment = (time or datetime.now(UTC)).astimezone(UTC)
         body: dict[str, Any] = {
             "actor": actor,
@@ -136,11 +163,7 @@ class AuditLog:
             "time": moment.isoformat(timespec="microseconds"),
         }
         sig = key.sign(_canonical(body), context=AUDIT_LOG_CONTEXT)
-        line = _canonical({**body, "sig": base64.b64encode(sig).decode()})
-        with self._path.open("ab") as fh:
-            fh.write(line + b"\n")
-        self._seq, self._prev = self._seq + 1, _line_hash(line)
-        return self._prev
+        return _canonical({**body, "sig": base64.b64encode(sig).decode()})
 
 
 def verify_log(
