@@ -66,7 +66,7 @@ def _print_findings(what: str, policy: str, findings: list[Finding]) -> None:
             click.echo(f"         replace with: {f.replacement}")
 
 
-@click.command()
+@click.command(short_help="Quantum-risk audit of a deployment or inventory (CycloneDX CBOM).")
 @click.argument("inventory", type=_FILE, required=False)
 @click.option("--cbom", type=click.Path(dir_okay=False, path_type=Path), help="Write a CBOM.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object, nothing else.")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -25,6 +26,29 @@ class _Group(click.Group):
     command and subcommand: 1 for a refusal (:class:`FheAggError`: a refused key, roster, log
     or message), 2 for a bad argument or file (``ValueError``, ``KeyError``, ``OSError``)."""
 
+    def main(  # type: ignore[override]
+        self, args: Sequence[str] | None = None, standalone_mode: bool = True, **kwargs: Any
+    ) -> Any:
+        """Usage errors (bad option, missing file) also become one ``error:`` line, exit 2."""
+        if not standalone_mode:
+            return super().main(args, standalone_mode=False, **kwargs)
+        try:
+            code = super().main(args, standalone_mode=False, **kwargs)
+        except click.exceptions.NoArgsIsHelpError as exc:
+            click.echo(exc.format_message())  # a bare group name shows its help
+            sys.exit(0)
+        except click.UsageError as exc:
+            hint = f" (see '{exc.ctx.command_path} --help')" if exc.ctx is not None else ""
+            click.echo(f"error: {exc.format_message()}{hint}", err=True)
+            sys.exit(exc.exit_code)
+        except click.ClickException as exc:
+            click.echo(f"error: {exc.format_message()}", err=True)
+            sys.exit(exc.exit_code)
+        except click.Abort:
+            click.echo("error: aborted", err=True)
+            sys.exit(1)
+        sys.exit(code if isinstance(code, int) else 0)
+
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
@@ -37,12 +61,13 @@ class _Group(click.Group):
             ctx.exit(2)
 
 
-@click.group(cls=_Group)
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="fhe-agg", message="fhe-agg %(version)s")
 def main() -> None:
     """Post-quantum secure aggregation for federated learning."""
 
 
-@main.command()
+@main.command(short_help="Run simulated rounds end to end and report cost and accuracy.")
 @click.option("--clients", default=8, show_default=True, help="Number of clients.")
 @click.option("--holders", default=1, show_default=True, help="Number of key holders (n).")
 @click.option("--threshold", default=1, show_default=True, help="Holders needed to decrypt (t).")
@@ -220,7 +245,13 @@ def version() -> None:
 
     seal_backend = backend_for(PRESETS["compact"])
     header = seal_backend.save(seal_backend.context.key_context_data().parms())
+    import platform
+
+    import numpy
+
     click.echo(f"fhe-agg {fhe_agg.__version__}")
+    click.echo(f"python {platform.python_version()} ({platform.machine()})")
+    click.echo(f"numpy {numpy.__version__}")
     click.echo(f"tenseal {pkg_version('tenseal')} (SEAL {header[3]}.{header[4]})")
     click.echo(f"cryptography {cryptography.__version__} ({backend.openssl_version_text()})")
     try:

@@ -93,3 +93,37 @@ def test_help_lists_commands_and_version_prints_backends() -> None:
     assert "simulate" in help_text and "version" in help_text
     version = CliRunner().invoke(main, ["version"]).output
     assert "tenseal" in version and "cryptography" in version
+
+
+def test_help_lists_every_command_with_a_whole_one_line_purpose() -> None:
+    result = CliRunner().invoke(main, ["--help"])
+    assert result.exit_code == 0
+    listed = result.stdout.split("Commands:")[1].strip().splitlines()
+    names = {line.split()[0] for line in listed}
+    assert names >= {"simulate", "version", "keys", "roster", "audit", "audit-log"}
+    assert names == set(main.commands)
+    assert not any(line.rstrip().endswith("...") for line in listed), listed
+
+
+def test_version_names_every_crypto_backend() -> None:
+    result = CliRunner().invoke(main, ["version"])
+    assert result.exit_code == 0
+    for name in ("fhe-agg", "tenseal", "SEAL", "cryptography", "OpenSSL", "pqcrypto", "numpy"):
+        assert name in result.stdout
+    assert CliRunner().invoke(main, ["--version"]).stdout.startswith("fhe-agg ")
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "fragment"),
+    [
+        (["simulate", "--clients", "0"], 2, "clients: must be at least 1"),
+        (["simulate", "--holders", "2", "--threshold", "3"], 2, "threshold: cannot exceed"),
+        (["simulate", "--preset", "nonsense"], 2, "nonsense"),
+        (["audit-log", "verify", "/nonexistent.jsonl"], 2, "does not exist"),
+    ],
+)
+def test_errors_are_one_line_with_a_nonzero_exit(args: list[str], code: int, fragment: str) -> None:
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == code, result.output
+    assert "Traceback" not in result.output and fragment in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
