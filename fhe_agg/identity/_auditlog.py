@@ -31,7 +31,7 @@ from fhe_agg._errors import FheAggError, Rejected
 from fhe_agg.identity._encoding import canonical_json
 from fhe_agg.identity._suites import Suite, SuiteSigningKey, SuiteVerifyKey
 
-__all__ = ["AUDIT_LOG_CONTEXT", "AuditLog", "AuditLogError", "verify_log"]
+__all__ = ["AUDIT_LOG_CONTEXT", "AuditLog", "AuditLogError", "require_recorder", "verify_log"]
 
 AUDIT_LOG_CONTEXT = b"fhe-agg/v1/audit-log"
 _GENESIS = "0" * 64
@@ -141,6 +141,16 @@ class AuditLog:
             fh.write(line + b"\n")
         self._seq, self._prev = self._seq + 1, _line_hash(line)
         return self._prev
+
+
+def require_recorder(audit: object) -> AuditLog:
+    """``audit`` checked as a role's ``audit=`` argument: an :class:`AuditLog` bound to a signer
+    (``TypeError``/``ValueError`` naming ``audit`` otherwise)."""
+    if not isinstance(audit, AuditLog):
+        raise TypeError(f"audit: expected AuditLog, got {type(audit).__name__}")
+    if audit.actor is None:
+        raise ValueError("audit: open the AuditLog with key= and actor= to record events")
+    return audit
 
 
 def verify_log(
