@@ -19,19 +19,23 @@ sender's ML-DSA key and bound to the ceremony (consortium, epoch, preset, holder
 A member's methods are the phases, in order; each checks every incoming message before it changes
 any state, so a refused message (typed error) leaves the member where it was. Shares are not
 verifiable (no lattice VSS): a holder sending a wrong share to a peer is detected only when a
-decryption including that peer fails; the README's threat model says so.
+decryption including that peer fails (:class:`~fhe_agg.DecryptionFailed`); the README's threat
+model says so. With ``audit`` (an :class:`~fhe_agg.identity.AuditLog` bound to the holder's key),
+every refused step is recorded as ``ceremony.rejected`` (step, error class and message).
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
+from typing import Concatenate, ParamSpec, TypeVar
 
 import numpy as np
 
-from fhe_agg._errors import CeremonyError, InvalidSignature, MalformedMessage
+from fhe_agg._errors import CeremonyError, FheAggError, InvalidSignature, MalformedMessage
 from fhe_agg._keys import KeyShare, PublicKey, common_polynomial, sample_secret
 from fhe_agg._params import CkksPreset
 from fhe_agg._random import RandomSource, default_random
@@ -41,6 +45,7 @@ from fhe_agg._wire import pack, unpack
 from fhe_agg.hazmat.rlwe import FixedOperand, add_polys
 from fhe_agg.hazmat.rns import U64
 from fhe_agg.hazmat.shamir import share_polynomial
+from fhe_agg.identity._auditlog import AuditLog, require_recorder
 from fhe_agg.identity._sealing import (
     MAX_SEALED_PLAINTEXT,
     SealInfo,
@@ -73,6 +78,8 @@ _STEPS = (
     "finish",
 )
 _MAX_MESSAGE = MAX_SEALED_PLAINTEXT + 16_384
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
 
 
 @dataclass(frozen=True)
@@ -199,6 +206,33 @@ def _poly_from_bytes(blob: bytes, primes: tuple[int, ...], n: int, what: str) ->
     return poly
 
 
+def _audited(
+    step: Callable[Concatenate[CeremonyMember, _P], _R],
+) -> Callable[Concatenate[CeremonyMember, _P], _R]:
+    """Record a refused step in the member's audit log (if any), then re-raise."""
+
+    @functools.wraps(step)
+    def run(member: CeremonyMember, /, *args: _P.args, **kwargs: _P.kwargs) -> _R:
+        try:
+            return step(member, *args, **kwargs)
+        except FheAggError as exc:
+            if member._audit is not None:
+                member._audit.record(
+                    "ceremony.rejected",
+                    {
+                        "ceremony": member.spec.ceremony_id.hex(),
+                        "epoch": member.spec.epoch,
+                        "holder": member.holder_id,
+                        "step": step.__name__,
+                        "error": type(exc).__name__,
+                        "reason": str(exc),
+                    },
+                )
+            raise
+
+    return run
+
+
 class CeremonyMember:
     """One key holder's side of the ceremony. Call the phases in order; see the module doc."""
 
@@ -211,6 +245,7 @@ class CeremonyMember:
         sealing_key: SealingPrivateKey,
         directory: Mapping[str, HolderIdentity],
         rng: RandomSource | None = None,
+        audit: AuditLog | None = None,
     ) -> None:
         missing = set(spec.holders) - set(directory)
         if missing:
@@ -220,6 +255,7 @@ class CeremonyMember:
         self.index = spec.index_of(holder_id)
         if directory[holder_id].verify_key != signing_key.verify_key:
             raise ValueError("signing_key: does not match this holder's identity in directory")
+        self._audit = None if audit is None else require_recorder(audit)
         self._signing_key = signing_key
         self._sealing_key = sealing_key
         self._directory = {spec.index_of(h): directory[h] for h in spec.holders}
@@ -235,6 +271,11 @@ class CeremonyMember:
         self._key_commits: dict[int, bytes] = {}
         self._public_key: PublicKey | None = None
         self._own_share: U64 | None = None
+
+    @property
+    def steps_done(self) -> int:
+        """How many of the six steps this member has completed (a refused step counts none)."""
+        return self._phase
 
     # -- helpers -------------------------------------------------------------------------------
 
@@ -297,12 +338,14 @@ class CeremonyMember:
 
     # -- phases --------------------------------------------------------------------------------
 
+    @_audited
     def seed_commitment(self) -> CeremonyMessage:
         """Phase 1: commit to this holder's seed for the common polynomial ``a``."""
         self._enter(0)
         self._phase = 1
         return self._message("seed-commit", _commitment(self.spec, b"seed", self.index, self._seed))
 
+    @_audited
     def reveal_seed(self, commitments: Sequence[CeremonyMessage]) -> CeremonyMessage:
         """Phase 2: given every holder's seed commitment, reveal the seed."""
         self._enter(1)
@@ -313,6 +356,7 @@ class CeremonyMember:
         self._phase = 2
         return self._message("seed-reveal", self._seed)
 
+    @_audited
     def key_commitment(self, reveals: Sequence[CeremonyMessage]) -> CeremonyMessage:
         """Phase 3: check every seed, expand ``a``, sample ``s_j``/``e_j``; commit to ``p_j``."""
         self._enter(2)
@@ -332,6 +376,7 @@ class CeremonyMember:
             "key-commit", _commitment(self.spec, b"key", self.index, self._public_share)
         )
 
+    @_audited
     def reveal_public_share(self, commitments: Sequence[CeremonyMessage]) -> CeremonyMessage:
         """Phase 4: given every holder's key commitment, reveal ``p_j``."""
         self._enter(3)
@@ -342,6 +387,7 @@ class CeremonyMember:
         self._phase = 4
         return self._message("key-reveal", self._public_share)
 
+    @_audited
     def deal(self, reveals: Sequence[CeremonyMessage]) -> list[CeremonyMessage]:
         """Phase 5: check every ``p_j``, form the joint public key, and (``t < n``) send each
         other holder its sealed Shamir share of ``s_j``. ``s_j`` is erased afterwards."""
@@ -394,6 +440,7 @@ class CeremonyMember:
             purpose="key-share",
         )
 
+    @_audited
     def finish(self, shares: Sequence[CeremonyMessage]) -> tuple[PublicKey, KeyShare]:
         """Phase 6: open the shares sent to this holder and keep only their sum.
 

@@ -2,6 +2,14 @@
 
 ``m = c0 + sum_j d_j (mod q)`` in NTT form, wrapped as a SEAL plaintext at the aggregate's scale
 (``scale * total_weight``) and decoded by SEAL's ``CKKSEncoder``: the result is the weighted mean.
+
+Shamir shares and partials are not verifiable, so a wrong key share or partial is caught here:
+it adds ``lambda_j * c1 * delta`` with ``c1`` uniform mod ``q``, which decodes to reals spread
+uniformly over ``+-q / (2 * scale * total_weight)``, at least 4 times ``value_bound`` as the
+scale keeps the largest sum below ``q / 8``. Every decoded real, padding included (``N`` per
+chunk), must lie within :func:`release_bound`, else :class:`DecryptionFailed`: a wrong
+decryption would have to land all of them in that narrow band. A holder that shifts its partial
+by a small, well-formed offset is *not* caught (partials carry no proof).
 """
 
 from __future__ import annotations
@@ -12,14 +20,28 @@ import numpy as np
 from numpy.typing import NDArray
 
 from fhe_agg._config import FederationConfig
-from fhe_agg._errors import AggregateMismatch, ThresholdNotMet
+from fhe_agg._errors import AggregateMismatch, DecryptionFailed, ThresholdNotMet
+from fhe_agg._flooding import slot_noise_std
 from fhe_agg._messages import EncryptedAggregate, aggregate_digest
 from fhe_agg._packing import Layout
 from fhe_agg._partial import PartialDecryption
 from fhe_agg._seal import backend_for
 from fhe_agg.hazmat.rlwe import add_polys
 
-__all__ = ["combine"]
+__all__ = ["combine", "release_bound"]
+
+_NOISE_TAILS = 8.0  # an honest real exceeds this many standard deviations with prob. ~1e-15
+_ROUNDING_SLACK = 2.0**-10  # CKKS encoding and encryption error, relative to value_bound
+
+
+def release_bound(config: FederationConfig, total_weight: float) -> float:
+    """Largest ``|value|`` an honest decryption of a weighted mean of ``total_weight`` can
+    show: ``value_bound`` plus 8 standard deviations of the decrypting holders' noise."""
+    noise = 0.0
+    if config.holder_noise_sigma > 0.0:
+        n = config.preset.poly_modulus_degree
+        noise = slot_noise_std(config.holder_noise_sigma, n, config.threshold) / config.scale
+    return config.value_bound * (1.0 + _ROUNDING_SLACK) + _NOISE_TAILS * noise / total_weight
 
 
 def check_partial(
@@ -71,7 +93,10 @@ def decode_partials(
     config: FederationConfig,
     layout: Layout,
 ) -> NDArray[np.float64]:
-    """``c0 + sum of partials`` decoded, for partials already checked with :func:`check_partial`."""
+    """``c0 + sum of partials`` decoded, for partials already checked with :func:`check_partial`.
+
+    Raises :class:`DecryptionFailed` if any decoded real exceeds :func:`release_bound`.
+    """
     b = backend_for(config.preset)
     out = np.empty(len(aggregate.chunks) * b.n, dtype=np.float64)
     for i, blob in enumerate(aggregate.chunks):
@@ -80,4 +105,13 @@ def decode_partials(
         for p in partials:
             message = add_polys(message, p.data[i], b.data_primes)
         out[i * b.n : (i + 1) * b.n] = b.decode(message, raw.scale)
+    bound = release_bound(config, aggregate.total_weight)
+    if not np.all(np.abs(out) <= bound):
+        members = sorted(p.holder_index for p in partials)
+        raise DecryptionFailed(
+            f"round {aggregate.round_id}: the partials of holders {members} decode beyond "
+            f"+-{bound:.4g}, which no honest round reaches: a key share or partial of one of "
+            "them is wrong (sets without it decrypt; its key needs a new ceremony), or a client "
+            "encrypted values beyond value_bound"
+        )
     return out[: layout.length]

@@ -34,6 +34,8 @@ class FederationConfig:
     """Public parameters of a federation: preset, bounds, key holders, flooding and DP.
 
     * ``holders``/``threshold``: ``threshold`` of the ``holders`` key holders decrypt together.
+      ``threshold`` must exceed ``holders / 2``: each holder refuses a second decryption of a
+      round, and only a majority threshold makes every two decrypting sets share a holder.
     * ``flooding``: the LMSS noise-flooding target (statistical bits, decryption budget ``tau``)
       every partial decryption meets. ``None`` is allowed only for a single key holder, which
       then releases exact decryptions (see the README's threat model).
@@ -68,6 +70,13 @@ class FederationConfig:
             )
         if self.threshold > self.holders:
             raise ValueError(f"threshold: {self.threshold} exceeds holders {self.holders}")
+        if 2 * self.threshold <= self.holders:
+            raise UnsupportedParameters(
+                f"threshold: {self.threshold} of {self.holders} holders lets two disjoint sets "
+                "each decrypt a different aggregate of the same round, and their difference is "
+                f"one client's update; use threshold > holders / 2 (here at least "
+                f"{self.holders // 2 + 1})"
+            )
         if self.holders >= min(backend_for(self.preset).data_primes):
             raise ValueError("holders: must be below the smallest prime")
         positive_finite(self.max_weight, "max_weight")

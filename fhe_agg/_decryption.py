@@ -25,6 +25,7 @@ from fhe_agg._dp import PrivacyAccountant
 from fhe_agg._errors import (
     AggregateMismatch,
     DecryptionAborted,
+    DecryptionFailed,
     PrivacyBudgetExceeded,
     ThresholdNotMet,
 )
@@ -110,7 +111,9 @@ class DecryptionSession:
         """Combine the partials into the weighted mean, once.
 
         Raises :class:`DecryptionAborted` (and aborts) if a member is missing: the round's
-        ciphertexts are never decrypted by another set.
+        ciphertexts are never decrypted by another set. Raises :class:`DecryptionFailed` (and
+        aborts, spending no privacy budget) if the partials decode to values no honest round
+        can produce: a holder's key share or partial is wrong.
         """
         self._require_open()
         if self.missing:
@@ -121,7 +124,11 @@ class DecryptionSession:
                 f"{self.aggregate.round_id} is aborted: re-run it with fresh encryptions"
             )
         partials: Sequence[PartialDecryption] = [self._partials[m] for m in self.decrypting_set]
-        mean = decode_partials(self.aggregate, partials, config=self.config, layout=self.layout)
+        try:
+            mean = decode_partials(self.aggregate, partials, config=self.config, layout=self.layout)
+        except DecryptionFailed:
+            self.abort()
+            raise
         if self.config.central_noise_std > 0.0:
             mean = mean + self._central_noise(mean.size)
         if self._accountant is not None and self.config.noise_multiplier is not None:

@@ -29,6 +29,7 @@ Every failure a caller can act on is a subclass of :class:`FheAggError`::
     ├── DecryptionRefused        a key holder will not produce a partial decryption
     │   ├── AlreadyDecrypted     this round (or ciphertext) was already decrypted
     │   └── BudgetExhausted      the key epoch's decryption budget is spent
+    ├── DecryptionFailed         combined partials decode outside the federation's bounds
     ├── PrivacyBudgetExceeded    the release would exceed the configured (epsilon, delta)
     ├── InsecureKeyFile          a private key file or its directory is open to other users
     └── WrongPassphrase          a key file's passphrase is missing, wrong or not expected
@@ -48,6 +49,7 @@ __all__ = [
     "ChunkCountMismatch",
     "CorruptKeyFile",
     "DecryptionAborted",
+    "DecryptionFailed",
     "DecryptionRefused",
     "DuplicateUpdate",
     "FheAggError",
@@ -158,6 +160,15 @@ class AlreadyDecrypted(DecryptionRefused):
 
 class BudgetExhausted(DecryptionRefused):
     """The key epoch's decryption budget is spent; a new key ceremony is needed."""
+
+
+class DecryptionFailed(FheAggError):
+    """The partials of a complete decrypting set decode to values no honest round can produce.
+
+    A key share (a wrong Shamir share dealt in the ceremony) or a partial decryption of one of
+    the set's holders is wrong. Nothing is released; decrypting sets that leave the suspect
+    holder out tell which one, and its key epoch must be replaced by a new ceremony.
+    """
 
 
 class PrivacyBudgetExceeded(FheAggError):

@@ -10,12 +10,18 @@ Before multiplying anything by its key share a holder verifies, for the round it
   ``C(C-k, m) / C(C, m)``);
 * its scale is ``scale * total_weight`` of the manifest;
 * the round was never decrypted before and is not older than one that was.
+
+With ``audit`` (an :class:`~fhe_agg.identity.AuditLog` opened with the holder's key and actor
+name), every refused request (``partial.refused``: round, error class and message) and every
+partial handed out (``partial.issued``: round, aggregate digest, decrypting set, budget used) is
+recorded, the latter before the state changes. No key material is ever recorded.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -29,6 +35,7 @@ from fhe_agg._errors import (
     ChunkCountMismatch,
     DecryptionRefused,
     DuplicateUpdate,
+    FheAggError,
     InvalidSignature,
     ParameterMismatch,
     RoundMismatch,
@@ -47,6 +54,9 @@ from fhe_agg.hazmat.rlwe import add_polys, mul_fixed, to_ntt_batch
 from fhe_agg.hazmat.rns import U64
 from fhe_agg.hazmat.sampling import rounded_gaussian
 
+if TYPE_CHECKING:
+    from fhe_agg.identity._auditlog import AuditLog
+
 __all__ = ["KeyHolder", "PartialDecryption"]
 
 
@@ -63,6 +73,7 @@ class KeyHolder:
         roster: Mapping[str, VerifyKey],
         spot_check: int | None = None,
         rng: RandomSource | None = None,
+        audit: AuditLog | None = None,
     ) -> None:
         if not isinstance(key_share, KeyShare):
             raise TypeError(f"key_share: expected KeyShare, got {type(key_share).__name__}")
@@ -76,6 +87,11 @@ class KeyHolder:
             raise ValueError(
                 f"spot_check: expected None (check all chunks) or a positive int, got {spot_check!r}"
             )
+        if audit is not None:
+            from fhe_agg.identity._auditlog import require_recorder
+
+            audit = require_recorder(audit)
+        self._audit = audit
         self.holder_id = holder_id
         self.config = config
         self.public_key = public_key
@@ -92,6 +108,20 @@ class KeyHolder:
     @property
     def holder_index(self) -> int:
         return self._share.holder_index
+
+    @property
+    def decrypted_rounds(self) -> tuple[int, ...]:
+        """Rounds this holder has issued a partial decryption for, in increasing order."""
+        return tuple(sorted(self._decrypted))
+
+    def _record(self, event: str, aggregate: EncryptedAggregate, **payload: Any) -> None:
+        if self._audit is not None:
+            self._audit.record(
+                event, {"holder": self.holder_id, "round": aggregate.round_id, **payload}
+            )
+
+    def _refused(self, aggregate: EncryptedAggregate, exc: FheAggError) -> None:
+        self._record("partial.refused", aggregate, error=type(exc).__name__, reason=str(exc))
 
     def challenge(self, aggregate: EncryptedAggregate) -> tuple[int, ...]:
         """The chunk indices whose evidence this holder requires for ``aggregate``.
@@ -257,15 +287,21 @@ class KeyHolder:
         Gaussian noise of ``config.holder_noise_sigma`` (flooding and this holder's DP share)
         from the CSPRNG. Refuses, with typed errors and no change of state, anything
         :meth:`verify` refuses, any ciphertext or round it already decrypted
-        (:class:`AlreadyDecrypted`: one partial per ciphertext, ever), and a request beyond the
-        key's decryption budget (:class:`BudgetExhausted`; rotate with a new key ceremony).
+        (:class:`AlreadyDecrypted`: one partial per ciphertext, ever), a request beyond the
+        key's decryption budget (:class:`BudgetExhausted`; rotate with a new key ceremony), and a
+        ``decrypting_set`` of the wrong size (:class:`ThresholdNotMet`) or without this holder
+        (:class:`DecryptionRefused`).
         """
-        if self.config.holder_noise_sigma == 0.0:
-            raise DecryptionRefused(
-                "this federation adds no flooding noise, and an unflooded partial decryption "
-                "reveals the key share; a single key holder uses decrypt() instead"
-            )
-        return self._partial(aggregate, evidence, layout=layout, decrypting_set=decrypting_set)
+        try:
+            if self.config.holder_noise_sigma == 0.0:
+                raise DecryptionRefused(
+                    "this federation adds no flooding noise, and an unflooded partial decryption "
+                    "reveals the key share; a single key holder uses decrypt() instead"
+                )
+            return self._partial(aggregate, evidence, layout=layout, decrypting_set=decrypting_set)
+        except FheAggError as exc:
+            self._refused(aggregate, exc)
+            raise
 
     def _partial(
         self,
@@ -278,6 +314,7 @@ class KeyHolder:
         members = (
             tuple(sorted(decrypting_set)) if decrypting_set is not None else (self.holder_index,)
         )
+        self._check_set(members)
         operand = self._share.decryption_operand(members)
         digests = chunk_digests(aggregate.chunks)
         chunk_ids = set(digests)
@@ -291,6 +328,14 @@ class KeyHolder:
             n, count = self._backend.n, data.shape[0]
             noise = rounded_gaussian(count * n, sigma, self._rng).reshape(count, n)
             data = add_polys(data, to_ntt_batch(noise, n, primes), primes)
+        self._record(
+            "partial.issued",
+            aggregate,
+            aggregate_digest=digest.hex(),
+            decrypting_set=list(members),
+            chunks=len(aggregate.chunks),
+            budget_used=self._budget_used + len(aggregate.chunks),
+        )
         self._decrypted.add(aggregate.round_id)
         self._decrypted_chunks |= chunk_ids
         self._budget_used += len(aggregate.chunks)
@@ -302,15 +347,35 @@ class KeyHolder:
             data=data,
         )
 
+    def _check_set(self, members: tuple[int, ...]) -> None:
+        """Refuse a decrypting set of the wrong size (:class:`ThresholdNotMet`) or one that
+        leaves this holder out or names unknown holders (:class:`DecryptionRefused`)."""
+        share = self._share
+        if len(members) != share.threshold or len(set(members)) != len(members):
+            raise ThresholdNotMet(
+                f"decrypting_set: needs {share.threshold} distinct holders, got {members}"
+            )
+        if self.holder_index not in members or not all(1 <= m <= share.holders for m in members):
+            raise DecryptionRefused(
+                f"decrypting_set {members}: holder {self.holder_index} ({self.holder_id!r}) "
+                f"decrypts only for sets of holders 1..{share.holders} that include it"
+            )
+
     def decrypt(
         self, aggregate: EncryptedAggregate, evidence: AggregateEvidence, *, layout: Layout
     ) -> NDArray[np.float64]:
         """Verify and fully decrypt ``aggregate`` (only for a 1-of-1 key): the weighted mean."""
         from fhe_agg._combine import combine
 
-        if self._share.threshold != 1:
-            raise ThresholdNotMet(f"this key needs {self._share.threshold} holders; use combine()")
-        partial = self._partial(aggregate, evidence, layout=layout, decrypting_set=None)
+        try:
+            if self._share.threshold != 1:
+                raise ThresholdNotMet(
+                    f"this key needs {self._share.threshold} holders; use combine()"
+                )
+            partial = self._partial(aggregate, evidence, layout=layout, decrypting_set=None)
+        except FheAggError as exc:
+            self._refused(aggregate, exc)
+            raise
         return combine(aggregate, [partial], config=self.config, layout=layout)
 
     def __repr__(self) -> str:

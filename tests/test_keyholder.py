@@ -220,3 +220,35 @@ def test_detection_probability_of_spot_checks(config, keypair, roster) -> None:
     assert full.detection_probability(123) == 1.0
     with pytest.raises(ValueError, match="tampered"):
         full.detection_probability(5, tampered=0)
+
+
+def test_the_audit_log_records_issued_and_refused_decryptions(
+    finished, config, keypair, roster, layout, tmp_path
+) -> None:
+    import json
+
+    from fhe_agg import SeededRandom
+    from fhe_agg.identity import AuditLog, Suite, SuiteSigningKey, verify_log
+
+    key = SuiteSigningKey.generate(Suite.PQ_ONLY, random=SeededRandom(5))
+    log = AuditLog(tmp_path / "holder.jsonl", key=key, actor="kh-1")
+    public_key, share = keypair
+    common = {"config": config, "public_key": public_key, "key_share": share, "roster": roster}
+    holder = KeyHolder(holder_id="kh-1", audit=log, **common)
+    agg, aggregate = finished
+    evidence = agg.evidence(holder.challenge(aggregate))
+    holder.decrypt(aggregate, evidence, layout=layout)
+    with pytest.raises(AlreadyDecrypted):
+        holder.decrypt(aggregate, evidence, layout=layout)
+    assert verify_log(log.path, {"kh-1": key.verify_key}, expected_head=log.head) == 2
+    issued, refused = (json.loads(line) for line in log.path.read_text().splitlines())
+    assert issued["event"] == "partial.issued" and refused["event"] == "partial.refused"
+    assert issued["payload"]["decrypting_set"] == [1] and issued["payload"]["round"] == 1
+    assert issued["payload"]["budget_used"] == len(aggregate.chunks)
+    assert refused["payload"]["error"] == "AlreadyDecrypted"
+    text = log.path.read_text()
+    assert not any(str(int(v)) in text for v in share.data_level().value.ravel()[:50] if v > 10**6)
+    with pytest.raises(TypeError, match="audit"):
+        KeyHolder(holder_id="kh-1", audit="audit.jsonl", **common)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="audit"):
+        KeyHolder(holder_id="kh-1", audit=AuditLog(tmp_path / "unbound.jsonl"), **common)

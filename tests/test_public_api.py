@@ -10,6 +10,7 @@ EXPECTED = {
     "run_ceremony",
     "CeremonyError",
     "DecryptionAborted",
+    "DecryptionFailed",
     "DecryptionSession",
     "DpPolicy",
     "PrivacyAccountant",

@@ -33,7 +33,7 @@ from fhe_agg._errors import FheAggError, Rejected
 from fhe_agg.identity._encoding import canonical_json
 from fhe_agg.identity._suites import Suite, SuiteSigningKey, SuiteVerifyKey
 
-__all__ = ["AUDIT_LOG_CONTEXT", "AuditLog", "AuditLogError", "verify_log"]
+__all__ = ["AUDIT_LOG_CONTEXT", "AuditLog", "AuditLogError", "require_recorder", "verify_log"]
 
 AUDIT_LOG_CONTEXT = b"fhe-agg/v1/audit-log"
 _GENESIS = "0" * 64
@@ -164,6 +164,16 @@ class AuditLog:
         }
         sig = key.sign(_canonical(body), context=AUDIT_LOG_CONTEXT)
         return _canonical({**body, "sig": base64.b64encode(sig).decode()})
+
+
+def require_recorder(audit: object) -> AuditLog:
+    """``audit`` checked as a role's ``audit=`` argument: an :class:`AuditLog` bound to a signer
+    (``TypeError``/``ValueError`` naming ``audit`` otherwise)."""
+    if not isinstance(audit, AuditLog):
+        raise TypeError(f"audit: expected AuditLog, got {type(audit).__name__}")
+    if audit.actor is None:
+        raise ValueError("audit: open the AuditLog with key= and actor= to record events")
+    return audit
 
 
 def verify_log(

@@ -1,0 +1,415 @@
+"""The attacker's view: a real 3-of-5 federation and one assertion every refused attack must pass.
+
+Everything is real: the holders' keys come from the dealerless ceremony, clients sign with
+ML-DSA-65, ciphertexts are SEAL's, audit logs are signed and hash-chained. Two federations
+share the holders' identities: ``plain`` (``compact`` preset, 40-bit flooding, no DP: precise
+enough to tell which clients a mean contains) and ``noisy`` (``dp`` preset, distributed DP, so a
+privacy accountant is part of the state an attack must not move).
+
+:func:`assert_refused` is the contract of the suite: the attack raises exactly the expected
+:class:`~fhe_agg.FheAggError` subclass, the observable state (running sum bytes, accepted
+clients, each holder's budget and decrypted rounds, the accountant, ceremony progress) is the
+same afterwards, and, when the victim keeps an audit log, exactly one signed entry names the
+refusal and its error class.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from threshold.conftest import Holders, make_holders
+
+from fhe_agg import (
+    AggregateEvidence,
+    Aggregator,
+    CeremonyMember,
+    CeremonySpec,
+    Client,
+    DecryptionSession,
+    DpPolicy,
+    EncryptedAggregate,
+    EncryptedUpdate,
+    FederationConfig,
+    FheAggError,
+    KeyHolder,
+    KeyShare,
+    Layout,
+    PartialDecryption,
+    PrivacyAccountant,
+    PublicKey,
+    SeededRandom,
+    SignedStatement,
+    SigningKey,
+    run_ceremony,
+)
+from fhe_agg._messages import UPDATE_CONTEXT
+from fhe_agg._params import PRESETS
+from fhe_agg._seal import backend_for
+from fhe_agg.hazmat.rlwe import add_polys
+from fhe_agg.hazmat.rns import U64
+from fhe_agg.hazmat.seal_format import RawCiphertext
+from fhe_agg.identity import AuditLog, Suite, SuiteSigningKey, SuiteVerifyKey, verify_log
+
+PARAMS = 10_000  # two chunks at N = 8192: one can be tampered with while the other stays honest
+CLIENTS = ("ana", "ben", "cy", "dee")
+WEIGHTS = {"ana": 2.0, "ben": 5.0, "cy": 9.0, "dee": 4.0}
+SET = (1, 2, 3)  # the decrypting set used unless a test says otherwise
+_spools = itertools.count()
+
+
+# -- the federation ----------------------------------------------------------------------------
+
+
+@dataclass
+class Consortium:
+    """One key epoch: config, joint key, the holders' shares, four signing clients."""
+
+    config: FederationConfig
+    public_key: PublicKey
+    shares: dict[int, KeyShare]
+    signing: dict[str, SigningKey]
+    spool_root: Path
+    layout: Layout = field(default_factory=lambda: Layout.for_vector(PARAMS))
+    data: dict[str, np.ndarray] = field(default_factory=dict)
+    _updates: dict[tuple[str, int], EncryptedUpdate] = field(default_factory=dict)
+
+    @property
+    def roster(self) -> dict[str, Any]:
+        return {c: k.verify_key for c, k in self.signing.items()}
+
+    def client(self, cid: str) -> Client:
+        return Client(
+            client_id=cid,
+            signing_key=self.signing[cid],
+            config=self.config,
+            public_key=self.public_key,
+        )
+
+    def update(self, cid: str, round_id: int) -> EncryptedUpdate:
+        """``cid``'s update for ``round_id`` (its data is the same every round, as in a re-run)."""
+        key = (cid, round_id)
+        if key not in self._updates:
+            self._updates[key] = self.client(cid).encrypt_update(
+                self.data[cid], round_id=round_id, weight=WEIGHTS[cid]
+            )
+        return self._updates[key]
+
+    def aggregator(self, round_id: int, audit: AuditLog | None = None) -> Aggregator:
+        return Aggregator(
+            config=self.config,
+            roster=self.roster,
+            public_key=self.public_key,
+            round_id=round_id,
+            layout=self.layout,
+            spool_dir=self.spool_root / f"spool-{next(_spools)}",
+            audit=audit,
+        )
+
+    def collect(
+        self, round_id: int, who: Sequence[str] = CLIENTS
+    ) -> tuple[Aggregator, EncryptedAggregate]:
+        """An honest aggregator's finalized round of ``who``."""
+        agg = self.aggregator(round_id)
+        for cid in who:
+            agg.add(self.update(cid, round_id).to_bytes())
+        return agg, agg.finalize()
+
+    def key_holders(self, audits: Mapping[int, AuditLog] | None = None) -> dict[int, KeyHolder]:
+        """Fresh holder objects (empty decryption logs) over the epoch's shares."""
+        audits = audits or {}
+        return {
+            j: KeyHolder(
+                holder_id=f"holder-{j}",
+                config=self.config,
+                public_key=self.public_key,
+                key_share=share,
+                roster=self.roster,
+                audit=audits.get(j),
+            )
+            for j, share in self.shares.items()
+        }
+
+    def accountant(self) -> PrivacyAccountant | None:
+        dp = self.config.dp
+        return None if dp is None else PrivacyAccountant.for_policy(dp)
+
+    def expected(self, who: Iterable[str]) -> np.ndarray:
+        ids = tuple(who)
+        return np.average(
+            np.stack([self.data[c] for c in ids]), axis=0, weights=[WEIGHTS[c] for c in ids]
+        )
+
+    def tolerance(self, total_weight: float) -> float:
+        """Ten standard deviations of the released noise on one real of the mean."""
+        return 10.0 * self.config.released_noise_std / total_weight
+
+
+def partial(
+    holder: KeyHolder,
+    aggregate: EncryptedAggregate,
+    evidence: Callable[[tuple[int, ...]], AggregateEvidence],
+    members: tuple[int, ...] = SET,
+) -> PartialDecryption:
+    """``holder``'s partial of ``aggregate``, given the evidence it challenges for."""
+    return holder.partial_decrypt(
+        aggregate,
+        evidence(holder.challenge(aggregate)),
+        layout=Layout.for_vector(PARAMS),
+        decrypting_set=members,
+    )
+
+
+def release(
+    fed: Consortium,
+    aggregate: EncryptedAggregate,
+    evidence: Callable[[tuple[int, ...]], AggregateEvidence],
+    holders: Mapping[int, KeyHolder],
+    members: tuple[int, ...] = SET,
+    accountant: PrivacyAccountant | None = None,
+) -> np.ndarray:
+    """A whole decryption by ``members`` through a :class:`DecryptionSession`."""
+    session = DecryptionSession(
+        aggregate,
+        config=fed.config,
+        layout=fed.layout,
+        decrypting_set=members,
+        accountant=accountant,
+    )
+    for j in members:
+        session.add(partial(holders[j], aggregate, evidence, members))
+    return session.release()
+
+
+def ceremony_spec(holders: Holders, config: FederationConfig, epoch: int) -> CeremonySpec:
+    return CeremonySpec(
+        consortium="adversarial",
+        epoch=epoch,
+        preset=config.preset,
+        holders=holders.ids,
+        threshold=config.threshold,
+    )
+
+
+def consortium_from(
+    config: FederationConfig,
+    ceremony: tuple[PublicKey, Sequence[KeyShare]],
+    root: Path,
+    seed: int,
+) -> Consortium:
+    """Four fresh clients (data drawn from ``seed``) around the outcome of a ceremony."""
+    public_key, shares = ceremony
+    rng = np.random.default_rng(seed)
+    return Consortium(
+        config=config,
+        public_key=public_key,
+        shares={s.holder_index: s for s in shares},
+        signing={c: SigningKey.generate() for c in CLIENTS},
+        spool_root=root,
+        data={c: rng.uniform(-1, 1, PARAMS) for c in CLIENTS},
+    )
+
+
+def _consortium(holders: Holders, config: FederationConfig, epoch: int, root: Path) -> Consortium:
+    spec = ceremony_spec(holders, config, epoch)
+    return consortium_from(config, run_ceremony(holders.members(spec, seed=epoch)), root, epoch)
+
+
+def config_for(preset: str, **kw: Any) -> FederationConfig:
+    args: dict[str, Any] = {
+        "preset": PRESETS[preset],
+        "min_clients": 3,
+        "max_clients": 4,
+        "max_weight": 10.0,
+        "value_bound": 1.0,
+        "holders": 5,
+        "threshold": 3,
+        **kw,
+    }
+    return FederationConfig(**args)
+
+
+@pytest.fixture(scope="session")
+def identities() -> Holders:
+    return make_holders(5)
+
+
+@pytest.fixture(scope="session")
+def plain(identities: Holders, tmp_path_factory: pytest.TempPathFactory) -> Consortium:
+    """3-of-5, ``compact`` preset, flooding only: releases are precise to ~1e-3."""
+    return _consortium(identities, config_for("compact"), 71, tmp_path_factory.mktemp("plain"))
+
+
+@pytest.fixture(scope="session")
+def noisy(identities: Holders, tmp_path_factory: pytest.TempPathFactory) -> Consortium:
+    """3-of-5, ``dp`` preset, distributed DP (z = 1): every release spends privacy budget."""
+    config = config_for("dp", dp=DpPolicy(clip=1.0, noise_multiplier=1.0))
+    return _consortium(identities, config, 72, tmp_path_factory.mktemp("noisy"))
+
+
+def ceremony_members(
+    holders: Holders, spec: CeremonySpec, audits: Mapping[int, AuditLog] | None = None
+) -> list[CeremonyMember]:
+    """Ceremony members with (optionally) an audit log each."""
+    audits = audits or {}
+    return [
+        CeremonyMember(
+            spec=spec,
+            holder_id=h,
+            signing_key=holders.signing[h],
+            sealing_key=holders.sealing[h],
+            directory=holders.directory,
+            rng=SeededRandom(spec.epoch * 100 + i),
+            audit=audits.get(i),
+        )
+        for i, h in enumerate(holders.ids, start=1)
+    ]
+
+
+# -- audit logs --------------------------------------------------------------------------------
+
+
+class AuditTrail:
+    """One signed, hash-chained log per actor, and their verified entries."""
+
+    def __init__(self, root: Path) -> None:
+        self._root = root
+        self._keys: dict[str, SuiteVerifyKey] = {}
+        self._logs: dict[str, AuditLog] = {}
+
+    def log(self, actor: str) -> AuditLog:
+        if actor not in self._logs:
+            key = SuiteSigningKey.generate(Suite.PQ_ONLY, random=SeededRandom(len(self._keys)))
+            self._keys[actor] = key.verify_key
+            self._logs[actor] = AuditLog(self._root / f"{actor}.jsonl", key=key, actor=actor)
+        return self._logs[actor]
+
+    def holder_logs(self, count: int = 5) -> dict[int, AuditLog]:
+        return {j: self.log(f"holder-{j}") for j in range(1, count + 1)}
+
+    def entries(self, actor: str) -> list[dict[str, Any]]:
+        """Every entry of ``actor``'s log, after checking signatures and chain."""
+        path = self._root / f"{actor}.jsonl"
+        if not path.exists():
+            return []
+        verify_log(path, {actor: self._keys[actor]}, expected_head=self._logs[actor].head)
+        return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+@pytest.fixture
+def trail(tmp_path: Path) -> AuditTrail:
+    return AuditTrail(tmp_path)
+
+
+# -- the contract of a refused attack ----------------------------------------------------------
+
+
+def state_of(
+    *,
+    aggregator: Aggregator | None = None,
+    holders: Iterable[KeyHolder] = (),
+    accountant: PrivacyAccountant | None = None,
+    members: Iterable[CeremonyMember] = (),
+) -> Callable[[], tuple[object, ...]]:
+    """A function taking a comparable snapshot of everything an attack must not change."""
+    holders, members = tuple(holders), tuple(members)
+
+    def snapshot() -> tuple[object, ...]:
+        total = None if aggregator is None else aggregator.running_sum()
+        return (
+            None if total is None else (total.dtype.str, total.shape, total.tobytes()),
+            None if aggregator is None else aggregator.accepted_clients,
+            tuple((h.holder_id, h.budget_left, h.decrypted_rounds) for h in holders),
+            None if accountant is None else (accountant.rounds, accountant.epsilon),
+            tuple(m.steps_done for m in members),
+        )
+
+    return snapshot
+
+
+def assert_refused(
+    attack: Callable[[], object],
+    error: type[FheAggError],
+    *,
+    state: Callable[[], tuple[object, ...]],
+    trail: AuditTrail | None = None,
+    actor: str | None = None,
+    event: str | None = None,
+    match: str | None = None,
+) -> FheAggError:
+    """Run ``attack``: it must raise exactly ``error``, leave ``state()`` as it was and, given
+    an audit ``trail``, add exactly one ``event`` entry to ``actor``'s log naming ``error``."""
+    assert issubclass(error, FheAggError)
+    before = state()
+    logged = len(trail.entries(actor)) if trail is not None and actor is not None else 0
+    with pytest.raises(error, match=match) as caught:
+        attack()
+    assert type(caught.value) is error, f"{type(caught.value).__name__}: {caught.value}"
+    assert state() == before, "the refused attack changed the state"
+    if trail is not None and actor is not None:
+        new = trail.entries(actor)[logged:]
+        assert [e["event"] for e in new] == [event], new
+        assert new[0]["payload"]["error"] == error.__name__
+        assert new[0]["payload"]["reason"] == str(caught.value)
+    return caught.value
+
+
+# -- crafting ciphertexts and statements -------------------------------------------------------
+
+
+def resign(
+    update: EncryptedUpdate,
+    key: SigningKey,
+    chunks: tuple[bytes, ...] | None = None,
+    **changes: Any,
+) -> EncryptedUpdate:
+    """``update`` with its statement changed and signed again by ``key`` (a malicious signer)."""
+    statement = replace(update.statement, **changes)
+    signature = key.sign(statement.encode(), context=UPDATE_CONTEXT)
+    return EncryptedUpdate(SignedStatement(statement, signature), chunks or update.chunks)
+
+
+def polys(config: FederationConfig, chunks: Sequence[bytes]) -> U64:
+    """Parsed chunks ``[chunk, poly, prime, coefficient]``."""
+    b = backend_for(config.preset)
+    return np.stack([b.parse(c, what="chunk").data for c in chunks])
+
+
+def add_chunks(config: FederationConfig, *operands: Sequence[bytes]) -> U64:
+    """The homomorphic sum of several chunk sequences, as arrays."""
+    primes = backend_for(config.preset).data_primes
+    total = polys(config, operands[0])
+    for other in operands[1:]:
+        total = add_polys(total, polys(config, other), primes)
+    return total
+
+
+def pack(config: FederationConfig, data: U64, scale: float) -> tuple[bytes, ...]:
+    """Chunks ``data`` with any ``scale`` the attacker likes."""
+    b = backend_for(config.preset)
+    return tuple(b.pack(RawCiphertext(b.data_parms_id, scale, d)) for d in data)
+
+
+def evidence_for(
+    aggregator: Aggregator, clients: Sequence[str]
+) -> Callable[[tuple[int, ...]], AggregateEvidence]:
+    """The best evidence an attacker can offer for a manifest of ``clients``: their real signed
+    chunks from ``aggregator``'s spool, in manifest order."""
+
+    def evidence(indices: tuple[int, ...]) -> AggregateEvidence:
+        full = aggregator.evidence(indices)
+        return AggregateEvidence(
+            full.round_id,
+            {
+                i: tuple(e for c in clients for e in items if e.client_id == c)
+                for i, items in full.chunks.items()
+            },
+        )
+
+    return evidence
