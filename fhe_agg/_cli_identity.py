@@ -131,8 +131,30 @@ def roster() -> None:
     """Create, change and verify the admin-signed consortium roster."""
 
 
-def _save(new: Roster, out: Path) -> None:
+#: ``--audit-log``: roster changes are recorded as ``roster.changed`` entries signed by the admin.
+_audit_log_option = click.option(
+    "--audit-log",
+    type=_OUT,
+    default=None,
+    help="Record the change in this signed, hash-chained audit log (as the admin).",
+)
+
+
+def _save(new: Roster, out: Path, admin: Identity, audit_log: Path | None, change: str) -> None:
     new.save(out)
+    if audit_log is not None:
+        from fhe_agg.identity import AuditLog
+
+        AuditLog(audit_log, key=admin.signing_key, actor=admin.id).record(
+            "roster.changed",
+            {
+                "consortium": new.consortium,
+                "version": new.version,
+                "digest": new.digest,
+                "change": change,
+                "ceremony_required": new.ceremony_required,
+            },
+        )
     flag = "  (new key ceremony required)" if new.ceremony_required else ""
     click.echo(f"wrote {out}: {new.consortium} version {new.version}{flag}")
 
@@ -153,6 +175,7 @@ def _load_for_change(path: Path, admin: Identity) -> Roster:
 @click.option("--threshold", type=int, required=True, help="Key holders needed to decrypt.")
 @click.option("--from-round", type=int, default=0, show_default=True, help="First round.")
 @click.option("--out", type=_OUT, required=True, help="Roster file to write.")
+@_audit_log_option
 def roster_new(
     admin_key: Path,
     passphrase_file: Path | None,
@@ -163,6 +186,7 @@ def roster_new(
     threshold: int,
     from_round: int,
     out: Path,
+    audit_log: Path | None,
 ) -> None:
     """Create version 1 of a roster from the members' public identity files."""
     from fhe_agg.identity import Roster, load_public_identity
@@ -177,7 +201,7 @@ def roster_new(
         threshold=threshold,
         from_round=from_round,
     )
-    _save(new, out)
+    _save(new, out, admin, audit_log, f"created with {len(new.members)} members")
 
 
 @roster.command("verify")
@@ -239,6 +263,7 @@ def _change_options(fn: click.decorators.FC) -> click.decorators.FC:
             click.option("--admin", "admin_key", type=_FILE, required=True, help="Admin .key."),
             _passphrase_option,
             click.option("--out", type=_OUT, default=None, help="New file [default: in place]."),
+            _audit_log_option,
         )
     ):
         fn = option(fn)
@@ -255,6 +280,7 @@ def roster_revoke(
     admin_key: Path,
     passphrase_file: Path | None,
     out: Path | None,
+    audit_log: Path | None,
     member_id: str,
     from_round: int,
     reason: str,
@@ -263,7 +289,8 @@ def roster_revoke(
     admin = _admin(admin_key, passphrase_file)
     current = _load_for_change(roster_path, admin)
     new = current.revoke(member_id, from_round=from_round, reason=reason, admin=admin)
-    _save(new, out or roster_path)
+    change = f"revoked {member_id} from round {from_round}: {reason}"
+    _save(new, out or roster_path, admin, audit_log, change)
 
 
 @roster.command("rotate")
@@ -274,6 +301,7 @@ def roster_rotate(
     admin_key: Path,
     passphrase_file: Path | None,
     out: Path | None,
+    audit_log: Path | None,
     request: Path,
 ) -> None:
     """Apply a key rotation signed by the member's current key."""
@@ -285,7 +313,8 @@ def roster_rotate(
         raise ValueError(f"{request}: larger than 1 MiB")
     rotation = KeyRotation.from_json(strict_json(data))
     admin = _admin(admin_key, passphrase_file)
-    _save(_load_for_change(roster_path, admin).rotate(rotation, admin=admin), out or roster_path)
+    new = _load_for_change(roster_path, admin).rotate(rotation, admin=admin)
+    _save(new, out or roster_path, admin, audit_log, f"rotated the key of {rotation.member}")
 
 
 @roster.command("add")
@@ -297,6 +326,7 @@ def roster_add(
     admin_key: Path,
     passphrase_file: Path | None,
     out: Path | None,
+    audit_log: Path | None,
     member: Path,
     from_round: int,
 ) -> None:
@@ -305,18 +335,25 @@ def roster_add(
 
     admin = _admin(admin_key, passphrase_file)
     current = _load_for_change(roster_path, admin)
-    new = current.add_member(load_public_identity(member), admin=admin, from_round=from_round)
-    _save(new, out or roster_path)
+    identity = load_public_identity(member)
+    new = current.add_member(identity, admin=admin, from_round=from_round)
+    change = f"added {identity.id} ({identity.role.value}) from round {from_round}"
+    _save(new, out or roster_path, admin, audit_log, change)
 
 
 @roster.command("new-epoch")
 @_change_options
 def roster_new_epoch(
-    roster_path: Path, admin_key: Path, passphrase_file: Path | None, out: Path | None
+    roster_path: Path,
+    admin_key: Path,
+    passphrase_file: Path | None,
+    out: Path | None,
+    audit_log: Path | None,
 ) -> None:
     """Start the next key epoch (after a new key ceremony); clears `ceremony required`."""
     admin = _admin(admin_key, passphrase_file)
-    _save(_load_for_change(roster_path, admin).new_key_epoch(admin=admin), out or roster_path)
+    new = _load_for_change(roster_path, admin).new_key_epoch(admin=admin)
+    _save(new, out or roster_path, admin, audit_log, f"key epoch {new.key_epoch}")
 
 
 def register(group: click.Group) -> None:

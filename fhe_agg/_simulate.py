@@ -213,6 +213,7 @@ def _federation(
             key_share=share,
             roster=roster(1),
             rng=rng,
+            audit=_holder_audit(deployment, holder_ids[share.holder_index - 1], audit),
         )
         for share in shares
     ]
@@ -221,6 +222,15 @@ def _federation(
     return _Federation(
         config, public_key, clients, weights, roster, holders, accountant, layout, rng, audit
     )
+
+
+def _holder_audit(
+    deployment: Deployment | None, holder_id: str, shared: AuditLog | None
+) -> AuditLog | None:
+    """The holder's own writer of the shared log: it signs its partials with its identity."""
+    if deployment is None or shared is None:
+        return None
+    return AuditLog(shared.path, key=deployment.holders[holder_id].signing_key, actor=holder_id)
 
 
 def _open_audit(deployment: Deployment, path: Path) -> AuditLog:

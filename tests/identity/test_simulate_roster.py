@@ -29,11 +29,12 @@ def deployment(tmp_path: Path, cli: Any, monkeypatch: pytest.MonkeyPatch) -> Pat
     result = cli(
         "roster", "new", "--admin", "keys/admin.key", "--consortium", "hospitals", *members,
         "--preset", "precise", "--min-clients", "3", "--threshold", "2", "--out", "roster.json",
+        "--audit-log", "audit.jsonl",
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     result = cli(
         "roster", "revoke", "roster.json", "--admin", "keys/admin.key", "--member", "uzl",
-        "--from-round", "2", "--reason", "left the consortium",
+        "--from-round", "2", "--reason", "left the consortium", "--audit-log", "audit.jsonl",
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     return tmp_path
@@ -76,8 +77,15 @@ def test_simulate_with_roster_refuses_the_revoked_client_and_logs_why(
         "update.accepted",
         "aggregate.finalized",
         "release",
+        "partial.issued",
+        "roster.changed",
     }
-    assert {e["actor"] for e in entries} == {"agg"}
+    issued = [e for e in entries if e["event"] == "partial.issued"]
+    assert len(issued) == 2 * 2  # two rounds, a threshold of 2 holders each
+    assert {e["actor"] for e in issued} <= set(HOLDERS)
+    assert {e["actor"] for e in entries} - set(HOLDERS) == {"agg", "admin"}
+    changes = [e["payload"]["change"] for e in entries if e["event"] == "roster.changed"]
+    assert len(changes) == 2 and "revoked uzl from round 2: left the consortium" in changes[1]
     assert out["audit_log_head"] == AuditLog("audit.jsonl").head
 
     verify = ("audit-log", "verify", "audit.jsonl", *ROSTER)
