@@ -15,6 +15,7 @@ Before multiplying anything by its key share a holder verifies, for the round it
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -36,6 +37,7 @@ from fhe_agg._errors import (
     ThresholdNotMet,
 )
 from fhe_agg._evidence import AggregateEvidence
+from fhe_agg._holder_store import HolderStore
 from fhe_agg._keys import KeyShare, PublicKey
 from fhe_agg._merkle import leaf_hash, verify_path
 from fhe_agg._messages import EncryptedAggregate, aggregate_digest, chunk_digests
@@ -68,7 +70,17 @@ class PartialDecryption:
 
 
 class KeyHolder:
-    """Holds one share of the secret key and decrypts only verified round aggregates."""
+    """Holds one share of the secret key and decrypts only verified round aggregates.
+
+    ``store`` (a file path; recommended: ``./fhe_agg_state/keyholder-<holder_id>.sqlite``, one
+    per holder and key epoch) keeps the decryption log (rounds and ciphertexts decrypted, budget
+    used) in SQLite. Each partial decryption is committed durably *before* it is returned, so a
+    restarted holder still refuses a second partial of a round or ciphertext
+    (:class:`~fhe_agg.AlreadyDecrypted`) and keeps counting its budget; a crash can lose a
+    partial, never release one twice. A store of another holder or key raises
+    :class:`~fhe_agg.ParameterMismatch`, a damaged one :class:`~fhe_agg.CorruptStore`. ``None``
+    (the default) keeps the log in memory: it is forgotten when the object is.
+    """
 
     def __init__(
         self,
@@ -80,6 +92,7 @@ class KeyHolder:
         roster: Mapping[str, VerifyKey],
         spot_check: int | None = None,
         rng: RandomSource | None = None,
+        store: str | os.PathLike[str] | None = None,
     ) -> None:
         if not isinstance(key_share, KeyShare):
             raise TypeError(f"key_share: expected KeyShare, got {type(key_share).__name__}")
@@ -105,6 +118,10 @@ class KeyHolder:
         self._decrypted: set[int] = set()
         self._decrypted_chunks: set[bytes] = set()
         self._budget_used = 0
+        self._log: HolderStore | None = None
+        if store is not None:
+            self._log = HolderStore(store, holder_id=holder_id, key_share=key_share)
+            self._decrypted, self._decrypted_chunks, self._budget_used = self._log.load()
 
     @property
     def holder_index(self) -> int:
@@ -308,6 +325,14 @@ class KeyHolder:
             n, count = self._backend.n, data.shape[0]
             noise = rounded_gaussian(count * n, sigma, self._rng).reshape(count, n)
             data = add_polys(data, to_ntt_batch(noise, n, primes), primes)
+        if self._log is not None:  # durable before the partial leaves this object
+            self._log.record(
+                round_id=aggregate.round_id,
+                aggregate_digest=digest,
+                chunk_ids=chunk_ids,
+                count=len(aggregate.chunks),
+                budget=self.config.decryption_budget,
+            )
         self._decrypted.add(aggregate.round_id)
         self._decrypted_chunks |= chunk_ids
         self._budget_used += len(aggregate.chunks)
@@ -329,6 +354,11 @@ class KeyHolder:
             raise ThresholdNotMet(f"this key needs {self._share.threshold} holders; use combine()")
         partial = self._partial(aggregate, evidence, layout=layout, decrypting_set=None)
         return combine(aggregate, [partial], config=self.config, layout=layout)
+
+    def close(self) -> None:
+        """Close the decryption log's store (if any); the log itself is kept."""
+        if self._log is not None:
+            self._log.close()
 
     def __repr__(self) -> str:
         return f"KeyHolder(holder_id={self.holder_id!r}, share={self._share!r})"

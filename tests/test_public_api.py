@@ -25,6 +25,8 @@ EXPECTED = {
     "ChunkEvidence",
     "CkksPreset",
     "Client",
+    "CorruptStore",
+    "StoreError",
     "DecryptionRefused",
     "DuplicateUpdate",
     "EncryptedAggregate",
