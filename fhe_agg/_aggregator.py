@@ -3,7 +3,8 @@
 Memory stays O(one model) whatever the number of clients: each accepted update is added into
 the running sum chunk by chunk and its ciphertext bytes are spooled to disk, where they wait as
 evidence for the key holders. Every check happens before any state changes, so a rejected
-update leaves the sum bit for bit as it was.
+update leaves the sum bit for bit as it was. With a ``store`` the round survives a crash
+(:mod:`fhe_agg._round_store`).
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from fhe_agg._messages import (
     total_weight,
 )
 from fhe_agg._packing import Layout
+from fhe_agg._round_store import AggregatorStore
 from fhe_agg._seal import backend_for
 from fhe_agg._signing import VerifyKey
 from fhe_agg.hazmat.rlwe import add_polys
@@ -99,6 +101,21 @@ class Aggregator:
     With ``audit`` (an :class:`~fhe_agg.identity.AuditLog` opened with the aggregator's key and
     actor name), every accepted update, every refusal (error class and message) and the
     finalized aggregate are appended as signed events before the state changes.
+
+    ``store`` (a file path; recommended for servers:
+    ``./fhe_agg_state/aggregator-round-<round_id>.sqlite``, one file per round) makes the round
+    crash-safe: each accepted update (statement, chunks, new running sum) and the finalized flag
+    are committed to an SQLite file in one durable transaction before ``add``/``finalize``
+    return. Opening an existing store resumes the round (accepted clients, running sum, Merkle
+    leaves, finalized flag, all verified again); a client that re-sends an update already
+    counted gets :class:`~fhe_agg.DuplicateUpdate`, so every update counts exactly once. A store
+    of another round, configuration, layout or key raises :class:`~fhe_agg.RoundMismatch`,
+    :class:`~fhe_agg.ParameterMismatch` or :class:`~fhe_agg.LayoutMismatch`; a damaged one
+    :class:`~fhe_agg.CorruptStore`; one held by a live aggregator :class:`~fhe_agg.StoreError`.
+    A resume is recorded in the audit log as ``round.resumed``; an update accepted in the log
+    just before a crash may be absent from the store (and accepted again when re-sent). The
+    store keeps the chunks the key holders ask for; delete it once the round is released.
+    ``None`` (the default) keeps the state in memory and the chunks in ``spool_dir``.
     """
 
     def __init__(
@@ -111,6 +128,7 @@ class Aggregator:
         layout: Layout,
         spool_dir: str | os.PathLike[str] | None = None,
         audit: AuditLog | None = None,
+        store: str | os.PathLike[str] | None = None,
     ) -> None:
         if not isinstance(round_id, int) or isinstance(round_id, bool) or round_id < 0:
             raise ValueError(f"round_id: expected a non-negative integer, got {round_id!r}")
@@ -125,6 +143,8 @@ class Aggregator:
                 raise TypeError(f"audit: expected AuditLog, got {type(audit).__name__}")
             if audit.actor is None:
                 raise ValueError("audit: open the AuditLog with key= and actor= to record events")
+        if store is not None and spool_dir is not None:
+            raise ValueError("spool_dir: not used with store=, which keeps the chunks itself")
         self._audit = audit
         self.config = config
         self.roster = dict(roster)
@@ -138,12 +158,43 @@ class Aggregator:
         self._leaves: list[list[bytes]] = []
         self._slots: list[int] = []
         self._seen: set[str] = set()
-        self._spool = _Spool(Path(spool_dir) if spool_dir is not None else None)
         self._finalized = False
+        self._spool: _Spool | None = None
+        self._store: AggregatorStore | None = None
+        if store is None:
+            self._spool = _Spool(Path(spool_dir) if spool_dir is not None else None)
+        else:
+            self._resume(store)
+
+    def _resume(self, path: str | os.PathLike[str]) -> None:
+        """Open the round's store and restore (and re-verify) what it holds."""
+        self._store = AggregatorStore(
+            path,
+            config=self.config,
+            public_key=self.public_key,
+            round_id=self.round_id,
+            layout=self.layout,
+        )
+        state = self._store.load(self._check_statement)
+        self._sum, self._finalized = state.running_sum, state.finalized
+        for slot, (signed, leaves) in enumerate(state.accepted):
+            self._accepted.append(signed)
+            self._leaves.append(leaves)
+            self._slots.append(slot)
+            self._seen.add(signed.statement.client_id)
+        if state.resumed:
+            self._record(
+                "round.resumed", clients=list(self.accepted_clients), finalized=self._finalized
+            )
 
     @property
     def accepted_clients(self) -> tuple[str, ...]:
         return tuple(s.statement.client_id for s in self._accepted)
+
+    @property
+    def finalized(self) -> bool:
+        """True once :meth:`finalize` succeeded (restored from the store on resume)."""
+        return self._finalized
 
     def running_sum(self) -> U64 | None:
         """A copy of the running sum ``[chunk, poly, prime, coeff]`` (for audits and tests)."""
@@ -179,9 +230,14 @@ class Aggregator:
             weight=stmt.weight,
             merkle_root=stmt.merkle_root.hex(),
         )
-        slot = self._spool.write(update.chunks)
         primes = self._backend.data_primes
-        self._sum = parsed if self._sum is None else add_polys(self._sum, parsed, primes)
+        new_sum = parsed if self._sum is None else add_polys(self._sum, parsed, primes)
+        if self._store is not None:
+            slot = self._store.append(update.signed, update.chunks, leaves, new_sum)
+        else:
+            assert self._spool is not None
+            slot = self._spool.write(update.chunks)
+        self._sum = new_sum
         self._accepted.append(update.signed)
         self._leaves.append(leaves)
         self._slots.append(slot)
@@ -190,17 +246,12 @@ class Aggregator:
     def _check(self, update: EncryptedUpdate) -> tuple[list[bytes], U64]:
         """Every check of :meth:`add`; the Merkle leaves and parsed chunks of a valid update."""
         stmt = update.statement
-        check_statement(
-            update.signed,
-            roster=self.roster,
-            config=self.config,
-            public_key=self.public_key,
-            round_id=self.round_id,
-            layout=self.layout,
-        )
+        self._check_statement(update.signed)
         if stmt.client_id in self._seen:
+            same = update.signed in self._accepted
             raise DuplicateUpdate(
-                f"client {stmt.client_id!r} already contributed to round {self.round_id}"
+                f"client {stmt.client_id!r} already contributed to round {self.round_id} "
+                f"({'this exact update' if same else 'another update'} is counted)"
             )
         if len(self._accepted) >= self.config.max_clients:
             raise Rejected(
@@ -216,6 +267,16 @@ class Aggregator:
                 f"client {stmt.client_id!r}: chunks do not match the signed Merkle root"
             )
         return leaves, self._parse_chunks(update.chunks, stmt.client_id)
+
+    def _check_statement(self, signed: SignedStatement) -> None:
+        check_statement(
+            signed,
+            roster=self.roster,
+            config=self.config,
+            public_key=self.public_key,
+            round_id=self.round_id,
+            layout=self.layout,
+        )
 
     def _parse_chunks(self, chunks: Iterable[bytes], client_id: str) -> U64:
         arrays = []
@@ -242,6 +303,8 @@ class Aggregator:
                 f"round {self.round_id}: {len(self._accepted)} updates, min_clients is {self.config.min_clients}"
             )
         self._record("aggregate.finalized", clients=list(self.accepted_clients))
+        if self._store is not None and not self._finalized:
+            self._store.mark_finalized()
         self._finalized = True
         manifest = tuple(self._accepted)
         mean_scale = self.config.scale * total_weight(manifest)
@@ -261,7 +324,7 @@ class Aggregator:
             out[index] = tuple(
                 ChunkEvidence(
                     client_id=signed.statement.client_id,
-                    chunk=self._spool.read(slot, index),
+                    chunk=self._read_chunk(slot, index),
                     path=tuple(merkle_path(leaves, index)),
                 )
                 for signed, slot, leaves in zip(
@@ -270,9 +333,17 @@ class Aggregator:
             )
         return AggregateEvidence(round_id=self.round_id, chunks=out)
 
+    def _read_chunk(self, slot: int, index: int) -> bytes:
+        source = self._store if self._store is not None else self._spool
+        assert source is not None
+        return source.read(slot, index)
+
     def close(self) -> None:
-        """Delete the spool (when the aggregator created it)."""
-        self._spool.close()
+        """Delete the spool (when the aggregator created it), or close the store (kept)."""
+        if self._spool is not None:
+            self._spool.close()
+        if self._store is not None:
+            self._store.close()
 
     def __enter__(self) -> Aggregator:
         return self

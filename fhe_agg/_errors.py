@@ -32,8 +32,14 @@ Every failure a caller can act on is a subclass of :class:`FheAggError`::
     ├── DecryptionFailed         combined partials decode outside the federation's bounds
     ├── PrivacyBudgetExceeded    the release would exceed the configured (epsilon, delta)
     ├── InsecureKeyFile          a private key file or its directory is open to other users
+    ├── StoreError               a crash-safe state store cannot be used (held by another
+    │   │                        process, of another kind, disk full or I/O error)
+    │   └── CorruptStore         a state store is truncated, edited, not a store or of an
+    │                            unknown version: never silently restarted
     └── WrongPassphrase          a key file's passphrase is missing, wrong or not expected
 
+A store opened for another round, configuration, layout, key or key holder raises the
+matching :class:`Rejected` leaf (``RoundMismatch``, ``ParameterMismatch``, ``LayoutMismatch``).
 Errors marked (identity) are defined in :mod:`fhe_agg.identity` beside the code that raises them.
 Wrong argument types or values at the API raise ``TypeError``/``ValueError`` naming the argument.
 Messages never contain key material.
@@ -48,6 +54,7 @@ __all__ = [
     "CeremonyError",
     "ChunkCountMismatch",
     "CorruptKeyFile",
+    "CorruptStore",
     "DecryptionAborted",
     "DecryptionFailed",
     "DecryptionRefused",
@@ -67,6 +74,7 @@ __all__ = [
     "Rejected",
     "RevokedKey",
     "RoundMismatch",
+    "StoreError",
     "ThresholdNotMet",
     "UnsupportedParameters",
     "WrongPassphrase",
@@ -193,3 +201,16 @@ class InsecureKeyFile(FheAggError):
 
 class WrongPassphrase(FheAggError):
     """A key file's passphrase is missing or wrong, or one was given for an unencrypted file."""
+
+
+class StoreError(FheAggError):
+    """A crash-safe state store cannot be used: another process holds it, it is a store of
+    another kind, or the disk refused a write (full, I/O error). Nothing was committed."""
+
+
+class CorruptStore(StoreError):
+    """A state store is truncated, edited, not a store or of an unknown version.
+
+    Raised instead of starting afresh: restore the file (and its ``-wal`` log) from a backup,
+    or move it aside deliberately to start the round over.
+    """

@@ -20,6 +20,7 @@ recorded, the latter before the state changes. No key material is ever recorded.
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -42,6 +43,7 @@ from fhe_agg._errors import (
     ThresholdNotMet,
 )
 from fhe_agg._evidence import AggregateEvidence
+from fhe_agg._holder_store import HolderStore
 from fhe_agg._keys import KeyShare, PublicKey
 from fhe_agg._merkle import leaf_hash, verify_path
 from fhe_agg._messages import EncryptedAggregate, aggregate_digest, chunk_digests
@@ -61,7 +63,17 @@ __all__ = ["KeyHolder", "PartialDecryption"]
 
 
 class KeyHolder:
-    """Holds one share of the secret key and decrypts only verified round aggregates."""
+    """Holds one share of the secret key and decrypts only verified round aggregates.
+
+    ``store`` (a file path; recommended: ``./fhe_agg_state/keyholder-<holder_id>.sqlite``, one
+    per holder and key epoch) keeps the decryption log (rounds and ciphertexts decrypted, budget
+    used) in SQLite. Each partial decryption is committed durably *before* it is returned, so a
+    restarted holder still refuses a second partial of a round or ciphertext
+    (:class:`~fhe_agg.AlreadyDecrypted`) and keeps counting its budget; a crash can lose a
+    partial, never release one twice. A store of another holder or key raises
+    :class:`~fhe_agg.ParameterMismatch`, a damaged one :class:`~fhe_agg.CorruptStore`. ``None``
+    (the default) keeps the log in memory: it is forgotten when the object is.
+    """
 
     def __init__(
         self,
@@ -74,6 +86,7 @@ class KeyHolder:
         spot_check: int | None = None,
         rng: RandomSource | None = None,
         audit: AuditLog | None = None,
+        store: str | os.PathLike[str] | None = None,
     ) -> None:
         if not isinstance(key_share, KeyShare):
             raise TypeError(f"key_share: expected KeyShare, got {type(key_share).__name__}")
@@ -104,6 +117,10 @@ class KeyHolder:
         self._decrypted: set[int] = set()
         self._decrypted_chunks: set[bytes] = set()
         self._budget_used = 0
+        self._log: HolderStore | None = None
+        if store is not None:
+            self._log = HolderStore(store, holder_id=holder_id, key_share=key_share)
+            self._decrypted, self._decrypted_chunks, self._budget_used = self._log.load()
 
     @property
     def holder_index(self) -> int:
@@ -328,6 +345,14 @@ class KeyHolder:
             n, count = self._backend.n, data.shape[0]
             noise = rounded_gaussian(count * n, sigma, self._rng).reshape(count, n)
             data = add_polys(data, to_ntt_batch(noise, n, primes), primes)
+        if self._log is not None:  # durable before the partial leaves this object
+            self._log.record(
+                round_id=aggregate.round_id,
+                aggregate_digest=digest,
+                chunk_ids=chunk_ids,
+                count=len(aggregate.chunks),
+                budget=self.config.decryption_budget,
+            )
         self._record(
             "partial.issued",
             aggregate,
@@ -377,6 +402,11 @@ class KeyHolder:
             self._refused(aggregate, exc)
             raise
         return combine(aggregate, [partial], config=self.config, layout=layout)
+
+    def close(self) -> None:
+        """Close the decryption log's store (if any); the log itself is kept."""
+        if self._log is not None:
+            self._log.close()
 
     def __repr__(self) -> str:
         return f"KeyHolder(holder_id={self.holder_id!r}, share={self._share!r})"

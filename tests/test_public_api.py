@@ -26,6 +26,8 @@ EXPECTED = {
     "ChunkEvidence",
     "CkksPreset",
     "Client",
+    "CorruptStore",
+    "StoreError",
     "DecryptionRefused",
     "DuplicateUpdate",
     "EncryptedAggregate",
