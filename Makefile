@@ -1,13 +1,14 @@
-# Two commands matter: `make demo` (the main job) and `make test` (the whole suite).
+# Two commands matter: `make demo` (the main job: five hospitals, examples/hospital_federation.py)
+# and `make test` (the whole suite).
 # Both build .venv from constraints.txt first, so a fresh machine needs nothing installed by hand.
 
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
-EXTRAS := dev,torch,pq-extra
+EXTRAS := dev,torch,pq-extra,examples
 
-.PHONY: demo test lint format bench bench-quick clean
+.PHONY: demo demo-sim test lint format bench bench-quick clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -16,6 +17,9 @@ $(STAMP): pyproject.toml constraints.txt
 	touch $(STAMP)
 
 demo: $(STAMP)
+	$(BIN)/python examples/hospital_federation.py
+
+demo-sim: $(STAMP)
 	$(BIN)/fhe-agg simulate --clients 8 --holders 5 --threshold 3 --params 200000 --rounds 2 --dp
 
 test: $(STAMP) lint
