@@ -25,9 +25,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 
-import dp_accounting
-from dp_accounting.rdp import RdpAccountant
-
 from fhe_agg._errors import PrivacyBudgetExceeded
 from fhe_agg._flooding import slot_noise_std
 from fhe_agg._validate import positive_finite
@@ -130,6 +127,10 @@ def achieved_noise_multiplier(
 def _epsilon(releases: Mapping[float, int], delta: float) -> float:
     if not releases:
         return 0.0
+    # dp_accounting pulls in scipy (seconds of import time): load it only to account.
+    import dp_accounting
+    from dp_accounting.rdp import RdpAccountant
+
     accountant = RdpAccountant()
     for z, count in releases.items():
         accountant.compose(dp_accounting.GaussianDpEvent(z), count)

@@ -25,7 +25,6 @@ from cyclonedx.model.crypto import (
 )
 from cyclonedx.output.json import JsonV1Dot6
 from cyclonedx.schema import SchemaVersion
-from cyclonedx.validation.json import JsonStrictValidator
 
 from fhe_agg.identity._audit import Finding
 
@@ -92,6 +91,9 @@ def cbom_json(
     text: str = JsonV1Dot6(
         build_cbom(findings, application=application, version=version)
     ).output_as_string(indent=2)
+    # jsonschema's format checkers take seconds to import: load them only when validating.
+    from cyclonedx.validation.json import JsonStrictValidator
+
     error = JsonStrictValidator(SchemaVersion.V1_6).validate_str(text)
     if error is not None:
         raise ValueError(f"CBOM fails the CycloneDX 1.6 schema: {error}")
