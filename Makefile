@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
-EXTRAS := dev,torch,pq-extra
+EXTRAS := dev,torch,pq-extra,flower
 
 .PHONY: demo test lint format bench bench-quick clean
 
