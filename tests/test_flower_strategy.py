@@ -31,7 +31,7 @@ from flwr.serverapp.strategy import FedAvg
 from flwr.supercore.run import Run
 from flwr.supercore.task_identity import TaskIdentity
 
-from fhe_agg import FederationConfig
+from fhe_agg import PRESETS, DpPolicy, FederationConfig
 from fhe_agg.flower import (
     SecureAggregation,
     enable_secure_aggregation,
@@ -291,3 +291,33 @@ def test_the_mod_never_sends_plaintext(federation: tuple[SecureAggregation, Loca
     assert not reply.has_error()
     assert not reply.content.array_records  # the trained arrays were replaced by ciphertexts
     assert isinstance(reply.content[UPDATE_RECORD]["update"], bytes)
+
+
+def test_distributed_dp_flows_through_the_strategy() -> None:
+    config = FederationConfig(
+        preset=PRESETS["dp"],
+        min_clients=3,
+        max_clients=NODES,
+        max_weight=100.0,
+        value_bound=CLIP,
+        holders=3,
+        threshold=2,
+        dp=DpPolicy(clip=CLIP, noise_multiplier=1.0),
+    )
+    grid = LocalGrid(run_id=int.from_bytes(uuid4().bytes[:7], "big"))
+    strategy = SecureAggregation(
+        FedAvg(fraction_evaluate=0.0, min_train_nodes=NODES, min_available_nodes=NODES),
+        config=config,
+        timeout=30.0,
+    )
+    assert strategy.accountant is not None and strategy.accountant.epsilon == 0.0
+    start = _start()
+    arrays, _ = _round(strategy, grid, 1, start)
+    assert arrays is not None and strategy.history[-1].decrypted
+    assert strategy.accountant.epsilon > 0.0  # the release was accounted
+    # the holders' Gaussian noise is on the released mean, at the stated scale (7 samples of
+    # it: the bounds hold with probability > 0.999)
+    got = np.concatenate([arrays["w"].numpy(), arrays["b"].numpy()])
+    deviation = got - _expected(start, range(NODES))
+    expected_std = config.released_noise_std / sum(10 * (i + 1) for i in range(NODES))
+    assert 0.25 * expected_std < float(np.std(deviation, ddof=1)) < 2.0 * expected_std
