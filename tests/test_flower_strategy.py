@@ -31,7 +31,7 @@ from flwr.serverapp.strategy import FedAvg
 from flwr.supercore.run import Run
 from flwr.supercore.task_identity import TaskIdentity
 
-from fhe_agg import PRESETS, DpPolicy, FederationConfig
+from fhe_agg import PRESETS, DpPolicy, FederationConfig, PrivacyAccountant
 from fhe_agg.flower import (
     SecureAggregation,
     enable_secure_aggregation,
@@ -304,10 +304,13 @@ def test_distributed_dp_flows_through_the_strategy() -> None:
         threshold=2,
         dp=DpPolicy(clip=CLIP, noise_multiplier=1.0),
     )
+    assert config.dp is not None and config.noise_multiplier is not None
+    one_release = PrivacyAccountant.for_policy(config.dp).epsilon_after(config.noise_multiplier)
     grid = LocalGrid(run_id=int.from_bytes(uuid4().bytes[:7], "big"))
     strategy = SecureAggregation(
         FedAvg(fraction_evaluate=0.0, min_train_nodes=NODES, min_available_nodes=NODES),
         config=config,
+        max_epsilon=1.2 * one_release,  # room for one release, not two
         timeout=30.0,
     )
     assert strategy.accountant is not None and strategy.accountant.epsilon == 0.0
@@ -321,3 +324,7 @@ def test_distributed_dp_flows_through_the_strategy() -> None:
     deviation = got - _expected(start, range(NODES))
     expected_std = config.released_noise_std / sum(10 * (i + 1) for i in range(NODES))
     assert 0.25 * expected_std < float(np.std(deviation, ddof=1)) < 2.0 * expected_std
+    # a second release would exceed max_epsilon: no partial is asked for, the model stays
+    arrays, _ = _round(strategy, grid, 2, start)
+    assert arrays is None and strategy.history[-1].reason.startswith("PrivacyBudgetExceeded")
+    assert strategy.accountant.rounds == 1

@@ -20,7 +20,8 @@ holders (signed messages; the shares inside sealed to their recipient) and gives
 joint public key with each holder's signature over it. Identities are made per node at start-up
 and the server distributes the public directory: a real deployment pins them (and the
 federation parameters) in an admin-signed :class:`fhe_agg.identity.Roster` instead, since a
-server that forges the directory could otherwise stand in for every key holder.
+server that forges the directory could otherwise invent clients (and have one real update
+decrypted among its own fakes) or stand in for every key holder.
 Node state lives in the node's ``ClientApp`` process, so the runtime must keep one process per
 node for the whole run: :func:`run_simulation` (Flower's Simulation Engine with
 :class:`NodeProcessBackend`) does.
@@ -40,15 +41,16 @@ from fhe_agg.flower._node import enable_secure_aggregation
 
 if TYPE_CHECKING:
     from fhe_agg.flower._relay import Federation
+    from fhe_agg.flower._report import RoundReport
     from fhe_agg.flower._simulation import NodeProcessBackend, run_simulation
-    from fhe_agg.flower._strategy import RoundReport, SecureAggregation
+    from fhe_agg.flower._strategy import SecureAggregation
 
 # Server-side names load on first use, so node processes do not import Flower's server engine.
 _LAZY = {
     "Federation": "fhe_agg.flower._relay",
     "NodeProcessBackend": "fhe_agg.flower._simulation",
     "run_simulation": "fhe_agg.flower._simulation",
-    "RoundReport": "fhe_agg.flower._strategy",
+    "RoundReport": "fhe_agg.flower._report",
     "SecureAggregation": "fhe_agg.flower._strategy",
 }
 

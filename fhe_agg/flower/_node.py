@@ -165,7 +165,7 @@ def _ceremony(message: Message, context: Context) -> Message:
             directory=directory,
         )
         state.spec, state.ceremony_key, state.key_share = new_spec, None, None
-        return _reply(message, {"messages": rec.encode_blobs("relay", [_out(state, 0, [])])})
+        return _reply(message, {"messages": rec.encode_blobs("relay", _outs(state, 0, []))})
     member, spec = state.member, state.spec
     if member is None or spec is None or not 1 <= step <= 5:
         raise CeremonyError(f"ceremony step {step!r} is out of order")
@@ -186,10 +186,6 @@ def _ceremony(message: Message, context: Context) -> Message:
         rec.endorsement(spec.ceremony_id, public_key), context=rec.ENDORSEMENT_CONTEXT
     )
     return _reply(message, {"public_key": public_key.blob, "endorsement": signature})
-
-
-def _out(state: NodeState, step: int, incoming: list[CeremonyMessage]) -> bytes:
-    return _outs(state, step, incoming)[0]
 
 
 def _outs(state: NodeState, step: int, incoming: list[CeremonyMessage]) -> list[bytes]:

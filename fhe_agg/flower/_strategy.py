@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 from flwr.app import (
@@ -50,23 +50,11 @@ from fhe_agg.flower import _records as rec
 from fhe_agg.flower._mod import arrays_to_vector
 from fhe_agg.flower._protocol import ACTION_CHALLENGE, ACTION_DECRYPT, ROUND_RECORD, UPDATE_RECORD
 from fhe_agg.flower._relay import Federation, Relay, set_up_federation
+from fhe_agg.flower._report import RoundReport, round_metrics
 
 __all__ = ["RoundReport", "SecureAggregation"]
 
 log = logging.getLogger("fhe_agg.flower")
-
-
-@dataclass
-class RoundReport:
-    """What happened in one round (all public): who was accepted, refused, and why."""
-
-    round: int
-    accepted: list[str] = field(default_factory=list)
-    refused: dict[str, str] = field(default_factory=dict)  # party -> "ErrorClass: reason"
-    decrypting_set: tuple[int, ...] = ()
-    decrypted: bool = False
-    reason: str = ""
-    seconds: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -86,6 +74,8 @@ class SecureAggregation(Strategy):
     reply metric that weights each update; ``decrypting_set`` picks the holder indices that
     decrypt (default ``1..threshold``). Key holders are the first ``holders`` nodes, by node id,
     that volunteer (``enable_secure_aggregation(..., key_holder=...)`` on the ClientApp).
+    With ``config.dp``, :attr:`accountant` composes the releases; ``max_epsilon`` stops
+    decrypting (rounds are then not aggregated) before a release would exceed it.
     """
 
     def __init__(
@@ -99,6 +89,7 @@ class SecureAggregation(Strategy):
         epoch: int = 1,
         decrypting_set: Sequence[int] | None = None,
         min_nodes: int | None = None,
+        max_epsilon: float | None = None,
         timeout: float = 600.0,
     ) -> None:
         if not isinstance(strategy, Strategy):
@@ -116,6 +107,8 @@ class SecureAggregation(Strategy):
             raise ValueError(
                 f"decrypting_set: needs {config.threshold} distinct indices in 1..{config.holders}"
             )
+        if max_epsilon is not None and config.dp is None:
+            raise ValueError("max_epsilon: the federation has no DP policy (config.dp)")
         if not timeout > 0:
             raise ValueError(f"timeout: expected a positive number of seconds, got {timeout!r}")
         self.inner = strategy
@@ -129,7 +122,9 @@ class SecureAggregation(Strategy):
             min_nodes if min_nodes is not None else max(config.min_clients, config.holders)
         )
         self.timeout = float(timeout)
-        self.accountant = PrivacyAccountant.for_policy(config.dp) if config.dp else None
+        self.accountant = (
+            PrivacyAccountant.for_policy(config.dp, max_epsilon=max_epsilon) if config.dp else None
+        )
         self.federation: Federation | None = None
         self.history: list[RoundReport] = []
         self._relay: Relay | None = None
@@ -228,7 +223,7 @@ class SecureAggregation(Strategy):
             layout=current.layout,
         ) as aggregator:
             contents = self._collect(aggregator, replies, report)
-            metrics = self._metrics(contents, report)
+            metrics = round_metrics(contents, self.weight_key, report)
             try:
                 aggregate = aggregator.finalize()
             except ThresholdNotMet as exc:
@@ -279,24 +274,6 @@ class SecureAggregation(Strategy):
             contents.append(reply.content)
         return contents
 
-    def _metrics(self, contents: list[RecordDict], report: RoundReport) -> MetricRecord:
-        """Weighted mean of the accepted replies' scalar metrics, plus fhe_agg's counts."""
-        sums: dict[str, float] = {}
-        total = 0.0
-        for content in contents:
-            values = {k: v for m in content.metric_records.values() for k, v in m.items()}
-            weight = values.get(self.weight_key)
-            if not isinstance(weight, int | float):
-                continue
-            total += float(weight)
-            for key, value in values.items():
-                if key != self.weight_key and isinstance(value, int | float):
-                    sums[key] = sums.get(key, 0.0) + float(weight) * float(value)
-        metrics = MetricRecord({k: v / total for k, v in sums.items()} if total else {})
-        metrics["fhe-accepted"] = len(report.accepted)
-        metrics["fhe-refused"] = len(report.refused)
-        return metrics
-
     # -- threshold decryption ------------------------------------------------------------------
 
     def _decrypt(
@@ -309,13 +286,18 @@ class SecureAggregation(Strategy):
         """Challenge, evidence and partial decryption with the fixed decrypting set."""
         assert self.federation is not None and self._relay is not None
         members = self.decrypting_set
-        session = DecryptionSession(
-            aggregate,
-            config=self.config,
-            layout=layout,
-            decrypting_set=members,
-            accountant=self.accountant,
-        )
+        try:  # with DP, refuses up front a release beyond the privacy budget
+            session = DecryptionSession(
+                aggregate,
+                config=self.config,
+                layout=layout,
+                decrypting_set=members,
+                accountant=self.accountant,
+            )
+        except FheAggError as exc:
+            report.reason = f"{type(exc).__name__}: {exc}"
+            log.error("round %d: not decrypted: %s", report.round, report.reason)
+            return None
         nodes = {self.federation.holders[i - 1]: i for i in members}
         blob, layout_blob = aggregate.to_bytes(), rec.encode_layout(layout)
         challenges = self._relay.ask(
