@@ -127,7 +127,8 @@ def achieved_noise_multiplier(
 def _epsilon(releases: Mapping[float, int], delta: float) -> float:
     if not releases:
         return 0.0
-    import dp_accounting  # pulls in scipy.signal: seconds, so only once epsilon is needed
+    # dp_accounting pulls in scipy (seconds of import time): load it only to account.
+    import dp_accounting
     from dp_accounting.rdp import RdpAccountant
 
     accountant = RdpAccountant()

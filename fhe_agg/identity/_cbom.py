@@ -91,7 +91,7 @@ def cbom_json(
     text: str = JsonV1Dot6(
         build_cbom(findings, application=application, version=version)
     ).output_as_string(indent=2)
-    # jsonschema and its format checkers take seconds to import: only when a CBOM is written
+    # jsonschema's format checkers take seconds to import: load them only when validating.
     from cyclonedx.validation.json import JsonStrictValidator
 
     error = JsonStrictValidator(SchemaVersion.V1_6).validate_str(text)

@@ -1,0 +1,77 @@
+"""Flower integration (extra ``fhe-agg[flower]``): encrypted, signed FedAvg with threshold
+decryption on key-holder nodes, for Flower's Message API.
+
+Server side, wrap any strategy; its node sampling stays, its aggregation is replaced::
+
+    strategy = SecureAggregation(FedAvg(...), config=FederationConfig(holders=3, threshold=2, ...),
+                                 clip=1.0)
+    strategy.start(grid, initial_arrays, num_rounds=5)
+
+Node side, register the handlers and the mod that encrypts every train reply::
+
+    app = ClientApp(mods=[secure_update_mod])
+    enable_secure_aggregation(app, key_holder=lambda ctx: ctx.node_config["partition-id"] < 3)
+
+    @app.train()
+    def train(msg, ctx): ...  # returns the trained ArrayRecord and a MetricRecord with num-examples
+
+At start-up the server introduces the nodes, relays a dealerless key ceremony among the key
+holders (signed messages; the shares inside sealed to their recipient) and gives every node the
+joint public key with each holder's signature over it. Identities are made per node at start-up
+and the server distributes the public directory: a real deployment pins them (and the
+federation parameters) in an admin-signed :class:`fhe_agg.identity.Roster` instead, since a
+server that forges the directory could otherwise invent clients (and have one real update
+decrypted among its own fakes) or stand in for every key holder.
+Node state lives in the node's ``ClientApp`` process, so the runtime must keep one process per
+node for the whole run: :func:`run_simulation` (Flower's Simulation Engine with
+:class:`NodeProcessBackend`) does.
+"""
+
+from __future__ import annotations
+
+try:
+    import flwr  # noqa: F401
+except ImportError as exc:
+    raise ImportError("fhe_agg.flower needs Flower: pip install 'fhe-agg[flower]'") from exc
+
+from typing import TYPE_CHECKING, Any
+
+from fhe_agg.flower._mod import secure_update_mod
+from fhe_agg.flower._node import enable_secure_aggregation
+
+if TYPE_CHECKING:
+    from fhe_agg.flower._relay import Federation
+    from fhe_agg.flower._report import RoundReport
+    from fhe_agg.flower._simulation import NodeProcessBackend, run_simulation
+    from fhe_agg.flower._strategy import SecureAggregation
+
+# Server-side names load on first use, so node processes do not import Flower's server engine.
+_LAZY = {
+    "Federation": "fhe_agg.flower._relay",
+    "NodeProcessBackend": "fhe_agg.flower._simulation",
+    "run_simulation": "fhe_agg.flower._simulation",
+    "RoundReport": "fhe_agg.flower._report",
+    "SecureAggregation": "fhe_agg.flower._strategy",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'fhe_agg.flower' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+__all__ = [
+    "Federation",
+    "NodeProcessBackend",
+    "RoundReport",
+    "SecureAggregation",
+    "enable_secure_aggregation",
+    "run_simulation",
+    "secure_update_mod",
+]

@@ -1,0 +1,87 @@
+"""The client-side mod: a train reply leaves the node clipped, encrypted and signed, or not at all."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MessageType, RecordDict
+from flwr.clientapp.typing import ClientAppCallable
+from numpy.typing import NDArray
+
+from fhe_agg._errors import InvalidWeight, LayoutMismatch, MalformedMessage, Rejected
+from fhe_agg._packing import Layout, flatten
+from fhe_agg.flower._node import node_state, refuse
+from fhe_agg.flower._protocol import ROUND_RECORD, UPDATE_RECORD
+
+__all__ = ["arrays_to_vector", "secure_update_mod"]
+
+
+def arrays_to_vector(arrays: ArrayRecord) -> tuple[NDArray[np.float64], Layout]:
+    """Flatten an ``ArrayRecord`` in its key order (floating-point arrays; others stay local)."""
+    return flatten({name: array.numpy() for name, array in arrays.items()})
+
+
+def _single_arrays(content: RecordDict, what: str) -> ArrayRecord:
+    records = list(content.array_records.values())
+    if len(records) != 1:
+        raise MalformedMessage(f"{what}: expected exactly one ArrayRecord, got {len(records)}")
+    return records[0]
+
+
+def secure_update_mod(message: Message, context: Context, call_next: ClientAppCallable) -> Message:
+    """Encrypt and sign the model update of every train reply; pass other messages through.
+
+    The update is ``trained - global`` (the ``ArrayRecord`` of the reply minus the one received),
+    clipped to the federation's L2 bound, weighted by the reply's ``MetricRecord`` value under
+    the round's weight key (e.g. ``num-examples``), encrypted under the joint public key and
+    signed with the node's ML-DSA key. The reply then carries the
+    :class:`~fhe_agg.EncryptedUpdate` bytes and the metrics, and no ``ArrayRecord``. A train
+    message without an fhe_agg round (a server that does not aggregate securely), or a node
+    without a finished setup, gets an error reply: plaintext weights never leave the node.
+    """
+    if message.metadata.message_type.split(".", 1)[0] != MessageType.TRAIN:
+        return call_next(message, context)
+    try:
+        state = node_state(context)
+        if state is None or state.client is None:
+            raise Rejected("this node has no fhe_agg setup; it sends no plaintext update")
+        round_record = message.content.config_records.get(ROUND_RECORD)
+        if round_record is None:
+            raise Rejected("train message without an fhe_agg round: plaintext update refused")
+        round_id, weight_key = round_record.get("round"), round_record.get("weight-key")
+        if not isinstance(round_id, int) or not isinstance(weight_key, str):
+            raise MalformedMessage(f"{ROUND_RECORD}: expected an integer round and a weight key")
+        start, layout = arrays_to_vector(_single_arrays(message.content, "train message"))
+    except (Rejected, MalformedMessage, ValueError, TypeError) as exc:
+        return refuse(message, exc)
+
+    reply = call_next(message, context)
+    if reply.has_error():
+        return reply
+    try:
+        trained, trained_layout = arrays_to_vector(_single_arrays(reply.content, "train reply"))
+        if trained_layout.digest != layout.digest:
+            raise LayoutMismatch("the trained model's layout differs from the received one")
+        weight = _weight(reply.content, weight_key, state.client.config.max_weight)
+        client = state.client
+        delta, _ = client.prepare(trained - start, clip=state.clip)
+        chunks = client.encrypt_chunks(delta * weight)
+        update = client.sign_update(chunks, layout=layout, round_id=round_id, weight=weight)
+    except Exception as exc:  # any failure must end in a refusal, never in plaintext
+        return refuse(message, exc)
+    content = RecordDict({UPDATE_RECORD: ConfigRecord({"update": update.to_bytes()})})
+    for name, metrics in reply.content.metric_records.items():
+        content[name] = metrics
+    return Message(content, reply_to=message)
+
+
+def _weight(content: RecordDict, key: str, max_weight: float) -> float:
+    for metrics in content.metric_records.values():
+        value = metrics.get(key)
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            weight = float(value)
+            if not (math.isfinite(weight) and 0 < weight <= max_weight):
+                raise InvalidWeight(f"{key}: {weight} outside (0, {max_weight}]")
+            return weight
+    raise MalformedMessage(f"train reply: no metric {key!r} to weight the update with")

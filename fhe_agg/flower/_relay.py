@@ -1,0 +1,248 @@
+"""The server side of the node protocol: introductions, the relayed key ceremony and setup.
+
+The server learns every node's public identity, picks the key holders among the nodes that
+volunteer, relays the ceremony's signed messages among them (it can read commitments, seeds and
+public-key shares, all public; the Shamir shares are sealed to their recipient) and hands the
+joint public key, with every holder's signature over it, to all nodes. It never receives a
+secret: holders keep their shares in their own process.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from flwr.app import ConfigRecord, ConfigRecordValues, Message, RecordDict
+from flwr.serverapp import Grid
+
+from fhe_agg._ceremony import CeremonyMessage, CeremonySpec, HolderIdentity
+from fhe_agg._config import FederationConfig
+from fhe_agg._errors import CeremonyError, FheAggError, MalformedMessage, ThresholdNotMet
+from fhe_agg._keys import PublicKey
+from fhe_agg._signing import VerifyKey
+from fhe_agg.flower import _records as rec
+from fhe_agg.flower._protocol import (
+    ACTION_CEREMONY,
+    ACTION_HELLO,
+    ACTION_SETUP,
+    CEREMONY_STEPS,
+    RECORD,
+)
+from fhe_agg.identity import SealingPublicKey, Suite
+
+__all__ = ["Federation", "Relay", "set_up_federation"]
+
+log = logging.getLogger("fhe_agg.flower")
+
+Reply = ConfigRecord | str  # a reply's fhe record, or the error reason the node gave
+
+
+class Relay:
+    """Sends one fhe_agg query per node through a Flower ``Grid`` and collects the replies."""
+
+    def __init__(self, grid: Grid, *, timeout: float) -> None:
+        self.grid = grid
+        self.timeout = timeout
+
+    def ask(
+        self, action: str, per_node: Mapping[int, dict[str, ConfigRecordValues]]
+    ) -> dict[int, Reply]:
+        """Replies by node id; a node that does not answer in time is absent."""
+        messages = [
+            Message(
+                RecordDict({RECORD: ConfigRecord(values)}), dst_node_id=node, message_type=action
+            )
+            for node, values in per_node.items()
+        ]
+        out: dict[int, Reply] = {}
+        for reply in self.grid.send_and_receive(messages, timeout=self.timeout):
+            node = reply.metadata.src_node_id
+            if node not in per_node or node in out:
+                continue
+            if reply.has_error():
+                out[node] = reply.error.reason or "error reply"
+            else:
+                record = reply.content.config_records.get(RECORD)
+                out[node] = record if record is not None else "reply without an fhe record"
+        return out
+
+    def wait_for_nodes(self, count: int) -> list[int]:
+        """The connected node ids once at least ``count`` are there (``ThresholdNotMet`` if not
+        within the timeout)."""
+        deadline = time.monotonic() + self.timeout
+        while len(nodes := sorted(self.grid.get_node_ids())) < count:
+            if time.monotonic() > deadline:
+                raise ThresholdNotMet(f"{len(nodes)} nodes connected, {count} needed")
+            time.sleep(0.1)
+        return nodes
+
+
+@dataclass(frozen=True)
+class Federation:
+    """What the server knows after setup: all public."""
+
+    config: FederationConfig
+    clip: float | None
+    public_key: PublicKey
+    roster: dict[str, VerifyKey]  # client id -> ML-DSA key
+    node_of: dict[str, int]  # client id -> Flower node id
+    holders: tuple[int, ...]  # Flower node id of holder index 1..n
+    spec: CeremonySpec
+
+
+def _value(reply: Reply, key: str, node: int) -> ConfigRecordValues | None:
+    if isinstance(reply, str):
+        raise CeremonyError(f"node {node} refused: {reply}")
+    return reply.get(key)
+
+
+def _blob(reply: Reply, key: str, node: int) -> bytes:
+    value = _value(reply, key, node)
+    if not isinstance(value, bytes):
+        raise MalformedMessage(f"node {node}: fhe.{key} missing or not bytes")
+    return value
+
+
+def _introduce(
+    relay: Relay, nodes: Iterable[int]
+) -> tuple[dict[int, str], dict[int, HolderIdentity], dict[int, VerifyKey]]:
+    replies = relay.ask(ACTION_HELLO, {n: {"hello": True} for n in nodes})
+    names: dict[int, str] = {}
+    volunteers: dict[int, HolderIdentity] = {}
+    keys: dict[int, VerifyKey] = {}
+    for node, reply in sorted(replies.items()):
+        try:
+            name = _value(reply, "client_id", node)
+            if name != f"node-{node}":
+                raise MalformedMessage(f"node {node} calls itself {name!r}")
+            verify = VerifyKey.from_bytes(_blob(reply, "verify_key", node))
+            if _value(reply, "holder", node) is True:
+                sealing = _blob(reply, "sealing_key", node)
+                volunteers[node] = HolderIdentity(
+                    verify,
+                    SealingPublicKey.from_bytes(Suite.PQ_ONLY, sealing),
+                )
+        except FheAggError as exc:
+            log.warning("node %d left out: %s: %s", node, type(exc).__name__, exc)
+            continue
+        names[node], keys[node] = f"node-{node}", verify
+    return names, volunteers, keys
+
+
+def set_up_federation(
+    relay: Relay,
+    config: FederationConfig,
+    *,
+    clip: float | None,
+    consortium: str,
+    epoch: int,
+    min_nodes: int,
+) -> Federation:
+    """Introductions, the dealerless ceremony among ``config.holders`` volunteers, and setup."""
+    names, volunteers, keys = _introduce(relay, relay.wait_for_nodes(min_nodes))
+    if len(volunteers) < config.holders:
+        raise ThresholdNotMet(
+            f"{len(volunteers)} nodes volunteer as key holders, {config.holders} needed"
+        )
+    holder_nodes = tuple(sorted(volunteers)[: config.holders])
+    spec = CeremonySpec(
+        consortium=consortium,
+        epoch=epoch,
+        preset=config.preset,
+        holders=tuple(names[n] for n in holder_nodes),
+        threshold=config.threshold,
+    )
+    directory = {names[n]: volunteers[n] for n in holder_nodes}
+    public_key, endorsements = _ceremony(relay, spec, directory, holder_nodes)
+    roster = {names[n]: keys[n] for n in names}
+    holder_keys = {names[n]: volunteers[n].verify_key for n in holder_nodes}
+    setup: dict[str, ConfigRecordValues] = {
+        "federation": rec.encode_config(config, clip=clip),
+        "public_key": public_key.blob,
+        "ceremony_id": spec.ceremony_id,
+        "holders": rec.encode_roster(holder_keys),
+        "endorsements": rec.encode_blobs(
+            "endorsements", [endorsements[h] for h in sorted(holder_keys)]
+        ),
+        "roster": rec.encode_roster(roster),
+    }
+    ready = relay.ask(ACTION_SETUP, {n: setup for n in names})
+    for node in names:
+        if not isinstance(ready.get(node), ConfigRecord):
+            log.warning("node %d failed setup: %s", node, ready.get(node, "no reply"))
+    for n in holder_nodes:
+        if not isinstance(ready.get(n), ConfigRecord):
+            raise CeremonyError(f"key holder node {n} failed setup: {ready.get(n, 'no reply')}")
+    log.info(
+        "fhe_agg federation ready: %d clients, %d-of-%d key holders on nodes %s",
+        len(roster),
+        config.threshold,
+        config.holders,
+        list(holder_nodes),
+    )
+    return Federation(
+        config=config,
+        clip=clip,
+        public_key=public_key,
+        roster=roster,
+        node_of={names[n]: n for n in names},
+        holders=holder_nodes,
+        spec=spec,
+    )
+
+
+def _ceremony(
+    relay: Relay,
+    spec: CeremonySpec,
+    directory: Mapping[str, HolderIdentity],
+    holders: tuple[int, ...],
+) -> tuple[PublicKey, dict[str, bytes]]:
+    """Relay the six ceremony steps; return the joint key and each holder's endorsement."""
+    spec_bytes = rec.encode_spec(spec, directory)
+    outbox: list[bytes] = []
+    for step in range(len(CEREMONY_STEPS)):
+        per_node: dict[int, dict[str, ConfigRecordValues]] = {}
+        for index, node in enumerate(holders, start=1):
+            values: dict[str, ConfigRecordValues] = {"step": step}
+            if step == 0:
+                values["spec"] = spec_bytes
+            else:
+                inbox = outbox if step < 5 else _addressed(outbox, index)
+                values["messages"] = rec.encode_blobs("relay", inbox)
+            per_node[node] = values
+        replies = relay.ask(ACTION_CEREMONY, per_node)
+        if step == 5:
+            return _finish(replies, spec, holders)
+        outbox = []
+        for node in holders:
+            blob = _blob(replies.get(node, "no reply"), "messages", node)
+            outbox.extend(
+                rec.decode_blobs(
+                    blob,
+                    "relay",
+                    max_items=len(holders),
+                    max_item=rec.CEREMONY_BLOB_BYTES,
+                )
+            )
+        log.info("key ceremony: %s done by %d holders", CEREMONY_STEPS[step], len(holders))
+    raise AssertionError("unreachable")
+
+
+def _addressed(blobs: list[bytes], recipient: int) -> list[bytes]:
+    return [b for b in blobs if CeremonyMessage.from_bytes(b).recipient == recipient]
+
+
+def _finish(
+    replies: Mapping[int, Reply], spec: CeremonySpec, holders: tuple[int, ...]
+) -> tuple[PublicKey, dict[str, bytes]]:
+    keys: set[bytes] = set()
+    endorsements: dict[str, bytes] = {}
+    for index, node in enumerate(holders, start=1):
+        reply = replies.get(node, "no reply")
+        keys.add(_blob(reply, "public_key", node))
+        endorsements[spec.holders[index - 1]] = _blob(reply, "endorsement", node)
+    if len(keys) != 1:
+        raise CeremonyError("key holders derived different public keys")
+    return PublicKey.from_bytes(spec.preset, keys.pop()), endorsements

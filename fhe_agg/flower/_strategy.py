@@ -1,0 +1,371 @@
+"""``SecureAggregation``: any Flower strategy's client selection, fhe_agg's aggregation.
+
+Per round: the inner strategy picks the nodes and builds the train messages; this wrapper adds
+the round id and weight key, and the nodes' :func:`secure_update_mod` answers with signed
+encrypted updates. The server feeds them to an :class:`~fhe_agg.Aggregator` (signatures, roster,
+round, layout, duplicates: a refused update is logged and the round goes on while
+``min_clients`` remain), sends the encrypted weighted mean to a decrypting set of ``threshold``
+key-holder nodes fixed up front, answers each holder's challenge with the evidence it asks
+for, and combines their partial decryptions. The new global model is the old one plus the
+decrypted mean of the clipped updates. If a holder of the set refuses or drops, the round is
+aborted (never retried with another set) and the model stays as it was.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from flwr.app import (
+    Array,
+    ArrayRecord,
+    ConfigRecord,
+    ConfigRecordValues,
+    Message,
+    MetricRecord,
+    RecordDict,
+)
+from flwr.serverapp import Grid
+from flwr.serverapp.strategy import Result, Strategy
+from numpy.typing import NDArray
+
+from fhe_agg._aggregator import Aggregator
+from fhe_agg._config import FederationConfig
+from fhe_agg._decryption import DecryptionSession
+from fhe_agg._dp import PrivacyAccountant
+from fhe_agg._errors import (
+    AggregateMismatch,
+    FheAggError,
+    MalformedMessage,
+    NotInRoster,
+    ThresholdNotMet,
+)
+from fhe_agg._messages import EncryptedAggregate, EncryptedUpdate
+from fhe_agg._packing import Layout, unflatten
+from fhe_agg._partial import PartialDecryption
+from fhe_agg.flower import _records as rec
+from fhe_agg.flower._mod import arrays_to_vector
+from fhe_agg.flower._protocol import ACTION_CHALLENGE, ACTION_DECRYPT, ROUND_RECORD, UPDATE_RECORD
+from fhe_agg.flower._relay import Federation, Relay, set_up_federation
+from fhe_agg.flower._report import RoundReport, round_metrics
+
+__all__ = ["RoundReport", "SecureAggregation"]
+
+log = logging.getLogger("fhe_agg.flower")
+
+
+@dataclass
+class _Round:
+    number: int
+    arrays: ArrayRecord
+    vector: NDArray[np.float64]
+    layout: Layout
+
+
+class SecureAggregation(Strategy):
+    """Wrap ``strategy`` so that updates travel encrypted and only aggregates are decrypted.
+
+    ``config`` is the federation's public configuration (its ``holders``/``threshold`` say how
+    many key-holder nodes run the ceremony and how many decrypt); ``clip`` is the L2 bound the
+    clients clip their update to (with DP, ``config.dp.clip`` applies); ``weight_key`` names the
+    reply metric that weights each update; ``decrypting_set`` picks the holder indices that
+    decrypt (default ``1..threshold``). Key holders are the first ``holders`` nodes, by node id,
+    that volunteer (``enable_secure_aggregation(..., key_holder=...)`` on the ClientApp).
+    With ``config.dp``, :attr:`accountant` composes the releases; ``max_epsilon`` stops
+    decrypting (rounds are then not aggregated) before a release would exceed it.
+    """
+
+    def __init__(
+        self,
+        strategy: Strategy,
+        *,
+        config: FederationConfig,
+        clip: float | None = None,
+        weight_key: str = "num-examples",
+        consortium: str = "flower",
+        epoch: int = 1,
+        decrypting_set: Sequence[int] | None = None,
+        min_nodes: int | None = None,
+        max_epsilon: float | None = None,
+        timeout: float = 600.0,
+    ) -> None:
+        if not isinstance(strategy, Strategy):
+            raise TypeError(f"strategy: expected a flwr Strategy, got {type(strategy).__name__}")
+        if not isinstance(config, FederationConfig):
+            raise TypeError(f"config: expected FederationConfig, got {type(config).__name__}")
+        if clip is not None and not (isinstance(clip, int | float) and clip > 0):
+            raise ValueError(f"clip: expected a positive number or None, got {clip!r}")
+        members = (
+            tuple(range(1, config.threshold + 1))
+            if decrypting_set is None
+            else tuple(sorted(set(decrypting_set)))
+        )
+        if len(members) != config.threshold or not all(1 <= m <= config.holders for m in members):
+            raise ValueError(
+                f"decrypting_set: needs {config.threshold} distinct indices in 1..{config.holders}"
+            )
+        if max_epsilon is not None and config.dp is None:
+            raise ValueError("max_epsilon: the federation has no DP policy (config.dp)")
+        if not timeout > 0:
+            raise ValueError(f"timeout: expected a positive number of seconds, got {timeout!r}")
+        self.inner = strategy
+        self.config = config
+        self.clip = None if clip is None else float(clip)
+        self.weight_key = weight_key
+        self.consortium = consortium
+        self.epoch = epoch
+        self.decrypting_set = members
+        self.min_nodes = (
+            min_nodes if min_nodes is not None else max(config.min_clients, config.holders)
+        )
+        self.timeout = float(timeout)
+        self.accountant = (
+            PrivacyAccountant.for_policy(config.dp, max_epsilon=max_epsilon) if config.dp else None
+        )
+        self.federation: Federation | None = None
+        self.history: list[RoundReport] = []
+        self._relay: Relay | None = None
+        self._round: _Round | None = None
+
+    # -- setup -------------------------------------------------------------------------------
+
+    def setup(self, grid: Grid) -> Federation:
+        """Introduce the nodes, run the key ceremony among the holders and hand out the joint
+        public key (once; later calls return the same federation)."""
+        if self._relay is None or self._relay.grid is not grid:
+            self._relay = Relay(grid, timeout=self.timeout)
+        if self.federation is None:
+            t0 = time.perf_counter()
+            self.federation = set_up_federation(
+                self._relay,
+                self.config,
+                clip=self.clip,
+                consortium=self.consortium,
+                epoch=self.epoch,
+                min_nodes=self.min_nodes,
+            )
+            log.info("fhe_agg setup took %.2f s", time.perf_counter() - t0)
+        return self.federation
+
+    def start(
+        self,
+        grid: Grid,
+        initial_arrays: ArrayRecord,
+        num_rounds: int = 3,
+        timeout: float = 3600,
+        train_config: ConfigRecord | None = None,
+        evaluate_config: ConfigRecord | None = None,
+        evaluate_fn: Callable[[int, ArrayRecord], MetricRecord | None] | None = None,
+    ) -> Result:
+        """Set the federation up, then run Flower's round loop."""
+        self.setup(grid)
+        return super().start(
+            grid,
+            initial_arrays,
+            num_rounds=num_rounds,
+            timeout=timeout,
+            train_config=train_config,
+            evaluate_config=evaluate_config,
+            evaluate_fn=evaluate_fn,
+        )
+
+    def summary(self) -> None:
+        log.info(
+            "SecureAggregation(%d-of-%d key holders, preset %s) around %s",
+            self.config.threshold,
+            self.config.holders,
+            self.config.preset.name,
+            type(self.inner).__name__,
+        )
+        self.inner.summary()
+
+    # -- train -------------------------------------------------------------------------------
+
+    def configure_train(
+        self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
+    ) -> Iterable[Message]:
+        """The inner strategy's train messages to federation members, with the fhe_agg round."""
+        federation = self.setup(grid)
+        vector, layout = arrays_to_vector(arrays)
+        self._round = _Round(server_round, arrays, vector, layout)
+        members = set(federation.node_of.values())
+        out = []
+        for message in self.inner.configure_train(server_round, arrays, config, grid):
+            if message.metadata.dst_node_id not in members:
+                log.warning(
+                    "node %d is not in the federation; not sampled", message.metadata.dst_node_id
+                )
+                continue
+            message.content[ROUND_RECORD] = ConfigRecord(
+                {"round": server_round, "weight-key": self.weight_key}
+            )
+            out.append(message)
+        return out
+
+    def aggregate_train(
+        self, server_round: int, replies: Iterable[Message]
+    ) -> tuple[ArrayRecord | None, MetricRecord | None]:
+        """Aggregate the encrypted updates, have the holders decrypt, return the new model."""
+        current, federation = self._round, self.federation
+        if current is None or current.number != server_round or federation is None:
+            raise RuntimeError("aggregate_train: configure_train of this round did not run")
+        report = RoundReport(round=server_round, decrypting_set=self.decrypting_set)
+        self.history.append(report)
+        t0 = time.perf_counter()
+        with Aggregator(
+            config=self.config,
+            roster=federation.roster,
+            public_key=federation.public_key,
+            round_id=server_round,
+            layout=current.layout,
+        ) as aggregator:
+            contents = self._collect(aggregator, replies, report)
+            metrics = round_metrics(contents, self.weight_key, report)
+            try:
+                aggregate = aggregator.finalize()
+            except ThresholdNotMet as exc:
+                report.reason = f"{type(exc).__name__}: {exc}"
+                log.error("round %d not aggregated: %s", server_round, report.reason)
+                return None, metrics
+            report.seconds["aggregate"] = time.perf_counter() - t0
+            t0 = time.perf_counter()
+            mean = self._decrypt(aggregate, aggregator, current.layout, report)
+            report.seconds["decrypt"] = time.perf_counter() - t0
+        if mean is None:
+            return None, metrics
+        report.decrypted = True
+        template = {name: array.numpy() for name, array in current.arrays.items()}
+        arrays = unflatten(current.vector + mean, current.layout, template=template)
+        return ArrayRecord({k: Array(np.asarray(v)) for k, v in arrays.items()}), metrics
+
+    def _collect(
+        self, aggregator: Aggregator, replies: Iterable[Message], report: RoundReport
+    ) -> list[RecordDict]:
+        contents = []
+        for reply in replies:
+            node = reply.metadata.src_node_id
+            party = f"node-{node}"
+            try:
+                if reply.has_error():
+                    raise MalformedMessage(f"error reply: {reply.error.reason}")
+                record = reply.content.config_records.get(UPDATE_RECORD)
+                data = None if record is None else record.get("update")
+                if not isinstance(data, bytes):
+                    raise MalformedMessage("the reply carries no encrypted update")
+                update = EncryptedUpdate.from_bytes(data, aggregator.bounds)
+                if update.statement.client_id != party:
+                    raise NotInRoster(
+                        f"{party} sent an update signed as {update.statement.client_id!r}"
+                    )
+                aggregator.add(update)
+            except FheAggError as exc:
+                report.refused[party] = f"{type(exc).__name__}: {exc}"
+                log.warning(
+                    "round %d: refused the update of %s: %s",
+                    report.round,
+                    party,
+                    report.refused[party],
+                )
+                continue
+            report.accepted.append(party)
+            contents.append(reply.content)
+        return contents
+
+    # -- threshold decryption ------------------------------------------------------------------
+
+    def _decrypt(
+        self,
+        aggregate: EncryptedAggregate,
+        aggregator: Aggregator,
+        layout: Layout,
+        report: RoundReport,
+    ) -> NDArray[np.float64] | None:
+        """Challenge, evidence and partial decryption with the fixed decrypting set."""
+        assert self.federation is not None and self._relay is not None
+        members = self.decrypting_set
+        try:  # with DP, refuses up front a release beyond the privacy budget
+            session = DecryptionSession(
+                aggregate,
+                config=self.config,
+                layout=layout,
+                decrypting_set=members,
+                accountant=self.accountant,
+            )
+        except FheAggError as exc:
+            report.reason = f"{type(exc).__name__}: {exc}"
+            log.error("round %d: not decrypted: %s", report.round, report.reason)
+            return None
+        nodes = {self.federation.holders[i - 1]: i for i in members}
+        blob, layout_blob = aggregate.to_bytes(), rec.encode_layout(layout)
+        challenges = self._relay.ask(
+            ACTION_CHALLENGE, {n: {"aggregate": blob, "layout": layout_blob} for n in nodes}
+        )
+        requests: dict[int, dict[str, ConfigRecordValues]] = {}
+        chunk_count = len(aggregate.chunks)
+        for node, index in nodes.items():
+            try:
+                reply = challenges.get(node, "no reply")
+                if isinstance(reply, str):
+                    raise MalformedMessage(f"challenge refused: {reply}")
+                wanted = reply.get("indices")
+                if not isinstance(wanted, list) or not 0 < len(wanted) <= chunk_count:
+                    raise MalformedMessage("the challenge lists no chunk indices")
+                evidence = aggregator.evidence(int(i) for i in wanted)
+            except (FheAggError, ValueError, TypeError) as exc:
+                self._holder_refused(report, index, node, exc)
+                continue
+            requests[node] = {
+                "round": aggregate.round_id,
+                "evidence": rec.encode_evidence(evidence),
+                "set": list(members),
+            }
+        partials = self._relay.ask(ACTION_DECRYPT, requests) if requests else {}
+        for node in requests:
+            index = nodes[node]
+            try:
+                reply = partials.get(node, "no reply")
+                data = None if isinstance(reply, str) else reply.get("partial")
+                if not isinstance(data, bytes):
+                    raise MalformedMessage(
+                        f"no partial decryption: {reply if isinstance(reply, str) else 'empty'}"
+                    )
+                partial = PartialDecryption.from_bytes(data, config=self.config, layout=layout)
+                if partial.holder_index != index:
+                    raise AggregateMismatch(
+                        f"holder {index} sent a partial of holder {partial.holder_index}"
+                    )
+                session.add(partial)
+            except FheAggError as exc:
+                self._holder_refused(report, index, node, exc)
+        try:
+            return session.release()
+        except FheAggError as exc:
+            report.reason = f"{type(exc).__name__}: {exc}"
+            log.error("round %d: decryption aborted: %s", report.round, report.reason)
+            return None
+
+    @staticmethod
+    def _holder_refused(report: RoundReport, index: int, node: int, exc: Exception) -> None:
+        report.refused[f"holder-{index}"] = f"{type(exc).__name__}: {exc}"
+        log.warning(
+            "round %d: key holder %d (node %d) refused: %s",
+            report.round,
+            index,
+            node,
+            report.refused[f"holder-{index}"],
+        )
+
+    # -- evaluate: the inner strategy's, unchanged ---------------------------------------------
+
+    def configure_evaluate(
+        self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
+    ) -> Iterable[Message]:
+        return self.inner.configure_evaluate(server_round, arrays, config, grid)
+
+    def aggregate_evaluate(
+        self, server_round: int, replies: Iterable[Message]
+    ) -> MetricRecord | None:
+        return self.inner.aggregate_evaluate(server_round, replies)

@@ -1,0 +1,330 @@
+"""SecureAggregation's refusals, with real keys and ciphertexts over an in-process transport.
+
+``LocalGrid`` is the transport seam: it hands each message to the node's ``ClientApp`` in this
+process (node state keyed by node id) and lets a test replace a node's reply, as a faulty or
+malicious node would. Everything else is real: the ceremony, ML-DSA, CKKS, the holders' checks.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable
+from uuid import uuid4
+
+import numpy as np
+import pytest
+
+pytest.importorskip("flwr")
+
+from flwr.app import (
+    Array,
+    ArrayRecord,
+    ConfigRecord,
+    Context,
+    Message,
+    MetricRecord,
+    RecordDict,
+)
+from flwr.clientapp import ClientApp
+from flwr.serverapp import Grid
+from flwr.serverapp.strategy import FedAvg
+from flwr.supercore.run import Run
+from flwr.supercore.task_identity import TaskIdentity
+
+from fhe_agg import PRESETS, DpPolicy, FederationConfig, PrivacyAccountant
+from fhe_agg.flower import (
+    SecureAggregation,
+    enable_secure_aggregation,
+    secure_update_mod,
+)
+from fhe_agg.flower._protocol import ACTION_DECRYPT, UPDATE_RECORD
+
+NODES = 5
+CLIP = 1.0
+# Distinct per-node updates; nodes 1 and 3 exceed the clip bound and get scaled down.
+STEPS = {
+    i: np.random.default_rng(100 + i).normal(0, 0.25 if i % 2 == 0 else 0.9, 7) for i in range(5)
+}
+
+
+def _train(message: Message, context: Context) -> Message:
+    i = int(context.node_config["partition-id"])
+    arrays = message.content["arrays"]
+    w = arrays["w"].numpy() + STEPS[i][:6]
+    b = arrays["b"].numpy() + STEPS[i][6:]
+    trained = {"w": w, "b": b, "count": arrays["count"].numpy() + 1}
+    return Message(
+        RecordDict(
+            {
+                "arrays": ArrayRecord({k: Array(np.asarray(v)) for k, v in trained.items()}),
+                "metrics": MetricRecord({"num-examples": 10 * (i + 1), "loss": float(i)}),
+            }
+        ),
+        reply_to=message,
+    )
+
+
+APP = ClientApp(mods=[secure_update_mod])
+enable_secure_aggregation(APP, key_holder=lambda ctx: int(ctx.node_config["partition-id"]) < 3)
+APP.train()(_train)
+
+Hook = Callable[[Message, Message], Message]  # (instruction, honest reply) -> reply sent
+
+
+class LocalGrid(Grid):
+    """Delivers messages to in-process nodes in node-id order; ``hooks[(action, node)]`` may
+    rewrite a node's reply."""
+
+    def __init__(self, run_id: int) -> None:
+        TaskIdentity.task_id, TaskIdentity.run_id, TaskIdentity.node_id = 1, run_id, 0
+        self._run = Run.create_empty(run_id)
+        self.contexts = {
+            9_000 + 17 * i: Context(
+                run_id=run_id,
+                node_id=9_000 + 17 * i,
+                node_config={"partition-id": i, "num-partitions": NODES},
+                state=RecordDict(),
+                run_config={},
+            )
+            for i in range(NODES)
+        }
+        self.hooks: dict[tuple[str, int], Hook] = {}
+
+    def set_run(self, run: Run) -> None:
+        self._run = run
+
+    @property
+    def run(self) -> Run:
+        return self._run
+
+    def create_message(
+        self,
+        content: RecordDict,
+        message_type: str,
+        dst_node_id: int,
+        group_id: str,
+        ttl: float | None = None,
+    ) -> Message:
+        return Message(content, dst_node_id, message_type, ttl=ttl, group_id=group_id)
+
+    def get_node_ids(self) -> Iterable[int]:
+        return list(self.contexts)
+
+    def push_messages(self, messages: Iterable[Message]) -> Iterable[str]:
+        raise NotImplementedError
+
+    def pull_messages(self, message_ids: Iterable[str]) -> Iterable[Message]:
+        raise NotImplementedError
+
+    def send_and_receive(
+        self, messages: Iterable[Message], *, timeout: float | None = None
+    ) -> Iterable[Message]:
+        replies = []
+        for message in sorted(messages, key=lambda m: m.metadata.dst_node_id):
+            message.metadata.__dict__["_message_id"] = uuid4().hex
+            node = message.metadata.dst_node_id
+            reply = APP(message, self.contexts[node])
+            hook = self.hooks.get((message.metadata.message_type, node))
+            replies.append(hook(message, reply) if hook else reply)
+        return replies
+
+    def node(self, partition: int) -> int:
+        return 9_000 + 17 * partition
+
+
+def _start() -> ArrayRecord:
+    return ArrayRecord(
+        {
+            "w": Array(np.linspace(-0.5, 0.5, 6)),
+            "b": Array(np.array([0.25])),
+            "count": Array(np.array([3], dtype=np.int64)),
+        }
+    )
+
+
+def _expected(start: ArrayRecord, partitions: Iterable[int]) -> np.ndarray:
+    vector = np.concatenate([start["w"].numpy(), start["b"].numpy()])
+    total, acc = 0.0, np.zeros(7)
+    for i in partitions:
+        step = STEPS[i] * min(1.0, CLIP / np.linalg.norm(STEPS[i]))
+        acc += 10 * (i + 1) * step
+        total += 10 * (i + 1)
+    return vector + acc / total
+
+
+def _round(strategy: SecureAggregation, grid: LocalGrid, number: int, arrays: ArrayRecord):  # type: ignore[no-untyped-def]
+    messages = strategy.configure_train(number, arrays, ConfigRecord(), grid)
+    return strategy.aggregate_train(number, grid.send_and_receive(messages))
+
+
+def _replace_update(data: bytes) -> Hook:
+    def hook(message: Message, _reply: Message) -> Message:
+        content = RecordDict({UPDATE_RECORD: ConfigRecord({"update": data})})
+        content["metrics"] = MetricRecord({"num-examples": 20})
+        return Message(content, reply_to=message)
+
+    return hook
+
+
+@pytest.fixture(scope="module")
+def federation() -> tuple[SecureAggregation, LocalGrid]:
+    grid = LocalGrid(run_id=int.from_bytes(uuid4().bytes[:7], "big"))
+    config = FederationConfig(
+        min_clients=3,
+        max_clients=NODES,
+        max_weight=1000.0,
+        value_bound=CLIP,
+        holders=3,
+        threshold=2,
+    )
+    strategy = SecureAggregation(
+        FedAvg(fraction_evaluate=0.0, min_train_nodes=NODES, min_available_nodes=NODES),
+        config=config,
+        clip=CLIP,
+        timeout=30.0,
+    )
+    strategy.setup(grid)
+    return strategy, grid
+
+
+def test_setup_picks_volunteers_and_a_joint_key(
+    federation: tuple[SecureAggregation, LocalGrid],
+) -> None:
+    strategy, grid = federation
+    fed = strategy.federation
+    assert fed is not None
+    assert fed.holders == tuple(grid.node(i) for i in range(3))
+    assert sorted(fed.roster) == sorted(f"node-{n}" for n in grid.contexts)
+    with pytest.raises(TypeError):
+        SecureAggregation(object(), config=fed.config)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="decrypting_set"):
+        SecureAggregation(FedAvg(), config=fed.config, decrypting_set=(1, 4))
+
+
+def test_refused_updates_are_logged_and_the_round_goes_on(
+    federation: tuple[SecureAggregation, LocalGrid], caplog: pytest.LogCaptureFixture
+) -> None:
+    strategy, grid = federation
+    start = _start()
+    garbage, impostor = grid.node(1), grid.node(4)
+    grid.hooks[("train", garbage)] = _replace_update(b"\x93garbage" * 40)
+    captured: dict[str, bytes] = {}
+
+    def steal(_message: Message, reply: Message) -> Message:  # node 3's update, resent by node 4
+        captured["update"] = reply.content[UPDATE_RECORD]["update"]  # type: ignore[assignment]
+        return reply
+
+    grid.hooks[("train", grid.node(3))] = steal
+    grid.hooks[("train", impostor)] = lambda m, r: _replace_update(captured["update"])(m, r)
+    with caplog.at_level(logging.WARNING, logger="fhe_agg.flower"):
+        arrays, metrics = _round(strategy, grid, 1, start)
+    grid.hooks.clear()
+    report = strategy.history[-1]
+    assert report.refused[f"node-{garbage}"].startswith("MalformedMessage")
+    assert report.refused[f"node-{impostor}"].startswith("NotInRoster")
+    assert f"node-{garbage}" in caplog.text and f"node-{impostor}" in caplog.text
+    assert report.accepted == [f"node-{grid.node(i)}" for i in (0, 2, 3)] and report.decrypted
+    assert arrays is not None and metrics is not None
+    got = np.concatenate([arrays["w"].numpy(), arrays["b"].numpy()])
+    np.testing.assert_allclose(got, _expected(start, (0, 2, 3)), rtol=0, atol=1e-6)
+    assert arrays["count"].numpy().tolist() == [3]  # integer tensors stay the global ones
+    assert metrics["fhe-refused"] == 2 and metrics["fhe-accepted"] == 3
+
+
+def test_a_holder_replaying_a_partial_of_another_aggregate_aborts_the_round(
+    federation: tuple[SecureAggregation, LocalGrid], caplog: pytest.LogCaptureFixture
+) -> None:
+    strategy, grid = federation
+    holder = strategy.federation.holders[0]  # type: ignore[union-attr]
+    saved: dict[str, Message] = {}
+
+    def keep(_message: Message, reply: Message) -> Message:
+        saved["partial"] = reply
+        return reply
+
+    grid.hooks[(ACTION_DECRYPT, holder)] = keep
+    arrays, _ = _round(strategy, grid, 2, _start())
+    assert arrays is not None and strategy.history[-1].decrypted
+    old = saved["partial"].content["fhe"]["partial"]
+
+    def replay(message: Message, _reply: Message) -> Message:
+        return Message(RecordDict({"fhe": ConfigRecord({"partial": old})}), reply_to=message)
+
+    grid.hooks[(ACTION_DECRYPT, holder)] = replay
+    with caplog.at_level(logging.WARNING, logger="fhe_agg.flower"):
+        arrays, metrics = _round(strategy, grid, 3, _start())
+    grid.hooks.clear()
+    report = strategy.history[-1]
+    assert arrays is None and not report.decrypted
+    assert report.refused["holder-1"].startswith("AggregateMismatch")
+    assert report.reason.startswith("DecryptionAborted")
+    assert "holder 1" in caplog.text or "holder-1" in caplog.text
+    assert metrics is not None and metrics["fhe-accepted"] == NODES
+    # the next round, with fresh encryptions, decrypts again
+    arrays, _ = _round(strategy, grid, 4, _start())
+    assert arrays is not None and strategy.history[-1].decrypted
+
+
+def test_too_few_valid_updates_leave_the_model_unchanged(
+    federation: tuple[SecureAggregation, LocalGrid],
+) -> None:
+    strategy, grid = federation
+    for i in (0, 1, 2):
+        grid.hooks[("train", grid.node(i))] = _replace_update(b"")
+    arrays, metrics = _round(strategy, grid, 5, _start())
+    grid.hooks.clear()
+    report = strategy.history[-1]
+    assert arrays is None and not report.decrypted
+    assert report.reason.startswith("ThresholdNotMet")
+    assert metrics is not None and metrics["fhe-refused"] == 3
+
+
+def test_the_mod_never_sends_plaintext(federation: tuple[SecureAggregation, LocalGrid]) -> None:
+    _, grid = federation
+    node = grid.node(2)
+    plain = Message(RecordDict({"arrays": _start(), "config": ConfigRecord()}), node, "train")
+    (reply,) = grid.send_and_receive([plain])  # no fhe_agg round in the message
+    assert reply.has_error() and "plaintext update refused" in reply.error.reason
+    strategy_round = federation[0].configure_train(6, _start(), ConfigRecord(), grid)
+    (with_round,) = [m for m in strategy_round if m.metadata.dst_node_id == node]
+    (reply,) = grid.send_and_receive([with_round])
+    assert not reply.has_error()
+    assert not reply.content.array_records  # the trained arrays were replaced by ciphertexts
+    assert isinstance(reply.content[UPDATE_RECORD]["update"], bytes)
+
+
+def test_distributed_dp_flows_through_the_strategy() -> None:
+    config = FederationConfig(
+        preset=PRESETS["dp"],
+        min_clients=3,
+        max_clients=NODES,
+        max_weight=100.0,
+        value_bound=CLIP,
+        holders=3,
+        threshold=2,
+        dp=DpPolicy(clip=CLIP, noise_multiplier=1.0),
+    )
+    assert config.dp is not None and config.noise_multiplier is not None
+    one_release = PrivacyAccountant.for_policy(config.dp).epsilon_after(config.noise_multiplier)
+    grid = LocalGrid(run_id=int.from_bytes(uuid4().bytes[:7], "big"))
+    strategy = SecureAggregation(
+        FedAvg(fraction_evaluate=0.0, min_train_nodes=NODES, min_available_nodes=NODES),
+        config=config,
+        max_epsilon=1.2 * one_release,  # room for one release, not two
+        timeout=30.0,
+    )
+    assert strategy.accountant is not None and strategy.accountant.epsilon == 0.0
+    start = _start()
+    arrays, _ = _round(strategy, grid, 1, start)
+    assert arrays is not None and strategy.history[-1].decrypted
+    assert strategy.accountant.epsilon > 0.0  # the release was accounted
+    # the holders' Gaussian noise is on the released mean, at the stated scale (7 samples of
+    # it: the bounds hold with probability > 0.999)
+    got = np.concatenate([arrays["w"].numpy(), arrays["b"].numpy()])
+    deviation = got - _expected(start, range(NODES))
+    expected_std = config.released_noise_std / sum(10 * (i + 1) for i in range(NODES))
+    assert 0.25 * expected_std < float(np.std(deviation, ddof=1)) < 2.0 * expected_std
+    # a second release would exceed max_epsilon: no partial is asked for, the model stays
+    arrays, _ = _round(strategy, grid, 2, start)
+    assert arrays is None and strategy.history[-1].reason.startswith("PrivacyBudgetExceeded")
+    assert strategy.accountant.rounds == 1
