@@ -6,9 +6,9 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
-EXTRAS := dev,torch,pq-extra,examples,flower
+EXTRAS := dev,torch,pq-extra,examples,flower,fuzz
 
-.PHONY: demo demo-sim test lint format bench bench-quick clean
+.PHONY: demo demo-sim test lint format bench bench-quick fuzz clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -26,13 +26,18 @@ test: $(STAMP) lint
 	$(BIN)/python -m pytest -q
 
 lint: $(STAMP)
-	$(BIN)/ruff check fhe_agg tests benchmarks examples
-	$(BIN)/ruff format --check fhe_agg tests benchmarks examples
+	$(BIN)/ruff check fhe_agg tests benchmarks examples fuzz
+	$(BIN)/ruff format --check fhe_agg tests benchmarks examples fuzz
 	$(BIN)/mypy
 
 format: $(STAMP)
-	$(BIN)/ruff format fhe_agg tests benchmarks examples
-	$(BIN)/ruff check --fix fhe_agg tests benchmarks examples
+	$(BIN)/ruff format fhe_agg tests benchmarks examples fuzz
+	$(BIN)/ruff check --fix fhe_agg tests benchmarks examples fuzz
+
+# Every parser under atheris for FUZZ_RUNS inputs each (see fuzz/README.md); about half an hour.
+FUZZ_RUNS ?= 100000
+fuzz: $(STAMP)
+	$(BIN)/python fuzz/run_all.py --runs $(FUZZ_RUNS)
 
 bench-quick: $(STAMP)
 	$(BIN)/python benchmarks/run.py --quick

@@ -83,7 +83,7 @@ class PartialDecryption:
         members = f.items("set", max_len=config.holders)
         if (
             len(members) != config.threshold
-            or not all(isinstance(m, int) and 1 <= m <= config.holders for m in members)
+            or not all(type(m) is int and 1 <= m <= config.holders for m in members)
             or members != sorted(set(members))
             or holder not in members
         ):

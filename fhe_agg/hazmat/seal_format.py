@@ -110,7 +110,16 @@ def _unwrap(blob: bytes, expected_body: int, max_bytes: int, what: str) -> bytes
     body = blob[_HEADER.size :]
     if mode == _COMPR_ZSTD:
         try:
-            body = zstandard.ZstdDecompressor().decompress(body, max_output_size=expected_body)
+            # decompress() allocates the size a frame header declares, whatever
+            # max_output_size says: check it first (-1 means not declared, then bounded).
+            declared = zstandard.frame_content_size(body)
+            if declared > expected_body:
+                raise MalformedMessage(
+                    f"{what}: zstd frame declares {declared} bytes, expected {expected_body}"
+                )
+            body = zstandard.ZstdDecompressor().decompress(
+                body, max_output_size=expected_body, allow_extra_data=False
+            )
         except zstandard.ZstdError as exc:
             raise MalformedMessage(f"{what}: corrupt zstd payload ({exc})") from None
     elif mode != _COMPR_NONE:

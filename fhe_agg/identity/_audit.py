@@ -84,6 +84,10 @@ def load_inventory(path: str | Path) -> dict[str, str]:
 
         try:
             data = yaml.safe_load(raw)
+        except RecursionError:  # PyYAML composes nested collections recursively
+            raise ValueError(f"inventory {p}: YAML nested too deeply") from None
+        except ValueError as exc:  # a tagged value that does not construct (a bad date, ...)
+            raise ValueError(f"inventory {p}: invalid YAML value ({exc})") from None
         except yaml.YAMLError as exc:
             where = getattr(exc, "problem_mark", None)
             line = f" (line {where.line + 1})" if where is not None else ""
@@ -91,7 +95,7 @@ def load_inventory(path: str | Path) -> dict[str, str]:
     else:
         try:
             data = json.loads(raw)
-        except ValueError:
+        except (ValueError, RecursionError):
             raise ValueError(f"inventory {p}: not valid JSON") from None
     if not isinstance(data, dict) or len(data) > _MAX_ASSETS:
         raise ValueError(f"inventory {p}: expected a mapping of at most {_MAX_ASSETS} entries")

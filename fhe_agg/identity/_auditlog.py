@@ -19,10 +19,8 @@ read one at a time and at most 1 MiB each, so a huge or hostile file cannot exha
 from __future__ import annotations
 
 import base64
-import binascii
 import fcntl
 import hashlib
-import json
 import os
 from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
@@ -30,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from fhe_agg._errors import FheAggError, Rejected
-from fhe_agg.identity._encoding import canonical_json
+from fhe_agg.identity._encoding import canonical_json, check_json_depth, strict_json
 from fhe_agg.identity._suites import Suite, SuiteSigningKey, SuiteVerifyKey
 
 __all__ = ["AUDIT_LOG_CONTEXT", "AuditLog", "AuditLogError", "require_recorder", "verify_log"]
@@ -162,6 +160,7 @@ class AuditLog:
             "suite": key.suite.value,
             "time": moment.isoformat(timespec="microseconds"),
         }
+        check_json_depth(body)  # what verify_log would refuse is never written
         sig = key.sign(_canonical(body), context=AUDIT_LOG_CONTEXT)
         return _canonical({**body, "sig": base64.b64encode(sig).decode()})
 
@@ -208,7 +207,7 @@ def verify_log(
             sig = base64.b64decode(entry["sig"], validate=True)
             body = {k: v for k, v in entry.items() if k != "sig"}
             key.verify(sig, _canonical(body), context=AUDIT_LOG_CONTEXT)
-        except (binascii.Error, FheAggError):
+        except (ValueError, FheAggError):  # binascii.Error, or a non-ASCII "sig"
             raise AuditLogError(number, "signature does not verify (edited or forged)") from None
         prev, count = _line_hash(raw), count + 1
     if expected_head is not None and prev != expected_head:
@@ -218,9 +217,9 @@ def verify_log(
 
 def _parse(number: int, raw: bytes) -> dict[str, Any]:
     try:
-        entry = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
-        raise AuditLogError(number, "not JSON") from None
+        entry = strict_json(raw)  # no NaN, Infinity, duplicate keys or deep nesting
+    except ValueError:
+        raise AuditLogError(number, "not JSON (or NaN, duplicate keys, deep nesting)") from None
     if not isinstance(entry, dict) or set(entry) != _FIELDS:
         raise AuditLogError(number, f"expected exactly the fields {sorted(_FIELDS)}")
     if (

@@ -2,7 +2,8 @@
 
 Signed documents (public identities, rosters, audit-log lines) are signed over
 :func:`canonical_json`: sorted keys, no whitespace, ASCII only, no NaN. :func:`strict_json` refuses
-duplicate keys, so a parsed document has exactly one meaning and re-encodes to the signed bytes.
+duplicate keys, non-finite numbers and deep nesting, so a parsed document has exactly one meaning
+and re-encodes to the signed bytes without error.
 """
 
 from __future__ import annotations
@@ -10,15 +11,18 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import math
 from collections.abc import Mapping
 from enum import Enum
 from pathlib import Path
 from typing import Any, TypeVar
 
 __all__ = [
+    "MAX_JSON_DEPTH",
     "b64decode",
     "b64encode",
     "canonical_json",
+    "check_json_depth",
     "choice",
     "read_at_most",
     "strict_json",
@@ -59,11 +63,43 @@ def _no_constants(name: str) -> Any:
     raise ValueError(f"{name} is not allowed")
 
 
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"number {text[:32]} is out of range")
+    return value
+
+
+#: Deepest nesting :func:`strict_json` accepts; fhe_agg's own documents nest at most 6 deep.
+MAX_JSON_DEPTH = 32
+
+
+def check_json_depth(doc: Any) -> None:
+    """``ValueError`` if ``doc`` nests lists and objects deeper than :data:`MAX_JSON_DEPTH`."""
+    stack = [(doc, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > MAX_JSON_DEPTH:
+            raise ValueError(f"JSON nests deeper than {MAX_JSON_DEPTH} levels")
+        children = node.values() if isinstance(node, dict) else node
+        stack.extend((c, depth + 1) for c in children if isinstance(c, dict | list | tuple))
+
+
 def strict_json(data: bytes) -> Any:
-    """Parse UTF-8 JSON; ``ValueError`` for invalid JSON, duplicate keys, NaN or Infinity."""
-    return json.loads(
-        data.decode("utf-8"), object_pairs_hook=_no_duplicates, parse_constant=_no_constants
-    )
+    """Parse UTF-8 JSON; ``ValueError`` for invalid JSON, duplicate keys, NaN, Infinity, a
+    number beyond the float range, or nesting deeper than :data:`MAX_JSON_DEPTH`."""
+    try:
+        doc = json.loads(
+            data.decode("utf-8"),
+            object_pairs_hook=_no_duplicates,
+            parse_constant=_no_constants,
+            parse_float=_finite,
+        )
+    except RecursionError:  # the C scanner's own limit, far beyond MAX_JSON_DEPTH
+        raise ValueError(f"JSON nests deeper than {MAX_JSON_DEPTH} levels") from None
+    if isinstance(doc, dict | list):
+        check_json_depth(doc)
+    return doc
 
 
 def b64encode(raw: bytes) -> str:

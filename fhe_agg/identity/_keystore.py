@@ -245,13 +245,14 @@ def load_public_identity(
 ) -> PublicIdentity:
     """Read and verify a ``.pub.json`` file (at most 64 KiB).
 
-    Raises :class:`CorruptKeyFile` for a truncated, edited or inconsistent file,
-    :class:`WrongSuite` if ``suite`` is given and differs, ``ValueError`` if ``role`` differs.
+    Raises :class:`CorruptKeyFile` for a truncated, edited or inconsistent file (or a private
+    key file), :class:`WrongSuite` if ``suite`` is given and differs, ``ValueError`` if ``role``
+    differs.
     """
     p = Path(path)
     data = _parse_json(p, read_at_most(p, MAX_KEY_FILE_BYTES), "identity file")
     if isinstance(data, dict) and data.get("format") == _FORMAT:
-        raise ValueError(f"{p} is a private key file; pass the .pub.json file instead")
+        raise CorruptKeyFile(f"{p} is a private key file; pass the .pub.json file instead")
     public = PublicIdentity.from_json(data, what=f"identity file {p}")
     _expect(public, p, suite, role)
     return public
@@ -267,7 +268,8 @@ def load_identity(
     """Read a private key file written by :func:`write_identity`.
 
     Raises :class:`InsecureKeyFile` (permissions, owner, symlink), :class:`CorruptKeyFile`
-    (truncated, edited, not matching its public keys), :class:`WrongPassphrase` (missing, wrong
+    (truncated, edited, not matching its public keys, a public identity file, a PKCS#8 key
+    whose PBKDF2 cost is out of bounds), :class:`WrongPassphrase` (missing, wrong
     or unexpected passphrase), :class:`WrongSuite` / ``ValueError`` when ``suite`` / ``role``
     are given and differ.
     """
@@ -276,7 +278,7 @@ def load_identity(
     doc = _parse_json(p, _read_private(p), "key file")
     if not isinstance(doc, dict) or doc.get("format") != _FORMAT:
         if isinstance(doc, dict) and "proof" in doc:
-            raise ValueError(f"{p} is a public identity file; pass the private .key file")
+            raise CorruptKeyFile(f"{p} is a public identity file; pass the private .key file")
         raise CorruptKeyFile(f"key file {p} is not an fhe-agg private key file")
     if set(doc) != _FIELDS or not isinstance(doc["encrypted"], bool):
         raise CorruptKeyFile(f"key file {p}: expected exactly the fields {sorted(_FIELDS)}")

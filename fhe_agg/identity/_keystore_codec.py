@@ -7,6 +7,8 @@ functions raise ``ValueError`` / ``TypeError`` for anything malformed; the calle
 
 from __future__ import annotations
 
+import base64
+import binascii
 from typing import Any, cast
 
 from cryptography.exceptions import UnsupportedAlgorithm
@@ -35,6 +37,52 @@ _SEALING_PARTS: dict[Suite, tuple[tuple[str, int], ...]] = {
     Suite.SLH_DSA: _XWING_PARTS,
 }
 _PEM_NAME = {False: b"-----BEGIN PRIVATE KEY-----", True: b"-----BEGIN ENCRYPTED PRIVATE KEY-----"}
+_PBES2 = bytes.fromhex("2a864886f70d01050d")  # 1.2.840.113549.1.5.13 (RFC 8018 §A.4)
+_PBKDF2 = bytes.fromhex("2a864886f70d01050c")  # 1.2.840.113549.1.5.12 (RFC 8018 §A.2)
+#: Largest PBKDF2 iteration count decrypted (pyca writes 2048; 2**20 takes about a second).
+MAX_PBKDF2_ITERATIONS = 1 << 20
+
+
+def _tlv(der: bytes, pos: int, tag: int) -> tuple[int, int]:
+    """``(start, end)`` of the DER value of tag ``tag`` at ``pos``; ``ValueError`` otherwise."""
+    if pos + 2 > len(der) or der[pos] != tag:
+        raise ValueError("unexpected DER structure")
+    length, pos = der[pos + 1], pos + 2
+    if length & 0x80:
+        count = length & 0x7F
+        if not 1 <= count <= 3 or pos + count > len(der):
+            raise ValueError("unexpected DER length")
+        length, pos = int.from_bytes(der[pos : pos + count], "big"), pos + count
+    if pos + length > len(der):
+        raise ValueError("truncated DER")
+    return pos, pos + length
+
+
+def _check_pbkdf2_cost(pem: bytes) -> None:
+    """Refuse an encrypted PKCS#8 key that is not PBES2/PBKDF2 within the iteration bound.
+
+    The cost is the file's to choose: without this bound an edited count (up to 2**31)
+    would keep the loader busy for the better part of an hour.
+    """
+    lines = pem.strip().splitlines()
+    try:
+        der = base64.b64decode(b"".join(lines[1:-1]), validate=True)
+    except binascii.Error:
+        raise ValueError("PKCS#8 PEM is not base64") from None
+    outer, end = _tlv(der, 0, 0x30)  # EncryptedPrivateKeyInfo
+    algorithm, _ = _tlv(der, outer, 0x30)  # encryptionAlgorithm
+    oid_start, oid_end = _tlv(der, algorithm, 0x06)
+    params, _ = _tlv(der, oid_end, 0x30)  # PBES2-params
+    kdf, _ = _tlv(der, params, 0x30)  # keyDerivationFunc
+    kdf_oid, kdf_oid_end = _tlv(der, kdf, 0x06)
+    if der[oid_start:oid_end] != _PBES2 or der[kdf_oid:kdf_oid_end] != _PBKDF2:
+        raise ValueError("encrypted key is not PBES2 with PBKDF2")
+    pbkdf2, _ = _tlv(der, kdf_oid_end, 0x30)
+    _, salt_end = _tlv(der, pbkdf2, 0x04)
+    count_start, count_end = _tlv(der, salt_end, 0x02)
+    iterations = int.from_bytes(der[count_start:count_end], "big", signed=True)
+    if not 1 <= iterations <= MAX_PBKDF2_ITERATIONS or end != len(der):
+        raise ValueError(f"PBKDF2 iteration count must be 1..{MAX_PBKDF2_ITERATIONS}")
 
 
 def _to_pyca(alg: str, raw: bytes) -> Any:
@@ -164,6 +212,8 @@ def _decode_parts(
             if not pem.startswith(_PEM_NAME[passphrase is not None]):
                 state = "encrypted" if passphrase is not None else "unencrypted"
                 raise ValueError(f"{alg}: not an {state} PKCS#8 PEM")
+            if passphrase is not None:
+                _check_pbkdf2_cost(pem)
             try:
                 key = serialization.load_pem_private_key(pem, password=passphrase)
             except (ValueError, TypeError, UnsupportedAlgorithm):

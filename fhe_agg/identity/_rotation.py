@@ -106,13 +106,17 @@ class KeyRotation:
 
     @classmethod
     def from_json(cls, obj: object) -> KeyRotation:
-        """Parse :meth:`to_json` output (the endorsement is checked by ``Roster.rotate``)."""
+        """Parse :meth:`to_json` output (the endorsement is checked by ``Roster.rotate``).
+
+        Raises ``ValueError`` for a malformed request and :class:`~fhe_agg.CorruptKeyFile` /
+        :class:`WrongSuite` for a bad new identity.
+        """
         fields = {"format", "consortium", "member", "old_fingerprint", "new", "from_round"}
         fields.add("endorsement")
         if not isinstance(obj, dict) or set(obj) != fields or obj["format"] != _ROTATION_FORMAT:
             raise ValueError(f"key rotation: expected exactly the fields {sorted(fields)}")
-        if not isinstance(obj["consortium"], str) or not isinstance(obj["old_fingerprint"], str):
-            raise ValueError("key rotation: consortium and old_fingerprint must be strings")
+        if not all(isinstance(obj[k], str) for k in ("consortium", "member", "old_fingerprint")):
+            raise ValueError("key rotation: consortium, member and old_fingerprint must be strings")
         return cls(
             consortium=obj["consortium"],
             member=check_member_id(obj["member"]),

@@ -274,9 +274,9 @@ def test_identity_file_fingerprint_and_fields(tmp_path: Path) -> None:
 
 def test_swapped_file_kinds_and_oversize(tmp_path: Path) -> None:
     _, files = _write(tmp_path, "pq-only", None)
-    with pytest.raises(ValueError, match="private key file"):
+    with pytest.raises(CorruptKeyFile, match="private key file"):
         load_public_identity(files.private)
-    with pytest.raises(ValueError, match="public identity file"):
+    with pytest.raises(CorruptKeyFile, match="public identity file"):
         (files.private.parent / "pub-as-key").write_bytes(files.public.read_bytes())
         (files.private.parent / "pub-as-key").chmod(0o600)
         load_identity(files.private.parent / "pub-as-key")

@@ -1,0 +1,578 @@
+"""The fuzz targets: every parser of network or disk bytes, its documented errors and invariants.
+
+Each :class:`Target` builds a ``run(data)`` callable that parses ``data`` the way the library
+does in production and checks an invariant on success (round trip, canonical re-encoding). A
+documented error (``errors``) is the expected outcome for bad bytes; anything else escaping
+``run`` — another exception type or a failed invariant — is a bug. ``seeds`` are real messages
+of the kind, which ``make_corpus.py`` writes so the fuzzer starts from valid structures.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import msgpack
+import numpy as np
+import world
+
+from fhe_agg import (
+    CeremonyMessage,
+    EncryptedAggregate,
+    EncryptedUpdate,
+    MalformedMessage,
+    PartialDecryption,
+    PublicKey,
+    Rejected,
+    SignedStatement,
+    UpdateStatement,
+    VerifyKey,
+)
+from fhe_agg._ceremony import _poly_bytes, _poly_from_bytes
+from fhe_agg._checks import check_statement
+from fhe_agg._errors import (
+    CorruptKeyFile,
+    InvalidRoster,
+    ParameterMismatch,
+    WrongPassphrase,
+)
+from fhe_agg._messages import MessageBounds
+from fhe_agg._seal import backend_for
+from fhe_agg.hazmat.seal_format import build_ciphertext, parse_ciphertext
+from fhe_agg.identity import (
+    AuditLog,
+    AuditLogError,
+    KeyRotation,
+    Roster,
+    SealingError,
+    SealingPrivateKey,
+    SealingPublicKey,
+    Suite,
+    SuiteSigningKey,
+    SuiteVerifyKey,
+    WrongSuite,
+    _keystore,
+    load_identity,
+    load_inventory,
+    load_public_identity,
+    open_sealed,
+    verify_log,
+)
+from fhe_agg.identity._encoding import strict_json
+from fhe_agg.identity._roster import _parse as parse_roster_unverified
+
+Run = Callable[[bytes], None]
+Errors = tuple[type[BaseException], ...]
+
+
+@dataclass(frozen=True)
+class Target:
+    """One parser under test."""
+
+    name: str
+    parses: str
+    errors: Errors
+    build: Callable[[], Run]
+    seeds: Callable[[], list[bytes]]
+    format: str = "binary"  # "msgpack", "json" or "json-lines": picks a structured mutator
+
+
+def _scratch() -> Path:
+    base = "/dev/shm" if os.access("/dev/shm", os.W_OK) else None
+    folder = Path(tempfile.mkdtemp(prefix="fhe_agg-fuzz-", dir=base))
+    folder.chmod(0o700)
+    return folder
+
+
+def _bounded_msgpack(data: bytes) -> Any:
+    """The harness's own decoding of a bare msgpack object (not under test)."""
+    try:
+        return msgpack.unpackb(data, raw=False, max_bin_len=1 << 16, max_array_len=64)
+    except Exception:  # bytes that are not msgpack never reach the parser
+        return None
+
+
+# --- round messages -----------------------------------------------------------------------
+
+
+def _check_signed(signed: SignedStatement) -> None:
+    fed = world.federation()
+    check_statement(
+        signed,
+        roster=fed.roster,
+        config=fed.config,
+        public_key=fed.public_key,
+        round_id=1,
+        layout=fed.layout,
+    )
+
+
+def _update() -> Run:
+    fed = world.federation()
+    bounds = MessageBounds.for_round(fed.config, fed.layout)
+    backend = backend_for(fed.config.preset)
+
+    def run(data: bytes) -> None:
+        update = EncryptedUpdate.from_bytes(data, bounds)
+        again = EncryptedUpdate.from_bytes(update.to_bytes(), bounds)
+        assert again.signed == update.signed and again.chunks == update.chunks
+        _check_signed(update.signed)  # what the aggregator does next, in this order
+        for i, chunk in enumerate(update.chunks):
+            backend.parse(chunk, what=f"chunk {i}", max_bytes=bounds.chunk_bytes)
+
+    return run
+
+
+def _aggregate() -> Run:
+    fed = world.federation()
+    bounds = MessageBounds.for_round(fed.config, fed.layout)
+    backend = backend_for(fed.config.preset)
+
+    def run(data: bytes) -> None:
+        aggregate = EncryptedAggregate.from_bytes(data, bounds)
+        again = EncryptedAggregate.from_bytes(aggregate.to_bytes(), bounds)
+        assert (again.round_id, again.chunks, again.manifest) == (
+            aggregate.round_id,
+            aggregate.chunks,
+            aggregate.manifest,
+        )
+        for signed in aggregate.manifest:
+            _check_signed(signed)
+        for chunk in aggregate.chunks:
+            backend.parse(chunk, what="aggregate chunk")
+
+    return run
+
+
+def _statement() -> Run:
+    def run(data: bytes) -> None:
+        raw = _bounded_msgpack(data)
+        signed = SignedStatement.from_wire(raw)
+        stmt = signed.statement
+        assert UpdateStatement.decode(msgpack.unpackb(stmt.encode())) == stmt
+        _check_signed(signed)
+
+    return run
+
+
+def _partial() -> Run:
+    fed = world.federation()
+
+    def run(data: bytes) -> None:
+        p = PartialDecryption.from_bytes(data, config=fed.config, layout=fed.layout)
+        q = PartialDecryption.from_bytes(
+            p.to_bytes(fed.config), config=fed.config, layout=fed.layout
+        )
+        assert (p.round_id, p.holder_index, p.aggregate_digest) == (
+            q.round_id,
+            q.holder_index,
+            q.aggregate_digest,
+        )
+        assert p.decrypting_set == q.decrypting_set and np.array_equal(p.data, q.data)
+        assert all(type(m) is int for m in p.decrypting_set)
+
+    return run
+
+
+def _packed_ciphertext() -> Run:
+    backend = backend_for(world.federation().config.preset)
+
+    def run(data: bytes) -> None:
+        raw = backend.parse(data, what="ciphertext", max_bytes=backend.ciphertext_bytes)
+        assert backend.pack(raw) == data  # the packed format is canonical
+
+    return run
+
+
+def _seal_ciphertext() -> Run:
+    backend = backend_for(world.federation().config.preset)
+
+    def run(data: bytes) -> None:
+        raw = parse_ciphertext(
+            data, n=backend.n, primes=backend.data_primes, parms_id=backend.data_parms_id
+        )
+        if (
+            data[5] == 0
+        ):  # uncompressed (byte 5 is the compression mode): the serialization is canonical
+            assert build_ciphertext(raw) == data
+
+    return run
+
+
+def _public_key() -> Run:
+    preset = world.federation().config.preset
+
+    def run(data: bytes) -> None:
+        key = PublicKey.from_bytes(preset, data)
+        if data[5] == 0:
+            assert key.blob == data
+
+    return run
+
+
+def _ceremony() -> Run:
+    def run(data: bytes) -> None:
+        message = CeremonyMessage.from_bytes(data)
+        assert CeremonyMessage.from_bytes(message.to_bytes()) == message
+
+    return run
+
+
+def _key_primes() -> tuple[int, tuple[int, ...]]:
+    backend = backend_for(world.federation().config.preset)
+    return backend.n, backend.key_primes
+
+
+def _sealed_share() -> Run:
+    key = world.federation().sealing_key
+    n, primes = _key_primes()
+
+    def run(data: bytes) -> None:
+        plain = open_sealed(key, data, info=world.SEAL_INFO, suite=Suite.PQ_ONLY)
+        _poly_from_bytes(plain, primes, n, "share")
+
+    return run
+
+
+def _share_poly() -> Run:
+    n, primes = _key_primes()
+
+    def run(data: bytes) -> None:
+        poly = _poly_from_bytes(data, primes, n, "key-reveal")
+        assert _poly_bytes(poly) == data
+
+    return run
+
+
+# --- identity files -----------------------------------------------------------------------
+
+
+def _file_runner(load: Callable[[Path], None], suffix: str = "") -> Run:
+    folder = _scratch()
+    path = folder / f"input{suffix}"
+
+    def run(data: bytes) -> None:
+        path.write_bytes(data)
+        path.chmod(0o600)
+        load(path)
+
+    return run
+
+
+def _public_identity() -> Run:
+    def load(path: Path) -> None:
+        public = load_public_identity(path)
+        path.write_bytes(_keystore.public_identity_text(public))
+        assert load_public_identity(path) == public
+
+    return _file_runner(load)
+
+
+def _private_key(passphrase: bytes | None) -> Callable[[], Run]:
+    def build() -> Run:
+        # scrypt is a pure function of its inputs: memoising it lets the fuzzer spend its time
+        # in the parser rather than in the KDF (the file's salt rarely changes).
+        _keystore._derive = lru_cache(maxsize=64)(_keystore._derive)  # type: ignore[assignment]
+
+        def load(path: Path) -> None:
+            ident = load_identity(path, passphrase=passphrase)
+            assert ident.public.signing_key == ident.signing_key.verify_key
+
+        return _file_runner(load)
+
+    return build
+
+
+def _roster() -> Run:
+    admin = world.consortium().admin.public
+
+    def run(data: bytes) -> None:
+        unverified = parse_roster_unverified(data)
+        roster = Roster.from_bytes(data, admin=admin)
+        assert roster.digest == unverified.digest
+        assert Roster.from_bytes(roster.to_bytes(), admin=admin).digest == roster.digest
+
+    return run
+
+
+def _key_rotation() -> Run:
+    def run(data: bytes) -> None:
+        rotation = KeyRotation.from_json(strict_json(data))
+        assert KeyRotation.from_json(rotation.to_json()) == rotation
+
+    return run
+
+
+def _audit_log() -> Run:
+    keys = world.consortium().log_keys
+
+    def load(path: Path) -> None:
+        AuditLog(path)  # resuming the chain reads every line
+        verify_log(path, keys)
+
+    return _file_runner(load, ".jsonl")
+
+
+def _inventory() -> Run:
+    yaml_run = _file_runner(load_inventory, ".yaml")
+    json_run = _file_runner(load_inventory, ".json")
+
+    def run(data: bytes) -> None:
+        (yaml_run if data[:1] == b"y" else json_run)(data[1:])
+
+    return run
+
+
+_SUITES = list(Suite)
+
+
+def _raw_keys() -> Run:
+    loaders: list[Callable[[Suite, bytes], object]] = [
+        SuiteVerifyKey.from_bytes,
+        SealingPublicKey.from_bytes,
+        SuiteSigningKey.from_private_bytes,
+        SealingPrivateKey.from_private_bytes,
+        lambda _suite, raw: VerifyKey.from_bytes(raw),
+    ]
+
+    def run(data: bytes) -> None:
+        if not data:
+            return
+        suite, load = _SUITES[data[0] % 4], loaders[(data[0] >> 2) % len(loaders)]
+        load(suite, data[1:])
+
+    return run
+
+
+# --- seeds --------------------------------------------------------------------------------
+
+
+def _fed_seeds(kind: str) -> list[bytes]:
+    fed = world.federation()
+    backend = backend_for(fed.config.preset)
+    raw_chunk = backend.parse(fed.updates[0].chunks[0], what="seed")
+    if kind == "update":
+        return [u.to_bytes() for u in fed.updates]
+    if kind == "aggregate":
+        return [fed.aggregate.to_bytes()]
+    if kind == "statement":
+        return [msgpack.packb(u.signed.to_wire(), use_bin_type=True) for u in fed.updates]
+    if kind == "partial":
+        return [p.to_bytes(fed.config) for p in fed.partials]
+    if kind == "packed_ciphertext":
+        return [fed.updates[0].chunks[0], fed.aggregate.chunks[0]]
+    if kind == "seal_ciphertext":
+        return [build_ciphertext(raw_chunk), build_ciphertext(raw_chunk, compress=True)]
+    if kind == "public_key":
+        raw = parse_ciphertext(
+            fed.public_key.blob,
+            n=backend.n,
+            primes=backend.key_primes,
+            parms_id=backend.key_parms_id,
+        )
+        return [fed.public_key.blob, build_ciphertext(raw, compress=True)]
+    if kind == "ceremony":
+        return [m.to_bytes() for m in fed.ceremony]
+    if kind == "sealed_share":
+        return [
+            m.payload
+            for m in fed.ceremony
+            if m.phase == "share" and (m.sender, m.recipient) == (1, 2)
+        ][:1]
+    if kind == "share_poly":
+        return [m.payload for m in fed.ceremony if m.phase == "key-reveal"][:1]
+    raise KeyError(kind)
+
+
+def _files(pattern: str) -> list[bytes]:
+    return [p.read_bytes() for p in sorted((world.consortium().directory / "keys").glob(pattern))]
+
+
+def _identity_seeds(kind: str) -> list[bytes]:
+    c = world.consortium()
+    if kind == "public_identity":
+        return _files("*.pub.json")
+    if kind == "private_key":
+        return [d for d in _files("*.key") if b'"encrypted":false' in d]
+    if kind == "private_key_pass":
+        return [d for d in _files("*.key") if b'"encrypted":true' in d]
+    if kind == "roster":
+        return [r.to_bytes() for r in c.rosters]
+    if kind == "key_rotation":
+        import json
+
+        return [json.dumps(c.rotation.to_json(), indent=1).encode()]
+    if kind == "audit_log":
+        return [c.audit_log.read_bytes()]
+    if kind == "inventory":
+        example = Path(__file__).resolve().parent.parent / "examples" / "inventory_legacy.yaml"
+        return [b"y" + example.read_bytes(), b'j{"RSA-2048": "TLS", "ML-KEM-768": "sealing"}']
+    if kind == "raw_keys":
+        out = []
+        for code, suite in enumerate(_SUITES):
+            m = c.members[
+                "kh-2" if suite is Suite.CNSA2 else "bravo" if suite is Suite.HYBRID else "alpha"
+            ]
+            if suite is Suite.SLH_DSA:
+                continue  # pqcrypto keys are not seeded; lengths alone are covered below
+            out.append(bytes([code]) + m.public.signing_key.to_bytes())
+            out.append(bytes([code | 4]) + m.public.sealing_key.to_bytes())
+            out.append(bytes([code | 8]) + m.signing_key.private_bytes())
+            out.append(bytes([code | 12]) + m.sealing_key.private_bytes())
+        out.append(bytes([16]) + c.members["alpha"].public.signing_key.to_bytes())
+        return out
+    raise KeyError(kind)
+
+
+_MALFORMED: Errors = (MalformedMessage,)
+_ROUND: Errors = (MalformedMessage, Rejected)
+_KEY_FILE: Errors = (CorruptKeyFile, WrongSuite, WrongPassphrase)
+
+TARGETS: dict[str, Target] = {
+    t.name: t
+    for t in [
+        Target(
+            "update",
+            "EncryptedUpdate.from_bytes + check_statement + chunks",
+            _ROUND,
+            _update,
+            lambda: _fed_seeds("update"),
+            "msgpack",
+        ),
+        Target(
+            "aggregate",
+            "EncryptedAggregate.from_bytes + manifest + chunks",
+            _ROUND,
+            _aggregate,
+            lambda: _fed_seeds("aggregate"),
+            "msgpack",
+        ),
+        Target(
+            "statement",
+            "SignedStatement.from_wire / UpdateStatement.decode",
+            _ROUND,
+            _statement,
+            lambda: _fed_seeds("statement"),
+            "msgpack",
+        ),
+        Target(
+            "partial",
+            "PartialDecryption.from_bytes",
+            _MALFORMED,
+            _partial,
+            lambda: _fed_seeds("partial"),
+            "msgpack",
+        ),
+        Target(
+            "packed_ciphertext",
+            "hazmat.packed_format.unpack_ciphertext",
+            (MalformedMessage, ParameterMismatch),
+            _packed_ciphertext,
+            lambda: _fed_seeds("packed_ciphertext"),
+        ),
+        Target(
+            "seal_ciphertext",
+            "hazmat.seal_format.parse_ciphertext",
+            (MalformedMessage, ParameterMismatch),
+            _seal_ciphertext,
+            lambda: _fed_seeds("seal_ciphertext"),
+        ),
+        Target(
+            "public_key",
+            "PublicKey.from_bytes (SEAL format, key level)",
+            (MalformedMessage, ParameterMismatch),
+            _public_key,
+            lambda: _fed_seeds("public_key"),
+        ),
+        Target(
+            "ceremony",
+            "CeremonyMessage.from_bytes",
+            _MALFORMED,
+            _ceremony,
+            lambda: _fed_seeds("ceremony"),
+            "msgpack",
+        ),
+        Target(
+            "sealed_share",
+            "open_sealed + ceremony share polynomial",
+            (MalformedMessage, SealingError),
+            _sealed_share,
+            lambda: _fed_seeds("sealed_share"),
+        ),
+        Target(
+            "share_poly",
+            "ceremony key-reveal / share polynomial",
+            _MALFORMED,
+            _share_poly,
+            lambda: _fed_seeds("share_poly"),
+        ),
+        Target(
+            "public_identity",
+            "load_public_identity (.pub.json)",
+            (CorruptKeyFile, WrongSuite),
+            _public_identity,
+            lambda: _identity_seeds("public_identity"),
+            "json",
+        ),
+        Target(
+            "private_key",
+            "load_identity (.key, no passphrase)",
+            _KEY_FILE,
+            _private_key(None),
+            lambda: _identity_seeds("private_key"),
+            "json",
+        ),
+        Target(
+            "private_key_pass",
+            "load_identity (.key, passphrase)",
+            _KEY_FILE,
+            _private_key(world.PASSPHRASE),
+            lambda: _identity_seeds("private_key_pass"),
+            "json",
+        ),
+        Target(
+            "roster",
+            "Roster.from_bytes (+ unverified parse)",
+            (InvalidRoster,),
+            _roster,
+            lambda: _identity_seeds("roster"),
+            "json",
+        ),
+        Target(
+            "key_rotation",
+            "KeyRotation.from_json(strict_json(...))",
+            (MalformedMessage, ValueError),
+            _key_rotation,
+            lambda: _identity_seeds("key_rotation"),
+            "json",
+        ),
+        Target(
+            "audit_log",
+            "AuditLog resume + verify_log",
+            (AuditLogError,),
+            _audit_log,
+            lambda: _identity_seeds("audit_log"),
+            "json-lines",
+        ),
+        Target(
+            "inventory",
+            "load_inventory (YAML / JSON)",
+            (ValueError,),
+            _inventory,
+            lambda: _identity_seeds("inventory"),
+            "text",
+        ),
+        Target(
+            "raw_keys",
+            "Suite/Sealing key from_bytes, from_private_bytes",
+            _MALFORMED,
+            _raw_keys,
+            lambda: _identity_seeds("raw_keys"),
+        ),
+    ]
+}
