@@ -131,6 +131,7 @@ class AuditLog:
         """Sign and append one entry; return its line hash (the new head)."""
         if not actor or not event:
             raise ValueError("actor and event: must be non-empty strings")
+        check_json_depth({"payload": dict(payload)})  # refuse before the file is touched
         with self._path.open("ab") as fh:
             fcntl.flock(fh, fcntl.LOCK_EX)  # writers of one file (holders, aggregator) take turns
             if fh.seek(0, os.SEEK_END) != self._size:
