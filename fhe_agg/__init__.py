@@ -48,6 +48,7 @@ from fhe_agg._errors import (
 )
 from fhe_agg._evidence import AggregateEvidence, ChunkEvidence
 from fhe_agg._flooding import FloodingPolicy
+from fhe_agg._ingest import Busy, IngestQueue
 from fhe_agg._keyholder import KeyHolder, PartialDecryption
 from fhe_agg._keys import KeyShare, PublicKey, generate_single_key
 from fhe_agg._messages import EncryptedAggregate, EncryptedUpdate, SignedStatement, UpdateStatement
@@ -66,6 +67,7 @@ __all__ = [
     "Aggregator",
     "AlreadyDecrypted",
     "BudgetExhausted",
+    "Busy",
     "CeremonyError",
     "CeremonyMember",
     "CeremonyMessage",
@@ -85,6 +87,7 @@ __all__ = [
     "FheAggError",
     "FloodingPolicy",
     "HolderIdentity",
+    "IngestQueue",
     "InvalidInput",
     "InvalidSignature",
     "InvalidWeight",

@@ -30,10 +30,12 @@ Every failure a caller can act on is a subclass of :class:`FheAggError`::
     │   ├── AlreadyDecrypted     this round (or ciphertext) was already decrypted
     │   └── BudgetExhausted      the key epoch's decryption budget is spent
     ├── PrivacyBudgetExceeded    the release would exceed the configured (epsilon, delta)
+    ├── Busy                     the ingest queue is full: retry later (ingest)
     ├── InsecureKeyFile          a private key file or its directory is open to other users
     └── WrongPassphrase          a key file's passphrase is missing, wrong or not expected
 
-Errors marked (identity) are defined in :mod:`fhe_agg.identity` beside the code that raises them.
+Errors marked (identity) are defined in :mod:`fhe_agg.identity`, (ingest) in ``fhe_agg._ingest``,
+beside the code that raises them.
 Wrong argument types or values at the API raise ``TypeError``/``ValueError`` naming the argument.
 Messages never contain key material.
 """

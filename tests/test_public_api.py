@@ -21,6 +21,8 @@ EXPECTED = {
     "Aggregator",
     "AlreadyDecrypted",
     "BudgetExhausted",
+    "Busy",
+    "IngestQueue",
     "ChunkCountMismatch",
     "ChunkEvidence",
     "CkksPreset",
