@@ -71,7 +71,8 @@ def run(plan: Plan, *, log: Callable[[str], None] = _log) -> dict[str, Any]:
         log(f"[{time.perf_counter() - start:6.0f} s] {name}: {time.perf_counter() - t0:.0f} s")
 
     for label, source in workloads:
-        if not isinstance(source, np.ndarray):
+        model = not isinstance(source, np.ndarray)
+        if model:
             from fhe_agg.torch import flatten_state_dict
 
             vector, _ = flatten_state_dict(source)
@@ -82,10 +83,11 @@ def run(plan: Plan, *, log: Callable[[str], None] = _log) -> dict[str, Any]:
             f"client costs, {label}",
             partial(client_figures, label, source, plan.repeats, nvflare),
         )
-        step(
-            f"key-holder costs, {label}",
-            partial(decryption_figures, label, vector, plan.repeats, nvflare),
-        )
+        if plan.resnet_holder_costs or not model:
+            step(
+                f"key-holder costs, {label}",
+                partial(decryption_figures, label, vector, plan.repeats, nvflare),
+            )
     step(
         f"aggregator ingest and RSS, {size_label(plan.ingest_params)}, clients {plan.ingest_clients}",
         lambda: ingest_figures(plan.ingest_params, plan.ingest_clients),

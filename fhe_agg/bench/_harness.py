@@ -35,8 +35,10 @@ __all__ = [
     "Figure",
     "Plan",
     "Target",
+    "clock",
     "figure",
     "median_seconds",
+    "paired_medians",
     "peak_rss_mb",
     "size_label",
 ]
@@ -54,8 +56,10 @@ class Plan:
 
     mode: Mode
     sizes: tuple[int, ...]  # vector sizes for the per-size families
-    resnet: bool  # add the state_dict of a small ResNet as a workload
+    resnet: bool  # add the state_dict of a small ResNet as a workload (client costs)
+    resnet_holder_costs: bool  # ... and run the key-holder family on it too
     repeats: int
+    round_repeats: int
     ingest_params: int
     ingest_clients: tuple[int, ...]
     round_params: int
@@ -69,7 +73,9 @@ class Plan:
                 mode=mode,
                 sizes=(2 * 8192,),
                 resnet=False,
+                resnet_holder_costs=False,
                 repeats=1,
+                round_repeats=1,
                 ingest_params=8192,
                 ingest_clients=(3, 4),
                 round_params=8192,
@@ -81,9 +87,11 @@ class Plan:
                 mode=mode,
                 sizes=(100_000,),
                 resnet=True,
+                resnet_holder_costs=False,
                 repeats=3,
+                round_repeats=1,
                 ingest_params=100_000,
-                ingest_clients=(2, 10, 20, 50),
+                ingest_clients=(2, 10, 50),
                 round_params=100_000,
             )
         else:
@@ -91,7 +99,9 @@ class Plan:
                 mode=mode,
                 sizes=(100_000, 1_000_000, 10_000_000),
                 resnet=True,
+                resnet_holder_costs=True,
                 repeats=3,
+                round_repeats=3,
                 ingest_params=1_000_000,
                 ingest_clients=(2, 10, 20, 50),
                 round_params=1_000_000,
@@ -159,16 +169,43 @@ def figure(
     }
 
 
-def median_seconds(fn: Callable[[], object], repeats: int, *, warmup: bool = False) -> float:
-    """Median wall time of ``repeats`` calls of ``fn`` (one unmeasured call first if ``warmup``)."""
+Clock = Literal["cpu", "wall"]
+
+
+def clock(kind: Clock) -> Callable[[], float]:
+    """``cpu``: this process's CPU time, the cost on one core, robust to other load on a shared
+    machine (every timed path here is single-threaded); ``wall``: elapsed time, for paths that
+    wait on disk or pipes."""
+    return time.process_time if kind == "cpu" else time.perf_counter
+
+
+def median_seconds(
+    fn: Callable[[], object], repeats: int, *, warmup: bool = False, kind: Clock = "cpu"
+) -> float:
+    """Median time of ``repeats`` calls of ``fn`` (one unmeasured call first if ``warmup``)."""
+    return paired_medians({"fn": fn}, repeats, warmup=warmup, kind=kind)["fn"]
+
+
+def paired_medians(
+    fns: dict[str, Callable[[], object]],
+    repeats: int,
+    *,
+    warmup: bool = False,
+    kind: Clock = "cpu",
+) -> dict[str, float]:
+    """Median time of each of ``fns``, run in turn within every repetition so that ours and its
+    baselines meet the same machine conditions."""
+    now = clock(kind)
     if warmup:
-        fn()
-    times = []
+        for fn in fns.values():
+            fn()
+    times: dict[str, list[float]] = {name: [] for name in fns}
     for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+        for name, fn in fns.items():
+            t0 = now()
+            fn()
+            times[name].append(now() - t0)
+    return {name: statistics.median(t) for name, t in times.items()}
 
 
 def peak_rss_mb() -> float:

@@ -173,7 +173,7 @@ def round_figures(plan: Plan) -> list[Figure]:
         members = tuple(range(1, threshold + 1))
         runs = [
             fed.round(vectors, weights, senders=range(clients), decrypting_set=members)
-            for _ in range(plan.repeats)
+            for _ in range(plan.round_repeats)
         ]
         workload = f"{size}, {clients} clients, {threshold}-of-{holders}"
         error = max(t.error for t in runs)
@@ -215,11 +215,11 @@ def _dropout_figures(
     senders = list(range(plan.round_dropped, clients))
     client_drop = [
         fed.round(vectors, weights, senders=senders, decrypting_set=members)
-        for _ in range(plan.repeats)
+        for _ in range(plan.round_repeats)
     ]
     holder_drop: list[float] = []
     errors: list[float] = []
-    for _ in range(plan.repeats):
+    for _ in range(plan.round_repeats):
         aborted = fed.round(
             vectors,
             weights,
