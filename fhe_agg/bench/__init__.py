@@ -101,6 +101,8 @@ def run(plan: Plan, *, log: Callable[[str], None] = _log) -> dict[str, Any]:
         "mode": plan.mode,
         "plan": {k: v for k, v in plan.__dict__.items()},
         "repeats": plan.repeats,
+        "clock": "CPU time of the measuring process (of the worker thread in the aggregator "
+        "processes): the cost on one core, robust to other load on a shared machine",
         "machine": machine,
         "load_average_end": list(os.getloadavg()),
         "duration_s": time.perf_counter() - start,

@@ -61,14 +61,15 @@ def client_figures(
             {
                 "ours": partial(_encrypt_ours, client, source),
                 "packed": partial(raw.encrypt, vector, packed=True),
+                "saved": partial(raw.encrypt_serialize, vector),
                 "plain": partial(raw.encrypt, vector, packed=False),
                 "nvflare": partial(nvflare.encrypt_serialize, vector),
             },
             repeats,
             warmup=True,
         )
-        ours_rate, packed_rate, plain_rate, nvflare_rate = (
-            params / seconds[k] for k in ("ours", "packed", "plain", "nvflare")
+        ours_rate, packed_rate, saved_rate, plain_rate, nvflare_rate = (
+            params / seconds[k] for k in ("ours", "packed", "saved", "plain", "nvflare")
         )
         common: dict[str, Any] = {
             "workload": workload,
@@ -86,6 +87,15 @@ def client_figures(
                 baseline_name=f"raw sealapi encode+encrypt, {name} preset, 2 reals/slot",
                 target=Target("ratio", ">=", 0.9),
                 note="same packing and preset; ours also serializes (bit-packed)",
+                **common,
+            ),
+            figure(
+                "client_encrypt",
+                label,
+                ours=ours_rate,
+                baseline=saved_rate,
+                baseline_name=f"raw sealapi encode+encrypt+save, {name} preset, 2 reals/slot",
+                note="SEAL's own serialization (through a file, zstd)",
                 **common,
             ),
             figure(

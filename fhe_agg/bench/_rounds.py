@@ -111,19 +111,19 @@ class _Federation:
             layout=self.layout,
         ) as agg:
             for i in senders:
-                t0 = time.perf_counter()
+                t0 = time.process_time()
                 wire = (
                     self.clients[i]
                     .encrypt_update(vectors[i], round_id=round_id, weight=weights[i])
                     .to_bytes()
                 )
-                t1 = time.perf_counter()
+                t1 = time.process_time()
                 agg.add(wire)
                 timing.clients.append(t1 - t0)
-                timing.aggregator += time.perf_counter() - t1
-            t0 = time.perf_counter()
+                timing.aggregator += time.process_time() - t1
+            t0 = time.process_time()
             aggregate = agg.finalize()
-            timing.aggregator += time.perf_counter() - t0
+            timing.aggregator += time.process_time() - t0
             session = DecryptionSession(
                 aggregate, config=self.config, layout=self.layout, decrypting_set=decrypting_set
             )
@@ -131,22 +131,22 @@ class _Federation:
                 if j == dropped_holder:
                     continue
                 holder = self.holders[j]
-                t0 = time.perf_counter()
+                t0 = time.process_time()
                 evidence = agg.evidence(holder.challenge(aggregate))
                 session.add(
                     holder.partial_decrypt(
                         aggregate, evidence, layout=self.layout, decrypting_set=decrypting_set
                     )
                 )
-                timing.holders.append(time.perf_counter() - t0)
-            t0 = time.perf_counter()
+                timing.holders.append(time.process_time() - t0)
+            t0 = time.process_time()
             try:
                 mean = session.release()
             except DecryptionAborted:
                 timing.aborted = True
                 return timing
             finally:
-                timing.combine = time.perf_counter() - t0
+                timing.combine = time.process_time() - t0
         picked = list(senders)
         exact = np.average(
             np.stack([vectors[i] for i in picked]), axis=0, weights=[weights[i] for i in picked]
