@@ -119,6 +119,14 @@ def to_markdown(report: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _short(name: str) -> str:
+    """A legend entry for an encryption baseline."""
+    if name.startswith("TenSEAL"):
+        return "NVFlare-style TenSEAL CKKSVector"
+    suffix = " (2 reals/slot)" if "2 reals" in name else " (1 real/slot)"
+    return name.split(",")[0] + ("" if "save" in name else suffix)
+
+
 def write_plot(figures: list[Figure], path: Path) -> bool:
     """Cost against model size (log-log): encryption time per update, partial decryption per
     holder, upload bytes. False (and no file) without matplotlib or without sized workloads."""
@@ -140,19 +148,7 @@ def write_plot(figures: list[Figure], path: Path) -> bool:
             continue
         if f["figure"] == "client_encrypt" and "dp preset" in f["label"]:
             add(0, "fhe_agg client (dp preset)", params, params / f["ours"])
-            add(
-                0,
-                f["baseline_name"].split(",")[0]
-                + (
-                    " (packed)"
-                    if "2 reals" in f["baseline_name"]
-                    else " (1 real/slot)"
-                    if "1 real" in f["baseline_name"]
-                    else ""
-                ),
-                params,
-                params / f["baseline"],
-            )
+            add(0, _short(f["baseline_name"]), params, params / f["baseline"])
         elif f["figure"] == "partial_decrypt" and "spot" in f["label"]:
             add(
                 0,
