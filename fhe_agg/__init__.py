@@ -51,6 +51,7 @@ from fhe_agg._errors import (
 )
 from fhe_agg._evidence import AggregateEvidence, ChunkEvidence
 from fhe_agg._flooding import FloodingPolicy
+from fhe_agg._ingest import Busy, IngestQueue
 from fhe_agg._keyholder import KeyHolder
 from fhe_agg._keys import KeyShare, PublicKey, generate_single_key
 from fhe_agg._messages import EncryptedAggregate, EncryptedUpdate, SignedStatement, UpdateStatement
@@ -70,6 +71,7 @@ __all__ = [
     "Aggregator",
     "AlreadyDecrypted",
     "BudgetExhausted",
+    "Busy",
     "CeremonyError",
     "CeremonyMember",
     "CeremonyMessage",
@@ -91,6 +93,7 @@ __all__ = [
     "FheAggError",
     "FloodingPolicy",
     "HolderIdentity",
+    "IngestQueue",
     "InvalidInput",
     "InvalidSignature",
     "InvalidWeight",

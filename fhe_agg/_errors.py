@@ -31,6 +31,7 @@ Every failure a caller can act on is a subclass of :class:`FheAggError`::
     │   └── BudgetExhausted      the key epoch's decryption budget is spent
     ├── DecryptionFailed         combined partials decode outside the federation's bounds
     ├── PrivacyBudgetExceeded    the release would exceed the configured (epsilon, delta)
+    ├── Busy                     the ingest queue is full: retry later (ingest)
     ├── InsecureKeyFile          a private key file or its directory is open to other users
     ├── StoreError               a crash-safe state store cannot be used (held by another
     │   │                        process, of another kind, disk full or I/O error)
@@ -40,7 +41,8 @@ Every failure a caller can act on is a subclass of :class:`FheAggError`::
 
 A store opened for another round, configuration, layout, key or key holder raises the
 matching :class:`Rejected` leaf (``RoundMismatch``, ``ParameterMismatch``, ``LayoutMismatch``).
-Errors marked (identity) are defined in :mod:`fhe_agg.identity` beside the code that raises them.
+Errors marked (identity) are defined in :mod:`fhe_agg.identity`, (ingest) in ``fhe_agg._ingest``,
+beside the code that raises them.
 Wrong argument types or values at the API raise ``TypeError``/``ValueError`` naming the argument.
 Messages never contain key material.
 """

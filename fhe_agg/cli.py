@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from fhe_agg._cli_bench import register as register_bench_command
 from fhe_agg._cli_identity import register as register_identity_commands
 from fhe_agg._errors import FheAggError
 
@@ -261,3 +262,4 @@ def version() -> None:
 
 
 register_identity_commands(main)
+register_bench_command(main)

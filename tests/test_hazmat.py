@@ -11,7 +11,17 @@ from fhe_agg import PRESETS, SeededRandom
 from fhe_agg._seal import backend_for
 from fhe_agg.hazmat import seal_format
 from fhe_agg.hazmat.ntt import ntt_tables
-from fhe_agg.hazmat.rns import add_mod, mul_shoup, mulhi, neg_mod, shoup_quotient, sub_mod
+from fhe_agg.hazmat.rns import (
+    add_mod,
+    mul_shoup,
+    mul_shoup_lazy,
+    mulhi,
+    mulhi_lazy,
+    neg_mod,
+    shoup_quotient,
+    split32,
+    sub_mod,
+)
 from fhe_agg.hazmat.sampling import expand_uniform, rounded_gaussian, ternary, uniform_mod
 
 Q = 1152921504606748673  # a 60-bit SEAL prime
@@ -29,6 +39,26 @@ def test_mulhi_matches_python_integers() -> None:
     a, b = np.concatenate([a, edge, edge]), np.concatenate([b, edge, edge[::-1]])
     got = mulhi(a, b)
     assert [int(x) for x in got] == [(int(x) * int(y)) >> 64 for x, y in zip(a, b, strict=True)]
+
+
+def test_lazy_products_stay_within_their_bounds() -> None:
+    """mulhi_lazy falls short of the exact high word by 0..2; the lazy Shoup product is a
+    residue in [0, 2q) for any 64-bit input, at the largest primes the module allows."""
+    rng = np.random.default_rng(2)
+    edge = np.array([2**64 - 1, 0, 1, 2**32 - 1, 2**32, 2**63], dtype=np.uint64)
+    a = np.concatenate([rng.integers(0, 2**64, size=3000, dtype=np.uint64), edge, edge])
+    b = np.concatenate([rng.integers(0, 2**64, size=3000, dtype=np.uint64), edge, edge[::-1]])
+    short = [
+        ((int(x) * int(y)) >> 64) - int(h)
+        for x, y, h in zip(a, b, mulhi_lazy(a, *split32(b)), strict=True)
+    ]
+    assert set(short) <= {0, 1, 2} and 0 in short and max(short) >= 1
+    for q in (Q, 2**61 - 1):  # 2**61 - 1 is prime
+        w = rng.integers(0, q, size=a.size, dtype=np.uint64)
+        w[:2] = [q - 1, 0]
+        got = mul_shoup_lazy(a, w, *split32(shoup_quotient(w, q)), q)
+        assert all(int(r) < 2 * q for r in got)
+        assert [int(r) % q for r in got] == [int(x) * int(y) % q for x, y in zip(a, w, strict=True)]
 
 
 def test_modular_operations_match_python_integers() -> None:

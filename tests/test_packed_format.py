@@ -113,3 +113,20 @@ def test_random_bytes_are_refused(setup) -> None:
     for size in (0, 10, len(blob)):
         with pytest.raises(MalformedMessage):
             backend.parse(rng.bytes(size), what="chunk")
+
+
+@pytest.mark.parametrize("width", [20, 30, 37, 40, 45, 52, 59, 60])
+def test_rows_are_one_little_endian_bit_stream(width: int) -> None:
+    """The layout is pinned: residue k of a row sits at bits [k*w, (k+1)*w) of one little-endian
+    stream, whatever the (un)packing strategy; checked against Python integers."""
+    from fhe_agg.hazmat.packed_format import _pack_rows, _unpack_rows
+
+    rng = np.random.default_rng(width)
+    rows = rng.integers(0, 1 << width, size=(2, 256), dtype=np.uint64)
+    rows[0, :2] = [0, (1 << width) - 1]
+    stream = 0
+    for k, value in enumerate(rows.ravel().tolist()):
+        stream |= value << (k * width)
+    expected = stream.to_bytes(rows.size * width // 8, "little")
+    assert _pack_rows(rows, width) == expected
+    assert np.array_equal(_unpack_rows(expected, 2, 256, width), rows)

@@ -22,6 +22,8 @@ EXPECTED = {
     "Aggregator",
     "AlreadyDecrypted",
     "BudgetExhausted",
+    "Busy",
+    "IngestQueue",
     "ChunkCountMismatch",
     "ChunkEvidence",
     "CkksPreset",

@@ -13,9 +13,11 @@ from functools import lru_cache
 
 import numpy as np
 
-from fhe_agg.hazmat.rns import U64, add_mod, mul_shoup, shoup_quotient, sub_mod
+from fhe_agg.hazmat.rns import U64, csub, mul_shoup_lazy, shoup_quotient, split32
 
 __all__ = ["NttTables", "ntt_tables"]
+
+_DENSE_GAP = 32
 
 
 def _bit_reverse(i: int, bits: int) -> int:
@@ -54,27 +56,64 @@ class NttTables:
             powers[_bit_reverse(i, bits)] = value
             value = value * root % q
         self._powers = powers
-        self._quot = shoup_quotient(powers, q)
+        self._quot_lo, self._quot_hi = split32(shoup_quotient(powers, q))
+        # Stages whose butterflies pair coefficients at most _DENSE_GAP apart run on contiguous
+        # copies with each twiddle repeated ``gap`` times: numpy is slow on short inner runs.
+        self._dense: dict[int, tuple[U64, U64, U64]] = {}
+        m, gap = 1, n // 2
+        while m < n:
+            if 1 < gap <= _DENSE_GAP:
+                rows = slice(m, 2 * m)
+                self._dense[m] = (
+                    np.repeat(powers[rows], gap),
+                    np.repeat(self._quot_lo[rows], gap),
+                    np.repeat(self._quot_hi[rows], gap),
+                )
+            m, gap = m * 2, gap // 2
 
     def forward(self, coeffs: U64) -> U64:
         """NTT of polynomials ``coeffs[..., n]`` with coefficients in ``[0, q)``; a new array.
 
-        Leading axes are a batch: every stage runs over all polynomials at once.
+        Leading axes are a batch: every stage runs over all polynomials at once. Butterflies
+        are Harvey's lazy ones (values stay in ``[0, 4q)``, ``4q < 2**63``), reduced once at
+        the end: D. Harvey, "Faster arithmetic for number-theoretic transforms", 2014, Alg. 4.
         """
         a = np.array(coeffs, dtype=np.uint64, copy=True)
         n, q = self.n, self.q
         flat = a.reshape(-1, n)
+        batch = flat.shape[0]
         m, gap = 1, n // 2
         while m < n:
-            view = flat.reshape(-1, m, 2, gap)
-            w = self._powers[m : 2 * m, None]
-            wq = self._quot[m : 2 * m, None]
-            u = view[:, :, 0, :].copy()
-            v = mul_shoup(view[:, :, 1, :], w, wq, q)
-            view[:, :, 0, :] = add_mod(u, v, q)
-            view[:, :, 1, :] = sub_mod(u, v, q)
+            view = flat.reshape(batch, m, 2, gap)
+            x, y = view[:, :, 0, :], view[:, :, 1, :]
+            if m in self._dense:
+                xs = np.ascontiguousarray(x).reshape(batch, m * gap)
+                ys = np.ascontiguousarray(y).reshape(batch, m * gap)
+                _butterflies(xs, ys, *self._dense[m], q)
+                x[...] = xs.reshape(batch, m, gap)
+                y[...] = ys.reshape(batch, m, gap)
+            else:
+                rows = slice(m, 2 * m)
+                _butterflies(
+                    x,
+                    y,
+                    self._powers[rows, None],
+                    self._quot_lo[rows, None],
+                    self._quot_hi[rows, None],
+                    q,
+                )
             m, gap = m * 2, gap // 2
+        csub(csub(flat, 2 * q), q)
         return flat.reshape(a.shape)
+
+
+def _butterflies(x: U64, y: U64, w: U64, w_quot_lo: U64, w_quot_hi: U64, q: int) -> None:
+    """In place: ``x, y <- x + w*y, x - w*y`` (lazy: inputs and outputs in ``[0, 4q)``)."""
+    t = mul_shoup_lazy(y, w, w_quot_lo, w_quot_hi, q)  # [0, 2q)
+    csub(x, 2 * q)  # [0, 2q)
+    np.add(x, np.uint64(2 * q), out=y)
+    y -= t  # x - t + 2q in (0, 4q)
+    x += t  # [0, 4q)
 
 
 @lru_cache(maxsize=16)

@@ -1,0 +1,132 @@
+"""The fhe_agg benchmark suite: every figure next to its baseline, measured in the same process.
+
+    fhe-agg bench [--quick | --smoke] [--json] [--out DIR] [--sizes 100000,1000000]
+    python benchmarks/run.py ...            (the same command, from a source checkout)
+
+Families (one module each): client encode+encrypt, sign+hash and bytes on the wire
+(:mod:`._client_costs`); partial decryption, combine, key-holder traffic and error
+(:mod:`._decryption_costs`); aggregator ingest and peak RSS against the number of clients in
+fresh processes (:mod:`._aggregator_costs`); whole rounds with and without dropouts
+(:mod:`._rounds`). It lives inside the package so that ``fhe-agg bench`` works from any install,
+editable or not, and is type-checked with the library.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from collections.abc import Callable
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from fhe_agg.bench._harness import Figure, Mode, Plan, size_label
+
+__all__ = ["Plan", "default_out_dir", "run", "write_results"]
+
+
+def default_out_dir() -> Path:
+    """``benchmarks/results`` of the source checkout the package runs from, else
+    ``./fhe-agg-bench`` in the working directory."""
+    checkout = Path(__file__).resolve().parents[2] / "benchmarks"
+    return checkout / "results" if checkout.is_dir() else Path.cwd() / "fhe-agg-bench"
+
+
+def _log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def run(plan: Plan, *, log: Callable[[str], None] = _log) -> dict[str, Any]:
+    """Run every family of ``plan``; the report as one JSON-ready dict."""
+    from fhe_agg.bench._aggregator_costs import ingest_figures
+    from fhe_agg.bench._baselines import NvflareCkks
+    from fhe_agg.bench._client_costs import client_figures
+    from fhe_agg.bench._decryption_costs import decryption_figures
+    from fhe_agg.bench._model import resnet_state_dict
+    from fhe_agg.bench._report import machine_info, summary
+    from fhe_agg.bench._rounds import round_figures
+
+    start = time.perf_counter()
+    machine = machine_info()
+    nvflare = NvflareCkks()
+    workloads: list[tuple[str, Any]] = [
+        (size_label(n), np.random.default_rng(n).uniform(-1.0, 1.0, n)) for n in plan.sizes
+    ]
+    if plan.resnet:
+        state = resnet_state_dict()
+        if state is None:
+            log("torch is not installed: the ResNet workload is skipped")
+        else:
+            workloads.append(("small ResNet state_dict", state))
+    figures: list[Figure] = []
+
+    def step(name: str, fn: Callable[[], list[Figure]]) -> None:
+        t0 = time.perf_counter()
+        log(f"[{time.perf_counter() - start:6.0f} s] {name} ...")
+        figures.extend(fn())
+        log(f"[{time.perf_counter() - start:6.0f} s] {name}: {time.perf_counter() - t0:.0f} s")
+
+    for label, source in workloads:
+        model = not isinstance(source, np.ndarray)
+        if model:
+            from fhe_agg.torch import flatten_state_dict
+
+            vector, _ = flatten_state_dict(source)
+            label = f"{label} ({vector.size:,} params)"
+        else:
+            vector = source
+        step(
+            f"client costs, {label}",
+            partial(client_figures, label, source, plan.repeats, nvflare),
+        )
+        if plan.resnet_holder_costs or not model:
+            step(
+                f"key-holder costs, {label}",
+                partial(decryption_figures, label, vector, plan.repeats, nvflare),
+            )
+    step(
+        f"aggregator ingest and RSS, {size_label(plan.ingest_params)}, clients {plan.ingest_clients}",
+        lambda: ingest_figures(plan.ingest_params, plan.ingest_clients),
+    )
+    step(
+        f"rounds, {size_label(plan.round_params)} x {plan.round_clients} clients",
+        lambda: round_figures(plan),
+    )
+    return {
+        "schema": 1,
+        "mode": plan.mode,
+        "plan": {k: v for k, v in plan.__dict__.items()},
+        "repeats": plan.repeats,
+        "clock": "CPU time of the measuring process (of the worker thread in the aggregator "
+        "processes): the cost on one core, robust to other load on a shared machine",
+        "machine": machine,
+        "load_average_end": list(os.getloadavg()),
+        "duration_s": time.perf_counter() - start,
+        "summary": summary(figures),
+        "figures": figures,
+    }
+
+
+def write_results(report: dict[str, Any], out_dir: Path) -> dict[str, Path]:
+    """Write ``<date>[-mode].json``, ``.md`` and ``.png`` (if matplotlib is there) to ``out_dir``."""
+    from fhe_agg.bench._report import to_markdown, write_plot
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stem = report["machine"]["date"][:10] + (
+        "" if report["mode"] == "full" else f"-{report['mode']}"
+    )
+    paths = {"json": out_dir / f"{stem}.json", "markdown": out_dir / f"{stem}.md"}
+    paths["json"].write_text(json.dumps(report, indent=2) + "\n")
+    paths["markdown"].write_text(to_markdown(report))
+    if write_plot(report["figures"], out_dir / f"{stem}.png"):
+        paths["plot"] = out_dir / f"{stem}.png"
+    return paths
+
+
+def plan_for(mode: Mode, sizes: tuple[int, ...] | None = None) -> Plan:
+    """The workloads of ``mode`` (``smoke``, ``quick`` or ``full``), optionally other sizes."""
+    return Plan.for_mode(mode, sizes=sizes)

@@ -1,0 +1,135 @@
+"""Aggregator figures: ingest throughput (verify + deserialize + add) and peak RSS against the
+number of clients, each count in a fresh aggregator process fed through a pipe (the load test).
+
+The producer (this process) encrypts one vector once and has every client sign it: the
+aggregator's work per update (ML-DSA verification, Merkle root, strict parsing, modular
+addition, spooling to disk) does not depend on the values, and encrypting 50 distinct updates
+of 1e6 parameters would only slow the benchmark down.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from fhe_agg._client import Client
+from fhe_agg._packing import Layout
+from fhe_agg.bench._harness import Figure, Target, figure, size_label
+from fhe_agg.bench._ingest_child import federation, write_message
+
+__all__ = ["ingest_figures"]
+
+_SEED = 2024
+
+
+_PLAIN_CHILD = Path(__file__).with_name("_plain_child.py")
+
+
+def _child(mode: str, params: int, clients: int, messages: Any) -> dict[str, Any]:
+    if mode == "fhe":
+        args = ["-m", "fhe_agg.bench._ingest_child", str(params), str(clients), str(_SEED)]
+    else:  # by path: the plaintext server imports numpy only
+        args = [str(_PLAIN_CHILD), str(params)]
+    proc = subprocess.Popen(
+        [sys.executable, *args],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+    )
+    assert proc.stdin is not None and proc.stdout is not None
+    try:
+        for message in messages:
+            write_message(proc.stdin, message)
+        proc.stdin.close()
+        out = proc.stdout.read()
+    finally:
+        code = proc.wait()
+    if code != 0:
+        raise RuntimeError(f"ingest child ({mode}, {clients} clients) exited with {code}")
+    result: dict[str, Any] = json.loads(out)
+    if result["accepted"] != clients:
+        raise RuntimeError(f"ingest child accepted {result['accepted']} of {clients} updates")
+    return result
+
+
+def _fhe_messages(params: int, clients: int) -> Any:
+    config, public_key, keys = federation(clients, _SEED)
+    layout = Layout.for_vector(params)
+    first = Client(
+        client_id="client-000", signing_key=keys["client-000"], config=config, public_key=public_key
+    )
+    chunks = first.encrypt_chunks(np.random.default_rng(0).uniform(-1.0, 1.0, params))
+    for i, (cid, key) in enumerate(keys.items()):
+        client = Client(client_id=cid, signing_key=key, config=config, public_key=public_key)
+        update = client.sign_update(chunks, layout=layout, round_id=1, weight=1.0 + i)
+        yield update.to_bytes()
+
+
+def _numpy_messages(params: int, clients: int) -> Any:
+    values = np.random.default_rng(0).uniform(-1.0, 1.0, params).astype(np.float32).tobytes()
+    for i in range(clients):
+        yield np.float64(1.0 + i).tobytes() + values
+
+
+def ingest_figures(params: int, client_counts: tuple[int, ...]) -> list[Figure]:
+    """Throughput and peak RSS per client count, and the RSS growth from 10 to 50 clients."""
+    runs = {
+        k: (
+            _child("fhe", params, k, _fhe_messages(params, k)),
+            _child("numpy", params, k, _numpy_messages(params, k)),
+        )
+        for k in client_counts
+    }
+    out: list[Figure] = []
+    size = size_label(params)
+    for k, (ours, base) in runs.items():
+        workload = f"{size}, {k} clients"
+        out.append(
+            figure(
+                "aggregator_ingest",
+                "aggregator ingest (verify + deserialize + add, finalize)",
+                workload=workload,
+                unit="params/s (1 core)",
+                ours=k * params / ours["add_s"],
+                baseline=k * params / base["add_s"],
+                baseline_name="plaintext numpy weighted mean (float32 messages)",
+                higher_is_better=True,
+                note="updates streamed through an IngestQueue bounded to two updates",
+            )
+        )
+        out.append(
+            figure(
+                "aggregator_rss",
+                "aggregator peak RSS (fresh process)",
+                workload=workload,
+                unit="MiB",
+                ours=ours["peak_rss_mb"],
+                baseline=base["peak_rss_mb"],
+                baseline_name="plaintext numpy weighted mean process",
+                higher_is_better=False,
+                note=f"RSS before the first update: ours {ours['rss_before_mb']:.0f}, numpy {base['rss_before_mb']:.0f}",
+                queue_bound_bytes=ours["queue_bound_bytes"],
+                queue_peak_pending_bytes=ours["queue_peak_pending_bytes"],
+            )
+        )
+    low = min((k for k in runs if k >= 10), default=min(runs))
+    high = max(runs)
+    if high > low:
+        out.append(
+            figure(
+                "aggregator_rss_growth",
+                f"aggregator peak RSS growth, {low} -> {high} clients",
+                workload=f"{size}, {low} vs {high} clients",
+                unit="x (peak RSS ratio)",
+                ours=runs[high][0]["peak_rss_mb"] / runs[low][0]["peak_rss_mb"],
+                baseline=runs[high][1]["peak_rss_mb"] / runs[low][1]["peak_rss_mb"],
+                baseline_name="plaintext numpy weighted mean process",
+                higher_is_better=False,
+                target=Target("ours", "<=", 1.10),
+            )
+        )
+    return out

@@ -1,0 +1,229 @@
+"""Client-side figures: encode+encrypt throughput, sign+hash time, bytes on the wire per parameter.
+
+Ours runs the real :class:`~fhe_agg.Client` path (flatten/check, pack two reals per slot,
+encrypt under the public key, bit-packed serialization; Merkle hashing and ML-DSA-65 signing).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from functools import partial
+from typing import Any
+
+import numpy as np
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+from numpy.typing import NDArray
+
+from fhe_agg._client import Client
+from fhe_agg._config import FederationConfig
+from fhe_agg._keys import generate_single_key
+from fhe_agg._merkle import leaf_hash, merkle_root
+from fhe_agg._messages import UPDATE_CONTEXT
+from fhe_agg._params import PRESETS
+from fhe_agg._signing import SigningKey
+from fhe_agg.bench._baselines import NvflareCkks, RawSeal
+from fhe_agg.bench._harness import Figure, Target, figure, paired_medians
+
+__all__ = ["client_figures"]
+
+Source = NDArray[np.float64] | Mapping[str, Any]
+
+
+_SIGNING_KEY = SigningKey.generate()
+
+
+def _client(preset_name: str) -> Client:
+    # a single holder without flooding: the client's work does not depend on the holders
+    config = FederationConfig(
+        preset=PRESETS[preset_name],
+        max_clients=64,
+        max_weight=100.0,
+        value_bound=4.0,
+        flooding=None,
+    )
+    public_key, _ = generate_single_key(config.preset)
+    return Client(client_id="bench", signing_key=_SIGNING_KEY, config=config, public_key=public_key)
+
+
+def client_figures(
+    workload: str, source: Source, repeats: int, nvflare: NvflareCkks
+) -> list[Figure]:
+    """Every client-side figure for one workload (a flat vector or a torch ``state_dict``)."""
+    clients = {name: _client(name) for name in ("dp", "precise")}
+    vector, layout = clients["dp"].prepare(source)
+    params = vector.size
+    out: list[Figure] = []
+
+    for name, client in clients.items():
+        raw = RawSeal(client.config.preset, client.config.scale)
+        seconds = paired_medians(
+            {
+                "ours": partial(_encrypt_ours, client, source),
+                "packed": partial(raw.encrypt, vector, packed=True),
+                "saved": partial(raw.encrypt_serialize, vector),
+                "plain": partial(raw.encrypt, vector, packed=False),
+                "nvflare": partial(nvflare.encrypt_serialize, vector),
+            },
+            repeats,
+            warmup=True,
+        )
+        ours_rate, packed_rate, saved_rate, plain_rate, nvflare_rate = (
+            params / seconds[k] for k in ("ours", "packed", "saved", "plain", "nvflare")
+        )
+        common: dict[str, Any] = {
+            "workload": workload,
+            "params": params,
+            "unit": "params/s (1 core)",
+            "higher_is_better": True,
+        }
+        label = f"client encode+encrypt ({name} preset)"
+        out += [
+            figure(
+                "client_encrypt",
+                label,
+                ours=ours_rate,
+                baseline=packed_rate,
+                baseline_name=f"raw sealapi encode+encrypt, {name} preset, 2 reals/slot",
+                target=Target("ratio", ">=", 0.9),
+                note="same packing and preset; ours also serializes (bit-packed)",
+                **common,
+            ),
+            figure(
+                "client_encrypt",
+                label,
+                ours=ours_rate,
+                baseline=saved_rate,
+                baseline_name=f"raw sealapi encode+encrypt+save, {name} preset, 2 reals/slot",
+                note="SEAL's own serialization (through a file, zstd)",
+                **common,
+            ),
+            figure(
+                "client_encrypt",
+                label,
+                ours=ours_rate,
+                baseline=plain_rate,
+                baseline_name=f"raw sealapi encode+encrypt, {name} preset, 1 real/slot",
+                **common,
+            ),
+            figure(
+                "client_encrypt",
+                label,
+                ours=ours_rate,
+                baseline=nvflare_rate,
+                baseline_name="TenSEAL CKKSVector, NVFlare params (N=8192, [60,40,40], 2^40)",
+                target=Target("ratio", ">=", 3.0),
+                note="NVFlare: encrypt + serialize",
+                **common,
+            ),
+        ]
+
+    out += _sign_figures(workload, clients["dp"], vector, layout, repeats)
+    out += _wire_figures(workload, clients, vector, layout, nvflare)
+    return out
+
+
+def _encrypt_ours(client: Client, source: Source) -> tuple[bytes, ...]:
+    """The client's path: flatten/check (a no-op copy for a flat vector), encrypt, serialize."""
+    return client.encrypt_chunks(client.prepare(source)[0])
+
+
+def _sign_figures(
+    workload: str, client: Client, vector: NDArray[np.float64], layout: Any, repeats: int
+) -> list[Figure]:
+    """Merkle root + ML-DSA-65 (ours) vs ECDSA-P256/SHA-256 and Ed25519 over the same bytes."""
+    chunks = client.encrypt_chunks(vector)
+    message = b"".join(chunks)
+    ecdsa_key = ec.generate_private_key(ec.SECP256R1())
+    ed_key = ed25519.Ed25519PrivateKey.generate()
+    update = client.sign_update(chunks, layout=layout, round_id=1, weight=1.0)
+    verify_key = _SIGNING_KEY.verify_key
+    encoded = update.statement.encode()
+    ecdsa_sig = ecdsa_key.sign(message, ec.ECDSA(hashes.SHA256()))
+    ed_sig = ed_key.sign(message)
+
+    def ours_sign() -> None:
+        client.sign_update(chunks, layout=layout, round_id=1, weight=1.0)
+
+    def ours_verify() -> None:
+        leaves = [leaf_hash(i, c) for i, c in enumerate(chunks)]
+        assert merkle_root(leaves) == update.statement.merkle_root
+        verify_key.verify(update.signed.signature, encoded, context=UPDATE_CONTEXT)
+
+    baselines = {
+        "ECDSA-P256/SHA-256": (
+            lambda: ecdsa_key.sign(message, ec.ECDSA(hashes.SHA256())),
+            lambda: ecdsa_key.public_key().verify(ecdsa_sig, message, ec.ECDSA(hashes.SHA256())),
+        ),
+        "Ed25519": (
+            lambda: ed_key.sign(message),
+            lambda: ed_key.public_key().verify(ed_sig, message),
+        ),
+    }
+    fns: dict[str, Callable[[], object]] = {"sign": ours_sign, "verify": ours_verify}
+    for name, (sign, verify) in baselines.items():
+        fns[f"{name} sign"], fns[f"{name} verify"] = sign, verify
+    ms = {k: 1e3 * v for k, v in paired_medians(fns, repeats, warmup=True).items()}
+    out = []
+    note = f"{len(message):,} ciphertext bytes (dp preset); ours: SHA3-256 Merkle tree + ML-DSA-65"
+    for name in baselines:
+        for what, key in (("sign + hash", "sign"), ("verify + hash", "verify")):
+            out.append(
+                figure(
+                    "client_sign",
+                    f"update {what}",
+                    workload=workload,
+                    params=vector.size,
+                    unit="ms per update",
+                    ours=ms[key],
+                    baseline=ms[f"{name} {key}"],
+                    baseline_name=f"{name} over the same bytes (classical)",
+                    higher_is_better=False,
+                    note=note,
+                )
+            )
+    return out
+
+
+def _wire_figures(
+    workload: str,
+    clients: dict[str, Client],
+    vector: NDArray[np.float64],
+    layout: Any,
+    nvflare: NvflareCkks,
+) -> list[Figure]:
+    """Upload bytes per parameter, both presets, vs float32 and NVFlare's serialized vectors."""
+    params = vector.size
+    nvflare_bytes = sum(len(b) for b in nvflare.encrypt_serialize(vector)) / params
+    out = []
+    for name, client in clients.items():
+        update = client.encrypt_update(vector, round_id=1, weight=1.0)
+        ours = len(update.to_bytes()) / params
+        dp = name == "dp"
+        common: dict[str, Any] = {
+            "workload": workload,
+            "params": params,
+            "unit": "bytes/param",
+            "higher_is_better": False,
+            "ours": ours,
+        }
+        out += [
+            figure(
+                "upload_bytes",
+                f"upload ({name} preset)",
+                baseline=4.0,
+                baseline_name="float32 plaintext",
+                target=Target("ratio", "<=", 4.25) if dp else None,
+                note="signed update: chunks + statement + ML-DSA-65 signature",
+                **common,
+            ),
+            figure(
+                "upload_bytes",
+                f"upload ({name} preset)",
+                baseline=nvflare_bytes,
+                baseline_name="NVFlare-style serialized CKKSVector",
+                target=Target("ratio", "<=", 1 / 3) if dp else None,
+                **common,
+            ),
+        ]
+    return out

@@ -1,0 +1,238 @@
+"""Key-holder figures: partial decryption and combine per million parameters, key-holder traffic,
+and the error of the released mean, for each holder/threshold workload.
+
+Every holder set runs its own dealerless ceremony; three clients with distinct vectors and
+weights make the aggregate at the precise preset with 40-bit flooding (the default federation).
+A fresh :class:`~fhe_agg.KeyHolder` is made for each repetition: a holder decrypts a ciphertext
+once, ever.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from fhe_agg._aggregator import Aggregator
+from fhe_agg._config import FederationConfig
+from fhe_agg._decryption import DecryptionSession
+from fhe_agg._keyholder import KeyHolder
+from fhe_agg._keys import KeyShare, PublicKey
+from fhe_agg._messages import EncryptedAggregate
+from fhe_agg._packing import Layout
+from fhe_agg._signing import VerifyKey
+from fhe_agg._simulate import local_key_ceremony
+from fhe_agg.bench._baselines import NvflareCkks, RawSeal
+from fhe_agg.bench._harness import (
+    HOLDER_SETS,
+    Figure,
+    Target,
+    aggregate_of,
+    client_vectors,
+    figure,
+    median_seconds,
+)
+
+__all__ = ["decryption_figures"]
+
+_CLIENTS = 3
+
+
+def decryption_figures(
+    workload: str, vector: NDArray[np.float64], repeats: int, nvflare: NvflareCkks
+) -> list[Figure]:
+    """Every key-holder figure for one workload of ``vector.size`` parameters."""
+    params = vector.size
+    vectors, weights = client_vectors(_CLIENTS, params, seed=params)
+    vectors[0] = np.clip(vector, -1.0, 1.0)  # the workload's own values (a model's, if any)
+    exact = np.average(np.stack(vectors), axis=0, weights=weights)
+    nvflare_mean, nvflare_download = nvflare.weighted_mean(vectors, weights)
+    nvflare_error = float(np.max(np.abs(nvflare_mean - exact)))
+    out: list[Figure] = []
+    for holders, threshold in HOLDER_SETS:
+        config = FederationConfig(
+            min_clients=_CLIENTS,
+            max_clients=16,
+            max_weight=10.0,
+            value_bound=1.0,
+            holders=holders,
+            threshold=threshold,
+        )
+        public_key, shares = local_key_ceremony(config)
+        agg, aggregate, roster = aggregate_of(config, public_key, vectors, weights)
+        with agg:
+            run = _HolderRun(
+                config, public_key, shares, roster, agg, aggregate, Layout.for_vector(params)
+            )
+            label = f"{workload}, {threshold}-of-{holders}"
+            out += run.figures(label, repeats, exact, nvflare_error, nvflare_download / params)
+    return out
+
+
+class _HolderRun:
+    """One aggregate and the holders able to decrypt it."""
+
+    def __init__(
+        self,
+        config: FederationConfig,
+        public_key: PublicKey,
+        shares: list[KeyShare],
+        roster: Mapping[str, VerifyKey],
+        agg: Aggregator,
+        aggregate: EncryptedAggregate,
+        layout: Layout,
+    ) -> None:
+        self.config, self.public_key, self.shares, self.roster = config, public_key, shares, roster
+        self.agg, self.aggregate, self.layout = agg, aggregate, layout
+        self.members = tuple(range(1, config.threshold + 1))
+
+    def holder(self, index: int, spot_check: int | None) -> KeyHolder:
+        return KeyHolder(
+            holder_id=f"holder-{index}",
+            config=self.config,
+            public_key=self.public_key,
+            key_share=self.shares[index - 1],
+            roster=self.roster,
+            spot_check=spot_check,
+        )
+
+    def timed_partial(self, spot_check: int | None, repeats: int) -> float:
+        times = []
+        for _ in range(repeats):
+            h = self.holder(1, spot_check)
+            evidence = self.agg.evidence(h.challenge(self.aggregate))  # the aggregator's work
+            t0 = time.process_time()
+            h.partial_decrypt(
+                self.aggregate, evidence, layout=self.layout, decrypting_set=self.members
+            )
+            times.append(time.process_time() - t0)
+        return float(np.median(times))
+
+    def timed_release(self, repeats: int) -> tuple[float, NDArray[np.float64]]:
+        times, mean = [], np.empty(0)
+        for _ in range(repeats):
+            session = DecryptionSession(
+                self.aggregate, config=self.config, layout=self.layout, decrypting_set=self.members
+            )
+            for j in self.members:
+                h = self.holder(j, 1)
+                evidence = self.agg.evidence(h.challenge(self.aggregate))
+                session.add(
+                    h.partial_decrypt(
+                        self.aggregate, evidence, layout=self.layout, decrypting_set=self.members
+                    )
+                )
+            t0 = time.process_time()
+            mean = session.release()
+            times.append(time.process_time() - t0)
+        return float(np.median(times)), mean
+
+    def traffic(self) -> tuple[int, int, int, int]:
+        """Bytes a holder downloads (aggregate; spot-check and full evidence) and uploads."""
+        aggregate_bytes = len(self.aggregate.to_bytes())
+
+        def evidence_bytes(indices: tuple[int, ...]) -> int:
+            ev = self.agg.evidence(indices)
+            return sum(
+                len(e.chunk) + 32 * len(e.path) for items in ev.chunks.values() for e in items
+            )
+
+        chunks = len(self.aggregate.chunks)
+        n = self.config.preset.poly_modulus_degree
+        partial_bytes = chunks * n * sum(self.config.preset.data_prime_bits) // 8
+        return (
+            aggregate_bytes,
+            evidence_bytes((0,)),
+            evidence_bytes(tuple(range(chunks))),
+            partial_bytes,
+        )
+
+    def figures(
+        self,
+        label: str,
+        repeats: int,
+        exact: NDArray[np.float64],
+        nvflare_error: float,
+        nvflare_download: float,
+    ) -> list[Figure]:
+        params = self.layout.length
+        per_m = 1e6 / params
+        spot = self.timed_partial(1, repeats) * per_m
+        full = self.timed_partial(None, repeats) * per_m
+        combine_s, mean = self.timed_release(repeats)
+        raw = RawSeal(self.config.preset, self.config.scale)
+        ciphers = raw.encrypt(exact, packed=True)
+        seal_s = median_seconds(lambda: raw.decrypt_decode(ciphers), repeats) * per_m
+        base = "single-key SEAL decrypt + decode (same preset, same ciphertext count)"
+        timing: dict[str, Any] = {
+            "workload": label,
+            "params": params,
+            "unit": "s per 1M params",
+            "higher_is_better": False,
+        }
+        agg_b, spot_b, full_b, partial_b = self.traffic()
+        traffic: dict[str, Any] = {
+            "workload": label,
+            "params": params,
+            "unit": "bytes/param",
+            "higher_is_better": False,
+            "baseline": nvflare_download,
+            "baseline_name": "NVFlare-style: each client downloads the encrypted sum",
+        }
+        return [
+            figure(
+                "partial_decrypt",
+                "partial decryption per holder (verify manifest, 1 chunk spot-checked)",
+                ours=spot,
+                baseline=seal_s,
+                baseline_name=base,
+                target=Target("ours", "<=", 0.5),
+                **timing,
+            ),
+            figure(
+                "partial_decrypt",
+                "partial decryption per holder (every chunk sum recomputed)",
+                ours=full,
+                baseline=seal_s,
+                baseline_name=base,
+                note="the default KeyHolder (spot_check=None)",
+                **timing,
+            ),
+            figure(
+                "combine",
+                f"combine {self.config.threshold} partials + decode",
+                ours=combine_s * per_m,
+                baseline=seal_s,
+                baseline_name=base,
+                **timing,
+            ),
+            figure(
+                "holder_traffic",
+                "key-holder traffic: aggregate + 1-chunk evidence down, partial up",
+                ours=(agg_b + spot_b + partial_b) / params,
+                note=f"down {(agg_b + spot_b) / params:.2f}, up {partial_b / params:.2f} (partial: no wire format yet, bit-packed size)",
+                **traffic,
+            ),
+            figure(
+                "holder_traffic",
+                "key-holder traffic: aggregate + every chunk of every client down, partial up",
+                ours=(agg_b + full_b + partial_b) / params,
+                note=f"{_CLIENTS} clients",
+                **traffic,
+            ),
+            figure(
+                "max_abs_error",
+                "max abs error of the released weighted mean vs numpy",
+                workload=label,
+                params=params,
+                unit="abs error",
+                ours=float(np.max(np.abs(mean - exact))),
+                baseline=nvflare_error,
+                baseline_name="NVFlare-style CKKSVector (sum of w_i * Enc(x_i), decrypt, / sum w)",
+                higher_is_better=False,
+                note="ours with 40-bit noise flooding in every partial",
+            ),
+        ]

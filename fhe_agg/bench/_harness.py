@@ -1,0 +1,254 @@
+"""What every benchmark family shares: the plan, figure entries, timing and federation fixtures.
+
+A figure entry is a plain dict (it goes to JSON as is)::
+
+    {"figure": family, "label": ..., "workload": ..., "unit": ..., "ours": x,
+     "baseline": y, "baseline_name": ..., "ratio": x / y, "higher_is_better": bool,
+     "target": {"on": "ratio" | "ours", "op": ">=" | "<=", "value": v} | None,
+     "met": bool | None, "note": ...}
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import resource
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from numpy.typing import NDArray
+
+from fhe_agg._aggregator import Aggregator
+from fhe_agg._client import Client
+from fhe_agg._config import FederationConfig
+from fhe_agg._messages import EncryptedAggregate
+from fhe_agg._packing import Layout
+from fhe_agg._signing import SigningKey, VerifyKey
+
+__all__ = [
+    "HOLDER_SETS",
+    "Figure",
+    "Plan",
+    "Target",
+    "clock",
+    "figure",
+    "median_seconds",
+    "paired_medians",
+    "peak_rss_mb",
+    "size_label",
+]
+
+Figure = dict[str, Any]
+Mode = Literal["smoke", "quick", "full"]
+
+#: (holders, threshold) of the key-holder workloads.
+HOLDER_SETS: tuple[tuple[int, int], ...] = ((1, 1), (3, 2), (5, 3))
+
+
+@dataclass(frozen=True, kw_only=True)
+class Plan:
+    """The workloads of one run."""
+
+    mode: Mode
+    sizes: tuple[int, ...]  # vector sizes for the per-size families
+    resnet: bool  # add the state_dict of a small ResNet as a workload (client costs)
+    resnet_holder_costs: bool  # ... and run the key-holder family on it too
+    repeats: int
+    round_repeats: int
+    ingest_params: int
+    ingest_clients: tuple[int, ...]
+    round_params: int
+    round_clients: int = 10
+    round_dropped: int = 3
+
+    @classmethod
+    def for_mode(cls, mode: Mode, *, sizes: tuple[int, ...] | None = None) -> Plan:
+        if mode == "smoke":
+            plan = cls(
+                mode=mode,
+                sizes=(2 * 8192,),
+                resnet=False,
+                resnet_holder_costs=False,
+                repeats=1,
+                round_repeats=1,
+                ingest_params=8192,
+                ingest_clients=(3, 4),
+                round_params=8192,
+                round_clients=5,
+                round_dropped=1,
+            )
+        elif mode == "quick":
+            plan = cls(
+                mode=mode,
+                sizes=(100_000,),
+                resnet=True,
+                resnet_holder_costs=False,
+                repeats=3,
+                round_repeats=1,
+                ingest_params=100_000,
+                ingest_clients=(2, 10, 50),
+                round_params=100_000,
+            )
+        else:
+            plan = cls(
+                mode=mode,
+                sizes=(100_000, 1_000_000, 10_000_000),
+                resnet=True,
+                resnet_holder_costs=True,
+                repeats=3,
+                round_repeats=3,
+                ingest_params=1_000_000,
+                ingest_clients=(2, 10, 20, 50),
+                round_params=1_000_000,
+            )
+        if sizes is not None:
+            plan = dataclasses.replace(plan, sizes=sizes)
+        return plan
+
+
+@dataclass(frozen=True)
+class Target:
+    """A goal on ``ours`` or on ``ratio``; ``op`` says which side is good."""
+
+    on: Literal["ours", "ratio"]
+    op: Literal[">=", "<="]
+    value: float
+
+    def met(self, ours: float, ratio: float | None) -> bool | None:
+        x = ours if self.on == "ours" else ratio
+        if x is None or not math.isfinite(x):
+            return None
+        return x >= self.value if self.op == ">=" else x <= self.value
+
+
+def size_label(params: int) -> str:
+    """``100000`` -> ``1e5 params``; other sizes with thousands separators."""
+    exponent = math.log10(params) if params > 0 else 0.0
+    if exponent.is_integer():
+        return f"1e{int(exponent)} params"
+    return f"{params:,} params"
+
+
+def figure(
+    family: str,
+    label: str,
+    *,
+    workload: str,
+    unit: str,
+    ours: float,
+    baseline: float,
+    baseline_name: str,
+    higher_is_better: bool,
+    target: Target | None = None,
+    note: str = "",
+    params: int | None = None,
+    **extra: Any,
+) -> Figure:
+    """One entry; ``ratio`` is ``ours / baseline`` (None when the baseline is 0)."""
+    ratio = ours / baseline if baseline else None
+    return {
+        "figure": family,
+        "label": label,
+        "workload": workload,
+        "params": params,
+        "unit": unit,
+        "ours": float(ours),
+        "baseline": float(baseline),
+        "baseline_name": baseline_name,
+        "ratio": None if ratio is None else float(ratio),
+        "higher_is_better": higher_is_better,
+        "target": None if target is None else target.__dict__.copy(),
+        "met": None if target is None else target.met(ours, ratio),
+        "note": note,
+        **extra,
+    }
+
+
+Clock = Literal["cpu", "wall"]
+
+
+def clock(kind: Clock) -> Callable[[], float]:
+    """``cpu``: this process's CPU time, the cost on one core, robust to other load on a shared
+    machine (every timed path here is single-threaded); ``wall``: elapsed time, for paths that
+    wait on disk or pipes."""
+    return time.process_time if kind == "cpu" else time.perf_counter
+
+
+def median_seconds(
+    fn: Callable[[], object], repeats: int, *, warmup: bool = False, kind: Clock = "cpu"
+) -> float:
+    """Median time of ``repeats`` calls of ``fn`` (one unmeasured call first if ``warmup``)."""
+    return paired_medians({"fn": fn}, repeats, warmup=warmup, kind=kind)["fn"]
+
+
+def paired_medians(
+    fns: dict[str, Callable[[], object]],
+    repeats: int,
+    *,
+    warmup: bool = False,
+    kind: Clock = "cpu",
+) -> dict[str, float]:
+    """Median time of each of ``fns``, run in turn within every repetition so that ours and its
+    baselines meet the same machine conditions."""
+    now = clock(kind)
+    if warmup:
+        for fn in fns.values():
+            fn()
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            t0 = now()
+            fn()
+            times[name].append(now() - t0)
+    return {name: statistics.median(t) for name, t in times.items()}
+
+
+def peak_rss_mb() -> float:
+    """Peak resident set size of this process's memory image so far, in MiB.
+
+    ``VmHWM`` from ``/proc/self/status`` where there is one: ``ru_maxrss`` is carried across
+    ``fork`` + ``exec`` on Linux, so a fresh child would report at least its parent's RSS.
+    """
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def client_vectors(
+    count: int, params: int, seed: int
+) -> tuple[list[NDArray[np.float64]], list[float]]:
+    """``count`` distinct vectors uniform in [-1, 1] and distinct weights 1, 2, ..."""
+    rng = np.random.default_rng(seed)
+    return [rng.uniform(-1.0, 1.0, params) for _ in range(count)], [
+        float(i + 1) for i in range(count)
+    ]
+
+
+def aggregate_of(
+    config: FederationConfig,
+    public_key: Any,
+    vectors: list[NDArray[np.float64]],
+    weights: list[float],
+    *,
+    round_id: int = 1,
+) -> tuple[Aggregator, EncryptedAggregate, dict[str, VerifyKey]]:
+    """Encrypt, sign and aggregate ``vectors``; the caller closes the returned aggregator."""
+    keys = {f"client-{i:03d}": SigningKey.generate() for i in range(len(vectors))}
+    roster = {cid: key.verify_key for cid, key in keys.items()}
+    layout = Layout.for_vector(vectors[0].size)
+    agg = Aggregator(
+        config=config, roster=roster, public_key=public_key, round_id=round_id, layout=layout
+    )
+    for (cid, key), vector, weight in zip(keys.items(), vectors, weights, strict=True):
+        client = Client(client_id=cid, signing_key=key, config=config, public_key=public_key)
+        agg.add(client.encrypt_update(vector, round_id=round_id, weight=weight).to_bytes())
+    return agg, agg.finalize(), roster

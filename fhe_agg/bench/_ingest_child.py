@@ -1,0 +1,113 @@
+"""One aggregator process for the ingest and load figures: ``python -m fhe_agg.bench._ingest_child``.
+
+Peak RSS (``ru_maxrss``) only grows within a process, so each client count runs in a fresh
+process. The parent streams length-prefixed signed encrypted updates (bytes as from the network)
+to this process's stdin; the main thread submits them to an :class:`~fhe_agg.IngestQueue`
+bounded to two updates, whose worker verifies and adds them into one
+:class:`~fhe_agg.Aggregator`; the round is finalized at the end. Both sides derive the federation
+from ``seed`` (keys from seeds), so nothing secret crosses the pipe. Prints one JSON object:
+seconds spent adding, peak RSS, RSS before the first update, the queue's bound and peak.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import struct
+import sys
+import time
+from collections.abc import Iterator
+from typing import IO, Any, BinaryIO
+
+from fhe_agg._aggregator import Aggregator
+from fhe_agg._config import FederationConfig
+from fhe_agg._ingest import IngestQueue
+from fhe_agg._keys import PublicKey, generate_single_key
+from fhe_agg._packing import Layout
+from fhe_agg._random import SeededRandom
+from fhe_agg._signing import SigningKey
+from fhe_agg.bench._harness import peak_rss_mb
+
+__all__ = ["federation", "main", "write_message"]
+
+_LENGTH = struct.Struct("<Q")
+
+
+def federation(
+    clients: int, seed: int
+) -> tuple[FederationConfig, PublicKey, dict[str, SigningKey]]:
+    """The same federation on both sides of the pipe (default precise preset, 1-of-1)."""
+    config = FederationConfig(
+        min_clients=min(3, clients), max_clients=max(clients, 3), max_weight=100.0, value_bound=1.0
+    )
+    public_key, _ = generate_single_key(config.preset, rng=SeededRandom(seed))
+    keys = {
+        f"client-{i:03d}": SigningKey.from_seed(hashlib.sha256(f"{seed}/{i}".encode()).digest())
+        for i in range(clients)
+    }
+    return config, public_key, keys
+
+
+def write_message(stream: IO[bytes], payload: bytes) -> None:
+    stream.write(_LENGTH.pack(len(payload)))
+    stream.write(payload)
+
+
+def _messages(stream: BinaryIO, limit: int) -> Iterator[bytes]:
+    while header := stream.read(_LENGTH.size):
+        (size,) = _LENGTH.unpack(header)
+        if size > limit:
+            raise ValueError(f"message of {size} bytes beyond {limit}")
+        yield stream.read(size)
+
+
+class _TimedAggregator(Aggregator):
+    """The aggregator, with the time spent in :meth:`add` summed."""
+
+    add_seconds = 0.0
+
+    def add(self, update: Any) -> None:
+        t0 = time.thread_time()
+        try:
+            super().add(update)
+        finally:
+            self.add_seconds += time.thread_time() - t0
+
+
+def _run_fhe(params: int, clients: int, seed: int, stream: BinaryIO) -> dict[str, Any]:
+    config, public_key, keys = federation(clients, seed)
+    roster = {cid: key.verify_key for cid, key in keys.items()}
+    layout = Layout.for_vector(params)
+    with _TimedAggregator(
+        config=config, roster=roster, public_key=public_key, round_id=1, layout=layout
+    ) as agg:
+        bound = 2 * agg.bounds.update_bytes
+        rss_before = peak_rss_mb()
+        queue = IngestQueue(agg, max_pending_bytes=bound, max_pending=2)
+        for message in _messages(stream, agg.bounds.update_bytes):
+            queue.submit(message)
+        queue.close()
+        t0 = time.thread_time()
+        aggregate = agg.finalize()
+        finalize_s = time.thread_time() - t0
+        return {
+            "accepted": queue.accepted,
+            "rejected": len(queue.rejected),
+            "add_s": agg.add_seconds + finalize_s,  # type: ignore[attr-defined]
+            "rss_before_mb": rss_before,
+            "peak_rss_mb": peak_rss_mb(),
+            "queue_bound_bytes": bound,
+            "queue_peak_pending_bytes": queue.peak_pending_bytes,
+            "chunks": len(aggregate.chunks),
+        }
+
+
+def main(argv: list[str]) -> int:
+    params, clients, seed = int(argv[0]), int(argv[1]), int(argv[2])
+    result = _run_fhe(params, clients, seed, sys.stdin.buffer)
+    print(json.dumps(result), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,132 @@
+"""The benchmark harness at tiny sizes: one JSON object on stdout, every family next to its
+baselines, consistent ratios and verdicts, and the result files."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from fhe_agg.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+
+FAMILIES = {
+    "client_encrypt": ("raw sealapi", "NVFlare"),
+    "client_sign": ("ECDSA-P256", "Ed25519"),
+    "upload_bytes": ("float32", "NVFlare"),
+    "partial_decrypt": ("single-key SEAL",),
+    "combine": ("single-key SEAL",),
+    "holder_traffic": ("NVFlare",),
+    "max_abs_error": ("NVFlare",),
+    "aggregator_ingest": ("numpy",),
+    "aggregator_rss": ("numpy",),
+    "aggregator_rss_growth": ("numpy",),
+    "round": ("plaintext FedAvg",),
+    "round_dropout": ("without dropouts",),
+}
+FIELDS = {
+    "figure": str,
+    "label": str,
+    "workload": str,
+    "unit": str,
+    "ours": float,
+    "baseline": float,
+    "baseline_name": str,
+    "higher_is_better": bool,
+    "note": str,
+}
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, object], Path]:
+    out = tmp_path_factory.mktemp("bench")
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "benchmarks" / "run.py"),
+            "--smoke",
+            "--json",
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)  # the whole of stdout is one JSON object
+    assert isinstance(report, dict)
+    return report, out
+
+
+@pytest.mark.slow
+def test_report_schema(smoke: tuple[dict[str, object], Path]) -> None:
+    report, _ = smoke
+    assert report["schema"] == 1 and report["mode"] == "smoke"
+    machine = report["machine"]
+    assert isinstance(machine, dict)
+    for key in ("cpu", "cores", "python", "tenseal", "seal", "date"):
+        assert machine[key], key
+    figures = report["figures"]
+    assert isinstance(figures, list) and figures
+    for f in figures:
+        for key, kind in FIELDS.items():
+            assert isinstance(f[key], kind), (key, f)
+        if f["ratio"] is not None:
+            assert math.isclose(f["ratio"], f["ours"] / f["baseline"], rel_tol=1e-9)
+        if f["target"] is None:
+            assert f["met"] is None
+        else:
+            t = f["target"]
+            value = f["ours"] if t["on"] == "ours" else f["ratio"]
+            assert f["met"] == (value >= t["value"] if t["op"] == ">=" else value <= t["value"])
+    for family, baselines in FAMILIES.items():
+        rows = [f for f in figures if f["figure"] == family]
+        assert rows, family
+        for name in baselines:
+            assert any(name in f["baseline_name"] for f in rows), (family, name)
+    for holders in ("1-of-1", "2-of-3", "3-of-5"):
+        assert any(f["workload"].endswith(holders) for f in figures if f["figure"] == "round")
+    summary = report["summary"]
+    assert isinstance(summary, dict)
+    assert summary["with_target"] == sum(1 for f in figures if f["target"] is not None)
+
+
+@pytest.mark.slow
+def test_measurements_are_sane(smoke: tuple[dict[str, object], Path]) -> None:
+    figures = smoke[0]["figures"]
+    assert isinstance(figures, list)
+    errors = [f["ours"] for f in figures if f["figure"] == "max_abs_error"]
+    assert errors and max(errors) < 1e-6  # the released mean is the weighted mean
+    rounds = [f for f in figures if f["figure"] in ("round", "round_dropout")]
+    assert max(f["max_abs_error"] for f in rounds) < 1e-6
+    upload = [f for f in figures if f["figure"] == "upload_bytes" and f["baseline"] == 4.0]
+    assert all(10 < f["ours"] < 40 for f in upload)  # bytes per parameter of a ciphertext
+    for f in figures:
+        if f["figure"] == "aggregator_rss":
+            assert f["queue_peak_pending_bytes"] <= f["queue_bound_bytes"]
+
+
+@pytest.mark.slow
+def test_result_files(smoke: tuple[dict[str, object], Path]) -> None:
+    report, out = smoke
+    stem = str(report["machine"]["date"])[:10] + "-smoke"  # type: ignore[index]
+    assert json.loads((out / f"{stem}.json").read_text()) == report
+    table = (out / f"{stem}.md").read_text()
+    assert "| figure | workload |" in table and "NVFlare" in table
+    assert (out / f"{stem}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_cli_bench_is_registered_and_checks_sizes() -> None:
+    runner = CliRunner()
+    result = runner.invoke(main, ["bench", "--help"])
+    assert result.exit_code == 0 and "--quick" in result.output
+    result = runner.invoke(main, ["bench", "--sizes", "many"])
+    assert result.exit_code == 2 and "comma-separated" in result.output
