@@ -30,7 +30,7 @@ def _sizes(
     return sizes
 
 
-@click.command()
+@click.command(short_help="Benchmark every cost against its baseline (SEAL, NVFlare, plaintext).")
 @click.option(
     "--quick", "mode", flag_value="quick", help="Small sizes, under 3 minutes on 2 cores."
 )
