@@ -30,7 +30,7 @@ def _sizes(
     return sizes
 
 
-@click.command(short_help="Benchmark every cost against its baseline (SEAL, NVFlare, plaintext).")
+@click.command(short_help="Measure every cost next to its baseline (SEAL, NVFlare).")
 @click.option(
     "--quick", "mode", flag_value="quick", help="Small sizes, under 3 minutes on 2 cores."
 )
