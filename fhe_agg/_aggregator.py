@@ -64,7 +64,7 @@ class _Spool:
         self.root.mkdir(parents=True, exist_ok=True)
         self._offsets: list[list[int]] = []
 
-    def write(self, chunks: tuple[bytes, ...]) -> int:
+    def write(self, chunks: tuple[bytes, ...]) -> None:
         slot = len(self._offsets)
         final = self.root / f"update-{slot:06d}.bin"
         tmp = final.with_suffix(".tmp")
@@ -78,7 +78,6 @@ class _Spool:
         for c in chunks:
             offsets.append(offsets[-1] + len(c))
         self._offsets.append(offsets)
-        return slot
 
     def read(self, slot: int, index: int) -> bytes:
         start, end = self._offsets[slot][index], self._offsets[slot][index + 1]
@@ -137,12 +136,9 @@ class Aggregator:
         if not all(isinstance(k, VerifyKey) for k in roster.values()):
             raise TypeError("roster: expected a mapping of client id -> VerifyKey")
         if audit is not None:
-            from fhe_agg.identity._auditlog import AuditLog
+            from fhe_agg.identity._auditlog import require_recorder
 
-            if not isinstance(audit, AuditLog):
-                raise TypeError(f"audit: expected AuditLog, got {type(audit).__name__}")
-            if audit.actor is None:
-                raise ValueError("audit: open the AuditLog with key= and actor= to record events")
+            audit = require_recorder(audit)
         if store is not None and spool_dir is not None:
             raise ValueError("spool_dir: not used with store=, which keeps the chunks itself")
         self._audit = audit
@@ -155,8 +151,7 @@ class Aggregator:
         self._backend = backend_for(config.preset)
         self._sum: U64 | None = None
         self._accepted: list[SignedStatement] = []
-        self._leaves: list[list[bytes]] = []
-        self._slots: list[int] = []
+        self._leaves: list[list[bytes]] = []  # per accepted update; its slot is its position
         self._seen: set[str] = set()
         self._finalized = False
         self._spool: _Spool | None = None
@@ -177,11 +172,8 @@ class Aggregator:
         )
         state = self._store.load(self._check_statement)
         self._sum, self._finalized = state.running_sum, state.finalized
-        for slot, (signed, leaves) in enumerate(state.accepted):
-            self._accepted.append(signed)
-            self._leaves.append(leaves)
-            self._slots.append(slot)
-            self._seen.add(signed.statement.client_id)
+        for signed, leaves in state.accepted:
+            self._remember(signed, leaves)
         if state.resumed:
             self._record(
                 "round.resumed", clients=list(self.accepted_clients), finalized=self._finalized
@@ -233,15 +225,18 @@ class Aggregator:
         primes = self._backend.data_primes
         new_sum = parsed if self._sum is None else add_polys(self._sum, parsed, primes)
         if self._store is not None:
-            slot = self._store.append(update.signed, update.chunks, leaves, new_sum)
+            self._store.append(update.signed, update.chunks, leaves, new_sum)
         else:
             assert self._spool is not None
-            slot = self._spool.write(update.chunks)
+            self._spool.write(update.chunks)
         self._sum = new_sum
-        self._accepted.append(update.signed)
+        self._remember(update.signed, leaves)
+
+    def _remember(self, signed: SignedStatement, leaves: list[bytes]) -> None:
+        """Count an accepted (stored or spooled) update; its slot is its position."""
+        self._accepted.append(signed)
         self._leaves.append(leaves)
-        self._slots.append(slot)
-        self._seen.add(stmt.client_id)
+        self._seen.add(signed.statement.client_id)
 
     def _check(self, update: EncryptedUpdate) -> tuple[list[bytes], U64]:
         """Every check of :meth:`add`; the Merkle leaves and parsed chunks of a valid update."""
@@ -327,8 +322,8 @@ class Aggregator:
                     chunk=self._read_chunk(slot, index),
                     path=tuple(merkle_path(leaves, index)),
                 )
-                for signed, slot, leaves in zip(
-                    self._accepted, self._slots, self._leaves, strict=True
+                for slot, (signed, leaves) in enumerate(
+                    zip(self._accepted, self._leaves, strict=True)
                 )
             )
         return AggregateEvidence(round_id=self.round_id, chunks=out)

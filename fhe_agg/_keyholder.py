@@ -390,7 +390,7 @@ class KeyHolder:
         self, aggregate: EncryptedAggregate, evidence: AggregateEvidence, *, layout: Layout
     ) -> NDArray[np.float64]:
         """Verify and fully decrypt ``aggregate`` (only for a 1-of-1 key): the weighted mean."""
-        from fhe_agg._combine import combine
+        from fhe_agg._combine import decode_partials
 
         try:
             if self._share.threshold != 1:
@@ -401,7 +401,8 @@ class KeyHolder:
         except FheAggError as exc:
             self._refused(aggregate, exc)
             raise
-        return combine(aggregate, [partial], config=self.config, layout=layout)
+        # the partial was just made from this aggregate: nothing for combine() to re-check
+        return decode_partials(aggregate, [partial], config=self.config, layout=layout)
 
     def close(self) -> None:
         """Close the decryption log's store (if any); the log itself is kept."""
