@@ -20,7 +20,12 @@ import numpy as np
 
 from fhe_agg._errors import MalformedMessage, MessageTooLarge, ParameterMismatch
 from fhe_agg.hazmat.rns import U64
-from fhe_agg.hazmat.seal_format import ParmsId, RawCiphertext
+from fhe_agg.hazmat.seal_format import (
+    ParmsId,
+    RawCiphertext,
+    check_not_transparent,
+    check_scale,
+)
 
 __all__ = [
     "pack_ciphertext",
@@ -39,7 +44,7 @@ _GROUP = 64
 
 def packed_size(n: int, primes: tuple[int, ...]) -> int:
     """Exact byte size of a packed size-2 ciphertext for ring degree ``n`` and ``primes``."""
-    return _HEADER.size + _POLYS * sum(n * q.bit_length() // 8 for q in primes)
+    return _HEADER.size + residues_size(_POLYS, n, primes)
 
 
 def _record(width: int) -> tuple[int, int, int]:
@@ -68,7 +73,7 @@ def _pack_rows(rows: U64, width: int) -> bytes:
     return out.view(np.uint8)[:, :, :size].tobytes()
 
 
-def _unpack_rows(buffer: bytes, count: int, n: int, width: int) -> U64:
+def _unpack_rows(buffer: bytes | memoryview, count: int, n: int, width: int) -> U64:
     per, size, words = _record(width)
     padded = np.zeros((count, n // per, 8 * words), dtype=np.uint8)
     padded[:, :, :size] = np.frombuffer(buffer, dtype=np.uint8).reshape(count, n // per, size)
@@ -89,10 +94,8 @@ def pack_ciphertext(raw: RawCiphertext, primes: tuple[int, ...]) -> bytes:
     polys, count, n = raw.data.shape
     if polys != _POLYS or count != len(primes) or n % _GROUP:
         raise ValueError(f"raw: expected shape (2, {len(primes)}, N), got {raw.data.shape}")
-    parts = [_HEADER.pack(_MAGIC, polys, count, n, *raw.parms_id, raw.scale)]
-    for i, q in enumerate(primes):
-        parts.append(_pack_rows(np.ascontiguousarray(raw.data[:, i, :]), q.bit_length()))
-    return b"".join(parts)
+    header = _HEADER.pack(_MAGIC, polys, count, n, *raw.parms_id, raw.scale)
+    return header + pack_residues(raw.data, primes)
 
 
 def unpack_ciphertext(
@@ -129,19 +132,10 @@ def unpack_ciphertext(
         raise ParameterMismatch(f"{what}: parms_id differs from the expected parameter level")
     if len(blob) != packed_size(n, primes):
         raise MalformedMessage(f"{what}: {len(blob)} bytes, expected {packed_size(n, primes)}")
-    if not (math.isfinite(scale) and scale >= 1.0):
-        raise MalformedMessage(f"{what}: scale {scale!r} is not a finite number >= 1")
-    data = np.empty((_POLYS, count, n), dtype=np.uint64)
-    offset = _HEADER.size
-    for i, q in enumerate(primes):
-        size = _POLYS * n * q.bit_length() // 8
-        rows = _unpack_rows(bytes(blob[offset : offset + size]), _POLYS, n, q.bit_length())
-        if int(rows.max()) >= q:
-            raise MalformedMessage(f"{what}: prime {i} holds a residue not reduced mod {q}")
-        data[:, i, :] = rows
-        offset += size
-    if not np.any(data[1]):
-        raise MalformedMessage(f"{what}: transparent ciphertext (c1 = 0) is not an encryption")
+    check_scale(scale, what)
+    body = memoryview(blob)[_HEADER.size :]
+    data = unpack_residues(body, rows=_POLYS, n=n, primes=primes, what=what)
+    check_not_transparent(data, what)
     return RawCiphertext(parms_id, float(scale), data)
 
 
@@ -162,7 +156,7 @@ def pack_residues(data: U64, primes: tuple[int, ...]) -> bytes:
 
 
 def unpack_residues(
-    blob: bytes, *, rows: int, n: int, primes: tuple[int, ...], what: str = "residues"
+    blob: bytes | memoryview, *, rows: int, n: int, primes: tuple[int, ...], what: str = "residues"
 ) -> U64:
     """Strictly decode :func:`pack_residues` output: exact length, every residue reduced
     (:class:`MalformedMessage` otherwise)."""
@@ -173,7 +167,7 @@ def unpack_residues(
     offset = 0
     for i, q in enumerate(primes):
         size = rows * n * q.bit_length() // 8
-        values = _unpack_rows(bytes(blob[offset : offset + size]), rows, n, q.bit_length())
+        values = _unpack_rows(memoryview(blob)[offset : offset + size], rows, n, q.bit_length())
         if rows and int(values.max()) >= q:
             raise MalformedMessage(f"{what}: prime {i} holds a residue not reduced mod {q}")
         data[:, i, :] = values

@@ -29,6 +29,8 @@ __all__ = [
     "RawCiphertext",
     "build_ciphertext",
     "build_plaintext",
+    "check_not_transparent",
+    "check_scale",
     "ciphertext_wire_bound",
     "parse_ciphertext",
 ]
@@ -146,6 +148,18 @@ def _check_reduced(data: U64, primes: tuple[int, ...], what: str) -> None:
         raise MalformedMessage(f"{what}: coefficient not reduced modulo its prime")
 
 
+def check_scale(scale: float, what: str) -> None:
+    """A ciphertext's scale must be a finite number >= 1 (:class:`MalformedMessage`)."""
+    if not (math.isfinite(scale) and scale >= 1.0):
+        raise MalformedMessage(f"{what}: scale {scale!r} is not a finite number >= 1")
+
+
+def check_not_transparent(data: U64, what: str) -> None:
+    """``c1 = 0`` would be a plaintext in disguise (:class:`MalformedMessage`)."""
+    if not np.any(data[1]):
+        raise MalformedMessage(f"{what}: transparent ciphertext (c1 = 0) is not an encryption")
+
+
 def parse_ciphertext(
     blob: bytes,
     *,
@@ -173,10 +187,8 @@ def parse_ciphertext(
             f"{what}: expected an NTT-form ciphertext of size 2, N={n}, {n_primes} primes; got "
             f"ntt={ntt}, size={size}, N={degree}, primes={cms}"
         )
-    if not (math.isfinite(scale) and scale >= 1.0):
-        raise MalformedMessage(f"{what}: scale {scale!r} is not a finite number >= 1")
+    check_scale(scale, what)
     data = _parse_dynarray(body, _CT_META.size, count, what).reshape(2, n_primes, n)
     _check_reduced(data.reshape(2 * n_primes, n), primes * 2, what)
-    if not np.any(data[1]):
-        raise MalformedMessage(f"{what}: transparent ciphertext (c1 = 0) is not an encryption")
+    check_not_transparent(data, what)
     return RawCiphertext(parms_id=parms_id, scale=scale, data=data)
