@@ -15,7 +15,7 @@ capped at ``--weight-cap`` patients) in three variants run with the same seeds:
 * ``plaintext``: a numpy weighted mean (FedAvg), the baseline;
 * ``encrypted``: each hospital CKKS-encrypts and ML-DSA-signs its update (:class:`fhe_agg.Client`),
   the server sums ciphertexts (:class:`fhe_agg.Aggregator`), and three of the five hospitals, as
-  key holders of a dealerless 3-of-5 key (:func:`fhe_agg.run_ceremony`), verify the aggregate and
+  key holders of a dealerless 3-of-5 key (:func:`fhe_agg.local_key_ceremony`), verify the aggregate and
   decrypt it together (:class:`fhe_agg.DecryptionSession`) with 40-bit noise flooding;
 * ``encrypted+DP``: the same, and the decrypting holders add the Gaussian noise of
   :class:`fhe_agg.DpPolicy` inside their partial decryptions (distributed DP, nobody sees the
@@ -65,13 +65,10 @@ from numpy.typing import NDArray
 from fhe_agg import (
     PRESETS,
     Aggregator,
-    CeremonyMember,
-    CeremonySpec,
     Client,
     DecryptionSession,
     DpPolicy,
     FederationConfig,
-    HolderIdentity,
     KeyHolder,
     KeyShare,
     Layout,
@@ -80,9 +77,9 @@ from fhe_agg import (
     SigningKey,
     clip_l2,
     flatten,
-    run_ceremony,
+    local_key_ceremony,
 )
-from fhe_agg.identity import SealingPrivateKey, Suite
+from fhe_agg.identity import Identity
 
 HOSPITALS = ("st-mary", "charite", "karolinska", "salpetriere", "sant-pau")
 THRESHOLD = 3  # any 3 of the 5 hospitals decrypt together
@@ -119,28 +116,10 @@ def plaintext_fedavg(clip: float) -> Aggregate:
 
 
 def key_ceremony(config: FederationConfig) -> tuple[PublicKey, list[KeyShare]]:
-    """The hospitals, as key holders, make a joint public key and 3-of-5 shares (no dealer)."""
-    signing = {h: SigningKey.generate() for h in HOSPITALS}
-    sealing = {h: SealingPrivateKey.generate(Suite.PQ_ONLY) for h in HOSPITALS}
-    directory = {h: HolderIdentity(signing[h].verify_key, sealing[h].public_key) for h in HOSPITALS}
-    spec = CeremonySpec(
-        consortium="breast-cancer-net",
-        epoch=1,
-        preset=config.preset,
-        holders=HOSPITALS,
-        threshold=config.threshold,
-    )
-    members = [
-        CeremonyMember(
-            spec=spec,
-            holder_id=h,
-            signing_key=signing[h],
-            sealing_key=sealing[h],
-            directory=directory,
-        )
-        for h in HOSPITALS
-    ]
-    return run_ceremony(members)  # in one process; a deployment relays the same messages
+    """The hospitals, as key holders, make a joint public key and 3-of-5 shares (no dealer),
+    in one process; a deployment relays the same messages between them."""
+    holders = {h: Identity.generate(id=h, role="holder", suite="pq-only") for h in HOSPITALS}
+    return local_key_ceremony(config, identities=holders, consortium="breast-cancer-net")
 
 
 class EncryptedFederation:

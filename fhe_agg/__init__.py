@@ -54,6 +54,7 @@ from fhe_agg._flooding import FloodingPolicy
 from fhe_agg._ingest import Busy, IngestQueue
 from fhe_agg._keyholder import KeyHolder
 from fhe_agg._keys import KeyShare, PublicKey, generate_single_key
+from fhe_agg._local_ceremony import local_key_ceremony
 from fhe_agg._messages import EncryptedAggregate, EncryptedUpdate, SignedStatement, UpdateStatement
 from fhe_agg._packing import Layout, LayoutEntry, flatten, unflatten
 from fhe_agg._params import PRESETS, CkksPreset, get_preset
@@ -128,6 +129,7 @@ __all__ = [
     "flatten",
     "generate_single_key",
     "get_preset",
+    "local_key_ceremony",
     "run_ceremony",
     "unflatten",
 ]

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import resource
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,7 +21,6 @@ import numpy as np
 from numpy.typing import NDArray
 
 from fhe_agg._aggregator import Aggregator
-from fhe_agg._ceremony import CeremonyMember, CeremonySpec, HolderIdentity, run_ceremony
 from fhe_agg._client import Client
 from fhe_agg._config import FederationConfig
 from fhe_agg._decryption import DecryptionSession
@@ -31,13 +30,14 @@ from fhe_agg._errors import Rejected
 from fhe_agg._flooding import FloodingPolicy
 from fhe_agg._keyholder import KeyHolder
 from fhe_agg._keys import PublicKey
+from fhe_agg._local_ceremony import local_key_ceremony
 from fhe_agg._packing import Layout
 from fhe_agg._params import get_preset
 from fhe_agg._random import RandomSource, SeededRandom, default_random
 from fhe_agg._signing import SigningKey, VerifyKey
-from fhe_agg.identity import AuditLog, Identity, SealingPrivateKey, Suite
+from fhe_agg.identity import AuditLog
 
-__all__ = ["SimulationSpec", "local_key_ceremony", "run_simulation"]
+__all__ = ["SimulationSpec", "run_simulation"]
 
 Progress = Callable[[str, int], None]
 
@@ -121,47 +121,6 @@ def _configure(
         flooding=FloodingPolicy() if spec.floods else None,
         dp=dp,
     )
-
-
-def local_key_ceremony(
-    config: FederationConfig,
-    rng: RandomSource | None = None,
-    *,
-    identities: Mapping[str, Identity] | None = None,
-    consortium: str = "simulation",
-    epoch: int = 1,
-) -> tuple[PublicKey, list[Any]]:
-    """The whole key ceremony of ``config.holders`` key holders, in-process: with their
-    ``identities`` (pq-only, in ceremony order), or with fresh ones."""
-    rng = rng or default_random()
-    if identities is None:
-        ids = tuple(f"holder-{i}" for i in range(1, config.holders + 1))
-        signing = {h: SigningKey.generate() for h in ids}
-        sealing = {h: SealingPrivateKey.generate(Suite.PQ_ONLY, random=rng) for h in ids}
-    else:
-        ids = tuple(identities)
-        signing = {h: identities[h].update_signing_key() for h in ids}
-        sealing = {h: identities[h].sealing_key for h in ids}
-    directory = {h: HolderIdentity(signing[h].verify_key, sealing[h].public_key) for h in ids}
-    spec = CeremonySpec(
-        consortium=consortium,
-        epoch=epoch,
-        preset=config.preset,
-        holders=ids,
-        threshold=config.threshold,
-    )
-    members = [
-        CeremonyMember(
-            spec=spec,
-            holder_id=h,
-            signing_key=signing[h],
-            sealing_key=sealing[h],
-            directory=directory,
-            rng=rng,
-        )
-        for h in ids
-    ]
-    return run_ceremony(members)
 
 
 def _federation(

@@ -8,6 +8,7 @@ EXPECTED = {
     "CeremonySpec",
     "HolderIdentity",
     "run_ceremony",
+    "local_key_ceremony",
     "CeremonyError",
     "DecryptionAborted",
     "DecryptionFailed",

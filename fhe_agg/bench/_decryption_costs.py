@@ -21,10 +21,10 @@ from fhe_agg._config import FederationConfig
 from fhe_agg._decryption import DecryptionSession
 from fhe_agg._keyholder import KeyHolder
 from fhe_agg._keys import KeyShare, PublicKey
+from fhe_agg._local_ceremony import local_key_ceremony
 from fhe_agg._messages import EncryptedAggregate
 from fhe_agg._packing import Layout
 from fhe_agg._signing import VerifyKey
-from fhe_agg._simulate import local_key_ceremony
 from fhe_agg.bench._baselines import NvflareCkks, RawSeal
 from fhe_agg.bench._harness import (
     HOLDER_SETS,

@@ -25,9 +25,9 @@ from fhe_agg._decryption import DecryptionSession
 from fhe_agg._errors import DecryptionAborted
 from fhe_agg._keyholder import KeyHolder
 from fhe_agg._keys import PublicKey
+from fhe_agg._local_ceremony import local_key_ceremony
 from fhe_agg._packing import Layout
 from fhe_agg._signing import SigningKey, VerifyKey
-from fhe_agg._simulate import local_key_ceremony
 from fhe_agg.bench._baselines import plaintext_round
 from fhe_agg.bench._harness import (
     HOLDER_SETS,
