@@ -58,6 +58,7 @@ from fhe_agg.identity._suites import Suite
 
 __all__ = [
     "CEREMONY_CONTEXT",
+    "CEREMONY_STEPS",
     "CeremonyMember",
     "CeremonyMessage",
     "CeremonySpec",
@@ -69,7 +70,8 @@ __all__ = [
 CEREMONY_CONTEXT = b"fhe_agg/ceremony/v1"
 _SEALING_SUITE = Suite.PQ_ONLY
 _PHASES = ("seed-commit", "seed-reveal", "key-commit", "key-reveal", "share")
-_STEPS = (
+#: The member's methods in the order a ceremony calls them (the last one finishes it).
+CEREMONY_STEPS = (
     "seed_commitment",
     "reveal_seed",
     "key_commitment",
@@ -300,8 +302,8 @@ class CeremonyMember:
     def _enter(self, phase: int) -> None:
         if self._phase != phase:
             raise CeremonyError(
-                f"holder {self.holder_id!r}: {_STEPS[phase]}() is out of order "
-                f"({self._phase} of {len(_STEPS)} steps done)"
+                f"holder {self.holder_id!r}: {CEREMONY_STEPS[phase]}() is out of order "
+                f"({self._phase} of {len(CEREMONY_STEPS)} steps done)"
             )
 
     def _collect(

@@ -170,9 +170,7 @@ class EncryptedUpdate:
             max_array=max(bounds.chunk_count, 16),
         )
         f.expect_keys("signed", "chunks")
-        chunks = f.items("chunks", max_len=bounds.chunk_count)
-        if not all(isinstance(c, bytes) for c in chunks):
-            raise MalformedMessage("update.chunks: every chunk must be bytes")
+        chunks = f.blobs("chunks", max_items=bounds.chunk_count)
         return cls(SignedStatement.from_wire(f.body["signed"]), tuple(chunks))
 
 
@@ -213,9 +211,7 @@ class EncryptedAggregate:
             max_array=max(bounds.chunk_count, bounds.max_clients, 16),
         )
         f.expect_keys("round_id", "chunks", "manifest")
-        chunks = f.items("chunks", max_len=bounds.chunk_count)
-        if not all(isinstance(c, bytes) for c in chunks):
-            raise MalformedMessage("aggregate.chunks: every chunk must be bytes")
+        chunks = f.blobs("chunks", max_items=bounds.chunk_count)
         manifest = tuple(
             SignedStatement.from_wire(s) for s in f.items("manifest", max_len=bounds.max_clients)
         )

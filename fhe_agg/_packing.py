@@ -20,7 +20,8 @@ import msgpack
 import numpy as np
 from numpy.typing import NDArray
 
-from fhe_agg._errors import InvalidInput
+from fhe_agg._errors import InvalidInput, MalformedMessage
+from fhe_agg._wire import pack, unpack
 
 __all__ = ["IntegerPolicy", "Layout", "LayoutEntry", "chunk", "flatten", "unflatten"]
 
@@ -56,11 +57,26 @@ class Layout:
         """Number of reals that are encrypted."""
         return sum(e.size for e in self.entries if e.encrypted)
 
+    def _canonical(self) -> list[list[object]]:
+        """Every entry as ``[name, shape, dtype, offset, encrypted]``: hashed and sent as is."""
+        return [[e.name, list(e.shape), e.dtype, e.offset, e.encrypted] for e in self.entries]
+
     @property
     def digest(self) -> bytes:
         """SHA3-256 over a canonical encoding of every entry; signed with each update."""
-        canon = [[e.name, list(e.shape), e.dtype, e.offset, e.encrypted] for e in self.entries]
-        return hashlib.sha3_256(b"fhe_agg/layout|" + msgpack.packb(canon)).digest()
+        return hashlib.sha3_256(b"fhe_agg/layout|" + msgpack.packb(self._canonical())).digest()
+
+    def to_bytes(self) -> bytes:
+        """Versioned msgpack envelope of the canonical entries (what :attr:`digest` hashes)."""
+        return pack("layout", {"entries": self._canonical()})
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> Layout:
+        """Inverse of :meth:`to_bytes` for at most 100,000 tensors of at most 32 dimensions;
+        raises :class:`~fhe_agg.MalformedMessage` / :class:`~fhe_agg.MessageTooLarge`."""
+        f = unpack(data, "layout", max_bytes=_MAX_ENTRIES * 512, max_bin=0, max_array=_MAX_ENTRIES)
+        f.expect_keys("entries")
+        return cls(tuple(_entry_from_wire(raw) for raw in f.items("entries", max_len=_MAX_ENTRIES)))
 
     def chunk_count(self, reals_per_chunk: int) -> int:
         """Ciphertexts needed for the encrypted vector (at least one)."""
@@ -70,6 +86,24 @@ class Layout:
     def for_vector(cls, length: int) -> Layout:
         """The layout of a single flat float64 vector of ``length`` reals."""
         return cls((LayoutEntry("vector", (length,), "float64", 0, True),))
+
+
+def _entry_from_wire(raw: object) -> LayoutEntry:
+    if not isinstance(raw, list) or len(raw) != 5:
+        raise MalformedMessage("layout.entries: expected [name, shape, dtype, offset, encrypted]")
+    name, shape, dtype, offset, encrypted = raw
+    if (
+        not isinstance(name, str)
+        or not isinstance(dtype, str)
+        or not isinstance(shape, list)
+        or len(shape) > 32
+        or not all(type(d) is int and 0 <= d < 2**40 for d in shape)
+        or type(offset) is not int
+        or not 0 <= offset < 2**40
+        or not isinstance(encrypted, bool)
+    ):
+        raise MalformedMessage(f"layout.entries: malformed entry {name!r:.40}")
+    return LayoutEntry(name, tuple(shape), dtype, offset, encrypted)
 
 
 def _as_numpy(value: object, name: str) -> NDArray[np.generic]:

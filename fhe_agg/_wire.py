@@ -122,3 +122,10 @@ class Fields:
         if not isinstance(value, list) or len(value) > max_len:
             raise self._bad(key, f"expected a list of at most {max_len} items")
         return value
+
+    def blobs(self, key: str, *, max_items: int) -> list[bytes]:
+        """A list of at most ``max_items`` byte strings (their size is bounded by ``unpack``)."""
+        value = self.items(key, max_len=max_items)
+        if not all(isinstance(b, bytes) for b in value):
+            raise self._bad(key, "every item must be bytes")
+        return value

@@ -22,9 +22,13 @@ import numpy as np
 import world
 
 from fhe_agg import (
+    AggregateEvidence,
+    Aggregator,
     CeremonyMessage,
+    ChunkEvidence,
     EncryptedAggregate,
     EncryptedUpdate,
+    Layout,
     MalformedMessage,
     PartialDecryption,
     PublicKey,
@@ -32,6 +36,7 @@ from fhe_agg import (
     SignedStatement,
     UpdateStatement,
     VerifyKey,
+    flatten,
 )
 from fhe_agg._ceremony import _poly_bytes, _poly_from_bytes
 from fhe_agg._checks import check_statement
@@ -175,6 +180,37 @@ def _partial() -> Run:
         )
         assert p.decrypting_set == q.decrypting_set and np.array_equal(p.data, q.data)
         assert all(type(m) is int for m in p.decrypting_set)
+
+    return run
+
+
+def _layout() -> Run:
+    def run(data: bytes) -> None:
+        layout = Layout.from_bytes(data)
+        again = Layout.from_bytes(layout.to_bytes())
+        assert again == layout and again.digest == layout.digest
+        assert layout.length >= 0
+
+    return run
+
+
+def _evidence_rows(evidence: AggregateEvidence) -> object:
+    return (
+        evidence.round_id,
+        {i: [(e.client_id, e.chunk, e.path) for e in row] for i, row in evidence.chunks.items()},
+    )
+
+
+def _evidence() -> Run:
+    fed = world.federation()
+
+    def run(data: bytes) -> None:
+        evidence = AggregateEvidence.from_bytes(data, config=fed.config, layout=fed.layout)
+        again = AggregateEvidence.from_bytes(
+            evidence.to_bytes(), config=fed.config, layout=fed.layout
+        )
+        assert _evidence_rows(again) == _evidence_rows(evidence)
+        assert all(type(i) is int for i in evidence.chunks)
 
     return run
 
@@ -364,6 +400,24 @@ def _fed_seeds(kind: str) -> list[bytes]:
         return [msgpack.packb(u.signed.to_wire(), use_bin_type=True) for u in fed.updates]
     if kind == "partial":
         return [p.to_bytes(fed.config) for p in fed.partials]
+    if kind == "layout":
+        _, mixed = flatten({"conv.weight": np.zeros((4, 3, 2)), "bn.steps": np.array(7)})
+        return [fed.layout.to_bytes(), mixed.to_bytes()]
+    if kind == "evidence":
+        with Aggregator(
+            config=fed.config,
+            roster=fed.roster,
+            public_key=fed.public_key,
+            round_id=1,
+            layout=fed.layout,
+        ) as aggregator:
+            for update in fed.updates:
+                aggregator.add(update.to_bytes())
+            aggregator.finalize()
+            real = aggregator.evidence([0])
+        # one chunk only: real paths are empty, so also a short entry with a full-depth path
+        short = ChunkEvidence(client_id="alpha", chunk=b"\x01" * 64, path=(b"\x02" * 32,) * 2)
+        return [real.to_bytes(), AggregateEvidence(round_id=1, chunks={0: (short,)}).to_bytes()]
     if kind == "packed_ciphertext":
         return [fed.updates[0].chunks[0], fed.aggregate.chunks[0]]
     if kind == "seal_ciphertext":
@@ -466,6 +520,22 @@ TARGETS: dict[str, Target] = {
             _MALFORMED,
             _partial,
             lambda: _fed_seeds("partial"),
+            "msgpack",
+        ),
+        Target(
+            "layout",
+            "Layout.from_bytes",
+            _MALFORMED,
+            _layout,
+            lambda: _fed_seeds("layout"),
+            "msgpack",
+        ),
+        Target(
+            "evidence",
+            "AggregateEvidence.from_bytes",
+            _MALFORMED,
+            _evidence,
+            lambda: _fed_seeds("evidence"),
             "msgpack",
         ),
         Target(

@@ -55,10 +55,10 @@ def test_config_round_trip_and_refusals() -> None:
 
 def test_layout_round_trip_keeps_the_signed_digest() -> None:
     _, layout = flatten({"w": np.zeros((3, 4)), "steps": np.array([1], dtype=np.int64)})
-    data = rec.encode_layout(layout)
-    assert rec.decode_layout(data).digest == layout.digest
+    data = layout.to_bytes()
+    assert Layout.from_bytes(data).digest == layout.digest
     for bad in (data[:-3], b"\x00", rec.encode_blobs("layout", [b"x"])):
-        _refused(rec.decode_layout, bad)
+        _refused(Layout.from_bytes, bad)
 
 
 def test_spec_round_trip_and_refusals() -> None:
@@ -84,14 +84,14 @@ def test_evidence_and_blobs_are_bounded() -> None:
     evidence = AggregateEvidence(
         round_id=4, chunks={0: (ChunkEvidence(client_id="a", chunk=b"\x01" * 64, path=()),)}
     )
-    data = rec.encode_evidence(evidence)
-    back = rec.decode_evidence(data, config=CONFIG, layout=layout)
+    data = evidence.to_bytes()
+    back = AggregateEvidence.from_bytes(data, config=CONFIG, layout=layout)
     assert back.round_id == 4 and back.chunks[0][0].chunk == b"\x01" * 64
     too_many = AggregateEvidence(round_id=4, chunks={0: evidence.chunks[0] * 5})  # > max_clients
     wrong_index = AggregateEvidence(round_id=4, chunks={1: evidence.chunks[0]})  # one chunk only
-    for bad in (data[:-1], rec.encode_evidence(too_many), rec.encode_evidence(wrong_index)):
+    for bad in (data[:-1], too_many.to_bytes(), wrong_index.to_bytes()):
         with pytest.raises(MalformedMessage):
-            rec.decode_evidence(bad, config=CONFIG, layout=layout)
+            AggregateEvidence.from_bytes(bad, config=CONFIG, layout=layout)
     blobs = rec.encode_blobs("relay", [b"a", b"bb"])
     assert rec.decode_blobs(blobs, "relay", max_items=2, max_item=2) == [b"a", b"bb"]
     with pytest.raises(MalformedMessage):

@@ -196,9 +196,9 @@ def test_setup_picks_volunteers_and_a_joint_key(
     assert fed.holders == tuple(grid.node(i) for i in range(3))
     assert sorted(fed.roster) == sorted(f"node-{n}" for n in grid.contexts)
     with pytest.raises(TypeError):
-        SecureAggregation(object(), config=fed.config)  # type: ignore[arg-type]
+        SecureAggregation(object(), config=strategy.config)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="decrypting_set"):
-        SecureAggregation(FedAvg(), config=fed.config, decrypting_set=(1, 4))
+        SecureAggregation(FedAvg(), config=strategy.config, decrypting_set=(1, 4))
 
 
 def test_refused_updates_are_logged_and_the_round_goes_on(
@@ -328,3 +328,34 @@ def test_distributed_dp_flows_through_the_strategy() -> None:
     arrays, _ = _round(strategy, grid, 2, start)
     assert arrays is None and strategy.history[-1].reason.startswith("PrivacyBudgetExceeded")
     assert strategy.accountant.rounds == 1
+
+
+def test_the_constructor_refuses_what_would_fail_every_round() -> None:
+    dp = FederationConfig(
+        max_weight=1.0,
+        value_bound=1.0,
+        holders=3,
+        threshold=2,
+        dp=DpPolicy(clip=CLIP, noise_multiplier=1.0),
+    )
+    assert SecureAggregation(FedAvg(), config=dp, clip=CLIP / 2).clip == CLIP / 2
+    with pytest.raises(ValueError, match="clip"):  # every node's Client would refuse it
+        SecureAggregation(FedAvg(), config=dp, clip=2 * CLIP)
+    for bad in (0.0, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="clip"):
+            SecureAggregation(FedAvg(), config=dp, clip=bad)
+    with pytest.raises(TypeError, match="clip"):
+        SecureAggregation(FedAvg(), config=dp, clip="1.0")  # type: ignore[arg-type]
+    too_many = FederationConfig(holders=65, threshold=33)
+    with pytest.raises(ValueError, match="at most 64"):
+        SecureAggregation(FedAvg(), config=too_many)
+
+
+def test_a_federation_may_have_more_nodes_than_clients_per_round() -> None:
+    grid = LocalGrid(run_id=int.from_bytes(uuid4().bytes[:7], "big"))
+    config = FederationConfig(
+        min_clients=2, max_clients=3, max_weight=1000.0, value_bound=CLIP, holders=3, threshold=2
+    )
+    strategy = SecureAggregation(FedAvg(), config=config, clip=CLIP, timeout=30.0)
+    fed = strategy.setup(grid)  # the key holders accept a roster of all NODES nodes
+    assert len(fed.roster) == NODES > config.max_clients

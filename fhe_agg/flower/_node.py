@@ -26,6 +26,7 @@ from fhe_agg._ceremony import CeremonyMember, CeremonyMessage, CeremonySpec
 from fhe_agg._client import Client
 from fhe_agg._config import FederationConfig
 from fhe_agg._errors import CeremonyError, FheAggError, MalformedMessage, ParameterMismatch
+from fhe_agg._evidence import AggregateEvidence
 from fhe_agg._keyholder import KeyHolder
 from fhe_agg._keys import KeyShare, PublicKey
 from fhe_agg._messages import EncryptedAggregate, MessageBounds
@@ -39,6 +40,9 @@ from fhe_agg.flower._protocol import (
     ACTION_HELLO,
     ACTION_SETUP,
     RECORD,
+    client_id_of,
+    record_bytes,
+    record_int,
 )
 from fhe_agg.identity import SealingPrivateKey, Suite
 
@@ -103,20 +107,6 @@ def _record(message: Message) -> ConfigRecord:
     return record
 
 
-def _bytes(record: ConfigRecord, key: str) -> bytes:
-    value = record.get(key)
-    if not isinstance(value, bytes):
-        raise MalformedMessage(f"fhe.{key}: expected bytes")
-    return value
-
-
-def _int(record: ConfigRecord, key: str) -> int:
-    value = record.get(key)
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise MalformedMessage(f"fhe.{key}: expected an integer")
-    return value
-
-
 def _require(context: Context) -> NodeState:
     state = node_state(context)
     if state is None:
@@ -132,7 +122,7 @@ def _hello(message: Message, context: Context, holder: bool) -> Message:
     state = _NODES.get(key)
     if state is None:
         sealing = SealingPrivateKey.generate(Suite.PQ_ONLY) if holder else None
-        state = NodeState(f"node-{context.node_id}", SigningKey.generate(), sealing)
+        state = NodeState(client_id_of(context.node_id), SigningKey.generate(), sealing)
         _NODES[key] = state
     sealing_public = b"" if state.sealing_key is None else state.sealing_key.public_key.to_bytes()
     return _reply(
@@ -151,9 +141,9 @@ def _ceremony(message: Message, context: Context) -> Message:
     if state.sealing_key is None:
         raise CeremonyError(f"{state.client_id} is not a key holder")
     record = _record(message)
-    step = _int(record, "step")
+    step = record_int(record, "step")
     if step == 0:
-        new_spec, directory = rec.decode_spec(_bytes(record, "spec"))
+        new_spec, directory = rec.decode_spec(record_bytes(record, "spec"))
         mine = directory.get(state.client_id)
         if mine is None or mine.verify_key != state.signing_key.verify_key:
             raise CeremonyError(f"the ceremony's directory misstates {state.client_id}")
@@ -165,21 +155,19 @@ def _ceremony(message: Message, context: Context) -> Message:
             directory=directory,
         )
         state.spec, state.ceremony_key, state.key_share = new_spec, None, None
-        return _reply(message, {"messages": rec.encode_blobs("relay", _outs(state, 0, []))})
+        return _reply(message, {"messages": _outs(state.member, 0, [])})
     member, spec = state.member, state.spec
     if member is None or spec is None or not 1 <= step <= 5:
         raise CeremonyError(f"ceremony step {step!r} is out of order")
     blobs = rec.decode_blobs(
-        _bytes(record, "messages"),
+        record_bytes(record, "messages"),
         "relay",
         max_items=len(spec.holders),
         max_item=rec.CEREMONY_BLOB_BYTES,
     )
     incoming = [CeremonyMessage.from_bytes(b) for b in blobs]
     if step < 5:
-        return _reply(
-            message, {"messages": rec.encode_blobs("relay", _outs(state, step, incoming))}
-        )
+        return _reply(message, {"messages": _outs(member, step, incoming)})
     public_key, share = member.finish(incoming)
     state.member, state.ceremony_key, state.key_share = None, public_key, share
     signature = state.signing_key.sign(
@@ -188,9 +176,8 @@ def _ceremony(message: Message, context: Context) -> Message:
     return _reply(message, {"public_key": public_key.blob, "endorsement": signature})
 
 
-def _outs(state: NodeState, step: int, incoming: list[CeremonyMessage]) -> list[bytes]:
-    member = state.member
-    assert member is not None
+def _outs(member: CeremonyMember, step: int, incoming: list[CeremonyMessage]) -> bytes:
+    """Ceremony step ``step`` (0..4) on ``incoming``: the messages to relay, encoded."""
     if step == 0:
         out = [member.seed_commitment()]
     elif step == 1:
@@ -201,27 +188,26 @@ def _outs(state: NodeState, step: int, incoming: list[CeremonyMessage]) -> list[
         out = [member.reveal_public_share(incoming)]
     else:
         out = member.deal(incoming)
-    return [m.to_bytes() for m in out]
+    return rec.encode_blobs("relay", [m.to_bytes() for m in out])
 
 
 def _setup(message: Message, context: Context) -> Message:
     state = _require(context)
     record = _record(message)
-    config, clip = rec.decode_config(_bytes(record, "federation"))
-    public_key = PublicKey.from_bytes(config.preset, _bytes(record, "public_key"))
+    config, clip = rec.decode_config(record_bytes(record, "federation"))
+    public_key = PublicKey.from_bytes(config.preset, record_bytes(record, "public_key"))
     if state.client is not None and state.client.public_key.blob != public_key.blob:
         raise ParameterMismatch("this node already uses another joint public key")
-    ceremony_id = _bytes(record, "ceremony_id")
-    holders = rec.decode_roster(_bytes(record, "holders"), max_members=rec.MAX_HOLDERS)
+    ceremony_id = record_bytes(record, "ceremony_id")
+    holders = rec.decode_roster(record_bytes(record, "holders"), max_members=rec.MAX_HOLDERS)
     signatures = rec.decode_blobs(
-        _bytes(record, "endorsements"),
+        record_bytes(record, "endorsements"),
         "endorsements",
         max_items=rec.MAX_HOLDERS,
         max_item=8192,
     )
     _check_endorsements(holders, signatures, config, ceremony_id, public_key)
-    roster = rec.decode_roster(_bytes(record, "roster"), max_members=config.max_clients)
-    if state.is_holder:
+    if state.is_holder:  # only a key holder checks manifests against the roster
         if state.key_share is None or state.ceremony_key is None:
             raise CeremonyError(f"{state.client_id} finished no key ceremony")
         if state.ceremony_key.blob != public_key.blob:
@@ -233,7 +219,7 @@ def _setup(message: Message, context: Context) -> Message:
             config=config,
             public_key=public_key,
             key_share=state.key_share,
-            roster=roster,
+            roster=rec.decode_roster(record_bytes(record, "roster"), max_members=rec.MAX_NODES),
         )
     state.config, state.clip = config, clip
     state.client = Client(
@@ -272,9 +258,9 @@ def _holder(context: Context) -> tuple[NodeState, KeyHolder, FederationConfig]:
 def _challenge(message: Message, context: Context) -> Message:
     state, holder, config = _holder(context)
     record = _record(message)
-    layout = rec.decode_layout(_bytes(record, "layout"))
+    layout = Layout.from_bytes(record_bytes(record, "layout"))
     aggregate = EncryptedAggregate.from_bytes(
-        _bytes(record, "aggregate"),
+        record_bytes(record, "aggregate"),
         MessageBounds.for_round(config, layout),
     )
     state.pending = (aggregate.round_id, aggregate, layout)
@@ -285,17 +271,15 @@ def _decrypt(message: Message, context: Context) -> Message:
     state, holder, config = _holder(context)
     record = _record(message)
     pending, state.pending = state.pending, None
-    round_id = _int(record, "round")
+    round_id = record_int(record, "round")
     if pending is None or pending[0] != round_id:
         raise CeremonyError(f"no aggregate of round {round_id} was challenged here")
     _, aggregate, layout = pending
     members = record.get("set")
     if not isinstance(members, list) or not all(isinstance(m, int) for m in members):
         raise MalformedMessage("fhe.set: expected a list of holder indices")
-    evidence = rec.decode_evidence(
-        _bytes(record, "evidence"),
-        config=config,
-        layout=layout,
+    evidence = AggregateEvidence.from_bytes(
+        record_bytes(record, "evidence"), config=config, layout=layout
     )
     partial = holder.partial_decrypt(
         aggregate, evidence, layout=layout, decrypting_set=[int(m) for m in members]

@@ -1,6 +1,12 @@
-"""Names shared by the server and node sides: message actions and record keys."""
+"""Names shared by the server and node sides: message actions, record keys, node client ids,
+and the typed reading of record values."""
 
 from __future__ import annotations
+
+from flwr.app import ConfigRecord
+
+from fhe_agg._ceremony import CEREMONY_STEPS
+from fhe_agg._errors import MalformedMessage
 
 __all__ = [
     "ACTION_CEREMONY",
@@ -12,6 +18,9 @@ __all__ = [
     "RECORD",
     "ROUND_RECORD",
     "UPDATE_RECORD",
+    "client_id_of",
+    "record_bytes",
+    "record_int",
 ]
 
 #: The ``ConfigRecord`` every fhe_agg query and reply carries.
@@ -27,12 +36,23 @@ ACTION_SETUP = "query.fhe_setup"
 ACTION_CHALLENGE = "query.fhe_challenge"
 ACTION_DECRYPT = "query.fhe_decrypt"
 
-#: Ceremony steps in order; the holder answers step ``k`` with the output of phase ``k``.
-CEREMONY_STEPS = (
-    "seed_commitment",
-    "reveal_seed",
-    "key_commitment",
-    "reveal_public_share",
-    "deal",
-    "finish",
-)
+
+def client_id_of(node_id: int) -> str:
+    """The client id a Flower node signs its updates with."""
+    return f"node-{node_id}"
+
+
+def record_bytes(record: ConfigRecord, key: str, *, where: str = RECORD) -> bytes:
+    """``record[key]`` if it is bytes; :class:`~fhe_agg.MalformedMessage` naming it if not."""
+    value = record.get(key)
+    if not isinstance(value, bytes):
+        raise MalformedMessage(f"{where}.{key}: expected bytes")
+    return value
+
+
+def record_int(record: ConfigRecord, key: str, *, where: str = RECORD) -> int:
+    """``record[key]`` if it is an integer (not a bool); :class:`~fhe_agg.MalformedMessage` if not."""
+    value = record.get(key)
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise MalformedMessage(f"{where}.{key}: expected an integer")
+    return value

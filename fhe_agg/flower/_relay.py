@@ -29,6 +29,8 @@ from fhe_agg.flower._protocol import (
     ACTION_SETUP,
     CEREMONY_STEPS,
     RECORD,
+    client_id_of,
+    record_bytes,
 )
 from fhe_agg.identity import SealingPublicKey, Suite
 
@@ -83,26 +85,20 @@ class Relay:
 class Federation:
     """What the server knows after setup: all public."""
 
-    config: FederationConfig
-    clip: float | None
     public_key: PublicKey
     roster: dict[str, VerifyKey]  # client id -> ML-DSA key
     node_of: dict[str, int]  # client id -> Flower node id
     holders: tuple[int, ...]  # Flower node id of holder index 1..n
-    spec: CeremonySpec
 
 
-def _value(reply: Reply, key: str, node: int) -> ConfigRecordValues | None:
+def _answered(reply: Reply, node: int) -> ConfigRecord:
     if isinstance(reply, str):
         raise CeremonyError(f"node {node} refused: {reply}")
-    return reply.get(key)
+    return reply
 
 
 def _blob(reply: Reply, key: str, node: int) -> bytes:
-    value = _value(reply, key, node)
-    if not isinstance(value, bytes):
-        raise MalformedMessage(f"node {node}: fhe.{key} missing or not bytes")
-    return value
+    return record_bytes(_answered(reply, node), key, where=f"node {node}: {RECORD}")
 
 
 def _introduce(
@@ -113,13 +109,14 @@ def _introduce(
     volunteers: dict[int, HolderIdentity] = {}
     keys: dict[int, VerifyKey] = {}
     for node, reply in sorted(replies.items()):
+        name = client_id_of(node)
         try:
-            name = _value(reply, "client_id", node)
-            if name != f"node-{node}":
-                raise MalformedMessage(f"node {node} calls itself {name!r}")
-            verify = VerifyKey.from_bytes(_blob(reply, "verify_key", node))
-            if _value(reply, "holder", node) is True:
-                sealing = _blob(reply, "sealing_key", node)
+            record = _answered(reply, node)
+            if record.get("client_id") != name:
+                raise MalformedMessage(f"node {node} calls itself {record.get('client_id')!r}")
+            verify = VerifyKey.from_bytes(record_bytes(record, "verify_key"))
+            if record.get("holder") is True:
+                sealing = record_bytes(record, "sealing_key")
                 volunteers[node] = HolderIdentity(
                     verify,
                     SealingPublicKey.from_bytes(Suite.PQ_ONLY, sealing),
@@ -127,7 +124,7 @@ def _introduce(
         except FheAggError as exc:
             log.warning("node %d left out: %s: %s", node, type(exc).__name__, exc)
             continue
-        names[node], keys[node] = f"node-{node}", verify
+        names[node], keys[node] = name, verify
     return names, volunteers, keys
 
 
@@ -183,13 +180,10 @@ def set_up_federation(
         list(holder_nodes),
     )
     return Federation(
-        config=config,
-        clip=clip,
         public_key=public_key,
         roster=roster,
         node_of={names[n]: n for n in names},
         holders=holder_nodes,
-        spec=spec,
     )
 
 
@@ -201,21 +195,14 @@ def _ceremony(
 ) -> tuple[PublicKey, dict[str, bytes]]:
     """Relay the six ceremony steps; return the joint key and each holder's endorsement."""
     spec_bytes = rec.encode_spec(spec, directory)
-    outbox: list[bytes] = []
-    for step in range(len(CEREMONY_STEPS)):
-        per_node: dict[int, dict[str, ConfigRecordValues]] = {}
-        for index, node in enumerate(holders, start=1):
-            values: dict[str, ConfigRecordValues] = {"step": step}
-            if step == 0:
-                values["spec"] = spec_bytes
-            else:
-                inbox = outbox if step < 5 else _addressed(outbox, index)
-                values["messages"] = rec.encode_blobs("relay", inbox)
-            per_node[node] = values
-        replies = relay.ask(ACTION_CEREMONY, per_node)
-        if step == 5:
+    requests: dict[int, dict[str, ConfigRecordValues]] = {
+        node: {"step": 0, "spec": spec_bytes} for node in holders
+    }
+    for step, name in enumerate(CEREMONY_STEPS):
+        replies = relay.ask(ACTION_CEREMONY, requests)
+        if name == "finish":
             return _finish(replies, spec, holders)
-        outbox = []
+        outbox: list[bytes] = []
         for node in holders:
             blob = _blob(replies.get(node, "no reply"), "messages", node)
             outbox.extend(
@@ -226,12 +213,25 @@ def _ceremony(
                     max_item=rec.CEREMONY_BLOB_BYTES,
                 )
             )
-        log.info("key ceremony: %s done by %d holders", CEREMONY_STEPS[step], len(holders))
+        log.info("key ceremony: %s done by %d holders", name, len(holders))
+        inboxes = _addressed(outbox, holders) if name == "deal" else _broadcast(outbox, holders)
+        requests = {node: {"step": step + 1, "messages": inboxes[node]} for node in holders}
     raise AssertionError("unreachable")
 
 
-def _addressed(blobs: list[bytes], recipient: int) -> list[bytes]:
-    return [b for b in blobs if CeremonyMessage.from_bytes(b).recipient == recipient]
+def _broadcast(outbox: list[bytes], holders: tuple[int, ...]) -> dict[int, bytes]:
+    """Every holder gets every message (commitments and reveals are public)."""
+    return dict.fromkeys(holders, rec.encode_blobs("relay", outbox))
+
+
+def _addressed(outbox: list[bytes], holders: tuple[int, ...]) -> dict[int, bytes]:
+    """Each holder gets the shares sealed to it (holder index ``k`` is ``holders[k - 1]``)."""
+    inbox: dict[int, list[bytes]] = {index: [] for index in range(1, len(holders) + 1)}
+    for blob in outbox:
+        recipient = CeremonyMessage.from_bytes(blob).recipient
+        if recipient in inbox:
+            inbox[recipient].append(blob)
+    return {node: rec.encode_blobs("relay", inbox[k]) for k, node in enumerate(holders, start=1)}
 
 
 def _finish(

@@ -46,9 +46,17 @@ from fhe_agg._errors import (
 from fhe_agg._messages import EncryptedAggregate, EncryptedUpdate
 from fhe_agg._packing import Layout, unflatten
 from fhe_agg._partial import PartialDecryption
-from fhe_agg.flower import _records as rec
+from fhe_agg._validate import positive_finite
 from fhe_agg.flower._mod import arrays_to_vector
-from fhe_agg.flower._protocol import ACTION_CHALLENGE, ACTION_DECRYPT, ROUND_RECORD, UPDATE_RECORD
+from fhe_agg.flower._protocol import (
+    ACTION_CHALLENGE,
+    ACTION_DECRYPT,
+    ROUND_RECORD,
+    UPDATE_RECORD,
+    client_id_of,
+    record_bytes,
+)
+from fhe_agg.flower._records import MAX_HOLDERS
 from fhe_agg.flower._relay import Federation, Relay, set_up_federation
 from fhe_agg.flower._report import RoundReport, round_metrics
 
@@ -69,11 +77,12 @@ class SecureAggregation(Strategy):
     """Wrap ``strategy`` so that updates travel encrypted and only aggregates are decrypted.
 
     ``config`` is the federation's public configuration (its ``holders``/``threshold`` say how
-    many key-holder nodes run the ceremony and how many decrypt); ``clip`` is the L2 bound the
-    clients clip their update to (with DP, ``config.dp.clip`` applies); ``weight_key`` names the
-    reply metric that weights each update; ``decrypting_set`` picks the holder indices that
-    decrypt (default ``1..threshold``). Key holders are the first ``holders`` nodes, by node id,
-    that volunteer (``enable_secure_aggregation(..., key_holder=...)`` on the ClientApp).
+    many key-holder nodes run the ceremony and how many decrypt; at most 64 holders); ``clip`` is
+    the L2 bound the clients clip their update to (with DP, at most ``config.dp.clip``, which is
+    the default); ``weight_key`` names the reply metric that weights each update;
+    ``decrypting_set`` picks the holder indices that decrypt (default ``1..threshold``). Key
+    holders are the first ``holders`` nodes, by node id, that volunteer
+    (``enable_secure_aggregation(..., key_holder=...)`` on the ClientApp).
     With ``config.dp``, :attr:`accountant` composes the releases; ``max_epsilon`` stops
     decrypting (rounds are then not aggregated) before a release would exceed it.
     """
@@ -96,8 +105,17 @@ class SecureAggregation(Strategy):
             raise TypeError(f"strategy: expected a flwr Strategy, got {type(strategy).__name__}")
         if not isinstance(config, FederationConfig):
             raise TypeError(f"config: expected FederationConfig, got {type(config).__name__}")
-        if clip is not None and not (isinstance(clip, int | float) and clip > 0):
-            raise ValueError(f"clip: expected a positive number or None, got {clip!r}")
+        if config.holders > MAX_HOLDERS:
+            raise ValueError(
+                f"config: {config.holders} key holders, a relayed ceremony takes at most "
+                f"{MAX_HOLDERS}"
+            )
+        if clip is not None:
+            clip = positive_finite(clip, "clip")
+            if config.dp is not None and clip > config.dp.clip:
+                raise ValueError(
+                    f"clip: {clip} exceeds the federation's DP clip norm {config.dp.clip}"
+                )
         members = (
             tuple(range(1, config.threshold + 1))
             if decrypting_set is None
@@ -113,7 +131,7 @@ class SecureAggregation(Strategy):
             raise ValueError(f"timeout: expected a positive number of seconds, got {timeout!r}")
         self.inner = strategy
         self.config = config
-        self.clip = None if clip is None else float(clip)
+        self.clip = clip
         self.weight_key = weight_key
         self.consortium = consortium
         self.epoch = epoch
@@ -247,14 +265,14 @@ class SecureAggregation(Strategy):
         contents = []
         for reply in replies:
             node = reply.metadata.src_node_id
-            party = f"node-{node}"
+            party = client_id_of(node)
             try:
                 if reply.has_error():
                     raise MalformedMessage(f"error reply: {reply.error.reason}")
                 record = reply.content.config_records.get(UPDATE_RECORD)
-                data = None if record is None else record.get("update")
-                if not isinstance(data, bytes):
+                if record is None:
                     raise MalformedMessage("the reply carries no encrypted update")
+                data = record_bytes(record, "update", where=UPDATE_RECORD)
                 update = EncryptedUpdate.from_bytes(data, aggregator.bounds)
                 if update.statement.client_id != party:
                     raise NotInRoster(
@@ -299,11 +317,12 @@ class SecureAggregation(Strategy):
             log.error("round %d: not decrypted: %s", report.round, report.reason)
             return None
         nodes = {self.federation.holders[i - 1]: i for i in members}
-        blob, layout_blob = aggregate.to_bytes(), rec.encode_layout(layout)
+        blob, layout_blob = aggregate.to_bytes(), layout.to_bytes()
         challenges = self._relay.ask(
             ACTION_CHALLENGE, {n: {"aggregate": blob, "layout": layout_blob} for n in nodes}
         )
         requests: dict[int, dict[str, ConfigRecordValues]] = {}
+        evidence: dict[tuple[int, ...], bytes] = {}  # by challenged indices: holders often agree
         chunk_count = len(aggregate.chunks)
         for node, index in nodes.items():
             try:
@@ -313,13 +332,15 @@ class SecureAggregation(Strategy):
                 wanted = reply.get("indices")
                 if not isinstance(wanted, list) or not 0 < len(wanted) <= chunk_count:
                     raise MalformedMessage("the challenge lists no chunk indices")
-                evidence = aggregator.evidence(int(i) for i in wanted)
+                indices = tuple(sorted({int(i) for i in wanted}))
+                if indices not in evidence:
+                    evidence[indices] = aggregator.evidence(indices).to_bytes()
             except (FheAggError, ValueError, TypeError) as exc:
                 self._holder_refused(report, index, node, exc)
                 continue
             requests[node] = {
                 "round": aggregate.round_id,
-                "evidence": rec.encode_evidence(evidence),
+                "evidence": evidence[indices],
                 "set": list(members),
             }
         partials = self._relay.ask(ACTION_DECRYPT, requests) if requests else {}
@@ -327,12 +348,11 @@ class SecureAggregation(Strategy):
             index = nodes[node]
             try:
                 reply = partials.get(node, "no reply")
-                data = None if isinstance(reply, str) else reply.get("partial")
-                if not isinstance(data, bytes):
-                    raise MalformedMessage(
-                        f"no partial decryption: {reply if isinstance(reply, str) else 'empty'}"
-                    )
-                partial = PartialDecryption.from_bytes(data, config=self.config, layout=layout)
+                if isinstance(reply, str):
+                    raise MalformedMessage(f"no partial decryption: {reply}")
+                partial = PartialDecryption.from_bytes(
+                    record_bytes(reply, "partial"), config=self.config, layout=layout
+                )
                 if partial.holder_index != index:
                     raise AggregateMismatch(
                         f"holder {index} sent a partial of holder {partial.holder_index}"

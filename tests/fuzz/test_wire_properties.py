@@ -9,6 +9,8 @@ not a message; :class:`Rejected` subclasses (:class:`ParameterMismatch`, ``Inval
 
 from __future__ import annotations
 
+import math
+
 import msgpack
 import numpy as np
 import pytest
@@ -16,11 +18,15 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from fhe_agg import (
+    AggregateEvidence,
     Aggregator,
     CeremonyMessage,
+    ChunkEvidence,
     EncryptedAggregate,
     EncryptedUpdate,
     FederationConfig,
+    Layout,
+    LayoutEntry,
     MalformedMessage,
     ParameterMismatch,
     PartialDecryption,
@@ -68,17 +74,18 @@ def _check(signed: SignedStatement, config, keypair, roster, layout) -> None:
     )
 
 
+client_ids = st.text(
+    st.characters(exclude_categories=("Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp", "Zs")),
+    min_size=1,
+    max_size=128,
+)
 statements = st.builds(
     UpdateStatement,
     protocol_version=st.integers(1, 255),
     params_id=st.binary(min_size=32, max_size=32),
     public_key_fingerprint=st.binary(min_size=32, max_size=32),
     round_id=st.integers(0, 2**63 - 1),
-    client_id=st.text(
-        st.characters(exclude_categories=("Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp", "Zs")),
-        min_size=1,
-        max_size=128,
-    ),
+    client_id=client_ids,
     weight=st.floats(min_value=5e-324, allow_infinity=False),
     layout_hash=st.binary(min_size=32, max_size=32),
     chunk_count=st.integers(1, 2**31),
@@ -142,6 +149,71 @@ def test_damaged_aggregate_is_refused_or_round_trips(data, aggregate, bounds) ->
             parsed.chunks,
             parsed.manifest,
         )
+
+
+layout_entries = st.builds(
+    LayoutEntry,
+    name=st.text(max_size=40),
+    shape=st.lists(st.integers(0, 2**40 - 1), max_size=4).map(tuple),
+    dtype=st.sampled_from(["float32", "float64", "bfloat16", "int64", "bool"]),
+    offset=st.integers(0, 2**40 - 1),
+    encrypted=st.booleans(),
+)
+
+
+@PARSER_SETTINGS
+@given(entries=st.lists(layout_entries, max_size=8), data=st.data())
+def test_layouts_round_trip_and_damage_is_refused(entries: list[LayoutEntry], data) -> None:
+    layout = Layout(tuple(entries))
+    wire = layout.to_bytes()
+    back = Layout.from_bytes(wire)
+    assert back == layout and back.digest == layout.digest
+    parsed = refuse_or_parse(
+        Layout.from_bytes, data.draw(damaged(wire, "msgpack")), (MalformedMessage,)
+    )
+    if parsed is not None:
+        again = Layout.from_bytes(parsed.to_bytes())
+        assert again == parsed and again.digest == parsed.digest
+
+
+def _evidence_rows(evidence: AggregateEvidence) -> object:
+    return (
+        evidence.round_id,
+        {i: [(e.client_id, e.chunk, e.path) for e in row] for i, row in evidence.chunks.items()},
+    )
+
+
+@st.composite
+def evidences(draw: st.DrawFn, chunks: int, clients: int) -> AggregateEvidence:
+    depth = max(1, math.ceil(math.log2(chunks))) + 1
+    entries = st.builds(
+        ChunkEvidence,
+        client_id=client_ids,
+        chunk=st.binary(max_size=64),
+        path=st.lists(st.binary(min_size=32, max_size=32), max_size=depth).map(tuple),
+    )
+    indices = draw(st.sets(st.integers(0, chunks - 1), min_size=1))
+    return AggregateEvidence(
+        round_id=draw(st.integers(0, 2**63 - 1)),
+        chunks={i: tuple(draw(st.lists(entries, min_size=1, max_size=clients))) for i in indices},
+    )
+
+
+@PARSER_SETTINGS
+@given(data=st.data())
+def test_evidence_round_trips_and_damage_is_refused(data, config, layout) -> None:
+    chunks = layout.chunk_count(config.preset.reals_per_ciphertext)
+    evidence = data.draw(evidences(chunks, config.max_clients))
+    wire = evidence.to_bytes()
+
+    def parse(b: bytes) -> AggregateEvidence:
+        return AggregateEvidence.from_bytes(b, config=config, layout=layout)
+
+    assert _evidence_rows(parse(wire)) == _evidence_rows(evidence)
+    parsed = refuse_or_parse(parse, data.draw(damaged(wire, "msgpack")), (MalformedMessage,))
+    if parsed is not None:
+        assert all(type(i) is int for i in parsed.chunks)
+        assert _evidence_rows(parse(parsed.to_bytes())) == _evidence_rows(parsed)
 
 
 @pytest.fixture(scope="module")
