@@ -29,17 +29,15 @@ def _inventory(
         load_public_identity,
         roster_inventory,
     )
-    from fhe_agg.identity._encoding import read_at_most
+    from fhe_agg.identity._encoding import read_bounded
     from fhe_agg.identity._roster import MAX_ROSTER_BYTES, _parse
 
     if source is None:
         what = f"the fhe-agg default deployment (suite {suite}, preset {preset})"
         return what, default_deployment_inventory(suite, preset=preset), True
-    data = read_at_most(source, MAX_ROSTER_BYTES)
+    data = read_bounded(source, MAX_ROSTER_BYTES, "roster or inventory")
     if _ROSTER_FORMAT not in data:
         return str(source), load_inventory(source), False
-    if len(data) > MAX_ROSTER_BYTES:
-        raise ValueError(f"roster {source}: larger than {MAX_ROSTER_BYTES} bytes")
     if admin_pub is not None:
         r = Roster.from_bytes(data, admin=load_public_identity(admin_pub, role="admin"))
         return f"roster {source} (verified)", roster_inventory(r), True

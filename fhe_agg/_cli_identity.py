@@ -306,11 +306,9 @@ def roster_rotate(
 ) -> None:
     """Apply a key rotation signed by the member's current key."""
     from fhe_agg.identity import KeyRotation
-    from fhe_agg.identity._encoding import read_at_most, strict_json
+    from fhe_agg.identity._encoding import read_bounded, strict_json
 
-    data = read_at_most(request, 1 << 20)
-    if len(data) > 1 << 20:
-        raise ValueError(f"{request}: larger than 1 MiB")
+    data = read_bounded(request, 1 << 20, "rotation request")
     rotation = KeyRotation.from_json(strict_json(data))
     admin = _admin(admin_key, passphrase_file)
     new = _load_for_change(roster_path, admin).rotate(rotation, admin=admin)

@@ -18,16 +18,9 @@ import sqlite3
 from collections.abc import Set
 from pathlib import Path
 
-from fhe_agg._errors import (
-    AlreadyDecrypted,
-    BudgetExhausted,
-    CorruptStore,
-    FheAggError,
-    ParameterMismatch,
-    RoundMismatch,
-)
+from fhe_agg._errors import AlreadyDecrypted, BudgetExhausted, ParameterMismatch, RoundMismatch
 from fhe_agg._keys import KeyShare
-from fhe_agg._sqlite import Store, open_store
+from fhe_agg._sqlite import Mismatch, Store, open_store
 
 __all__ = ["HolderStore"]
 
@@ -39,6 +32,14 @@ _SCHEMA = (
     " chunks INTEGER NOT NULL)",
     "CREATE TABLE chunks (digest BLOB PRIMARY KEY) WITHOUT ROWID",
 )
+_OTHER_HOLDER = "; give each holder its own store"
+_MISMATCH: Mismatch = {
+    "holder_id": (ParameterMismatch, "key holder (holder_id)", _OTHER_HOLDER),
+    "holder_index": (ParameterMismatch, "key holder (holder_index)", _OTHER_HOLDER),
+    "threshold": (ParameterMismatch, "key holder (threshold)", _OTHER_HOLDER),
+    "holders": (ParameterMismatch, "key holder (holders)", _OTHER_HOLDER),
+    "public_key": (ParameterMismatch, "key epoch", "; a new key needs a new store"),
+}
 
 
 class HolderStore:
@@ -48,7 +49,6 @@ class HolderStore:
         self, path: str | os.PathLike[str], *, holder_id: str, key_share: KeyShare
     ) -> None:
         self._holder_id = holder_id
-        self._path = Path(path)
         self._db: Store = open_store(
             path,
             kind="keyholder",
@@ -60,59 +60,43 @@ class HolderStore:
                 "public_key": key_share.public_key_fingerprint,
             },
             schema=_SCHEMA,
-            mismatch=self._mismatch,
+            mismatch=_MISMATCH,
             exclusive=False,
             max_row_bytes=64 * 1024,
         )
 
     @property
     def path(self) -> Path:
-        return self._path
-
-    def _mismatch(self, key: str, stored: object, expected: object) -> FheAggError:
-        if key == "public_key":
-            return ParameterMismatch(
-                f"store {self.path} belongs to another key epoch; a new key needs a new store"
-            )
-        return ParameterMismatch(
-            f"store {self.path} belongs to another key holder ({key} {stored!r}, this holder "
-            f"has {expected!r}); give each holder its own store"
-        )
+        return self._db.path
 
     def load(self) -> tuple[set[int], set[bytes], int]:
         """The decrypted rounds, the decrypted chunk digests and the budget used, checked for
         consistency (the budget covers every logged round). Closes the store if it raises."""
-        try:
+        with self._db.closed_on_error():
             return self._load()
-        except BaseException:
-            self.close()
-            raise
 
     def _load(self) -> tuple[set[int], set[bytes], int]:
         state = self._db.query("SELECT budget_used FROM state")
         used = state[0][0] if len(state) == 1 else None
         if not isinstance(used, int):
-            raise self._corrupt("state row missing or invalid")
+            raise self._db.corrupt("state row missing or invalid")
         decrypted: set[int] = set()
         total = 0
-        for round_id, _aggregate, chunks in self._db.query("SELECT * FROM rounds"):
+        for round_id, chunks in self._db.query("SELECT round_id, chunks FROM rounds"):
             if not isinstance(round_id, int) or not isinstance(chunks, int) or chunks < 1:
-                raise self._corrupt(f"round row {round_id!r} is invalid")
+                raise self._db.corrupt(f"round row {round_id!r} is invalid")
             decrypted.add(round_id)
             total += chunks
         if total != used:
-            raise self._corrupt(f"budget used {used} disagrees with the rounds logged ({total})")
+            raise self._db.corrupt(f"budget used {used} disagrees with the rounds logged ({total})")
         chunk_ids: set[bytes] = set()
         for (digest,) in self._db.query("SELECT digest FROM chunks"):
             if not isinstance(digest, bytes) or len(digest) != _DIGEST:
-                raise self._corrupt(f"a chunk digest is not {_DIGEST} bytes")
+                raise self._db.corrupt(f"a chunk digest is not {_DIGEST} bytes")
             chunk_ids.add(digest)
         if len(chunk_ids) > used:
-            raise self._corrupt("more ciphertexts logged than budget used")
+            raise self._db.corrupt("more ciphertexts logged than budget used")
         return decrypted, chunk_ids, used
-
-    def _corrupt(self, reason: str) -> CorruptStore:
-        return CorruptStore(f"store {self.path}: {reason}")
 
     def record(
         self,

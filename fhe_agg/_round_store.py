@@ -29,9 +29,7 @@ import numpy as np
 
 from fhe_agg._config import FederationConfig
 from fhe_agg._errors import (
-    CorruptStore,
     DuplicateUpdate,
-    FheAggError,
     LayoutMismatch,
     MalformedMessage,
     ParameterMismatch,
@@ -43,7 +41,7 @@ from fhe_agg._merkle import leaf_hash, merkle_root
 from fhe_agg._messages import SignedStatement
 from fhe_agg._packing import Layout
 from fhe_agg._seal import backend_for
-from fhe_agg._sqlite import Store, guard, open_store
+from fhe_agg._sqlite import Mismatch, Store, guard, open_store
 from fhe_agg.hazmat.rns import U64
 
 __all__ = ["AggregatorStore", "RoundState"]
@@ -60,11 +58,11 @@ _SCHEMA = (
     "CREATE TABLE chunks (id INTEGER PRIMARY KEY, data BLOB NOT NULL)",
     "CREATE TABLE running_sum (idx INTEGER PRIMARY KEY, data BLOB NOT NULL, digest BLOB NOT NULL)",
 )
-_WHAT = {
-    "round_id": (RoundMismatch, "round"),
-    "params_id": (ParameterMismatch, "CKKS parameters and federation bounds (params_id)"),
-    "public_key": (ParameterMismatch, "public key (key epoch)"),
-    "layout": (LayoutMismatch, "model layout"),
+_MISMATCH: Mismatch = {
+    "round_id": (RoundMismatch, "round", "; give each round its own store path"),
+    "params_id": (ParameterMismatch, "CKKS parameters and federation bounds (params_id)", ""),
+    "public_key": (ParameterMismatch, "public key (key epoch)", ""),
+    "layout": (LayoutMismatch, "model layout", ""),
 }
 
 
@@ -76,10 +74,6 @@ class RoundState:
     running_sum: U64 | None
     finalized: bool
     resumed: bool
-
-
-def _show(value: object) -> str:
-    return value[:8].hex() if isinstance(value, bytes) else repr(value)
 
 
 class AggregatorStore:
@@ -106,7 +100,6 @@ class AggregatorStore:
         self._max_clients = config.max_clients
         self._count = 0
         biggest = max(self._sum_bytes, backend.ciphertext_bytes, _LEAF * self._chunks)
-        self._path = Path(path)
         self._db: Store = open_store(
             path,
             kind="aggregator",
@@ -117,7 +110,7 @@ class AggregatorStore:
                 "layout": layout.digest,
             },
             schema=_SCHEMA,
-            mismatch=self._mismatch,
+            mismatch=_MISMATCH,
             exclusive=True,
             max_row_bytes=biggest + _MAX_STATEMENT + 64 * 1024,
             page_size=65536,
@@ -125,43 +118,29 @@ class AggregatorStore:
 
     @property
     def path(self) -> Path:
-        return self._path
-
-    def _mismatch(self, key: str, stored: object, expected: object) -> FheAggError:
-        error, what = _WHAT[key]
-        hint = "; give each round its own store path" if key == "round_id" else ""
-        return error(
-            f"store {self.path} belongs to another {what}: {_show(stored)}, this aggregator "
-            f"has {_show(expected)}{hint}"
-        )
-
-    def _corrupt(self, reason: str) -> CorruptStore:
-        return CorruptStore(f"store {self.path}: {reason}")
+        return self._db.path
 
     def load(self, check: Callable[[SignedStatement], None]) -> RoundState:
         """Read and verify the whole state but the chunks; ``check`` re-verifies each stored
         statement (its errors propagate, with a note naming the store). Closes the store if it
         raises."""
-        try:
+        with self._db.closed_on_error():
             return self._load(check)
-        except BaseException:
-            self.close()
-            raise
 
     def _load(self, check: Callable[[SignedStatement], None]) -> RoundState:
         state = self._db.query("SELECT accepted, finalized FROM state")
         if len(state) != 1 or state[0][1] not in (0, 1):
-            raise self._corrupt("state row missing or invalid")
+            raise self._db.corrupt("state row missing or invalid")
         accepted, finalized = state[0]
         if not isinstance(accepted, int) or not 0 <= accepted <= self._max_clients:
-            raise self._corrupt(f"accepted count {accepted!r} outside 0..{self._max_clients}")
+            raise self._db.corrupt(f"accepted count {accepted!r} outside 0..{self._max_clients}")
         items = self._load_updates(check)
         if len(items) != accepted:
-            raise self._corrupt(f"state says {accepted} updates, {len(items)} are stored")
+            raise self._db.corrupt(f"state says {accepted} updates, {len(items)} are stored")
         count, low, high = self._db.query("SELECT COUNT(*), MIN(id), MAX(id) FROM chunks")[0]
         expected = accepted * self._chunks
         if count != expected or (expected and (low, high) != (0, expected - 1)):
-            raise self._corrupt(f"{count} chunk rows stored, {accepted} updates need {expected}")
+            raise self._db.corrupt(f"{count} chunk rows stored, {accepted} updates need {expected}")
         self._count = accepted
         return RoundState(items, self._load_sum(accepted), bool(finalized), not self._db.created)
 
@@ -172,7 +151,7 @@ class AggregatorStore:
         sql = "SELECT slot, client_id, statement, signature, leaves FROM updates ORDER BY slot"
         for slot, client_id, raw, signature, leaf_blob in self._db.query(sql):
             if slot != len(items) or not isinstance(leaf_blob, bytes):
-                raise self._corrupt(f"update rows are not numbered 0..n-1 (row {slot!r})")
+                raise self._db.corrupt(f"update rows are not numbered 0..n-1 (row {slot!r})")
             signed = self._decode(raw, signature, slot)
             stmt = signed.statement
             leaves = [leaf_blob[i : i + _LEAF] for i in range(0, len(leaf_blob), _LEAF)]
@@ -181,7 +160,7 @@ class AggregatorStore:
                 or len(leaf_blob) != _LEAF * self._chunks
                 or merkle_root(leaves) != stmt.merkle_root
             ):
-                raise self._corrupt(f"update {slot} of {stmt.client_id!r} is inconsistent")
+                raise self._db.corrupt(f"update {slot} of {stmt.client_id!r} is inconsistent")
             try:
                 check(signed)
             except Rejected as exc:
@@ -192,14 +171,14 @@ class AggregatorStore:
 
     def _decode(self, raw: object, signature: object, slot: object) -> SignedStatement:
         if not isinstance(raw, bytes) or len(raw) > _MAX_STATEMENT:
-            raise self._corrupt(f"statement of update {slot} is not a bounded blob")
+            raise self._db.corrupt(f"statement of update {slot} is not a bounded blob")
         try:
             fields = msgpack.unpackb(
                 raw, raw=False, max_bin_len=64, max_str_len=1024, max_array_len=16, max_map_len=0
             )
             return SignedStatement.from_wire([fields, signature])
         except (MalformedMessage, ValueError, msgpack.UnpackException) as exc:
-            raise self._corrupt(f"statement of update {slot} does not decode ({exc})") from None
+            raise self._db.corrupt(f"statement of update {slot} does not decode ({exc})") from None
 
     def _digest(self, index: int, accepted: int, data: bytes) -> bytes:
         head = b"fhe_agg/store/sum|" + index.to_bytes(8, "little") + accepted.to_bytes(8, "little")
@@ -208,22 +187,21 @@ class AggregatorStore:
         return h.digest()
 
     def _load_sum(self, accepted: int) -> U64 | None:
-        indices = [r[0] for r in self._db.query("SELECT idx FROM running_sum ORDER BY idx")]
-        if accepted == 0:
-            if indices:
-                raise self._corrupt("a running sum is stored but no update")
-            return None
-        if indices != list(range(self._chunks)):
-            raise self._corrupt(
-                f"running sum has {len(indices)} rows, the layout needs {self._chunks}"
-            )
-        total = np.empty((self._chunks, *self._shape), dtype=np.uint64)
+        total = None if accepted == 0 else np.empty((self._chunks, *self._shape), np.uint64)
+        misnumbered = f"running sum rows are not numbered 0..{self._chunks - 1}"
+        rows = 0
         sql = "SELECT idx, data, digest FROM running_sum ORDER BY idx"
         with guard(self.path):  # one row at a time: peak memory is the sum plus one row
-            rows = self._db.conn.execute(sql)
-            for index, data, digest in rows:
+            for index, data, digest in self._db.conn.execute(sql):
+                if total is None:
+                    raise self._db.corrupt("a running sum is stored but no update")
+                if index != rows or rows == self._chunks:  # a gap, or a row too many
+                    raise self._db.corrupt(misnumbered)
                 self._check_sum_row(total, index, data, digest, accepted)
                 del data  # not alive while the next row is fetched
+                rows += 1
+        if total is not None and rows != self._chunks:
+            raise self._db.corrupt(misnumbered)
         return total
 
     def _check_sum_row(
@@ -234,10 +212,10 @@ class AggregatorStore:
             or len(data) != self._sum_bytes
             or digest != self._digest(index, accepted, data)
         ):
-            raise self._corrupt(f"running-sum row {index} fails its digest")
+            raise self._db.corrupt(f"running-sum row {index} fails its digest")
         chunk = np.frombuffer(data, dtype="<u8").reshape(self._shape)
         if not (chunk < self._primes[None, :, None]).all():
-            raise self._corrupt(f"running-sum row {index} holds values beyond the primes")
+            raise self._db.corrupt(f"running-sum row {index} holds values beyond the primes")
         total[index] = chunk
 
     def append(
@@ -294,7 +272,7 @@ class AggregatorStore:
             or not isinstance(row[0], bytes)
             or leaf_hash(index, row[0]) != leaf[0]
         ):
-            raise self._corrupt(f"chunk {index} of update {slot} is missing or altered")
+            raise self._db.corrupt(f"chunk {index} of update {slot} is missing or altered")
         data: bytes = row[0]
         return data
 

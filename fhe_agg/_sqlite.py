@@ -9,7 +9,7 @@ A new store is built complete (schema and *binding*: which round, key or holder 
 temporary file that is then hard-linked into place, so a file at the path is always a finished
 store. Opening one that is empty, truncated, not SQLite, of another kind or of an unknown version
 raises :class:`~fhe_agg.CorruptStore` or :class:`~fhe_agg.StoreError`; one bound to something
-else raises the binding's own error. Opening never silently starts afresh.
+else raises the error its :data:`Mismatch` table names. Opening never silently starts afresh.
 """
 
 from __future__ import annotations
@@ -17,18 +17,19 @@ from __future__ import annotations
 import os
 import sqlite3
 import tempfile
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
 from fhe_agg._errors import CorruptStore, FheAggError, StoreError
 
-__all__ = ["Binding", "Store", "guard", "open_store"]
+__all__ = ["Binding", "Mismatch", "Store", "guard", "open_store"]
 
 FORMAT = "fhe_agg-store"
 VERSION = 1
 Binding = Mapping[str, int | str | bytes]
-Mismatch = Callable[[str, object, object], FheAggError]
+#: ``binding key -> (error class, what the key identifies, hint)`` for a store bound otherwise.
+Mismatch = Mapping[str, tuple[type[FheAggError], str, str]]
 
 _HEADER = b"SQLite format 3\x00"
 _CORRUPT_CODES = {11, 26}  # SQLITE_CORRUPT, SQLITE_NOTADB
@@ -80,6 +81,19 @@ class Store:
                 raise
             self.conn.execute("COMMIT")
 
+    def corrupt(self, reason: str) -> CorruptStore:
+        """The error for content that fails a check, naming this store."""
+        return CorruptStore(f"store {self.path}: {reason}")
+
+    @contextmanager
+    def closed_on_error(self) -> Iterator[None]:
+        """Close the store if the block raises, then let the exception propagate."""
+        try:
+            yield
+        except BaseException:
+            self.close()
+            raise
+
     def query(self, sql: str, args: Sequence[object] = ()) -> list[tuple[object, ...]]:
         """All rows of a read-only query (SQLite errors mapped as by :func:`guard`)."""
         with guard(self.path):
@@ -103,8 +117,8 @@ def open_store(
     """Open the ``kind`` store at ``path`` bound to ``binding``, creating it if absent.
 
     ``exclusive`` holds SQLite's lock for the life of the connection, so a second process gets
-    :class:`StoreError` instead of writing beside the first. ``mismatch(key, stored, expected)``
-    builds the error for a binding field that differs. Rows longer than ``max_row_bytes`` are
+    :class:`StoreError` instead of writing beside the first. ``mismatch[key]`` names the error
+    for a binding field that differs. Rows longer than ``max_row_bytes`` are
     refused by SQLite itself (``SQLITE_LIMIT_LENGTH``), so no read allocates more.
     """
     target = Path(path)
@@ -236,4 +250,12 @@ def _check_binding(
         if key not in meta:
             raise CorruptStore(f"store {target}: binding field {key!r} is missing")
         if meta[key] != expected:
-            raise mismatch(key, meta[key], expected)
+            error, what, hint = mismatch[key]
+            raise error(
+                f"store {target} belongs to another {what}: {_show(meta[key])}, expected "
+                f"{_show(expected)}{hint}"
+            )
+
+
+def _show(value: object) -> str:
+    return value[:8].hex() if isinstance(value, bytes) else repr(value)

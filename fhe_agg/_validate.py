@@ -4,14 +4,27 @@ from __future__ import annotations
 
 import math
 
-__all__ = ["positive_finite", "positive_int"]
+__all__ = ["MAX_INT64", "positive_finite", "positive_int", "round_number"]
+
+#: Largest round number, epoch or version: each is stored as a signed 64-bit integer.
+MAX_INT64 = 2**63 - 1
 
 
-def positive_int(value: object, name: str) -> int:
+def positive_int(value: object, name: str, *, at_most: int | None = None) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise TypeError(f"{name}: expected int, got {type(value).__name__}")
     if value < 1:
         raise ValueError(f"{name}: must be at least 1, got {value}")
+    if at_most is not None and value > at_most:
+        raise ValueError(f"{name}: must be at most {at_most}, got {value}")
+    return value
+
+
+def round_number(value: object, name: str) -> int:
+    """``value`` if it is an int in ``0..2**63-1``; ``ValueError`` otherwise, for a wrong type
+    too (round numbers mostly come from parsed documents, whose callers expect ``ValueError``)."""
+    if type(value) is not int or not 0 <= value <= MAX_INT64:
+        raise ValueError(f"{name}: expected a round number in [0, 2**63), got {value!r}")
     return value
 
 

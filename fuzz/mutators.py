@@ -9,6 +9,7 @@ half they leave the bytes to libFuzzer's own mutations.
 
 from __future__ import annotations
 
+import copy
 import json
 import random
 from collections.abc import Callable
@@ -99,8 +100,10 @@ def _mutate_tree(tree: Any, rng: random.Random, extra: list[Any]) -> Any:
 
 
 def _copy_of(node: tuple[Any, Any]) -> Any:
+    """A deep copy of the value at ``node``: splicing the node itself could put a container
+    inside itself (a cycle the encoder refuses) or alias one subtree in two places."""
     container, key = node
-    return container[key]
+    return copy.deepcopy(container[key])
 
 
 def _deepen(text: bytes, marker: bytes, depth: int) -> bytes:

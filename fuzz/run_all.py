@@ -46,8 +46,6 @@ def run_target(name: str, runs: int, timeout: int, rss_mb: int) -> dict[str, obj
     artifacts, logs = WORK / "artifacts", WORK / "logs"
     for folder in (corpus, artifacts, logs):
         folder.mkdir(parents=True, exist_ok=True)
-    if not seeds.is_dir():
-        subprocess.run([sys.executable, str(HERE / "make_corpus.py"), name], check=True)
     command = [
         sys.executable,
         str(HERE / "fuzz_one.py"),
@@ -71,6 +69,7 @@ def run_target(name: str, runs: int, timeout: int, rss_mb: int) -> dict[str, obj
 
 def main() -> None:
     import targets
+    from make_corpus import write_corpus
 
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--runs", type=int, default=100_000, help="inputs per target")
@@ -85,6 +84,9 @@ def main() -> None:
     unknown = set(names) - set(targets.TARGETS)
     if unknown:
         parser.error(f"unknown targets {sorted(unknown)}")
+    missing = [name for name in names if not (HERE / "corpus" / name).is_dir()]
+    if missing:
+        write_corpus(HERE / "corpus", missing)  # one federation built for all of them
     print(f"{'parser':18} {'inputs run':>10}  {'result':24} {'time':>8}", flush=True)
     rows = []
     for name in names:

@@ -20,7 +20,6 @@ aggregation", "AES-128-GCM": "model encryption"}``. Each asset gets a :class:`Fi
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -28,7 +27,7 @@ from typing import TYPE_CHECKING
 from fhe_agg._params import PRESETS, CkksPreset
 from fhe_agg.identity._audit_model import Finding, Policy, PresetReport, Risk, _preset_report
 from fhe_agg.identity._audit_rules import classify
-from fhe_agg.identity._encoding import read_at_most
+from fhe_agg.identity._encoding import read_bounded, strict_json
 from fhe_agg.identity._suites import Suite
 
 if TYPE_CHECKING:
@@ -73,12 +72,11 @@ def audit_inventory(inventory: Mapping[str, str], *, policy: Policy = Policy.NIS
 def load_inventory(path: str | Path) -> dict[str, str]:
     """Read a YAML (``.yaml``/``.yml``, needs PyYAML) or JSON mapping ``algorithm: usage``.
 
-    Raises ``ValueError`` naming the file for anything else (at most 1 MiB, 10,000 entries).
+    Raises ``ValueError`` naming the file for anything else, duplicate JSON keys included (at
+    most 1 MiB, 10,000 entries).
     """
     p = Path(path)
-    raw = read_at_most(p, _MAX_INVENTORY_BYTES)
-    if len(raw) > _MAX_INVENTORY_BYTES:
-        raise ValueError(f"inventory {p}: larger than {_MAX_INVENTORY_BYTES} bytes")
+    raw = read_bounded(p, _MAX_INVENTORY_BYTES, "inventory")
     if p.suffix.lower() in (".yaml", ".yml"):
         import yaml  # type: ignore[import-untyped]
 
@@ -94,8 +92,8 @@ def load_inventory(path: str | Path) -> dict[str, str]:
             raise ValueError(f"inventory {p}: not valid YAML{line}") from None
     else:
         try:
-            data = json.loads(raw)
-        except (ValueError, RecursionError):
+            data = strict_json(raw)
+        except ValueError:  # also duplicate keys, NaN and deep nesting
             raise ValueError(f"inventory {p}: not valid JSON") from None
     if not isinstance(data, dict) or len(data) > _MAX_ASSETS:
         raise ValueError(f"inventory {p}: expected a mapping of at most {_MAX_ASSETS} entries")
@@ -104,12 +102,6 @@ def load_inventory(path: str | Path) -> dict[str, str]:
     return dict(data)
 
 
-_SIGNATURE_ASSET = {
-    Suite.HYBRID: "COMPSIG-MLDSA65-Ed25519-SHA512",
-    Suite.PQ_ONLY: "ML-DSA-65",
-    Suite.CNSA2: "ML-DSA-87",
-    Suite.SLH_DSA: "SLH-DSA-SHA2-192s",
-}
 _ROLE_SIGNS = {
     "admin": "roster signatures (admin)",
     "client": "update signatures (clients)",
@@ -128,7 +120,7 @@ def default_deployment_inventory(
     """fhe_agg's own cryptography under ``suite``, as an inventory for :func:`audit_inventory`."""
     suite = Suite.parse(suite)
     return {
-        _SIGNATURE_ASSET[suite]: "update and statement signatures",
+        suite.spec.signature_algorithm: "update and statement signatures",
         _kem_asset(suite): "key-share sealing (HPKE)",
         f"CKKS-{preset}": "model update encryption (secure aggregation)",
         "SHA3-256": "fingerprints, Merkle hashing, audit log chain",
@@ -151,7 +143,7 @@ def roster_inventory(roster: Roster) -> dict[str, str]:
 
     parties = [roster.admin, *(m.current.identity for m in roster.members if not m.revoked)]
     for identity in parties:
-        use(_SIGNATURE_ASSET[identity.suite], _ROLE_SIGNS[identity.role.value])
+        use(identity.suite.spec.signature_algorithm, _ROLE_SIGNS[identity.role.value])
         use(_kem_asset(identity.suite), "key-share sealing (HPKE)")
     use(f"CKKS-{roster.preset}", "model update encryption (secure aggregation)")
     use("SHA3-256", "fingerprints, Merkle hashing, audit log chain")

@@ -56,19 +56,15 @@ def _norm(name: str) -> str:
     return re.sub(r"[\s_]+", "-", name.strip().upper())
 
 
-def _mk(asset: str, usage: str, **kw: object) -> Finding:
-    return Finding(asset=asset, usage=usage, **kw)  # type: ignore[arg-type]
-
-
 def classify(asset: str, usage: str, policy: Policy) -> Finding:
     """Classify one inventory entry under ``policy``."""
     n, u = _norm(asset), usage.lower()
     signing = any(w in u for w in _SIGN_WORDS)
     cnsa = policy is Policy.CNSA2
     if re.fullmatch(r"(MD5|SHA-?1|(3|TRIPLE-?)?DES(-EDE)?|RC4|RSA-(512|768|1024)|.*P-?192)", n):
-        return _mk(
-            asset,
-            usage,
+        return Finding(
+            asset=asset,
+            usage=usage,
             primitive="other",
             risk=Risk.CRITICAL,
             quantum_vulnerable=True,
@@ -102,9 +98,9 @@ def classify(asset: str, usage: str, policy: Policy) -> Finding:
             asset, usage, "signature" if is_sig else "key-agree", is_sig, 112, bits=None
         )
     if re.fullmatch(r"(KYBER|DILITHIUM)\d*|X25519-?KYBER768-?DRAFT00", n):
-        return _mk(
-            asset,
-            usage,
+        return Finding(
+            asset=asset,
+            usage=usage,
             primitive="kem" if "KYBER" in n else "signature",
             risk=Risk.HIGH,
             quantum_vulnerable=False,
@@ -130,9 +126,9 @@ def classify(asset: str, usage: str, policy: Policy) -> Finding:
         risk = Risk.INFO
         if cnsa and level < 5:
             risk, reasons = Risk.MEDIUM, [*reasons, _CNSA]
-        return _mk(
-            asset,
-            usage,
+        return Finding(
+            asset=asset,
+            usage=usage,
             primitive="kem" if is_kem else "signature",
             risk=risk,
             quantum_vulnerable=False,
@@ -144,9 +140,9 @@ def classify(asset: str, usage: str, policy: Policy) -> Finding:
         )
     if m := re.fullmatch(r"SLH-DSA-(SHA2|SHAKE)-(128|192|256)[SF]", n):
         level = {"128": 1, "192": 3, "256": 5}[m.group(2)]
-        return _mk(
-            asset,
-            usage,
+        return Finding(
+            asset=asset,
+            usage=usage,
             primitive="signature",
             risk=Risk.INFO,
             quantum_vulnerable=False,
@@ -163,9 +159,9 @@ def classify(asset: str, usage: str, policy: Policy) -> Finding:
         risk = Risk.LOW if bits == 128 else Risk.INFO
         if cnsa and bits < 256:
             risk, reasons = Risk.MEDIUM, [*reasons, _CNSA]
-        return _mk(
-            asset,
-            usage,
+        return Finding(
+            asset=asset,
+            usage=usage,
             primitive="ae" if m.group(2) in ("GCM", "CCM", "SIV", "GCM-SIV") else "block-cipher",
             risk=risk,
             quantum_vulnerable=False,
@@ -184,9 +180,9 @@ def classify(asset: str, usage: str, policy: Policy) -> Finding:
             size
         ]  # NIST PQC call: categories 2/4 = SHA collisions
         risk = Risk.MEDIUM if cnsa and size < 384 else Risk.INFO
-        return _mk(
-            asset,
-            usage,
+        return Finding(
+            asset=asset,
+            usage=usage,
             primitive="hash",
             risk=risk,
             quantum_vulnerable=False,
@@ -202,9 +198,9 @@ def classify(asset: str, usage: str, policy: Policy) -> Finding:
     if m := re.fullmatch(r"CKKS(?:-(\w+))?", n):
         return _ckks(asset, usage, (m.group(1) or "compact").lower())
     if re.fullmatch(r"(FALCON|FN-DSA|HQC|MCELIECE|SNTRUP)[\w-]*", n):
-        return _mk(
-            asset,
-            usage,
+        return Finding(
+            asset=asset,
+            usage=usage,
             primitive="other",
             risk=Risk.INFO,
             quantum_vulnerable=False,
@@ -215,9 +211,9 @@ def classify(asset: str, usage: str, policy: Policy) -> Finding:
             ),
             replacement="keep behind a feature flag",
         )
-    return _mk(
-        asset,
-        usage,
+    return Finding(
+        asset=asset,
+        usage=usage,
         primitive="unknown",
         risk=Risk.MEDIUM,
         quantum_vulnerable=False,
@@ -248,9 +244,9 @@ def _public_key(
         if signing
         else "X-Wing (ML-KEM-768 + X25519) or ML-KEM-1024 under CNSA 2.0"
     )
-    return _mk(
-        asset,
-        usage,
+    return Finding(
+        asset=asset,
+        usage=usage,
         primitive=primitive,
         risk=risk,
         quantum_vulnerable=True,
@@ -287,9 +283,9 @@ def _lattice(
             else "X-Wing"
         )
     )
-    return _mk(
-        asset,
-        usage,
+    return Finding(
+        asset=asset,
+        usage=usage,
         primitive="signature" if kind == "DSA" else "kem",
         risk=risk,
         quantum_vulnerable=False,
@@ -305,9 +301,9 @@ def _lattice(
 def _ckks(asset: str, usage: str, preset_name: str) -> Finding:
     preset = PRESETS.get(preset_name)
     if preset is None:
-        return _mk(
-            asset,
-            usage,
+        return Finding(
+            asset=asset,
+            usage=usage,
             primitive="pke",
             risk=Risk.MEDIUM,
             quantum_vulnerable=False,
@@ -316,9 +312,9 @@ def _ckks(asset: str, usage: str, preset_name: str) -> Finding:
             replacement=f"one of {sorted(PRESETS)}",
         )
     report = _preset_report(preset)
-    return _mk(
-        asset,
-        usage,
+    return Finding(
+        asset=asset,
+        usage=usage,
         primitive="pke",
         risk=Risk.INFO if report.ok else Risk.MEDIUM,
         quantum_vulnerable=False,

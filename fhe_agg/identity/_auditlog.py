@@ -18,7 +18,6 @@ read one at a time and at most 1 MiB each, so a huge or hostile file cannot exha
 
 from __future__ import annotations
 
-import base64
 import fcntl
 import hashlib
 import os
@@ -28,7 +27,13 @@ from pathlib import Path
 from typing import Any
 
 from fhe_agg._errors import FheAggError, Rejected
-from fhe_agg.identity._encoding import canonical_json, check_json_depth, strict_json
+from fhe_agg.identity._encoding import (
+    b64decode,
+    b64encode,
+    canonical_json,
+    check_json_depth,
+    strict_json,
+)
 from fhe_agg.identity._suites import Suite, SuiteSigningKey, SuiteVerifyKey
 
 __all__ = ["AUDIT_LOG_CONTEXT", "AuditLog", "AuditLogError", "require_recorder", "verify_log"]
@@ -47,14 +52,11 @@ class AuditLogError(Rejected):
         self.line = line
 
 
-_canonical = canonical_json
-
-
-def _lines(path: Path) -> Iterator[tuple[int, bytes]]:
-    """``(line number, line without its newline)``; :class:`AuditLogError` for an overlong or
-    unterminated line."""
+def _lines(path: Path, start: int = 0, number: int = 0) -> Iterator[tuple[int, bytes]]:
+    """``(line number, line without its newline)`` from byte offset ``start``, whose line is
+    number ``number + 1``; :class:`AuditLogError` for an overlong or unterminated line."""
     with path.open("rb") as fh:
-        number = 0
+        fh.seek(start)
         while line := fh.readline(_MAX_LINE + 2):
             number += 1
             if not line.endswith(b"\n"):
@@ -91,11 +93,14 @@ class AuditLog:
             self._resume()
 
     def _resume(self) -> None:
-        """Take up the chain where the file ends (another writer may have appended)."""
-        seq, prev = 0, _GENESIS
-        for _number, raw in _lines(self._path):
-            seq, prev = seq + 1, _line_hash(raw)
-        self._seq, self._prev, self._size = seq, prev, self._path.stat().st_size
+        """Take up the chain where the file ends: hash only the lines past the part already
+        known (another writer may have appended); a file shorter than that is read afresh."""
+        seq, prev, size = self._seq, self._prev, self._size
+        if self._path.stat().st_size < size:
+            seq, prev, size = 0, _GENESIS, 0
+        for _number, raw in _lines(self._path, size, seq):
+            seq, prev, size = seq + 1, _line_hash(raw), size + len(raw) + 1
+        self._seq, self._prev, self._size = seq, prev, size
 
     @property
     def path(self) -> Path:
@@ -131,7 +136,8 @@ class AuditLog:
         """Sign and append one entry; return its line hash (the new head)."""
         if not actor or not event:
             raise ValueError("actor and event: must be non-empty strings")
-        check_json_depth({"payload": dict(payload)})  # refuse before the file is touched
+        # refuse what verify_log would refuse before the file is touched
+        check_json_depth({"payload": dict(payload)})
         with self._path.open("ab") as fh:
             fcntl.flock(fh, fcntl.LOCK_EX)  # writers of one file (holders, aggregator) take turns
             if fh.seek(0, os.SEEK_END) != self._size:
@@ -161,9 +167,8 @@ class AuditLog:
             "suite": key.suite.value,
             "time": moment.isoformat(timespec="microseconds"),
         }
-        check_json_depth(body)  # what verify_log would refuse is never written
-        sig = key.sign(_canonical(body), context=AUDIT_LOG_CONTEXT)
-        return _canonical({**body, "sig": base64.b64encode(sig).decode()})
+        sig = key.sign(canonical_json(body), context=AUDIT_LOG_CONTEXT)
+        return canonical_json({**body, "sig": b64encode(sig)})
 
 
 def require_recorder(audit: object) -> AuditLog:
@@ -205,10 +210,10 @@ def verify_log(
                 f"signed under suite {entry['suite']!r}, the actor's key is {key.suite.value!r}",
             )
         try:
-            sig = base64.b64decode(entry["sig"], validate=True)
+            sig = b64decode(entry["sig"])
             body = {k: v for k, v in entry.items() if k != "sig"}
-            key.verify(sig, _canonical(body), context=AUDIT_LOG_CONTEXT)
-        except (ValueError, FheAggError):  # binascii.Error, or a non-ASCII "sig"
+            key.verify(sig, canonical_json(body), context=AUDIT_LOG_CONTEXT)
+        except (ValueError, FheAggError):
             raise AuditLogError(number, "signature does not verify (edited or forged)") from None
         prev, count = _line_hash(raw), count + 1
     if expected_head is not None and prev != expected_head:
@@ -233,6 +238,6 @@ def _parse(number: int, raw: bytes) -> dict[str, Any]:
         raise AuditLogError(number, "field of the wrong type")
     if entry["suite"] not in {s.value for s in Suite}:
         raise AuditLogError(number, f"unknown suite {entry['suite']!r}")
-    if _canonical(entry) != raw:
+    if canonical_json(entry) != raw:
         raise AuditLogError(number, "not in canonical form (edited)")
     return entry

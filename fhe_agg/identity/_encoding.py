@@ -24,7 +24,7 @@ __all__ = [
     "canonical_json",
     "check_json_depth",
     "choice",
-    "read_at_most",
+    "read_bounded",
     "strict_json",
 ]
 
@@ -117,7 +117,11 @@ def b64decode(text: object) -> bytes:
         raise ValueError("invalid base64") from None
 
 
-def read_at_most(path: Path, limit: int) -> bytes:
-    """Up to ``limit + 1`` bytes of ``path``: a result longer than ``limit`` means too large."""
+def read_bounded(path: Path, limit: int, what: str, error: type[Exception] = ValueError) -> bytes:
+    """The bytes of ``path``, reading at most ``limit + 1``; ``error`` naming ``what`` and the
+    file if it holds more than ``limit``."""
     with path.open("rb") as fh:
-        return fh.read(limit + 1)
+        data = fh.read(limit + 1)
+    if len(data) > limit:
+        raise error(f"{what} {path} is larger than {limit} bytes")
+    return data

@@ -40,7 +40,7 @@ from fhe_agg.identity._encoding import (
     b64decode,
     b64encode,
     canonical_json,
-    read_at_most,
+    read_bounded,
     strict_json,
 )
 from fhe_agg.identity._identity import Identity, PublicIdentity, Role
@@ -210,14 +210,15 @@ def _read_private(path: Path) -> bytes:
                 f"{folder_mode:04o}); run: chmod 700 {folder}"
             )
         with os.fdopen(fd, "rb", closefd=False) as fh:
-            return fh.read(MAX_KEY_FILE_BYTES + 1)
+            raw = fh.read(MAX_KEY_FILE_BYTES + 1)
+        if len(raw) > MAX_KEY_FILE_BYTES:
+            raise CorruptKeyFile(f"key file {path} is larger than {MAX_KEY_FILE_BYTES} bytes")
+        return raw
     finally:
         os.close(fd)
 
 
 def _parse_json(path: Path, raw: bytes, what: str) -> Any:
-    if len(raw) > MAX_KEY_FILE_BYTES:
-        raise CorruptKeyFile(f"{what} {path} is larger than {MAX_KEY_FILE_BYTES} bytes")
     if not raw.strip():
         raise CorruptKeyFile(f"{what} {path} is empty")
     try:
@@ -250,7 +251,8 @@ def load_public_identity(
     differs.
     """
     p = Path(path)
-    data = _parse_json(p, read_at_most(p, MAX_KEY_FILE_BYTES), "identity file")
+    raw = read_bounded(p, MAX_KEY_FILE_BYTES, "identity file", CorruptKeyFile)
+    data = _parse_json(p, raw, "identity file")
     if isinstance(data, dict) and data.get("format") == _FORMAT:
         raise CorruptKeyFile(f"{p} is a private key file; pass the .pub.json file instead")
     public = PublicIdentity.from_json(data, what=f"identity file {p}")
@@ -342,8 +344,9 @@ def _unlock(path: Path, doc: dict[str, Any], passphrase: bytes | None) -> bytes 
 def read_passphrase_file(path: str | Path) -> bytes:
     """The passphrase in ``path``: its bytes without one trailing newline (at most 1 KiB)."""
     p = Path(path)
-    raw = read_at_most(p, _MAX_PASSPHRASE_BYTES + 2)
-    if len(raw) > _MAX_PASSPHRASE_BYTES + 2:
+    with p.open("rb") as fh:
+        raw = fh.read(_MAX_PASSPHRASE_BYTES + 3)
+    if len(raw) > _MAX_PASSPHRASE_BYTES + 2:  # + a line ending
         raise ValueError(f"passphrase file {p}: longer than {_MAX_PASSPHRASE_BYTES} bytes")
     for ending in (b"\r\n", b"\n"):
         if raw.endswith(ending):

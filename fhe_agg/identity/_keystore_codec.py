@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+from collections.abc import Callable
 from typing import Any, cast
 
 from cryptography.exceptions import UnsupportedAlgorithm
@@ -85,39 +86,26 @@ def _check_pbkdf2_cost(pem: bytes) -> None:
         raise ValueError(f"PBKDF2 iteration count must be 1..{MAX_PBKDF2_ITERATIONS}")
 
 
-def _to_pyca(alg: str, raw: bytes) -> Any:
-    """The pyca private key of ``alg`` from its seed form; ``None`` when pyca has no PKCS#8."""
-    if alg == "ML-DSA-65":
-        return mldsa.MLDSA65PrivateKey.from_seed_bytes(raw)
-    if alg == "ML-DSA-87":
-        return mldsa.MLDSA87PrivateKey.from_seed_bytes(raw)
-    if alg == "Ed25519":
-        return ed25519.Ed25519PrivateKey.from_private_bytes(raw)
-    if alg == "ML-KEM-768":
-        return mlkem.MLKEM768PrivateKey.from_seed_bytes(raw)
-    if alg == "ML-KEM-1024":
-        return mlkem.MLKEM1024PrivateKey.from_seed_bytes(raw)
-    if alg == "X25519":
-        return x25519.X25519PrivateKey.from_private_bytes(raw)
-    if alg == "P-384":
-        return ec.derive_private_key(int.from_bytes(raw, "big"), ec.SECP384R1())
-    return None
+def _p384_from_scalar(raw: bytes) -> ec.EllipticCurvePrivateKey:
+    return ec.derive_private_key(int.from_bytes(raw, "big"), ec.SECP384R1())
 
 
-_PYCA_TYPES: dict[str, type] = {
-    "ML-DSA-65": mldsa.MLDSA65PrivateKey,
-    "ML-DSA-87": mldsa.MLDSA87PrivateKey,
-    "Ed25519": ed25519.Ed25519PrivateKey,
-    "ML-KEM-768": mlkem.MLKEM768PrivateKey,
-    "ML-KEM-1024": mlkem.MLKEM1024PrivateKey,
-    "X25519": x25519.X25519PrivateKey,
-    "P-384": ec.EllipticCurvePrivateKey,
+#: ``alg -> (pyca private key type, loader from the seed form)`` for every algorithm pyca
+#: writes as PKCS#8; the others (SLH-DSA) are kept raw or sealed.
+_PYCA: dict[str, tuple[type, Callable[[bytes], Any]]] = {
+    "ML-DSA-65": (mldsa.MLDSA65PrivateKey, mldsa.MLDSA65PrivateKey.from_seed_bytes),
+    "ML-DSA-87": (mldsa.MLDSA87PrivateKey, mldsa.MLDSA87PrivateKey.from_seed_bytes),
+    "Ed25519": (ed25519.Ed25519PrivateKey, ed25519.Ed25519PrivateKey.from_private_bytes),
+    "ML-KEM-768": (mlkem.MLKEM768PrivateKey, mlkem.MLKEM768PrivateKey.from_seed_bytes),
+    "ML-KEM-1024": (mlkem.MLKEM1024PrivateKey, mlkem.MLKEM1024PrivateKey.from_seed_bytes),
+    "X25519": (x25519.X25519PrivateKey, x25519.X25519PrivateKey.from_private_bytes),
+    "P-384": (ec.EllipticCurvePrivateKey, _p384_from_scalar),
 }
 
 
 def _from_pyca(alg: str, key: object) -> bytes:
     """The seed form of a loaded pyca key; ``ValueError`` if it is another algorithm."""
-    if not isinstance(key, _PYCA_TYPES[alg]):
+    if not isinstance(key, _PYCA[alg][0]):
         raise ValueError(f"{alg} component holds a {type(key).__name__}")
     if isinstance(key, ec.EllipticCurvePrivateKey):
         if not isinstance(key.curve, ec.SECP384R1):
@@ -145,9 +133,8 @@ def _encode_parts(
     )
     for alg, size in parts:
         seed, offset = raw[offset : offset + size], offset + size
-        key = _to_pyca(alg, seed)
-        if key is not None:
-            pem = key.private_bytes(
+        if alg in _PYCA:
+            pem = _PYCA[alg][1](seed).private_bytes(
                 serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, encryption
             )
             out.append({"alg": alg, "pkcs8": pem.decode("ascii")})
@@ -205,7 +192,7 @@ def _decode_parts(
         raise ValueError(f"{what} keys: expected the components {names}")
     out = []
     for (alg, size), item in zip(parts, items, strict=True):
-        if alg in _PYCA_TYPES:  # pyca has PKCS#8 for it
+        if alg in _PYCA:
             if set(item) != {"alg", "pkcs8"} or not isinstance(item["pkcs8"], str):
                 raise ValueError(f"{alg}: expected a PKCS#8 PEM")
             pem = item["pkcs8"].encode("ascii", errors="replace")

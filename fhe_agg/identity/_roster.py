@@ -26,8 +26,14 @@ from typing import Any
 
 from fhe_agg._errors import CorruptKeyFile, FheAggError, InvalidRoster
 from fhe_agg._signing import VerifyKey
-from fhe_agg.identity._encoding import b64encode, canonical_json, strict_json
-from fhe_agg.identity._encoding import read_at_most as _read_at_most
+from fhe_agg._validate import round_number
+from fhe_agg.identity._encoding import (
+    b64decode,
+    b64encode,
+    canonical_json,
+    read_bounded,
+    strict_json,
+)
 from fhe_agg.identity._identity import Identity, PublicIdentity, Role
 from fhe_agg.identity._keystore import load_public_identity
 from fhe_agg.identity._roster_model import (
@@ -37,7 +43,7 @@ from fhe_agg.identity._roster_model import (
     decode_fields,
     validate_content,
 )
-from fhe_agg.identity._rotation import KeyRotation, check_reason, check_round
+from fhe_agg.identity._rotation import KeyRotation, check_reason
 from fhe_agg.identity._suites import Suite, WrongSuite
 
 __all__ = ["MAX_ROSTER_BYTES", "ROSTER_CONTEXT", "Roster", "load_verified_roster"]
@@ -116,7 +122,7 @@ class Roster:
         that join later are absent. Raises :class:`WrongSuite` for a client key of another
         suite than ``pq-only``: the update path verifies ML-DSA-65 signatures only, for now.
         """
-        round_id = check_round(round_id, "round_id")
+        round_id = round_number(round_id, "round_id")
         out: dict[str, VerifyKey] = {}
         for m in self.members:
             if m.role is not Role.CLIENT:
@@ -177,28 +183,33 @@ class Roster:
     def from_bytes(cls, data: bytes, *, admin: PublicIdentity) -> Roster:
         """Parse and verify a roster file against the expected ``admin`` identity.
 
+        The admin and the signature are checked first, over the canonical JSON of the document
+        without ``"signature"`` (the bytes :meth:`_document` gives when signing), so a forged
+        roster costs one signature check, not one per member key.
+
         Raises :class:`~fhe_agg.InvalidRoster` naming the problem: not a roster, another
         admin, an edited field or bad signature, inconsistent members or policy.
         """
         if not isinstance(admin, PublicIdentity):
             raise TypeError(f"admin: expected PublicIdentity, got {type(admin).__name__}")
-        roster = _parse(data)
-        if roster.admin.signing_key != admin.signing_key:
+        doc = _roster_fields(data)
+        signer = _decode_admin(doc)
+        if signer.signing_key != admin.signing_key:
             raise InvalidRoster(
-                f"roster is signed by admin {roster.admin.id!r} (fingerprint "
-                f"{roster.admin.fingerprint[:16]}), not the expected {admin.id!r} "
+                f"roster is signed by admin {signer.id!r} (fingerprint "
+                f"{signer.fingerprint[:16]}), not the expected {admin.id!r} "
                 f"({admin.fingerprint[:16]})"
             )
+        unsigned = {k: v for k, v in doc.items() if k != "signature"}
         try:
             admin.signing_key.verify(
-                roster.signature,
-                canonical_json(roster._document(signed=False)),
-                context=ROSTER_CONTEXT,
+                b64decode(doc["signature"]), canonical_json(unsigned), context=ROSTER_CONTEXT
             )
-        except FheAggError:
+        except (ValueError, FheAggError):
             raise InvalidRoster(
                 "roster signature does not verify: a field was edited or the signature is damaged"
             ) from None
+        roster = _decode(doc, signer)
         for m in roster.members:
             m.check(roster.consortium)
         return roster
@@ -207,9 +218,7 @@ class Roster:
     def load(cls, path: str | Path, *, admin: PublicIdentity) -> Roster:
         """Read (at most 64 MiB) and verify a roster file; see :meth:`from_bytes`."""
         p = Path(path)
-        data = _read_at_most(p, MAX_ROSTER_BYTES)
-        if len(data) > MAX_ROSTER_BYTES:
-            raise InvalidRoster(f"roster {p} is larger than {MAX_ROSTER_BYTES} bytes")
+        data = read_bounded(p, MAX_ROSTER_BYTES, "roster", InvalidRoster)
         try:
             return cls.from_bytes(data, admin=admin)
         except InvalidRoster as exc:
@@ -252,7 +261,7 @@ class Roster:
             if not isinstance(ident, PublicIdentity):
                 raise TypeError("members: expected PublicIdentity objects")
             ident.verify_proof()
-        from_round = check_round(from_round, "from_round")
+        from_round = round_number(from_round, "from_round")
         start = [
             Member(id=i.id, role=i.role, keys=(MemberKey(identity=i, valid_from_round=from_round),))
             for i in members
@@ -288,7 +297,7 @@ class Roster:
     def add_member(self, identity: PublicIdentity, *, admin: Identity, from_round: int) -> Roster:
         """A new version with ``identity`` as a new member, valid from ``from_round``."""
         identity.verify_proof()
-        key = MemberKey(identity=identity, valid_from_round=check_round(from_round, "from_round"))
+        key = MemberKey(identity=identity, valid_from_round=round_number(from_round, "from_round"))
         new = Member(id=identity.id, role=identity.role, keys=(key,))
         members = tuple(sorted((*self.members, new), key=lambda m: m.id))
         return self._next(admin, members=members)
@@ -304,7 +313,7 @@ class Roster:
             raise ValueError(f"member {member_id!r} is already revoked")
         revoked = replace(
             m,
-            revoked_from_round=check_round(from_round, "from_round"),
+            revoked_from_round=round_number(from_round, "from_round"),
             revocation_reason=check_reason(reason),
         )
         ceremony = self.ceremony_required or m.role is Role.HOLDER
@@ -359,8 +368,11 @@ def _sign(draft: Roster, admin: Identity) -> Roster:
     return replace(draft, signature=admin.signing_key.sign(body, context=ROSTER_CONTEXT))
 
 
-def _parse(data: bytes) -> Roster:
-    """Decode a roster file without checking its signature (callers then verify)."""
+_DECODE_ERRORS = (ValueError, TypeError, CorruptKeyFile, WrongSuite)
+
+
+def _roster_fields(data: bytes) -> dict[str, Any]:
+    """The JSON object of a roster file, with exactly the roster's fields (values unchecked)."""
     try:
         doc = strict_json(data)
     except ValueError:
@@ -369,12 +381,29 @@ def _parse(data: bytes) -> Roster:
         raise InvalidRoster(f"not a roster file (expected format {_FORMAT!r})")
     if set(doc) != _FIELDS:
         raise InvalidRoster(f"expected exactly the fields {sorted(_FIELDS)}")
+    return doc
+
+
+def _decode_admin(doc: dict[str, Any]) -> PublicIdentity:
     try:
-        roster = Roster(**decode_fields(doc))
+        return PublicIdentity.from_json(doc["admin"], what="admin identity")
+    except _DECODE_ERRORS as exc:
+        raise InvalidRoster(str(exc)) from None
+
+
+def _decode(doc: dict[str, Any], admin: PublicIdentity) -> Roster:
+    try:
+        roster = Roster(**decode_fields(doc, admin))
         validate_content(roster)
-    except (ValueError, TypeError, CorruptKeyFile, WrongSuite) as exc:
+    except _DECODE_ERRORS as exc:
         raise InvalidRoster(str(exc)) from None
     return roster
+
+
+def _parse(data: bytes) -> Roster:
+    """Decode a roster file without checking its signature (callers then verify)."""
+    doc = _roster_fields(data)
+    return _decode(doc, _decode_admin(doc))
 
 
 def load_verified_roster(path: str | Path, admin_public_path: str | Path) -> Roster:

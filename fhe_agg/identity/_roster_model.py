@@ -18,12 +18,12 @@ from cryptography.hazmat.primitives.asymmetric import mldsa
 from fhe_agg._errors import FheAggError, InvalidRoster, RevokedKey
 from fhe_agg._params import get_preset
 from fhe_agg._signing import VerifyKey
+from fhe_agg._validate import MAX_INT64, positive_int, round_number
 from fhe_agg.identity._encoding import b64decode, b64encode
 from fhe_agg.identity._identity import PublicIdentity, Role, check_member_id
 from fhe_agg.identity._rotation import (
     ROTATION_CONTEXT,
     check_reason,
-    check_round,
     rotation_message,
 )
 
@@ -76,8 +76,8 @@ class MemberKey:
         until = obj["valid_until_round"]
         return cls(
             identity=PublicIdentity.from_json(obj["identity"], what=what),
-            valid_from_round=check_round(obj["valid_from_round"], f"{what} valid_from_round"),
-            valid_until_round=None if until is None else check_round(until, f"{what} until"),
+            valid_from_round=round_number(obj["valid_from_round"], f"{what} valid_from_round"),
+            valid_until_round=None if until is None else round_number(until, f"{what} until"),
             endorsement=None if obj["endorsement"] is None else b64decode(obj["endorsement"]),
         )
 
@@ -169,7 +169,7 @@ class Member:
             keys=tuple(
                 MemberKey.from_json(k, f"member {member_id!r} key {i}") for i, k in enumerate(keys)
             ),
-            revoked_from_round=None if revoked is None else check_round(revoked, "revoked"),
+            revoked_from_round=None if revoked is None else round_number(revoked, "revoked"),
             revocation_reason=None if reason is None else check_reason(reason),
         )
 
@@ -194,12 +194,6 @@ class RevokedVerifyKey(VerifyKey):
 
     def __repr__(self) -> str:
         return f"RevokedVerifyKey(ML-DSA-65, fingerprint={self.fingerprint[:8].hex()})"
-
-
-def _positive(value: object, name: str) -> int:
-    if type(value) is not int or not 1 <= value < 1 << 63:
-        raise ValueError(f"{name}: expected a positive integer, got {value!r}")
-    return value
 
 
 class RosterContent(Protocol):
@@ -227,8 +221,8 @@ def validate_content(r: RosterContent) -> None:
     """``ValueError`` naming the first inconsistency of a roster's content."""
     if not isinstance(r.consortium, str) or not 1 <= len(r.consortium.encode()) <= 255:
         raise ValueError("consortium: must be 1..255 bytes of UTF-8")
-    _positive(r.version, "version")
-    _positive(r.key_epoch, "key_epoch")
+    positive_int(r.version, "version", at_most=MAX_INT64)
+    positive_int(r.key_epoch, "key_epoch", at_most=MAX_INT64)
     get_preset(r.preset)
     if r.admin.role is not Role.ADMIN:
         raise ValueError(f"admin: identity {r.admin.id!r} has role {r.admin.role.value}")
@@ -248,14 +242,15 @@ def validate_content(r: RosterContent) -> None:
             raise ValueError(f"member {m.id!r}: more than {MAX_KEYS} keys")
     clients = sum(m.role is Role.CLIENT for m in r.members)
     holders = sum(m.role is Role.HOLDER for m in r.members)
-    if not 1 <= _positive(r.threshold, "threshold") <= holders:
+    if not 1 <= positive_int(r.threshold, "threshold") <= holders:
         raise ValueError(f"threshold: must be 1..{holders} (the number of key holders)")
-    if not 1 <= _positive(r.min_clients, "min_clients") <= clients:
+    if not 1 <= positive_int(r.min_clients, "min_clients") <= clients:
         raise ValueError(f"min_clients: must be 1..{clients} (the number of clients)")
 
 
-def decode_fields(doc: dict[str, Any]) -> dict[str, Any]:
-    """Keyword arguments of ``Roster`` from a roster document whose field names were checked.
+def decode_fields(doc: dict[str, Any], admin: PublicIdentity) -> dict[str, Any]:
+    """Keyword arguments of ``Roster`` from a roster document whose field names were checked
+    and whose ``"admin"`` decodes to ``admin``.
 
     Raises ``ValueError`` / ``TypeError`` / :class:`~fhe_agg.MalformedMessage` subclasses for
     malformed values; callers turn them into :class:`~fhe_agg.InvalidRoster`.
@@ -275,7 +270,7 @@ def decode_fields(doc: dict[str, Any]) -> dict[str, Any]:
         "preset": doc["preset"],
         "min_clients": doc["min_clients"],
         "threshold": doc["threshold"],
-        "admin": PublicIdentity.from_json(doc["admin"], what="admin identity"),
+        "admin": admin,
         "members": tuple(Member.from_json(m, max_keys=MAX_KEYS) for m in members),
         "ceremony_required": doc["ceremony_required"],
         "previous_digest": previous,

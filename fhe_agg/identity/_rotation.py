@@ -10,23 +10,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from fhe_agg._validate import round_number
 from fhe_agg.identity._encoding import b64decode, b64encode, canonical_json
 from fhe_agg.identity._identity import Identity, PublicIdentity, check_member_id
 
-__all__ = ["ROTATION_CONTEXT", "KeyRotation", "check_reason", "check_round", "rotation_message"]
+__all__ = ["ROTATION_CONTEXT", "KeyRotation", "check_reason", "rotation_message"]
 
 #: Signature context of a key-rotation endorsement by the old key.
 ROTATION_CONTEXT = b"fhe-agg/v1/key-rotation"
 _ROTATION_FORMAT = "fhe-agg/key-rotation/v1"
-_MAX_ROUND = 1 << 63
 _MAX_REASON = 200
-
-
-def check_round(value: object, name: str) -> int:
-    """``value`` if it is an int round number in ``[0, 2**63)``; ``ValueError`` otherwise."""
-    if type(value) is not int or not 0 <= value < _MAX_ROUND:
-        raise ValueError(f"{name}: expected a round number in [0, 2**63), got {value!r}")
-    return value
 
 
 def check_reason(value: object) -> str:
@@ -75,7 +68,7 @@ class KeyRotation:
         new_public = new.public if isinstance(new, Identity) else new
         if new_public.id != old.id or new_public.role is not old.role:
             raise ValueError("new: the new identity must keep the member's id and role")
-        from_round = check_round(from_round, "from_round")
+        from_round = round_number(from_round, "from_round")
         fingerprint = old.public.fingerprint
         message = rotation_message(
             consortium=consortium,
@@ -122,6 +115,6 @@ class KeyRotation:
             member=check_member_id(obj["member"]),
             old_fingerprint=obj["old_fingerprint"],
             new=PublicIdentity.from_json(obj["new"], what="key rotation"),
-            from_round=check_round(obj["from_round"], "from_round"),
+            from_round=round_number(obj["from_round"], "from_round"),
             endorsement=b64decode(obj["endorsement"]),
         )

@@ -11,6 +11,7 @@ from enum import Enum
 from typing import NoReturn
 
 from fhe_agg._errors import MalformedMessage
+from fhe_agg._signing import ML_DSA_65_PUBLIC_KEY_BYTES, ML_DSA_65_SIGNATURE_BYTES
 from fhe_agg.identity._encoding import choice
 
 __all__ = ["Suite", "SuiteSpec", "WrongSuite"]
@@ -57,17 +58,17 @@ _SPECS: dict[Suite, SuiteSpec] = {
     Suite.PQ_ONLY: SuiteSpec(
         signature_algorithm="ML-DSA-65",
         kem_algorithm="X-Wing (ML-KEM-768 + X25519)",
-        public_key_bytes=1952,
+        public_key_bytes=ML_DSA_65_PUBLIC_KEY_BYTES,
         private_key_bytes=32,
-        signature_bytes=3309,
+        signature_bytes=ML_DSA_65_SIGNATURE_BYTES,
         nist_category=3,
     ),
     Suite.HYBRID: SuiteSpec(
         signature_algorithm="COMPSIG-MLDSA65-Ed25519-SHA512",
         kem_algorithm="X-Wing (ML-KEM-768 + X25519)",
-        public_key_bytes=1952 + 32,
+        public_key_bytes=ML_DSA_65_PUBLIC_KEY_BYTES + 32,
         private_key_bytes=32 + 32,
-        signature_bytes=3309 + 64,
+        signature_bytes=ML_DSA_65_SIGNATURE_BYTES + 64,
         nist_category=3,
     ),
     Suite.CNSA2: SuiteSpec(

@@ -37,6 +37,7 @@ from cryptography.hazmat.primitives.asymmetric import ed25519, mldsa
 
 from fhe_agg._errors import InvalidSignature, MalformedMessage
 from fhe_agg._random import RandomSource
+from fhe_agg._signing import ML_DSA_65_PUBLIC_KEY_BYTES, ML_DSA_65_SIGNATURE_BYTES
 from fhe_agg.identity._suite_signers import (
     _MLDSA_PRIVATE,
     _MLDSA_PUBLIC,
@@ -96,8 +97,8 @@ class SuiteVerifyKey:
             if suite in _MLDSA_PUBLIC:
                 _MLDSA_PUBLIC[suite].from_public_bytes(raw)
             elif suite is Suite.HYBRID:
-                mldsa.MLDSA65PublicKey.from_public_bytes(raw[:1952])
-                ed25519.Ed25519PublicKey.from_public_bytes(raw[1952:])
+                mldsa.MLDSA65PublicKey.from_public_bytes(raw[:ML_DSA_65_PUBLIC_KEY_BYTES])
+                ed25519.Ed25519PublicKey.from_public_bytes(raw[ML_DSA_65_PUBLIC_KEY_BYTES:])
         except ValueError as exc:
             raise MalformedMessage(f"invalid {suite.value} public key: {exc}") from None
         return cls(suite, raw)
@@ -144,13 +145,13 @@ class SuiteVerifyKey:
             elif suite is Suite.HYBRID:
                 m_prime = composite_message_representative(message, context)
                 ml_ok = _pyca_ok(
-                    mldsa.MLDSA65PublicKey.from_public_bytes(raw[:1952]),
-                    signature[:3309],
+                    mldsa.MLDSA65PublicKey.from_public_bytes(raw[:ML_DSA_65_PUBLIC_KEY_BYTES]),
+                    signature[:ML_DSA_65_SIGNATURE_BYTES],
                     m_prime,
                     COMPOSITE_LABEL,
                 )
-                ed = ed25519.Ed25519PublicKey.from_public_bytes(raw[1952:])
-                ed_ok = _pyca_ok(ed, signature[3309:], m_prime, None)
+                ed = ed25519.Ed25519PublicKey.from_public_bytes(raw[ML_DSA_65_PUBLIC_KEY_BYTES:])
+                ed_ok = _pyca_ok(ed, signature[ML_DSA_65_SIGNATURE_BYTES:], m_prime, None)
                 return ml_ok and ed_ok  # both always checked: no early exit on the first
             else:
                 _slh_dsa().verify(raw, message, signature, context=context)

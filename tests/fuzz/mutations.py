@@ -16,6 +16,7 @@ import msgpack
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 
+S = TypeVar("S")
 T = TypeVar("T")
 
 #: Settings of every parser property test: few, cheap examples (the suite must stay fast;
@@ -134,7 +135,7 @@ def damaged(seed: bytes, kind: str) -> st.SearchStrategy[bytes]:
 
 
 def refuse_or_parse(
-    parse: Callable[[bytes], T], data: bytes, errors: tuple[type[BaseException], ...]
+    parse: Callable[[S], T], data: S, errors: tuple[type[BaseException], ...]
 ) -> T | None:
     """``parse(data)``, or ``None`` if it raised one of the documented ``errors``; any other
     exception escapes and fails the test (and Hypothesis shrinks the input)."""

@@ -59,6 +59,25 @@ def test_round_trip_and_properties(base_roster: Roster, members: dict[str, Ident
         keys["bravo"].verify(signature, b"u", context=UPDATE_CONTEXT)
 
 
+def test_file_fields_are_exactly_the_signed_bytes(
+    base_roster: Roster, members: dict[str, Identity]
+) -> None:
+    """``from_bytes`` verifies over the file's own fields before decoding any member: those
+    must be the bytes the admin signed, for every kind of field (rotated keys with endorsements
+    and end rounds, another suite, a revocation, the previous digest)."""
+    admin, h1 = members["admin"], members["h1"]
+    new = Identity.generate(id="h1", role="holder", suite="cnsa2")
+    rotated = base_roster.rotate(
+        KeyRotation.request(h1, new, consortium="acme-health", from_round=2), admin=admin
+    )
+    roster = rotated.revoke("bravo", from_round=3, reason="laptop stolen", admin=admin)
+    assert roster.previous_digest is not None and roster.member("bravo").revoked
+    for r in (base_roster, roster):
+        file_fields = {k: v for k, v in json.loads(r.to_bytes()).items() if k != "signature"}
+        assert canonical_json(file_fields) == canonical_json(r._document(signed=False))
+        assert _reload(r, admin) == r
+
+
 def test_wrong_admin_is_named(base_roster: Roster) -> None:
     stranger = Identity.generate(id="admin", role="admin", suite="pq-only")
     with pytest.raises(InvalidRoster, match="not the expected"):

@@ -157,6 +157,8 @@ def _sql(store: Path, *statements: str) -> None:
     ("damage", "match"),
     [
         ("UPDATE running_sum SET data = zeroblob(length(data)) WHERE idx = 1", "digest"),
+        ("DELETE FROM running_sum WHERE idx = 0", "not numbered"),
+        ("INSERT INTO running_sum SELECT idx + 100, data, digest FROM running_sum", "not numbered"),
         ("DELETE FROM updates WHERE slot = 1", "state says 2 updates, 1"),
         ("UPDATE state SET accepted = 1", "state says 1 updates, 2"),
         ("DELETE FROM chunks WHERE id = 4", "chunk rows"),
