@@ -8,8 +8,12 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
+
+if TYPE_CHECKING:
+    from fhe_agg.bench._harness import Mode
 
 __all__ = ["bench", "register"]
 
@@ -49,20 +53,19 @@ def _sizes(
     default=None,
     help="Results folder [default: benchmarks/results of the checkout, else ./fhe-agg-bench].",
 )
-def bench(mode: str, sizes: tuple[int, ...] | None, as_json: bool, out: Path | None) -> None:
+def bench(mode: Mode, sizes: tuple[int, ...] | None, as_json: bool, out: Path | None) -> None:
     """Benchmark fhe_agg against raw SEAL, NVFlare-style TenSEAL and plaintext FedAvg.
 
     Writes <date>[-mode].json, .md and .png; progress goes to stderr.
     """
-    from fhe_agg.bench import default_out_dir, plan_for, run, write_results
-    from fhe_agg.bench._report import to_markdown
+    from fhe_agg.bench import Plan, default_out_dir, run, write_results
 
-    report = run(plan_for(mode, sizes))  # type: ignore[arg-type]
+    report = run(Plan.for_mode(mode, sizes=sizes))
     paths = write_results(report, out or default_out_dir())
     if as_json:
         click.echo(json.dumps(report))
         return
-    click.echo(to_markdown(report))
+    click.echo(paths["markdown"].read_text())
     for kind, path in paths.items():
         click.echo(f"{kind}: {path}", err=True)
 

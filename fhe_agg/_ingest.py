@@ -106,6 +106,7 @@ class IngestQueue:
         limit = min(self.max_pending_bytes, self._aggregator.bounds.update_bytes)
         if size > limit:
             raise MessageTooLarge(f"update: {size} bytes exceeds the ingest bound of {limit} bytes")
+        blob = bytes(update)  # before taking the lock the worker needs (no copy for bytes)
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._cond:
             while not self._closed and (
@@ -123,7 +124,7 @@ class IngestQueue:
                 raise Rejected("the ingest queue is closed: it accepts no more updates")
             ticket = self._tickets
             self._tickets += 1
-            self._items.append((ticket, bytes(update)))
+            self._items.append((ticket, blob))
             self._pending += 1
             self._pending_bytes += size
             self._peak_pending_bytes = max(self._peak_pending_bytes, self._pending_bytes)

@@ -33,7 +33,7 @@ from fhe_agg.hazmat.seal_format import (
     parse_ciphertext,
 )
 
-__all__ = ["SealBackend", "backend_for"]
+__all__ = ["SealBackend", "backend_for", "seal_version"]
 
 _counter = itertools.count()
 _lock = threading.Lock()
@@ -162,3 +162,13 @@ class SealBackend:
 def backend_for(preset: CkksPreset) -> SealBackend:
     """The cached :class:`SealBackend` of ``preset``."""
     return SealBackend(preset)
+
+
+def seal_version() -> str:
+    """The version, ``major.minor``, of the SEAL library inside TenSEAL (which does not say it).
+
+    Every SEAL serialization starts with a ``SEALHeader`` whose bytes 3 and 4 are the major and
+    minor version of the SEAL that wrote it (``native/src/seal/serialization.h``).
+    """
+    header = _save(sealapi.EncryptionParameters(sealapi.SCHEME_TYPE.CKKS))
+    return f"{header[3]}.{header[4]}"

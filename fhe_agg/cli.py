@@ -234,26 +234,21 @@ def _deployment(
 @main.command()
 def version() -> None:
     """Print library and crypto backend versions."""
+    import platform
     from importlib.metadata import PackageNotFoundError
     from importlib.metadata import version as pkg_version
 
     import cryptography
+    import numpy
     from cryptography.hazmat.backends.openssl import backend
 
     import fhe_agg
-    from fhe_agg._params import PRESETS
-    from fhe_agg._seal import backend_for
-
-    seal_backend = backend_for(PRESETS["compact"])
-    header = seal_backend.save(seal_backend.context.key_context_data().parms())
-    import platform
-
-    import numpy
+    from fhe_agg._seal import seal_version
 
     click.echo(f"fhe-agg {fhe_agg.__version__}")
     click.echo(f"python {platform.python_version()} ({platform.machine()})")
     click.echo(f"numpy {numpy.__version__}")
-    click.echo(f"tenseal {pkg_version('tenseal')} (SEAL {header[3]}.{header[4]})")
+    click.echo(f"tenseal {pkg_version('tenseal')} (SEAL {seal_version()})")
     click.echo(f"cryptography {cryptography.__version__} ({backend.openssl_version_text()})")
     try:
         click.echo(f"pqcrypto {pkg_version('pqcrypto')}")

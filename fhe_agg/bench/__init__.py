@@ -13,6 +13,7 @@ editable or not, and is type-checked with the library.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import sys
@@ -24,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from fhe_agg.bench._harness import Figure, Mode, Plan, size_label
+from fhe_agg.bench._harness import Figure, Plan, size_label
 
 __all__ = ["Plan", "default_out_dir", "run", "write_results"]
 
@@ -42,6 +43,7 @@ def _log(message: str) -> None:
 
 def run(plan: Plan, *, log: Callable[[str], None] = _log) -> dict[str, Any]:
     """Run every family of ``plan``; the report as one JSON-ready dict."""
+    from fhe_agg._packing import Layout
     from fhe_agg.bench._aggregator_costs import ingest_figures
     from fhe_agg.bench._baselines import NvflareCkks
     from fhe_agg.bench._client_costs import client_figures
@@ -75,13 +77,13 @@ def run(plan: Plan, *, log: Callable[[str], None] = _log) -> dict[str, Any]:
         if model:
             from fhe_agg.torch import flatten_state_dict
 
-            vector, _ = flatten_state_dict(source)
+            vector, layout = flatten_state_dict(source)
             label = f"{label} ({vector.size:,} params)"
         else:
-            vector = source
+            vector, layout = source, Layout.for_vector(source.size)
         step(
             f"client costs, {label}",
-            partial(client_figures, label, source, plan.repeats, nvflare),
+            partial(client_figures, label, source, vector, layout, plan.repeats, nvflare),
         )
         if plan.resnet_holder_costs or not model:
             step(
@@ -99,8 +101,7 @@ def run(plan: Plan, *, log: Callable[[str], None] = _log) -> dict[str, Any]:
     return {
         "schema": 1,
         "mode": plan.mode,
-        "plan": {k: v for k, v in plan.__dict__.items()},
-        "repeats": plan.repeats,
+        "plan": dataclasses.asdict(plan),
         "clock": "CPU time of the measuring process (of the worker thread in the aggregator "
         "processes): the cost on one core, robust to other load on a shared machine",
         "machine": machine,
@@ -125,8 +126,3 @@ def write_results(report: dict[str, Any], out_dir: Path) -> dict[str, Path]:
     if write_plot(report["figures"], out_dir / f"{stem}.png"):
         paths["plot"] = out_dir / f"{stem}.png"
     return paths
-
-
-def plan_for(mode: Mode, sizes: tuple[int, ...] | None = None) -> Plan:
-    """The workloads of ``mode`` (``smoke``, ``quick`` or ``full``), optionally other sizes."""
-    return Plan.for_mode(mode, sizes=sizes)

@@ -20,7 +20,8 @@ import numpy as np
 from fhe_agg._client import Client
 from fhe_agg._packing import Layout
 from fhe_agg.bench._harness import Figure, Target, figure, size_label
-from fhe_agg.bench._ingest_child import federation, write_message
+from fhe_agg.bench._ingest_child import federation
+from fhe_agg.bench._proc import write_message
 
 __all__ = ["ingest_figures"]
 
@@ -59,12 +60,12 @@ def _child(mode: str, params: int, clients: int, messages: Any) -> dict[str, Any
 def _fhe_messages(params: int, clients: int) -> Any:
     config, public_key, keys = federation(clients, _SEED)
     layout = Layout.for_vector(params)
-    first = Client(
-        client_id="client-000", signing_key=keys["client-000"], config=config, public_key=public_key
-    )
-    chunks = first.encrypt_chunks(np.random.default_rng(0).uniform(-1.0, 1.0, params))
-    for i, (cid, key) in enumerate(keys.items()):
-        client = Client(client_id=cid, signing_key=key, config=config, public_key=public_key)
+    senders = [
+        Client(client_id=cid, signing_key=key, config=config, public_key=public_key)
+        for cid, key in keys.items()
+    ]
+    chunks = senders[0].encrypt_chunks(np.random.default_rng(0).uniform(-1.0, 1.0, params))
+    for i, client in enumerate(senders):
         update = client.sign_update(chunks, layout=layout, round_id=1, weight=1.0 + i)
         yield update.to_bytes()
 

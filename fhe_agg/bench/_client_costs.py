@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from functools import partial
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import numpy as np
 from cryptography.hazmat.primitives import hashes
@@ -20,6 +20,7 @@ from fhe_agg._config import FederationConfig
 from fhe_agg._keys import generate_single_key
 from fhe_agg._merkle import leaf_hash, merkle_root
 from fhe_agg._messages import UPDATE_CONTEXT
+from fhe_agg._packing import Layout
 from fhe_agg._params import PRESETS
 from fhe_agg._signing import SigningKey
 from fhe_agg.bench._baselines import NvflareCkks, RawSeal
@@ -28,6 +29,7 @@ from fhe_agg.bench._harness import Figure, Target, figure, paired_medians
 __all__ = ["client_figures"]
 
 Source = NDArray[np.float64] | Mapping[str, Any]
+T = TypeVar("T")
 
 
 _SIGNING_KEY = SigningKey.generate()
@@ -46,28 +48,52 @@ def _client(preset_name: str) -> Client:
     return Client(client_id="bench", signing_key=_SIGNING_KEY, config=config, public_key=public_key)
 
 
+class _KeepLast(Generic[T]):
+    """``fn`` that keeps what its latest call returned (to reuse a timed call's output)."""
+
+    def __init__(self, fn: Callable[[], T]) -> None:
+        self.fn = fn
+        self.value: T | None = None
+
+    def __call__(self) -> None:
+        self.value = self.fn()
+
+
 def client_figures(
-    workload: str, source: Source, repeats: int, nvflare: NvflareCkks
+    workload: str,
+    source: Source,
+    vector: NDArray[np.float64],
+    layout: Layout,
+    repeats: int,
+    nvflare: NvflareCkks,
 ) -> list[Figure]:
-    """Every client-side figure for one workload (a flat vector or a torch ``state_dict``)."""
+    """Every client-side figure for one workload: ``source`` (a flat vector or a torch
+    ``state_dict``) goes through the client's whole path, ``vector`` (flattened) and ``layout``
+    are what it flattens to."""
     clients = {name: _client(name) for name in ("dp", "precise")}
-    vector, layout = clients["dp"].prepare(source)
     params = vector.size
+    chunks: dict[str, tuple[bytes, ...]] = {}
+    nvflare_bytes = 0
     out: list[Figure] = []
 
     for name, client in clients.items():
         raw = RawSeal(client.config.preset, client.config.scale)
+        ours = _KeepLast(partial(_encrypt_ours, client, source))
+        theirs = _KeepLast(partial(nvflare.encrypt_serialize, vector))
         seconds = paired_medians(
             {
-                "ours": partial(_encrypt_ours, client, source),
+                "ours": ours,
                 "packed": partial(raw.encrypt, vector, packed=True),
                 "saved": partial(raw.encrypt_serialize, vector),
                 "plain": partial(raw.encrypt, vector, packed=False),
-                "nvflare": partial(nvflare.encrypt_serialize, vector),
+                "nvflare": theirs,
             },
             repeats,
             warmup=True,
         )
+        assert ours.value is not None and theirs.value is not None
+        chunks[name] = ours.value
+        nvflare_bytes = sum(len(b) for b in theirs.value)
         ours_rate, packed_rate, saved_rate, plain_rate, nvflare_rate = (
             params / seconds[k] for k in ("ours", "packed", "saved", "plain", "nvflare")
         )
@@ -118,8 +144,8 @@ def client_figures(
             ),
         ]
 
-    out += _sign_figures(workload, clients["dp"], vector, layout, repeats)
-    out += _wire_figures(workload, clients, vector, layout, nvflare)
+    out += _sign_figures(workload, clients["dp"], chunks["dp"], layout, repeats)
+    out += _wire_figures(workload, clients, chunks, layout, nvflare_bytes / params)
     return out
 
 
@@ -129,10 +155,9 @@ def _encrypt_ours(client: Client, source: Source) -> tuple[bytes, ...]:
 
 
 def _sign_figures(
-    workload: str, client: Client, vector: NDArray[np.float64], layout: Any, repeats: int
+    workload: str, client: Client, chunks: tuple[bytes, ...], layout: Layout, repeats: int
 ) -> list[Figure]:
     """Merkle root + ML-DSA-65 (ours) vs ECDSA-P256/SHA-256 and Ed25519 over the same bytes."""
-    chunks = client.encrypt_chunks(vector)
     message = b"".join(chunks)
     ecdsa_key = ec.generate_private_key(ec.SECP256R1())
     ed_key = ed25519.Ed25519PrivateKey.generate()
@@ -173,7 +198,7 @@ def _sign_figures(
                     "client_sign",
                     f"update {what}",
                     workload=workload,
-                    params=vector.size,
+                    params=layout.length,
                     unit="ms per update",
                     ours=ms[key],
                     baseline=ms[f"{name} {key}"],
@@ -188,16 +213,16 @@ def _sign_figures(
 def _wire_figures(
     workload: str,
     clients: dict[str, Client],
-    vector: NDArray[np.float64],
-    layout: Any,
-    nvflare: NvflareCkks,
+    chunks: dict[str, tuple[bytes, ...]],
+    layout: Layout,
+    nvflare_bytes: float,
 ) -> list[Figure]:
-    """Upload bytes per parameter, both presets, vs float32 and NVFlare's serialized vectors."""
-    params = vector.size
-    nvflare_bytes = sum(len(b) for b in nvflare.encrypt_serialize(vector)) / params
+    """Upload bytes per parameter of each preset's signed ``chunks``, vs float32 and NVFlare's
+    serialized vectors (``nvflare_bytes`` per parameter)."""
+    params = layout.length
     out = []
     for name, client in clients.items():
-        update = client.encrypt_update(vector, round_id=1, weight=1.0)
+        update = client.sign_update(chunks[name], layout=layout, round_id=1, weight=1.0)
         ours = len(update.to_bytes()) / params
         dp = name == "dp"
         common: dict[str, Any] = {

@@ -12,12 +12,10 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import resource
 import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
@@ -35,11 +33,9 @@ __all__ = [
     "Figure",
     "Plan",
     "Target",
-    "clock",
     "figure",
     "median_seconds",
     "paired_medians",
-    "peak_rss_mb",
     "size_label",
 ]
 
@@ -68,6 +64,7 @@ class Plan:
 
     @classmethod
     def for_mode(cls, mode: Mode, *, sizes: tuple[int, ...] | None = None) -> Plan:
+        """The workloads of ``mode``, optionally with other vector ``sizes``."""
         if mode == "smoke":
             plan = cls(
                 mode=mode,
@@ -169,58 +166,31 @@ def figure(
     }
 
 
-Clock = Literal["cpu", "wall"]
-
-
-def clock(kind: Clock) -> Callable[[], float]:
-    """``cpu``: this process's CPU time, the cost on one core, robust to other load on a shared
-    machine (every timed path here is single-threaded); ``wall``: elapsed time, for paths that
-    wait on disk or pipes."""
-    return time.process_time if kind == "cpu" else time.perf_counter
-
-
-def median_seconds(
-    fn: Callable[[], object], repeats: int, *, warmup: bool = False, kind: Clock = "cpu"
-) -> float:
-    """Median time of ``repeats`` calls of ``fn`` (one unmeasured call first if ``warmup``)."""
-    return paired_medians({"fn": fn}, repeats, warmup=warmup, kind=kind)["fn"]
+def median_seconds(fn: Callable[[], object], repeats: int) -> float:
+    """Median CPU time of ``repeats`` calls of ``fn``."""
+    return paired_medians({"fn": fn}, repeats)["fn"]
 
 
 def paired_medians(
-    fns: dict[str, Callable[[], object]],
-    repeats: int,
-    *,
-    warmup: bool = False,
-    kind: Clock = "cpu",
+    fns: dict[str, Callable[[], object]], repeats: int, *, warmup: bool = False
 ) -> dict[str, float]:
-    """Median time of each of ``fns``, run in turn within every repetition so that ours and its
-    baselines meet the same machine conditions."""
-    now = clock(kind)
+    """Median CPU time of each of ``fns``, run in turn within every repetition so that ours and
+    its baselines meet the same machine conditions (one unmeasured call of each first if
+    ``warmup``).
+
+    CPU time of this process is the cost on one core, robust to other load on a shared machine:
+    every timed path here is single-threaded.
+    """
     if warmup:
         for fn in fns.values():
             fn()
     times: dict[str, list[float]] = {name: [] for name in fns}
     for _ in range(repeats):
         for name, fn in fns.items():
-            t0 = now()
+            t0 = time.process_time()
             fn()
-            times[name].append(now() - t0)
+            times[name].append(time.process_time() - t0)
     return {name: statistics.median(t) for name, t in times.items()}
-
-
-def peak_rss_mb() -> float:
-    """Peak resident set size of this process's memory image so far, in MiB.
-
-    ``VmHWM`` from ``/proc/self/status`` where there is one: ``ru_maxrss`` is carried across
-    ``fork`` + ``exec`` on Linux, so a fresh child would report at least its parent's RSS.
-    """
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024.0
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
 def client_vectors(

@@ -1,6 +1,6 @@
 """One aggregator process for the ingest and load figures: ``python -m fhe_agg.bench._ingest_child``.
 
-Peak RSS (``ru_maxrss``) only grows within a process, so each client count runs in a fresh
+Peak RSS (``VmHWM``) only grows within a process, so each client count runs in a fresh
 process. The parent streams length-prefixed signed encrypted updates (bytes as from the network)
 to this process's stdin; the main thread submits them to an :class:`~fhe_agg.IngestQueue`
 bounded to two updates, whose worker verifies and adds them into one
@@ -13,11 +13,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-import struct
 import sys
 import time
-from collections.abc import Iterator
-from typing import IO, Any, BinaryIO
+from typing import Any, BinaryIO
 
 from fhe_agg._aggregator import Aggregator
 from fhe_agg._config import FederationConfig
@@ -26,11 +24,9 @@ from fhe_agg._keys import PublicKey, generate_single_key
 from fhe_agg._packing import Layout
 from fhe_agg._random import SeededRandom
 from fhe_agg._signing import SigningKey
-from fhe_agg.bench._harness import peak_rss_mb
+from fhe_agg.bench._proc import peak_rss_mb, read_messages
 
-__all__ = ["federation", "main", "write_message"]
-
-_LENGTH = struct.Struct("<Q")
+__all__ = ["federation", "main"]
 
 
 def federation(
@@ -46,19 +42,6 @@ def federation(
         for i in range(clients)
     }
     return config, public_key, keys
-
-
-def write_message(stream: IO[bytes], payload: bytes) -> None:
-    stream.write(_LENGTH.pack(len(payload)))
-    stream.write(payload)
-
-
-def _messages(stream: BinaryIO, limit: int) -> Iterator[bytes]:
-    while header := stream.read(_LENGTH.size):
-        (size,) = _LENGTH.unpack(header)
-        if size > limit:
-            raise ValueError(f"message of {size} bytes beyond {limit}")
-        yield stream.read(size)
 
 
 class _TimedAggregator(Aggregator):
@@ -84,7 +67,7 @@ def _run_fhe(params: int, clients: int, seed: int, stream: BinaryIO) -> dict[str
         bound = 2 * agg.bounds.update_bytes
         rss_before = peak_rss_mb()
         queue = IngestQueue(agg, max_pending_bytes=bound, max_pending=2)
-        for message in _messages(stream, agg.bounds.update_bytes):
+        for message in read_messages(stream, agg.bounds.update_bytes):
             queue.submit(message)
         queue.close()
         t0 = time.thread_time()

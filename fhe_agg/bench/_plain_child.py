@@ -8,36 +8,29 @@ seconds spent adding, the peak RSS and the RSS before the first message.
 from __future__ import annotations
 
 import json
-import resource
 import struct
 import sys
 import time
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-_LENGTH = struct.Struct("<Q")
+if TYPE_CHECKING:
+    from fhe_agg.bench._proc import peak_rss_mb, read_messages
+else:  # run by path, this file's folder is sys.path[0]: _proc comes without fhe_agg
+    from _proc import peak_rss_mb, read_messages
+
 _WEIGHT = struct.Struct("<d")
 
 
-def _rss_mb() -> float:
-    """Peak RSS of this memory image (``VmHWM``; ``ru_maxrss`` survives fork + exec)."""
-    with open("/proc/self/status") as fh:
-        for line in fh:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024.0
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
-
-
 def main(params: int) -> int:
-    stream = sys.stdin.buffer
-    rss_before = _rss_mb()
+    rss_before = peak_rss_mb()
     total = np.zeros(params)
+    expected = _WEIGHT.size + 4 * params
     weights, add_s, count = 0.0, 0.0, 0
-    while header := stream.read(_LENGTH.size):
-        (size,) = _LENGTH.unpack(header)
-        if size != _WEIGHT.size + 4 * params:
-            raise ValueError(f"message of {size} bytes, expected {_WEIGHT.size + 4 * params}")
-        message = stream.read(size)
+    for message in read_messages(sys.stdin.buffer, expected):
+        if len(message) != expected:
+            raise ValueError(f"message of {len(message)} bytes, expected {expected}")
         t0 = time.process_time()
         (weight,) = _WEIGHT.unpack_from(message)
         total += weight * np.frombuffer(message, dtype=np.float32, offset=_WEIGHT.size)
@@ -52,7 +45,7 @@ def main(params: int) -> int:
         "accepted": count,
         "add_s": add_s,
         "rss_before_mb": rss_before,
-        "peak_rss_mb": _rss_mb(),
+        "peak_rss_mb": peak_rss_mb(),
     }
     print(json.dumps(result), flush=True)
     return 0

@@ -9,6 +9,8 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
+import fhe_agg
+from fhe_agg._seal import seal_version
 from fhe_agg.bench._harness import Figure
 
 __all__ = ["machine_info", "summary", "to_markdown", "write_plot"]
@@ -31,15 +33,6 @@ def _version(name: str) -> str | None:
         return None
 
 
-def _seal_version() -> str:
-    from fhe_agg._params import PRESETS
-    from fhe_agg._seal import backend_for
-
-    backend = backend_for(PRESETS["compact"])
-    header = backend.save(backend.context.key_context_data().parms())
-    return f"{header[3]}.{header[4]}"
-
-
 def machine_info() -> dict[str, Any]:
     """Cores, CPU model, load, and the versions that decide the numbers."""
     return {
@@ -52,10 +45,10 @@ def machine_info() -> dict[str, Any]:
         "python": platform.python_version(),
         "numpy": _version("numpy"),
         "tenseal": _version("tenseal"),
-        "seal": _seal_version(),
+        "seal": seal_version(),
         "cryptography": _version("cryptography"),
         "torch": _version("torch"),
-        "fhe_agg": _version("fhe-agg"),
+        "fhe_agg": fhe_agg.__version__,
     }
 
 
@@ -102,7 +95,7 @@ def to_markdown(report: dict[str, Any]) -> str:
         f"start {m['load_average_start'][0]:.2f}, at end {report['load_average_end'][0]:.2f}. "
         f"Python {m['python']}, numpy {m['numpy']}, TenSEAL {m['tenseal']} (SEAL {m['seal']}), "
         f"cryptography {m['cryptography']}, torch {m['torch']}.",
-        f"Medians of {report['repeats']} repetitions; run took {report['duration_s']:.0f} s. "
+        f"Medians of {report['plan']['repeats']} repetitions; run took {report['duration_s']:.0f} s. "
         f"Targets met: {s['met']} of {s['with_target']}.",
         "",
         "| figure | workload | unit | fhe_agg | baseline | baseline value | ratio | target |",

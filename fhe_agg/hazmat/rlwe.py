@@ -22,18 +22,17 @@ __all__ = ["FixedOperand", "add_polys", "mul_fixed", "public_key_share", "to_ntt
 
 def to_ntt(coeffs: NDArray[np.int64], n: int, primes: tuple[int, ...]) -> U64:
     """Signed integer polynomial -> NTT form under each prime, shape ``(len(primes), n)``."""
-    residues = signed_to_residues(coeffs, primes)
-    return np.stack([ntt_tables(n, q).forward(residues[i]) for i, q in enumerate(primes)])
+    out: U64 = to_ntt_batch(coeffs[None], n, primes)[0]
+    return out
 
 
 def to_ntt_batch(coeffs: NDArray[np.int64], n: int, primes: tuple[int, ...]) -> U64:
     """Signed polynomials ``coeffs[k, n]`` -> NTT form, shape ``(k, len(primes), n)``."""
     out = np.empty((coeffs.shape[0], len(primes), n), dtype=np.uint64)
     for start in range(0, coeffs.shape[0], _NTT_BLOCK):
-        block = coeffs[start : start + _NTT_BLOCK]
+        residues = signed_to_residues(coeffs[start : start + _NTT_BLOCK], primes)
         for i, q in enumerate(primes):
-            residues = np.mod(block, np.int64(q)).astype(np.uint64)
-            out[start : start + _NTT_BLOCK, i, :] = ntt_tables(n, q).forward(residues)
+            out[start : start + _NTT_BLOCK, i, :] = ntt_tables(n, q).forward(residues[i])
     return out
 
 

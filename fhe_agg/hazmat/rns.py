@@ -2,13 +2,14 @@
 
 numpy has no 128-bit integers, so products use Shoup's method (V. Shoup, NTL; see also Harvey,
 "Faster arithmetic for number-theoretic transforms", 2014): for a fixed operand ``w`` precompute
-``w' = floor(w * 2**64 / q)``; then ``x*w mod q = x*w - mulhi(x, w')*q`` in wrapping 64-bit
-arithmetic, followed by one conditional subtraction. ``mulhi`` is built from 32-bit limbs.
+``w' = floor(w * 2**64 / q)``; then ``x*w mod q = x*w - hi(x*w')*q`` in wrapping 64-bit
+arithmetic, where ``hi`` is the high 64-bit word of the 128-bit product, followed by one
+conditional subtraction.
 
-The hot paths use a cheaper high product (:func:`mulhi_lazy`: three limb products, no carry
-word) that may fall short by up to 2; the Shoup remainder is then in ``[0, 4q)`` instead of
+The high word is built from 32-bit limbs, cheaply (:func:`mulhi_lazy`: three limb products, no
+carry word): it may fall short by up to 2, so the Shoup remainder is in ``[0, 4q)`` instead of
 ``[0, 2q)``, which still fits 64 bits for ``q < 2**62`` and costs one more conditional
-subtraction. Results are exact residues either way.
+subtraction. Results are exact residues.
 """
 
 from __future__ import annotations
@@ -27,7 +28,6 @@ __all__ = [
     "csub",
     "mul_shoup",
     "mul_shoup_lazy",
-    "mulhi",
     "mulhi_lazy",
     "neg_mod",
     "shoup_quotient",
@@ -35,16 +35,6 @@ __all__ = [
     "split32",
     "sub_mod",
 ]
-
-
-def mulhi(a: U64, b: U64) -> U64:
-    """High 64 bits of the 128-bit product of two uint64 arrays (element-wise)."""
-    a0, a1 = a & _MASK32, a >> _SHIFT32
-    b0, b1 = b & _MASK32, b >> _SHIFT32
-    p00, p01, p10, p11 = a0 * b0, a0 * b1, a1 * b0, a1 * b1
-    mid = (p00 >> _SHIFT32) + (p01 & _MASK32) + (p10 & _MASK32)
-    result: U64 = p11 + (p01 >> _SHIFT32) + (p10 >> _SHIFT32) + (mid >> _SHIFT32)
-    return result
 
 
 def csub(x: U64, bound: int) -> U64:
@@ -63,7 +53,7 @@ def split32(b: U64) -> tuple[U64, U64]:
 
 
 def mulhi_lazy(a: U64, b_lo: U64, b_hi: U64) -> U64:
-    """``mulhi(a, b) - d`` for some ``d`` in {0, 1, 2}, from the limbs of ``b``.
+    """The high word of ``a * b`` minus some ``d`` in {0, 1, 2}, from the limbs of ``b``.
 
     With ``a = a1*2**32 + a0`` and ``b = b1*2**32 + b0``, the high word is
     ``a1*b1 + floor(a0*b1 / 2**32) + floor(a1*b0 / 2**32)`` plus the carry of the dropped low
@@ -121,8 +111,9 @@ def neg_mod(a: U64, q: int) -> U64:
 
 
 def signed_to_residues(x: NDArray[np.int64], primes: tuple[int, ...]) -> U64:
-    """Reduce a signed integer polynomial modulo each prime: shape ``(len(primes), len(x))``."""
-    out = np.empty((len(primes), x.size), dtype=np.uint64)
+    """Reduce signed integers (e.g. polynomials ``x[..., n]``) modulo each prime: shape
+    ``(len(primes), *x.shape)``."""
+    out = np.empty((len(primes), *x.shape), dtype=np.uint64)
     for i, q in enumerate(primes):
-        out[i] = np.mod(x, np.int64(q)).astype(np.uint64)
+        out[i] = np.mod(x, np.int64(q))
     return out
