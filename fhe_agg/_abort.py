@@ -105,7 +105,11 @@ class AbortVote:
     def from_bytes(cls, data: bytes, *, config: FederationConfig) -> AbortVote:
         """Parse one vote (bounded; :class:`MalformedMessage` on anything else)."""
         f = unpack(
-            data, "abort-vote", max_bytes=_VOTE_BYTES, max_bin=ML_DSA_65_SIGNATURE_BYTES, max_array=4
+            data,
+            "abort-vote",
+            max_bytes=_VOTE_BYTES,
+            max_bin=ML_DSA_65_SIGNATURE_BYTES,
+            max_array=4,
         )
         f.expect_keys("vote")
         return cls.from_wire(f.body["vote"], holders=config.holders)

@@ -197,9 +197,7 @@ class Client:
         chunks = self.encrypt_chunks(vector * float(weight), round_id=round_id)
         return self.sign_update(chunks, layout=layout, round_id=round_id, weight=float(weight))
 
-    def encrypt_chunks(
-        self, weighted: NDArray[np.float64], *, round_id: int
-    ) -> tuple[bytes, ...]:
+    def encrypt_chunks(self, weighted: NDArray[np.float64], *, round_id: int) -> tuple[bytes, ...]:
         """Encrypt an already weighted vector for ``round_id`` (sign the chunks for that round),
         ``N`` reals per ciphertext (SEAL serialization). :class:`RoundNotClosed` for a vector
         sent before for another round that is not proven closed."""

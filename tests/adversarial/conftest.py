@@ -338,8 +338,7 @@ def state_of(
             None if total is None else (total.dtype.str, total.shape, total.tobytes()),
             None if aggregator is None else aggregator.accepted_clients,
             tuple(
-                (h.holder_id, h.budget_left, h.decrypted_rounds, h.aborted_rounds)
-                for h in holders
+                (h.holder_id, h.budget_left, h.decrypted_rounds, h.aborted_rounds) for h in holders
             ),
             None if accountant is None else (accountant.rounds, accountant.epsilon),
             tuple(m.steps_done for m in members),

@@ -304,7 +304,9 @@ def test_an_aborted_round_cannot_be_completed_later_by_the_absent_holder(
     clients = {c: plain.client(c) for c in CLIENTS}  # one client object per member, all along
 
     def send(cid: str, round_id: int) -> bytes:
-        update = clients[cid].encrypt_update(plain.data[cid], round_id=round_id, weight=WEIGHTS[cid])
+        update = clients[cid].encrypt_update(
+            plain.data[cid], round_id=round_id, weight=WEIGHTS[cid]
+        )
         return update.to_bytes()
 
     agg = plain.aggregator(40)

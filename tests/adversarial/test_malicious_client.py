@@ -291,7 +291,9 @@ def test_an_unclipped_update_fails_the_release_loudly(plain: Consortium) -> None
     for cid in ("ana", "cy"):
         agg.add(plain.update(cid, ROUND))
     rogue = plain.client("ben")
-    chunks = rogue.encrypt_chunks(np.full(PARAMS, 10.0) * WEIGHTS["ben"], round_id=ROUND)  # 10x value_bound
+    chunks = rogue.encrypt_chunks(
+        np.full(PARAMS, 10.0) * WEIGHTS["ben"], round_id=ROUND
+    )  # 10x value_bound
     agg.add(rogue.sign_update(chunks, layout=plain.layout, round_id=ROUND, weight=WEIGHTS["ben"]))
     aggregate = agg.finalize()
     with pytest.raises(DecryptionFailed, match="value_bound"):
