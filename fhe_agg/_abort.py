@@ -33,7 +33,13 @@ from fhe_agg._keys import PublicKey
 from fhe_agg._signing import ML_DSA_65_SIGNATURE_BYTES, SigningKey, VerifyKey
 from fhe_agg._wire import Fields, pack, unpack
 
-__all__ = ["ABORT_CONTEXT", "AbortCertificate", "AbortVote", "votes_needed"]
+__all__ = [
+    "ABORT_CONTEXT",
+    "AbortCertificate",
+    "AbortVote",
+    "max_certificate_bytes",
+    "votes_needed",
+]
 
 ABORT_CONTEXT = b"fhe-agg/v1/abort-vote"
 _DIGEST = 32
@@ -44,6 +50,11 @@ _VOTE_BYTES = ML_DSA_65_SIGNATURE_BYTES + 128  # one vote on the wire, generousl
 def votes_needed(config: FederationConfig) -> int:
     """Distinct holders whose votes close a round: ``holders - threshold + 1``."""
     return config.holders - config.threshold + 1
+
+
+def max_certificate_bytes(config: FederationConfig) -> int:
+    """The size bound of a certificate's bytes: one vote per holder."""
+    return config.holders * _VOTE_BYTES + 256
 
 
 def _statement(round_id: int, holder_index: int, fingerprint: bytes) -> bytes:
@@ -185,7 +196,7 @@ class AbortCertificate:
         f = unpack(
             data,
             "abort-certificate",
-            max_bytes=holders * _VOTE_BYTES + 256,
+            max_bytes=max_certificate_bytes(config),
             max_bin=ML_DSA_65_SIGNATURE_BYTES,
             max_array=max(holders, len(_VOTE_FIELDS)),
         )
