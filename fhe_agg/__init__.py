@@ -9,6 +9,7 @@ Raw CKKS / RNS / SEAL-format primitives live in :mod:`fhe_agg.hazmat`.
 
 from __future__ import annotations
 
+from fhe_agg._abort import AbortCertificate, AbortVote
 from fhe_agg._aggregator import Aggregator
 from fhe_agg._ceremony import (
     CeremonyMember,
@@ -44,7 +45,9 @@ from fhe_agg._errors import (
     ParameterMismatch,
     PrivacyBudgetExceeded,
     Rejected,
+    RoundAborted,
     RoundMismatch,
+    RoundNotClosed,
     StoreError,
     ThresholdNotMet,
     UnsupportedParameters,
@@ -67,6 +70,8 @@ __version__ = "0.1.0"
 __all__ = [
     "PRESETS",
     "PROTOCOL_VERSION",
+    "AbortCertificate",
+    "AbortVote",
     "AggregateEvidence",
     "AggregateMismatch",
     "Aggregator",
@@ -113,7 +118,9 @@ __all__ = [
     "PublicKey",
     "RandomSource",
     "Rejected",
+    "RoundAborted",
     "RoundMismatch",
+    "RoundNotClosed",
     "SeededRandom",
     "SignedStatement",
     "SigningKey",

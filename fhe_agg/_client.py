@@ -3,26 +3,40 @@
 A client never holds a secret CKKS key: it encrypts asymmetrically with SEAL's ``Encryptor``
 under the joint public key. Each chunk is hashed into a Merkle tree whose root goes into the
 signed statement, so the aggregator and key holders can check any chunk on its own.
+
+A client also refuses to encrypt the same weighted vector for two rounds
+(:class:`~fhe_agg.RoundNotClosed`) unless the first round is proven closed by an
+:class:`~fhe_agg.AbortCertificate`: two decrypted sums of the same updates, one with a client
+fewer, would reveal that client's update. It remembers the SHA3-256 digest of the last
+:data:`REMEMBERED_UPDATES` vectors it encrypted, in memory. Not covered: a client that trains
+again after a claimed abort sends a different (correlated) vector; differential privacy is what
+bounds that leak.
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 
 import numpy as np
 from numpy.typing import NDArray
 
+from fhe_agg._abort import AbortCertificate
 from fhe_agg._config import PROTOCOL_VERSION, FederationConfig
-from fhe_agg._errors import InvalidInput, ParameterMismatch
+from fhe_agg._errors import InvalidInput, ParameterMismatch, RoundNotClosed
 from fhe_agg._keys import PublicKey
 from fhe_agg._merkle import leaf_hash, merkle_root
 from fhe_agg._messages import UPDATE_CONTEXT, EncryptedUpdate, SignedStatement, UpdateStatement
 from fhe_agg._packing import IntegerPolicy, Layout, chunk, flatten
 from fhe_agg._seal import backend_for
-from fhe_agg._signing import SigningKey
+from fhe_agg._signing import SigningKey, VerifyKey
 
-__all__ = ["Client", "clip_l2"]
+__all__ = ["REMEMBERED_UPDATES", "Client", "clip_l2"]
+
+#: How many of its latest update vectors a client remembers (digest and first round).
+REMEMBERED_UPDATES = 16
 
 
 def clip_l2(vector: NDArray[np.float64], bound: float) -> NDArray[np.float64]:
@@ -35,11 +49,19 @@ def clip_l2(vector: NDArray[np.float64], bound: float) -> NDArray[np.float64]:
     return vector * (bound / norm)
 
 
+def _check_round(round_id: object) -> None:
+    if not isinstance(round_id, int) or isinstance(round_id, bool) or not 0 <= round_id < 2**63:
+        raise ValueError(f"round_id: expected an integer in 0..2**63-1, got {round_id!r}")
+
+
 class Client:
     """Encrypts and signs one member's model updates.
 
     >>> client = Client(client_id="hospital-a", signing_key=key, config=cfg, public_key=pk)
     >>> update = client.encrypt_update(state_dict, round_id=7, weight=1200)
+
+    ``holder_keys`` (holder index -> ML-DSA verify key, from the key ceremony's directory) lets
+    the client check abort certificates (:meth:`accept_abort`).
     """
 
     def __init__(
@@ -49,6 +71,7 @@ class Client:
         signing_key: SigningKey,
         config: FederationConfig,
         public_key: PublicKey,
+        holder_keys: Mapping[int, VerifyKey] | None = None,
     ) -> None:
         if (
             not isinstance(client_id, str)
@@ -68,6 +91,53 @@ class Client:
         self._signing_key = signing_key
         self._backend = backend_for(config.preset)
         self._encryptor = self._backend.encryptor(public_key.blob)
+        if holder_keys is not None and not all(
+            isinstance(j, int) and isinstance(k, VerifyKey) for j, k in holder_keys.items()
+        ):
+            raise TypeError("holder_keys: expected a mapping of holder index -> VerifyKey")
+        self._holder_keys = None if holder_keys is None else dict(holder_keys)
+        self._sent: OrderedDict[bytes, int] = OrderedDict()  # vector digest -> its round
+        self._closed: set[int] = set()  # rounds shown closed by an abort certificate
+
+    def accept_abort(self, certificate: AbortCertificate) -> None:
+        """Verify ``certificate`` and from then on allow re-sending the updates of its round.
+
+        Raises what :meth:`AbortCertificate.verify` raises (nothing is remembered then), and
+        ``ValueError`` if the client was built without ``holder_keys``.
+        """
+        if not isinstance(certificate, AbortCertificate):
+            raise TypeError(
+                f"certificate: expected AbortCertificate, got {type(certificate).__name__}"
+            )
+        if self._holder_keys is None:
+            raise ValueError(
+                "holder_keys: this Client was made without the key holders' verify keys, so it "
+                "cannot check an abort certificate; pass holder_keys= to Client"
+            )
+        certificate.verify(self._holder_keys, config=self.config, public_key=self.public_key)
+        if certificate.round_id in self._sent.values():
+            self._closed.add(certificate.round_id)
+
+    def _claim(self, weighted: NDArray[np.float64], round_id: int) -> None:
+        """Refuse (:class:`RoundNotClosed`) a vector already sent for another round that is not
+        proven closed; else remember it for ``round_id``."""
+        _check_round(round_id)
+        digest = hashlib.sha3_256(
+            b"fhe_agg/update-vector|" + np.ascontiguousarray(weighted, dtype="<f8").tobytes()
+        ).digest()
+        first = self._sent.get(digest)
+        if first is not None and first != round_id and first not in self._closed:
+            raise RoundNotClosed(
+                f"client {self.client_id!r} already encrypted this update for round {first}, "
+                f"which is not proven aborted; sending it for round {round_id} too could reveal "
+                f"another client's update. Show the client round {first}'s abort certificate "
+                "(Client.accept_abort) first"
+            )
+        self._sent[digest] = round_id
+        self._sent.move_to_end(digest)
+        while len(self._sent) > REMEMBERED_UPDATES:
+            self._sent.popitem(last=False)
+        self._closed &= set(self._sent.values())
 
     def prepare(
         self,
@@ -115,20 +185,23 @@ class Client:
         """Encrypt ``weight * params`` chunk by chunk and sign the statement describing it.
 
         Raises :class:`InvalidInput` for NaN/Inf, values beyond ``config.value_bound`` (after
-        clipping) and a weight outside ``(0, config.max_weight]``.
+        clipping) and a weight outside ``(0, config.max_weight]``, and :class:`RoundNotClosed`
+        for the same weighted vector sent before for another round that is not proven closed.
         """
-        if not isinstance(round_id, int) or isinstance(round_id, bool) or not 0 <= round_id < 2**63:
-            raise ValueError(f"round_id: expected an integer in 0..2**63-1, got {round_id!r}")
+        _check_round(round_id)
         if not (isinstance(weight, int | float) and math.isfinite(weight)) or not (
             0 < weight <= self.config.max_weight
         ):
             raise InvalidInput(f"weight: {weight!r} outside (0, {self.config.max_weight}]")
         vector, layout = self.prepare(params, clip=clip, integer_policy=integer_policy)
-        chunks = self.encrypt_chunks(vector * float(weight))
+        chunks = self.encrypt_chunks(vector * float(weight), round_id=round_id)
         return self.sign_update(chunks, layout=layout, round_id=round_id, weight=float(weight))
 
-    def encrypt_chunks(self, weighted: NDArray[np.float64]) -> tuple[bytes, ...]:
-        """Encrypt an already weighted vector, ``N`` reals per ciphertext (SEAL serialization)."""
+    def encrypt_chunks(self, weighted: NDArray[np.float64], *, round_id: int) -> tuple[bytes, ...]:
+        """Encrypt an already weighted vector for ``round_id`` (sign the chunks for that round),
+        ``N`` reals per ciphertext (SEAL serialization). :class:`RoundNotClosed` for a vector
+        sent before for another round that is not proven closed."""
+        self._claim(weighted, round_id)
         scale = self.config.scale
         return tuple(
             self._backend.encrypt(self._encryptor, part, scale)

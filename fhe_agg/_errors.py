@@ -28,7 +28,10 @@ Every failure a caller can act on is a subclass of :class:`FheAggError`::
     │   └── DecryptionAborted    a holder of the decrypting set dropped: re-run the round
     ├── DecryptionRefused        a key holder will not produce a partial decryption
     │   ├── AlreadyDecrypted     this round (or ciphertext) was already decrypted
+    │   ├── RoundAborted         this holder voted to abort the round: it is closed for good
     │   └── BudgetExhausted      the key epoch's decryption budget is spent
+    ├── RoundNotClosed           a client will not send an update it already sent for an
+    │                            earlier round until shown that round's abort certificate
     ├── DecryptionFailed         combined partials decode outside the federation's bounds
     ├── PrivacyBudgetExceeded    the release would exceed the configured (epsilon, delta)
     ├── Busy                     the ingest queue is full: retry later (ingest)
@@ -75,7 +78,9 @@ __all__ = [
     "PrivacyBudgetExceeded",
     "Rejected",
     "RevokedKey",
+    "RoundAborted",
     "RoundMismatch",
+    "RoundNotClosed",
     "StoreError",
     "ThresholdNotMet",
     "UnsupportedParameters",
@@ -166,6 +171,18 @@ class DecryptionRefused(FheAggError):
 
 class AlreadyDecrypted(DecryptionRefused):
     """A partial decryption was already produced for this round or ciphertext."""
+
+
+class RoundAborted(DecryptionRefused):
+    """This holder voted to abort the round (:meth:`~fhe_agg.KeyHolder.vote_abort`): it never
+    decrypts that round again. Run the round again under a new round id."""
+
+
+class RoundNotClosed(FheAggError):
+    """The client already encrypted this very update for an earlier round that is not proven
+    closed. Sending it again for another round would let whoever can still decrypt the earlier
+    round learn another client's update by differencing. Show the client the earlier round's
+    :class:`~fhe_agg.AbortCertificate` (:meth:`~fhe_agg.Client.accept_abort`) first."""
 
 
 class BudgetExhausted(DecryptionRefused):

@@ -15,6 +15,11 @@ With ``audit`` (an :class:`~fhe_agg.identity.AuditLog` opened with the holder's 
 name), every refused request (``partial.refused``: round, error class and message) and every
 partial handed out (``partial.issued``: round, aggregate digest, decrypting set, budget used) is
 recorded, the latter before the state changes. No key material is ever recorded.
+
+A holder that has issued nothing for a round may vote to abort it (:meth:`KeyHolder.vote_abort`,
+signed with its ML-DSA identity key): it then refuses that round for good
+(:class:`~fhe_agg.RoundAborted`), so ``holders - threshold + 1`` votes prove the round can never
+be decrypted (see :mod:`fhe_agg._abort`). Audited as ``round.abort_voted``.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from numpy.typing import NDArray
 
+from fhe_agg._abort import AbortVote
 from fhe_agg._checks import check_statement
 from fhe_agg._config import FederationConfig
 from fhe_agg._errors import (
@@ -39,6 +45,7 @@ from fhe_agg._errors import (
     FheAggError,
     InvalidSignature,
     ParameterMismatch,
+    RoundAborted,
     RoundMismatch,
     ThresholdNotMet,
 )
@@ -51,7 +58,7 @@ from fhe_agg._packing import Layout
 from fhe_agg._partial import PartialDecryption
 from fhe_agg._random import RandomSource, default_random
 from fhe_agg._seal import backend_for
-from fhe_agg._signing import VerifyKey
+from fhe_agg._signing import SigningKey, VerifyKey
 from fhe_agg.hazmat.rlwe import add_polys, mul_fixed, to_ntt_batch
 from fhe_agg.hazmat.rns import U64
 from fhe_agg.hazmat.sampling import rounded_gaussian
@@ -73,6 +80,9 @@ class KeyHolder:
     partial, never release one twice. A store of another holder or key raises
     :class:`~fhe_agg.ParameterMismatch`, a damaged one :class:`~fhe_agg.CorruptStore`. ``None``
     (the default) keeps the log in memory: it is forgotten when the object is.
+
+    ``signing_key`` is the holder's ML-DSA identity key (the one it signed the key ceremony
+    with); it is needed only to sign abort votes (:meth:`vote_abort`).
     """
 
     def __init__(
@@ -87,6 +97,7 @@ class KeyHolder:
         rng: RandomSource | None = None,
         audit: AuditLog | None = None,
         store: str | os.PathLike[str] | None = None,
+        signing_key: SigningKey | None = None,
     ) -> None:
         if not isinstance(key_share, KeyShare):
             raise TypeError(f"key_share: expected KeyShare, got {type(key_share).__name__}")
@@ -100,6 +111,8 @@ class KeyHolder:
             raise ValueError(
                 f"spot_check: expected None (check all chunks) or a positive int, got {spot_check!r}"
             )
+        if signing_key is not None and not isinstance(signing_key, SigningKey):
+            raise TypeError(f"signing_key: expected SigningKey, got {type(signing_key).__name__}")
         if audit is not None:
             from fhe_agg.identity._auditlog import require_recorder
 
@@ -111,16 +124,19 @@ class KeyHolder:
         self.roster = dict(roster)
         self.spot_check = spot_check
         self._share = key_share
+        self._signing_key = signing_key
         self._rng = rng or default_random()
         self._backend = backend_for(config.preset)
         self._challenges: dict[tuple[int, bytes], tuple[int, ...]] = {}
         self._decrypted: set[int] = set()
         self._decrypted_chunks: set[bytes] = set()
         self._budget_used = 0
+        self._aborted: set[int] = set()
         self._log: HolderStore | None = None
         if store is not None:
             self._log = HolderStore(store, holder_id=holder_id, key_share=key_share)
             self._decrypted, self._decrypted_chunks, self._budget_used = self._log.load()
+            self._aborted = self._log.aborted()
 
     @property
     def holder_index(self) -> int:
@@ -131,11 +147,54 @@ class KeyHolder:
         """Rounds this holder has issued a partial decryption for, in increasing order."""
         return tuple(sorted(self._decrypted))
 
-    def _record(self, event: str, aggregate: EncryptedAggregate, **payload: Any) -> None:
-        if self._audit is not None:
-            self._audit.record(
-                event, {"holder": self.holder_id, "round": aggregate.round_id, **payload}
+    @property
+    def aborted_rounds(self) -> tuple[int, ...]:
+        """Rounds this holder voted to abort (and so never decrypts), in increasing order."""
+        return tuple(sorted(self._aborted))
+
+    def vote_abort(self, round_id: int) -> AbortVote:
+        """Vow never to decrypt ``round_id`` and return the signed vote.
+
+        Refuses with :class:`AlreadyDecrypted` (nothing recorded) if this holder issued a partial
+        for the round. The vow is committed to the store (if any) before the vote is returned;
+        from then on every partial of the round is refused with :class:`RoundAborted`. Voting
+        again for the same round returns a fresh vote. Needs ``signing_key``.
+        """
+        if not isinstance(round_id, int) or isinstance(round_id, bool) or not 0 <= round_id < 2**63:
+            raise ValueError(f"round_id: expected an integer in 0..2**63-1, got {round_id!r}")
+        if self._signing_key is None:
+            raise ValueError(
+                "signing_key: this KeyHolder was made without its ML-DSA identity key, so it "
+                "cannot sign abort votes; pass signing_key= to KeyHolder"
             )
+        try:
+            if round_id in self._decrypted:
+                raise AlreadyDecrypted(
+                    f"holder {self.holder_id!r} already decrypted round {round_id}: it cannot "
+                    "vote to abort it"
+                )
+            if self._log is not None:  # durable before the vote leaves this object
+                self._log.abort(round_id)
+        except FheAggError as exc:
+            self._audit_round(
+                "round.abort_refused", round_id, error=type(exc).__name__, reason=str(exc)
+            )
+            raise
+        self._aborted.add(round_id)
+        self._audit_round("round.abort_voted", round_id)
+        return AbortVote.sign(
+            self._signing_key,
+            round_id=round_id,
+            holder_index=self.holder_index,
+            public_key_fingerprint=self.public_key.fingerprint,
+        )
+
+    def _audit_round(self, event: str, round_id: int, **payload: Any) -> None:
+        if self._audit is not None:
+            self._audit.record(event, {"holder": self.holder_id, "round": round_id, **payload})
+
+    def _record(self, event: str, aggregate: EncryptedAggregate, **payload: Any) -> None:
+        self._audit_round(event, aggregate.round_id, **payload)
 
     def _refused(self, aggregate: EncryptedAggregate, exc: FheAggError) -> None:
         self._record("partial.refused", aggregate, error=type(exc).__name__, reason=str(exc))
@@ -175,6 +234,11 @@ class KeyHolder:
         older than one, and (given ``chunk_ids``) a ciphertext already decrypted or a request
         beyond the budget. Cheap, so they run before the aggregate is verified."""
         round_id = aggregate.round_id
+        if round_id in self._aborted:
+            raise RoundAborted(
+                f"holder {self.holder_id!r} voted to abort round {round_id}: it never decrypts "
+                "it; run the round again under a new round id"
+            )
         if round_id in self._decrypted:
             raise AlreadyDecrypted(
                 f"round {round_id} was already decrypted by holder {self.holder_id!r}"

@@ -286,7 +286,7 @@ def _run_round(
         for client, weight in zip(fed.clients, fed.weights, strict=True):
             t0 = time.perf_counter()
             prepared, _ = client.prepare(data_rng.uniform(-1.0, 1.0, spec.params), clip=clip)
-            chunks = client.encrypt_chunks(prepared * weight)
+            chunks = client.encrypt_chunks(prepared * weight, round_id=round_id)
             t1 = time.perf_counter()
             update = client.sign_update(chunks, layout=fed.layout, round_id=round_id, weight=weight)
             wire = update.to_bytes()
@@ -332,8 +332,11 @@ def _run_round(
                 accountant=fed.accountant,
                 rng=fed.rng,
             )
-            for holder in decrypting:
-                evidence = agg.evidence(holder.challenge(aggregate))  # the aggregator's work
+            # every member's challenge is answered before anyone is asked for a partial, so a
+            # holder that is down shows before any partial exists (all live holders could then
+            # vote to abort the round)
+            evidences = [agg.evidence(h.challenge(aggregate)) for h in decrypting]
+            for holder, evidence in zip(decrypting, evidences, strict=True):
                 t0 = time.perf_counter()
                 partial = holder.partial_decrypt(
                     aggregate, evidence, layout=fed.layout, decrypting_set=members

@@ -83,7 +83,7 @@ class Fields:
     def expect_keys(self, *keys: str) -> None:
         if set(self.body) != set(keys):
             raise MalformedMessage(
-                f"{self.kind}: fields {sorted(self.body)}, expected {sorted(keys)}"
+                f"{self.kind}: fields {sorted(self.body, key=repr)}, expected {sorted(keys)}"
             )
 
     def _bad(self, key: str, why: str) -> MalformedMessage:

@@ -22,6 +22,7 @@ import numpy as np
 import world
 
 from fhe_agg import (
+    AbortCertificate,
     AggregateEvidence,
     Aggregator,
     CeremonyMessage,
@@ -34,6 +35,7 @@ from fhe_agg import (
     PublicKey,
     Rejected,
     SignedStatement,
+    ThresholdNotMet,
     UpdateStatement,
     VerifyKey,
     flatten,
@@ -185,6 +187,26 @@ def _partial() -> Run:
         )
         assert p.decrypting_set == q.decrypting_set and np.array_equal(p.data, q.data)
         assert all(type(m) is int for m in p.decrypting_set)
+
+    return run
+
+
+def _abort_certificate() -> Run:
+    fed = world.federation()
+
+    def run(data: bytes) -> None:
+        cert = AbortCertificate.from_bytes(data, config=fed.config)
+        assert AbortCertificate.from_bytes(cert.to_bytes(), config=fed.config) == cert
+        assert len(set(cert.voters)) == len(cert.votes)
+        try:
+            cert.verify(fed.holder_keys, config=fed.config, public_key=fed.public_key)
+        except (Rejected, ThresholdNotMet):
+            return
+        # accepted: only genuine votes (signed by the seeds' process; ML-DSA is hedged, so not
+        # byte-equal to this process's) of enough holders for the one aborted round can do that
+        assert cert.round_id == fed.abort.round_id
+        assert all(v.public_key_fingerprint == fed.public_key.fingerprint for v in cert.votes)
+        assert len(cert.voters) >= fed.config.holders - fed.config.threshold + 1
 
     return run
 
@@ -405,6 +427,9 @@ def _fed_seeds(kind: str) -> list[bytes]:
         return [msgpack.packb(u.signed.to_wire(), use_bin_type=True) for u in fed.updates]
     if kind == "partial":
         return [p.to_bytes(fed.config) for p in fed.partials]
+    if kind == "abort_certificate":
+        short = AbortCertificate(fed.abort.round_id, fed.abort.votes[:1])
+        return [fed.abort.to_bytes(), short.to_bytes()]
     if kind == "layout":
         _, mixed = flatten({"conv.weight": np.zeros((4, 3, 2)), "bn.steps": np.array(7)})
         return [fed.layout.to_bytes(), mixed.to_bytes()]
@@ -525,6 +550,14 @@ TARGETS: dict[str, Target] = {
             _MALFORMED,
             _partial,
             lambda: _fed_seeds("partial"),
+            "msgpack",
+        ),
+        Target(
+            "abort_certificate",
+            "AbortCertificate.from_bytes + verify",
+            (MalformedMessage, Rejected, ThresholdNotMet),
+            _abort_certificate,
+            lambda: _fed_seeds("abort_certificate"),
             "msgpack",
         ),
         Target(

@@ -18,6 +18,7 @@ import numpy as np
 
 from fhe_agg import (
     PRESETS,
+    AbortCertificate,
     Aggregator,
     CeremonyMember,
     CeremonyMessage,
@@ -76,6 +77,8 @@ class Federation:
     aggregate: EncryptedAggregate
     partials: tuple[PartialDecryption, ...]
     sealing_key: SealingPrivateKey
+    holder_keys: dict[int, VerifyKey]
+    abort: AbortCertificate
 
 
 @cache
@@ -144,6 +147,7 @@ def federation() -> Federation:
             key_share=shares[j - 1],
             roster=roster,
             rng=SeededRandom(_seed(f"holder-{j}")),
+            signing_key=signing[HOLDERS[j - 1]],
         )
         evidence = aggregator.evidence(holder.challenge(aggregate))
         partials.append(
@@ -151,6 +155,18 @@ def federation() -> Federation:
                 aggregate, evidence, layout=layout, decrypting_set=DECRYPTING_SET
             )
         )
+    # round 2 aborted: the holders that issued nothing for it (all of them) vote; n - t + 1 = 2
+    votes = tuple(
+        KeyHolder(
+            holder_id=HOLDERS[j - 1],
+            config=config,
+            public_key=public_key,
+            key_share=shares[j - 1],
+            roster=roster,
+            signing_key=signing[HOLDERS[j - 1]],
+        ).vote_abort(2)
+        for j in (1, 2)
+    )
     return Federation(
         config=config,
         layout=layout,
@@ -162,6 +178,8 @@ def federation() -> Federation:
         aggregate=aggregate,
         partials=tuple(partials),
         sealing_key=sealing["kh-2"],
+        holder_keys={j: signing[h].verify_key for j, h in enumerate(HOLDERS, start=1)},
+        abort=AbortCertificate(2, votes),
     )
 
 

@@ -57,8 +57,7 @@ def vectors() -> dict[str, np.ndarray]:
     return {cid: rng.uniform(-1, 1, PARAMS) for cid in CLIENT_IDS}
 
 
-@pytest.fixture(scope="session")
-def clients(config, keypair, signing_keys) -> dict[str, Client]:
+def _clients(config, keypair, signing_keys) -> dict[str, Client]:
     public_key, _ = keypair
     return {
         cid: Client(client_id=cid, signing_key=key, config=config, public_key=public_key)
@@ -66,11 +65,19 @@ def clients(config, keypair, signing_keys) -> dict[str, Client]:
     }
 
 
+@pytest.fixture
+def clients(config, keypair, signing_keys) -> dict[str, Client]:
+    """Fresh client objects per test: a client remembers the updates it sent (and refuses to
+    send one for another round), which must not leak from one test into the next."""
+    return _clients(config, keypair, signing_keys)
+
+
 @pytest.fixture(scope="session")
-def updates(clients, vectors) -> dict[str, EncryptedUpdate]:
+def updates(config, keypair, signing_keys, vectors) -> dict[str, EncryptedUpdate]:
     """Round-1 updates of every client, with distinct weights and values."""
+    senders = _clients(config, keypair, signing_keys)
     return {
-        cid: clients[cid].encrypt_update(vectors[cid], round_id=1, weight=w)
+        cid: senders[cid].encrypt_update(vectors[cid], round_id=1, weight=w)
         for cid, w in zip(CLIENT_IDS, WEIGHTS, strict=True)
     }
 

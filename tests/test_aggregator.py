@@ -81,7 +81,8 @@ def test_signature_by_a_non_roster_key(started, updates) -> None:
 
 
 def test_wrong_round(started, clients, vectors) -> None:
-    stale = clients["bravo"].encrypt_update(vectors["bravo"], round_id=2, weight=11.0)
+    # (another update: a client never sends the same one for two rounds)
+    stale = clients["bravo"].encrypt_update(vectors["bravo"] / 2, round_id=2, weight=11.0)
     with pytest.raises(RoundMismatch):
         started[0].add(stale.to_bytes())
     _assert_unchanged(started)

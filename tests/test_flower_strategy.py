@@ -37,7 +37,14 @@ from fhe_agg.flower import (
     enable_secure_aggregation,
     secure_update_mod,
 )
-from fhe_agg.flower._protocol import ACTION_DECRYPT, UPDATE_RECORD
+from fhe_agg.flower._node import node_state, refuse
+from fhe_agg.flower._protocol import (
+    ACTION_ABORT,
+    ACTION_CHALLENGE,
+    ACTION_DECRYPT,
+    ROUND_RECORD,
+    UPDATE_RECORD,
+)
 
 NODES = 5
 CLIP = 1.0
@@ -47,11 +54,17 @@ STEPS = {
 }
 
 
+def _factor(b: float) -> float:
+    """Training depends on the global model: the same model gives the same update."""
+    return 1.0 + abs(b)
+
+
 def _train(message: Message, context: Context) -> Message:
     i = int(context.node_config["partition-id"])
     arrays = message.content["arrays"]
-    w = arrays["w"].numpy() + STEPS[i][:6]
-    b = arrays["b"].numpy() + STEPS[i][6:]
+    step = STEPS[i] * _factor(float(arrays["b"].numpy()[0]))
+    w = arrays["w"].numpy() + step[:6]
+    b = arrays["b"].numpy() + step[6:]
     trained = {"w": w, "b": b, "count": arrays["count"].numpy() + 1}
     return Message(
         RecordDict(
@@ -132,11 +145,12 @@ class LocalGrid(Grid):
         return 9_000 + 17 * partition
 
 
-def _start() -> ArrayRecord:
+def _start(model: int = 0) -> ArrayRecord:
+    """Global model number ``model``: another model, other updates."""
     return ArrayRecord(
         {
             "w": Array(np.linspace(-0.5, 0.5, 6)),
-            "b": Array(np.array([0.25])),
+            "b": Array(np.array([0.25 + model / 64])),
             "count": Array(np.array([3], dtype=np.int64)),
         }
     )
@@ -146,7 +160,8 @@ def _expected(start: ArrayRecord, partitions: Iterable[int]) -> np.ndarray:
     vector = np.concatenate([start["w"].numpy(), start["b"].numpy()])
     total, acc = 0.0, np.zeros(7)
     for i in partitions:
-        step = STEPS[i] * min(1.0, CLIP / np.linalg.norm(STEPS[i]))
+        raw = STEPS[i] * _factor(float(start["b"].numpy()[0]))
+        step = raw * min(1.0, CLIP / np.linalg.norm(raw))
         acc += 10 * (i + 1) * step
         total += 10 * (i + 1)
     return vector + acc / total
@@ -243,7 +258,7 @@ def test_a_holder_replaying_a_partial_of_another_aggregate_aborts_the_round(
         return reply
 
     grid.hooks[(ACTION_DECRYPT, holder)] = keep
-    arrays, _ = _round(strategy, grid, 2, _start())
+    arrays, _ = _round(strategy, grid, 2, _start(2))
     assert arrays is not None and strategy.history[-1].decrypted
     old = saved["partial"].content["fhe"]["partial"]
 
@@ -252,7 +267,7 @@ def test_a_holder_replaying_a_partial_of_another_aggregate_aborts_the_round(
 
     grid.hooks[(ACTION_DECRYPT, holder)] = replay
     with caplog.at_level(logging.WARNING, logger="fhe_agg.flower"):
-        arrays, metrics = _round(strategy, grid, 3, _start())
+        arrays, metrics = _round(strategy, grid, 3, _start(3))
     grid.hooks.clear()
     report = strategy.history[-1]
     assert arrays is None and not report.decrypted
@@ -260,8 +275,11 @@ def test_a_holder_replaying_a_partial_of_another_aggregate_aborts_the_round(
     assert report.reason.startswith("DecryptionAborted")
     assert "holder 1" in caplog.text or "holder-1" in caplog.text
     assert metrics is not None and metrics["fhe-accepted"] == NODES
-    # the next round, with fresh encryptions, decrypts again
-    arrays, _ = _round(strategy, grid, 4, _start())
+    # both holders of the set issued, so round 3 cannot be closed (one vote of two needed):
+    # the clients will not send their round-3 updates again
+    assert not report.closed and "AlreadyDecrypted" in report.refused["holder-1-vote"]
+    # the next round, with a new model (so new updates), decrypts again
+    arrays, _ = _round(strategy, grid, 4, _start(4))
     assert arrays is not None and strategy.history[-1].decrypted
 
 
@@ -271,11 +289,12 @@ def test_too_few_valid_updates_leave_the_model_unchanged(
     strategy, grid = federation
     for i in (0, 1, 2):
         grid.hooks[("train", grid.node(i))] = _replace_update(b"")
-    arrays, metrics = _round(strategy, grid, 5, _start())
+    arrays, metrics = _round(strategy, grid, 5, _start(5))
     grid.hooks.clear()
     report = strategy.history[-1]
     assert arrays is None and not report.decrypted
     assert report.reason.startswith("ThresholdNotMet")
+    assert report.closed  # nobody decrypted anything: every holder voted
     assert metrics is not None and metrics["fhe-refused"] == 3
 
 
@@ -285,7 +304,7 @@ def test_the_mod_never_sends_plaintext(federation: tuple[SecureAggregation, Loca
     plain = Message(RecordDict({"arrays": _start(), "config": ConfigRecord()}), node, "train")
     (reply,) = grid.send_and_receive([plain])  # no fhe_agg round in the message
     assert reply.has_error() and "plaintext update refused" in reply.error.reason
-    strategy_round = federation[0].configure_train(6, _start(), ConfigRecord(), grid)
+    strategy_round = federation[0].configure_train(6, _start(6), ConfigRecord(), grid)
     (with_round,) = [m for m in strategy_round if m.metadata.dst_node_id == node]
     (reply,) = grid.send_and_receive([with_round])
     assert not reply.has_error()
@@ -325,7 +344,7 @@ def test_distributed_dp_flows_through_the_strategy() -> None:
     expected_std = config.released_noise_std / sum(10 * (i + 1) for i in range(NODES))
     assert 0.25 * expected_std < float(np.std(deviation, ddof=1)) < 2.0 * expected_std
     # a second release would exceed max_epsilon: no partial is asked for, the model stays
-    arrays, _ = _round(strategy, grid, 2, start)
+    arrays, _ = _round(strategy, grid, 2, _start(2))
     assert arrays is None and strategy.history[-1].reason.startswith("PrivacyBudgetExceeded")
     assert strategy.accountant.rounds == 1
 
@@ -359,3 +378,52 @@ def test_a_federation_may_have_more_nodes_than_clients_per_round() -> None:
     strategy = SecureAggregation(FedAvg(), config=config, clip=CLIP, timeout=30.0)
     fed = strategy.setup(grid)  # the key holders accept a roster of all NODES nodes
     assert len(fed.roster) == NODES > config.max_clients
+
+
+def test_a_holder_node_that_drops_is_left_out_and_the_next_round_completes() -> None:
+    """Holder 1 stops answering: nobody decrypts round 1, holders 2 and 3 vote to abort it, and
+    round 2 (the same model, so the same updates) is decrypted by holders 2 and 3."""
+    grid = LocalGrid(run_id=int.from_bytes(uuid4().bytes[:7], "big"))
+    config = FederationConfig(
+        min_clients=3,
+        max_clients=NODES,
+        max_weight=1000.0,
+        value_bound=CLIP,
+        holders=3,
+        threshold=2,
+    )
+    strategy = SecureAggregation(
+        FedAvg(fraction_evaluate=0.0, min_train_nodes=NODES, min_available_nodes=NODES),
+        config=config,
+        clip=CLIP,
+        timeout=30.0,
+    )
+    strategy.setup(grid)
+    down = grid.node(0)
+    for action in (ACTION_CHALLENGE, ACTION_DECRYPT, ACTION_ABORT):
+        grid.hooks[(action, down)] = lambda m, _r: refuse(m, ConnectionError("node down"))
+    start = _start(9)
+    arrays, _ = _round(strategy, grid, 1, start)
+    report = strategy.history[-1]
+    assert arrays is None and report.reason.startswith("DecryptionAborted")
+    assert report.closed and "holder-1" in report.refused
+    for i in (1, 2):  # the voters never decrypt round 1
+        state = node_state(grid.contexts[grid.node(i)])
+        assert state is not None and state.key_holder is not None
+        assert state.key_holder.aborted_rounds == (1,) and state.key_holder.decrypted_rounds == ()
+    # round 2 carries the certificate; without it a client refuses to send the same update
+    (bare, *_) = [
+        m
+        for m in strategy.configure_train(2, start, ConfigRecord(), grid)
+        if m.metadata.dst_node_id == grid.node(4)
+    ]
+    assert isinstance(bare.content[ROUND_RECORD]["abort-certificates"], bytes)
+    del bare.content[ROUND_RECORD]["abort-certificates"]
+    (reply,) = grid.send_and_receive([bare])
+    assert reply.has_error() and "RoundNotClosed" in reply.error.reason
+    arrays, _ = _round(strategy, grid, 2, start)
+    report = strategy.history[-1]
+    assert arrays is not None and report.decrypted and report.decrypting_set == (2, 3)
+    assert report.accepted == [f"node-{grid.node(i)}" for i in range(NODES)]
+    got = np.concatenate([arrays["w"].numpy(), arrays["b"].numpy()])
+    np.testing.assert_allclose(got, _expected(start, range(NODES)), rtol=0, atol=1e-6)

@@ -64,7 +64,9 @@ def _fhe_messages(params: int, clients: int) -> Any:
         Client(client_id=cid, signing_key=key, config=config, public_key=public_key)
         for cid, key in keys.items()
     ]
-    chunks = senders[0].encrypt_chunks(np.random.default_rng(0).uniform(-1.0, 1.0, params))
+    chunks = senders[0].encrypt_chunks(
+        np.random.default_rng(0).uniform(-1.0, 1.0, params), round_id=1
+    )
     for i, client in enumerate(senders):
         update = client.sign_update(chunks, layout=layout, round_id=1, weight=1.0 + i)
         yield update.to_bytes()

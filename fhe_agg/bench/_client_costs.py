@@ -151,7 +151,7 @@ def client_figures(
 
 def _encrypt_ours(client: Client, source: Source) -> tuple[bytes, ...]:
     """The client's path: flatten/check (a no-op copy for a flat vector), encrypt, serialize."""
-    return client.encrypt_chunks(client.prepare(source)[0])
+    return client.encrypt_chunks(client.prepare(source)[0], round_id=1)
 
 
 def _sign_figures(

@@ -1,6 +1,8 @@
 """Whole rounds: end-to-end time against a plaintext FedAvg round, and the same round with
-dropouts next to it (clients that never send; a key holder of the decrypting set that vanishes,
-so the decryption aborts and the round is re-run with fresh encryptions and another set).
+dropouts next to it (clients that never send; a key holder of the decrypting set that is down
+when its challenge is collected, before anyone issued a partial: the round is aborted, the live
+holders vote to abort it, the clients check the abort certificate and the round is re-run with
+the same updates, freshly encrypted, and another set).
 
 Every party is real and runs in this process, one after another; only the network is a function
 call, and nobody waits for a deadline. Two times are reported: the sequential CPU time of all
@@ -18,6 +20,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from fhe_agg._abort import AbortCertificate, votes_needed
 from fhe_agg._aggregator import Aggregator
 from fhe_agg._client import Client
 from fhe_agg._config import FederationConfig
@@ -25,7 +28,7 @@ from fhe_agg._decryption import DecryptionSession
 from fhe_agg._errors import DecryptionAborted
 from fhe_agg._keyholder import KeyHolder
 from fhe_agg._keys import PublicKey
-from fhe_agg._local_ceremony import local_key_ceremony
+from fhe_agg._local_ceremony import holder_signing_keys, holder_verify_keys, local_key_ceremony
 from fhe_agg._packing import Layout
 from fhe_agg._signing import SigningKey, VerifyKey
 from fhe_agg.bench._baselines import plaintext_round
@@ -48,12 +51,13 @@ class _Timing:
     aggregator: float = 0.0
     holders: list[float] = field(default_factory=list)
     combine: float = 0.0
+    votes: float = 0.0
     error: float = float("nan")
-    aborted: bool = False
+    aborted: int | None = None  # the round id, if the round aborted
 
     @property
     def sequential(self) -> float:
-        return sum(self.clients) + self.aggregator + sum(self.holders) + self.combine
+        return sum(self.clients) + self.aggregator + sum(self.holders) + self.combine + self.votes
 
     @property
     def client_max(self) -> float:
@@ -79,13 +83,21 @@ class _Federation:
             threshold=threshold,
         )
         self.public_key: PublicKey
-        self.public_key, shares = local_key_ceremony(self.config)
+        identity = holder_signing_keys(holders)
+        self.public_key, shares = local_key_ceremony(self.config, signing_keys=identity)
         keys = {f"client-{i:03d}": SigningKey.generate() for i in range(clients)}
         self.roster: dict[str, VerifyKey] = {c: k.verify_key for c, k in keys.items()}
         self.clients = [
-            Client(client_id=c, signing_key=k, config=self.config, public_key=self.public_key)
+            Client(
+                client_id=c,
+                signing_key=k,
+                config=self.config,
+                public_key=self.public_key,
+                holder_keys=holder_verify_keys(identity),
+            )
             for c, k in keys.items()
         ]
+        signing = list(identity.values())
         self.holders = {
             s.holder_index: KeyHolder(
                 holder_id=f"holder-{s.holder_index}",
@@ -93,6 +105,7 @@ class _Federation:
                 public_key=self.public_key,
                 key_share=s,
                 roster=self.roster,
+                signing_key=signing[s.holder_index - 1],
             )
             for s in shares
         }
@@ -135,23 +148,29 @@ class _Federation:
             session = DecryptionSession(
                 aggregate, config=self.config, layout=self.layout, decrypting_set=decrypting_set
             )
-            for j in decrypting_set:
-                if j == dropped_holder:
-                    continue
-                holder = self.holders[j]
-                t0 = time.process_time()
-                evidence = agg.evidence(holder.challenge(aggregate))
-                session.add(
-                    holder.partial_decrypt(
-                        aggregate, evidence, layout=self.layout, decrypting_set=decrypting_set
+            # every member's challenge first: a holder that is down shows before any partial
+            evidences = {
+                j: agg.evidence(self.holders[j].challenge(aggregate))
+                for j in decrypting_set
+                if j != dropped_holder
+            }
+            if len(evidences) == len(decrypting_set):
+                for j in decrypting_set:
+                    t0 = time.process_time()
+                    session.add(
+                        self.holders[j].partial_decrypt(
+                            aggregate,
+                            evidences[j],
+                            layout=self.layout,
+                            decrypting_set=decrypting_set,
+                        )
                     )
-                )
-                timing.holders.append(time.process_time() - t0)
+                    timing.holders.append(time.process_time() - t0)
             t0 = time.process_time()
             try:
                 mean = session.release()
             except DecryptionAborted:
-                timing.aborted = True
+                timing.aborted = round_id
                 return timing
             finally:
                 timing.combine = time.process_time() - t0
@@ -162,6 +181,17 @@ class _Federation:
         timing.error = float(np.max(np.abs(mean - exact)))
         return timing
 
+    def close_round(self, round_id: int, down: int) -> float:
+        """Abort ``round_id`` for good: ``holders - threshold + 1`` live holders (none issued a
+        partial) vote, every client checks the certificate. Returns the CPU time spent."""
+        t0 = time.process_time()
+        voters = [j for j in self.holders if j != down][: votes_needed(self.config)]
+        votes = tuple(self.holders[j].vote_abort(round_id) for j in voters)
+        wire = AbortCertificate(round_id, votes).to_bytes()
+        for client in self.clients:
+            client.accept_abort(AbortCertificate.from_bytes(wire, config=self.config))
+        return time.process_time() - t0
+
 
 def _median(timings: list[_Timing], attr: str) -> float:
     return float(statistics.median(float(getattr(t, attr)) for t in timings))
@@ -171,6 +201,8 @@ def round_figures(plan: Plan) -> list[Figure]:
     """No-dropout rounds for every holder set, and the dropout rounds next to the 5-of-3 one."""
     params, clients = plan.round_params, plan.round_clients
     vectors, weights = client_vectors(clients, params, seed=7)
+    # clients refuse to send the same update for two rounds: each repeat trains anew
+    fresh = [client_vectors(clients, params, seed=8 + k)[0] for k in range(plan.round_repeats)]
     plain = [plaintext_round(vectors, weights) for _ in range(max(plan.repeats, 5))]
     plain_seq = statistics.median(p["clients_s"] + p["server_s"] for p in plain)
     plain_crit = statistics.median(p["client_max_s"] + p["server_s"] for p in plain)
@@ -180,8 +212,7 @@ def round_figures(plan: Plan) -> list[Figure]:
         fed = _Federation(holders, threshold, clients, params)
         members = tuple(range(1, threshold + 1))
         runs = [
-            fed.round(vectors, weights, senders=range(clients), decrypting_set=members)
-            for _ in range(plan.round_repeats)
+            fed.round(v, weights, senders=range(clients), decrypting_set=members) for v in fresh
         ]
         workload = f"{size}, {clients} clients, {threshold}-of-{holders}"
         error = max(t.error for t in runs)
@@ -212,14 +243,14 @@ def round_figures(plan: Plan) -> list[Figure]:
                 )
             )
         if (holders, threshold) == HOLDER_SETS[-1]:
-            out += _dropout_figures(plan, fed, vectors, weights, runs, workload)
+            out += _dropout_figures(plan, fed, fresh, weights, runs, workload)
     return out
 
 
 def _dropout_figures(
     plan: Plan,
     fed: _Federation,
-    vectors: list[NDArray[np.float64]],
+    fresh: list[list[NDArray[np.float64]]],
     weights: list[float],
     no_dropout: list[_Timing],
     workload: str,
@@ -228,13 +259,16 @@ def _dropout_figures(
     members = tuple(range(1, t + 1))
     replacement = (*members[:-1], t + 1)  # the dropped holder's place taken by the next one
     senders = list(range(plan.round_dropped, clients))
+    # new updates again (a vector already sent in the no-dropout rounds is refused), scaled
+    # so that no repeat sends one twice
     client_drop = [
-        fed.round(vectors, weights, senders=senders, decrypting_set=members)
-        for _ in range(plan.round_repeats)
+        fed.round([0.5 * x for x in v], weights, senders=senders, decrypting_set=members)
+        for v in fresh
     ]
     holder_drop: list[float] = []
     errors: list[float] = []
-    for _ in range(plan.round_repeats):
+    for v in fresh:
+        vectors = [0.25 * x for x in v]
         aborted = fed.round(
             vectors,
             weights,
@@ -242,7 +276,8 @@ def _dropout_figures(
             decrypting_set=members,
             dropped_holder=members[-1],
         )
-        assert aborted.aborted
+        assert aborted.aborted is not None
+        aborted.votes = fed.close_round(aborted.aborted, down=members[-1])
         rerun = fed.round(vectors, weights, senders=range(clients), decrypting_set=replacement)
         holder_drop.append(aborted.sequential + rerun.sequential)
         errors.append(rerun.error)
@@ -267,7 +302,11 @@ def _dropout_figures(
             "round_dropout",
             f"round with holder {members[-1]} of the decrypting set dropping",
             ours=statistics.median(holder_drop),
-            note=f"set {members} aborts; re-run with fresh encryptions and set {replacement}",
+            note=(
+                f"holder {members[-1]} is down before any partial: set {members} aborts, "
+                f"{votes_needed(fed.config)} live holders vote, the clients re-send the same "
+                f"updates with set {replacement}"
+            ),
             max_abs_error=max(errors),
             **common,
         ),

@@ -9,10 +9,19 @@ from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MessageType, R
 from flwr.clientapp.typing import ClientAppCallable
 from numpy.typing import NDArray
 
-from fhe_agg._errors import InvalidWeight, LayoutMismatch, MalformedMessage, Rejected
+from fhe_agg._abort import AbortCertificate, max_certificate_bytes
+from fhe_agg._client import Client
+from fhe_agg._errors import (
+    FheAggError,
+    InvalidWeight,
+    LayoutMismatch,
+    MalformedMessage,
+    Rejected,
+)
 from fhe_agg._packing import Layout, flatten
+from fhe_agg.flower import _records as rec
 from fhe_agg.flower._node import node_state, refuse
-from fhe_agg.flower._protocol import ROUND_RECORD, UPDATE_RECORD
+from fhe_agg.flower._protocol import MAX_CERTIFICATES, ROUND_RECORD, UPDATE_RECORD
 
 __all__ = ["arrays_to_vector", "secure_update_mod"]
 
@@ -35,7 +44,9 @@ def secure_update_mod(message: Message, context: Context, call_next: ClientAppCa
     The update is ``trained - global`` (the ``ArrayRecord`` of the reply minus the one received),
     clipped to the federation's L2 bound, weighted by the reply's ``MetricRecord`` value under
     the round's weight key (e.g. ``num-examples``), encrypted under the joint public key and
-    signed with the node's ML-DSA key. The reply then carries the
+    signed with the node's ML-DSA key. Abort certificates in the round's record are shown to
+    the client first (:meth:`~fhe_agg.Client.accept_abort`), so it may send the same update as
+    for a round that released nothing. The reply then carries the
     :class:`~fhe_agg.EncryptedUpdate` bytes and the metrics, and no ``ArrayRecord``. A train
     message without an fhe_agg round (a server that does not aggregate securely), or a node
     without a finished setup, gets an error reply: plaintext weights never leave the node.
@@ -52,8 +63,9 @@ def secure_update_mod(message: Message, context: Context, call_next: ClientAppCa
         round_id, weight_key = round_record.get("round"), round_record.get("weight-key")
         if not isinstance(round_id, int) or not isinstance(weight_key, str):
             raise MalformedMessage(f"{ROUND_RECORD}: expected an integer round and a weight key")
+        _accept_aborts(state.client, round_record)
         start, layout = arrays_to_vector(_single_arrays(message.content, "train message"))
-    except (Rejected, MalformedMessage, ValueError, TypeError) as exc:
+    except (FheAggError, ValueError, TypeError) as exc:
         return refuse(message, exc)
 
     reply = call_next(message, context)
@@ -66,7 +78,7 @@ def secure_update_mod(message: Message, context: Context, call_next: ClientAppCa
         weight = _weight(reply.content, weight_key, state.client.config.max_weight)
         client = state.client
         delta, _ = client.prepare(trained - start, clip=state.clip)
-        chunks = client.encrypt_chunks(delta * weight)
+        chunks = client.encrypt_chunks(delta * weight, round_id=round_id)
         update = client.sign_update(chunks, layout=layout, round_id=round_id, weight=weight)
     except Exception as exc:  # any failure must end in a refusal, never in plaintext
         return refuse(message, exc)
@@ -74,6 +86,24 @@ def secure_update_mod(message: Message, context: Context, call_next: ClientAppCa
     for name, metrics in reply.content.metric_records.items():
         content[name] = metrics
     return Message(content, reply_to=message)
+
+
+def _accept_aborts(client: Client, round_record: ConfigRecord) -> None:
+    """Show the client the abort certificates the server sent (of rounds that released
+    nothing); a certificate that does not verify refuses the whole message."""
+    blob = round_record.get("abort-certificates")
+    if blob is None:
+        return
+    if not isinstance(blob, bytes):
+        raise MalformedMessage(f"{ROUND_RECORD}.abort-certificates: expected bytes")
+    config = client.config
+    for item in rec.decode_blobs(
+        blob,
+        "abort-certificates",
+        max_items=MAX_CERTIFICATES,
+        max_item=max_certificate_bytes(config),
+    ):
+        client.accept_abort(AbortCertificate.from_bytes(item, config=config))
 
 
 def _weight(content: RecordDict, key: str, max_weight: float) -> float:

@@ -34,6 +34,7 @@ from fhe_agg._packing import Layout
 from fhe_agg._signing import SigningKey, VerifyKey
 from fhe_agg.flower import _records as rec
 from fhe_agg.flower._protocol import (
+    ACTION_ABORT,
     ACTION_CEREMONY,
     ACTION_CHALLENGE,
     ACTION_DECRYPT,
@@ -200,6 +201,12 @@ def _setup(message: Message, context: Context) -> Message:
         raise ParameterMismatch("this node already uses another joint public key")
     ceremony_id = record_bytes(record, "ceremony_id")
     holders = rec.decode_roster(record_bytes(record, "holders"), max_members=rec.MAX_HOLDERS)
+    order = record.get("holder_ids")
+    if not isinstance(order, list) or not all(isinstance(h, str) for h in order):
+        raise MalformedMessage(f"{RECORD}.holder_ids: expected a list of holder ids")
+    order = [str(h) for h in order]
+    if sorted(order) != sorted(holders):
+        raise MalformedMessage(f"{RECORD}.holder_ids: expected the key holders in ceremony order")
     signatures = rec.decode_blobs(
         record_bytes(record, "endorsements"),
         "endorsements",
@@ -220,6 +227,7 @@ def _setup(message: Message, context: Context) -> Message:
             public_key=public_key,
             key_share=state.key_share,
             roster=rec.decode_roster(record_bytes(record, "roster"), max_members=rec.MAX_NODES),
+            signing_key=state.signing_key,  # the key it signed the ceremony with: abort votes
         )
     state.config, state.clip = config, clip
     state.client = Client(
@@ -227,6 +235,7 @@ def _setup(message: Message, context: Context) -> Message:
         signing_key=state.signing_key,
         config=config,
         public_key=public_key,
+        holder_keys={i: holders[h] for i, h in enumerate(order, start=1)},
     )
     return _reply(message, {"ready": True})
 
@@ -287,6 +296,15 @@ def _decrypt(message: Message, context: Context) -> Message:
     return _reply(message, {"partial": partial.to_bytes(config)})
 
 
+def _abort(message: Message, context: Context) -> Message:
+    """Vote to abort a round this holder issued nothing for (it never decrypts it then)."""
+    state, holder, _ = _holder(context)
+    round_id = record_int(_record(message), "round")
+    if state.pending is not None and state.pending[0] == round_id:
+        state.pending = None
+    return _reply(message, {"vote": holder.vote_abort(round_id).to_bytes()})
+
+
 def _guarded(
     handler: Callable[[Message, Context], Message],
 ) -> Callable[[Message, Context], Message]:
@@ -314,5 +332,6 @@ def enable_secure_aggregation(app: ClientApp, *, key_holder: KeyHolderPolicy = F
         (ACTION_SETUP, _setup),
         (ACTION_CHALLENGE, _challenge),
         (ACTION_DECRYPT, _decrypt),
+        (ACTION_ABORT, _abort),
     ):
         app.query(action.split(".", 1)[1])(_guarded(handler))

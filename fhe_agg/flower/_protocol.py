@@ -9,12 +9,14 @@ from fhe_agg._ceremony import CEREMONY_STEPS
 from fhe_agg._errors import MalformedMessage
 
 __all__ = [
+    "ACTION_ABORT",
     "ACTION_CEREMONY",
     "ACTION_CHALLENGE",
     "ACTION_DECRYPT",
     "ACTION_HELLO",
     "ACTION_SETUP",
     "CEREMONY_STEPS",
+    "MAX_CERTIFICATES",
     "RECORD",
     "ROUND_RECORD",
     "UPDATE_RECORD",
@@ -35,6 +37,9 @@ ACTION_CEREMONY = "query.fhe_ceremony"
 ACTION_SETUP = "query.fhe_setup"
 ACTION_CHALLENGE = "query.fhe_challenge"
 ACTION_DECRYPT = "query.fhe_decrypt"
+ACTION_ABORT = "query.fhe_abort"
+#: Most abort certificates a train message carries (those of the latest unreleased rounds).
+MAX_CERTIFICATES = 8
 
 
 def client_id_of(node_id: int) -> str:

@@ -89,6 +89,7 @@ class Federation:
     roster: dict[str, VerifyKey]  # client id -> ML-DSA key
     node_of: dict[str, int]  # client id -> Flower node id
     holders: tuple[int, ...]  # Flower node id of holder index 1..n
+    holder_keys: dict[int, VerifyKey]  # holder index -> ML-DSA key (ceremony, abort votes)
 
 
 def _answered(reply: Reply, node: int) -> ConfigRecord:
@@ -164,6 +165,7 @@ def set_up_federation(
             "endorsements", [endorsements[h] for h in sorted(holder_keys)]
         ),
         "roster": rec.encode_roster(roster),
+        "holder_ids": list(spec.holders),  # ceremony order: holder index 1..n
     }
     ready = relay.ask(ACTION_SETUP, {n: setup for n in names})
     for node in names:
@@ -184,6 +186,7 @@ def set_up_federation(
         roster=roster,
         node_of={names[n]: n for n in names},
         holders=holder_nodes,
+        holder_keys={k: volunteers[n].verify_key for k, n in enumerate(holder_nodes, start=1)},
     )
 
 

@@ -18,6 +18,7 @@ class RoundReport:
     refused: dict[str, str] = field(default_factory=dict)  # party -> "ErrorClass: reason"
     decrypting_set: tuple[int, ...] = ()
     decrypted: bool = False
+    closed: bool = False  # released nothing, and an abort certificate proves it never will
     reason: str = ""
     seconds: dict[str, float] = field(default_factory=dict)
 
@@ -37,5 +38,5 @@ def round_metrics(contents: list[RecordDict], weight_key: str, report: RoundRepo
                 sums[key] = sums.get(key, 0.0) + float(weight) * float(value)
     metrics = MetricRecord({k: v / total for k, v in sums.items()} if total else {})
     metrics["fhe-accepted"] = len(report.accepted)
-    metrics["fhe-refused"] = len(report.refused)
+    metrics["fhe-refused"] = sum(1 for party in report.refused if not party.endswith("-vote"))
     return metrics

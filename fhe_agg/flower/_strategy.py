@@ -9,6 +9,12 @@ key-holder nodes fixed up front, answers each holder's challenge with the eviden
 for, and combines their partial decryptions. The new global model is the old one plus the
 decrypted mean of the clipped updates. If a holder of the set refuses or drops, the round is
 aborted (never retried with another set) and the model stays as it was.
+
+Every member's challenge is collected before anyone is asked for a partial: if one does not
+answer, nobody decrypts, the holder is left out of later sets, and the live holders vote to abort
+the round. After every round that released nothing the strategy collects abort votes
+(:mod:`fhe_agg.flower._closure`) and sends the certificate with the next train messages, so that
+clients whose update did not change may send it again.
 """
 
 from __future__ import annotations
@@ -47,6 +53,7 @@ from fhe_agg._messages import EncryptedAggregate, EncryptedUpdate
 from fhe_agg._packing import Layout, unflatten
 from fhe_agg._partial import PartialDecryption
 from fhe_agg._validate import positive_finite
+from fhe_agg.flower._closure import certificates_record, close_round
 from fhe_agg.flower._mod import arrays_to_vector
 from fhe_agg.flower._protocol import (
     ACTION_CHALLENGE,
@@ -147,6 +154,8 @@ class SecureAggregation(Strategy):
         self.history: list[RoundReport] = []
         self._relay: Relay | None = None
         self._round: _Round | None = None
+        self._down: set[int] = set()  # holder indices that missed a challenge: left out of sets
+        self._certificates: dict[int, bytes] = {}  # round -> abort certificate
 
     # -- setup -------------------------------------------------------------------------------
 
@@ -217,9 +226,13 @@ class SecureAggregation(Strategy):
                     "node %d is not in the federation; not sampled", message.metadata.dst_node_id
                 )
                 continue
-            message.content[ROUND_RECORD] = ConfigRecord(
-                {"round": server_round, "weight-key": self.weight_key}
-            )
+            values: dict[str, ConfigRecordValues] = {
+                "round": server_round,
+                "weight-key": self.weight_key,
+            }
+            if self._certificates:
+                values["abort-certificates"] = certificates_record(self._certificates)
+            message.content[ROUND_RECORD] = ConfigRecord(values)
             out.append(message)
         return out
 
@@ -230,7 +243,7 @@ class SecureAggregation(Strategy):
         current, federation = self._round, self.federation
         if current is None or current.number != server_round or federation is None:
             raise RuntimeError("aggregate_train: configure_train of this round did not run")
-        report = RoundReport(round=server_round, decrypting_set=self.decrypting_set)
+        report = RoundReport(round=server_round, decrypting_set=self._members())
         self.history.append(report)
         t0 = time.perf_counter()
         with Aggregator(
@@ -247,17 +260,44 @@ class SecureAggregation(Strategy):
             except ThresholdNotMet as exc:
                 report.reason = f"{type(exc).__name__}: {exc}"
                 log.error("round %d not aggregated: %s", server_round, report.reason)
+                self._close(report)
                 return None, metrics
             report.seconds["aggregate"] = time.perf_counter() - t0
             t0 = time.perf_counter()
             mean = self._decrypt(aggregate, aggregator, current.layout, report)
             report.seconds["decrypt"] = time.perf_counter() - t0
         if mean is None:
+            self._close(report)
             return None, metrics
         report.decrypted = True
         template = {name: array.numpy() for name, array in current.arrays.items()}
         arrays = unflatten(current.vector + mean, current.layout, template=template)
         return ArrayRecord({k: Array(np.asarray(v)) for k, v in arrays.items()}), metrics
+
+    def _members(self) -> tuple[int, ...]:
+        """The configured decrypting set, or, if a member missed a challenge, the first
+        ``threshold`` live holders (the configured members first)."""
+        if not self._down & set(self.decrypting_set):
+            return self.decrypting_set
+        live = [j for j in range(1, self.config.holders + 1) if j not in self._down]
+        live.sort(key=lambda j: j not in self.decrypting_set)
+        return tuple(sorted(live[: self.config.threshold]))
+
+    def _close(self, report: RoundReport) -> None:
+        """Have the live holders vote to abort the round; keep the certificate for clients."""
+        assert self.federation is not None and self._relay is not None
+        down = {self.federation.holders[j - 1] for j in self._down}
+        try:
+            cert, refused = close_round(
+                self._relay, self.federation, self.config, report.round, skip=down
+            )
+        except FheAggError as exc:
+            cert, refused = None, {0: f"{type(exc).__name__}: {exc}"}
+        for index, reason in refused.items():
+            report.refused[f"holder-{index}-vote"] = reason
+        if cert is not None:
+            self._certificates[report.round] = cert
+            report.closed = True
 
     def _collect(
         self, aggregator: Aggregator, replies: Iterable[Message], report: RoundReport
@@ -303,7 +343,7 @@ class SecureAggregation(Strategy):
     ) -> NDArray[np.float64] | None:
         """Challenge, evidence and partial decryption with the fixed decrypting set."""
         assert self.federation is not None and self._relay is not None
-        members = self.decrypting_set
+        members = report.decrypting_set
         try:  # with DP, refuses up front a release beyond the privacy budget
             session = DecryptionSession(
                 aggregate,
@@ -343,6 +383,9 @@ class SecureAggregation(Strategy):
                 "evidence": evidence[indices],
                 "set": list(members),
             }
+        if len(requests) < len(nodes):  # a member is down: nobody decrypts this round
+            self._down |= {i for n, i in nodes.items() if n not in requests}
+            requests = {}
         partials = self._relay.ask(ACTION_DECRYPT, requests) if requests else {}
         for node in requests:
             index = nodes[node]

@@ -47,6 +47,7 @@ from fhe_agg import (
     SeededRandom,
     SignedStatement,
     SigningKey,
+    VerifyKey,
     run_ceremony,
 )
 from fhe_agg._messages import UPDATE_CONTEXT
@@ -79,17 +80,25 @@ class Consortium:
     layout: Layout = field(default_factory=lambda: Layout.for_vector(PARAMS))
     data: dict[str, np.ndarray] = field(default_factory=dict)
     _updates: dict[tuple[str, int], EncryptedUpdate] = field(default_factory=dict)
+    holder_signing: dict[int, SigningKey] = field(default_factory=dict)
 
     @property
     def roster(self) -> dict[str, Any]:
         return {c: k.verify_key for c, k in self.signing.items()}
 
+    @property
+    def holder_keys(self) -> dict[int, VerifyKey]:
+        """Holder index -> the ML-DSA identity key it signed the ceremony (and votes) with."""
+        return {j: k.verify_key for j, k in self.holder_signing.items()}
+
     def client(self, cid: str) -> Client:
+        """A fresh client object (a fresh memory of the updates it sent)."""
         return Client(
             client_id=cid,
             signing_key=self.signing[cid],
             config=self.config,
             public_key=self.public_key,
+            holder_keys=self.holder_keys,
         )
 
     def update(self, cid: str, round_id: int) -> EncryptedUpdate:
@@ -132,6 +141,7 @@ class Consortium:
                 key_share=share,
                 roster=self.roster,
                 audit=audits.get(j),
+                signing_key=self.holder_signing.get(j),
             )
             for j, share in self.shares.items()
         }
@@ -218,7 +228,9 @@ def consortium_from(
 
 def _consortium(holders: Holders, config: FederationConfig, epoch: int, root: Path) -> Consortium:
     spec = ceremony_spec(holders, config, epoch)
-    return consortium_from(config, run_ceremony(holders.members(spec, seed=epoch)), root, epoch)
+    fed = consortium_from(config, run_ceremony(holders.members(spec, seed=epoch)), root, epoch)
+    fed.holder_signing = {j: holders.signing[h] for j, h in enumerate(holders.ids, start=1)}
+    return fed
 
 
 def config_for(preset: str, **kw: Any) -> FederationConfig:
@@ -325,7 +337,9 @@ def state_of(
         return (
             None if total is None else (total.dtype.str, total.shape, total.tobytes()),
             None if aggregator is None else aggregator.accepted_clients,
-            tuple((h.holder_id, h.budget_left, h.decrypted_rounds) for h in holders),
+            tuple(
+                (h.holder_id, h.budget_left, h.decrypted_rounds, h.aborted_rounds) for h in holders
+            ),
             None if accountant is None else (accountant.rounds, accountant.epsilon),
             tuple(m.steps_done for m in members),
         )

@@ -10,7 +10,9 @@ before any partial exists. If a member of it drops mid-way the session aborts
 (:class:`~fhe_agg.DecryptionAborted`); the partials already made are never combined with
 another set (each holder refuses the same ciphertexts twice), and the round is run again with
 fresh encryptions under a new round id by a set without the dropped holder. With
-``n - t + 1`` holders down no set exists and nothing completes.
+``n - t + 1`` holders down no set exists and nothing completes. Clients send the same update
+for a new round only once ``n - t + 1`` holders that never issued a partial of the old round
+have voted to abort it (an abort certificate), so the old round can never be completed.
 """
 
 from __future__ import annotations
@@ -19,12 +21,15 @@ import numpy as np
 import pytest
 
 from fhe_agg import (
+    AbortCertificate,
     AlreadyDecrypted,
     DecryptionAborted,
     DecryptionSession,
     DuplicateUpdate,
     InvalidSignature,
     MalformedMessage,
+    RoundAborted,
+    RoundNotClosed,
     ThresholdNotMet,
     combine,
 )
@@ -33,6 +38,7 @@ from fhe_agg._messages import chunk_digests
 from .conftest import (
     CLIENTS,
     SET,
+    WEIGHTS,
     AuditTrail,
     Consortium,
     assert_refused,
@@ -287,22 +293,67 @@ def test_n_minus_t_plus_one_holders_down_cannot_complete(plain: Consortium) -> N
         DecryptionSession(rerun, config=plain.config, layout=plain.layout, decrypting_set=live)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="an aborted round stays decryptable: a coordinator that stalls one member of the "
-    "set (or a holder that really drops), re-runs the round with one client fewer and later "
-    "asks the absent holder for its partial of the old round recovers that client's update by "
-    "differencing; the absent holder has no way to learn that the round was aborted",
-)
 def test_an_aborted_round_cannot_be_completed_later_by_the_absent_holder(
-    plain: Consortium,
+    plain: Consortium, trail: AuditTrail
 ) -> None:
-    holders = plain.key_holders()
-    agg, aggregate = plain.collect(40)  # all four clients
-    kept = [partial(holders[j], aggregate, agg.evidence) for j in (1, 2)]  # "holder 3 dropped"
-    agg2, rerun = plain.collect(41, ("ana", "ben", "dee"))  # "cy dropped" from the re-run
+    """The attack: round 40 aborts with holder 3 "dropped" after 1 and 2 issued; the round is
+    re-run as 41 without cy, with the others' same updates, and holder 3 is later asked for its
+    partial of 40, so that ``40 - 41`` is cy's update. Clients refuse to re-send an update until
+    shown an abort certificate, and the holders who vote for it never decrypt round 40."""
+    holders = plain.key_holders(trail.holder_logs())
+    clients = {c: plain.client(c) for c in CLIENTS}  # one client object per member, all along
+
+    def send(cid: str, round_id: int) -> bytes:
+        update = clients[cid].encrypt_update(
+            plain.data[cid], round_id=round_id, weight=WEIGHTS[cid]
+        )
+        return update.to_bytes()
+
+    agg = plain.aggregator(40)
+    for cid in CLIENTS:
+        agg.add(send(cid, 40))
+    aggregate = agg.finalize()
+    kept = [partial(holders[j], aggregate, agg.evidence) for j in (1, 2)]  # holder 3 "dropped"
+    # (a) without a certificate, the clients will not re-send the same update for round 41
+    for cid in ("ana", "ben", "dee"):
+        with pytest.raises(RoundNotClosed, match="round 40"):
+            send(cid, 41)
+    # (b) the holders that issued a partial of round 40 cannot vow never to decrypt it
+    everyone = state_of(holders=holders.values())
+    for j in (1, 2):
+        assert_refused(
+            lambda h=holders[j]: h.vote_abort(40),
+            AlreadyDecrypted,
+            state=everyone,
+            trail=trail,
+            actor=f"holder-{j}",
+            event="round.abort_refused",
+        )
+    # (c) n - t + 1 = 3 holders that did not issue vote; the clients check the certificate
+    votes = tuple(holders[j].vote_abort(40) for j in (3, 4, 5))
+    wire = AbortCertificate(40, votes).to_bytes()
+    for cid in CLIENTS:
+        clients[cid].accept_abort(AbortCertificate.from_bytes(wire, config=plain.config))
+    agg2 = plain.aggregator(41)
+    for cid in ("ana", "ben", "dee"):  # cy dropped from the re-run
+        agg2.add(send(cid, 41))
+    rerun = agg2.finalize()
     rerun_mean = release(plain, rerun, agg2.evidence, holders, (1, 2, 4))
-    late = partial(holders[3], aggregate, agg.evidence)  # holder 3 is back, asked for round 40
-    old_mean = combine(aggregate, [*kept, late], config=plain.config, layout=plain.layout)
-    cy = (old_mean * aggregate.total_weight - rerun_mean * rerun.total_weight) / 9.0
-    assert np.max(np.abs(cy - plain.data["cy"])) > 0.5  # fails today: cy's update, to ~1e-2
+    _assert_mean_of(plain, rerun_mean, ("ana", "ben", "dee"), rerun.total_weight)
+    # holder 3 is back and asked for round 40: it voted, so it refuses, and nothing completes
+    assert holders[3].aborted_rounds == (40,)
+    assert_refused(
+        lambda: partial(holders[3], aggregate, agg.evidence),
+        RoundAborted,
+        state=state_of(holders=holders.values()),
+        trail=trail,
+        actor="holder-3",
+        event="partial.refused",
+    )
+    for j in (4, 5):  # any other set for round 40 contains a voter
+        with pytest.raises(RoundAborted):
+            partial(holders[j], aggregate, agg.evidence, (1, 2, j))
+    with pytest.raises(ThresholdNotMet):
+        combine(aggregate, kept, config=plain.config, layout=plain.layout)
+    voted = [e for e in trail.entries("holder-3") if e["event"] == "round.abort_voted"]
+    assert [e["payload"]["round"] for e in voted] == [40]

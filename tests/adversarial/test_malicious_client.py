@@ -291,7 +291,9 @@ def test_an_unclipped_update_fails_the_release_loudly(plain: Consortium) -> None
     for cid in ("ana", "cy"):
         agg.add(plain.update(cid, ROUND))
     rogue = plain.client("ben")
-    chunks = rogue.encrypt_chunks(np.full(PARAMS, 10.0) * WEIGHTS["ben"])  # 10x value_bound
+    chunks = rogue.encrypt_chunks(
+        np.full(PARAMS, 10.0) * WEIGHTS["ben"], round_id=ROUND
+    )  # 10x value_bound
     agg.add(rogue.sign_update(chunks, layout=plain.layout, round_id=ROUND, weight=WEIGHTS["ben"]))
     aggregate = agg.finalize()
     with pytest.raises(DecryptionFailed, match="value_bound"):
@@ -307,7 +309,7 @@ def test_an_unclipped_update_fails_the_release_loudly(plain: Consortium) -> None
 def test_a_rerandomised_copy_of_another_members_ciphertext_is_refused(round5: Open) -> None:
     fed = round5.fed
     victim = fed.update("ana", ROUND)
-    zero = fed.client("dee").encrypt_chunks(np.zeros(PARAMS))
+    zero = fed.client("dee").encrypt_chunks(np.zeros(PARAMS), round_id=ROUND)
     scale = backend_for(fed.config.preset).parse(victim.chunks[0], what="chunk").scale
     copy = pack(fed.config, add_chunks(fed.config, victim.chunks, zero), scale)
     stolen = fed.client("dee").sign_update(copy, layout=fed.layout, round_id=ROUND, weight=2.0)

@@ -15,6 +15,7 @@ import pytest
 
 from fhe_agg import (
     PRESETS,
+    AbortVote,
     FederationConfig,
     Layout,
     MalformedMessage,
@@ -207,3 +208,12 @@ def test_partial_decryption_set_of_booleans_is_refused() -> None:
     body["set"] = [True if m == 1 else m for m in body["set"]]  # True == 1 in Python
     with pytest.raises(MalformedMessage, match=r"partial\.set"):
         PartialDecryption.from_bytes(pack("partial", body), config=config, layout=layout)
+
+
+def test_a_body_with_text_and_binary_field_names_is_malformed() -> None:
+    """msgpack map keys may be str or bytes; naming the fields sorted them (TypeError)."""
+    wire = msgpack.packb(
+        {"v": 1, "kind": "abort-vote", "body": {"vote": [], b"x": 1}}, use_bin_type=True
+    )
+    with pytest.raises(MalformedMessage, match="fields"):
+        AbortVote.from_bytes(wire, config=FederationConfig())

@@ -19,8 +19,10 @@ from fhe_agg import (
     KeyHolder,
     Layout,
     ParameterMismatch,
+    RoundAborted,
     RoundMismatch,
     SeededRandom,
+    SigningKey,
     generate_single_key,
 )
 
@@ -58,12 +60,13 @@ def open_holder(config, keypair, roster, store):
 
 @pytest.fixture
 def rounds(make_aggregator, updates, clients, vectors):
-    """Finished aggregators of rounds 1 and 2, and a second aggregate of round 1."""
+    """Finished aggregators of rounds 1 and 2 (new updates: a client never sends one twice)."""
     out = {}
     for round_id in (1, 2):
         agg = make_aggregator(round_id)
         for cid, weight in zip(IDS, (3.0, 11.0, 7.5), strict=True):
-            agg.add(clients[cid].encrypt_update(vectors[cid], round_id=round_id, weight=weight))
+            data = vectors[cid] / round_id
+            agg.add(clients[cid].encrypt_update(data, round_id=round_id, weight=weight))
         out[round_id] = (agg, agg.finalize())
     return out
 
@@ -159,3 +162,22 @@ def test_truncated_log_is_refused(open_holder, store) -> None:
     store.write_bytes(store.read_bytes()[:1000])
     with pytest.raises(CorruptStore, match="truncated"):
         open_holder()
+
+
+def test_a_store_from_before_abort_votes_opens_and_records_them(
+    open_holder, store, rounds, layout
+) -> None:
+    open_holder().close()
+    with sqlite3.connect(store) as conn:  # the schema of the first release
+        conn.execute("DROP TABLE aborted")
+    conn.close()
+    holder = open_holder(signing_key=SigningKey.generate())
+    assert holder.aborted_rounds == ()
+    holder.vote_abort(2)
+    holder.close()
+    again = open_holder()
+    assert again.aborted_rounds == (2,)
+    agg, aggregate = rounds[2]
+    with pytest.raises(RoundAborted):
+        _partial(again, agg, aggregate, layout)
+    assert again.decrypted_rounds == () and again.budget_left == again.config.decryption_budget
