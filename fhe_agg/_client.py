@@ -7,7 +7,7 @@ signed statement, so the aggregator and key holders can check any chunk on its o
 A client also refuses to encrypt the same weighted vector for two rounds
 (:class:`~fhe_agg.RoundNotClosed`) unless the first round is proven closed by an
 :class:`~fhe_agg.AbortCertificate`: two decrypted sums of the same updates, one with a client
-fewer, would reveal that client's update. It remembers the SHA3-256 digest of the last
+fewer, would reveal that client's update. It remembers the SHA-256 digest of the last
 :data:`REMEMBERED_UPDATES` vectors it encrypted, in memory. Not covered: a client that trains
 again after a claimed abort sends a different (correlated) vector; differential privacy is what
 bounds that leak.
@@ -122,7 +122,9 @@ class Client:
         """Refuse (:class:`RoundNotClosed`) a vector already sent for another round that is not
         proven closed; else remember it for ``round_id``."""
         _check_round(round_id)
-        digest = hashlib.sha3_256(
+        # SHA-256, not SHA3: this digest only recognises the client's own vector again, and
+        # SHA-256 is hardware-accelerated (5 ms for 1e6 parameters against 31 ms)
+        digest = hashlib.sha256(
             b"fhe_agg/update-vector|" + np.ascontiguousarray(weighted, dtype="<f8").tobytes()
         ).digest()
         first = self._sent.get(digest)
