@@ -137,7 +137,12 @@ def open_store(
     _check_magic(target)
     with guard(target):
         timeout = _EXCLUSIVE_TIMEOUT_S if exclusive else _SHARED_TIMEOUT_S
-        conn = sqlite3.connect(target, timeout=timeout, isolation_level=None)
+        # The owner (Aggregator, KeyHolder) is used by one thread at a time, not always the one
+        # that opened it: an IngestQueue's worker adds updates to an aggregator built elsewhere.
+        # SQLite itself is serialized (sqlite3.threadsafety == 3); the owner serializes calls.
+        conn = sqlite3.connect(
+            target, timeout=timeout, isolation_level=None, check_same_thread=False
+        )
     try:
         with guard(target):
             conn.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, max_row_bytes)
