@@ -9,6 +9,7 @@ of the kind, which ``make_corpus.py`` writes so the fuzzer starts from valid str
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 from collections.abc import Callable
@@ -26,8 +27,10 @@ from fhe_agg import (
     Aggregator,
     CeremonyMessage,
     ChunkEvidence,
+    DpPolicy,
     EncryptedAggregate,
     EncryptedUpdate,
+    FederationConfig,
     Layout,
     MalformedMessage,
     PartialDecryption,
@@ -48,6 +51,7 @@ from fhe_agg._errors import (
 )
 from fhe_agg._messages import MessageBounds
 from fhe_agg._seal import backend_for
+from fhe_agg.flower import _records as records
 from fhe_agg.hazmat.seal_format import build_ciphertext, parse_ciphertext
 from fhe_agg.identity import (
     AuditLog,
@@ -216,6 +220,46 @@ def _evidence() -> Run:
         )
         assert _evidence_rows(again) == _evidence_rows(evidence)
         assert all(type(i) is int for i in evidence.chunks)
+
+    return run
+
+
+def _flower_records() -> Run:
+    """Every decoder of :mod:`fhe_agg.flower._records` on each input, with the bounds the
+    node and the relay use; the envelope's kind picks the one that can succeed."""
+    relay = ("relay", len(world.HOLDERS), records.CEREMONY_BLOB_BYTES)
+    endorsements = ("endorsements", records.MAX_HOLDERS, 8192)
+
+    def config(data: bytes) -> None:
+        decoded = records.decode_config(data)
+        again = records.decode_config(records.encode_config(decoded[0], clip=decoded[1]))
+        assert again == decoded
+
+    def blobs(data: bytes) -> None:
+        for kind, items, size in (relay, endorsements):
+            with contextlib.suppress(MalformedMessage):
+                got = records.decode_blobs(data, kind, max_items=items, max_item=size)
+                assert len(got) <= items and all(len(b) <= size for b in got)
+                again = records.encode_blobs(kind, got)
+                assert records.decode_blobs(again, kind, max_items=items, max_item=size) == got
+
+    def roster(data: bytes) -> None:
+        got = records.decode_roster(data, max_members=records.MAX_NODES)
+        again = records.encode_roster(got)
+        assert records.decode_roster(again, max_members=records.MAX_NODES) == got
+
+    def spec(data: bytes) -> None:
+        got, directory = records.decode_spec(data)
+        again, again_directory = records.decode_spec(records.encode_spec(got, directory))
+        assert again == got and again.ceremony_id == got.ceremony_id
+        assert {h: (d.verify_key, d.sealing_key.to_bytes()) for h, d in directory.items()} == {
+            h: (d.verify_key, d.sealing_key.to_bytes()) for h, d in again_directory.items()
+        }
+
+    def run(data: bytes) -> None:
+        for decode in (config, blobs, roster, spec):
+            with contextlib.suppress(MalformedMessage):
+                decode(data)
 
     return run
 
@@ -423,6 +467,25 @@ def _fed_seeds(kind: str) -> list[bytes]:
         # one chunk only: real paths are empty, so also a short entry with a full-depth path
         short = ChunkEvidence(client_id="alpha", chunk=b"\x01" * 64, path=(b"\x02" * 32,) * 2)
         return [real.to_bytes(), AggregateEvidence(round_id=1, chunks={0: (short,)}).to_bytes()]
+    if kind == "flower_records":
+        dp = FederationConfig(
+            preset=fed.config.preset,
+            max_clients=4,
+            max_weight=1.0,
+            value_bound=1.0,
+            holders=3,
+            threshold=2,
+            dp=DpPolicy(clip=1.0, noise_multiplier=0.8),
+        )
+        relayed = [m.to_bytes() for m in fed.ceremony if m.phase == "seed-commit"]
+        return [
+            records.encode_config(fed.config, clip=0.5),
+            records.encode_config(dp, clip=None),
+            records.encode_blobs("relay", relayed),
+            records.encode_blobs("endorsements", [b"\x01" * 3309, b"\x02" * 3309]),
+            records.encode_roster(fed.roster),
+            records.encode_spec(fed.spec, fed.directory),
+        ]
     if kind == "packed_ciphertext":
         return [fed.updates[0].chunks[0], fed.aggregate.chunks[0]]
     if kind == "seal_ciphertext":
@@ -541,6 +604,14 @@ TARGETS: dict[str, Target] = {
             _MALFORMED,
             _evidence,
             lambda: _fed_seeds("evidence"),
+            "msgpack",
+        ),
+        Target(
+            "flower_records",
+            "flower._records decode_config / decode_blobs / decode_roster / decode_spec",
+            _MALFORMED,
+            _flower_records,
+            lambda: _fed_seeds("flower_records"),
             "msgpack",
         ),
         Target(

@@ -76,6 +76,8 @@ class Federation:
     aggregate: EncryptedAggregate
     partials: tuple[PartialDecryption, ...]
     sealing_key: SealingPrivateKey
+    spec: CeremonySpec
+    directory: dict[str, HolderIdentity]
 
 
 @cache
@@ -162,6 +164,8 @@ def federation() -> Federation:
         aggregate=aggregate,
         partials=tuple(partials),
         sealing_key=sealing["kh-2"],
+        spec=spec,
+        directory=directory,
     )
 
 

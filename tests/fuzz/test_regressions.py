@@ -207,3 +207,25 @@ def test_partial_decryption_set_of_booleans_is_refused() -> None:
     body["set"] = [True if m == 1 else m for m in body["set"]]  # True == 1 in Python
     with pytest.raises(MalformedMessage, match=r"partial\.set"):
         PartialDecryption.from_bytes(pack("partial", body), config=config, layout=layout)
+
+
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [
+        ({"holders": 256, "threshold": 2}, "threshold > holders / 2"),  # found by atheris
+        ({"flooding": None, "dp": None}, "needs noise flooding"),  # found by Hypothesis
+    ],
+)
+def test_federation_record_the_security_checks_refuse_is_malformed(
+    change: dict[str, Any], reason: str
+) -> None:
+    pytest.importorskip("flwr")
+    from fhe_agg.flower import _records as rec
+
+    config = FederationConfig(
+        min_clients=2, max_clients=4, max_weight=10.0, value_bound=1.0, holders=3, threshold=2
+    )
+    body = msgpack.unpackb(rec.encode_config(config, clip=None))["body"]
+    body.update(change)
+    with pytest.raises(MalformedMessage, match=reason):  # was UnsupportedParameters
+        rec.decode_config(pack("federation", body))
