@@ -214,6 +214,7 @@ def test_partial_decryption_set_of_booleans_is_refused() -> None:
     [
         ({"holders": 256, "threshold": 2}, "threshold > holders / 2"),  # found by atheris
         ({"flooding": None, "dp": None}, "needs noise flooding"),  # found by Hypothesis
+        ({"max_weight": 1.7e308}, "beyond any float"),  # atheris: was OverflowError
     ],
 )
 def test_federation_record_the_security_checks_refuse_is_malformed(
