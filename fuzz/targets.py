@@ -31,6 +31,7 @@ from fhe_agg import (
     EncryptedAggregate,
     EncryptedUpdate,
     FederationConfig,
+    KeyHolder,
     Layout,
     MalformedMessage,
     PartialDecryption,
@@ -47,6 +48,7 @@ from fhe_agg._errors import (
     CorruptKeyFile,
     InvalidRoster,
     ParameterMismatch,
+    StoreError,
     WrongPassphrase,
 )
 from fhe_agg._messages import MessageBounds
@@ -332,6 +334,100 @@ def _share_poly() -> Run:
         assert _poly_bytes(poly) == data
 
     return run
+
+
+# --- state stores (disk) -----------------------------------------------------------------
+
+
+_STORE_ERRORS: Errors = (StoreError, Rejected)  # CorruptStore is a StoreError
+
+
+def _store_path(folder: Path) -> Path:
+    """A fresh store path in ``folder``: no file, no leftover WAL or shared-memory file."""
+    path = folder / "state.sqlite"
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
+    return path
+
+
+def _holder(fed: world.Federation, store: Path | None = None) -> KeyHolder:
+    j = world.DECRYPTING_SET[0]
+    return KeyHolder(
+        holder_id=world.HOLDERS[j - 1],
+        config=fed.config,
+        public_key=fed.public_key,
+        key_share=fed.shares[j - 1],
+        roster=fed.roster,
+        store=store,
+    )
+
+
+def _round_aggregator(fed: world.Federation, store: Path) -> Aggregator:
+    return Aggregator(
+        config=fed.config,
+        roster=fed.roster,
+        public_key=fed.public_key,
+        round_id=1,
+        layout=fed.layout,
+        store=store,
+    )
+
+
+def _stores() -> Run:
+    """The first byte picks the store kind; the rest is the SQLite file, opened (resumed)."""
+    fed = world.federation()
+    folder = _scratch()
+
+    def aggregator(path: Path) -> None:
+        with _round_aggregator(fed, path) as agg:
+            assert set(agg.accepted_clients) <= set(fed.roster)
+            if agg.finalized:
+                aggregate = agg.finalize()
+                assert aggregate.total_weight > 0
+                agg.evidence(range(len(aggregate.chunks)))  # every chunk checked on read
+
+    def holder(path: Path) -> None:
+        keyholder = _holder(fed, path)
+        try:
+            left = keyholder.budget_left
+            assert left is None or left >= 0
+            assert all(isinstance(r, int) for r in keyholder.decrypted_rounds)
+        finally:
+            keyholder.close()
+
+    def run(data: bytes) -> None:
+        if not data:
+            return
+        path = _store_path(folder)
+        path.write_bytes(data[1:])
+        path.chmod(0o600)
+        (holder if data[0] & 1 else aggregator)(path)
+
+    return run
+
+
+def _store_seeds() -> list[bytes]:
+    fed = world.federation()
+    folder = _scratch()
+    out = []
+    for finalize in (False, True):
+        path = _store_path(folder)
+        with _round_aggregator(fed, path) as agg:
+            for update in fed.updates[: 2 + finalize]:
+                agg.add(update.to_bytes())
+            if finalize:
+                aggregate = agg.finalize()
+                keyholder = _holder(fed)
+                evidence = agg.evidence(keyholder.challenge(aggregate))
+        out.append(b"\x00" + path.read_bytes())
+    path = _store_path(folder)
+    keyholder = _holder(fed, path)
+    keyholder.partial_decrypt(
+        aggregate, evidence, layout=fed.layout, decrypting_set=world.DECRYPTING_SET
+    )
+    keyholder.close()
+    out.append(b"\x01" + path.read_bytes())
+    return out
 
 
 # --- identity files -----------------------------------------------------------------------
@@ -656,6 +752,13 @@ TARGETS: dict[str, Target] = {
             _MALFORMED,
             _share_poly,
             lambda: _fed_seeds("share_poly"),
+        ),
+        Target(
+            "stores",
+            "Aggregator(store=) resume + evidence / KeyHolder(store=) log (SQLite files)",
+            _STORE_ERRORS,
+            _stores,
+            _store_seeds,
         ),
         Target(
             "public_identity",
