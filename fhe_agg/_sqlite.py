@@ -53,11 +53,14 @@ def _translate(path: Path, exc: sqlite3.Error) -> FheAggError:
 
 @contextmanager
 def guard(path: Path) -> Iterator[None]:
-    """Turn SQLite errors into :class:`CorruptStore` (damage) or :class:`StoreError`."""
+    """Turn SQLite errors into :class:`CorruptStore` (damage) or :class:`StoreError`; text
+    that does not decode (Python's ``sqlite3`` raises ``UnicodeDecodeError``) is damage too."""
     try:
         yield
     except sqlite3.Error as exc:
         raise _translate(path, exc) from None
+    except UnicodeDecodeError:  # the schema or a TEXT value holds bytes that are not UTF-8
+        raise CorruptStore(f"store {path}: damaged (text that is not UTF-8)") from None
 
 
 class Store:

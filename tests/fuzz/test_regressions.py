@@ -16,12 +16,13 @@ import pytest
 from fhe_agg import (
     PRESETS,
     FederationConfig,
+    KeyHolder,
     Layout,
     MalformedMessage,
     PartialDecryption,
     PublicKey,
 )
-from fhe_agg._errors import CorruptKeyFile, InvalidRoster
+from fhe_agg._errors import CorruptKeyFile, CorruptStore, InvalidRoster
 from fhe_agg._seal import backend_for
 from fhe_agg._wire import pack
 from fhe_agg.hazmat.seal_format import _header, parse_ciphertext
@@ -230,3 +231,15 @@ def test_federation_record_the_security_checks_refuse_is_malformed(
     body.update(change)
     with pytest.raises(MalformedMessage, match=reason):  # was UnsupportedParameters
         rec.decode_config(pack("federation", body))
+
+
+def test_store_whose_schema_is_not_utf8_is_corrupt(config, keypair, roster, tmp_path: Path) -> None:
+    # found by the stores harness after 2,200 inputs: was UnicodeDecodeError out of open_store
+    path = tmp_path / "holder.sqlite"
+    args = {"holder_id": "kh", "config": config, "public_key": keypair[0], "roster": roster}
+    KeyHolder(key_share=keypair[1], store=path, **args).close()
+    data = path.read_bytes()
+    assert data.count(b"autoindex_meta") == 1
+    path.write_bytes(data.replace(b"autoindex_meta", b"autoindex_m\xffta"))
+    with pytest.raises(CorruptStore, match="not UTF-8"):
+        KeyHolder(key_share=keypair[1], store=path, **args)
