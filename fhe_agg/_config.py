@@ -130,6 +130,12 @@ class FederationConfig:
             released = self.dp.noise_multiplier * self.dp_sensitivity
             spread = math.sqrt(self.threshold / self.dp.honest_holders)
             largest += _NOISE_TAILS * released * spread
+        if not math.isfinite(largest):  # checked in __post_init__: never raised afterwards
+            raise UnsupportedParameters(
+                f"preset {self.preset.name}: max_clients={self.max_clients}, max_weight="
+                f"{self.max_weight}, value_bound={self.value_bound} (with DP noise, if any) bound "
+                "a sum beyond any float, let alone a CKKS modulus; lower them"
+            )
         return math.floor(self._log_q - _HEADROOM_BITS - math.log2(largest))
 
     @property

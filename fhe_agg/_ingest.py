@@ -17,7 +17,7 @@ import time
 from collections import deque
 
 from fhe_agg._aggregator import Aggregator
-from fhe_agg._errors import FheAggError, MessageTooLarge, Rejected
+from fhe_agg._errors import FheAggError, MalformedMessage, MessageTooLarge, Rejected
 
 __all__ = ["Busy", "IngestQueue"]
 
@@ -33,10 +33,12 @@ class IngestQueue:
     ...     queue.submit(update_bytes, timeout=5.0)   # from any number of handler threads
     >>> aggregate = aggregator.finalize()              # after the queue is closed
 
-    Refusals of the aggregator (a :class:`~fhe_agg.FheAggError` for a bad update) are kept in
-    :attr:`rejected` with the ticket :meth:`submit` returned; any other exception stops the
-    worker and is raised again by :meth:`close`. Do not touch the aggregator until the queue is
-    closed.
+    Refusals of the aggregator (:class:`~fhe_agg.MalformedMessage` or a
+    :class:`~fhe_agg.Rejected` subclass: a bad update, as :meth:`Aggregator.add` documents) are
+    kept in :attr:`rejected` with the ticket :meth:`submit` returned. Any other exception, a
+    :class:`~fhe_agg.StoreError` (disk full, I/O error) included, is the server's failure, not
+    the client's: it stops the worker and is raised again by :meth:`close`. Do not touch the
+    aggregator until the queue is closed.
     """
 
     def __init__(
@@ -54,6 +56,7 @@ class IngestQueue:
         self._items: deque[tuple[int, bytes]] = deque()
         self._pending = 0
         self._pending_bytes = 0
+        self._peak_pending = 0
         self._peak_pending_bytes = 0
         self._tickets = 0
         self._accepted = 0
@@ -72,6 +75,11 @@ class IngestQueue:
     def pending_bytes(self) -> int:
         """Bytes of the updates queued or being added."""
         return self._pending_bytes
+
+    @property
+    def peak_pending(self) -> int:
+        """The largest :attr:`pending` seen (never above ``max_pending``)."""
+        return self._peak_pending
 
     @property
     def peak_pending_bytes(self) -> int:
@@ -127,6 +135,7 @@ class IngestQueue:
             self._items.append((ticket, blob))
             self._pending += 1
             self._pending_bytes += size
+            self._peak_pending = max(self._peak_pending, self._pending)
             self._peak_pending_bytes = max(self._peak_pending_bytes, self._pending_bytes)
             self._cond.notify_all()
         return ticket
@@ -143,9 +152,9 @@ class IngestQueue:
             refusal: FheAggError | None = None
             try:
                 self._aggregator.add(blob)
-            except FheAggError as exc:
+            except (MalformedMessage, Rejected) as exc:
                 refusal = exc
-            except BaseException as exc:  # a bug, not a refusal: stop and surface it in close()
+            except BaseException as exc:  # not a refusal: stop and surface it in close()
                 with self._cond:
                     self._failure = exc
                     self._closed = True

@@ -53,11 +53,14 @@ def _translate(path: Path, exc: sqlite3.Error) -> FheAggError:
 
 @contextmanager
 def guard(path: Path) -> Iterator[None]:
-    """Turn SQLite errors into :class:`CorruptStore` (damage) or :class:`StoreError`."""
+    """Turn SQLite errors into :class:`CorruptStore` (damage) or :class:`StoreError`; text
+    that does not decode (Python's ``sqlite3`` raises ``UnicodeDecodeError``) is damage too."""
     try:
         yield
     except sqlite3.Error as exc:
         raise _translate(path, exc) from None
+    except UnicodeDecodeError:  # the schema or a TEXT value holds bytes that are not UTF-8
+        raise CorruptStore(f"store {path}: damaged (text that is not UTF-8)") from None
 
 
 class Store:
@@ -137,7 +140,12 @@ def open_store(
     _check_magic(target)
     with guard(target):
         timeout = _EXCLUSIVE_TIMEOUT_S if exclusive else _SHARED_TIMEOUT_S
-        conn = sqlite3.connect(target, timeout=timeout, isolation_level=None)
+        # The owner (Aggregator, KeyHolder) is used by one thread at a time, not always the one
+        # that opened it: an IngestQueue's worker adds updates to an aggregator built elsewhere.
+        # SQLite itself is serialized (sqlite3.threadsafety == 3); the owner serializes calls.
+        conn = sqlite3.connect(
+            target, timeout=timeout, isolation_level=None, check_same_thread=False
+        )
     try:
         with guard(target):
             conn.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, max_row_bytes)

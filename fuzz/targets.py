@@ -9,6 +9,7 @@ of the kind, which ``make_corpus.py`` writes so the fuzzer starts from valid str
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 from collections.abc import Callable
@@ -27,8 +28,11 @@ from fhe_agg import (
     Aggregator,
     CeremonyMessage,
     ChunkEvidence,
+    DpPolicy,
     EncryptedAggregate,
     EncryptedUpdate,
+    FederationConfig,
+    KeyHolder,
     Layout,
     MalformedMessage,
     PartialDecryption,
@@ -46,10 +50,12 @@ from fhe_agg._errors import (
     CorruptKeyFile,
     InvalidRoster,
     ParameterMismatch,
+    StoreError,
     WrongPassphrase,
 )
 from fhe_agg._messages import MessageBounds
 from fhe_agg._seal import backend_for
+from fhe_agg.flower import _records as records
 from fhe_agg.hazmat.seal_format import build_ciphertext, parse_ciphertext
 from fhe_agg.identity import (
     AuditLog,
@@ -242,6 +248,46 @@ def _evidence() -> Run:
     return run
 
 
+def _flower_records() -> Run:
+    """Every decoder of :mod:`fhe_agg.flower._records` on each input, with the bounds the
+    node and the relay use; the envelope's kind picks the one that can succeed."""
+    relay = ("relay", len(world.HOLDERS), records.CEREMONY_BLOB_BYTES)
+    endorsements = ("endorsements", records.MAX_HOLDERS, 8192)
+
+    def config(data: bytes) -> None:
+        decoded = records.decode_config(data)
+        again = records.decode_config(records.encode_config(decoded[0], clip=decoded[1]))
+        assert again == decoded
+
+    def blobs(data: bytes) -> None:
+        for kind, items, size in (relay, endorsements):
+            with contextlib.suppress(MalformedMessage):
+                got = records.decode_blobs(data, kind, max_items=items, max_item=size)
+                assert len(got) <= items and all(len(b) <= size for b in got)
+                again = records.encode_blobs(kind, got)
+                assert records.decode_blobs(again, kind, max_items=items, max_item=size) == got
+
+    def roster(data: bytes) -> None:
+        got = records.decode_roster(data, max_members=records.MAX_NODES)
+        again = records.encode_roster(got)
+        assert records.decode_roster(again, max_members=records.MAX_NODES) == got
+
+    def spec(data: bytes) -> None:
+        got, directory = records.decode_spec(data)
+        again, again_directory = records.decode_spec(records.encode_spec(got, directory))
+        assert again == got and again.ceremony_id == got.ceremony_id
+        assert {h: (d.verify_key, d.sealing_key.to_bytes()) for h, d in directory.items()} == {
+            h: (d.verify_key, d.sealing_key.to_bytes()) for h, d in again_directory.items()
+        }
+
+    def run(data: bytes) -> None:
+        for decode in (config, blobs, roster, spec):
+            with contextlib.suppress(MalformedMessage):
+                decode(data)
+
+    return run
+
+
 def _packed_ciphertext() -> Run:
     backend = backend_for(world.federation().config.preset)
 
@@ -310,6 +356,100 @@ def _share_poly() -> Run:
         assert _poly_bytes(poly) == data
 
     return run
+
+
+# --- state stores (disk) -----------------------------------------------------------------
+
+
+_STORE_ERRORS: Errors = (StoreError, Rejected)  # CorruptStore is a StoreError
+
+
+def _store_path(folder: Path) -> Path:
+    """A fresh store path in ``folder``: no file, no leftover WAL or shared-memory file."""
+    path = folder / "state.sqlite"
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
+    return path
+
+
+def _holder(fed: world.Federation, store: Path | None = None) -> KeyHolder:
+    j = world.DECRYPTING_SET[0]
+    return KeyHolder(
+        holder_id=world.HOLDERS[j - 1],
+        config=fed.config,
+        public_key=fed.public_key,
+        key_share=fed.shares[j - 1],
+        roster=fed.roster,
+        store=store,
+    )
+
+
+def _round_aggregator(fed: world.Federation, store: Path) -> Aggregator:
+    return Aggregator(
+        config=fed.config,
+        roster=fed.roster,
+        public_key=fed.public_key,
+        round_id=1,
+        layout=fed.layout,
+        store=store,
+    )
+
+
+def _stores() -> Run:
+    """The first byte picks the store kind; the rest is the SQLite file, opened (resumed)."""
+    fed = world.federation()
+    folder = _scratch()
+
+    def aggregator(path: Path) -> None:
+        with _round_aggregator(fed, path) as agg:
+            assert set(agg.accepted_clients) <= set(fed.roster)
+            if agg.finalized:
+                aggregate = agg.finalize()
+                assert aggregate.total_weight > 0
+                agg.evidence(range(len(aggregate.chunks)))  # every chunk checked on read
+
+    def holder(path: Path) -> None:
+        keyholder = _holder(fed, path)
+        try:
+            left = keyholder.budget_left
+            assert left is None or left >= 0
+            assert all(isinstance(r, int) for r in keyholder.decrypted_rounds)
+        finally:
+            keyholder.close()
+
+    def run(data: bytes) -> None:
+        if not data:
+            return
+        path = _store_path(folder)
+        path.write_bytes(data[1:])
+        path.chmod(0o600)
+        (holder if data[0] & 1 else aggregator)(path)
+
+    return run
+
+
+def _store_seeds() -> list[bytes]:
+    fed = world.federation()
+    folder = _scratch()
+    out = []
+    for finalize in (False, True):
+        path = _store_path(folder)
+        with _round_aggregator(fed, path) as agg:
+            for update in fed.updates[: 2 + finalize]:
+                agg.add(update.to_bytes())
+            if finalize:
+                aggregate = agg.finalize()
+                keyholder = _holder(fed)
+                evidence = agg.evidence(keyholder.challenge(aggregate))
+        out.append(b"\x00" + path.read_bytes())
+    path = _store_path(folder)
+    keyholder = _holder(fed, path)
+    keyholder.partial_decrypt(
+        aggregate, evidence, layout=fed.layout, decrypting_set=world.DECRYPTING_SET
+    )
+    keyholder.close()
+    out.append(b"\x01" + path.read_bytes())
+    return out
 
 
 # --- identity files -----------------------------------------------------------------------
@@ -448,6 +588,25 @@ def _fed_seeds(kind: str) -> list[bytes]:
         # one chunk only: real paths are empty, so also a short entry with a full-depth path
         short = ChunkEvidence(client_id="alpha", chunk=b"\x01" * 64, path=(b"\x02" * 32,) * 2)
         return [real.to_bytes(), AggregateEvidence(round_id=1, chunks={0: (short,)}).to_bytes()]
+    if kind == "flower_records":
+        dp = FederationConfig(
+            preset=fed.config.preset,
+            max_clients=4,
+            max_weight=1.0,
+            value_bound=1.0,
+            holders=3,
+            threshold=2,
+            dp=DpPolicy(clip=1.0, noise_multiplier=0.8),
+        )
+        relayed = [m.to_bytes() for m in fed.ceremony if m.phase == "seed-commit"]
+        return [
+            records.encode_config(fed.config, clip=0.5),
+            records.encode_config(dp, clip=None),
+            records.encode_blobs("relay", relayed),
+            records.encode_blobs("endorsements", [b"\x01" * 3309, b"\x02" * 3309]),
+            records.encode_roster(fed.roster),
+            records.encode_spec(fed.spec, fed.directory),
+        ]
     if kind == "packed_ciphertext":
         return [fed.updates[0].chunks[0], fed.aggregate.chunks[0]]
     if kind == "seal_ciphertext":
@@ -577,6 +736,14 @@ TARGETS: dict[str, Target] = {
             "msgpack",
         ),
         Target(
+            "flower_records",
+            "flower._records decode_config / decode_blobs / decode_roster / decode_spec",
+            _MALFORMED,
+            _flower_records,
+            lambda: _fed_seeds("flower_records"),
+            "msgpack",
+        ),
+        Target(
             "packed_ciphertext",
             "hazmat.packed_format.unpack_ciphertext",
             (MalformedMessage, ParameterMismatch),
@@ -618,6 +785,13 @@ TARGETS: dict[str, Target] = {
             _MALFORMED,
             _share_poly,
             lambda: _fed_seeds("share_poly"),
+        ),
+        Target(
+            "stores",
+            "Aggregator(store=) resume + evidence / KeyHolder(store=) log (SQLite files)",
+            _STORE_ERRORS,
+            _stores,
+            _store_seeds,
         ),
         Target(
             "public_identity",

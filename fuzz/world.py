@@ -79,6 +79,8 @@ class Federation:
     sealing_key: SealingPrivateKey
     holder_keys: dict[int, VerifyKey]
     abort: AbortCertificate
+    spec: CeremonySpec
+    directory: dict[str, HolderIdentity]
 
 
 @cache
@@ -180,6 +182,8 @@ def federation() -> Federation:
         sealing_key=sealing["kh-2"],
         holder_keys={j: signing[h].verify_key for j, h in enumerate(HOLDERS, start=1)},
         abort=AbortCertificate(2, votes),
+        spec=spec,
+        directory=directory,
     )
 
 

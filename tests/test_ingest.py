@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -20,6 +21,7 @@ from fhe_agg import (
     Rejected,
     SeededRandom,
     SigningKey,
+    StoreError,
     generate_single_key,
 )
 
@@ -48,13 +50,16 @@ def federation() -> dict[str, object]:
     }
 
 
-def _aggregator(federation: dict[str, object], cls: type[Aggregator] = Aggregator) -> Aggregator:
+def _aggregator(
+    federation: dict[str, object], cls: type[Aggregator] = Aggregator, store: Path | None = None
+) -> Aggregator:
     return cls(
         config=federation["config"],  # type: ignore[arg-type]
         roster=federation["roster"],  # type: ignore[arg-type]
         public_key=federation["public_key"],  # type: ignore[arg-type]
         round_id=1,
         layout=Layout.for_vector(PARAMS),
+        store=store,
     )
 
 
@@ -117,6 +122,7 @@ def test_flood_stays_within_bound_and_counts_each_update_once(
         assert busy[0] > 0, "the producers never met back-pressure: the test proves nothing"
         assert max(observed) <= bound
         assert size < queue.peak_pending_bytes <= bound
+        assert queue.peak_pending == 2  # the byte bound binds before max_pending=8
         assert sorted(tickets) == list(range(len(work)))
         assert queue.accepted == CLIENTS
         assert sorted(agg.accepted_clients) == sorted(updates)
@@ -125,6 +131,44 @@ def test_flood_stays_within_bound_and_counts_each_update_once(
         assert queue.pending == 0 and queue.pending_bytes == 0
         expected_weight = sum(1.0 + i for i in range(CLIENTS))
         assert agg.finalize().total_weight == expected_weight
+
+
+class _DiskFullAggregator(Aggregator):
+    """A real aggregator whose store can no longer be written: a server-side failure."""
+
+    def add(self, update: object) -> None:  # type: ignore[override]
+        raise StoreError("store round.sqlite: database or disk is full")
+
+
+def test_worker_adds_into_a_store_opened_by_another_thread(
+    federation: dict[str, object], tmp_path: Path
+) -> None:
+    # regression: the SQLite connection refused use from the worker thread, and every update
+    # came back "rejected" with a StoreError
+    blobs = list(federation["updates"].values())[:4]  # type: ignore[union-attr]
+    with _aggregator(federation, store=tmp_path / "round.sqlite") as agg:
+        with IngestQueue(agg, max_pending_bytes=1 << 30) as queue:
+            for blob in blobs:
+                queue.submit(blob)
+        assert queue.rejected == () and queue.accepted == len(blobs)
+        aggregate = agg.finalize()
+    with _aggregator(federation, store=tmp_path / "round.sqlite") as resumed:
+        assert resumed.finalize().to_bytes() == aggregate.to_bytes()
+
+
+def test_a_store_failure_stops_the_worker_instead_of_rejecting_the_client(
+    federation: dict[str, object],
+) -> None:
+    blobs = list(federation["updates"].values())  # type: ignore[union-attr]
+    with _aggregator(federation, _DiskFullAggregator) as agg:
+        queue = IngestQueue(agg, max_pending_bytes=1 << 30)
+        queue.submit(blobs[0])
+        with pytest.raises(StoreError, match="disk is full"):
+            queue.close()
+        assert queue.rejected == () and queue.accepted == 0
+        assert queue.pending == 0 and queue.pending_bytes == 0
+        with pytest.raises(Rejected, match="closed"):
+            queue.submit(blobs[1], timeout=0)
 
 
 def test_full_queue_raises_busy_and_queues_nothing(federation: dict[str, object]) -> None:

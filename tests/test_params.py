@@ -2,7 +2,14 @@ from __future__ import annotations
 
 import pytest
 
-from fhe_agg import PRESETS, CkksPreset, FederationConfig, UnsupportedParameters, get_preset
+from fhe_agg import (
+    PRESETS,
+    CkksPreset,
+    DpPolicy,
+    FederationConfig,
+    UnsupportedParameters,
+    get_preset,
+)
 from fhe_agg._params import QUANTUM_128_MAX_LOG_Q
 
 
@@ -60,6 +67,18 @@ def test_scale_is_derived_from_the_bounds() -> None:
 def test_config_refuses_bounds_that_leave_no_precision() -> None:
     with pytest.raises(UnsupportedParameters, match="bits of scale"):
         FederationConfig(max_clients=1024, max_weight=1e6, value_bound=1e15)
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"max_weight": 1.7e308},  # finite, but 4 x 1.7e308 x sqrt(2) is not: was OverflowError
+        {"max_weight": 1.0, "dp": DpPolicy(clip=1.0, noise_multiplier=1e308)},
+    ],
+)
+def test_config_refuses_bounds_whose_product_overflows(kwargs: dict[str, object]) -> None:
+    with pytest.raises(UnsupportedParameters, match="beyond any float"):
+        FederationConfig(max_clients=4, value_bound=1.0, **kwargs)  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(

@@ -15,7 +15,7 @@ from fhe_agg._ceremony import _MAX_MESSAGE as CEREMONY_MESSAGE_BYTES
 from fhe_agg._ceremony import CeremonySpec, HolderIdentity
 from fhe_agg._config import FederationConfig
 from fhe_agg._dp import DpPolicy
-from fhe_agg._errors import MalformedMessage
+from fhe_agg._errors import MalformedMessage, UnsupportedParameters
 from fhe_agg._flooding import FloodingPolicy
 from fhe_agg._keys import PublicKey
 from fhe_agg._params import get_preset
@@ -77,7 +77,10 @@ def encode_config(config: FederationConfig, *, clip: float | None) -> bytes:
 
 
 def decode_config(data: bytes) -> tuple[FederationConfig, float | None]:
-    """Inverse of :func:`encode_config`; invalid parameters raise :class:`MalformedMessage`."""
+    """Inverse of :func:`encode_config`; invalid parameters, including a combination the
+    security checks of :class:`FederationConfig` refuse (``UnsupportedParameters``), raise
+    :class:`MalformedMessage`: the node never runs with parameters it was sent but cannot
+    accept."""
     f = unpack(data, "federation", max_bytes=4096, max_bin=0, max_array=8)
     f.expect_keys(
         "preset",
@@ -122,7 +125,7 @@ def decode_config(data: bytes) -> tuple[FederationConfig, float | None]:
             dp=dp,
         )
         clip = None if f.body["clip"] is None else positive_finite(f.number("clip"), "clip")
-    except (TypeError, ValueError) as exc:  # zip(strict=True) or a constructor's check
+    except (TypeError, ValueError, UnsupportedParameters) as exc:  # zip(strict=True) or a check
         raise MalformedMessage(f"federation: invalid parameters ({exc})") from None
     return config, clip
 

@@ -17,12 +17,13 @@ from fhe_agg import (
     PRESETS,
     AbortVote,
     FederationConfig,
+    KeyHolder,
     Layout,
     MalformedMessage,
     PartialDecryption,
     PublicKey,
 )
-from fhe_agg._errors import CorruptKeyFile, InvalidRoster
+from fhe_agg._errors import CorruptKeyFile, CorruptStore, InvalidRoster
 from fhe_agg._seal import backend_for
 from fhe_agg._wire import pack
 from fhe_agg.hazmat.seal_format import _header, parse_ciphertext
@@ -217,3 +218,38 @@ def test_a_body_with_text_and_binary_field_names_is_malformed() -> None:
     )
     with pytest.raises(MalformedMessage, match="fields"):
         AbortVote.from_bytes(wire, config=FederationConfig())
+
+
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [
+        ({"holders": 256, "threshold": 2}, "threshold > holders / 2"),  # found by atheris
+        ({"flooding": None, "dp": None}, "needs noise flooding"),  # found by Hypothesis
+        ({"max_weight": 1.7e308}, "beyond any float"),  # atheris: was OverflowError
+    ],
+)
+def test_federation_record_the_security_checks_refuse_is_malformed(
+    change: dict[str, Any], reason: str
+) -> None:
+    pytest.importorskip("flwr")
+    from fhe_agg.flower import _records as rec
+
+    config = FederationConfig(
+        min_clients=2, max_clients=4, max_weight=10.0, value_bound=1.0, holders=3, threshold=2
+    )
+    body = msgpack.unpackb(rec.encode_config(config, clip=None))["body"]
+    body.update(change)
+    with pytest.raises(MalformedMessage, match=reason):  # was UnsupportedParameters
+        rec.decode_config(pack("federation", body))
+
+
+def test_store_whose_schema_is_not_utf8_is_corrupt(config, keypair, roster, tmp_path: Path) -> None:
+    # found by the stores harness after 2,200 inputs: was UnicodeDecodeError out of open_store
+    path = tmp_path / "holder.sqlite"
+    args = {"holder_id": "kh", "config": config, "public_key": keypair[0], "roster": roster}
+    KeyHolder(key_share=keypair[1], store=path, **args).close()
+    data = path.read_bytes()
+    assert data.count(b"autoindex_meta") == 1
+    path.write_bytes(data.replace(b"autoindex_meta", b"autoindex_m\xffta"))
+    with pytest.raises(CorruptStore, match="not UTF-8"):
+        KeyHolder(key_share=keypair[1], store=path, **args)

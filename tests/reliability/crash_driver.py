@@ -55,7 +55,8 @@ def write_setup(
     (workdir / "setup.json").write_text(json.dumps(setup))
 
 
-def _aggregator(workdir: Path, store: Path) -> Aggregator:
+def open_aggregator(workdir: Path, store: Path) -> Aggregator:
+    """The aggregator of ``setup.json``'s round on ``store`` (created or resumed)."""
     setup = json.loads((workdir / "setup.json").read_text())
     args = dict(setup["config"])
     config = FederationConfig(preset=PRESETS[args.pop("preset")], flooding=None, **args)
@@ -75,7 +76,7 @@ def run(workdir: Path, store: Path, out: Path, fd: int = 1) -> None:
     def say(line: str) -> None:
         os.write(fd, f"{line}\n".encode())
 
-    with _aggregator(workdir, store) as agg:
+    with open_aggregator(workdir, store) as agg:
         say(f"open {len(agg.accepted_clients)} {int(agg.finalized)}")
         for path in sorted((workdir / "updates").glob("*.bin")):
             if agg.finalized:
