@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -59,7 +61,12 @@ def run_target(name: str, runs: int, timeout: int, rss_mb: int) -> dict[str, obj
         str(seeds),
     ]
     start = time.monotonic()
-    proc = subprocess.run(command, capture_output=True, text=True, errors="replace")
+    # libFuzzer ends the process without running atexit: the child's scratch files go in a
+    # folder this process removes
+    shm = "/dev/shm" if os.access("/dev/shm", os.W_OK) else None
+    with tempfile.TemporaryDirectory(prefix="fhe_agg-fuzz-", dir=shm) as scratch:
+        env = {**os.environ, "FHE_AGG_FUZZ_SCRATCH": scratch}
+        proc = subprocess.run(command, capture_output=True, text=True, errors="replace", env=env)
     elapsed = time.monotonic() - start
     log = proc.stdout + proc.stderr
     (logs / f"{name}.log").write_text(log)

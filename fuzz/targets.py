@@ -9,8 +9,10 @@ of the kind, which ``make_corpus.py`` writes so the fuzzer starts from valid str
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
+import shutil
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -96,9 +98,12 @@ class Target:
 
 
 def _scratch() -> Path:
-    base = "/dev/shm" if os.access("/dev/shm", os.W_OK) else None
+    base = os.environ.get("FHE_AGG_FUZZ_SCRATCH")  # set (and removed) by run_all.py
+    if base is None and os.access("/dev/shm", os.W_OK):
+        base = "/dev/shm"
     folder = Path(tempfile.mkdtemp(prefix="fhe_agg-fuzz-", dir=base))
     folder.chmod(0o700)
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
     return folder
 
 

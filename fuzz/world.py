@@ -8,7 +8,10 @@ keys have to match.
 
 from __future__ import annotations
 
+import atexit
 import hashlib
+import os
+import shutil
 import tempfile
 from dataclasses import dataclass
 from functools import cache
@@ -219,7 +222,10 @@ def identity(member_id: str, role: str, suite: Suite = Suite.PQ_ONLY, label: str
 @cache
 def consortium() -> Consortium:
     """Write key files (with and without passphrase), rosters and an audit log to a temp dir."""
-    directory = Path(tempfile.mkdtemp(prefix="fhe_agg-fuzz-world-"))
+    directory = Path(
+        tempfile.mkdtemp(prefix="fhe_agg-fuzz-world-", dir=os.environ.get("FHE_AGG_FUZZ_SCRATCH"))
+    )
+    atexit.register(shutil.rmtree, directory, ignore_errors=True)
     keys = directory / "keys"
     admin = identity("admin", "admin")
     members = {i: identity(i, r, _SUITES.get(i, Suite.PQ_ONLY)) for i, r in _ROLES.items()}
