@@ -59,7 +59,7 @@ from fhe_agg._partial import PartialDecryption
 from fhe_agg._random import RandomSource, default_random
 from fhe_agg._seal import backend_for
 from fhe_agg._signing import SigningKey, VerifyKey
-from fhe_agg.hazmat.rlwe import add_polys, mul_fixed, to_ntt_batch
+from fhe_agg.hazmat.rlwe import add_polys, mul_fixed_plus_noise
 from fhe_agg.hazmat.rns import U64
 from fhe_agg.hazmat.sampling import rounded_gaussian
 
@@ -403,12 +403,12 @@ class KeyHolder:
         digest = aggregate_digest(aggregate, digests)
         sums = self._verify(aggregate, evidence, layout=layout, digest=digest)
         primes = self._backend.data_primes
-        data = mul_fixed(sums[:, 1], operand, primes)
-        sigma = self.config.holder_noise_sigma
-        if sigma > 0.0:
-            n, count = self._backend.n, data.shape[0]
-            noise = rounded_gaussian(count * n, sigma, self._rng).reshape(count, n)
-            data = add_polys(data, to_ntt_batch(noise, n, primes), primes)
+        sigma, n = self.config.holder_noise_sigma, self._backend.n
+
+        def noise(count: int) -> NDArray[np.int64]:
+            return rounded_gaussian(count * n, sigma, self._rng).reshape(count, n)
+
+        data = mul_fixed_plus_noise(sums[:, 1], operand, noise if sigma > 0 else None, n, primes)
         if self._log is not None:  # durable before the partial leaves this object
             self._log.record(
                 round_id=aggregate.round_id,

@@ -6,6 +6,7 @@ The secret key is never handed to SEAL: shares live as NTT-form arrays inside
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from dataclasses import dataclass
 
@@ -39,9 +40,10 @@ class PublicKey:
     preset: CkksPreset
     blob: bytes
 
-    @property
+    @functools.cached_property
     def fingerprint(self) -> bytes:
-        """SHA3-256 of the serialization; every update signs it."""
+        """SHA3-256 of the serialization; every update signs it (computed once: every
+        statement check asks for it)."""
         return hashlib.sha3_256(b"fhe_agg/public-key|" + self.blob).digest()
 
     @classmethod
@@ -74,6 +76,7 @@ class KeyShare:
 
     __slots__ = (
         "_operand",
+        "_operands",
         "holder_index",
         "holders",
         "preset",
@@ -99,6 +102,7 @@ class KeyShare:
         self.holders = holders
         self.public_key_fingerprint = public_key_fingerprint
         self._operand = operand
+        self._operands: dict[tuple[int, ...], FixedOperand] = {}  # by decrypting set
 
     def data_level(self) -> FixedOperand:
         """The share restricted to the data-level primes (what decryption multiplies by)."""
@@ -121,9 +125,13 @@ class KeyShare:
         data = self.data_level()
         if self.threshold == self.holders:
             return data
-        primes = backend_for(self.preset).data_primes
-        coefficient = lagrange_coefficients(decrypting_set, primes)[self.holder_index]
-        return FixedOperand.of(scale_share(data.value, coefficient, primes), primes)
+        members = tuple(sorted(decrypting_set))
+        if members not in self._operands:  # at most C(n-1, t-1) sets; Shoup quotients are slow
+            primes = backend_for(self.preset).data_primes
+            coefficient = lagrange_coefficients(members, primes)[self.holder_index]
+            scaled = scale_share(data.value, coefficient, primes)
+            self._operands[members] = FixedOperand.of(scaled, primes)
+        return self._operands[members]
 
     def __reduce__(self) -> tuple[object, ...]:
         raise TypeError("KeyShare cannot be pickled: secret key material never leaves the holder")

@@ -7,6 +7,7 @@ first ``L`` rows of the key level (SEAL drops the special prime last).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -15,6 +16,7 @@ from numpy.typing import NDArray
 from fhe_agg.hazmat.ntt import ntt_tables
 from fhe_agg.hazmat.rns import U64, add_mod, mul_shoup, neg_mod, shoup_quotient, signed_to_residues
 
+_FLOOD_BLOCK = 32  # ciphertexts per block of mul_fixed_plus_noise (measured: 16-64 all close)
 _NTT_BLOCK = 4  # polynomials per batched NTT: large enough to amortize numpy, small for the cache
 
 __all__ = ["FixedOperand", "add_polys", "mul_fixed", "public_key_share", "to_ntt", "to_ntt_batch"]
@@ -61,6 +63,26 @@ def mul_fixed(x: U64, fixed: FixedOperand, primes: tuple[int, ...]) -> U64:
     out = np.empty_like(x)
     for i, q in enumerate(primes):
         out[..., i, :] = mul_shoup(x[..., i, :], fixed.value[i], fixed.quotient[i], q)
+    return out
+
+
+def mul_fixed_plus_noise(
+    x: U64,
+    fixed: FixedOperand,
+    noise: Callable[[int], NDArray[np.int64]] | None,
+    n: int,
+    primes: tuple[int, ...],
+) -> U64:
+    """``x * fixed + NTT(e) mod q_i`` for ``x`` of shape ``(k, len(primes), n)``, where
+    ``noise(m)`` returns ``m`` fresh signed polynomials ``e`` (shape ``(m, n)``); ``None`` adds
+    nothing. Works in blocks of :data:`_FLOOD_BLOCK` so the noise, its NTT and the sum stay in
+    cache: 1.8x faster than whole arrays at 1e7 parameters."""
+    out = np.empty_like(x)
+    for start in range(0, x.shape[0], _FLOOD_BLOCK):
+        block = mul_fixed(x[start : start + _FLOOD_BLOCK], fixed, primes)
+        if noise is not None:
+            block = add_polys(block, to_ntt_batch(noise(block.shape[0]), n, primes), primes)
+        out[start : start + _FLOOD_BLOCK] = block
     return out
 
 
