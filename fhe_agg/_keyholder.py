@@ -33,17 +33,13 @@ import numpy as np
 from numpy.typing import NDArray
 
 from fhe_agg._abort import AbortVote
-from fhe_agg._checks import check_statement
+from fhe_agg._aggregate_check import verify_aggregate
 from fhe_agg._config import FederationConfig
 from fhe_agg._errors import (
-    AggregateMismatch,
     AlreadyDecrypted,
     BudgetExhausted,
-    ChunkCountMismatch,
     DecryptionRefused,
-    DuplicateUpdate,
     FheAggError,
-    InvalidSignature,
     ParameterMismatch,
     RoundAborted,
     RoundMismatch,
@@ -52,14 +48,13 @@ from fhe_agg._errors import (
 from fhe_agg._evidence import AggregateEvidence
 from fhe_agg._holder_store import HolderStore
 from fhe_agg._keys import KeyShare, PublicKey
-from fhe_agg._merkle import leaf_hash, verify_path
 from fhe_agg._messages import EncryptedAggregate, aggregate_digest, chunk_digests
 from fhe_agg._packing import Layout
 from fhe_agg._partial import PartialDecryption
 from fhe_agg._random import RandomSource, default_random
 from fhe_agg._seal import backend_for
 from fhe_agg._signing import SigningKey, VerifyKey
-from fhe_agg.hazmat.rlwe import add_polys, mul_fixed_plus_noise
+from fhe_agg.hazmat.rlwe import mul_fixed_plus_noise
 from fhe_agg.hazmat.rns import U64
 from fhe_agg.hazmat.sampling import rounded_gaussian
 
@@ -270,72 +265,15 @@ class KeyHolder:
         digest: bytes,
     ) -> U64:
         """The checks of the aggregate itself (manifest, signatures, scale, sums)."""
-        round_id = aggregate.round_id
-        clients = [s.statement.client_id for s in aggregate.manifest]
-        if len(set(clients)) != len(clients):
-            raise DuplicateUpdate("manifest lists a client twice")
-        if len(clients) < self.config.min_clients:
-            raise ThresholdNotMet(
-                f"aggregate of round {round_id} has {len(clients)} clients, min_clients is {self.config.min_clients}"
-            )
-        for signed in aggregate.manifest:
-            check_statement(
-                signed,
-                roster=self.roster,
-                config=self.config,
-                public_key=self.public_key,
-                round_id=round_id,
-                layout=layout,
-            )
-        expected_chunks = layout.chunk_count(self.config.preset.reals_per_ciphertext)
-        if len(aggregate.chunks) != expected_chunks:
-            raise ChunkCountMismatch(
-                f"aggregate has {len(aggregate.chunks)} chunks, layout needs {expected_chunks}"
-            )
-        b = self._backend
-        mean_scale = self.config.scale * aggregate.total_weight
-        parsed = []
-        for i, blob in enumerate(aggregate.chunks):
-            raw = b.parse(blob, what=f"aggregate chunk {i}")
-            if raw.scale != mean_scale:
-                raise AggregateMismatch(
-                    f"aggregate chunk {i}: scale does not match the manifest's total weight"
-                )
-            parsed.append(raw.data)
-        sums = np.stack(parsed)
-        self._check_evidence(aggregate, evidence, sums, self._challenge(aggregate, digest))
-        return sums
-
-    def _check_evidence(
-        self,
-        aggregate: EncryptedAggregate,
-        evidence: AggregateEvidence,
-        sums: U64,
-        wanted: tuple[int, ...],
-    ) -> None:
-        b = self._backend
-        if evidence.round_id != aggregate.round_id or not set(wanted) <= set(evidence.chunks):
-            raise AggregateMismatch("evidence does not cover the requested chunks of this round")
-        statements = [s.statement for s in aggregate.manifest]
-        for index in wanted:
-            items = evidence.chunks[index]
-            if [e.client_id for e in items] != [s.client_id for s in statements]:
-                raise AggregateMismatch(f"chunk {index}: evidence clients differ from the manifest")
-            total: U64 | None = None
-            for stmt, item in zip(statements, items, strict=True):
-                leaf = leaf_hash(index, item.chunk)
-                if not verify_path(
-                    leaf, index, stmt.chunk_count, list(item.path), stmt.merkle_root
-                ):
-                    raise InvalidSignature(
-                        f"chunk {index} of {stmt.client_id!r} is not the one the client signed"
-                    )
-                raw = b.parse(item.chunk, what=f"evidence chunk {index} of {stmt.client_id!r}")
-                total = raw.data if total is None else add_polys(total, raw.data, b.data_primes)
-            if total is None or not np.array_equal(total, sums[index]):
-                raise AggregateMismatch(
-                    f"chunk {index} is not the sum of the manifest's signed updates"
-                )
+        return verify_aggregate(
+            aggregate,
+            evidence,
+            layout=layout,
+            wanted=self._challenge(aggregate, digest),
+            config=self.config,
+            public_key=self.public_key,
+            roster=self.roster,
+        )
 
     def detection_probability(self, chunk_count: int, tampered: int = 1) -> float:
         """Probability that this holder's check catches an aggregate with ``tampered`` of its

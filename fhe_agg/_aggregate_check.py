@@ -1,0 +1,115 @@
+"""A key holder's checks that an aggregate is the exact sum of a round's signed updates.
+
+Pure functions of the aggregate, the evidence the aggregator sent for the challenged chunks, and
+the federation (roster, config, public key): no holder state. See :class:`~fhe_agg.KeyHolder` for
+what is checked and why.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+
+from fhe_agg._checks import check_statement
+from fhe_agg._config import FederationConfig
+from fhe_agg._errors import (
+    AggregateMismatch,
+    ChunkCountMismatch,
+    DuplicateUpdate,
+    InvalidSignature,
+    ThresholdNotMet,
+)
+from fhe_agg._evidence import AggregateEvidence
+from fhe_agg._keys import PublicKey
+from fhe_agg._merkle import leaf_hash, verify_path
+from fhe_agg._messages import EncryptedAggregate
+from fhe_agg._packing import Layout
+from fhe_agg._seal import SealBackend, backend_for
+from fhe_agg._signing import VerifyKey
+from fhe_agg.hazmat.rlwe import add_polys
+from fhe_agg.hazmat.rns import U64
+
+__all__ = ["verify_aggregate"]
+
+
+def verify_aggregate(
+    aggregate: EncryptedAggregate,
+    evidence: AggregateEvidence,
+    *,
+    layout: Layout,
+    wanted: tuple[int, ...],
+    config: FederationConfig,
+    public_key: PublicKey,
+    roster: Mapping[str, VerifyKey],
+) -> U64:
+    """Check the manifest (distinct roster members, at least ``min_clients``, valid statements
+    for this round and layout), the chunk count, every chunk's scale, and that each chunk in
+    ``wanted`` is the sum of the clients' signed chunks in ``evidence``; return the parsed
+    chunks. Raises the typed error of the first check that fails."""
+    round_id = aggregate.round_id
+    clients = [s.statement.client_id for s in aggregate.manifest]
+    if len(set(clients)) != len(clients):
+        raise DuplicateUpdate("manifest lists a client twice")
+    if len(clients) < config.min_clients:
+        raise ThresholdNotMet(
+            f"aggregate of round {round_id} has {len(clients)} clients, min_clients is {config.min_clients}"
+        )
+    for signed in aggregate.manifest:
+        check_statement(
+            signed,
+            roster=roster,
+            config=config,
+            public_key=public_key,
+            round_id=round_id,
+            layout=layout,
+        )
+    expected_chunks = layout.chunk_count(config.preset.reals_per_ciphertext)
+    if len(aggregate.chunks) != expected_chunks:
+        raise ChunkCountMismatch(
+            f"aggregate has {len(aggregate.chunks)} chunks, layout needs {expected_chunks}"
+        )
+    b = backend_for(config.preset)
+    mean_scale = config.scale * aggregate.total_weight
+    parsed = []
+    for i, blob in enumerate(aggregate.chunks):
+        raw = b.parse(blob, what=f"aggregate chunk {i}")
+        if raw.scale != mean_scale:
+            raise AggregateMismatch(
+                f"aggregate chunk {i}: scale does not match the manifest's total weight"
+            )
+        parsed.append(raw.data)
+    sums = np.stack(parsed)
+    _check_evidence(aggregate, evidence, sums, wanted, b)
+    return sums
+
+
+def _check_evidence(
+    aggregate: EncryptedAggregate,
+    evidence: AggregateEvidence,
+    sums: U64,
+    wanted: tuple[int, ...],
+    b: SealBackend,
+) -> None:
+    """Each chunk in ``wanted``: every client's evidence chunk is the one its Merkle root
+    signed, and their modular sum equals the aggregate's chunk."""
+    if evidence.round_id != aggregate.round_id or not set(wanted) <= set(evidence.chunks):
+        raise AggregateMismatch("evidence does not cover the requested chunks of this round")
+    statements = [s.statement for s in aggregate.manifest]
+    for index in wanted:
+        items = evidence.chunks[index]
+        if [e.client_id for e in items] != [s.client_id for s in statements]:
+            raise AggregateMismatch(f"chunk {index}: evidence clients differ from the manifest")
+        total: U64 | None = None
+        for stmt, item in zip(statements, items, strict=True):
+            leaf = leaf_hash(index, item.chunk)
+            if not verify_path(leaf, index, stmt.chunk_count, list(item.path), stmt.merkle_root):
+                raise InvalidSignature(
+                    f"chunk {index} of {stmt.client_id!r} is not the one the client signed"
+                )
+            raw = b.parse(item.chunk, what=f"evidence chunk {index} of {stmt.client_id!r}")
+            total = raw.data if total is None else add_polys(total, raw.data, b.data_primes)
+        if total is None or not np.array_equal(total, sums[index]):
+            raise AggregateMismatch(
+                f"chunk {index} is not the sum of the manifest's signed updates"
+            )
