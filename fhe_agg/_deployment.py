@@ -17,7 +17,7 @@ from pathlib import Path
 from fhe_agg._signing import SigningKey
 from fhe_agg.identity import Identity, Role, Roster, load_identity, load_verified_roster
 
-__all__ = ["Deployment", "load_deployment"]
+__all__ = ["Deployment", "load_deployment", "load_member_identity"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -36,6 +36,46 @@ class Deployment:
         )
 
 
+def load_member_identity(
+    roster: Roster,
+    path: str | Path,
+    *,
+    passphrase: bytes | None = None,
+    member_id: str | None = None,
+) -> Identity:
+    """The private identity in key file ``path``, checked against ``roster``: its id names a
+    member (``member_id`` if given), with that member's role and current public key.
+
+    Raises the keystore's errors for a bad key file and ``ValueError`` for a key file of
+    another member, role or key (rotated or foreign) than the roster lists.
+    """
+    p = Path(path)
+    if member_id is None:
+        identity = load_identity(p, passphrase=passphrase)
+        try:
+            member = roster.member(identity.id)
+        except KeyError:
+            raise ValueError(
+                f"{p}: {identity.id!r} is no member of roster {roster.consortium!r}"
+            ) from None
+        if identity.role is not member.role:
+            raise ValueError(
+                f"{p}: {identity.id!r} has role {identity.role.value}, the roster lists "
+                f"{member.role.value}"
+            )
+    else:
+        member = roster.member(member_id)
+        identity = load_identity(p, passphrase=passphrase, role=member.role)
+    if identity.id != member.id or (
+        identity.public.fingerprint != member.current.identity.fingerprint
+    ):
+        raise ValueError(
+            f"{p}: not the key roster {roster.consortium!r} version {roster.version} lists "
+            f"for {member.id!r} (rotated or foreign key file)"
+        )
+    return identity
+
+
 def _identity(roster: Roster, keys_dir: Path, member_id: str, passphrase: bytes | None) -> Identity:
     path = keys_dir / f"{member_id}.key"
     if not path.is_file():
@@ -43,14 +83,7 @@ def _identity(roster: Roster, keys_dir: Path, member_id: str, passphrase: bytes 
             f"{path}: no key file for roster member {member_id!r} (the simulation plays every "
             "member, so it needs each member's .key in --keys)"
         )
-    member = roster.member(member_id)
-    identity = load_identity(path, passphrase=passphrase, role=member.role)
-    if identity.public.fingerprint != member.current.identity.fingerprint:
-        raise ValueError(
-            f"{path}: not the key roster {roster.consortium!r} version {roster.version} lists "
-            f"for {member_id!r} (rotated or foreign key file)"
-        )
-    return identity
+    return load_member_identity(roster, path, passphrase=passphrase, member_id=member_id)
 
 
 def load_deployment(

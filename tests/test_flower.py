@@ -1,8 +1,9 @@
 """fhe_agg.flower end to end: a real Flower federation, and the extra's import guard.
 
 The federation runs ``examples/flower_federation/run.py`` in a subprocess: Flower's Simulation
-Engine with one process per node, a dealerless 2-of-3 key ceremony among three of the five
-nodes, encrypted and signed updates, and partial decryptions made on the key-holder nodes.
+Engine with one process per node, every node pinned to an admin-signed roster written first, a
+dealerless 2-of-3 key ceremony among the three key-holder nodes, encrypted and signed updates of
+the five client nodes, and partial decryptions made on the key-holder nodes.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ def test_public_names() -> None:
     assert set(flower.__all__) == {
         "Federation",
         "NodeProcessBackend",
+        "PinnedRoster",
         "RoundReport",
         "SecureAggregation",
         "enable_secure_aggregation",
@@ -51,7 +53,7 @@ def test_public_names() -> None:
 
 
 @pytest.mark.slow
-def test_two_round_federation_decrypts_on_holder_nodes() -> None:
+def test_two_round_pinned_federation_decrypts_on_holder_nodes() -> None:
     env = dict(os.environ, FLWR_TELEMETRY_ENABLED="0")
     t0 = time.monotonic()
     done = subprocess.run(
@@ -71,6 +73,7 @@ def test_two_round_federation_decrypts_on_holder_nodes() -> None:
         3,
         2,
     )
+    assert summary["pinned"] is True
     assert summary["rounds_decrypted"] == 2
     for row in summary["per_round"]:
         assert row["decrypted"] and row["accepted"] == 5 and row["refused"] == {}

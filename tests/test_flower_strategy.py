@@ -8,14 +8,14 @@ malicious node would. Everything else is real: the ceremony, ML-DSA, CKKS, the h
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable
-from uuid import uuid4
+from collections.abc import Iterable
 
 import numpy as np
 import pytest
 
 pytest.importorskip("flwr")
 
+from flower_grid import Hook, LocalGrid, new_run_id
 from flwr.app import (
     Array,
     ArrayRecord,
@@ -26,10 +26,7 @@ from flwr.app import (
     RecordDict,
 )
 from flwr.clientapp import ClientApp
-from flwr.serverapp import Grid
 from flwr.serverapp.strategy import FedAvg
-from flwr.supercore.run import Run
-from flwr.supercore.task_identity import TaskIdentity
 
 from fhe_agg import PRESETS, DpPolicy, FederationConfig, PrivacyAccountant
 from fhe_agg.flower import (
@@ -81,69 +78,6 @@ APP = ClientApp(mods=[secure_update_mod])
 enable_secure_aggregation(APP, key_holder=lambda ctx: int(ctx.node_config["partition-id"]) < 3)
 APP.train()(_train)
 
-Hook = Callable[[Message, Message], Message]  # (instruction, honest reply) -> reply sent
-
-
-class LocalGrid(Grid):
-    """Delivers messages to in-process nodes in node-id order; ``hooks[(action, node)]`` may
-    rewrite a node's reply."""
-
-    def __init__(self, run_id: int) -> None:
-        TaskIdentity.task_id, TaskIdentity.run_id, TaskIdentity.node_id = 1, run_id, 0
-        self._run = Run.create_empty(run_id)
-        self.contexts = {
-            9_000 + 17 * i: Context(
-                run_id=run_id,
-                node_id=9_000 + 17 * i,
-                node_config={"partition-id": i, "num-partitions": NODES},
-                state=RecordDict(),
-                run_config={},
-            )
-            for i in range(NODES)
-        }
-        self.hooks: dict[tuple[str, int], Hook] = {}
-
-    def set_run(self, run: Run) -> None:
-        self._run = run
-
-    @property
-    def run(self) -> Run:
-        return self._run
-
-    def create_message(
-        self,
-        content: RecordDict,
-        message_type: str,
-        dst_node_id: int,
-        group_id: str,
-        ttl: float | None = None,
-    ) -> Message:
-        return Message(content, dst_node_id, message_type, ttl=ttl, group_id=group_id)
-
-    def get_node_ids(self) -> Iterable[int]:
-        return list(self.contexts)
-
-    def push_messages(self, messages: Iterable[Message]) -> Iterable[str]:
-        raise NotImplementedError
-
-    def pull_messages(self, message_ids: Iterable[str]) -> Iterable[Message]:
-        raise NotImplementedError
-
-    def send_and_receive(
-        self, messages: Iterable[Message], *, timeout: float | None = None
-    ) -> Iterable[Message]:
-        replies = []
-        for message in sorted(messages, key=lambda m: m.metadata.dst_node_id):
-            message.metadata.__dict__["_message_id"] = uuid4().hex
-            node = message.metadata.dst_node_id
-            reply = APP(message, self.contexts[node])
-            hook = self.hooks.get((message.metadata.message_type, node))
-            replies.append(hook(message, reply) if hook else reply)
-        return replies
-
-    def node(self, partition: int) -> int:
-        return 9_000 + 17 * partition
-
 
 def _start(model: int = 0) -> ArrayRecord:
     """Global model number ``model``: another model, other updates."""
@@ -183,7 +117,7 @@ def _replace_update(data: bytes) -> Hook:
 
 @pytest.fixture(scope="module")
 def federation() -> tuple[SecureAggregation, LocalGrid]:
-    grid = LocalGrid(run_id=int.from_bytes(uuid4().bytes[:7], "big"))
+    grid = LocalGrid(new_run_id(), app=APP, nodes=NODES)
     config = FederationConfig(
         min_clients=3,
         max_clients=NODES,
@@ -325,7 +259,7 @@ def test_distributed_dp_flows_through_the_strategy() -> None:
     )
     assert config.dp is not None and config.noise_multiplier is not None
     one_release = PrivacyAccountant.for_policy(config.dp).epsilon_after(config.noise_multiplier)
-    grid = LocalGrid(run_id=int.from_bytes(uuid4().bytes[:7], "big"))
+    grid = LocalGrid(new_run_id(), app=APP, nodes=NODES)
     strategy = SecureAggregation(
         FedAvg(fraction_evaluate=0.0, min_train_nodes=NODES, min_available_nodes=NODES),
         config=config,
@@ -371,7 +305,7 @@ def test_the_constructor_refuses_what_would_fail_every_round() -> None:
 
 
 def test_a_federation_may_have_more_nodes_than_clients_per_round() -> None:
-    grid = LocalGrid(run_id=int.from_bytes(uuid4().bytes[:7], "big"))
+    grid = LocalGrid(new_run_id(), app=APP, nodes=NODES)
     config = FederationConfig(
         min_clients=2, max_clients=3, max_weight=1000.0, value_bound=CLIP, holders=3, threshold=2
     )
@@ -383,7 +317,7 @@ def test_a_federation_may_have_more_nodes_than_clients_per_round() -> None:
 def test_a_holder_node_that_drops_is_left_out_and_the_next_round_completes() -> None:
     """Holder 1 stops answering: nobody decrypts round 1, holders 2 and 3 vote to abort it, and
     round 2 (the same model, so the same updates) is decrypted by holders 2 and 3."""
-    grid = LocalGrid(run_id=int.from_bytes(uuid4().bytes[:7], "big"))
+    grid = LocalGrid(new_run_id(), app=APP, nodes=NODES)
     config = FederationConfig(
         min_clients=3,
         max_clients=NODES,

@@ -1,8 +1,11 @@
 """Run the federation: ``python examples/flower_federation/run.py --rounds 3 --json``.
 
 Flower's Simulation Engine with one process per node (fhe_agg.flower.run_simulation): five
-nodes train, three of them also hold key shares from a dealerless ceremony, and two of those
-decrypt each round's aggregate. Prints a JSON summary with ``--json``.
+client nodes train, three key-holder nodes hold key shares from a dealerless ceremony, and two
+of those decrypt each round's aggregate. Every node is pinned to an admin-signed roster written
+first (into a temporary directory, or ``--roster-dir``); ``--unpinned`` runs the development
+mode instead (five nodes, three of which also hold keys, identities trusted from the server).
+Prints a JSON summary with ``--json``.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import json
 import logging
 import os
 import sys
+import tempfile
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -21,6 +25,7 @@ os.environ.setdefault("FLWR_TELEMETRY_ENABLED", "0")  # no usage pings from this
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import flwr
+import pinning
 from server_app import Outcome, Settings, build_server_app, plaintext_accuracy
 
 import fhe_agg
@@ -51,6 +56,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threshold", type=int, default=2)
     parser.add_argument("--clip", type=float, default=1.0)
     parser.add_argument("--json", action="store_true", help="print one JSON summary")
+    parser.add_argument(
+        "--roster-dir", type=Path, help="write the roster and key files here (a new directory)"
+    )
+    parser.add_argument(
+        "--unpinned", action="store_true", help="development mode: trust the server's directory"
+    )
     args = parser.parse_args(argv)
     settings = Settings(
         rounds=args.rounds,
@@ -58,8 +69,28 @@ def main(argv: list[str] | None = None) -> int:
         holders=args.holders,
         threshold=args.threshold,
         clip=args.clip,
+        pinned=not args.unpinned,
     )
-    if args.json:
+    if not settings.pinned:
+        return _run(settings, args.json)
+    if args.roster_dir is not None:
+        return _run(settings, args.json, args.roster_dir)
+    with tempfile.TemporaryDirectory(prefix="fhe-flower-roster-") as tmp:
+        return _run(settings, args.json, Path(tmp) / "keys")
+
+
+def _run(settings: Settings, as_json: bool, roster_dir: Path | None = None) -> int:
+    if roster_dir is not None:
+        pinning.write_consortium(
+            roster_dir,
+            clients=settings.clients,
+            holders=settings.holders,
+            threshold=settings.threshold,
+            min_clients=min(3, settings.clients),
+            preset="precise",
+        )
+        os.environ["FHE_FLOWER_ROSTER"] = str(roster_dir)  # read by client_app.py
+    if as_json:
         logging.getLogger("flwr").setLevel(logging.WARNING)
     else:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
@@ -67,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     outcome = Outcome()
     t0 = time.perf_counter()
     run_simulation(
-        build_server_app(settings, outcome), "client_app:app", num_supernodes=settings.clients
+        build_server_app(settings, outcome), "client_app:app", num_supernodes=settings.nodes
     )
     wall = time.perf_counter() - t0
     errors = [r["max_abs_error"] for r in outcome.rounds if r["max_abs_error"] is not None]
@@ -84,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
         "rounds_s": round(outcome.rounds_s, 2),
         "wall_s": round(wall, 2),
     }
-    if args.json:
+    if as_json:
         print(json.dumps(summary))
     else:
         print(json.dumps(summary, indent=2))

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import pinning
 import task
 from flwr.app import Array, ArrayRecord, ConfigRecord, Context, MetricRecord
 from flwr.serverapp import Grid, ServerApp
@@ -30,6 +31,12 @@ class Settings:
     clip: float = 1.0
     epochs: int = 5
     lr: float = 0.5
+    pinned: bool = True  # nodes check the server's directory against a signed roster
+
+    @property
+    def nodes(self) -> int:
+        """Pinned, the key holders are nodes of their own; unpinned, clients hold the keys."""
+        return self.clients + self.holders if self.pinned else self.clients
 
 
 @dataclass
@@ -68,11 +75,12 @@ def build_server_app(settings: Settings, outcome: Outcome) -> ServerApp:
                 fraction_train=1.0,
                 fraction_evaluate=0.0,
                 min_train_nodes=settings.clients,
-                min_available_nodes=settings.clients,
+                min_available_nodes=settings.nodes,
             ),
             config=config,
             clip=settings.clip,
-            consortium="flower-example",
+            consortium=pinning.CONSORTIUM,
+            min_nodes=settings.nodes,
         )
         x_test, y_test = task.test_set()
         previous = {"params": task.initial_model()}

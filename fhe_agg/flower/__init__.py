@@ -17,11 +17,13 @@ Node side, register the handlers and the mod that encrypts every train reply::
 
 At start-up the server introduces the nodes, relays a dealerless key ceremony among the key
 holders (signed messages; the shares inside sealed to their recipient) and gives every node the
-joint public key with each holder's signature over it. Identities are made per node at start-up
-and the server distributes the public directory: a real deployment pins them (and the
-federation parameters) in an admin-signed :class:`fhe_agg.identity.Roster` instead, since a
-server that forges the directory could otherwise invent clients (and have one real update
-decrypted among its own fakes) or stand in for every key holder.
+joint public key with each holder's signature over it. A deployment pins the federation in an
+admin-signed :class:`fhe_agg.identity.Roster`: ``enable_secure_aggregation(app,
+pinned=lambda ctx: PinnedRoster(roster=..., admin_public=..., key=...))``; each node then signs
+with its roster identity and refuses any relayed client, key holder or parameter the roster
+does not state. Without ``pinned`` (development) identities are made per node at start-up and
+trusted from the server, which could then invent clients (and have one real update decrypted
+among its own fakes) or stand in for every key holder; each node logs a warning saying so.
 Node state lives in the node's ``ClientApp`` process, so the runtime must keep one process per
 node for the whole run: :func:`run_simulation` (Flower's Simulation Engine with
 :class:`NodeProcessBackend`) does.
@@ -38,6 +40,7 @@ from typing import TYPE_CHECKING, Any
 
 from fhe_agg.flower._mod import secure_update_mod
 from fhe_agg.flower._node import enable_secure_aggregation
+from fhe_agg.flower._pinned import PinnedRoster
 
 if TYPE_CHECKING:
     from fhe_agg.flower._relay import Federation
@@ -69,6 +72,7 @@ def __getattr__(name: str) -> Any:
 __all__ = [
     "Federation",
     "NodeProcessBackend",
+    "PinnedRoster",
     "RoundReport",
     "SecureAggregation",
     "enable_secure_aggregation",

@@ -6,6 +6,11 @@ disk. A key holder's :class:`~fhe_agg.KeyShare` is created by the dealerless cer
 this process and lives only inside its :class:`~fhe_agg.KeyHolder`. The server only relays
 ceremony messages, which are signed, and the shares among them sealed to their recipient.
 
+With a :class:`~fhe_agg.flower.PinnedRoster` (``enable_secure_aggregation(..., pinned=...)``)
+the node uses its roster identity and checks every relayed directory against the admin-signed
+roster (:mod:`fhe_agg.flower._pinned`); without one it trusts the server's directory and says so
+in one warning at setup.
+
 The state therefore needs a ``ClientApp`` process that outlives one message, as the runtime of
 :func:`fhe_agg.flower.run_simulation` gives (one long-lived process per node). A runtime that
 starts a fresh process per message (Flower's deployment SuperNode) would lose it; the handlers
@@ -33,6 +38,7 @@ from fhe_agg._messages import EncryptedAggregate, MessageBounds
 from fhe_agg._packing import Layout
 from fhe_agg._signing import SigningKey, VerifyKey
 from fhe_agg.flower import _records as rec
+from fhe_agg.flower._pinned import Pin, PinnedRoster
 from fhe_agg.flower._protocol import (
     ACTION_ABORT,
     ACTION_CEREMONY,
@@ -52,6 +58,7 @@ __all__ = ["NodeState", "enable_secure_aggregation", "node_state", "refuse"]
 log = logging.getLogger("fhe_agg.flower")
 
 KeyHolderPolicy = bool | Callable[[Context], bool]
+PinnedPolicy = Callable[[Context], PinnedRoster | None]
 
 
 @dataclass(eq=False)
@@ -61,6 +68,7 @@ class NodeState:
     client_id: str
     signing_key: SigningKey
     sealing_key: SealingPrivateKey | None
+    pin: Pin | None = None
     member: CeremonyMember | None = None
     spec: CeremonySpec | None = None
     ceremony_key: PublicKey | None = None
@@ -74,6 +82,11 @@ class NodeState:
     @property
     def is_holder(self) -> bool:
         return self.sealing_key is not None
+
+    @property
+    def sends_updates(self) -> bool:
+        """Unpinned, every node trains; pinned, only roster clients (holders only decrypt)."""
+        return self.pin is None or not self.pin.is_holder
 
     def __repr__(self) -> str:
         role = "holder" if self.is_holder else "client"
@@ -118,12 +131,23 @@ def _require(context: Context) -> NodeState:
     return state
 
 
-def _hello(message: Message, context: Context, holder: bool) -> Message:
+def _new_state(context: Context, holder: bool, pinned: PinnedRoster | None) -> NodeState:
+    if pinned is None:
+        sealing = SealingPrivateKey.generate(Suite.PQ_ONLY) if holder else None
+        return NodeState(client_id_of(context.node_id), SigningKey.generate(), sealing)
+    pin = Pin.load(pinned)
+    identity = pin.identity
+    sealing = identity.sealing_key if pin.is_holder else None
+    return NodeState(identity.id, identity.update_signing_key(), sealing, pin=pin)
+
+
+def _hello(
+    message: Message, context: Context, holder: bool, pinned: PinnedRoster | None
+) -> Message:
     key = (context.run_id, context.node_id)
     state = _NODES.get(key)
     if state is None:
-        sealing = SealingPrivateKey.generate(Suite.PQ_ONLY) if holder else None
-        state = NodeState(client_id_of(context.node_id), SigningKey.generate(), sealing)
+        state = _new_state(context, holder, pinned)
         _NODES[key] = state
     sealing_public = b"" if state.sealing_key is None else state.sealing_key.public_key.to_bytes()
     return _reply(
@@ -132,6 +156,7 @@ def _hello(message: Message, context: Context, holder: bool) -> Message:
             "client_id": state.client_id,
             "verify_key": state.signing_key.verify_key.to_bytes(),
             "holder": state.is_holder,
+            "client": state.sends_updates,
             "sealing_key": sealing_public,
         },
     )
@@ -148,6 +173,8 @@ def _ceremony(message: Message, context: Context) -> Message:
         mine = directory.get(state.client_id)
         if mine is None or mine.verify_key != state.signing_key.verify_key:
             raise CeremonyError(f"the ceremony's directory misstates {state.client_id}")
+        if state.pin is not None:
+            state.pin.check_ceremony(new_spec, directory)
         state.member = CeremonyMember(
             spec=new_spec,
             holder_id=state.client_id,
@@ -214,6 +241,15 @@ def _setup(message: Message, context: Context) -> Message:
         max_item=8192,
     )
     _check_endorsements(holders, signatures, config, ceremony_id, public_key)
+    relayed = rec.decode_roster(record_bytes(record, "roster"), max_members=rec.MAX_NODES)
+    if state.pin is None:
+        log.warning(
+            "%s: unpinned mode, identities (clients, key holders) are trusted from the server",
+            state.client_id,
+        )
+        roster = relayed
+    else:  # nothing relayed is used unless the pinned roster states it
+        roster = state.pin.check_setup(config, holders, relayed)
     if state.is_holder:  # only a key holder checks manifests against the roster
         if state.key_share is None or state.ceremony_key is None:
             raise CeremonyError(f"{state.client_id} finished no key ceremony")
@@ -226,7 +262,7 @@ def _setup(message: Message, context: Context) -> Message:
             config=config,
             public_key=public_key,
             key_share=state.key_share,
-            roster=rec.decode_roster(record_bytes(record, "roster"), max_members=rec.MAX_NODES),
+            roster=roster,
             signing_key=state.signing_key,  # the key it signed the ceremony with: abort votes
         )
     state.config, state.clip = config, clip
@@ -317,14 +353,23 @@ def _guarded(
     return run
 
 
-def enable_secure_aggregation(app: ClientApp, *, key_holder: KeyHolderPolicy = False) -> None:
+def enable_secure_aggregation(
+    app: ClientApp, *, key_holder: KeyHolderPolicy = False, pinned: PinnedPolicy | None = None
+) -> None:
     """Register the fhe_agg handlers (identities, key ceremony, setup, partial decryption) on
     ``app``; ``key_holder`` says (or decides from the node's ``Context``) whether this node
-    takes part in the ceremony and holds a key share. Use with :func:`secure_update_mod`."""
+    takes part in the ceremony and holds a key share. Use with :func:`secure_update_mod`.
+
+    ``pinned`` gives (from the node's ``Context``) the node's :class:`PinnedRoster`: the node
+    then is the roster member of its key file (a key holder if its role is holder, which then
+    sends no updates; ``key_holder`` is not used) and refuses, with
+    :class:`~fhe_agg.NotInRoster` or :class:`~fhe_agg.ParameterMismatch`, any relayed
+    directory or parameter the roster does not state. Returning ``None`` (or no ``pinned``)
+    is the development mode that trusts the server's directory."""
 
     def hello(message: Message, context: Context) -> Message:
         holder = key_holder(context) if callable(key_holder) else bool(key_holder)
-        return _hello(message, context, holder)
+        return _hello(message, context, holder, pinned(context) if pinned else None)
 
     for action, handler in (
         (ACTION_HELLO, hello),

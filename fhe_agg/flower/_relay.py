@@ -33,6 +33,7 @@ from fhe_agg.flower._protocol import (
     record_bytes,
 )
 from fhe_agg.identity import SealingPublicKey, Suite
+from fhe_agg.identity._identity import check_member_id
 
 __all__ = ["Federation", "Relay", "set_up_federation"]
 
@@ -87,7 +88,7 @@ class Federation:
 
     public_key: PublicKey
     roster: dict[str, VerifyKey]  # client id -> ML-DSA key
-    node_of: dict[str, int]  # client id -> Flower node id
+    node_of: dict[str, int]  # client id -> Flower node id (the nodes that send updates)
     holders: tuple[int, ...]  # Flower node id of holder index 1..n
     holder_keys: dict[int, VerifyKey]  # holder index -> ML-DSA key (ceremony, abort votes)
 
@@ -102,19 +103,36 @@ def _blob(reply: Reply, key: str, node: int) -> bytes:
     return record_bytes(_answered(reply, node), key, where=f"node {node}: {RECORD}")
 
 
+def _name(record: ConfigRecord, node: int, taken: Iterable[str]) -> str:
+    """The node's id: ``node-<id>`` unpinned, its roster member id pinned (unique either way)."""
+    name = record.get("client_id")
+    try:
+        check_member_id(name)
+    except (TypeError, ValueError):
+        raise MalformedMessage(f"node {node} calls itself {name!r} (not a member id)") from None
+    assert isinstance(name, str)
+    if name in taken:
+        raise MalformedMessage(f"node {node} calls itself {name!r}, as another node does")
+    if name.startswith("node-") and name != client_id_of(node):
+        raise MalformedMessage(f"node {node} calls itself {name!r}, another node's name")
+    return name
+
+
 def _introduce(
     relay: Relay, nodes: Iterable[int]
 ) -> tuple[dict[int, str], dict[int, HolderIdentity], dict[int, VerifyKey]]:
+    """Every node's name, the key-holder volunteers, and the nodes that send updates."""
     replies = relay.ask(ACTION_HELLO, {n: {"hello": True} for n in nodes})
     names: dict[int, str] = {}
     volunteers: dict[int, HolderIdentity] = {}
     keys: dict[int, VerifyKey] = {}
     for node, reply in sorted(replies.items()):
-        name = client_id_of(node)
         try:
             record = _answered(reply, node)
-            if record.get("client_id") != name:
-                raise MalformedMessage(f"node {node} calls itself {record.get('client_id')!r}")
+            name = _name(record, node, names.values())
+            sends = record.get("client")
+            if not isinstance(sends, bool):
+                raise MalformedMessage(f"node {node}: {RECORD}.client: expected a bool")
             verify = VerifyKey.from_bytes(record_bytes(record, "verify_key"))
             if record.get("holder") is True:
                 sealing = record_bytes(record, "sealing_key")
@@ -125,7 +143,9 @@ def _introduce(
         except FheAggError as exc:
             log.warning("node %d left out: %s: %s", node, type(exc).__name__, exc)
             continue
-        names[node], keys[node] = name, verify
+        names[node] = name
+        if sends:
+            keys[node] = verify
     return names, volunteers, keys
 
 
@@ -154,7 +174,7 @@ def set_up_federation(
     )
     directory = {names[n]: volunteers[n] for n in holder_nodes}
     public_key, endorsements = _ceremony(relay, spec, directory, holder_nodes)
-    roster = {names[n]: keys[n] for n in names}
+    roster = {names[n]: keys[n] for n in keys}
     holder_keys = {names[n]: volunteers[n].verify_key for n in holder_nodes}
     setup: dict[str, ConfigRecordValues] = {
         "federation": rec.encode_config(config, clip=clip),
@@ -184,7 +204,7 @@ def set_up_federation(
     return Federation(
         public_key=public_key,
         roster=roster,
-        node_of={names[n]: n for n in names},
+        node_of={names[n]: n for n in keys},
         holders=holder_nodes,
         holder_keys={k: volunteers[n].verify_key for k, n in enumerate(holder_nodes, start=1)},
     )

@@ -222,6 +222,8 @@ class SecureAggregation(Strategy):
         out = []
         for message in self.inner.configure_train(server_round, arrays, config, grid):
             if message.metadata.dst_node_id not in members:
+                if message.metadata.dst_node_id in federation.holders:
+                    continue  # a pinned key holder decrypts and sends no update
                 log.warning(
                     "node %d is not in the federation; not sampled", message.metadata.dst_node_id
                 )
@@ -303,9 +305,11 @@ class SecureAggregation(Strategy):
         self, aggregator: Aggregator, replies: Iterable[Message], report: RoundReport
     ) -> list[RecordDict]:
         contents = []
+        assert self.federation is not None
+        name_of = {node: name for name, node in self.federation.node_of.items()}
         for reply in replies:
             node = reply.metadata.src_node_id
-            party = client_id_of(node)
+            party = name_of.get(node, client_id_of(node))
             try:
                 if reply.has_error():
                     raise MalformedMessage(f"error reply: {reply.error.reason}")

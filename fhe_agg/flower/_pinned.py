@@ -1,0 +1,174 @@
+"""Pinned mode: a node checks the directory the server relays against an admin-signed roster.
+
+Without it a node trusts the server's directory, and a lying server could invent clients (its
+own keys, so that one real update is decrypted among fakes), invent key holders, or lower
+``min_clients``. With a :class:`PinnedRoster`, the node loads the verified roster and its own
+roster identity (as ``fhe-agg roster``/``keys`` write them, checked like ``simulate --roster``
+does) and refuses, before setting anything up, a ceremony directory, federation parameters,
+holder keys or client roster that the pinned roster does not state.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from fhe_agg._ceremony import CeremonySpec, HolderIdentity
+from fhe_agg._config import FederationConfig
+from fhe_agg._deployment import load_member_identity
+from fhe_agg._errors import NotInRoster, ParameterMismatch
+from fhe_agg._signing import VerifyKey
+from fhe_agg.identity import Identity, Role, Roster, load_verified_roster
+
+__all__ = ["Pin", "PinnedRoster"]
+
+#: The round whose client keys the key holders check manifests against (Flower counts from 1).
+FIRST_ROUND = 1
+
+
+@dataclass(frozen=True)
+class PinnedRoster:
+    """Where a node finds its pinned federation: the roster file, the admin's ``.pub.json``
+    and the node's own private ``.key`` file (a roster member with role client or holder)."""
+
+    roster: Path
+    admin_public: Path
+    key: Path
+    passphrase: bytes | None = None
+
+    def __repr__(self) -> str:  # no passphrase
+        return f"PinnedRoster(roster={str(self.roster)!r}, key={str(self.key)!r})"
+
+
+@dataclass(frozen=True, eq=False)
+class Pin:
+    """A verified roster and this node's identity in it. Its repr shows no key material."""
+
+    roster: Roster
+    identity: Identity
+
+    @classmethod
+    def load(cls, files: PinnedRoster) -> Pin:
+        """Verify the roster against the admin and the key file against the roster.
+
+        Raises :class:`~fhe_agg.InvalidRoster`, the keystore's errors, ``ValueError`` for a key
+        file the roster does not list or a file that cannot be read, or :class:`~fhe_agg.NotInRoster` for a member that is
+        neither a client nor a key holder, or is revoked.
+        """
+        try:
+            roster = load_verified_roster(files.roster, files.admin_public)
+            identity = load_member_identity(roster, files.key, passphrase=files.passphrase)
+        except OSError as exc:  # a missing or unreadable file: name it, refuse the hello
+            raise ValueError(f"pinned roster: cannot read {exc.filename}: {exc.strerror}") from None
+        if identity.role not in (Role.CLIENT, Role.HOLDER):
+            raise NotInRoster(f"{identity.id!r} is a roster {identity.role.value}, not a node")
+        if roster.member(identity.id).revoked:
+            raise NotInRoster(f"{identity.id!r} is revoked in roster {roster.consortium!r}")
+        identity.update_signing_key()  # WrongSuite for a suite that cannot sign updates
+        return cls(roster, identity)
+
+    @property
+    def is_holder(self) -> bool:
+        return self.identity.role is Role.HOLDER
+
+    def holder_keys(self) -> dict[str, HolderIdentity]:
+        """The key holders the roster names (not revoked), with their identity keys."""
+        out = {}
+        for holder_id in self.roster.holders:
+            public = self.roster.member(holder_id).current.identity
+            verify = VerifyKey.from_bytes(public.signing_key.to_bytes())
+            out[holder_id] = HolderIdentity(verify, public.sealing_key)
+        return out
+
+    def client_keys(self) -> dict[str, VerifyKey]:
+        """The clients allowed to send updates, with their keys (``Roster.client_keys``)."""
+        return self.roster.client_keys(FIRST_ROUND)
+
+    def check_ceremony(self, spec: CeremonySpec, directory: Mapping[str, HolderIdentity]) -> None:
+        """The relayed ceremony must be the roster's: its consortium, key epoch, preset,
+        threshold, and exactly its key holders with their keys."""
+        r = self.roster
+        if (spec.consortium, spec.epoch, spec.preset.name, spec.threshold) != (
+            r.consortium,
+            r.key_epoch,
+            r.preset,
+            r.threshold,
+        ):
+            raise ParameterMismatch(
+                f"the relayed ceremony ({spec.consortium!r}, epoch {spec.epoch}, "
+                f"{spec.preset.name}, t={spec.threshold}) is not the pinned roster's "
+                f"({r.consortium!r}, epoch {r.key_epoch}, {r.preset}, t={r.threshold})"
+            )
+        _same_holders(
+            {h: d.verify_key for h, d in directory.items()},
+            self.holder_keys(),
+            "ceremony directory",
+            sealing={h: d.sealing_key.to_bytes() for h, d in directory.items()},
+        )
+
+    def check_setup(
+        self,
+        config: FederationConfig,
+        holders: Mapping[str, VerifyKey],
+        clients: Mapping[str, VerifyKey],
+    ) -> dict[str, VerifyKey]:
+        """Check the relayed setup; return the pinned client keys (the key holder's roster).
+
+        ``config`` must keep the roster's preset, threshold and number of holders and at least
+        its ``min_clients``; ``holders`` must be exactly the roster's key holders; every entry
+        of ``clients`` must be a roster client with its roster key.
+        """
+        r = self.roster
+        if (
+            config.preset.name != r.preset
+            or config.threshold != r.threshold
+            or config.holders != len(r.holders)
+            or config.min_clients < r.min_clients
+        ):
+            raise ParameterMismatch(
+                f"the relayed federation (preset {config.preset.name}, t={config.threshold} of "
+                f"{config.holders}, min_clients {config.min_clients}) is not the pinned "
+                f"roster's (preset {r.preset}, t={r.threshold} of {len(r.holders)}, "
+                f"min_clients >= {r.min_clients})"
+            )
+        _same_holders(dict(holders), self.holder_keys(), "relayed holders")
+        pinned = self.client_keys()
+        for client_id, key in sorted(clients.items()):
+            known = pinned.get(client_id)
+            if known is None:
+                raise NotInRoster(
+                    f"relayed roster: client {client_id!r} is not in the pinned roster "
+                    f"{r.consortium!r} version {r.version}"
+                )
+            if known.to_bytes() != key.to_bytes():
+                raise NotInRoster(
+                    f"relayed roster: client {client_id!r} has another key than the pinned "
+                    f"roster {r.consortium!r} version {r.version} lists"
+                )
+        return pinned
+
+    def __repr__(self) -> str:
+        return f"Pin({self.roster.consortium!r}, {self.identity.id!r})"
+
+
+def _same_holders(
+    relayed: dict[str, VerifyKey],
+    pinned: Mapping[str, HolderIdentity],
+    what: str,
+    *,
+    sealing: Mapping[str, bytes] | None = None,
+) -> None:
+    extra, missing = sorted(set(relayed) - set(pinned)), sorted(set(pinned) - set(relayed))
+    if extra or missing:
+        raise NotInRoster(
+            f"{what}: key holders {extra} are not in the pinned roster, {missing} are missing"
+        )
+    for holder_id, key in sorted(relayed.items()):
+        expected = pinned[holder_id]
+        if key.to_bytes() != expected.verify_key.to_bytes() or (
+            sealing is not None and sealing[holder_id] != expected.sealing_key.to_bytes()
+        ):
+            raise NotInRoster(
+                f"{what}: key holder {holder_id!r} has another key than the pinned roster lists"
+            )
