@@ -223,3 +223,58 @@ def test_a_key_file_the_roster_does_not_list_is_refused(
         Pin.load(PinnedRoster(d / "roster.json", d / "admin.pub.json", files.private))
     with pytest.raises(ValueError, match="cannot read"):
         Pin.load(PinnedRoster(d / "roster.json", d / "admin.pub.json", d / "nobody.key"))
+
+
+def test_a_holder_refuses_a_ceremony_directory_the_roster_does_not_pin(tmp_path: Path) -> None:
+    """A server that swaps one holder's sealing key (to read the shares dealt to it) or its
+    signing key, adds a holder, or changes the threshold is refused before any share is dealt."""
+    from fhe_agg import PRESETS
+    from fhe_agg._ceremony import CeremonySpec, HolderIdentity
+    from fhe_agg._errors import NotInRoster, ParameterMismatch
+    from fhe_agg.identity import SealingPrivateKey
+
+    roster = _write_consortium(tmp_path)
+    pin = Pin.load(
+        PinnedRoster(
+            roster=tmp_path / "roster.json",
+            admin_public=tmp_path / "admin.pub.json",
+            key=tmp_path / "holder-1.key",
+        )
+    )
+    honest = dict(pin.holder_keys())
+    spec = CeremonySpec(
+        consortium=roster.consortium,
+        epoch=roster.key_epoch,
+        preset=PRESETS[roster.preset],
+        holders=tuple(honest),
+        threshold=roster.threshold,
+    )
+    pin.check_ceremony(spec, honest)  # the roster's own directory passes
+
+    stranger = SealingPrivateKey.generate(Suite.PQ_ONLY).public_key
+    sealing_swapped = {
+        **honest,
+        "holder-2": HolderIdentity(honest["holder-2"].verify_key, stranger),
+    }
+    with pytest.raises(NotInRoster, match="holder-2"):
+        pin.check_ceremony(spec, sealing_swapped)
+    signing_swapped = {
+        **honest,
+        "holder-3": HolderIdentity(
+            SigningKey.generate().verify_key, honest["holder-3"].sealing_key
+        ),
+    }
+    with pytest.raises(NotInRoster, match="holder-3"):
+        pin.check_ceremony(spec, signing_swapped)
+    extra = {**honest, "holder-x": HolderIdentity(SigningKey.generate().verify_key, stranger)}
+    with pytest.raises(NotInRoster, match="holder-x"):
+        pin.check_ceremony(spec, extra)
+    lower = CeremonySpec(
+        consortium=spec.consortium,
+        epoch=spec.epoch,
+        preset=spec.preset,
+        holders=spec.holders,
+        threshold=spec.threshold - 1 if spec.threshold > 1 else 2,
+    )
+    with pytest.raises(ParameterMismatch, match="not the pinned roster"):
+        pin.check_ceremony(lower, honest)
