@@ -44,11 +44,27 @@ def _scratch_dir() -> Path:
     global _scratch
     with _lock:
         if _scratch is None:
-            base = "/dev/shm" if os.access("/dev/shm", os.W_OK) else None
-            _scratch = Path(tempfile.mkdtemp(prefix="fhe_agg-", dir=base))
+            base = Path("/dev/shm" if os.access("/dev/shm", os.W_OK) else tempfile.gettempdir())
+            remove_stale_scratch(base)
+            _scratch = Path(tempfile.mkdtemp(prefix=f"fhe_agg-{os.getpid()}-", dir=base))
             _scratch.chmod(0o700)
             atexit.register(shutil.rmtree, _scratch, True)
         return _scratch
+
+
+def remove_stale_scratch(base: Path) -> None:
+    """Remove this user's scratch folders left by processes that are gone (a SIGKILL or SIGTERM
+    skips ``atexit``); each holds at most a half-written ciphertext, but they pile up."""
+    for folder in base.glob("fhe_agg-*-*"):
+        pid = folder.name.split("-")[1]
+        if not pid.isdigit() or folder.is_symlink() or folder.stat().st_uid != os.getuid():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            shutil.rmtree(folder, ignore_errors=True)
+        except (PermissionError, OverflowError):  # alive under another user, or no such pid
+            continue
 
 
 def _scratch_path() -> str:
