@@ -134,13 +134,7 @@ def _update() -> Run:
     fed = world.federation()
     # A fresh aggregator of the round: its private _check is every check of add() and leaves
     # the aggregator unchanged, so one serves every input.
-    aggregator = Aggregator(
-        config=fed.config,
-        roster=fed.roster,
-        public_key=fed.public_key,
-        round_id=1,
-        layout=fed.layout,
-    )
+    aggregator = _round_aggregator(fed)
 
     def run(data: bytes) -> None:
         update = EncryptedUpdate.from_bytes(data, aggregator.bounds)
@@ -389,7 +383,7 @@ def _holder(fed: world.Federation, store: Path | None = None) -> KeyHolder:
     )
 
 
-def _round_aggregator(fed: world.Federation, store: Path) -> Aggregator:
+def _round_aggregator(fed: world.Federation, store: Path | None = None) -> Aggregator:
     return Aggregator(
         config=fed.config,
         roster=fed.roster,
@@ -579,13 +573,7 @@ def _fed_seeds(kind: str) -> list[bytes]:
         _, mixed = flatten({"conv.weight": np.zeros((4, 3, 2)), "bn.steps": np.array(7)})
         return [fed.layout.to_bytes(), mixed.to_bytes()]
     if kind == "evidence":
-        with Aggregator(
-            config=fed.config,
-            roster=fed.roster,
-            public_key=fed.public_key,
-            round_id=1,
-            layout=fed.layout,
-        ) as aggregator:
+        with _round_aggregator(fed) as aggregator:
             for update in fed.updates:
                 aggregator.add(update.to_bytes())
             aggregator.finalize()

@@ -115,8 +115,8 @@ def _replace_update(data: bytes) -> Hook:
     return hook
 
 
-@pytest.fixture(scope="module")
-def federation() -> tuple[SecureAggregation, LocalGrid]:
+def _set_up() -> tuple[SecureAggregation, LocalGrid]:
+    """A fresh 2-of-3 federation of NODES nodes (the first three hold keys), set up."""
     grid = LocalGrid(new_run_id(), app=APP, nodes=NODES)
     config = FederationConfig(
         min_clients=3,
@@ -134,6 +134,11 @@ def federation() -> tuple[SecureAggregation, LocalGrid]:
     )
     strategy.setup(grid)
     return strategy, grid
+
+
+@pytest.fixture(scope="module")
+def federation() -> tuple[SecureAggregation, LocalGrid]:
+    return _set_up()
 
 
 def test_setup_picks_volunteers_and_a_joint_key(
@@ -317,22 +322,7 @@ def test_a_federation_may_have_more_nodes_than_clients_per_round() -> None:
 def test_a_holder_node_that_drops_is_left_out_and_the_next_round_completes() -> None:
     """Holder 1 stops answering: nobody decrypts round 1, holders 2 and 3 vote to abort it, and
     round 2 (the same model, so the same updates) is decrypted by holders 2 and 3."""
-    grid = LocalGrid(new_run_id(), app=APP, nodes=NODES)
-    config = FederationConfig(
-        min_clients=3,
-        max_clients=NODES,
-        max_weight=1000.0,
-        value_bound=CLIP,
-        holders=3,
-        threshold=2,
-    )
-    strategy = SecureAggregation(
-        FedAvg(fraction_evaluate=0.0, min_train_nodes=NODES, min_available_nodes=NODES),
-        config=config,
-        clip=CLIP,
-        timeout=30.0,
-    )
-    strategy.setup(grid)
+    strategy, grid = _set_up()
     down = grid.node(0)
     for action in (ACTION_CHALLENGE, ACTION_DECRYPT, ACTION_ABORT):
         grid.hooks[(action, down)] = lambda m, _r: refuse(m, ConnectionError("node down"))

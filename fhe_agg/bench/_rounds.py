@@ -87,13 +87,14 @@ class _Federation:
         self.public_key, shares = local_key_ceremony(self.config, signing_keys=identity)
         keys = {f"client-{i:03d}": SigningKey.generate() for i in range(clients)}
         self.roster: dict[str, VerifyKey] = {c: k.verify_key for c, k in keys.items()}
+        holder_keys = holder_verify_keys(identity)
         self.clients = [
             Client(
                 client_id=c,
                 signing_key=k,
                 config=self.config,
                 public_key=self.public_key,
-                holder_keys=holder_verify_keys(identity),
+                holder_keys=holder_keys,
             )
             for c, k in keys.items()
         ]

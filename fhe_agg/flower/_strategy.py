@@ -10,8 +10,8 @@ for, and combines their partial decryptions. The new global model is the old one
 decrypted mean of the clipped updates. If a holder of the set refuses or drops, the round is
 aborted (never retried with another set) and the model stays as it was.
 
-Every member's challenge is collected before anyone is asked for a partial: if one does not
-answer, nobody decrypts, the holder is left out of later sets, and the live holders vote to abort
+Every member's challenge is collected before anyone is asked for a partial
+(:mod:`fhe_agg.flower._decrypt`): if one does not answer, nobody decrypts, the holder is left out of later sets, and the live holders vote to abort
 the round. After every round that released nothing the strategy collects abort votes
 (:mod:`fhe_agg.flower._closure`) and sends the certificate with the next train messages, so that
 clients whose update did not change may send it again.
@@ -40,29 +40,15 @@ from numpy.typing import NDArray
 
 from fhe_agg._aggregator import Aggregator
 from fhe_agg._config import FederationConfig
-from fhe_agg._decryption import DecryptionSession
 from fhe_agg._dp import PrivacyAccountant
-from fhe_agg._errors import (
-    AggregateMismatch,
-    FheAggError,
-    MalformedMessage,
-    NotInRoster,
-    ThresholdNotMet,
-)
-from fhe_agg._messages import EncryptedAggregate, EncryptedUpdate
+from fhe_agg._errors import FheAggError, MalformedMessage, NotInRoster, ThresholdNotMet
+from fhe_agg._messages import EncryptedUpdate
 from fhe_agg._packing import Layout, unflatten
-from fhe_agg._partial import PartialDecryption
 from fhe_agg._validate import positive_finite
 from fhe_agg.flower._closure import certificates_record, close_round
+from fhe_agg.flower._decrypt import decrypt_round
 from fhe_agg.flower._mod import arrays_to_vector
-from fhe_agg.flower._protocol import (
-    ACTION_CHALLENGE,
-    ACTION_DECRYPT,
-    ROUND_RECORD,
-    UPDATE_RECORD,
-    client_id_of,
-    record_bytes,
-)
+from fhe_agg.flower._protocol import ROUND_RECORD, UPDATE_RECORD, client_id_of, record_bytes
 from fhe_agg.flower._records import MAX_HOLDERS
 from fhe_agg.flower._relay import Federation, Relay, set_up_federation
 from fhe_agg.flower._report import RoundReport, round_metrics
@@ -266,7 +252,18 @@ class SecureAggregation(Strategy):
                 return None, metrics
             report.seconds["aggregate"] = time.perf_counter() - t0
             t0 = time.perf_counter()
-            mean = self._decrypt(aggregate, aggregator, current.layout, report)
+            assert self._relay is not None
+            mean, missed = decrypt_round(
+                self._relay,
+                federation,
+                self.config,
+                aggregator,
+                aggregate,
+                current.layout,
+                report,
+                accountant=self.accountant,
+            )
+            self._down |= missed
             report.seconds["decrypt"] = time.perf_counter() - t0
         if mean is None:
             self._close(report)
@@ -335,95 +332,6 @@ class SecureAggregation(Strategy):
             report.accepted.append(party)
             contents.append(reply.content)
         return contents
-
-    # -- threshold decryption ------------------------------------------------------------------
-
-    def _decrypt(
-        self,
-        aggregate: EncryptedAggregate,
-        aggregator: Aggregator,
-        layout: Layout,
-        report: RoundReport,
-    ) -> NDArray[np.float64] | None:
-        """Challenge, evidence and partial decryption with the fixed decrypting set."""
-        assert self.federation is not None and self._relay is not None
-        members = report.decrypting_set
-        try:  # with DP, refuses up front a release beyond the privacy budget
-            session = DecryptionSession(
-                aggregate,
-                config=self.config,
-                layout=layout,
-                decrypting_set=members,
-                accountant=self.accountant,
-            )
-        except FheAggError as exc:
-            report.reason = f"{type(exc).__name__}: {exc}"
-            log.error("round %d: not decrypted: %s", report.round, report.reason)
-            return None
-        nodes = {self.federation.holders[i - 1]: i for i in members}
-        blob, layout_blob = aggregate.to_bytes(), layout.to_bytes()
-        challenges = self._relay.ask(
-            ACTION_CHALLENGE, {n: {"aggregate": blob, "layout": layout_blob} for n in nodes}
-        )
-        requests: dict[int, dict[str, ConfigRecordValues]] = {}
-        evidence: dict[tuple[int, ...], bytes] = {}  # by challenged indices: holders often agree
-        chunk_count = len(aggregate.chunks)
-        for node, index in nodes.items():
-            try:
-                reply = challenges.get(node, "no reply")
-                if isinstance(reply, str):
-                    raise MalformedMessage(f"challenge refused: {reply}")
-                wanted = reply.get("indices")
-                if not isinstance(wanted, list) or not 0 < len(wanted) <= chunk_count:
-                    raise MalformedMessage("the challenge lists no chunk indices")
-                indices = tuple(sorted({int(i) for i in wanted}))
-                if indices not in evidence:
-                    evidence[indices] = aggregator.evidence(indices).to_bytes()
-            except (FheAggError, ValueError, TypeError) as exc:
-                self._holder_refused(report, index, node, exc)
-                continue
-            requests[node] = {
-                "round": aggregate.round_id,
-                "evidence": evidence[indices],
-                "set": list(members),
-            }
-        if len(requests) < len(nodes):  # a member is down: nobody decrypts this round
-            self._down |= {i for n, i in nodes.items() if n not in requests}
-            requests = {}
-        partials = self._relay.ask(ACTION_DECRYPT, requests) if requests else {}
-        for node in requests:
-            index = nodes[node]
-            try:
-                reply = partials.get(node, "no reply")
-                if isinstance(reply, str):
-                    raise MalformedMessage(f"no partial decryption: {reply}")
-                partial = PartialDecryption.from_bytes(
-                    record_bytes(reply, "partial"), config=self.config, layout=layout
-                )
-                if partial.holder_index != index:
-                    raise AggregateMismatch(
-                        f"holder {index} sent a partial of holder {partial.holder_index}"
-                    )
-                session.add(partial)
-            except FheAggError as exc:
-                self._holder_refused(report, index, node, exc)
-        try:
-            return session.release()
-        except FheAggError as exc:
-            report.reason = f"{type(exc).__name__}: {exc}"
-            log.error("round %d: decryption aborted: %s", report.round, report.reason)
-            return None
-
-    @staticmethod
-    def _holder_refused(report: RoundReport, index: int, node: int, exc: Exception) -> None:
-        report.refused[f"holder-{index}"] = f"{type(exc).__name__}: {exc}"
-        log.warning(
-            "round %d: key holder %d (node %d) refused: %s",
-            report.round,
-            index,
-            node,
-            report.refused[f"holder-{index}"],
-        )
 
     # -- evaluate: the inner strategy's, unchanged ---------------------------------------------
 
