@@ -9,12 +9,15 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from fhe_agg.identity import Policy, Suite
+
 if TYPE_CHECKING:
     from fhe_agg.identity import Finding, SuiteVerifyKey
 
 __all__ = ["audit", "audit_log"]
 
 _FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
+_SUITES = tuple(s.value for s in Suite)
 _ROSTER_FORMAT = b'"fhe-agg/roster/v1"'
 
 
@@ -70,14 +73,14 @@ def _print_findings(what: str, policy: str, findings: list[Finding]) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object, nothing else.")
 @click.option(
     "--policy",
-    type=click.Choice(["nist", "cnsa2", "eu-hybrid"]),
+    type=click.Choice([p.value for p in Policy]),
     default="nist",
     show_default=True,
     help="Guidance applied on top of NIST's.",
 )
 @click.option(
     "--suite",
-    type=click.Choice(["pq-only", "hybrid", "cnsa2", "slh-dsa"]),
+    type=click.Choice(_SUITES),
     default="hybrid",
     show_default=True,
     help="Suite of the default deployment (no INVENTORY).",
@@ -100,7 +103,7 @@ def audit(
     """
     import fhe_agg
     from fhe_agg._params import get_preset
-    from fhe_agg.identity import Policy, audit_inventory, audit_presets, write_cbom
+    from fhe_agg.identity import audit_inventory, audit_presets, write_cbom
 
     what, assets, deployment = _inventory(inventory, suite, preset, admin_pub)
     findings = audit_inventory(assets, policy=Policy(policy))

@@ -1,7 +1,8 @@
 """``fhe-agg keys``, ``fhe-agg roster``, ``fhe-agg audit`` and ``fhe-agg audit-log``.
 
 :func:`register` adds the commands to ``fhe_agg.cli.main``, whose group turns errors into one
-line. The library is imported inside each command so that ``fhe-agg --help`` stays fast.
+line. The option choices come from the :class:`~fhe_agg.identity.Role` and
+:class:`~fhe_agg.identity.Suite` enums; the rest of the library is imported inside each command.
 """
 
 from __future__ import annotations
@@ -12,16 +13,15 @@ from typing import TYPE_CHECKING
 
 import click
 
-from fhe_agg._cli_audit import audit, audit_log
+from fhe_agg._cli_audit import _FILE, _SUITES, audit, audit_log
+from fhe_agg.identity import Role
 
 if TYPE_CHECKING:
     from fhe_agg.identity import Identity, Roster
 
 __all__ = ["register"]
 
-_SUITES = ("pq-only", "hybrid", "cnsa2", "slh-dsa")
-_ROLES = ("client", "holder", "aggregator", "admin")
-_FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
+_ROLES = tuple(r.value for r in Role)
 _OUT = click.Path(dir_okay=False, path_type=Path)
 
 

@@ -10,7 +10,9 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from fhe_agg._cli_audit import _FILE
 from fhe_agg._cli_bench import register as register_bench_command
+from fhe_agg._cli_identity import _passphrase
 from fhe_agg._cli_identity import register as register_identity_commands
 from fhe_agg._errors import FheAggError
 
@@ -18,8 +20,6 @@ if TYPE_CHECKING:
     from fhe_agg._deployment import Deployment
 
 __all__ = ["main"]
-
-_FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
 
 
 class _Group(click.Group):
@@ -210,12 +210,12 @@ def _deployment(
     """Load the roster deployment; refuse explicit --clients/--holders/--threshold/--preset
     that contradict it (the roster is authoritative)."""
     from fhe_agg._deployment import load_deployment
-    from fhe_agg.identity import read_passphrase_file
 
     if admin_pub is None:
         raise ValueError("--roster: also pass --admin-pub to verify the roster's signature")
-    passphrase = None if passphrase_file is None else read_passphrase_file(passphrase_file)
-    deployment = load_deployment(roster_path, admin_pub, keys_dir, passphrase=passphrase)
+    deployment = load_deployment(
+        roster_path, admin_pub, keys_dir, passphrase=_passphrase(passphrase_file)
+    )
     r = deployment.roster
     implied = {
         "clients": len(deployment.clients),

@@ -19,6 +19,15 @@ __all__ = ["ROTATION_CONTEXT", "KeyRotation", "check_reason", "rotation_message"
 #: Signature context of a key-rotation endorsement by the old key.
 ROTATION_CONTEXT = b"fhe-agg/v1/key-rotation"
 _ROTATION_FORMAT = "fhe-agg/key-rotation/v1"
+_FIELDS = {
+    "format",
+    "consortium",
+    "member",
+    "old_fingerprint",
+    "new",
+    "from_round",
+    "endorsement",
+}
 _MAX_REASON = 200
 
 
@@ -104,10 +113,8 @@ class KeyRotation:
         Raises ``ValueError`` for a malformed request and :class:`~fhe_agg.CorruptKeyFile` /
         :class:`WrongSuite` for a bad new identity.
         """
-        fields = {"format", "consortium", "member", "old_fingerprint", "new", "from_round"}
-        fields.add("endorsement")
-        if not isinstance(obj, dict) or set(obj) != fields or obj["format"] != _ROTATION_FORMAT:
-            raise ValueError(f"key rotation: expected exactly the fields {sorted(fields)}")
+        if not isinstance(obj, dict) or set(obj) != _FIELDS or obj["format"] != _ROTATION_FORMAT:
+            raise ValueError(f"key rotation: expected exactly the fields {sorted(_FIELDS)}")
         if not all(isinstance(obj[k], str) for k in ("consortium", "member", "old_fingerprint")):
             raise ValueError("key rotation: consortium, member and old_fingerprint must be strings")
         return cls(

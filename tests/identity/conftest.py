@@ -18,11 +18,6 @@ def load_vectors(name: str) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="session")
-def vectors_dir() -> Path:
-    return VECTORS
-
-
-@pytest.fixture(scope="session")
 def members() -> dict[str, Any]:
     """Real pq-only identities of a small consortium: admin, aggregator, four clients, two holders."""
     from fhe_agg.identity import Identity
