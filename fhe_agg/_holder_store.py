@@ -1,5 +1,8 @@
 """A key holder's crash-safe decryption log: one SQLite file per holder and key epoch.
 
+It is the single record a :class:`~fhe_agg.KeyHolder` consults: without a file it lives in an
+in-memory SQLite database, forgotten with the holder.
+
 It records the rounds and the ciphertexts (chunk digests) the holder partially decrypted, the
 decryption budget used, and the rounds the holder voted to abort. :meth:`HolderStore.record` commits a partial decryption durably *before*
 the holder returns it, so a holder that is killed and restarted still refuses a second partial of
@@ -27,7 +30,7 @@ from fhe_agg._errors import (
     RoundMismatch,
 )
 from fhe_agg._keys import KeyShare
-from fhe_agg._sqlite import Mismatch, Store, open_store
+from fhe_agg._sqlite import Mismatch, Store, guard, memory_store, open_store
 
 __all__ = ["HolderStore"]
 
@@ -53,13 +56,18 @@ _MISMATCH: Mismatch = {
 
 
 class HolderStore:
-    """The decryption log of one key holder, bound to its id, index and public key."""
+    """The decryption log of one key holder, bound to its id, index and public key; ``path``
+    ``None`` keeps it in memory."""
 
     def __init__(
-        self, path: str | os.PathLike[str], *, holder_id: str, key_share: KeyShare
+        self, path: str | os.PathLike[str] | None, *, holder_id: str, key_share: KeyShare
     ) -> None:
         self._holder_id = holder_id
-        self._db: Store = open_store(
+        if path is None:
+            self._db: Store = memory_store(_SCHEMA)
+            self._where = ""
+            return
+        self._db = open_store(
             path,
             kind="keyholder",
             binding={
@@ -74,56 +82,114 @@ class HolderStore:
             exclusive=False,
             max_row_bytes=64 * 1024,
         )
-        with self._db.closed_on_error(), self._db.transaction() as conn:
-            conn.execute(_ABORTED)
+        self._where = f" (logged in {self._db.path})"
+        with self._db.closed_on_error():
+            with self._db.transaction() as conn:
+                conn.execute(_ABORTED)
+            self._check()
 
     @property
     def path(self) -> Path:
         return self._db.path
 
-    def load(self) -> tuple[set[int], set[bytes], int]:
-        """The decrypted rounds, the decrypted chunk digests and the budget used, checked for
-        consistency (the budget covers every logged round). Closes the store if it raises."""
-        with self._db.closed_on_error():
-            return self._load()
-
-    def _load(self) -> tuple[set[int], set[bytes], int]:
-        state = self._db.query("SELECT budget_used FROM state")
-        used = state[0][0] if len(state) == 1 else None
-        if not isinstance(used, int):
-            raise self._db.corrupt("state row missing or invalid")
-        decrypted: set[int] = set()
+    def _check(self) -> None:
+        """Refuse (:class:`~fhe_agg.CorruptStore`) a log whose rows are invalid or disagree:
+        the budget must cover every logged round and ciphertext, and no round may be both
+        decrypted and aborted."""
+        used = self.budget_used()
         total = 0
         for round_id, chunks in self._db.query("SELECT round_id, chunks FROM rounds"):
             if not isinstance(round_id, int) or not isinstance(chunks, int) or chunks < 1:
                 raise self._db.corrupt(f"round row {round_id!r} is invalid")
-            decrypted.add(round_id)
             total += chunks
         if total != used:
             raise self._db.corrupt(f"budget used {used} disagrees with the rounds logged ({total})")
-        chunk_ids: set[bytes] = set()
+        count = 0
         for (digest,) in self._db.query("SELECT digest FROM chunks"):
             if not isinstance(digest, bytes) or len(digest) != _DIGEST:
                 raise self._db.corrupt(f"a chunk digest is not {_DIGEST} bytes")
-            chunk_ids.add(digest)
-        if len(chunk_ids) > used:
+            count += 1
+        if count > used:
             raise self._db.corrupt("more ciphertexts logged than budget used")
-        return decrypted, chunk_ids, used
+        self.aborted()
+        both = self._db.query(
+            "SELECT round_id FROM aborted WHERE round_id IN (SELECT round_id FROM rounds)"
+        )
+        if both:
+            raise self._db.corrupt(f"round {both[0][0]} is logged decrypted and aborted")
 
-    def aborted(self) -> set[int]:
-        """The rounds this holder voted to abort (none of them is in the decryption log)."""
-        with self._db.closed_on_error():
-            rounds: set[int] = set()
-            for (round_id,) in self._db.query("SELECT round_id FROM aborted"):
-                if not isinstance(round_id, int):
-                    raise self._db.corrupt(f"aborted round {round_id!r} is invalid")
-                rounds.add(round_id)
-            both = self._db.query(
-                "SELECT round_id FROM aborted WHERE round_id IN (SELECT round_id FROM rounds)"
+    def budget_used(self) -> int:
+        """Ciphertexts partially decrypted under this key so far."""
+        state = self._db.query("SELECT budget_used FROM state")
+        used = state[0][0] if len(state) == 1 else None
+        if not isinstance(used, int):
+            raise self._db.corrupt("state row missing or invalid")
+        return used
+
+    def decrypted(self) -> tuple[int, ...]:
+        """The rounds partially decrypted, in increasing order."""
+        return self._rounds("rounds")
+
+    def aborted(self) -> tuple[int, ...]:
+        """The rounds voted aborted (none of them is decrypted), in increasing order."""
+        return self._rounds("aborted")
+
+    def _rounds(self, table: str) -> tuple[int, ...]:
+        rounds = [r for (r,) in self._db.query(f"SELECT round_id FROM {table} ORDER BY 1")]
+        for round_id in rounds:
+            if not isinstance(round_id, int):
+                raise self._db.corrupt(f"{table} row {round_id!r} is invalid")
+        return tuple(r for r in rounds if isinstance(r, int))
+
+    def check(
+        self,
+        round_id: int,
+        chunk_ids: Set[bytes] | None = None,
+        *,
+        count: int = 0,
+        budget: int | None = None,
+    ) -> None:
+        """Raise if the log refuses a partial of ``round_id``: :class:`RoundAborted` for a round
+        voted aborted, :class:`AlreadyDecrypted` for a round (or, given ``chunk_ids``, a
+        ciphertext) already decrypted, :class:`RoundMismatch` for a round older than one
+        decrypted, :class:`BudgetExhausted` if ``count`` more ciphertexts exceed ``budget``."""
+        with guard(self._db.path):
+            self._refuse(self._db.conn, round_id, chunk_ids, count, budget)
+
+    def _refuse(
+        self,
+        conn: sqlite3.Connection,
+        round_id: int,
+        chunk_ids: Set[bytes] | None,
+        count: int,
+        budget: int | None,
+    ) -> None:
+        who, where = f"holder {self._holder_id!r}", self._where
+        if conn.execute("SELECT 1 FROM aborted WHERE round_id = ?", (round_id,)).fetchone():
+            raise RoundAborted(
+                f"{who} voted to abort round {round_id}{where}: it never decrypts it; run the "
+                "round again under a new round id"
             )
-            if both:
-                raise self._db.corrupt(f"round {both[0][0]} is logged decrypted and aborted")
-            return rounds
+        if conn.execute("SELECT 1 FROM rounds WHERE round_id = ?", (round_id,)).fetchone():
+            raise AlreadyDecrypted(f"round {round_id} was already decrypted by {who}{where}")
+        newest = conn.execute("SELECT MAX(round_id) FROM rounds").fetchone()[0]
+        if newest is not None and round_id < newest:
+            raise RoundMismatch(
+                f"round {round_id} is older than round {newest}, already decrypted{where}"
+            )
+        if chunk_ids is None:
+            return
+        for digest in chunk_ids:
+            if conn.execute("SELECT 1 FROM chunks WHERE digest = ?", (digest,)).fetchone():
+                raise AlreadyDecrypted(
+                    f"{who} already decrypted a ciphertext of this aggregate{where}"
+                )
+        used = conn.execute("SELECT budget_used FROM state").fetchone()[0]
+        if budget is not None and used + count > budget:
+            raise BudgetExhausted(
+                f"{who}: {count} ciphertexts requested, {budget - used} left of this key's "
+                f"budget of {budget}; run a new key ceremony"
+            )
 
     def abort(self, round_id: int) -> None:
         """Commit a vow never to decrypt ``round_id`` (idempotent); :class:`AlreadyDecrypted`,
@@ -131,8 +197,8 @@ class HolderStore:
         with self._db.transaction() as conn:
             if conn.execute("SELECT 1 FROM rounds WHERE round_id = ?", (round_id,)).fetchone():
                 raise AlreadyDecrypted(
-                    f"holder {self._holder_id!r} already decrypted round {round_id} "
-                    f"(logged in {self.path}): it cannot vote to abort it"
+                    f"holder {self._holder_id!r} already decrypted round {round_id}"
+                    f"{self._where}: it cannot vote to abort it"
                 )
             conn.execute("INSERT OR IGNORE INTO aborted VALUES (?)", (round_id,))
 
@@ -145,34 +211,16 @@ class HolderStore:
         count: int,
         budget: int | None,
     ) -> None:
-        """Commit one partial decryption of ``count`` ciphertexts, or raise and commit nothing:
-        :class:`AlreadyDecrypted` for a logged round or ciphertext, :class:`RoundMismatch` for a
-        round older than one logged, :class:`RoundAborted` for a round voted aborted,
-        :class:`BudgetExhausted` beyond ``budget``."""
-        who = f"holder {self._holder_id!r}"
+        """Commit one partial decryption of ``count`` ciphertexts (digests ``chunk_ids``), or
+        raise what :meth:`check` raises and commit nothing (checked again inside the
+        transaction, so the log, not any process's memory, decides)."""
         with self._db.transaction() as conn:
-            if conn.execute("SELECT 1 FROM aborted WHERE round_id = ?", (round_id,)).fetchone():
-                raise RoundAborted(f"{who} voted to abort round {round_id} (logged in {self.path})")
-            newest = conn.execute("SELECT MAX(round_id) FROM rounds").fetchone()[0]
-            if newest is not None and round_id < newest:
-                raise RoundMismatch(f"round {round_id} is older than round {newest}, decrypted")
-            used = conn.execute("SELECT budget_used FROM state").fetchone()[0]
-            if budget is not None and used + count > budget:
-                raise BudgetExhausted(
-                    f"{who}: {count} ciphertexts requested, {budget - used} left of this key's "
-                    f"budget of {budget}; run a new key ceremony"
-                )
-            try:
-                conn.execute(
-                    "INSERT INTO rounds VALUES (?, ?, ?)", (round_id, aggregate_digest, count)
-                )
-                conn.executemany("INSERT INTO chunks VALUES (?)", ((d,) for d in chunk_ids))
-            except sqlite3.IntegrityError:
-                raise AlreadyDecrypted(
-                    f"{who} already decrypted round {round_id} or a ciphertext of this aggregate "
-                    f"(logged in {self.path})"
-                ) from None
-            conn.execute("UPDATE state SET budget_used = ?", (used + count,))
+            self._refuse(conn, round_id, chunk_ids, count, budget)
+            conn.execute("INSERT INTO rounds VALUES (?, ?, ?)", (round_id, aggregate_digest, count))
+            conn.executemany("INSERT INTO chunks VALUES (?)", ((d,) for d in chunk_ids))
+            conn.execute("UPDATE state SET budget_used = budget_used + ?", (count,))
 
     def close(self) -> None:
-        self._db.close()
+        """Close a file store; an in-memory log is kept (closing it would forget it)."""
+        if self._where:
+            self._db.close()

@@ -36,13 +36,9 @@ from fhe_agg._abort import AbortVote
 from fhe_agg._aggregate_check import verify_aggregate
 from fhe_agg._config import FederationConfig
 from fhe_agg._errors import (
-    AlreadyDecrypted,
-    BudgetExhausted,
     DecryptionRefused,
     FheAggError,
     ParameterMismatch,
-    RoundAborted,
-    RoundMismatch,
     ThresholdNotMet,
 )
 from fhe_agg._evidence import AggregateEvidence
@@ -123,15 +119,7 @@ class KeyHolder:
         self._rng = rng or default_random()
         self._backend = backend_for(config.preset)
         self._challenges: dict[tuple[int, bytes], tuple[int, ...]] = {}
-        self._decrypted: set[int] = set()
-        self._decrypted_chunks: set[bytes] = set()
-        self._budget_used = 0
-        self._aborted: set[int] = set()
-        self._log: HolderStore | None = None
-        if store is not None:
-            self._log = HolderStore(store, holder_id=holder_id, key_share=key_share)
-            self._decrypted, self._decrypted_chunks, self._budget_used = self._log.load()
-            self._aborted = self._log.aborted()
+        self._log = HolderStore(store, holder_id=holder_id, key_share=key_share)
 
     @property
     def holder_index(self) -> int:
@@ -140,12 +128,12 @@ class KeyHolder:
     @property
     def decrypted_rounds(self) -> tuple[int, ...]:
         """Rounds this holder has issued a partial decryption for, in increasing order."""
-        return tuple(sorted(self._decrypted))
+        return self._log.decrypted()
 
     @property
     def aborted_rounds(self) -> tuple[int, ...]:
         """Rounds this holder voted to abort (and so never decrypts), in increasing order."""
-        return tuple(sorted(self._aborted))
+        return self._log.aborted()
 
     def vote_abort(self, round_id: int) -> AbortVote:
         """Vow never to decrypt ``round_id`` and return the signed vote.
@@ -163,19 +151,12 @@ class KeyHolder:
                 "cannot sign abort votes; pass signing_key= to KeyHolder"
             )
         try:
-            if round_id in self._decrypted:
-                raise AlreadyDecrypted(
-                    f"holder {self.holder_id!r} already decrypted round {round_id}: it cannot "
-                    "vote to abort it"
-                )
-            if self._log is not None:  # durable before the vote leaves this object
-                self._log.abort(round_id)
+            self._log.abort(round_id)  # durable before the vote leaves this object
         except FheAggError as exc:
             self._audit_round(
                 "round.abort_refused", round_id, error=type(exc).__name__, reason=str(exc)
             )
             raise
-        self._aborted.add(round_id)
         self._audit_round("round.abort_voted", round_id)
         return AbortVote.sign(
             self._signing_key,
@@ -219,42 +200,8 @@ class KeyHolder:
         self, aggregate: EncryptedAggregate, evidence: AggregateEvidence, *, layout: Layout
     ) -> U64:
         """Check ``aggregate`` as described in the module docstring; return its parsed chunks."""
-        self._check_log(aggregate)
+        self._log.check(aggregate.round_id)
         return self._verify(aggregate, evidence, layout=layout, digest=aggregate_digest(aggregate))
-
-    def _check_log(
-        self, aggregate: EncryptedAggregate, chunk_ids: set[bytes] | None = None
-    ) -> None:
-        """Refusals that need only this holder's decryption log: a round already decrypted or
-        older than one, and (given ``chunk_ids``) a ciphertext already decrypted or a request
-        beyond the budget. Cheap, so they run before the aggregate is verified."""
-        round_id = aggregate.round_id
-        if round_id in self._aborted:
-            raise RoundAborted(
-                f"holder {self.holder_id!r} voted to abort round {round_id}: it never decrypts "
-                "it; run the round again under a new round id"
-            )
-        if round_id in self._decrypted:
-            raise AlreadyDecrypted(
-                f"round {round_id} was already decrypted by holder {self.holder_id!r}"
-            )
-        if self._decrypted and round_id < max(self._decrypted):
-            raise RoundMismatch(
-                f"round {round_id} is older than round {max(self._decrypted)}, already decrypted"
-            )
-        if chunk_ids is None:
-            return
-        if chunk_ids & self._decrypted_chunks:
-            raise AlreadyDecrypted(
-                f"holder {self.holder_id!r} already decrypted a ciphertext of this aggregate"
-            )
-        budget = self.budget_left
-        if budget is not None and len(aggregate.chunks) > budget:
-            raise BudgetExhausted(
-                f"holder {self.holder_id!r}: {len(aggregate.chunks)} ciphertexts requested, "
-                f"{budget} left of this key's budget of {self.config.decryption_budget}; "
-                "run a new key ceremony"
-            )
 
     def _verify(
         self,
@@ -289,7 +236,7 @@ class KeyHolder:
     def budget_left(self) -> int | None:
         """Ciphertexts this holder may still partially decrypt under its key (None: no limit)."""
         budget = self.config.decryption_budget
-        return None if budget is None else budget - self._budget_used
+        return None if budget is None else budget - self._log.budget_used()
 
     def partial_decrypt(
         self,
@@ -337,7 +284,10 @@ class KeyHolder:
         operand = self._share.decryption_operand(members)
         digests = chunk_digests(aggregate.chunks)
         chunk_ids = set(digests)
-        self._check_log(aggregate, chunk_ids)
+        budget = self.config.decryption_budget
+        count = len(aggregate.chunks)
+        # cheap refusals from the log before the costly checks of the aggregate itself
+        self._log.check(aggregate.round_id, chunk_ids, count=count, budget=budget)
         digest = aggregate_digest(aggregate, digests)
         sums = self._verify(aggregate, evidence, layout=layout, digest=digest)
         primes = self._backend.data_primes
@@ -347,25 +297,22 @@ class KeyHolder:
             return rounded_gaussian(count * n, sigma, self._rng).reshape(count, n)
 
         data = mul_fixed_plus_noise(sums[:, 1], operand, noise if sigma > 0 else None, n, primes)
-        if self._log is not None:  # durable before the partial leaves this object
-            self._log.record(
-                round_id=aggregate.round_id,
-                aggregate_digest=digest,
-                chunk_ids=chunk_ids,
-                count=len(aggregate.chunks),
-                budget=self.config.decryption_budget,
-            )
+        # durable before the partial leaves this object
+        self._log.record(
+            round_id=aggregate.round_id,
+            aggregate_digest=digest,
+            chunk_ids=chunk_ids,
+            count=count,
+            budget=budget,
+        )
         self._record(
             "partial.issued",
             aggregate,
             aggregate_digest=digest.hex(),
             decrypting_set=list(members),
-            chunks=len(aggregate.chunks),
-            budget_used=self._budget_used + len(aggregate.chunks),
+            chunks=count,
+            budget_used=self._log.budget_used(),
         )
-        self._decrypted.add(aggregate.round_id)
-        self._decrypted_chunks |= chunk_ids
-        self._budget_used += len(aggregate.chunks)
         return PartialDecryption(
             round_id=aggregate.round_id,
             holder_index=self.holder_index,
@@ -408,8 +355,7 @@ class KeyHolder:
 
     def close(self) -> None:
         """Close the decryption log's store (if any); the log itself is kept."""
-        if self._log is not None:
-            self._log.close()
+        self._log.close()
 
     def __repr__(self) -> str:
         return f"KeyHolder(holder_id={self.holder_id!r}, share={self._share!r})"

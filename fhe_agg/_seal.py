@@ -12,6 +12,7 @@ import atexit
 import itertools
 import os
 import shutil
+import stat
 import tempfile
 import threading
 from functools import lru_cache
@@ -57,7 +58,11 @@ def remove_stale_scratch(base: Path) -> None:
     skips ``atexit``); each holds at most a half-written ciphertext, but they pile up."""
     for folder in base.glob("fhe_agg-*-*"):
         pid = folder.name.split("-")[1]
-        if not pid.isdigit() or folder.is_symlink() or folder.stat().st_uid != os.getuid():
+        try:
+            info = folder.lstat()  # never follows a symlink
+        except OSError:  # removed meanwhile by another process starting up
+            continue
+        if not pid.isdigit() or not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid():
             continue
         try:
             os.kill(int(pid), 0)

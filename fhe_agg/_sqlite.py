@@ -23,7 +23,7 @@ from pathlib import Path
 
 from fhe_agg._errors import CorruptStore, FheAggError, StoreError
 
-__all__ = ["Binding", "Mismatch", "Store", "guard", "open_store"]
+__all__ = ["Binding", "Mismatch", "Store", "guard", "memory_store", "open_store"]
 
 FORMAT = "fhe_agg-store"
 VERSION = 1
@@ -169,6 +169,14 @@ def open_store(
         conn.close()
         raise
     return Store(target, conn, created=created)
+
+
+def memory_store(schema: Sequence[str]) -> Store:
+    """A store in memory with ``schema`` (no binding, no durability): forgotten when closed."""
+    conn = sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False)
+    for statement in schema:
+        conn.execute(statement)
+    return Store(Path(":memory:"), conn, created=True)
 
 
 def _create(
