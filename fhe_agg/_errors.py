@@ -23,6 +23,7 @@ Every failure a caller can act on is a subclass of :class:`FheAggError`::
     │   ├── ChunkCountMismatch   the number of ciphertext chunks differs from the layout's
     │   ├── InvalidWeight        a signed weight outside (0, max_weight]
     │   ├── AggregateMismatch    an aggregate is not the sum of the signed updates it claims
+    │   ├── InvalidProof         a ciphertext's well-formedness proof is missing or does not verify
     │   └── CeremonyError        a key-ceremony message breaks the protocol (commitment, phase)
     ├── ThresholdNotMet          fewer clients or key holders than the policy requires
     │   └── DecryptionAborted    a holder of the decrypting set dropped: re-run the round
@@ -67,6 +68,7 @@ __all__ = [
     "FheAggError",
     "InsecureKeyFile",
     "InvalidInput",
+    "InvalidProof",
     "InvalidRoster",
     "InvalidSignature",
     "InvalidWeight",
@@ -146,6 +148,11 @@ class InvalidWeight(Rejected):
 
 class AggregateMismatch(Rejected):
     """An aggregate is not the homomorphic sum of the signed updates its manifest lists."""
+
+
+class InvalidProof(Rejected):
+    """A chunk's zero-knowledge proof of well-formedness is missing or does not verify: the
+    ciphertext may be crafted to make key holders decrypt a multiple of the secret key."""
 
 
 class CeremonyError(Rejected):

@@ -38,6 +38,7 @@ EXPECTED = {
     "FederationConfig",
     "FheAggError",
     "InvalidInput",
+    "InvalidProof",
     "InvalidSignature",
     "InvalidWeight",
     "KeyHolder",
