@@ -196,7 +196,8 @@ def _open_audit(deployment: Deployment, path: Path) -> AuditLog:
     if deployment.aggregator is None:
         raise ValueError(
             f"--audit-log: roster {deployment.roster.consortium!r} has no aggregator member to "
-            "sign the log"
+            "sign the log; add one (fhe-agg keys new --role aggregator --id aggregator, then "
+            "fhe-agg roster add ROSTER --member keys/aggregator.pub.json --from-round 1 --admin ...)"
         )
     agg = deployment.aggregator
     return AuditLog(path, key=agg.signing_key, actor=agg.id)
