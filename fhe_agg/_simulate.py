@@ -37,8 +37,10 @@ from fhe_agg._random import RandomSource, SeededRandom, default_random
 from fhe_agg._signing import SigningKey, VerifyKey
 from fhe_agg.identity import AuditLog
 
-__all__ = ["SimulationSpec", "run_simulation"]
+__all__ = ["SimulationSpec", "max_weight", "run_simulation"]
 
+#: ``progress(phase, n)``: ``("ceremony", 0)`` before the key ceremony, ``("ceremony", 1)``
+#: after it, ``("clients", 1)`` per update aggregated, ``("rounds", 1)`` per round released.
 Progress = Callable[[str, int], None]
 
 _UNFLOODED_WARNING = (
@@ -102,6 +104,11 @@ class _Federation:
     audit: AuditLog | None = None
 
 
+def max_weight(clients: int) -> float:
+    """The largest client weight of a run with ``clients`` clients (weights ``10 * k + 5``)."""
+    return 10.0 * clients + 5.0
+
+
 def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
@@ -130,6 +137,7 @@ def _federation(
     audit_path: Path | None,
 ) -> _Federation:
     rng: RandomSource = SeededRandom(spec.seed) if spec.seed is not None else default_random()
+    # 10 * k + 5 for k = 1..clients, shuffled: max_weight(clients) is the largest
     weights = [float(w) for w in data_rng.permutation(np.arange(1, spec.clients + 1)) * 10 + 5]
     audit = None
     if deployment is None:
@@ -223,8 +231,10 @@ def run_simulation(
     tick = progress or (lambda _phase, _n: None)
     data_rng = np.random.default_rng(spec.seed)  # synthetic model data only, never secrets
     t0 = time.perf_counter()
+    tick("ceremony", 0)
     fed = _federation(spec, data_rng, deployment, None if audit_log is None else Path(audit_log))
     ceremony_s = time.perf_counter() - t0
+    tick("ceremony", 1)
     result: dict[str, Any] = {}
     deviations: list[NDArray[np.float64]] = []
     refused: list[dict[str, Any]] = []
