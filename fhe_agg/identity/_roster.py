@@ -257,7 +257,7 @@ class Roster:
         Every member's identity proof is checked; ids and keys must be unique; ``threshold``
         must be in ``1..holders`` and ``min_clients`` in ``1..clients``. ``preset`` defaults to
         ``precise``: with several holders every decryption is flooded, which ``compact`` (= ``dp``,
-        meant for DP runs) cannot absorb (a 2-of-3 round then errs by ~3e-3).
+        meant for DP runs) cannot absorb (a 2-of-3 round then errs by ~2e-3).
         """
         for ident in members:
             if not isinstance(ident, PublicIdentity):
