@@ -20,6 +20,7 @@ Not covered here: the extra privacy of discrete or rounded Gaussians and of enco
 
 from __future__ import annotations
 
+import enum
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -30,6 +31,7 @@ from fhe_agg._flooding import slot_noise_std
 from fhe_agg._validate import positive_finite
 
 __all__ = [
+    "Adjacency",
     "DpPolicy",
     "PrivacyAccountant",
     "achieved_noise_multiplier",
@@ -46,6 +48,29 @@ def _delta(value: object) -> float:
     return float(value)
 
 
+class Adjacency(enum.Enum):
+    """Which datasets count as neighbours: it fixes the L2 sensitivity of the released sum.
+
+    Participation and weights are public (the manifest lists every client and its weight), so
+    neighbouring rounds have the same clients and weights and differ in one client's vector:
+
+    * ``ZERO_OUT``: one client's update is replaced by zeros (Kairouz et al., "Practical and
+      Private (Deep) Learning without Sampling or Shuffling", ICML'21, §2). The weighted sum
+      moves by at most ``max_weight * clip``.
+    * ``REPLACE_ONE``: one client's update is replaced by any other of norm at most ``clip``;
+      the sum moves by at most ``2 * max_weight * clip`` (triangle inequality), so the same
+      ``noise_multiplier`` means twice the noise.
+    """
+
+    ZERO_OUT = "zero-out"
+    REPLACE_ONE = "replace-one"
+
+    @property
+    def sensitivity_factor(self) -> float:
+        """The L2 sensitivity of the weighted sum in units of ``max_weight * clip``."""
+        return 2.0 if self is Adjacency.REPLACE_ONE else 1.0
+
+
 @dataclass(frozen=True, kw_only=True)
 class DpPolicy:
     """Client-level DP for the aggregate: clip norm, noise multiplier and trust assumption.
@@ -56,7 +81,12 @@ class DpPolicy:
     assumed honest (1 tolerates all but one colluding). ``mode`` is ``"distributed"`` (the key
     holders add the noise inside their partial decryptions, so nobody sees the un-noised
     average) or ``"central"`` (whoever combines the partials adds it after decryption and must be
-    trusted with the exact average). Raises ``TypeError``/``ValueError`` naming the field.
+    trusted with the exact average). ``adjacency`` states the neighbouring relation the
+    ``(epsilon, delta)`` refers to (:class:`Adjacency`; zero-out by default). ``max_epsilon``
+    (``None``: no limit) is enforced by every key holder on its own persisted accountant and by
+    the combiner: a release that would push ``epsilon`` above it is refused with
+    :class:`~fhe_agg.PrivacyBudgetExceeded`. Raises ``TypeError``/``ValueError`` naming the
+    field.
     """
 
     clip: float
@@ -64,6 +94,8 @@ class DpPolicy:
     delta: float = 1e-5
     honest_holders: int = 1
     mode: str = "distributed"
+    adjacency: Adjacency = Adjacency.ZERO_OUT
+    max_epsilon: float | None = None
 
     def __post_init__(self) -> None:
         positive_finite(self.clip, "clip")
@@ -76,6 +108,13 @@ class DpPolicy:
             raise ValueError(f"honest_holders: must be at least 1, got {h}")
         if self.mode not in ("distributed", "central"):
             raise ValueError(f"mode: expected 'distributed' or 'central', got {self.mode!r}")
+        if not isinstance(self.adjacency, Adjacency):
+            raise TypeError(
+                f"adjacency: expected an Adjacency (e.g. Adjacency.REPLACE_ONE), got "
+                f"{type(self.adjacency).__name__}"
+            )
+        if self.max_epsilon is not None:
+            positive_finite(self.max_epsilon, "max_epsilon")
 
     @property
     def central(self) -> bool:
@@ -157,8 +196,10 @@ class PrivacyAccountant:
 
     @classmethod
     def for_policy(cls, policy: DpPolicy, *, max_epsilon: float | None = None) -> PrivacyAccountant:
-        """An accountant reporting at ``policy.delta``."""
-        return cls(delta=policy.delta, max_epsilon=max_epsilon)
+        """An accountant reporting at ``policy.delta``, limited to ``max_epsilon`` if given,
+        else to ``policy.max_epsilon``."""
+        limit = policy.max_epsilon if max_epsilon is None else max_epsilon
+        return cls(delta=policy.delta, max_epsilon=limit)
 
     @property
     def delta(self) -> float:
