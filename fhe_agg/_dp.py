@@ -13,9 +13,11 @@ Privacy loss is composed with Rényi DP (Mironov, "Rényi Differential Privacy",
 the Gaussian mechanism: ``RDP(alpha) = alpha / (2 z**2)``), converted to ``(epsilon, delta)`` by
 ``dp_accounting``'s RDP accountant (Canonne–Kamath–Steinke / Balle et al. conversion).
 
-Not covered here: the extra privacy of discrete or rounded Gaussians and of encoding rounding
-(DDGauss, https://arxiv.org/abs/2102.06387); noise is sampled only through
-:func:`fhe_agg.hazmat.sampling.rounded_gaussian` with a CSPRNG ``RandomSource``.
+Noise is sampled only through :func:`fhe_agg.hazmat.sampling.rounded_gaussian` with a CSPRNG
+``RandomSource``, which cuts it at ``NOISE_TAIL`` = 14 standard deviations; what the cut costs is
+added to ``delta`` (:func:`truncation_delta`). Not covered here: the extra privacy of discrete or
+rounded Gaussians and of encoding rounding (DDGauss, https://arxiv.org/abs/2102.06387), and
+floating-point artefacts of the Box-Muller sampler beyond the cut.
 """
 
 from __future__ import annotations
@@ -29,15 +31,23 @@ from types import MappingProxyType
 from fhe_agg._errors import PrivacyBudgetExceeded
 from fhe_agg._flooding import slot_noise_std
 from fhe_agg._validate import positive_finite
+from fhe_agg.hazmat.sampling import NOISE_TAIL, tail_mass
 
 __all__ = [
+    "MAX_NOISE_DRAWS",
     "Adjacency",
     "DpPolicy",
     "PrivacyAccountant",
     "achieved_noise_multiplier",
     "holder_coefficient_sigma",
     "per_holder_slot_sigma",
+    "truncation_delta",
 ]
+
+#: Most Gaussian coordinates one release samples: every decrypting holder's coefficients plus
+#: the central noise (2**50 int64 draws are 8 PiB). :class:`~fhe_agg.DecryptionSession` refuses
+#: a release beyond it, so :func:`truncation_delta` bounds every release.
+MAX_NOISE_DRAWS = 2**50
 
 
 def _delta(value: object) -> float:
@@ -163,6 +173,27 @@ def achieved_noise_multiplier(
     return slot_noise_std(coefficient_sigma, n, honest_holders) / scale / sens
 
 
+def truncation_delta(epsilon: float, releases: int) -> float:
+    """``delta`` added by cutting the noise at ``NOISE_TAIL`` sigma, for ``releases`` releases
+    accounted at ``epsilon``: ``min(1, (1 + e**epsilon) * eta)``.
+
+    Each coordinate of the cut Gaussian is at total-variation distance
+    ``eta_1 = P(|Z| > NOISE_TAIL)`` (1.6e-44) from the uncut one; a release has at most
+    :data:`MAX_NOISE_DRAWS` independent coordinates, so ``releases`` of them are within
+    ``eta = releases * MAX_NOISE_DRAWS * eta_1`` of the uncut mechanism (a union bound over the
+    coordinates of product distributions). If the uncut composition is ``(epsilon, delta)``-DP,
+    then for neighbours ``P, Q``, their cut versions ``P', Q'`` and any event ``S``:
+    ``P'(S) <= P(S) + eta <= e**epsilon Q(S) + delta + eta <= e**epsilon Q'(S) + delta +
+    (1 + e**epsilon) eta``.
+    """
+    if releases < 0 or not epsilon >= 0.0:
+        raise ValueError("releases and epsilon: must be non-negative")
+    eta = releases * MAX_NOISE_DRAWS * tail_mass(NOISE_TAIL)
+    if epsilon > 700.0:  # e**epsilon overflows a float: no meaningful guarantee anyway
+        return 1.0 if releases else 0.0
+    return min(1.0, (1.0 + math.exp(epsilon)) * eta)
+
+
 def _epsilon(releases: Mapping[float, int], delta: float) -> float:
     if not releases:
         return 0.0
@@ -223,6 +254,18 @@ class PrivacyAccountant:
     def epsilon(self) -> float:
         """``epsilon`` of all recorded releases at :attr:`delta` (0 before the first)."""
         return self._epsilon
+
+    @property
+    def truncation_delta(self) -> float:
+        """What cutting the sampled noise at 14 sigma adds to :attr:`delta`
+        (:func:`truncation_delta`; about 1e-29 per release at small epsilon)."""
+        return truncation_delta(self._epsilon, self.rounds)
+
+    @property
+    def total_delta(self) -> float:
+        """The ``delta`` the releases as sampled meet at :attr:`epsilon`: :attr:`delta` plus
+        :attr:`truncation_delta`."""
+        return self._delta + self.truncation_delta
 
     def epsilon_after(self, noise_multiplier: float) -> float:
         """``epsilon`` if one more release with ``noise_multiplier`` were recorded (no change)."""

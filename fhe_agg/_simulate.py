@@ -269,6 +269,7 @@ def run_simulation(
         total_weight = result.pop("accepted_weight")
         result["epsilon"] = round(fed.accountant.epsilon, 4)
         result["delta"] = fed.accountant.delta
+        result["delta_truncation"] = fed.accountant.truncation_delta  # the 14-sigma noise cut
         result["noise_multiplier"] = round(config.noise_multiplier or 0.0, 4)
         assert config.dp is not None
         result["dp_adjacency"] = config.dp.adjacency.value
