@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import enum
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 
@@ -231,6 +231,23 @@ class PrivacyAccountant:
         else to ``policy.max_epsilon``."""
         limit = policy.max_epsilon if max_epsilon is None else max_epsilon
         return cls(delta=policy.delta, max_epsilon=limit)
+
+    @classmethod
+    def restored(
+        cls,
+        noise_multipliers: Iterable[float],
+        *,
+        delta: float,
+        max_epsilon: float | None = None,
+    ) -> PrivacyAccountant:
+        """An accountant that has recorded one release per entry of ``noise_multipliers``
+        (read back from a store), which are not checked against ``max_epsilon``."""
+        accountant = cls(delta=delta, max_epsilon=max_epsilon)
+        for z in noise_multipliers:
+            z = positive_finite(z, "noise_multiplier")
+            accountant._releases[z] = accountant._releases.get(z, 0) + 1
+        accountant._epsilon = _epsilon(accountant._releases, accountant._delta)
+        return accountant
 
     @property
     def delta(self) -> float:
