@@ -76,7 +76,7 @@ def test_a_holder_refuses_the_partial_that_would_cross_max_epsilon(
     budget = holder.budget_left
 
     second, second_evidence, _ = fed.round(2)
-    with pytest.raises(PrivacyBudgetExceeded, match="holder-1.*max_epsilon"):
+    with pytest.raises(PrivacyBudgetExceeded, match=r"holder-1.*max_epsilon"):
         fed.partial(holder, second, second_evidence, MEMBERS)
     # state unchanged: no round, no budget, no privacy spent; the refusal is audited
     assert holder.decrypted_rounds == (1,) and holder.budget_left == budget
