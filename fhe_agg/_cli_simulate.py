@@ -66,13 +66,14 @@ def memory_estimate(spec: SimulationSpec) -> int:
     holders' evidence (the wire size, 25 bytes per real for precise), over ~100 MB. Each round
     keeps its 8-byte deviations for the DP noise measurement.
     """
-    return _BASE_BYTES + spec.params * (_model_bytes(spec) + 8 * spec.rounds)
+    fixed, per_client, per_round = _bytes_per_param(spec)
+    return _BASE_BYTES + spec.params * (fixed + per_client * spec.clients + per_round * spec.rounds)
 
 
-def _model_bytes(spec: SimulationSpec) -> int:
-    """Bytes per parameter of one round (the vectors, sum and every client's update)."""
+def _bytes_per_param(spec: SimulationSpec) -> tuple[int, int, int]:
+    """Bytes per parameter: of one round's vectors and sum, per client, per round."""
     wire = get_preset(spec.preset_name).wire_bits_per_real / 8
-    return math.ceil(8 * wire + (wire + 4) * spec.clients)
+    return math.ceil(8 * wire), math.ceil(wire + 4), 8
 
 
 def _available_memory() -> int | None:
@@ -175,21 +176,27 @@ def checked_spec(*, min_clients: int | None = None, **fields: Any) -> Simulation
 
 
 def _check_memory(spec: SimulationSpec) -> None:
+    """Refuse a run beyond the memory available. Blamed: ``--clients`` (or ``--rounds``) if one
+    client (one round) would fit at this ``--params``, else ``--params``."""
     need, have = memory_estimate(spec), _available_memory()
     if have is None or need <= have:
         return
     gib = f"need about {need / 2**30:.1f} GiB of memory, {have / 2**30:.1f} GiB are available"
-    if spec.rounds * 8 > _model_bytes(spec):  # the rounds' deviations dominate
-        most = max(0, (have - _BASE_BYTES) // spec.params - _model_bytes(spec)) // 8
-        raise click.UsageError(
-            f"--rounds {spec.rounds}: at --params {spec.params} the run would {gib}; "
-            f"at most about {most} rounds"
-        )
-    per_param = _model_bytes(spec) + 8 * spec.rounds
-    room = max(0, have - _BASE_BYTES)
+    fixed, per_client, per_round = _bytes_per_param(spec)
+    room = max(0, have - _BASE_BYTES) // spec.params  # bytes per parameter available
+    for option, value, unit, rest in (
+        ("--clients", spec.clients, per_client, fixed + per_round * spec.rounds),
+        ("--rounds", spec.rounds, per_round, fixed + per_client * spec.clients),
+    ):
+        if rest + unit <= room:
+            raise click.UsageError(
+                f"{option} {value}: at --params {spec.params} the run would {gib}; at most "
+                f"about {(room - rest) // unit} at this --params"
+            )
+    per_param = fixed + per_client * spec.clients + per_round * spec.rounds
     raise click.UsageError(
         f"--params {spec.params}: with {spec.clients} client(s) and {spec.rounds} round(s) the "
-        f"run would {gib}; at most about {room // per_param} parameters"
+        f"run would {gib}; at most about {max(0, have - _BASE_BYTES) // per_param} parameters"
     )
 
 
