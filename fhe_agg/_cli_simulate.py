@@ -46,6 +46,8 @@ _OPTIONS = {
     "flooding": "--no-flooding",
     "preset": "--preset",
 }
+#: :class:`FederationConfig`'s refusals of a sum (or noise) too large for the preset's modulus.
+_SIZE_ERRORS = ("bits of scale remain", "beyond any float", "does not fit its")
 #: Libraries, keys and interpreter before any vector exists (measured: ~100 MB).
 _BASE_BYTES = 150 * 2**20
 
@@ -95,7 +97,7 @@ def _feasible(spec: SimulationSpec, min_clients: int | None) -> bool:
     low = None if min_clients is None else min(min_clients, spec.clients)
     try:
         _configure(spec, [max_weight(spec.clients)], min_clients=low)
-    except UnsupportedParameters:
+    except (UnsupportedParameters, ValueError):
         return False
     return True
 
@@ -130,6 +132,8 @@ def _check_config(spec: SimulationSpec, min_clients: int | None) -> Any:
         message = str(exc)
         if message.split(":", 1)[0] in _OPTIONS:
             raise _usage(message) from None
+        if not any(s in message for s in _SIZE_ERRORS):  # not about the sum's size
+            raise click.UsageError(message) from None
         most = _most_clients(spec, min_clients)
         if most >= 1:
             raise click.UsageError(
