@@ -126,6 +126,15 @@ def max_weight(clients: int) -> float:
 
 
 def _peak_rss_mb() -> float:
+    """Peak RSS of this process image: Linux's VmHWM (``ru_maxrss`` survives ``exec``, so a
+    simulation started by a large parent would report the parent's peak), else ``ru_maxrss``."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024.0
+    except (OSError, ValueError, IndexError):
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
