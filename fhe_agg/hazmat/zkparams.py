@@ -26,6 +26,7 @@ __all__ = [
     "PROOF_BATCH",
     "QUERY_BITS",
     "SOUNDNESS_BITS",
+    "ZK_TAIL",
     "ExtractionBounds",
     "ProofParameters",
     "derive_parameters",
@@ -42,8 +43,9 @@ SOUNDNESS_BITS = 128
 QUERY_BITS = 64
 #: ``sigma = ALPHA * T`` in [L12, Theorem 4.6]: ``M = exp(12/ALPHA + 1/(2 ALPHA^2))`` attempts.
 ALPHA = 12.0
-#: Statistical distance of one accepted response from the simulated one: ``2**-100 / M`` [L12].
-ZK_REJECTION_BITS = 100
+#: Tail multiplier ``r`` of [L12, Lemma 4.3/Thm 4.6]: ``|<z, c>| <= r sigma ||c||`` except with
+#: probability ``2 exp(-r^2/2)`` (``r = 12``: ``2**-102.9``; L12 states ``2**-100``).
+ZK_TAIL = 12.0
 #: Failure probability of the tail bounds the honest prover relies on (it restarts then).
 TAIL_BITS = 64
 #: Honest-case probability that a response coefficient overflows its encoding (prover restarts).
@@ -63,7 +65,7 @@ def error_variance(sigma: float = _ERROR_SIGMA, tail: float = _ERROR_TAIL) -> fl
 
     cut = tail * sigma
     mass = cdf(cut) - cdf(-cut)
-    top = int(math.floor(cut + 0.5))
+    top = math.floor(cut + 0.5)
     total = 0.0
     for k in range(1, top + 1):
         p = cdf(min(k + 0.5, cut)) - cdf(k - 0.5)
@@ -88,6 +90,7 @@ class ProofParameters:
     batch: int
     rows: int
     alpha: float
+    rejection_tail: float
     t_u: float
     t_e: float
     sigma_u: float
@@ -166,7 +169,12 @@ def norm_tail_factor(dim: int, log2_failure: float) -> float:
 
 
 def derive_parameters(
-    n: int, *, batch: int = PROOF_BATCH, rows: int | None = None, alpha: float = ALPHA
+    n: int,
+    *,
+    batch: int = PROOF_BATCH,
+    rows: int | None = None,
+    alpha: float = ALPHA,
+    rejection_tail: float = ZK_TAIL,
 ) -> ProofParameters:
     """All parameters for ring degree ``n``; keyword overrides exist for small test instances.
 
@@ -174,8 +182,9 @@ def derive_parameters(
     * ``sigma_x = alpha * sqrt(2) * T_x``: the masks are Gaussians of covariance
       ``diag(sigma_u^2, sigma_e^2)``; in the metric that makes them spherical the shift has norm
       ``sqrt(T_u^2/sigma_u^2 + T_e^2/sigma_e^2) = 1/alpha``, so [L12, Thm 4.6] applies with
-      ``sigma' = 1``, ``T' = 1/alpha``: ``M = exp(12/alpha + 1/(2 alpha^2))`` expected attempts
-      and statistical distance ``2**-100 / M`` from responses that ignore the witness.
+      ``sigma' = 1``, ``T' = 1/alpha``: ``M = exp(r/alpha + 1/(2 alpha^2))`` expected attempts
+      (``r = ZK_TAIL = 12``) and statistical distance ``2 exp(-r^2/2) / M`` (``~2**-100/M``) from
+      responses that ignore the witness.
     * ``beta_x = k sigma_x sqrt(n)`` per row, ``k`` from [L12, Lemma 4.4] so that an honest
       response fails it with probability ``<= 2**-TAIL_BITS`` over all ``2U`` checks.
     * ``width_x``: signed bits with ``2**(width-1) - 1 >= tau sigma_x``, ``2 U n exp(-tau^2/2)
@@ -190,7 +199,7 @@ def derive_parameters(
     t_e = witness_norm_bound(n, u_rows, batch, e_var, e_fourth)
     sigma_u = alpha * math.sqrt(2.0) * t_u
     sigma_e = alpha * math.sqrt(2.0) * t_e
-    repetitions = math.exp(12.0 / alpha + 1.0 / (2.0 * alpha * alpha))
+    repetitions = math.exp(rejection_tail / alpha + 1.0 / (2.0 * alpha * alpha))
     k = norm_tail_factor(n, -TAIL_BITS - math.log2(2 * u_rows))
     # Rounding a continuous Gaussian adds variance 1/12 (the responses' effective sigma).
     beta_u = k * math.sqrt(sigma_u**2 + 1 / 12) * math.sqrt(n)
@@ -198,12 +207,13 @@ def derive_parameters(
     tau = math.sqrt(2.0 * math.log(2 * u_rows * n * 2.0**WIDTH_RESTART_BITS))
     width_u = 1 + math.ceil(math.log2(tau * sigma_u + 1))
     width_e = 1 + math.ceil(math.log2(tau * sigma_e + 1))
-    zk = math.log2(2.0**-ZK_REJECTION_BITS / repetitions + 2.0**-TAIL_BITS)
+    zk = math.log2(2.0 * math.exp(-(rejection_tail**2) / 2) / repetitions + 2.0**-TAIL_BITS)
     return ProofParameters(
         n=n,
         batch=batch,
         rows=u_rows,
         alpha=alpha,
+        rejection_tail=rejection_tail,
         t_u=t_u,
         t_e=t_e,
         sigma_u=sigma_u,
@@ -227,7 +237,7 @@ def _error_fourth_moment(sigma: float = _ERROR_SIGMA, tail: float = _ERROR_TAIL)
     cut = tail * sigma
     mass = cdf(cut) - cdf(-cut)
     total = 0.0
-    for k in range(1, int(math.floor(cut + 0.5)) + 1):
+    for k in range(1, math.floor(cut + 0.5) + 1):
         total += 2 * k**4 * (cdf(min(k + 0.5, cut)) - cdf(k - 0.5))
     return total / mass
 

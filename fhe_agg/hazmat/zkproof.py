@@ -106,7 +106,8 @@ def _prefix(statement: ProofStatement, c1: U64, rows: int) -> Any:
 def _seed(prefix: Any, commitments: U64) -> bytes:
     h = prefix.copy()
     h.update(np.ascontiguousarray(commitments, dtype="<u8").tobytes())
-    return h.digest(_SEED)
+    digest: bytes = h.digest(_SEED)
+    return digest
 
 
 def challenge_matrix(seed: bytes, rows: int, chunks: int) -> NDArray[np.float64]:
@@ -130,12 +131,11 @@ def _combine_mod(w: NDArray[np.float64], c1: U64, primes: tuple[int, ...]) -> U6
     float64 BLAS (at most ``V * 2**20 < 2**53``), recombined with Shoup multiplications."""
     rows, n = w.shape[0], c1.shape[2]
     out = np.empty((rows, len(primes), n), dtype=np.uint64)
-    shift = np.uint64(1 << _LIMB)
-    shift_quot = shoup_quotient(np.array([1 << _LIMB], dtype=np.uint64), primes[0])
+    shift = np.array([1 << _LIMB], dtype=np.uint64)
     for i, q in enumerate(primes):
         residues = c1[:, i, :]
         limbs = -(-q.bit_length() // _LIMB)
-        quot = shoup_quotient(np.array([1 << _LIMB], dtype=np.uint64), q) if i else shift_quot
+        quot = shoup_quotient(shift, q)
         acc = np.zeros((rows, n), dtype=np.uint64)
         for limb in reversed(range(limbs)):
             part = (residues >> np.uint64(_LIMB * limb)) & np.uint64((1 << _LIMB) - 1)
