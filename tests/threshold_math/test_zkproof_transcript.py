@@ -18,6 +18,7 @@ from fhe_agg.hazmat.sampling import uniform_mod
 from fhe_agg.hazmat.zkparams import derive_parameters
 from fhe_agg.hazmat.zkproof import (
     ProofStatement,
+    _combine_mod,
     _decode,
     _small_product,
     challenge_matrix,
@@ -167,3 +168,27 @@ def test_responses_do_not_depend_on_the_witness() -> None:
 
 KAT_SEED = "ddd5e3778c82ec11f0105a7938e82de6a6c406799b1ffa334dcc9e9a29f62743"
 KAT_W = [[0, 0, 1], [0, 1, 0], [0, 1, 0], [0, 0, 1], [0, 1, 0]]
+
+
+@pytest.mark.parametrize("chunks", [1, 5, 128])
+def test_binary_combination_mod_q_is_exact(chunks: int) -> None:
+    """The verifier's ``sum_k W_jk c1_k mod q`` (float64 BLAS on limbs) equals Python integers,
+    including the worst case: every residue q - 1 and an all-ones row."""
+    rng = np.random.default_rng(chunks)
+    c1 = np.stack(
+        [
+            np.stack([rng.integers(0, q, 64, dtype=np.uint64) for q in PRECISE_PRIMES])
+            for _ in range(chunks)
+        ]
+    )
+    c1[0] = np.array(PRECISE_PRIMES, dtype=np.uint64)[:, None] - np.uint64(1)
+    c1[-1] = c1[0]
+    w = challenge_matrix(bytes(32), 7, chunks)
+    w[0] = 1
+    got = _combine_mod(w, c1, PRECISE_PRIMES)
+    for j in range(7):
+        for i, q in enumerate(PRECISE_PRIMES):
+            sums = [
+                sum(int(w[j, k]) * int(c1[k, i, c]) for k in range(chunks)) % q for c in range(64)
+            ]
+            assert got[j, i].tolist() == sums
