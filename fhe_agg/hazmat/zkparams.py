@@ -41,13 +41,17 @@ PROOF_BATCH = 128
 SOUNDNESS_BITS = 128
 #: ... against a prover making up to ``2**QUERY_BITS`` hash (random-oracle) queries.
 QUERY_BITS = 64
-#: ``sigma = ALPHA * T`` in [L12, Theorem 4.6]: ``M = exp(12/ALPHA + 1/(2 ALPHA^2))`` attempts.
-ALPHA = 12.0
-#: Tail multiplier ``r`` of [L12, Lemma 4.3/Thm 4.6]: ``|<z, c>| <= r sigma ||c||`` except with
-#: probability ``2 exp(-r^2/2)`` (``r = 12``: ``2**-102.9``; L12 states ``2**-100``).
-ZK_TAIL = 12.0
-#: Failure probability of the tail bounds the honest prover relies on (it restarts then).
+#: Failure probability of the tail bounds the honest prover relies on (it restarts then), and
+#: the statistical distance allowed to each of the two sources of zero-knowledge error.
 TAIL_BITS = 64
+#: Tail multiplier ``r`` of [L12, Lemma 4.3 / Thm 4.6]: ``|<z, c>| <= r sigma ||c||`` except with
+#: probability ``2 exp(-r^2/2) = 2**-TAIL_BITS`` (L12 takes ``r = 12`` for ``2**-100``; a smaller
+#: distance here would be hidden by the ``2**-64`` of the restarts on ``T``): ``r = 9.49``.
+ZK_TAIL = math.sqrt(2.0 * math.log(2.0 ** (TAIL_BITS + 1)))
+#: ``sigma = ALPHA * T`` in [L12, Thm 4.6]: ``M = exp(r/ALPHA + 1/(2 ALPHA^2)) = 2.02`` expected
+#: attempts. 13.5 is about the largest value that keeps the response widths at 21 and 23 bits
+#: (a larger ALPHA costs fewer attempts, one more bit per coefficient and of extraction slack).
+ALPHA = 13.5
 #: Honest-case probability that a response coefficient overflows its encoding (prover restarts).
 WIDTH_RESTART_BITS = 6
 
@@ -183,8 +187,8 @@ def derive_parameters(
       ``diag(sigma_u^2, sigma_e^2)``; in the metric that makes them spherical the shift has norm
       ``sqrt(T_u^2/sigma_u^2 + T_e^2/sigma_e^2) = 1/alpha``, so [L12, Thm 4.6] applies with
       ``sigma' = 1``, ``T' = 1/alpha``: ``M = exp(r/alpha + 1/(2 alpha^2))`` expected attempts
-      (``r = ZK_TAIL = 12``) and statistical distance ``2 exp(-r^2/2) / M`` (``~2**-100/M``) from
-      responses that ignore the witness.
+      (``r = ZK_TAIL``) and statistical distance ``2 exp(-r^2/2) / M`` from responses that
+      ignore the witness.
     * ``beta_x = k sigma_x sqrt(n)`` per row, ``k`` from [L12, Lemma 4.4] so that an honest
       response fails it with probability ``<= 2**-TAIL_BITS`` over all ``2U`` checks.
     * ``width_x``: signed bits with ``2**(width-1) - 1 >= tau sigma_x``, ``2 U n exp(-tau^2/2)

@@ -64,17 +64,18 @@ def test_shift_bound_t_holds_with_room_for_honest_witnesses() -> None:
 
 
 def test_gaussian_width_and_repetitions() -> None:
-    # L12 Thm 4.6 in the metric diag(sigma_u, sigma_e): ||c||_Sigma <= 1/alpha
-    assert P.sigma_u == pytest.approx(12 * math.sqrt(2) * P.t_u)
-    assert P.sigma_e == pytest.approx(12 * math.sqrt(2) * P.t_e)
-    assert math.hypot(P.t_u / P.sigma_u, P.t_e / P.sigma_e) == pytest.approx(1 / 12)
-    assert P.repetitions == pytest.approx(math.exp(1 + 1 / 288))
-    assert 2.72 < P.repetitions < 2.74
-    # statistical distance 2 exp(-72) / M + 2**-64 (restarts on T): about 2**-64
-    assert P.zk_distance_log2 == pytest.approx(
-        math.log2(2 * math.exp(-72) / P.repetitions + 2**-64)
-    )
-    assert P.zk_distance_log2 <= -63.99
+    # L12 Thm 4.6 in the metric diag(sigma_u, sigma_e): ||c||_Sigma <= 1/alpha, alpha = 13.5
+    assert P.sigma_u == pytest.approx(13.5 * math.sqrt(2) * P.t_u)
+    assert P.sigma_e == pytest.approx(13.5 * math.sqrt(2) * P.t_e)
+    assert math.hypot(P.t_u / P.sigma_u, P.t_e / P.sigma_e) == pytest.approx(1 / 13.5)
+    # r with 2 exp(-r^2/2) = 2**-64 (L12 Lemma 4.3), M = exp(r/alpha + 1/(2 alpha^2))
+    r = P.rejection_tail
+    assert 2 * math.exp(-r * r / 2) == pytest.approx(2.0**-64)
+    assert P.repetitions == pytest.approx(math.exp(r / 13.5 + 1 / (2 * 13.5**2)))
+    assert 2.0 < P.repetitions < 2.05
+    # statistical distance: 2**-64 / M (rejection tail) + 2**-64 (restarts on T)
+    assert P.zk_distance_log2 == pytest.approx(math.log2(2.0**-64 / P.repetitions + 2.0**-64))
+    assert P.zk_distance_log2 <= -63.4
 
 
 def test_row_norm_bound_is_the_smallest_with_a_2_pow_64_honest_failure() -> None:
@@ -103,7 +104,7 @@ def test_extraction_bounds_and_slack() -> None:
     honest_u, honest_e = math.sqrt(N * 2 / 3), math.sqrt(N * error_variance())
     slack_u = math.log2(bounds.u_l2 / honest_u)
     slack_e = math.log2(bounds.e1_l2 / honest_e)
-    assert 18 < slack_u < 19 and 18 < slack_e < 19
+    assert 18.5 < slack_u < 19 and 18.5 < slack_e < 19
     # the extracted relation is an integer one: 2 beta far below every data prime
     assert bounds.e1_l2 < 2.0**30
 
