@@ -9,6 +9,7 @@ for the encryption itself.
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -83,7 +84,7 @@ def proof_figures(workload: str, vector: NDArray[np.float64], repeats: int) -> l
         update.encrypt()  # warm the caches (NTT tables, Shoup quotients of the key)
         seconds = paired_medians(
             {
-                "seal": lambda raw=raw: raw.encrypt(vector, packed=True),
+                "seal": partial(raw.encrypt, vector, packed=True),
                 "encrypt": update.encrypt,
                 "prove": update.prove,
                 "verify": update.verify,
