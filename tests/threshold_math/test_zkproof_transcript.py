@@ -192,3 +192,15 @@ def test_binary_combination_mod_q_is_exact(chunks: int) -> None:
                 sum(int(w[j, k]) * int(c1[k, i, c]) for k in range(chunks)) % q for c in range(64)
             ]
             assert got[j, i].tolist() == sums
+
+
+def test_prover_with_a_long_witness_gives_up_and_an_honest_one_verifies_on_the_small_instance() -> (
+    None
+):
+    statement, c1, witnesses = _small_setup(zero=False)
+    verify(
+        statement, c1, prove(statement, c1, witnesses, SeededRandom(1), params=SMALL), params=SMALL
+    )
+    long = [ChunkWitness(u=w.u, e1=w.e1 * 1000) for w in witnesses]
+    with pytest.raises(RuntimeError, match="rejection sampling"):
+        prove(statement, c1, long, SeededRandom(2), params=SMALL)
