@@ -105,6 +105,7 @@ def test_extraction_bounds_and_slack() -> None:
     slack_u = math.log2(bounds.u_l2 / honest_u)
     slack_e = math.log2(bounds.e1_l2 / honest_e)
     assert 18.5 < slack_u < 19 and 18.5 < slack_e < 19
+    assert P.slack_bits == pytest.approx((slack_u, slack_e))
     # the extracted relation is an integer one: 2 beta far below every data prime
     assert bounds.e1_l2 < 2.0**30
 
