@@ -64,7 +64,7 @@ _SEED = 32
 _MAX_ATTEMPTS = 200
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, eq=False)
 class ProofStatement:
     """What a proof is about: ``context`` (the transcript binding, built by the caller), the
     data-level ``a`` in NTT form (``(L, N)``), the data primes and the ring degree."""
