@@ -286,7 +286,7 @@ def _run_round(
         for client, weight in zip(fed.clients, fed.weights, strict=True):
             t0 = time.perf_counter()
             prepared, _ = client.prepare(data_rng.uniform(-1.0, 1.0, spec.params), clip=clip)
-            chunks = client.encrypt_chunks(prepared * weight, round_id=round_id)
+            chunks = client.encrypt_chunks(prepared, round_id=round_id, weight=weight)
             t1 = time.perf_counter()
             update = client.sign_update(chunks, layout=fed.layout, round_id=round_id, weight=weight)
             wire = update.to_bytes()

@@ -78,7 +78,7 @@ def secure_update_mod(message: Message, context: Context, call_next: ClientAppCa
         weight = _weight(reply.content, weight_key, state.client.config.max_weight)
         client = state.client
         delta, _ = client.prepare(trained - start, clip=state.clip)
-        chunks = client.encrypt_chunks(delta * weight, round_id=round_id)
+        chunks = client.encrypt_chunks(delta, round_id=round_id, weight=weight)
         update = client.sign_update(chunks, layout=layout, round_id=round_id, weight=weight)
     except Exception as exc:  # any failure must end in a refusal, never in plaintext
         return refuse(message, exc)
