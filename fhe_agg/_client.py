@@ -181,15 +181,18 @@ class Client:
         """Encrypt ``weight * params`` chunk by chunk and sign the statement describing it.
 
         Raises :class:`InvalidInput` for NaN/Inf, values beyond ``config.value_bound`` (after
-        clipping) and a weight outside ``(0, config.max_weight]``, and :class:`RoundNotClosed`
+        clipping) and a weight outside ``[config.min_weight, config.max_weight]``, and :class:`RoundNotClosed`
         for the same vector (at any weight) sent before for another round that is not proven
         closed.
         """
         _check_round(round_id)
         if not (isinstance(weight, int | float) and math.isfinite(weight)) or not (
-            0 < weight <= self.config.max_weight
+            self.config.min_weight <= weight <= self.config.max_weight
         ):
-            raise InvalidInput(f"weight: {weight!r} outside (0, {self.config.max_weight}]")
+            raise InvalidInput(
+                f"weight: {weight!r} outside [{self.config.min_weight}, {self.config.max_weight}]"
+                " (min_weight: the fewest samples one update may stand for)"
+            )
         vector, layout = self.prepare(params, clip=clip, integer_policy=integer_policy)
         chunks = self.encrypt_chunks(vector, round_id=round_id, weight=float(weight))
         return self.sign_update(chunks, layout=layout, round_id=round_id, weight=float(weight))

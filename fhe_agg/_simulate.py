@@ -134,7 +134,7 @@ def _federation(
     audit = None
     if deployment is None:
         config = _configure(spec, weights)
-        public_key, shares = local_key_ceremony(config, rng)
+        public_key, shares = local_key_ceremony(config)  # keys: OS CSPRNG, never the seed
         signing = {f"client-{i:03d}": SigningKey.generate() for i in range(spec.clients)}
         fixed = {cid: key.verify_key for cid, key in signing.items()}
         holder_ids = [f"holder-{s.holder_index}" for s in shares]
@@ -145,7 +145,7 @@ def _federation(
         if audit_path is not None:
             audit = _open_audit(deployment, audit_path)
         public_key, shares = local_key_ceremony(
-            config, rng, identities=deployment.holders, consortium=r.consortium, epoch=r.key_epoch
+            config, identities=deployment.holders, consortium=r.consortium, epoch=r.key_epoch
         )
         if audit is not None:
             audit.record(

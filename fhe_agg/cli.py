@@ -93,7 +93,10 @@ def main() -> None:
     "--noise-multiplier", default=1.0, show_default=True, help="DP: Gaussian noise multiplier z."
 )
 @click.option(
-    "--seed", type=int, default=None, help="Seed for reproducible keys and data (testing only)."
+    "--seed",
+    type=int,
+    default=None,
+    help="Seed for reproducible data and noise (keys always come from the OS CSPRNG).",
 )
 @click.option(
     "--roster",

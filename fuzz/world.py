@@ -52,6 +52,9 @@ from fhe_agg.identity import (
     write_identity,
 )
 
+# the world's keys are fixed test keys: allow SeededRandom for them (fhe_agg refuses it elsewhere)
+os.environ["FHE_AGG_TEST_ONLY_SEEDED_KEYS"] = "1"
+
 #: Passphrase of the encrypted key file in the corpus (a test value, not a secret).
 PASSPHRASE = b"correct horse battery staple"
 HOLDERS = ("kh-1", "kh-2", "kh-3")
