@@ -126,8 +126,9 @@ def federation() -> Federation:
     messages += [m.reveal_seed(messages[-3:]) for m in members]
     messages += [m.key_commitment(messages[-3:]) for m in members]
     messages += [m.reveal_public_share(messages[-3:]) for m in members]
-    reveals = messages[-3:]
-    dealt = [d for m in members for d in m.deal(reveals)]
+    messages += [m.confirm(messages[-3:]) for m in members]
+    confirmations = messages[-3:]
+    dealt = [d for m in members for d in m.deal(confirmations)]
     messages += dealt
     results = [m.finish([d for d in dealt if d.recipient == m.index]) for m in members]
     public_key = results[0][0]
