@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 
 from fhe_agg._errors import ParameterMismatch, RoundNotClosed
-from fhe_agg._sqlite import Mismatch, Store, guard, memory_store, open_store
+from fhe_agg._sqlite import Mismatch, Store, memory_store, open_store
 
 __all__ = ["REMEMBERED_UPDATES", "SentMemory"]
 
@@ -91,12 +91,6 @@ class SentMemory:
         with self._db.transaction() as conn:
             if conn.execute("SELECT 1 FROM sent WHERE round_id = ?", (round_id,)).fetchone():
                 conn.execute("INSERT OR IGNORE INTO closed VALUES (?)", (round_id,))
-
-    def rounds(self) -> tuple[int, ...]:
-        """The rounds of the remembered vectors, in increasing order."""
-        with guard(self._db.path):
-            rows = self._db.query("SELECT DISTINCT round_id FROM sent ORDER BY 1")
-        return tuple(r for (r,) in rows if isinstance(r, int))
 
     def close(self) -> None:
         """Close a file store (an in-memory memory is kept: closing would forget it)."""
