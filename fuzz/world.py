@@ -60,8 +60,16 @@ PASSPHRASE = b"correct horse battery staple"
 HOLDERS = ("kh-1", "kh-2", "kh-3")
 CLIENTS = ("alpha", "bravo", "charlie")
 DECRYPTING_SET = (1, 3)
+#: The world's ceremony (its id binds the sealed shares, as the HPKE info's purpose).
+SPEC = CeremonySpec(
+    consortium="fuzz-net", epoch=1, preset=PRESETS["precise"], holders=HOLDERS, threshold=2
+)
 SEAL_INFO = SealInfo(
-    consortium="fuzz-net", epoch=1, sender="kh-1", recipient="kh-2", purpose="key-share"
+    consortium="fuzz-net",
+    epoch=1,
+    sender="kh-1",
+    recipient="kh-2",
+    purpose=f"key-share/{SPEC.ceremony_id.hex()}",
 )
 
 
@@ -108,9 +116,7 @@ def federation() -> Federation:
         for h in HOLDERS
     }
     directory = {h: HolderIdentity(signing[h].verify_key, sealing[h].public_key) for h in HOLDERS}
-    spec = CeremonySpec(
-        consortium="fuzz-net", epoch=1, preset=config.preset, holders=HOLDERS, threshold=2
-    )
+    spec = SPEC
     members = [
         CeremonyMember(
             spec=spec,
