@@ -19,7 +19,7 @@ from fhe_agg._random import RandomSource, default_random, key_random
 from fhe_agg._seal import backend_for
 from fhe_agg.hazmat.rlwe import FixedOperand, public_key_share, to_ntt
 from fhe_agg.hazmat.rns import U64
-from fhe_agg.hazmat.sampling import expand_uniform, rounded_gaussian, ternary
+from fhe_agg.hazmat.sampling import KEY_ERROR_TAIL, expand_uniform, rounded_gaussian, ternary
 from fhe_agg.hazmat.seal_format import RawCiphertext, build_ciphertext, parse_ciphertext
 from fhe_agg.hazmat.shamir import lagrange_coefficients, scale_share
 
@@ -161,7 +161,7 @@ def sample_secret(a: U64, n: int, primes: tuple[int, ...], rng: RandomSource) ->
     coefficients = ternary(n, rng)
     secret = to_ntt(coefficients, n, primes)
     coefficients.fill(0)
-    noise = rounded_gaussian(n, KEY_ERROR_SIGMA, rng)
+    noise = rounded_gaussian(n, KEY_ERROR_SIGMA, rng, tail=KEY_ERROR_TAIL)
     error = to_ntt(noise, n, primes)
     noise.fill(0)
     share = public_key_share(a, FixedOperand.of(secret, primes), error, primes)
