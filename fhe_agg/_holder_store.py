@@ -197,7 +197,8 @@ class HolderStore:
         """Raise if the log refuses a partial of ``round_id``: :class:`RoundAborted` for a round
         voted aborted, :class:`AlreadyDecrypted` for a round (or, given ``chunk_ids``, a
         ciphertext) already decrypted, :class:`RoundMismatch` for a round older than one
-        decrypted or more than ``max_round_step`` ahead of it, :class:`BudgetExhausted` if ``count`` more ciphertexts exceed ``budget``."""
+        decrypted or more than ``max_round_step`` ahead of it, :class:`BudgetExhausted` if
+        ``count`` more ciphertexts exceed ``budget``."""
         with guard(self._db.path):
             self._refuse(self._db.conn, round_id, chunk_ids, count, budget)
 
