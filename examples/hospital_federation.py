@@ -56,9 +56,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import _hospital_record_dp as record_dp
 import numpy as np
 import torch
-from _hospital_data import Data, StateDict, evaluate, load_data, local_update, new_model
+from _hospital_data import Data, Site, StateDict, evaluate, load_data, local_update, new_model
 from _hospital_report import plot, print_tables
 from numpy.typing import NDArray
 
@@ -80,6 +81,7 @@ from fhe_agg import (
     local_key_ceremony,
 )
 from fhe_agg.identity import Identity
+from fhe_agg.opacus import SITE_WEIGHT, RecordPrivacyAccountant
 
 HOSPITALS = ("st-mary", "charite", "karolinska", "salpetriere", "sant-pau")
 THRESHOLD = 3  # any 3 of the 5 hospitals decrypt together
@@ -98,9 +100,11 @@ class Round:
     decrypt_s: float = 0.0
     decrypting_set: list[str] = field(default_factory=list)
     epsilon: float | None = None
+    record_epsilon: float | None = None
 
 
 Aggregate = Callable[[int, list[StateDict], list[float]], Round]
+Train = Callable[[NDArray[np.float64], Layout, Site, int], StateDict]
 
 
 def plaintext_fedavg(clip: float) -> Aggregate:
@@ -125,7 +129,9 @@ def key_ceremony(config: FederationConfig) -> tuple[PublicKey, list[KeyShare]]:
 class EncryptedFederation:
     """The hospitals as clients (encrypt, sign) and as key holders; one server aggregates."""
 
-    def __init__(self, config: FederationConfig, layout: Layout, *, clip: float, seed: int) -> None:
+    def __init__(
+        self, config: FederationConfig, layout: Layout, *, clip: float | None, seed: int
+    ) -> None:
         self.config, self.layout, self.clip = config, layout, clip
         t0 = time.perf_counter()
         self.public_key, shares = key_ceremony(config)
@@ -203,8 +209,10 @@ def run_variant(
     weights: list[float],
     args: argparse.Namespace,
     tick: Callable[[str], None],
+    train: Train = local_update,
 ) -> dict[str, Any]:
-    """``rounds`` rounds of FedAvg whose averaging is ``aggregate``; per-round lists."""
+    """``rounds`` rounds of FedAvg whose local training is ``train`` and averaging is
+    ``aggregate``; per-round lists."""
     rounds, seed = args.rounds, args.seed
     torch.manual_seed(seed)  # the same initial model for every variant
     vector, layout = flatten(new_model().state_dict())
@@ -214,7 +222,7 @@ def run_variant(
         tick(f"round {round_id}/{rounds}: local training")
         t0 = time.perf_counter()
         deltas = [
-            local_update(vector, layout, site, _seed(seed, round_id, i))
+            train(vector, layout, site, _seed(seed, round_id, i))
             for i, site in enumerate(data.sites)
         ]
         train_s = time.perf_counter() - t0
@@ -224,6 +232,8 @@ def run_variant(
         for key, value in evaluate(vector, layout, data).items():
             history[key].append(value)
         history["epsilon"].append(None if result.epsilon is None else round(result.epsilon, 4))
+        if result.record_epsilon is not None:
+            history.setdefault("record_epsilon", []).append(round(result.record_epsilon, 4))
         history["bytes_per_client"].append(result.bytes_per_client)
         history["decrypting_set"].append(result.decrypting_set)
         for key, seconds in (
@@ -264,6 +274,34 @@ def federation_config(
     )
 
 
+def run_record_dp(
+    args: argparse.Namespace, data: Data, layout: Layout, tick: Callable[[str], None]
+) -> dict[str, Any]:
+    """DP-SGD at each hospital (Opacus), encrypted aggregation without key-holder noise."""
+    policy = record_dp.record_policy(args, honest_floor=len(HOSPITALS))
+    lr = record_dp.site_learning_rate(args, data)
+    config = record_dp.record_config(args, policy, data, lr, len(HOSPITALS))
+    tick(f"{record_dp.NAME}: key ceremony")
+    fed = EncryptedFederation(config, layout, clip=None, seed=args.seed)
+    accountant = RecordPrivacyAccountant(policy)
+    weights = [SITE_WEIGHT] * len(HOSPITALS)  # equal: the noise shares add up in the sum
+
+    def aggregate(round_id: int, deltas: list[StateDict], _weights: list[float]) -> Round:
+        accountant.spend_round(sites=len(deltas))  # refuses fewer sites than honest_sites
+        out = fed.aggregate(round_id, deltas, weights)
+        out.record_epsilon = accountant.epsilon
+        return out
+
+    train = record_dp.trainer(policy, lr, len(HOSPITALS))
+    history = run_variant(aggregate, data, weights, args, tick, train=train)
+    history["ceremony_s"] = round(fed.ceremony_s, 4)
+    return {
+        "history": history,
+        **record_dp.summary(policy, accountant, lr),
+        "record_dp_accuracy": history["accuracy"][-1],
+    }
+
+
 def run(args: argparse.Namespace, tick: Callable[[str], None]) -> dict[str, Any]:
     """All variants with the same data, initial model and local-training seeds."""
     started = time.perf_counter()
@@ -282,6 +320,10 @@ def run(args: argparse.Namespace, tick: Callable[[str], None]) -> dict[str, Any]
         fed = EncryptedFederation(configs[name], layout, clip=args.clip, seed=args.seed)
         runs[name] = run_variant(fed.aggregate, data, weights, args, tick)
         runs[name]["ceremony_s"] = round(fed.ceremony_s, 4)
+    record: dict[str, Any] = {}
+    if args.record_dp:
+        record = run_record_dp(args, data, layout, tick)
+        runs[record_dp.NAME] = record.pop("history")
     gap = np.max(np.abs(runs["encrypted"]["final_model"] - runs["plaintext"]["final_model"]))
     for history in runs.values():
         history.pop("final_model")
@@ -315,6 +357,10 @@ def run(args: argparse.Namespace, tick: Callable[[str], None]) -> dict[str, Any]
         "plaintext_accuracy": runs["plaintext"]["accuracy"][-1],
         "encrypted_accuracy": runs["encrypted"]["accuracy"][-1],
         "dp_accuracy": dp_run["accuracy"][-1] if dp_run else None,
+        "record_epsilon": None,
+        "record_delta": None,
+        "record_dp_accuracy": None,
+        **record,
         "max_abs_model_diff_encrypted_vs_plaintext": float(gap),
         "bytes_per_client_per_round": {
             name: max(max(sizes) for sizes in history["bytes_per_client"])
@@ -355,10 +401,34 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     add("--noise-multiplier", type=positive, default=1.0, help="DP noise multiplier z")
     add("--delta", type=_number("delta in (0, 1)", lambda v: 0 < v < 1), default=1e-5)
+    add("--record-dp", action="store_true", help="add the patient-level DP-SGD variant")
+    add("--target-epsilon", type=positive, help="record-level epsilon after --rounds")
+    add("--record-noise-multiplier", type=positive, help="record-level sigma (total)")
+    add("--record-clip", type=positive, default=1.0, help="per-patient gradient L2 bound")
+    add(
+        "--sample-rate",
+        type=_number(
+            "1/k for an integer k", lambda v: 0 < v <= 1 and abs(round(1 / v) * v - 1) < 1e-9
+        ),
+        default=0.5,
+        help="Poisson sampling rate of the patients (default 0.5)",
+    )
+    add(
+        "--honest-sites",
+        type=_number("an integer >= 1", lambda v: v >= 1, int),
+        default=3,
+        help="hospitals assumed honest; each adds sigma/sqrt(h) of the noise (default 3)",
+    )
+    add("--record-lr", type=positive, default=5.0, help="server step along the noisy mean gradient")
     add("--json", action="store_true", help="print only one JSON object on stdout")
     add("--out", type=Path, default=Path("."), help="directory of the default plot")
     add("--plot", type=Path, default=None, help="PNG path (default OUT/hospital_federation.png)")
     args = parser.parse_args(argv)
+    chosen = (args.target_epsilon is not None) + (args.record_noise_multiplier is not None)
+    if args.record_dp and chosen != 1:
+        parser.error("--record-dp needs one of --target-epsilon, --record-noise-multiplier")
+    if not args.record_dp and chosen:
+        parser.error("--target-epsilon and --record-noise-multiplier need --record-dp")
     if args.plot is None:
         args.plot = args.out / "hospital_federation.png"
     return args

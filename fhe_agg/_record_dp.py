@@ -126,7 +126,9 @@ def require_sites(policy: RecordDpPolicy, sites: int) -> int:
 
 
 @lru_cache(maxsize=256)
-def record_epsilon(*, noise_multiplier: float, sample_rate: float, steps: int, delta: float) -> float:
+def record_epsilon(
+    *, noise_multiplier: float, sample_rate: float, steps: int, delta: float
+) -> float:
     """``epsilon`` after ``steps`` Poisson-subsampled Gaussian releases (add/remove one record).
 
     Each release has sampling rate ``sample_rate`` and noise multiplier ``noise_multiplier``

@@ -129,7 +129,12 @@ def dp_sgd_update(
     start = {k: v.detach().clone() for k, v in local.state_dict().items()}
     optimizer = torch.optim.SGD(local.parameters(), lr=rate)
     wrapped, dp_optimizer, loader = make_private_site(
-        module=local, optimizer=optimizer, dataset=dataset, policy=policy, sites=sites, random=random
+        module=local,
+        optimizer=optimizer,
+        dataset=dataset,
+        policy=policy,
+        sites=sites,
+        random=random,
     )
     steps = 0
     with warnings.catch_warnings():  # Opacus's per-sample hooks fire on a first layer's inputs
