@@ -37,11 +37,20 @@ the DP model then reaches about 0.94 test accuracy (0.90-0.97 over eight noise d
 z = 1.5 gives epsilon 7.5 and z = 2 gives 5.4 after five rounds, for about 2 and 4 points less
 accuracy. A meaningful epsilon needs many more members, not a different clip.
 
+``--record-dp`` adds ``encrypted+record-DP``, a *patient-level* guarantee instead
+(``_hospital_record_dp.py``): each round every hospital takes one DP-SGD step through Opacus
+(:mod:`fhe_agg.opacus`; Poisson sampling at rate 0.5, per-patient clip 1) adding ``1/sqrt(h)``
+of the noise for ``h = 3`` assumed-honest hospitals, and the key holders add none. With
+``--target-epsilon 3`` (sigma 2.07 in the decrypted sum, 1.20 per hospital) the model reaches
+0.91-0.95 accuracy (0.93 on average over twelve noise draws) at patient-level epsilon 3.0 after
+five rounds, against 0.95 without DP; it hides any one patient, not a hospital.
+
 Every party is real (keys, ceremony, encryption, signatures, verification, threshold decryption);
 only the network is replaced by function calls. ``--seed`` fixes the split, the initial model and
 local training; keys, encryption randomness and DP noise come from the OS CSPRNG.
 
     .venv/bin/python examples/hospital_federation.py [--rounds 5] [--json] [--plot out.png]
+        [--record-dp --target-epsilon 3]
 """
 
 from __future__ import annotations
@@ -81,7 +90,6 @@ from fhe_agg import (
     local_key_ceremony,
 )
 from fhe_agg.identity import Identity
-from fhe_agg.opacus import SITE_WEIGHT, RecordPrivacyAccountant
 
 HOSPITALS = ("st-mary", "charite", "karolinska", "salpetriere", "sant-pau")
 THRESHOLD = 3  # any 3 of the 5 hospitals decrypt together
@@ -274,34 +282,6 @@ def federation_config(
     )
 
 
-def run_record_dp(
-    args: argparse.Namespace, data: Data, layout: Layout, tick: Callable[[str], None]
-) -> dict[str, Any]:
-    """DP-SGD at each hospital (Opacus), encrypted aggregation without key-holder noise."""
-    policy = record_dp.record_policy(args, honest_floor=len(HOSPITALS))
-    lr = record_dp.site_learning_rate(args, data)
-    config = record_dp.record_config(args, policy, data, lr, len(HOSPITALS))
-    tick(f"{record_dp.NAME}: key ceremony")
-    fed = EncryptedFederation(config, layout, clip=None, seed=args.seed)
-    accountant = RecordPrivacyAccountant(policy)
-    weights = [SITE_WEIGHT] * len(HOSPITALS)  # equal: the noise shares add up in the sum
-
-    def aggregate(round_id: int, deltas: list[StateDict], _weights: list[float]) -> Round:
-        accountant.spend_round(sites=len(deltas))  # refuses fewer sites than honest_sites
-        out = fed.aggregate(round_id, deltas, weights)
-        out.record_epsilon = accountant.epsilon
-        return out
-
-    train = record_dp.trainer(policy, lr, len(HOSPITALS))
-    history = run_variant(aggregate, data, weights, args, tick, train=train)
-    history["ceremony_s"] = round(fed.ceremony_s, 4)
-    return {
-        "history": history,
-        **record_dp.summary(policy, accountant, lr),
-        "record_dp_accuracy": history["accuracy"][-1],
-    }
-
-
 def run(args: argparse.Namespace, tick: Callable[[str], None]) -> dict[str, Any]:
     """All variants with the same data, initial model and local-training seeds."""
     started = time.perf_counter()
@@ -322,7 +302,9 @@ def run(args: argparse.Namespace, tick: Callable[[str], None]) -> dict[str, Any]
         runs[name]["ceremony_s"] = round(fed.ceremony_s, 4)
     record: dict[str, Any] = {}
     if args.record_dp:
-        record = run_record_dp(args, data, layout, tick)
+        record = record_dp.run(
+            args, data, layout, tick, federation=EncryptedFederation, run_variant=run_variant
+        )
         runs[record_dp.NAME] = record.pop("history")
     gap = np.max(np.abs(runs["encrypted"]["final_model"] - runs["plaintext"]["final_model"]))
     for history in runs.values():
@@ -401,34 +383,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     add("--noise-multiplier", type=positive, default=1.0, help="DP noise multiplier z")
     add("--delta", type=_number("delta in (0, 1)", lambda v: 0 < v < 1), default=1e-5)
-    add("--record-dp", action="store_true", help="add the patient-level DP-SGD variant")
-    add("--target-epsilon", type=positive, help="record-level epsilon after --rounds")
-    add("--record-noise-multiplier", type=positive, help="record-level sigma (total)")
-    add("--record-clip", type=positive, default=1.0, help="per-patient gradient L2 bound")
-    add(
-        "--sample-rate",
-        type=_number(
-            "1/k for an integer k", lambda v: 0 < v <= 1 and abs(round(1 / v) * v - 1) < 1e-9
-        ),
-        default=0.5,
-        help="Poisson sampling rate of the patients (default 0.5)",
-    )
-    add(
-        "--honest-sites",
-        type=_number("an integer >= 1", lambda v: v >= 1, int),
-        default=3,
-        help="hospitals assumed honest; each adds sigma/sqrt(h) of the noise (default 3)",
-    )
-    add("--record-lr", type=positive, default=5.0, help="server step along the noisy mean gradient")
+    record_dp.add_arguments(parser, number=_number, positive=positive)
     add("--json", action="store_true", help="print only one JSON object on stdout")
     add("--out", type=Path, default=Path("."), help="directory of the default plot")
     add("--plot", type=Path, default=None, help="PNG path (default OUT/hospital_federation.png)")
     args = parser.parse_args(argv)
-    chosen = (args.target_epsilon is not None) + (args.record_noise_multiplier is not None)
-    if args.record_dp and chosen != 1:
-        parser.error("--record-dp needs one of --target-epsilon, --record-noise-multiplier")
-    if not args.record_dp and chosen:
-        parser.error("--target-epsilon and --record-noise-multiplier need --record-dp")
+    record_dp.check_arguments(parser, args)
     if args.plot is None:
         args.plot = args.out / "hospital_federation.png"
     return args
