@@ -142,7 +142,7 @@ def dp_sgd_update(
         while steps < policy.local_steps:
             for x, y in loader:
                 dp_optimizer.zero_grad()
-                loss(wrapped(x), y).backward()
+                torch.autograd.backward(loss(wrapped(x), y))
                 dp_optimizer.step()
                 steps += 1
                 if steps == policy.local_steps:
