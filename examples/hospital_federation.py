@@ -41,7 +41,7 @@ accuracy. A meaningful epsilon needs many more members, not a different clip.
 (``_hospital_record_dp.py``): each round every hospital takes one DP-SGD step through Opacus
 (:mod:`fhe_agg.opacus`; Poisson sampling at rate 0.5, per-patient clip 1) adding ``1/sqrt(h)``
 of the noise for ``h = 3`` assumed-honest hospitals, and the key holders add none. With
-``--target-epsilon 3`` (sigma 2.07 in the decrypted sum, 1.20 per hospital) the model reaches
+``--target-epsilon 3`` (sigma 2.06 in the decrypted sum, 1.19 per hospital) the model reaches
 0.91-0.95 accuracy (0.93 on average over twelve noise draws) at patient-level epsilon 3.0 after
 five rounds, against 0.95 without DP; it hides any one patient, not a hospital.
 
