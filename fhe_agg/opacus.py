@@ -9,13 +9,14 @@ its assumptions and what it does not give are in :mod:`fhe_agg._record_dp`; in s
   plain SGD optimizer per round (:func:`dp_sgd_update` does all of this), and the aggregate must
   contain at least ``h`` honest sites (set ``FederationConfig.min_clients`` accordingly);
 * with ``local_steps > 1`` only a site's own noise is counted (no gain from sharing);
-* :class:`RecordPrivacyAccountant` reports it; the key holders' client-level noise
-  (:class:`fhe_agg.DpPolicy`) counts toward neither this guarantee nor the reverse.
+* :class:`RecordPrivacyAccountant` reports it. The key holders' client-level noise
+  (:class:`fhe_agg.DpPolicy`) is not counted here, nor the sites' noise by the client-level
+  :class:`fhe_agg.PrivacyAccountant`: each reports only the guarantee its own noise gives.
 
 Do not read the Opacus engine's own accountant: it sees only the site's share of the noise.
 Opacus's ``secure_mode`` needs ``torchcsprng``, which has no build for current torch; noise and
-sampling here come from torch generators seeded from a :class:`fhe_agg.hazmat`-style
-``RandomSource`` (the OS CSPRNG by default), without protection against floating-point attacks.
+sampling here come from torch generators seeded from a :class:`fhe_agg.RandomSource`
+(the OS CSPRNG by default), without protection against floating-point attacks.
 """
 
 from __future__ import annotations
