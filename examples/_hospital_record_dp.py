@@ -22,21 +22,22 @@ import torch
 from _hospital_data import Data, Site, StateDict, load, new_model
 from numpy.typing import NDArray
 
-from fhe_agg import PRESETS, FederationConfig, Layout
+from fhe_agg import PRESETS, FederationConfig, Layout, ThresholdNotMet
 from fhe_agg.opacus import (
     SITE_WEIGHT,
     RecordDpPolicy,
     RecordPrivacyAccountant,
     calibrate_noise_multiplier,
     dp_sgd_update,
+    require_sites,
 )
 
 NAME = "encrypted+record-DP"
 
 
-def record_policy(args: argparse.Namespace, honest_floor: int) -> RecordDpPolicy:
+def record_policy(args: argparse.Namespace, sites: int) -> RecordDpPolicy:
     """The policy of ``--record-dp``: ``sigma`` given, or calibrated to ``--target-epsilon``
-    after ``--rounds`` rounds. ``honest_floor`` is the fewest sites a round may hold."""
+    after ``--rounds`` rounds; exits if ``--honest-sites`` exceeds the ``sites`` of a round."""
     sigma = args.record_noise_multiplier
     if sigma is None:
         sigma = calibrate_noise_multiplier(
@@ -46,17 +47,18 @@ def record_policy(args: argparse.Namespace, honest_floor: int) -> RecordDpPolicy
             delta=args.delta,
             honest_sites=args.honest_sites,
         )
-    if args.honest_sites > honest_floor:
-        raise SystemExit(
-            f"--honest-sites {args.honest_sites}: a round may hold only {honest_floor} hospitals"
-        )
-    return RecordDpPolicy(
+    policy = RecordDpPolicy(
         clip=args.record_clip,
         noise_multiplier=sigma,
         sample_rate=args.sample_rate,
         delta=args.delta,
         honest_sites=args.honest_sites,
     )
+    try:
+        require_sites(policy, sites)
+    except ThresholdNotMet as exc:
+        raise SystemExit(f"--honest-sites: {exc}") from exc
+    return policy
 
 
 def site_learning_rate(args: argparse.Namespace, data: Data) -> float:
@@ -139,7 +141,7 @@ def run(
     """DP-SGD at each hospital, then ``federation`` (the example's ``EncryptedFederation``)
     aggregates without key-holder noise; ``history`` and the record-level JSON fields."""
     sites = len(data.sites)
-    policy = record_policy(args, honest_floor=sites)
+    policy = record_policy(args, sites)
     lr = site_learning_rate(args, data)
     tick(f"{NAME}: key ceremony")
     fed = federation(
@@ -188,9 +190,11 @@ def add_arguments(parser: argparse.ArgumentParser, *, number: Any, positive: Any
     add("--record-lr", type=positive, default=5.0, help="server step along the noisy mean gradient")
 
 
-def check_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
-    """Exactly one of ``--target-epsilon`` and ``--record-noise-multiplier``, and only with
-    ``--record-dp``."""
+def check_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace, sites: int) -> None:
+    """Exactly one of ``--target-epsilon`` and ``--record-noise-multiplier``, only with
+    ``--record-dp``, and no more ``--honest-sites`` than the ``sites`` of a round."""
+    if args.honest_sites > sites:
+        parser.error(f"--honest-sites {args.honest_sites}: a round holds only {sites} hospitals")
     chosen = (args.target_epsilon is not None) + (args.record_noise_multiplier is not None)
     if args.record_dp and chosen != 1:
         parser.error("--record-dp needs one of --target-epsilon, --record-noise-multiplier")

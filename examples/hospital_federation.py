@@ -388,7 +388,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     add("--out", type=Path, default=Path("."), help="directory of the default plot")
     add("--plot", type=Path, default=None, help="PNG path (default OUT/hospital_federation.png)")
     args = parser.parse_args(argv)
-    record_dp.check_arguments(parser, args)
+    record_dp.check_arguments(parser, args, len(HOSPITALS))
     if args.plot is None:
         args.plot = args.out / "hospital_federation.png"
     return args
