@@ -92,7 +92,11 @@ class FederationConfig:
         positive_finite(self.max_weight, "max_weight")
         positive_finite(self.min_weight, "min_weight")
         if self.min_weight > self.max_weight:
-            raise ValueError(f"min_weight: {self.min_weight} exceeds max_weight {self.max_weight}")
+            raise ValueError(
+                f"min_weight: {self.min_weight} exceeds max_weight {self.max_weight} (a weight "
+                "counts the samples behind an update, at least min_weight; for fractional "
+                "weights lower min_weight too)"
+            )
         positive_finite(self.value_bound, "value_bound")
         if self.flooding is not None and not isinstance(self.flooding, FloodingPolicy):
             raise TypeError("flooding: expected FloodingPolicy or None")
