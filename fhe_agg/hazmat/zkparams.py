@@ -57,7 +57,7 @@ WIDTH_RESTART_BITS = 6
 
 _TERNARY_VARIANCE = 2.0 / 3.0
 _ERROR_SIGMA = 3.2  # fhe_agg.hazmat.encrypt.ENCRYPTION_ERROR_SIGMA (a test checks they agree)
-_ERROR_TAIL = 6.0
+_ERROR_TAIL = 6.0  # fhe_agg.hazmat.sampling.KEY_ERROR_TAIL (a test checks they agree)
 
 
 def error_variance(sigma: float = _ERROR_SIGMA, tail: float = _ERROR_TAIL) -> float:

@@ -37,7 +37,7 @@ from fhe_agg.hazmat.encrypt import ChunkWitness, fixed_operand
 from fhe_agg.hazmat.packed_format import _pack_rows, _unpack_rows
 from fhe_agg.hazmat.rlwe import add_polys, mul_fixed, to_ntt_batch
 from fhe_agg.hazmat.rns import U64, csub, mul_shoup, shoup_quotient, sub_mod
-from fhe_agg.hazmat.sampling import rounded_gaussian
+from fhe_agg.hazmat.sampling import MAX_RADIUS, rounded_gaussian
 from fhe_agg.hazmat.zkparams import (
     PROOF_BATCH,
     ExtractionBounds,
@@ -194,8 +194,12 @@ def prove(
     prefix = _prefix(statement, c1, p.rows)
     try:
         for _ in range(_MAX_ATTEMPTS):
-            y_u = rounded_gaussian(p.rows * p.n, p.sigma_u, rng, tail=40.0).reshape(p.rows, p.n)
-            y_e = rounded_gaussian(p.rows * p.n, p.sigma_e, rng, tail=40.0).reshape(p.rows, p.n)
+            y_u = rounded_gaussian(p.rows * p.n, p.sigma_u, rng, tail=MAX_RADIUS).reshape(
+                p.rows, p.n
+            )
+            y_e = rounded_gaussian(p.rows * p.n, p.sigma_e, rng, tail=MAX_RADIUS).reshape(
+                p.rows, p.n
+            )
             seed = _seed(prefix, _commit(y_u, y_e, statement))
             w = challenge_matrix(seed, p.rows, chunks)
             shift_u, shift_e = _small_product(w, u), _small_product(w, e1)

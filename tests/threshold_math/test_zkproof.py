@@ -10,7 +10,7 @@ from zkproof_helpers import Batch, context, forged_proof, make_batch, stack
 from fhe_agg import InvalidProof, SeededRandom
 from fhe_agg.hazmat.encrypt import fixed_operand
 from fhe_agg.hazmat.rlwe import add_polys, mul_fixed, to_ntt
-from fhe_agg.hazmat.sampling import rounded_gaussian, ternary
+from fhe_agg.hazmat.sampling import KEY_ERROR_TAIL, rounded_gaussian, ternary
 from fhe_agg.hazmat.zkparams import PROOF_BATCH, proof_parameters
 from fhe_agg.hazmat.zkproof import ProofStatement, proof_size_bound, prove, verify
 
@@ -68,7 +68,7 @@ def test_constant_c1_cannot_be_proven(batch: Batch) -> None:
 def test_rerandomised_copy_of_another_clients_c1_is_refused(batch: Batch) -> None:
     """c1' = c1_victim + a*u2 + e2: the copier knows u2, e2, not the victim's u."""
     s, rng = batch.statement, SeededRandom(8)
-    u2, e2 = ternary(s.n, rng), rounded_gaussian(s.n, 3.2, rng)
+    u2, e2 = ternary(s.n, rng), rounded_gaussian(s.n, 3.2, rng, tail=KEY_ERROR_TAIL)
     delta = add_polys(
         mul_fixed(to_ntt(u2, s.n, s.primes), fixed_operand(s.a_ntt, s.primes), s.primes),
         to_ntt(e2, s.n, s.primes),
