@@ -43,6 +43,12 @@ class FederationConfig:
       key holder, else :class:`UnsupportedParameters`.
     * ``dp``: client-level differential privacy; each decrypting holder adds its part of the
       Gaussian noise, and the larger of that and the flooding noise is what it adds.
+    * ``min_weight``/``max_weight``: the range of a signed update weight (its sample count).
+      ``min_weight`` is the federation-wide minimum number of samples behind one update: an
+      update of a site with only a handful of records nearly identifies them, so the aggregator
+      and every key holder refuse a weight below it (:class:`~fhe_agg.InvalidWeight`). The
+      default 1 only refuses fractional weights below one sample; a deployment sets its own
+      floor (e.g. 20 patients).
 
     The CKKS scale is derived, not chosen: the largest power of two such that ``max_clients``
     updates, each weighted by at most ``max_weight`` and with every coordinate within
@@ -55,6 +61,7 @@ class FederationConfig:
     min_clients: int = 3
     max_clients: int = 64
     max_weight: float = 10_000.0
+    min_weight: float = 1.0
     value_bound: float = 16.0
     holders: int = 1
     threshold: int = 1
@@ -83,6 +90,13 @@ class FederationConfig:
         if self.holders >= min(backend_for(self.preset).data_primes):
             raise ValueError("holders: must be below the smallest prime")
         positive_finite(self.max_weight, "max_weight")
+        positive_finite(self.min_weight, "min_weight")
+        if self.min_weight > self.max_weight:
+            raise ValueError(
+                f"min_weight: {self.min_weight} exceeds max_weight {self.max_weight} (a weight "
+                "counts the samples behind an update, at least min_weight; for fractional "
+                "weights lower min_weight too)"
+            )
         positive_finite(self.value_bound, "value_bound")
         if self.flooding is not None and not isinstance(self.flooding, FloodingPolicy):
             raise TypeError("flooding: expected FloodingPolicy or None")
@@ -250,8 +264,8 @@ class FederationConfig:
 
     @cached_property
     def params_id(self) -> bytes:
-        """SHA3-256 identifying preset, scale, bounds, holders, flooding and DP (adjacency and
-        ``max_epsilon`` included); signed with each update."""
+        """SHA3-256 identifying preset, scale, bounds (``min_weight`` included), holders,
+        flooding and DP (adjacency and ``max_epsilon`` included); signed with each update."""
         flood, dp = self.flooding, self.dp
         packed = struct.pack(
             "<IIIddIIIIIBdddIBBd",
@@ -274,4 +288,5 @@ class FederationConfig:
             (1 if dp.adjacency is Adjacency.ZERO_OUT else 2) if dp else 0,
             (dp.max_epsilon or 0.0) if dp else 0.0,
         )
+        packed += struct.pack("<d", float(self.min_weight))
         return hashlib.sha3_256(b"fhe_agg/params|" + self.preset.fingerprint + packed).digest()
