@@ -16,17 +16,14 @@ member delivered. A refused reply of the right kind but wrong content raises the
 check that refused it (:class:`~fhe_agg.AggregateMismatch`, :class:`~fhe_agg.InvalidSignature`),
 again with the state unchanged.
 
-What the state holds (:meth:`RoundCoordinator.to_bytes`, :mod:`fhe_agg._round_state`): the
-phase, the decrypting set, the aggregate's digest, every challenge, every partial received, the
-abort votes. What it does not: the updates, the running sum and the evidence, which stay in the
-:class:`~fhe_agg.Aggregator`'s own crash-safe store (``store=``). :meth:`RoundCoordinator.resume`
-takes the state bytes and that aggregator, re-finalizes it and refuses to go on unless the
-aggregate has the digest the state recorded, so partials are never checked against another sum.
+The saved state (:meth:`RoundCoordinator.to_bytes`) holds the phase, set, digest, challenges,
+partials and votes; updates, running sum and evidence stay in the aggregator's own store
+(:mod:`fhe_agg._round_state`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 
 import numpy as np
 from numpy.typing import NDArray
@@ -40,13 +37,13 @@ from fhe_agg._errors import (
     DecryptionFailed,
     OutOfOrder,
     ParameterMismatch,
-    RoundMismatch,
     ThresholdNotMet,
 )
 from fhe_agg._evidence import AggregateEvidence
 from fhe_agg._messages import EncryptedAggregate, EncryptedUpdate, aggregate_digest
 from fhe_agg._partial import PartialDecryption
 from fhe_agg._random import RandomSource
+from fhe_agg._round_loop import RoundLoop
 from fhe_agg._round_messages import (
     ChallengeReply,
     ChallengeRequest,
@@ -62,16 +59,12 @@ from fhe_agg._round_messages import (
 from fhe_agg._round_state import ServerState
 from fhe_agg._signing import VerifyKey
 
-__all__ = ["Deliver", "RoundCoordinator"]
-
-#: A transport: carries one request to the holder it names and returns the holder's reply, or
-#: ``None`` when the holder does not answer (down, unreachable, or it refused).
-Deliver = Callable[[Request], Reply | None]
+__all__ = ["RoundCoordinator"]
 
 _OPEN = (RoundPhase.COLLECTING, RoundPhase.CHALLENGING, RoundPhase.DECRYPTING, RoundPhase.FAILED)
 
 
-class RoundCoordinator:
+class RoundCoordinator(RoundLoop):
     """The server side of one round over ``aggregator`` (see the module docstring).
 
     ``accountant`` is required with DP (checked before any holder is asked anything and spent at
@@ -243,13 +236,7 @@ class RoundCoordinator:
         self._expect(reply, RoundPhase.CHALLENGING, "challenge", outstanding)
         if reply.aggregate_digest != self._digest:
             raise OutOfOrder(f"holder {reply.holder_index} challenged another aggregate")
-        count = len(self.aggregate.chunks)
-        indices = reply.indices
-        if not indices or list(indices) != sorted(set(indices)) or indices[0] < 0:
-            raise OutOfOrder(f"holder {reply.holder_index}: challenge indices not increasing")
-        if indices[-1] >= count:
-            raise OutOfOrder(f"holder {reply.holder_index}: challenge beyond chunk {count - 1}")
-        self._challenges[reply.holder_index] = tuple(int(i) for i in indices)
+        self._challenges[reply.holder_index] = reply.checked(len(self.aggregate.chunks))
         if len(self._challenges) == len(self._set):
             self._phase = RoundPhase.DECRYPTING
 
@@ -269,10 +256,7 @@ class RoundCoordinator:
             raise OutOfOrder("a decrypted mean, but this federation combines partials")
         if reply.aggregate_digest != self._digest:
             raise AggregateMismatch("the decrypted mean is of another aggregate")
-        mean = np.asarray(reply.mean)
-        if mean.dtype != np.float64 or mean.shape != (self.layout.length,):
-            raise AggregateMismatch(f"the decrypted mean is not {self.layout.length} float64s")
-        self._mean = mean.copy()
+        self._mean = reply.checked(self.layout.length)
         self._delivered.add(reply.holder_index)
 
     def _accept_vote(self, reply: VoteReply) -> None:
@@ -334,41 +318,6 @@ class RoundCoordinator:
         self._phase = RoundPhase.CLOSED
         return AbortCertificate(self.round_id, tuple(self._votes[j] for j in sorted(self._votes)))
 
-    # -- the loop, for transports that carry one request at a time --------------------------
-
-    def carry(self, deliver: Deliver) -> bool:
-        """Carry every outstanding request through ``deliver`` and accept each reply, until none
-        is outstanding; False as soon as a holder does not answer (nothing more is sent)."""
-        while requests := self.requests():
-            for request in requests:
-                reply = deliver(request)
-                if reply is None:
-                    return False
-                self.accept(reply)
-        return True
-
-    def run(
-        self, deliver: Deliver, *, decrypting_set: Iterable[int] | None = None
-    ) -> NDArray[np.float64] | None:
-        """The rest of the round, from wherever it stands: finalize (if collecting), carry the
-        challenge and partial requests, release and return the mean. If a member of the set
-        does not answer, abort, carry the vote requests and return ``None``;
-        :meth:`certificate` then closes the round if enough holders voted."""
-        if self._phase is RoundPhase.COLLECTING:
-            self.finalize(decrypting_set)
-        if self._phase in (RoundPhase.CHALLENGING, RoundPhase.DECRYPTING):
-            if self.carry(deliver):
-                return self.release()
-            self.abort()
-        if self._phase is RoundPhase.FAILED:
-            self.abort()
-        if self._phase is RoundPhase.VOTING:
-            for request in self.requests():
-                reply = deliver(request)
-                if reply is not None:
-                    self.accept(reply)
-        return None
-
     def _require(self, phases: tuple[RoundPhase, ...], what: str) -> None:
         if self._phase not in phases:
             raise OutOfOrder(
@@ -413,19 +362,8 @@ class RoundCoordinator:
         recorded (or it is not finalized)."""
         coord = cls(aggregator, accountant=accountant, holder_keys=holder_keys, rng=rng)
         state = ServerState.from_bytes(data, config=coord.config, layout=coord.layout)
-        if state.round_id != coord.round_id:
-            raise RoundMismatch(f"state of round {state.round_id}, aggregator of {coord.round_id}")
-        if state.params_id != coord.config.params_id:
-            raise ParameterMismatch("state of another federation configuration")
-        fingerprint = aggregator.public_key.fingerprint
-        if any(v.public_key_fingerprint != fingerprint for v in state.votes):
-            raise ParameterMismatch("state holds an abort vote under another key")
-        if state.aggregate_digest:
-            if not aggregator.finalized:
-                raise AggregateMismatch("the state's round is finalized, the aggregator's is not")
-            aggregate = aggregator.finalize()
-            if aggregate_digest(aggregate) != state.aggregate_digest:
-                raise AggregateMismatch("the aggregator's sum is not the one the state recorded")
+        aggregate = state.check_against(aggregator)
+        if aggregate is not None:
             coord._open(aggregate, state.decrypting_set)
         coord._restore(state)
         return coord

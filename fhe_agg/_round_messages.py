@@ -21,6 +21,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from fhe_agg._abort import AbortVote
+from fhe_agg._errors import AggregateMismatch, OutOfOrder
 from fhe_agg._evidence import AggregateEvidence
 from fhe_agg._messages import EncryptedAggregate
 from fhe_agg._partial import PartialDecryption
@@ -79,6 +80,17 @@ class ChallengeReply:
     aggregate_digest: bytes
     indices: tuple[int, ...]
 
+    def checked(self, chunk_count: int) -> tuple[int, ...]:
+        """The indices, if distinct, increasing and below ``chunk_count``; else
+        :class:`OutOfOrder` (no honest holder challenges anything else)."""
+        ix = self.indices
+        if not ix or list(ix) != sorted(set(ix)) or ix[0] < 0 or ix[-1] >= chunk_count:
+            raise OutOfOrder(
+                f"holder {self.holder_index}: challenge indices not distinct, increasing chunk "
+                f"indices below {chunk_count}"
+            )
+        return tuple(int(i) for i in ix)
+
 
 @dataclass(frozen=True, eq=False)
 class PartialRequest:
@@ -116,6 +128,13 @@ class DecryptedReply:
     holder_index: int
     aggregate_digest: bytes
     mean: NDArray[np.float64]
+
+    def checked(self, length: int) -> NDArray[np.float64]:
+        """A copy of the mean if it holds ``length`` float64s, else :class:`AggregateMismatch`."""
+        mean = np.asarray(self.mean)
+        if mean.dtype != np.float64 or mean.shape != (length,):
+            raise AggregateMismatch(f"the decrypted mean is not {length} float64s")
+        return mean.copy()
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,12 @@ the chunk count, partials parsed by :meth:`PartialDecryption.from_bytes`, at mos
 votes) and refuses, as :class:`~fhe_agg.MalformedMessage`, any state the machine itself could
 never reach: a partial before every member's challenge, a partial of another aggregate, round or
 set, a vote from a holder that delivered, a released round still holding partials.
+
+What the coordinator's state does not hold: the updates, the running sum and the evidence, which
+stay in the :class:`~fhe_agg.Aggregator`'s own crash-safe store (``store=``): copying ciphertexts
+would double the disk and let the two disagree. :meth:`ServerState.check_against` re-finalizes
+that aggregator on resume and refuses to go on unless the aggregate has the digest the state
+recorded, so the saved partials are never checked or combined against another sum.
 """
 
 from __future__ import annotations
@@ -19,8 +25,10 @@ import numpy as np
 from numpy.typing import NDArray
 
 from fhe_agg._abort import AbortVote, votes_needed
+from fhe_agg._aggregator import Aggregator
 from fhe_agg._config import FederationConfig
-from fhe_agg._errors import MalformedMessage
+from fhe_agg._errors import AggregateMismatch, MalformedMessage, ParameterMismatch, RoundMismatch
+from fhe_agg._messages import EncryptedAggregate, aggregate_digest
 from fhe_agg._packing import Layout
 from fhe_agg._partial import PartialDecryption
 from fhe_agg._round_messages import HolderPhase, RoundPhase
@@ -150,6 +158,28 @@ class ServerState:
         )
         state._check(config)
         return state
+
+    def check_against(self, aggregator: Aggregator) -> EncryptedAggregate | None:
+        """Refuse to resume over another round's or federation's aggregator
+        (:class:`RoundMismatch`, :class:`ParameterMismatch`) or one whose finalized sum is not
+        the one this state recorded (:class:`AggregateMismatch`); the re-finalized aggregate."""
+        if self.round_id != aggregator.round_id:
+            raise RoundMismatch(
+                f"state of round {self.round_id}, aggregator of {aggregator.round_id}"
+            )
+        if self.params_id != aggregator.config.params_id:
+            raise ParameterMismatch("state of another federation configuration")
+        fingerprint = aggregator.public_key.fingerprint
+        if any(v.public_key_fingerprint != fingerprint for v in self.votes):
+            raise ParameterMismatch("state holds an abort vote under another key")
+        if not self.aggregate_digest:
+            return None
+        if not aggregator.finalized:
+            raise AggregateMismatch("the state's round is finalized, the aggregator's is not")
+        aggregate = aggregator.finalize()
+        if aggregate_digest(aggregate) != self.aggregate_digest:
+            raise AggregateMismatch("the aggregator's sum is not the one the state recorded")
+        return aggregate
 
     def _check(self, config: FederationConfig) -> None:
         """Refuse a state the coordinator can never reach."""
