@@ -116,6 +116,11 @@ class RoundCoordinator(RoundLoop):
         return self._set
 
     @property
+    def delivered(self) -> tuple[int, ...]:
+        """Members whose partial (or mean) was accepted and is still held."""
+        return tuple(sorted(self._delivered))
+
+    @property
     def aggregate(self) -> EncryptedAggregate:
         """The finalized aggregate; :class:`OutOfOrder` before :meth:`finalize`."""
         if self._aggregate is None:
@@ -170,9 +175,9 @@ class RoundCoordinator(RoundLoop):
         :class:`PrivacyBudgetExceeded` if the release would exceed the budget (nothing asked)."""
         self._require((RoundPhase.COLLECTING,), "finalize")
         members = self._members(decrypting_set)
+        aggregate = self.aggregator.finalize()  # ThresholdNotMet first; idempotent once it passed
         if self._accountant is not None and self.config.noise_multiplier is not None:
             self._accountant.check(self.config.noise_multiplier)
-        aggregate = self.aggregator.finalize()
         self._open(aggregate, members)
         self._phase = RoundPhase.CHALLENGING
         return self.requests()
@@ -214,7 +219,8 @@ class RoundCoordinator(RoundLoop):
 
     def _expect(self, reply: Reply, phase: RoundPhase, what: str, members: Iterable[int]) -> None:
         """Refuse ``reply`` unless the round is in ``phase`` and it answers an outstanding
-        request of this round to one of ``members``."""
+        request of this round to one of ``members``. (A partial of another round is refused by
+        the decryption session as :class:`AggregateMismatch`, as :func:`combine` does.)"""
         if self._phase is not phase:
             rule = (
                 "; every member's challenge comes before anyone's partial"
@@ -224,7 +230,7 @@ class RoundCoordinator(RoundLoop):
             raise OutOfOrder(
                 f"round {self.round_id} is {self._phase.name.lower()}: no {what} is expected{rule}"
             )
-        if reply.round_id != self.round_id:
+        if reply.round_id != self.round_id and not isinstance(reply, PartialReply):
             raise OutOfOrder(f"a {what} for round {reply.round_id}, this is round {self.round_id}")
         if reply.holder_index not in set(members):
             raise OutOfOrder(

@@ -230,8 +230,8 @@ def test_wrong_partials_are_refused(scene: Scene) -> None:
     assert coord.state().delivered == (1,)
     first = coord.state().partials[0]
     refused(coord, lambda: coord.accept(PartialReply(first)), OutOfOrder)  # a repeat
-    other = dataclasses.replace(first, round_id=first.round_id + 1)
-    refused(coord, lambda: coord.accept(PartialReply(other)), OutOfOrder)
+    other = dataclasses.replace(first, holder_index=2, round_id=first.round_id + 1)  # as combine()
+    refused(coord, lambda: coord.accept(PartialReply(other)), AggregateMismatch)
     stray = dataclasses.replace(first, holder_index=4)
     refused(coord, lambda: coord.accept(PartialReply(stray)), OutOfOrder)
     request = coord.requests()[0]
