@@ -12,6 +12,10 @@ same round or a step out of this order raises :class:`~fhe_agg.OutOfOrder` and c
 The key holder's own checks (manifest, sums, decryption log, budget, abort vow) run as before and
 raise their own errors. A repeated challenge of the same aggregate gets the same answer.
 
+A holder of a 1-of-1 key without flooding decrypts the mean itself; it hands it out
+(:class:`DecryptedReply`) only if made with ``decrypts_mean=True`` (in-process simulations,
+where the coordinator may see the exact mean), else it refuses (:class:`DecryptionRefused`).
+
 The state (:meth:`HolderRound.to_bytes`: round, phase, aggregate digest, challenged indices)
 holds nothing secret; the share and the decryption log stay in the key holder (and its
 ``store=``). It must be kept where the aggregator cannot write: a holder that resumed from a
@@ -20,7 +24,7 @@ state whose indices were replaced would check the chunks the state names.
 
 from __future__ import annotations
 
-from fhe_agg._errors import OutOfOrder
+from fhe_agg._errors import DecryptionRefused, OutOfOrder
 from fhe_agg._keyholder import KeyHolder
 from fhe_agg._messages import aggregate_digest
 from fhe_agg._packing import Layout
@@ -44,11 +48,12 @@ __all__ = ["HolderRound"]
 class HolderRound:
     """One key holder answering round requests in order (see the module docstring)."""
 
-    def __init__(self, holder: KeyHolder, *, layout: Layout) -> None:
+    def __init__(self, holder: KeyHolder, *, layout: Layout, decrypts_mean: bool = False) -> None:
         if not isinstance(holder, KeyHolder):
             raise TypeError(f"holder: expected KeyHolder, got {type(holder).__name__}")
         self.holder = holder
         self.layout = layout
+        self.decrypts_mean = decrypts_mean
         self._state = HolderState(holder.holder_index, 0, HolderPhase.IDLE, b"", ())
 
     @property
@@ -61,18 +66,35 @@ class HolderRound:
 
     def handle(self, request: Request) -> Reply:
         """Answer ``request`` or raise (typed) with the state unchanged."""
-        if not isinstance(request, ChallengeRequest | PartialRequest | VoteRequest):
-            raise TypeError(f"request: expected a round request, got {type(request).__name__}")
+        if isinstance(request, ChallengeRequest):
+            return self.challenge(request)
+        if isinstance(request, PartialRequest):
+            return self.partial(request)
+        if isinstance(request, VoteRequest):
+            return self.vote(request)
+        raise TypeError(f"request: expected a round request, got {type(request).__name__}")
+
+    def challenge(self, request: ChallengeRequest) -> ChallengeReply:
+        """The chunks this holder wants evidence for (the same answer to a repeat)."""
+        self._mine(request)
+        return self._challenge(request)
+
+    def partial(self, request: PartialRequest) -> PartialReply | DecryptedReply:
+        """The partial decryption (or, 1-of-1 unflooded, the mean) of the challenged aggregate."""
+        self._mine(request)
+        return self._partial(request)
+
+    def vote(self, request: VoteRequest) -> VoteReply:
+        """The signed vote never to decrypt the round (refused if this holder issued for it)."""
+        self._mine(request)
+        return self._vote(request)
+
+    def _mine(self, request: Request) -> None:
         if request.holder_index != self.holder.holder_index:
             raise OutOfOrder(
                 f"a request for holder {request.holder_index} reached holder "
                 f"{self.holder.holder_index}"
             )
-        if isinstance(request, ChallengeRequest):
-            return self._challenge(request)
-        if isinstance(request, PartialRequest):
-            return self._partial(request)
-        return self._vote(request)
 
     def _challenge(self, request: ChallengeRequest) -> ChallengeReply:
         aggregate, state = request.aggregate, self._state
@@ -114,6 +136,11 @@ class HolderRound:
             raise OutOfOrder(f"round {state.round_id}: evidence for other chunks than challenged")
         reply: PartialReply | DecryptedReply
         if self.holder.config.holder_noise_sigma == 0.0:
+            if not self.decrypts_mean:
+                raise DecryptionRefused(
+                    "this federation adds no flooding noise: a 1-of-1 holder hands out the exact "
+                    "mean only when made with decrypts_mean=True (the coordinator is trusted)"
+                )
             mean = self.holder.decrypt(aggregate, request.evidence, layout=self.layout)
             reply = DecryptedReply(request.round_id, state.holder_index, digest, mean)
         else:

@@ -286,7 +286,10 @@ def _run_round(
         audit=fed.audit,
     ) as agg:
         coordinator = RoundCoordinator(agg, accountant=fed.accountant, rng=fed.rng)
-        machines = {h.holder_index: HolderRound(h, layout=fed.layout) for h in fed.holders}
+        machines = {
+            h.holder_index: HolderRound(h, layout=fed.layout, decrypts_mean=True)
+            for h in fed.holders
+        }
         for client, weight in zip(fed.clients, fed.weights, strict=True):
             t0 = time.perf_counter()
             prepared, _ = client.prepare(data_rng.uniform(-1.0, 1.0, spec.params), clip=clip)
