@@ -44,6 +44,7 @@ from fhe_agg import (
     RoundCoordinator,
     SignedStatement,
     ThresholdNotMet,
+    UnsupportedParameters,
     UpdateStatement,
     VerifyKey,
     flatten,
@@ -237,6 +238,17 @@ def _round_state() -> Run:
         coord = RoundCoordinator.resume(data, aggregator=aggregator)
         assert coord.to_bytes() == canonical and coord.phase is state.phase
         assert all(type(j) is int for j in coord.decrypting_set)
+
+    return run
+
+
+def _federation_config() -> Run:
+    """FederationConfig.from_bytes: canonical, and params_id is the hash of that encoding."""
+
+    def run(data: bytes) -> None:
+        config = FederationConfig.from_bytes(data)
+        again = FederationConfig.from_bytes(config.to_bytes())
+        assert again == config and again.params_id == config.params_id
 
     return run
 
@@ -616,6 +628,8 @@ def _fed_seeds(kind: str) -> list[bytes]:
     if kind == "abort_certificate":
         short = AbortCertificate(fed.abort.round_id, fed.abort.votes[:1])
         return [fed.abort.to_bytes(), short.to_bytes()]
+    if kind == "federation_config":
+        return [fed.config.to_bytes(), FederationConfig().to_bytes()]
     if kind == "round_state":
         return list(fed.round_states)
     if kind == "holder_state":
@@ -891,6 +905,14 @@ TARGETS: dict[str, Target] = {
             _ROUND,
             _round_state,
             lambda: _fed_seeds("round_state"),
+            "msgpack",
+        ),
+        Target(
+            "federation_config",
+            "FederationConfig.from_bytes (the encoding params_id hashes)",
+            (MalformedMessage, UnsupportedParameters),
+            _federation_config,
+            lambda: _fed_seeds("federation_config"),
             "msgpack",
         ),
         Target(
