@@ -60,7 +60,8 @@ def _options(hint: Any) -> tuple[Any, ...]:
 
 def decode_dataclass(cls: type[T], raw: object, where: str, depth: int = 0) -> T:
     """Rebuild ``cls`` from its canonical map; :class:`MalformedMessage` for another shape or
-    a value its constructor refuses (``TypeError``/``ValueError``)."""
+    a value its constructor refuses (``TypeError``/``ValueError``, or an ``OverflowError`` of a
+    derived bound)."""
     names = [name for name, _ in _fields(cls)]
     if depth > _MAX_DEPTH or not isinstance(raw, dict) or list(raw) != names:
         raise MalformedMessage(f"{where}: expected the fields {names} in this order")
@@ -69,8 +70,8 @@ def decode_dataclass(cls: type[T], raw: object, where: str, depth: int = 0) -> T
     }
     try:
         return cls(**values)
-    except (TypeError, ValueError) as exc:
-        raise MalformedMessage(f"{where}: {exc}") from None
+    except (TypeError, ValueError, ArithmeticError) as exc:  # e.g. 2**bits beyond a float
+        raise MalformedMessage(f"{where}: {type(exc).__name__}: {exc}") from None
 
 
 def _decode(raw: object, hint: Any, where: str, depth: int) -> Any:
