@@ -38,8 +38,10 @@ class FederationConfig:
       ``threshold`` must exceed ``holders / 2``: each holder refuses a second decryption of a
       round, and only a majority threshold makes every two decrypting sets share a holder.
     * ``flooding``: the LMSS noise-flooding target (statistical bits, decryption budget ``tau``)
-      every partial decryption meets. ``None`` is allowed only for a single key holder, which
-      then releases exact decryptions (see the README's threat model).
+      every partial decryption meets. Without it (and without distributed DP noise) a
+      decryption is exact, and one exact release with its ciphertext gives away the key
+      (Li–Micciancio, EUROCRYPT'21): that needs ``unsafe_exact_decryption=True`` and a single
+      key holder, else :class:`UnsupportedParameters`.
     * ``dp``: client-level differential privacy; each decrypting holder adds its part of the
       Gaussian noise, and the larger of that and the flooding noise is what it adds.
 
@@ -59,6 +61,7 @@ class FederationConfig:
     threshold: int = 1
     flooding: FloodingPolicy | None = field(default_factory=FloodingPolicy)
     dp: DpPolicy | None = None
+    unsafe_exact_decryption: bool = False
 
     def __post_init__(self) -> None:
         if not isinstance(self.preset, CkksPreset):
@@ -86,11 +89,7 @@ class FederationConfig:
             raise TypeError("flooding: expected FloodingPolicy or None")
         if self.dp is not None and not isinstance(self.dp, DpPolicy):
             raise TypeError("dp: expected DpPolicy or None")
-        if self.flooding is None and self.dp is None and self.holders > 1:
-            raise UnsupportedParameters(
-                "flooding: a threshold key needs noise flooding (or DP noise); an unflooded "
-                "partial decryption reveals the holder's key share"
-            )
+        self._check_exact_decryption()
         if self.dp is not None and self.dp.honest_holders > self.threshold:
             raise ValueError(
                 f"dp.honest_holders: {self.dp.honest_holders} exceeds threshold {self.threshold}"
@@ -110,6 +109,32 @@ class FederationConfig:
                 "smaller decryption budget"
             )
 
+    def _check_exact_decryption(self) -> None:
+        """Exact (unnoised) decryption only by explicit opt-in, and only for one holder."""
+        if not isinstance(self.unsafe_exact_decryption, bool):
+            raise TypeError("unsafe_exact_decryption: expected bool")
+        holders_add_noise = self.flooding is not None or (
+            self.dp is not None and not self.dp.central
+        )
+        if holders_add_noise:
+            if self.unsafe_exact_decryption:
+                raise ValueError(
+                    "unsafe_exact_decryption: the holders add noise (flooding or distributed DP) "
+                    "here, so decryption is not exact; drop the opt-in"
+                )
+            return
+        if self.holders > 1:
+            raise UnsupportedParameters(
+                "flooding: a threshold key needs noise flooding (or distributed DP noise); an "
+                "unflooded partial decryption reveals the holder's key share"
+            )
+        if not self.unsafe_exact_decryption:
+            raise UnsupportedParameters(
+                "flooding: None makes every decryption exact, and one exact release with its "
+                "ciphertext gives away the key (Li-Micciancio); keep the default FloodingPolicy(), "
+                "or opt in with unsafe_exact_decryption=True (single key holder only)"
+            )
+
     @property
     def _n(self) -> int:
         return self.preset.poly_modulus_degree
@@ -120,8 +145,11 @@ class FederationConfig:
 
     @property
     def dp_sensitivity(self) -> float:
-        """L2 sensitivity of the weighted sum to one client: ``max_weight * clip`` (0 without DP)."""
-        return 0.0 if self.dp is None else float(self.max_weight) * self.dp.clip
+        """L2 sensitivity of the weighted sum to one client (0 without DP): ``max_weight * clip``
+        for zero-out adjacency, twice that for replace-one (:class:`~fhe_agg.Adjacency`)."""
+        if self.dp is None:
+            return 0.0
+        return self.dp.adjacency.sensitivity_factor * float(self.max_weight) * self.dp.clip
 
     @cached_property
     def scale_bits(self) -> int:

@@ -3,7 +3,7 @@
 :meth:`FederationConfig.to_bytes` and ``params_id`` use it, so a field added to the dataclass (or
 to a nested policy) is encoded, hashed and parsed without a second list of fields to keep in
 step. Every field whose ``compare`` is true is encoded under its name, in declaration order:
-nested dataclasses as maps, tuples as arrays, ``float`` fields always as floats (``1000`` and
+nested dataclasses as maps, tuples as arrays, enums as their values, ``float`` fields always as floats (``1000`` and
 ``1000.0`` are one configuration), ``None`` as nil. Decoding follows the type annotations and
 refuses anything else; the dataclass's own constructor then validates the values.
 """
@@ -11,6 +11,7 @@ refuses anything else; the dataclass's own constructor then validates the values
 from __future__ import annotations
 
 import dataclasses
+import enum
 import math
 import types
 import typing
@@ -40,6 +41,8 @@ def _encode(value: object, hint: Any) -> Any:
         return None
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return encode_dataclass(value)
+    if isinstance(value, enum.Enum):
+        return value.value
     if isinstance(value, tuple):
         (item,) = {a for a in typing.get_args(hint) if a is not Ellipsis} or {object}
         return [_encode(v, item) for v in value]
@@ -86,6 +89,11 @@ def _decode(raw: object, hint: Any, where: str, depth: int) -> Any:
         if typing.get_origin(option) is tuple and isinstance(raw, list):
             (item,) = {a for a in typing.get_args(option) if a is not Ellipsis}
             return tuple(_decode(v, item, f"{where}[]", depth) for v in raw)
+        if isinstance(option, type) and issubclass(option, enum.Enum):
+            members = [m for m in option if type(m.value) is type(raw) and m.value == raw]
+            if members:
+                return members[0]
+            continue
         if option is bool and type(raw) is bool:
             return raw
         if option is int and type(raw) is int:

@@ -21,13 +21,14 @@ from numpy.typing import NDArray
 
 from fhe_agg._combine import check_partial, decode_partials
 from fhe_agg._config import FederationConfig
-from fhe_agg._dp import PrivacyAccountant
+from fhe_agg._dp import MAX_NOISE_DRAWS, PrivacyAccountant
 from fhe_agg._errors import (
     AggregateMismatch,
     DecryptionAborted,
     DecryptionFailed,
     PrivacyBudgetExceeded,
     ThresholdNotMet,
+    UnsupportedParameters,
 )
 from fhe_agg._messages import EncryptedAggregate, aggregate_digest
 from fhe_agg._packing import Layout
@@ -62,6 +63,14 @@ class DecryptionSession:
         if config.dp is not None:
             if accountant is None:
                 raise ValueError("accountant: required when the federation uses DP")
+            draws = (
+                (config.threshold + 1) * len(aggregate.chunks) * config.preset.poly_modulus_degree
+            )
+            if draws > MAX_NOISE_DRAWS:  # the bound truncation_delta() assumes
+                raise UnsupportedParameters(
+                    f"aggregate: {len(aggregate.chunks)} ciphertexts need more than 2**50 noise "
+                    "draws in one release, beyond what the DP accounting covers"
+                )
             assert config.noise_multiplier is not None
             try:
                 accountant.check(config.noise_multiplier)

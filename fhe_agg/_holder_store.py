@@ -4,7 +4,8 @@ It is the single record a :class:`~fhe_agg.KeyHolder` consults: without a file i
 in-memory SQLite database, forgotten with the holder.
 
 It records the rounds and the ciphertexts (chunk digests) the holder partially decrypted, the
-decryption budget used, and the rounds the holder voted to abort. :meth:`HolderStore.record` commits a partial decryption durably *before*
+decryption budget used, the DP noise multiplier of each partial (the holder's own privacy
+accountant: the combiner is trusted with nothing), and the rounds the holder voted to abort. :meth:`HolderStore.record` commits a partial decryption durably *before*
 the holder returns it, so a holder that is killed and restarted still refuses a second partial of
 the same round or ciphertext and still counts the budget: a crash can lose a partial, never
 release one twice. :meth:`HolderStore.abort` likewise commits an abort vote before the vote
@@ -17,9 +18,10 @@ any process's memory, decides.
 
 from __future__ import annotations
 
+import math
 import os
 import sqlite3
-from collections.abc import Set
+from collections.abc import Callable, Set
 from pathlib import Path
 
 from fhe_agg._errors import (
@@ -37,6 +39,12 @@ __all__ = ["HolderStore"]
 _DIGEST = 32
 # added after the first release: created in older stores when they are opened
 _ABORTED = "CREATE TABLE IF NOT EXISTS aborted (round_id INTEGER PRIMARY KEY)"
+# the DP noise multiplier of each partial issued (a round decrypted before this table existed
+# has no row: the holder counts it at its configuration's multiplier)
+_RELEASES = (
+    "CREATE TABLE IF NOT EXISTS releases (round_id INTEGER PRIMARY KEY,"
+    " noise_multiplier REAL NOT NULL)"
+)
 _SCHEMA = (
     "CREATE TABLE state (id INTEGER PRIMARY KEY CHECK (id = 0), budget_used INTEGER NOT NULL)",
     "INSERT INTO state VALUES (0, 0)",
@@ -44,7 +52,11 @@ _SCHEMA = (
     " chunks INTEGER NOT NULL)",
     "CREATE TABLE chunks (digest BLOB PRIMARY KEY) WITHOUT ROWID",
     _ABORTED,
+    _RELEASES,
 )
+#: Called inside the committing transaction with the noise multipliers of the partials already
+#: issued (``None``: issued before the store recorded them); raises to refuse the partial.
+PrivacyCheck = Callable[[list[float | None]], None]
 _OTHER_HOLDER = "; give each holder its own store"
 _MISMATCH: Mismatch = {
     "holder_id": (ParameterMismatch, "key holder (holder_id)", _OTHER_HOLDER),
@@ -86,6 +98,7 @@ class HolderStore:
         with self._db.closed_on_error():
             with self._db.transaction() as conn:
                 conn.execute(_ABORTED)
+                conn.execute(_RELEASES)
             self._check()
 
     @property
@@ -117,6 +130,14 @@ class HolderStore:
         )
         if both:
             raise self._db.corrupt(f"round {both[0][0]} is logged decrypted and aborted")
+        for round_id, z in self._db.query("SELECT round_id, noise_multiplier FROM releases"):
+            if not isinstance(z, float) or not math.isfinite(z) or z <= 0.0:
+                raise self._db.corrupt(f"release row {round_id!r} has an invalid noise multiplier")
+        orphan = self._db.query(
+            "SELECT round_id FROM releases WHERE round_id NOT IN (SELECT round_id FROM rounds)"
+        )
+        if orphan:
+            raise self._db.corrupt(f"round {orphan[0][0]} has a release but no partial logged")
 
     def budget_used(self) -> int:
         """Ciphertexts partially decrypted under this key so far."""
@@ -125,6 +146,20 @@ class HolderStore:
         if not isinstance(used, int):
             raise self._db.corrupt("state row missing or invalid")
         return used
+
+    def releases(self) -> list[float | None]:
+        """The DP noise multiplier of every partial issued, by round (``None``: issued before
+        the store recorded them)."""
+        with guard(self._db.path):
+            return self._releases(self._db.conn)
+
+    @staticmethod
+    def _releases(conn: sqlite3.Connection) -> list[float | None]:
+        rows = conn.execute(
+            "SELECT r.round_id, x.noise_multiplier FROM rounds r"
+            " LEFT JOIN releases x ON x.round_id = r.round_id ORDER BY 1"
+        ).fetchall()
+        return [z if isinstance(z, float) else None for _, z in rows]
 
     def decrypted(self) -> tuple[int, ...]:
         """The rounds partially decrypted, in increasing order."""
@@ -210,12 +245,20 @@ class HolderStore:
         chunk_ids: Set[bytes],
         count: int,
         budget: int | None,
+        noise_multiplier: float | None = None,
+        privacy: PrivacyCheck | None = None,
     ) -> None:
         """Commit one partial decryption of ``count`` ciphertexts (digests ``chunk_ids``), or
         raise what :meth:`check` raises and commit nothing (checked again inside the
-        transaction, so the log, not any process's memory, decides)."""
+        transaction, so the log, not any process's memory, decides). With ``noise_multiplier``
+        (a DP release) ``privacy`` first sees the multipliers of the partials already issued
+        and may refuse (e.g. :class:`~fhe_agg.PrivacyBudgetExceeded`), committing nothing."""
         with self._db.transaction() as conn:
             self._refuse(conn, round_id, chunk_ids, count, budget)
+            if privacy is not None:
+                privacy(self._releases(conn))
+            if noise_multiplier is not None:
+                conn.execute("INSERT INTO releases VALUES (?, ?)", (round_id, noise_multiplier))
             conn.execute("INSERT INTO rounds VALUES (?, ?, ?)", (round_id, aggregate_digest, count))
             conn.executemany("INSERT INTO chunks VALUES (?)", ((d,) for d in chunk_ids))
             conn.execute("UPDATE state SET budget_used = budget_used + ?", (count,))

@@ -19,7 +19,7 @@ from fhe_agg._random import RandomSource, default_random
 from fhe_agg._seal import backend_for
 from fhe_agg.hazmat.rlwe import FixedOperand, public_key_share, to_ntt
 from fhe_agg.hazmat.rns import U64
-from fhe_agg.hazmat.sampling import expand_uniform, rounded_gaussian, ternary
+from fhe_agg.hazmat.sampling import KEY_ERROR_TAIL, expand_uniform, rounded_gaussian, ternary
 from fhe_agg.hazmat.seal_format import RawCiphertext, build_ciphertext, parse_ciphertext
 from fhe_agg.hazmat.shamir import lagrange_coefficients, scale_share
 
@@ -155,7 +155,7 @@ def common_polynomial(seed: bytes, n: int, primes: tuple[int, ...]) -> U64:
 def sample_secret(a: U64, n: int, primes: tuple[int, ...], rng: RandomSource) -> tuple[U64, U64]:
     """A fresh ternary secret ``s`` (NTT form) and its public-key share ``-(a*s + e)``."""
     secret = to_ntt(ternary(n, rng), n, primes)
-    error = to_ntt(rounded_gaussian(n, KEY_ERROR_SIGMA, rng), n, primes)
+    error = to_ntt(rounded_gaussian(n, KEY_ERROR_SIGMA, rng, tail=KEY_ERROR_TAIL), n, primes)
     share = public_key_share(a, FixedOperand.of(secret, primes), error, primes)
     error.fill(0)
     return secret, share

@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from fhe_agg._ceremony import _MAX_MESSAGE as CEREMONY_MESSAGE_BYTES
 from fhe_agg._ceremony import CeremonySpec, HolderIdentity
 from fhe_agg._config import FederationConfig
-from fhe_agg._dp import DpPolicy
+from fhe_agg._dp import Adjacency, DpPolicy
 from fhe_agg._errors import MalformedMessage, UnsupportedParameters
 from fhe_agg._flooding import FloodingPolicy
 from fhe_agg._keys import PublicKey
@@ -70,6 +70,8 @@ def encode_config(config: FederationConfig, *, clip: float | None) -> bytes:
                 float(dp.delta),
                 dp.honest_holders,
                 dp.mode,
+                dp.adjacency.value,
+                dp.max_epsilon,
             ],
             "clip": None if clip is None else float(clip),
         },
@@ -104,7 +106,7 @@ def decode_config(data: bytes) -> tuple[FederationConfig, float | None]:
             )
         dp = None
         if dp_raw is not None:
-            keys = ("clip", "z", "delta", "honest", "mode")
+            keys = ("clip", "z", "delta", "honest", "mode", "adjacency", "max_epsilon")
             g = Fields("federation.dp", dict(zip(keys, dp_raw, strict=True)))
             dp = DpPolicy(
                 clip=g.number("clip"),
@@ -112,6 +114,8 @@ def decode_config(data: bytes) -> tuple[FederationConfig, float | None]:
                 delta=g.number("delta"),
                 honest_holders=g.integer("honest", 1, 2**20),
                 mode=g.text("mode", max_len=16),
+                adjacency=Adjacency(g.text("adjacency", max_len=16)),
+                max_epsilon=None if g.body["max_epsilon"] is None else g.number("max_epsilon"),
             )
         config = FederationConfig(
             preset=get_preset(f.text("preset", max_len=32)),
