@@ -191,10 +191,13 @@ class RoundCoordinator(RoundLoop):
             )
         return tuple(sorted(members))
 
-    def _open(self, aggregate: EncryptedAggregate, members: tuple[int, ...]) -> None:
-        """Bind the aggregate and set; open the decryption session (flooded keys)."""
+    def _open(
+        self, aggregate: EncryptedAggregate, members: tuple[int, ...], *, decrypting: bool = True
+    ) -> None:
+        """Bind the aggregate and set; open the decryption session (flooded keys, while the
+        round may still decrypt: a released or closed round needs no privacy budget)."""
         self._aggregate, self._digest, self._set = aggregate, aggregate_digest(aggregate), members
-        if not self.unflooded:
+        if decrypting and not self.unflooded:
             self._session = DecryptionSession(
                 aggregate,
                 config=self.config,
@@ -370,15 +373,12 @@ class RoundCoordinator(RoundLoop):
         state = ServerState.from_bytes(data, config=coord.config, layout=coord.layout)
         aggregate = state.check_against(aggregator)
         if aggregate is not None:
-            coord._open(aggregate, state.decrypting_set)
+            decrypting = state.phase in (RoundPhase.CHALLENGING, RoundPhase.DECRYPTING)
+            coord._open(aggregate, state.decrypting_set, decrypting=decrypting)
         coord._restore(state)
         return coord
 
     def _restore(self, state: ServerState) -> None:
-        if state.phase not in (RoundPhase.CHALLENGING, RoundPhase.DECRYPTING):
-            if self._session is not None:
-                self._session.abort()
-            self._session = None
         for partial in state.partials:
             assert self._session is not None
             self._session.add(partial)  # checked against the re-finalized aggregate

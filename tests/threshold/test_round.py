@@ -410,3 +410,19 @@ def test_a_coordinator_saved_after_the_challenges_finishes_in_a_fresh_process(
     assert done.stdout.split() == ["RELEASED", "3000"]
     resumed = np.frombuffer((tmp_path / "mean.bin").read_bytes(), dtype=np.float64)
     assert resumed.tobytes() == uninterrupted.tobytes()  # bit for bit
+
+
+@pytest.mark.parametrize("phase", ["collecting", *_STEPS, "voting", "closed"])
+def test_every_phase_resumes_to_the_same_state(
+    fed: Federation, five_holders: Holders, phase: str
+) -> None:
+    scene = Scene(fed, five_holders, next(_rounds))
+    _drive(scene, phase)
+    data = scene.coord.to_bytes()
+    again = RoundCoordinator.resume(
+        data, aggregator=scene.aggregator, holder_keys=scene.holder_keys
+    )
+    assert again.to_bytes() == data and again.phase is scene.coord.phase
+    if again.phase is RoundPhase.DECRYPTING:  # the resumed machine finishes the round
+        mean = again.run(scene.deliver)  # type: ignore[arg-type]
+        assert mean is not None and again.phase is RoundPhase.RELEASED
