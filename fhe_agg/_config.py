@@ -44,6 +44,12 @@ class FederationConfig:
       key holder, else :class:`UnsupportedParameters`.
     * ``dp``: client-level differential privacy; each decrypting holder adds its part of the
       Gaussian noise, and the larger of that and the flooding noise is what it adds.
+    * ``min_weight``/``max_weight``: the range of a signed update weight (its sample count).
+      ``min_weight`` is the federation-wide minimum number of samples behind one update: an
+      update of a site with only a handful of records nearly identifies them, so the aggregator
+      and every key holder refuse a weight below it (:class:`~fhe_agg.InvalidWeight`). The
+      default 1 only refuses fractional weights below one sample; a deployment sets its own
+      floor (e.g. 20 patients).
 
     The CKKS scale is derived, not chosen: the largest power of two such that ``max_clients``
     updates, each weighted by at most ``max_weight`` and with every coordinate within
@@ -56,6 +62,7 @@ class FederationConfig:
     min_clients: int = 3
     max_clients: int = 64
     max_weight: float = 10_000.0
+    min_weight: float = 1.0
     value_bound: float = 16.0
     holders: int = 1
     threshold: int = 1
@@ -84,6 +91,13 @@ class FederationConfig:
         if self.holders >= min(backend_for(self.preset).data_primes):
             raise ValueError("holders: must be below the smallest prime")
         positive_finite(self.max_weight, "max_weight")
+        positive_finite(self.min_weight, "min_weight")
+        if self.min_weight > self.max_weight:
+            raise ValueError(
+                f"min_weight: {self.min_weight} exceeds max_weight {self.max_weight} (a weight "
+                "counts the samples behind an update, at least min_weight; for fractional "
+                "weights lower min_weight too)"
+            )
         positive_finite(self.value_bound, "value_bound")
         if self.flooding is not None and not isinstance(self.flooding, FloodingPolicy):
             raise TypeError("flooding: expected FloodingPolicy or None")

@@ -34,6 +34,7 @@ from fhe_agg._messages import EncryptedAggregate, aggregate_digest
 from fhe_agg._packing import Layout
 from fhe_agg._partial import PartialDecryption
 from fhe_agg._random import RandomSource, default_random
+from fhe_agg._validate import holder_indices
 from fhe_agg.hazmat.sampling import rounded_gaussian
 
 __all__ = ["DecryptionSession"]
@@ -54,7 +55,7 @@ class DecryptionSession:
         accountant: PrivacyAccountant | None = None,
         rng: RandomSource | None = None,
     ) -> None:
-        members = tuple(sorted(set(decrypting_set)))
+        members = tuple(sorted(set(holder_indices(decrypting_set, "decrypting_set"))))
         if len(members) != config.threshold or not all(1 <= m <= config.holders for m in members):
             raise ThresholdNotMet(
                 f"decrypting_set: needs {config.threshold} distinct holders in 1..{config.holders}"

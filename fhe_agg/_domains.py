@@ -49,6 +49,7 @@ DOMAINS: dict[str, Domain] = {
     "aggregate": _d("hash", "_messages", "fhe_agg/aggregate/v2|"),
     "ceremony-commit": _d("hash", "_ceremony", "fhe_agg/ceremony-commit|"),
     "ceremony-id": _d("hash", "_ceremony", "fhe_agg/ceremony|"),
+    "ceremony-transcript": _d("hash", "_ceremony_transcript", "fhe_agg/ceremony-transcript|"),
     "crs": _d("hash", "_ceremony", "fhe_agg/crs|"),
     "expand": _d("hash", "hazmat.sampling", "fhe_agg/expand|"),
     "layout": _d("hash", "_packing", "fhe_agg/layout|"),

@@ -34,7 +34,11 @@ from fhe_agg._errors import (
 from fhe_agg._keys import KeyShare
 from fhe_agg._sqlite import Mismatch, Store, guard, memory_store, open_store
 
-__all__ = ["HolderStore"]
+__all__ = ["MAX_ROUND_STEP", "HolderStore"]
+
+#: Default of the largest step of the round id a key holder accepts past its newest decrypted
+#: round (of round 0 before any): a million rounds, while a jump to ``2**63 - 2`` is refused.
+MAX_ROUND_STEP = 2**20
 
 _DIGEST = 32
 # added after the first release: created in older stores when they are opened
@@ -72,9 +76,15 @@ class HolderStore:
     ``None`` keeps it in memory."""
 
     def __init__(
-        self, path: str | os.PathLike[str] | None, *, holder_id: str, key_share: KeyShare
+        self,
+        path: str | os.PathLike[str] | None,
+        *,
+        holder_id: str,
+        key_share: KeyShare,
+        max_round_step: int | None = MAX_ROUND_STEP,
     ) -> None:
         self._holder_id = holder_id
+        self._max_step = max_round_step
         if path is None:
             self._db: Store = memory_store(_SCHEMA)
             self._where = ""
@@ -187,7 +197,8 @@ class HolderStore:
         """Raise if the log refuses a partial of ``round_id``: :class:`RoundAborted` for a round
         voted aborted, :class:`AlreadyDecrypted` for a round (or, given ``chunk_ids``, a
         ciphertext) already decrypted, :class:`RoundMismatch` for a round older than one
-        decrypted, :class:`BudgetExhausted` if ``count`` more ciphertexts exceed ``budget``."""
+        decrypted or more than ``max_round_step`` ahead of it, :class:`BudgetExhausted` if
+        ``count`` more ciphertexts exceed ``budget``."""
         with guard(self._db.path):
             self._refuse(self._db.conn, round_id, chunk_ids, count, budget)
 
@@ -211,6 +222,14 @@ class HolderStore:
         if newest is not None and round_id < newest:
             raise RoundMismatch(
                 f"round {round_id} is older than round {newest}, already decrypted{where}"
+            )
+        base = 0 if newest is None else newest
+        if self._max_step is not None and round_id > base + self._max_step:
+            raise RoundMismatch(
+                f"round {round_id} jumps more than max_round_step={self._max_step} past round "
+                f"{base}{' (the newest decrypted)' if newest is not None else ''}{where}: "
+                "decrypting it would make every round before it unusable; number rounds in "
+                "sequence (or raise KeyHolder(max_round_step=...) deliberately)"
             )
         if chunk_ids is None:
             return

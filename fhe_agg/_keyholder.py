@@ -48,7 +48,7 @@ from fhe_agg._errors import (
     ThresholdNotMet,
 )
 from fhe_agg._evidence import AggregateEvidence
-from fhe_agg._holder_store import HolderStore
+from fhe_agg._holder_store import MAX_ROUND_STEP, HolderStore
 from fhe_agg._keys import KeyShare, PublicKey
 from fhe_agg._messages import EncryptedAggregate, aggregate_digest, chunk_digests
 from fhe_agg._packing import Layout
@@ -56,6 +56,7 @@ from fhe_agg._partial import PartialDecryption
 from fhe_agg._random import RandomSource, default_random
 from fhe_agg._seal import backend_for
 from fhe_agg._signing import SigningKey, VerifyKey
+from fhe_agg._validate import holder_indices, positive_int
 from fhe_agg.hazmat.rlwe import mul_fixed_plus_noise
 from fhe_agg.hazmat.rns import U64
 from fhe_agg.hazmat.sampling import rounded_gaussian
@@ -80,6 +81,11 @@ class KeyHolder:
 
     ``signing_key`` is the holder's ML-DSA identity key (the one it signed the key ceremony
     with); it is needed only to sign abort votes (:meth:`vote_abort`).
+
+    ``max_round_step``: a round more than this many ahead of the newest round decrypted (of
+    round 0 for a fresh log) is refused (:class:`~fhe_agg.RoundMismatch`). Rounds older than
+    the newest decrypted one are refused for good, so without a bound one request for round
+    ``2**63 - 2`` would lock the holder out of every later normal round; ``None`` lifts it.
     """
 
     def __init__(
@@ -95,6 +101,7 @@ class KeyHolder:
         audit: AuditLog | None = None,
         store: str | os.PathLike[str] | None = None,
         signing_key: SigningKey | None = None,
+        max_round_step: int | None = MAX_ROUND_STEP,
     ) -> None:
         if not isinstance(key_share, KeyShare):
             raise TypeError(f"key_share: expected KeyShare, got {type(key_share).__name__}")
@@ -108,6 +115,8 @@ class KeyHolder:
             raise ValueError(
                 f"spot_check: expected None (check all chunks) or a positive int, got {spot_check!r}"
             )
+        if max_round_step is not None:
+            positive_int(max_round_step, "max_round_step")
         if signing_key is not None and not isinstance(signing_key, SigningKey):
             raise TypeError(f"signing_key: expected SigningKey, got {type(signing_key).__name__}")
         if audit is not None:
@@ -125,7 +134,9 @@ class KeyHolder:
         self._rng = rng or default_random()
         self._backend = backend_for(config.preset)
         self._challenges: dict[tuple[int, bytes], tuple[int, ...]] = {}
-        self._log = HolderStore(store, holder_id=holder_id, key_share=key_share)
+        self._log = HolderStore(
+            store, holder_id=holder_id, key_share=key_share, max_round_step=max_round_step
+        )
 
     @property
     def holder_index(self) -> int:
@@ -319,7 +330,9 @@ class KeyHolder:
         decrypting_set: Sequence[int] | None,
     ) -> PartialDecryption:
         members = (
-            tuple(sorted(decrypting_set)) if decrypting_set is not None else (self.holder_index,)
+            tuple(sorted(holder_indices(decrypting_set, "decrypting_set")))
+            if decrypting_set is not None
+            else (self.holder_index,)
         )
         self._check_set(members)
         operand = self._share.decryption_operand(members)

@@ -157,7 +157,7 @@ def _federation(
     audit = None
     if deployment is None:
         config = _configure(spec, weights)
-        public_key, shares = local_key_ceremony(config, rng)
+        public_key, shares = local_key_ceremony(config)  # keys: OS CSPRNG, never the seed
         signing = {f"client-{i:03d}": SigningKey.generate() for i in range(spec.clients)}
         fixed = {cid: key.verify_key for cid, key in signing.items()}
         holder_ids = [f"holder-{s.holder_index}" for s in shares]
@@ -168,7 +168,7 @@ def _federation(
         if audit_path is not None:
             audit = _open_audit(deployment, audit_path)
         public_key, shares = local_key_ceremony(
-            config, rng, identities=deployment.holders, consortium=r.consortium, epoch=r.key_epoch
+            config, identities=deployment.holders, consortium=r.consortium, epoch=r.key_epoch
         )
         if audit is not None:
             audit.record(
@@ -318,7 +318,7 @@ def _run_round(
         for client, weight in zip(fed.clients, fed.weights, strict=True):
             t0 = time.perf_counter()
             prepared, _ = client.prepare(data_rng.uniform(-1.0, 1.0, spec.params), clip=clip)
-            chunks = client.encrypt_chunks(prepared * weight, round_id=round_id)
+            chunks = client.encrypt_chunks(prepared, round_id=round_id, weight=weight)
             t1 = time.perf_counter()
             update = client.sign_update(chunks, layout=fed.layout, round_id=round_id, weight=weight)
             wire = update.to_bytes()

@@ -107,7 +107,10 @@ def main() -> None:
     help="DP neighbours: one update zeroed (sensitivity max_weight*clip) or replaced (twice).",
 )
 @click.option(
-    "--seed", type=int, default=None, help="Seed for reproducible keys and data (testing only)."
+    "--seed",
+    type=int,
+    default=None,
+    help="Seed for reproducible data and noise (keys always come from the OS CSPRNG).",
 )
 @click.option(
     "--roster",
