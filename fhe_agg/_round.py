@@ -185,6 +185,9 @@ class RoundCoordinator(RoundLoop):
     def _members(self, decrypting_set: Iterable[int] | None) -> tuple[int, ...]:
         t, n = self.config.threshold, self.config.holders
         members = tuple(range(1, t + 1)) if decrypting_set is None else tuple(decrypting_set)
+        if not all(isinstance(m, int | np.integer) and not isinstance(m, bool) for m in members):
+            raise TypeError(f"decrypting_set: expected holder indices (ints), got {members!r}")
+        members = tuple(int(m) for m in members)
         if len(members) != t or len(set(members)) != t or not all(1 <= m <= n for m in members):
             raise ThresholdNotMet(
                 f"decrypting_set: needs {t} distinct holders in 1..{n}, got {members}"

@@ -183,9 +183,8 @@ def release(
     members: tuple[int, ...] = SET,
     accountant: PrivacyAccountant | None = None,
 ) -> np.ndarray:
-    """A whole honest decryption of ``aggregator``'s round by ``members``, in the coordinator's
-    order (:func:`coordinated.decrypt`)."""
-    assert aggregator.config == fed.config
+    """A whole honest decryption of ``aggregator``'s round (under its own configuration) by
+    ``members``, in the coordinator's order (:func:`coordinated.decrypt`)."""
     _, mean = decrypt(aggregator, holders, members=members, accountant=accountant)
     assert mean is not None
     return mean
