@@ -52,6 +52,8 @@ DOMAINS: dict[str, Domain] = {
     "ceremony-transcript": _d("hash", "_ceremony_transcript", "fhe_agg/ceremony-transcript|"),
     "crs": _d("hash", "_ceremony", "fhe_agg/crs|"),
     "expand": _d("hash", "hazmat.sampling", "fhe_agg/expand|"),
+    "zkproof": _d("hash", "hazmat.zkproof", "fhe_agg/zkproof/v1"),
+    "zkproof-challenge": _d("hash", "hazmat.zkproof", "fhe_agg/zkproof/challenge|"),
     "layout": _d("hash", "_packing", "fhe_agg/layout|"),
     "params": _d("hash", "_config", "fhe_agg/params|"),
     "public-key": _d("hash", "_keys", "fhe_agg/public-key|"),
