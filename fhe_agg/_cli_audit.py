@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from fhe_agg.identity import Policy, Suite
+from fhe_agg.identity import Policy, Risk, Suite
 
 if TYPE_CHECKING:
     from fhe_agg.identity import Finding, SuiteVerifyKey
@@ -50,6 +50,7 @@ def _inventory(
 
 def _finding_json(f: Finding) -> dict[str, Any]:
     out = dataclasses.asdict(f)
+    out["status"] = f.status
     out["risk"] = f.risk.value
     out["reasons"] = list(f.reasons)
     return out
@@ -58,7 +59,7 @@ def _finding_json(f: Finding) -> dict[str, Any]:
 def _print_findings(what: str, policy: str, findings: list[Finding]) -> None:
     click.echo(f"quantum-risk audit (policy {policy}) of {what}")
     for f in findings:
-        flag = "QUANTUM-VULNERABLE" if f.quantum_vulnerable else "quantum-safe"
+        flag = f.status.upper() if f.quantum_vulnerable is not False else f.status
         path = "confidentiality" if f.confidentiality else "integrity/other"
         click.echo(f"{f.risk.value:<8} {f.asset}: {f.usage}  [{flag}, {path}]")
         for reason in f.reasons:
@@ -85,9 +86,18 @@ def _print_findings(what: str, policy: str, findings: list[Finding]) -> None:
     show_default=True,
     help="Suite of the default deployment (no INVENTORY).",
 )
-@click.option("--preset", default="compact", show_default=True, help="Default deployment preset.")
+@click.option("--preset", default="precise", show_default=True, help="Default deployment preset.")
 @click.option("--admin-pub", type=_FILE, default=None, help="Verify a roster INVENTORY first.")
+@click.option(
+    "--fail-on",
+    type=click.Choice([r.value for r in Risk if r is not Risk.INFO]),
+    default=None,
+    help="Exit 1 if a finding is this severe or more (an unrecognised algorithm is high on a "
+    "confidentiality path, medium elsewhere).",
+)
+@click.pass_context
 def audit(
+    ctx: click.Context,
     inventory: Path | None,
     cbom: Path | None,
     as_json: bool,
@@ -95,11 +105,13 @@ def audit(
     suite: str,
     preset: str,
     admin_pub: Path | None,
+    fail_on: str | None,
 ) -> None:
     """Rate the quantum risk of INVENTORY and optionally write a CycloneDX 1.6 CBOM.
 
     INVENTORY is a YAML/JSON mapping `algorithm: usage` or a roster file (its suites and CKKS
-    preset are audited); without it, fhe-agg's own default deployment is audited.
+    preset are audited); without it, fhe-agg's own default deployment is audited. With
+    --fail-on LEVEL the exit code is 1 when a finding at LEVEL or above exists (for CI).
     """
     import fhe_agg
     from fhe_agg._params import get_preset
@@ -115,6 +127,8 @@ def audit(
         write_cbom(findings, cbom, version=fhe_agg.__version__)
     vulnerable = [f.asset for f in findings if f.quantum_vulnerable]
     confidential = [f.asset for f in findings if f.quantum_vulnerable and f.confidentiality]
+    unknown = [f.asset for f in findings if f.quantum_vulnerable is None]
+    failing = [] if fail_on is None else [f.asset for f in findings if f.at_least(Risk(fail_on))]
     if as_json:
         out = {
             "source": what,
@@ -123,17 +137,28 @@ def audit(
             "ckks_presets": [dataclasses.asdict(p) for p in presets],
             "quantum_vulnerable": vulnerable,
             "quantum_vulnerable_confidentiality": confidential,
+            "unknown": unknown,
+            "fail_on": fail_on,
+            "failing": failing,
             "cbom": None if cbom is None else str(cbom),
         }
         click.echo(json.dumps(out))
-        return
-    _print_findings(what, policy, findings)
-    click.echo(
-        f"summary: {len(vulnerable)} quantum-vulnerable asset(s); in confidentiality paths: "
-        f"{', '.join(confidential) or 'none'}"
-    )
-    if cbom is not None:
-        click.echo(f"wrote {cbom} (CycloneDX 1.6 CBOM, schema-validated)")
+    else:
+        _print_findings(what, policy, findings)
+        click.echo(
+            f"summary: {len(vulnerable)} quantum-vulnerable asset(s); in confidentiality paths: "
+            f"{', '.join(confidential) or 'none'}; not recognised (unknown): "
+            f"{', '.join(unknown) or 'none'}"
+        )
+        if cbom is not None:
+            click.echo(f"wrote {cbom} (CycloneDX 1.6 CBOM, schema-validated)")
+    if failing:
+        click.echo(
+            f"error: {len(failing)} finding(s) at --fail-on {fail_on} or above: "
+            f"{', '.join(failing)}",
+            err=True,
+        )
+        ctx.exit(1)
 
 
 @click.group("audit-log")

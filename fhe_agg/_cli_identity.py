@@ -170,7 +170,12 @@ def _load_for_change(path: Path, admin: Identity) -> Roster:
 @_passphrase_option
 @click.option("--consortium", required=True, help="Consortium name.")
 @click.option("--member", "members", type=_FILE, multiple=True, required=True, help="A .pub.json.")
-@click.option("--preset", default="compact", show_default=True, help="CKKS preset name.")
+@click.option(
+    "--preset",
+    default="precise",
+    show_default=True,
+    help="CKKS preset: precise (flooded decryption stays precise) or dp (= compact, for DP runs).",
+)
 @click.option("--min-clients", type=int, required=True, help="Fewest clients per round.")
 @click.option("--threshold", type=int, required=True, help="Key holders needed to decrypt.")
 @click.option("--from-round", type=int, default=0, show_default=True, help="First round.")

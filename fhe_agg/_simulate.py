@@ -39,8 +39,10 @@ from fhe_agg._round_messages import PartialRequest, Reply, Request
 from fhe_agg._signing import SigningKey, VerifyKey
 from fhe_agg.identity import AuditLog
 
-__all__ = ["SimulationSpec", "run_simulation"]
+__all__ = ["SimulationSpec", "max_weight", "run_simulation"]
 
+#: ``progress(phase, n)``: ``("ceremony", 0)`` before the key ceremony, ``("ceremony", 1)``
+#: after it, ``("clients", 1)`` per update aggregated, ``("rounds", 1)`` per round released.
 Progress = Callable[[str, int], None]
 
 _UNFLOODED_WARNING = (
@@ -120,7 +122,21 @@ class _Federation:
     audit: AuditLog | None = None
 
 
+def max_weight(clients: int) -> float:
+    """The largest client weight of a run with ``clients`` clients (weights ``10 * k + 5``)."""
+    return 10.0 * clients + 5.0
+
+
 def _peak_rss_mb() -> float:
+    """Peak RSS of this process image: Linux's VmHWM (``ru_maxrss`` survives ``exec``, so a
+    simulation started by a large parent would report the parent's peak), else ``ru_maxrss``."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024.0
+    except (OSError, ValueError, IndexError):
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
@@ -153,6 +169,7 @@ def _federation(
     audit_path: Path | None,
 ) -> _Federation:
     rng: RandomSource = SeededRandom(spec.seed) if spec.seed is not None else default_random()
+    # 10 * k + 5 for k = 1..clients, shuffled: max_weight(clients) is the largest
     weights = [float(w) for w in data_rng.permutation(np.arange(1, spec.clients + 1)) * 10 + 5]
     audit = None
     if deployment is None:
@@ -219,7 +236,8 @@ def _open_audit(deployment: Deployment, path: Path) -> AuditLog:
     if deployment.aggregator is None:
         raise ValueError(
             f"--audit-log: roster {deployment.roster.consortium!r} has no aggregator member to "
-            "sign the log"
+            "sign the log; add one (fhe-agg keys new --role aggregator --id aggregator, then "
+            "fhe-agg roster add ROSTER --member keys/aggregator.pub.json --from-round 1 --admin ...)"
         )
     agg = deployment.aggregator
     return AuditLog(path, key=agg.signing_key, actor=agg.id)
@@ -245,8 +263,10 @@ def run_simulation(
     tick = progress or (lambda _phase, _n: None)
     data_rng = np.random.default_rng(spec.seed)  # synthetic model data only, never secrets
     t0 = time.perf_counter()
+    tick("ceremony", 0)
     fed = _federation(spec, data_rng, deployment, None if audit_log is None else Path(audit_log))
     ceremony_s = time.perf_counter() - t0
+    tick("ceremony", 1)
     result: dict[str, Any] = {}
     deviations: list[NDArray[np.float64]] = []
     refused: list[dict[str, Any]] = []

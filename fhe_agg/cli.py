@@ -137,6 +137,11 @@ def main() -> None:
     default=None,
     help="With --roster: append signed, hash-chained events to this file.",
 )
+@click.option(
+    "--progress/--no-progress",
+    default=None,
+    help="Progress on stderr [default: when stderr is a terminal]; stdout stays the result.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object, nothing else.")
 @click.pass_context
 def simulate(
@@ -159,25 +164,29 @@ def simulate(
     keys_dir: Path,
     passphrase_file: Path | None,
     audit_log: Path | None,
+    progress: bool | None,
     as_json: bool,
 ) -> None:
     """Run whole rounds in one process (key ceremony included) and report costs and accuracy.
 
     With --roster, every party uses its identity from the key directory and the roster's
     preset, min_clients and threshold; revoked clients' updates are refused and logged.
+    Numeric options are bounded before the run starts (an error names the option and limit).
     """
+    from fhe_agg._cli_simulate import checked_spec, run_with_progress
     from fhe_agg._dp import Adjacency
-    from fhe_agg._simulate import SimulationSpec, run_simulation
 
     deployment = None
+    min_clients = None
     if roster_path is not None:
         deployment = _deployment(ctx, roster_path, admin_pub, keys_dir, passphrase_file)
         r = deployment.roster
         clients, holders, threshold = len(deployment.clients), len(deployment.holders), r.threshold
-        preset = r.preset
+        preset, min_clients = r.preset, r.min_clients
     elif audit_log is not None or admin_pub is not None:
         raise ValueError("--audit-log and --admin-pub: only with --roster")
-    spec = SimulationSpec(
+    spec = checked_spec(
+        min_clients=min_clients,
         clients=clients,
         holders=holders,
         threshold=threshold,
@@ -192,20 +201,7 @@ def simulate(
         adjacency=Adjacency(adjacency),
         seed=seed,
     )
-    show_progress = not as_json and sys.stderr.isatty()
-    if show_progress:
-        from rich.progress import Progress
-
-        with Progress(transient=True) as bar:
-            task = bar.add_task("encrypting and aggregating", total=clients * rounds)
-            result = run_simulation(
-                spec,
-                progress=lambda phase, n: bar.advance(task, n if phase == "clients" else 0),
-                deployment=deployment,
-                audit_log=audit_log,
-            )
-    else:
-        result = run_simulation(spec, deployment=deployment, audit_log=audit_log)
+    result = run_with_progress(spec, progress, deployment=deployment, audit_log=audit_log)
     if as_json:
         click.echo(json.dumps(result))
         return

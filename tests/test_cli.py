@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import pytest
 from click.testing import CliRunner
@@ -142,3 +144,71 @@ def test_errors_are_one_line_with_a_nonzero_exit(args: list[str], code: int, fra
     assert result.exit_code == code, result.output
     assert "Traceback" not in result.output and fragment in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "fragments"),
+    [
+        (["--params", "10000000000"], ["--params 10000000000", "decryption budget", "at most"]),
+        (["--params", "10000000000", "--unsafe-exact"], ["--params 10000000000", "GiB"]),
+        (["--clients", "99999999999999999999"], ["--clients 99999999999999999999", "at most"]),
+        (["--clients", "100000"], ["--clients 100000", "at most"]),
+        (["--clients", "100000", "--unsafe-exact"], ["--clients 100000", "at most 98581"]),
+        (["--clients", "20000", "--params", "1000000"], ["--clients 20000", "GiB", "at most"]),
+        (["--holders", "99999999999999999999"], ["--holders", "at most 4096"]),
+        (["--rounds", "99999999999999999999"], ["--rounds 99999999999999999999", "at most"]),
+        (["--rounds", "6000", "--flooding"], ["--rounds 6000", "decryption budget", "at most"]),
+        (["--dp", "--clip", "1e300"], ["--clip 1e+300", "at most --clip"]),
+        (["--dp", "--noise-multiplier", "1e300"], ["--noise-multiplier 1e+300", "at most"]),
+        (["--holders", "4", "--threshold", "2"], ["--threshold", "at least 3"]),
+        (["--holders", "3", "--threshold", "2", "--no-flooding"], ["--no-flooding"]),
+    ],
+)
+def test_numeric_options_out_of_bounds_name_the_option_and_limit(
+    args: list[str], fragments: list[str]
+) -> None:
+    """Checked before any key or vector exists: no numpy MemoryError, no "Maximum allowed size",
+    no parameter the CLI has no option for (max_weight, value_bound)."""
+    result = CliRunner().invoke(main, ["simulate", *args, "--json"])
+    assert result.exit_code == 2, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: --"), result.stderr
+    assert "Traceback" not in result.output and not result.stdout
+    for fragment in [*fragments]:
+        assert fragment in lines[0], lines[0]
+    assert "max_weight" not in lines[0] and "value_bound" not in lines[0]
+
+
+def test_memory_estimate_bounds_a_measured_run_from_above() -> None:
+    from fhe_agg._cli_simulate import memory_estimate
+    from fhe_agg._simulate import SimulationSpec
+
+    spec = SimulationSpec(clients=6, params=200_000, holders=3, threshold=2)
+    args = ["--clients", "6", "--params", "200000", "--holders", "3", "--threshold", "2"]
+    done = subprocess.run(  # a process of its own: peak RSS is per process
+        [sys.executable, "-c", "from fhe_agg.cli import main; main()", "simulate", *args, "--json"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    peak = json.loads(done.stdout)["peak_rss_mb"] * 2**20
+    assert peak <= memory_estimate(spec) <= 2 * peak  # from above, and not wildly
+
+
+def test_progress_goes_to_stderr_and_json_stays_clean() -> None:
+    args = ["simulate", "--clients", "3", "--holders", "3", "--threshold", "2"]
+    args += ["--params", "3000", "--rounds", "2", "--json"]
+    shown = CliRunner().invoke(main, [*args, "--progress"])
+    assert shown.exit_code == 0, shown.output
+    assert json.loads(shown.stdout)["round"] == 2  # stdout: one JSON object, nothing else
+    lines = shown.stderr.strip().splitlines()
+    assert lines[0] == "progress: key ceremony among 3 holder(s) starts"
+    assert "progress: round 1/2: 3/3 updates encrypted and aggregated" in lines
+    assert lines[-1] == "progress: round 2/2: decrypted and released"
+    quiet = CliRunner().invoke(main, [*args, "--no-progress"])
+    assert quiet.exit_code == 0 and quiet.stderr == ""
+    assert json.loads(quiet.stdout)["round"] == 2
+    default = CliRunner().invoke(main, args)  # stderr is no terminal here: quiet by default
+    assert default.exit_code == 0 and default.stderr == ""

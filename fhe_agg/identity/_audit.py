@@ -115,7 +115,7 @@ def _kem_asset(suite: Suite) -> str:
 
 
 def default_deployment_inventory(
-    suite: Suite | str = Suite.HYBRID, *, preset: str = "compact"
+    suite: Suite | str = Suite.HYBRID, *, preset: str = "precise"
 ) -> dict[str, str]:
     """fhe_agg's own cryptography under ``suite``, as an inventory for :func:`audit_inventory`."""
     suite = Suite.parse(suite)

@@ -37,13 +37,15 @@ class Finding:
 
     ``primitive`` uses CycloneDX 1.6 ``cryptoProperties.algorithmProperties.primitive`` values;
     ``nist_quantum_level`` is 0 (no NIST category met: quantum-vulnerable) to 5.
+    ``quantum_vulnerable`` is ``None`` for an algorithm the audit does not recognise: unknown,
+    neither safe nor vulnerable (:attr:`status` ``"unknown"``).
     """
 
     asset: str
     usage: str
     primitive: str
     risk: Risk
-    quantum_vulnerable: bool
+    quantum_vulnerable: bool | None
     confidentiality: bool
     reasons: tuple[str, ...]
     replacement: str
@@ -51,6 +53,18 @@ class Finding:
     nist_quantum_level: int | None = None
     oid: str | None = None
     parameter_set: str | None = None
+
+    @property
+    def status(self) -> str:
+        """``"quantum-vulnerable"``, ``"quantum-safe"`` or ``"unknown"`` (not recognised)."""
+        if self.quantum_vulnerable is None:
+            return "unknown"
+        return "quantum-vulnerable" if self.quantum_vulnerable else "quantum-safe"
+
+    def at_least(self, level: Risk) -> bool:
+        """Whether this finding is as severe as ``level`` or more (``--fail-on``)."""
+        order = list(Risk)
+        return order.index(self.risk) <= order.index(Risk(level))
 
 
 @dataclass(frozen=True, kw_only=True)

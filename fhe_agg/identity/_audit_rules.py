@@ -40,6 +40,21 @@ _OIDS = {
     "SHA3-256": "2.16.840.1.101.3.4.2.8",
 }
 _SIGN_WORDS = ("sign", "signature", "auth", "certificate", "attest")
+#: Usage words that put an unrecognised algorithm on a confidentiality path.
+_CONFIDENTIALITY_WORDS = (
+    "encrypt",
+    "decrypt",
+    "cipher",
+    "key exchange",
+    "key-exchange",
+    "key agreement",
+    "key encapsulation",
+    "kem",
+    "seal",
+    "wrap",
+    "tls",
+    "confidential",
+)
 _RSA_BITS = {1024: 80, 2048: 112, 3072: 128, 4096: 152, 7680: 192, 15360: 256}
 _CURVE_BITS = {
     "P192": 96,
@@ -211,15 +226,27 @@ def classify(asset: str, usage: str, policy: Policy) -> Finding:
             ),
             replacement="keep behind a feature flag",
         )
+    return _unknown(asset, usage)
+
+
+def _unknown(asset: str, usage: str) -> Finding:
+    """An algorithm the rules do not recognise: status unknown, rated as the worst case of its
+    path, as if it were classical public-key cryptography there (confidentiality, which a
+    harvest-now-decrypt-later attacker records today: high; anything else: medium)."""
+    confidential = any(w in usage.lower() for w in _CONFIDENTIALITY_WORDS)
+    path = "a confidentiality path" if confidential else "an integrity or other path"
     return Finding(
         asset=asset,
         usage=usage,
         primitive="unknown",
-        risk=Risk.MEDIUM,
-        quantum_vulnerable=False,
-        confidentiality=False,
-        reasons=("algorithm not recognised: review by hand",),
-        replacement="-",
+        risk=Risk.HIGH if confidential else Risk.MEDIUM,
+        quantum_vulnerable=None,
+        confidentiality=confidential,
+        reasons=(
+            f"algorithm not recognised: quantum safety unknown; rated as the worst case of {path} "
+            "until reviewed by hand",
+        ),
+        replacement="a recognised algorithm: ML-KEM / X-Wing, ML-DSA, AES-256-GCM, SHA3-256",
     )
 
 

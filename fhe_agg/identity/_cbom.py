@@ -71,8 +71,12 @@ def build_cbom(
             ),
             properties=[
                 Property(name="fhe-agg:risk", value=f.risk.value),
+                Property(name="fhe-agg:status", value=f.status),
                 Property(
-                    name="fhe-agg:quantum-vulnerable", value=str(f.quantum_vulnerable).lower()
+                    name="fhe-agg:quantum-vulnerable",
+                    value="unknown"
+                    if f.quantum_vulnerable is None
+                    else str(f.quantum_vulnerable).lower(),
                 ),
                 Property(name="fhe-agg:replacement", value=f.replacement),
                 *(Property(name="fhe-agg:reason", value=r) for r in f.reasons),

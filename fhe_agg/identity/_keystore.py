@@ -185,6 +185,21 @@ def public_identity_text(public: PublicIdentity) -> bytes:
     return json.dumps(public.to_json(), indent=2, sort_keys=True).encode() + b"\n"
 
 
+def _refuse_public_file(path: Path, fd: int) -> None:
+    """Raise :class:`CorruptKeyFile` if the open file ``fd`` holds a public identity: a public
+    file is readable by design, so its mode is no finding; the finding is the wrong file."""
+    with os.fdopen(os.dup(fd), "rb") as fh:
+        raw = fh.read(MAX_KEY_FILE_BYTES + 1)
+    try:
+        doc = strict_json(raw)
+    except ValueError:
+        return
+    if isinstance(doc, dict) and "proof" in doc and doc.get("format") != _FORMAT:
+        raise CorruptKeyFile(
+            f"{path} is a public identity file (.pub.json); pass the private .key file"
+        )
+
+
 def _read_private(path: Path) -> bytes:
     flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
     if path.is_symlink():
@@ -196,6 +211,7 @@ def _read_private(path: Path) -> bytes:
             raise CorruptKeyFile(f"key file {path} is not a regular file")
         mode = stat.S_IMODE(info.st_mode)
         if mode & 0o077:
+            _refuse_public_file(path, fd)  # a .pub.json given for a .key: say that, not chmod
             raise InsecureKeyFile(
                 f"key file {path} is open to group or others (mode {mode:04o}); "
                 f"run: chmod 600 {path}"

@@ -247,7 +247,7 @@ class Roster:
         consortium: str,
         admin: Identity,
         members: Sequence[PublicIdentity],
-        preset: str = "compact",
+        preset: str = "precise",
         min_clients: int,
         threshold: int,
         from_round: int = 0,
@@ -255,7 +255,9 @@ class Roster:
         """Version 1 of a roster, signed by ``admin`` (an :class:`Identity` of role admin).
 
         Every member's identity proof is checked; ids and keys must be unique; ``threshold``
-        must be in ``1..holders`` and ``min_clients`` in ``1..clients``.
+        must be in ``1..holders`` and ``min_clients`` in ``1..clients``. ``preset`` defaults to
+        ``precise``: with several holders every decryption is flooded, which ``compact`` (= ``dp``,
+        meant for DP runs) cannot absorb (a 2-of-3 round then errs by ~2e-3).
         """
         for ident in members:
             if not isinstance(ident, PublicIdentity):

@@ -243,9 +243,27 @@ def validate_content(r: RosterContent) -> None:
     clients = sum(m.role is Role.CLIENT for m in r.members)
     holders = sum(m.role is Role.HOLDER for m in r.members)
     if not 1 <= positive_int(r.threshold, "threshold") <= holders:
-        raise ValueError(f"threshold: must be 1..{holders} (the number of key holders)")
+        raise ValueError(
+            f"threshold {r.threshold}: the roster lists {holders} key holder(s); "
+            + _missing("holder", "kh", r.threshold - holders)
+            if holders < r.threshold
+            else f"threshold: must be 1..{holders} (the number of key holders)"
+        )
     if not 1 <= positive_int(r.min_clients, "min_clients") <= clients:
-        raise ValueError(f"min_clients: must be 1..{clients} (the number of clients)")
+        raise ValueError(
+            f"min_clients {r.min_clients}: the roster lists {clients} client(s); "
+            + _missing("client", "hospital", r.min_clients - clients)
+            if clients < r.min_clients
+            else f"min_clients: must be 1..{clients} (the number of clients)"
+        )
+
+
+def _missing(role: str, stem: str, count: int) -> str:
+    """How to add ``count`` more members of ``role``, as the CLI does it."""
+    return (
+        f"add at least {count} member(s) of role {role} (fhe-agg keys new --role {role} "
+        f"--id {stem}-1, then --member keys/{stem}-1.pub.json)"
+    )
 
 
 def decode_fields(doc: dict[str, Any], admin: PublicIdentity) -> dict[str, Any]:

@@ -44,6 +44,7 @@ def base_roster(members: dict[str, Any]) -> Any:
         consortium="acme-health",
         admin=members["admin"],
         members=[m.public for name, m in members.items() if name != "admin"],
+        preset="compact",  # not the default, so that editing it to "precise" is a change
         min_clients=3,
         threshold=2,
     )

@@ -165,3 +165,28 @@ def test_cbom_schema_validation_can_fail() -> None:
         }
     )
     assert JsonStrictValidator(SchemaVersion.V1_6).validate_str(broken) is not None
+
+
+@pytest.mark.parametrize(
+    ("usage", "confidential"),
+    [
+        ("model encryption", True),
+        ("key exchange with the server", True),
+        ("key-share sealing", True),
+        ("TLS session keys", True),
+        ("update signatures", False),
+        ("checksums", False),
+    ],
+)
+def test_unknown_algorithm_has_its_own_status_and_worst_case_risk(
+    usage: str, confidential: bool
+) -> None:
+    (f,) = audit_inventory({"FrobCipher-9000": usage})
+    assert f.status == "unknown" and f.quantum_vulnerable is None
+    assert f.confidentiality is confidential
+    assert f.risk is (Risk.HIGH if confidential else Risk.MEDIUM)
+    assert f.at_least(Risk.MEDIUM) and f.at_least(Risk.HIGH) is confidential
+    assert not f.at_least(Risk.CRITICAL)
+    doc = json.loads(cbom_json([f]))
+    props = {p["name"]: p["value"] for p in doc["components"][0]["properties"]}
+    assert props["fhe-agg:status"] == "unknown"

@@ -172,7 +172,7 @@ def test_audit_of_a_roster(site: dict[str, Path], cli: Any) -> None:
     assert verified.exit_code == 0, verified.output
     report = json.loads(verified.stdout)
     assets = {f["asset"]: f for f in report["findings"]}
-    assert {"ML-DSA-65", "COMPSIG-MLDSA65-Ed25519-SHA512", "X-Wing", "CKKS-compact"} <= set(assets)
+    assert {"ML-DSA-65", "COMPSIG-MLDSA65-Ed25519-SHA512", "X-Wing", "CKKS-precise"} <= set(assets)
     assert "key holders" in assets["COMPSIG-MLDSA65-Ed25519-SHA512"]["usage"]
     assert report["quantum_vulnerable_confidentiality"] == []
     unverified = cli("audit", "roster.json")
@@ -207,3 +207,82 @@ def test_audit_log_verify_needs_keys_and_reads_roster_keys(site: dict[str, Path]
         "line 1",
         "unknown actor",
     )
+
+
+def test_roster_new_defaults_to_the_precise_preset(site: dict[str, Path], cli: Any) -> None:
+    """2-of-2 holders flood every decryption; `compact` would lose precision (~3e-3)."""
+    ok = cli("roster", "verify", "roster.json", "--admin-pub", "keys/admin.pub.json", "--json")
+    assert json.loads(ok.stdout)["preset"] == "precise"
+
+
+def test_a_public_file_given_for_a_private_key_is_named_as_such(
+    site: dict[str, Path], cli: Any
+) -> None:
+    assert stat.S_IMODE((site["dir"] / "admin.pub.json").stat().st_mode) & 0o077  # readable
+    result = cli(
+        "roster", "new", "--admin", "keys/admin.pub.json", "--passphrase-file", "pw",
+        "--consortium", "acme", "--member", "keys/alpha.pub.json", "--member", "keys/h1.pub.json",
+        "--min-clients", "1", "--threshold", "1", "--out", "other.json",
+    )  # fmt: skip
+    line = one_line_error(result, "keys/admin.pub.json", "public identity file", "private .key")
+    assert "chmod" not in line
+    (site["dir"] / "alpha.key").chmod(0o644)  # a real private key file still gets the chmod hint
+    one_line_error(cli(*_admin("roster", "add", "roster.json"), "--member", "keys/alpha.key",
+                       "--from-round", "1"), "private key file")  # fmt: skip
+    shown = cli("roster", "revoke", "roster.json", "--admin", "keys/alpha.key", "--member", "h1",
+                "--from-round", "1", "--reason", "x")  # fmt: skip
+    one_line_error(shown, "chmod 600 keys/alpha.key")
+
+
+def test_roster_without_holders_or_clients_says_what_to_add(
+    site: dict[str, Path], cli: Any
+) -> None:
+    base = ["roster", "new", "--admin", "keys/admin.key", "--passphrase-file", "pw"]
+    base += ["--consortium", "acme", "--out", "other.json", "--min-clients", "1"]
+    clients = ["--member", "keys/alpha.pub.json", "--member", "keys/bravo.pub.json"]
+    no_holders = cli(*base, *clients, "--threshold", "2")
+    line = one_line_error(no_holders, "threshold 2", "0 key holder", "--role holder")
+    assert "1..0" not in line
+    no_clients = cli(*base, "--member", "keys/h1.pub.json", "--threshold", "1")
+    one_line_error(no_clients, "min_clients 1", "0 client", "--role client")
+
+
+def test_audit_gates_ci_with_fail_on_and_reports_unknown_algorithms(
+    tmp_path: Path, cli: Any
+) -> None:
+    inventory = tmp_path / "inv.yaml"
+    inventory.write_text(
+        "FrobCipher-9000: model encryption\nFrobSign-2: update signatures\n"
+        "AES-256-GCM: sealed key shares\n"
+    )
+    report = cli("audit", inventory, "--json")
+    assert report.exit_code == 0, report.output  # no --fail-on: report only
+    out = json.loads(report.stdout)
+    findings = {f["asset"]: f for f in out["findings"]}
+    frob = findings["FrobCipher-9000"]
+    assert frob["status"] == "unknown" and frob["quantum_vulnerable"] is None
+    assert frob["confidentiality"] and frob["risk"] == "high"
+    assert (
+        findings["FrobSign-2"]["risk"] == "medium" and not findings["FrobSign-2"]["confidentiality"]
+    )
+    assert out["unknown"] == ["FrobCipher-9000", "FrobSign-2"]
+    text = cli("audit", inventory)
+    assert "[UNKNOWN, confidentiality]" in text.stdout and "not recognised (unknown)" in text.stdout
+    for level, code, failing in [
+        ("critical", 0, []),
+        ("high", 1, ["FrobCipher-9000"]),
+        ("medium", 1, ["FrobCipher-9000", "FrobSign-2"]),
+        ("low", 1, ["FrobCipher-9000", "FrobSign-2"]),
+    ]:
+        gated = cli("audit", inventory, "--json", "--fail-on", level, "--cbom", tmp_path / "c.json")
+        assert gated.exit_code == code, (level, gated.output)
+        assert json.loads(gated.stdout)["failing"] == failing  # stdout stays one JSON object
+        assert ("error:" in gated.stderr) == bool(failing)
+    cbom = (tmp_path / "c.json").read_text()
+    assert JsonStrictValidator(SchemaVersion.V1_6).validate_str(cbom) is None
+    frob_props = next(c for c in json.loads(cbom)["components"] if c["name"] == "FrobCipher-9000")
+    props = {p["name"]: p["value"] for p in frob_props["properties"]}
+    assert props["fhe-agg:status"] == "unknown" and props["fhe-agg:quantum-vulnerable"] == "unknown"
+    assert cli("audit", "--fail-on", "low").exit_code == 0  # own deployment: nothing above info
+    assert cli("audit", LEGACY, "--fail-on", "high").exit_code == 1  # RSA-2048, ECDH-P256
+    assert cli("audit", "--fail-on", "info").exit_code == 2  # not a level to gate on

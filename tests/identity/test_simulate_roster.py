@@ -157,3 +157,17 @@ def test_a_single_holder_roster_floods_by_default(
     exact = _simulate(cli, "--unsafe-exact", "--json")
     assert exact.exit_code == 0, exact.output
     assert json.loads(exact.stdout)["flooding_security_bits"] == 0
+
+
+def test_a_roster_without_aggregator_says_how_to_add_one(deployment: Path, cli: Any) -> None:
+    members = [a for h in (*CLIENTS, *HOLDERS) for a in ("--member", f"keys/{h}.pub.json")]
+    made = cli(
+        "roster", "new", "--admin", "keys/admin.key", "--consortium", "no-agg", *members,
+        "--min-clients", "3", "--threshold", "2", "--out", "no-agg.json",
+    )  # fmt: skip
+    assert made.exit_code == 0, made.output
+    result = cli(
+        "simulate", "--roster", "no-agg.json", "--admin-pub", "keys/admin.pub.json",
+        "--params", "100", "--audit-log", "a.jsonl",
+    )  # fmt: skip
+    one_line_error(result, "no aggregator member", "--role aggregator", "roster add")
