@@ -52,7 +52,7 @@ from fhe_agg._seal import backend_for
 from fhe_agg._signing import SigningKey, VerifyKey
 from fhe_agg.hazmat.rlwe import mul_fixed_plus_noise
 from fhe_agg.hazmat.rns import U64
-from fhe_agg.hazmat.sampling import rounded_gaussian
+from fhe_agg.hazmat.sampling import WideNoise, flooding_gaussian
 
 if TYPE_CHECKING:
     from fhe_agg.identity._auditlog import AuditLog
@@ -293,8 +293,8 @@ class KeyHolder:
         primes = self._backend.data_primes
         sigma, n = self.config.holder_noise_sigma, self._backend.n
 
-        def noise(count: int) -> NDArray[np.int64]:
-            return rounded_gaussian(count * n, sigma, self._rng).reshape(count, n)
+        def noise(count: int) -> WideNoise:
+            return flooding_gaussian(count * n, sigma, self._rng).reshape(count, n)
 
         data = mul_fixed_plus_noise(sums[:, 1], operand, noise if sigma > 0 else None, n, primes)
         # durable before the partial leaves this object

@@ -28,14 +28,14 @@ from fhe_agg import (
     run_ceremony,
 )
 from fhe_agg.hazmat.rlwe import mul_fixed_plus_noise
-from fhe_agg.hazmat.sampling import rounded_gaussian
+from fhe_agg.hazmat.sampling import flooding_gaussian
 
 from .attacker import (
     HONEST,
-    ONE_SHOT_K,
     PROOFS,
     Attacker,
     Outcome,
+    one_shot_k,
     run_attack,
 )
 from .conftest import WEIGHTS, AuditTrail, Consortium, ceremony_spec, config_for, consortium_from
@@ -135,7 +135,7 @@ def test_the_attackers_recovery_works(
     attacker = Attacker(fed)
     round_id = next(_rounds)
     honest = [fed.update(c, round_id) for c in HONEST]
-    k = ONE_SHOT_K[fed.config.preset.name]
+    k = one_shot_k(fed.config)
     crafted = attacker.constant(honest, [k])
     total = attacker._sum(
         [*honest, attacker.sign(crafted[:1] + crafted[1:], round_id=round_id, weight=1.0)]
@@ -150,7 +150,7 @@ def test_the_attackers_recovery_works(
         data = mul_fixed_plus_noise(
             total[:1, 1],
             operand,
-            lambda m: rounded_gaussian(m * b.n, sigma, rng).reshape(m, b.n),
+            lambda m: flooding_gaussian(m * b.n, sigma, rng).reshape(m, b.n),
             b.n,
             b.data_primes,
         )
