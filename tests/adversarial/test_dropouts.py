@@ -139,7 +139,7 @@ def test_an_update_whose_connection_dies_counts_fully_or_not_at_all(
     # cy: the aggregator itself fails while storing the update (disk error): nothing counts
     spool = agg._spool
 
-    def full_disk(chunks: tuple[bytes, ...]) -> int:
+    def full_disk(*written: tuple[bytes, ...]) -> int:
         raise OSError(28, "No space left on device")
 
     with monkeypatch.context() as patch:

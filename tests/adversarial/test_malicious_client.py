@@ -23,6 +23,7 @@ from fhe_agg import (
     EncryptedUpdate,
     FheAggError,
     InvalidInput,
+    InvalidProof,
     InvalidSignature,
     InvalidWeight,
     LayoutMismatch,
@@ -300,18 +301,24 @@ def test_an_unclipped_update_fails_the_release_loudly(plain: Consortium) -> None
         release(plain, aggregate, agg.evidence, plain.key_holders())
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="no proof of plaintext knowledge: a member can submit a re-randomised copy of "
-    "another member's ciphertext as its own, doubling that member's weight in the sum (and its "
-    "DP sensitivity); the aggregator and key holders cannot tell it from a fresh update",
-)
 def test_a_rerandomised_copy_of_another_members_ciphertext_is_refused(round5: Open) -> None:
+    """The copier knows neither the victim's ``u`` nor its ``e1``: whichever proofs it signs
+    (its own for the re-randomising zero, or the victim's), none verifies for the copy."""
     fed = round5.fed
     victim = fed.update("ana", ROUND)
     zero = fed.client("dee").encrypt_chunks(np.zeros(PARAMS), round_id=ROUND)
     scale = backend_for(fed.config.preset).parse(victim.chunks[0], what="chunk").scale
-    copy = pack(fed.config, add_chunks(fed.config, victim.chunks, zero), scale)
-    stolen = fed.client("dee").sign_update(copy, layout=fed.layout, round_id=ROUND, weight=2.0)
-    with pytest.raises(DuplicateUpdate):
-        round5.agg.add(stolen.to_bytes())
+    copy = pack(fed.config, add_chunks(fed.config, victim.chunks, zero.chunks), scale)
+    for proofs in (zero.proofs, victim.proofs):
+        stolen = fed.client("dee").sign_update(
+            copy, layout=fed.layout, round_id=ROUND, weight=2.0, proofs=proofs
+        )
+        assert_refused(
+            lambda s=stolen: round5.agg.add(s.to_bytes()),
+            InvalidProof,
+            state=state_of(aggregator=round5.agg),
+            trail=round5.trail,
+            actor="aggregator",
+            event="update.rejected",
+            match="does not verify",
+        )
