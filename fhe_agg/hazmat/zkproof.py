@@ -1,0 +1,297 @@
+"""Amortised zero-knowledge proof that every chunk's ``c1 = a*u + e1`` with short ``(u, e1)``.
+
+Relation (per batch of ``V <= PROOF_BATCH`` chunks, modulo every data prime, NTT form): the prover
+knows ``w_k = (u_k, e1_k)`` with ``c1_k = a*u_k + e1_k``. Protocol, made non-interactive with
+Fiat–Shamir over SHAKE-256 [BDLN16, BL17, L12]:
+
+1. sample ``U`` Gaussian masks ``y_j = (y_u,j, y_e,j)`` (integer polynomials) and commit
+   ``t_j = a*y_u,j + y_e,j``;
+2. ``seed = SHAKE-256(label, context, a, c1, t)``; ``W`` (``U x V``, binary) is expanded from it;
+3. respond ``z_j = y_j + sum_k W_jk w_k``; keep it with the rejection probability of [L12,
+   Thm 4.6] (else restart at 1), so ``z`` is distributed independently of the witness;
+4. the proof is ``seed || z`` (fixed-width signed integers, bit-packed).
+
+The verifier checks every coefficient's encoding and every row's ``||z_u,j||_2 <= beta_u``,
+``||z_e,j||_2 <= beta_e``, recomputes ``t_j = a*z_u,j + z_e,j - sum_k W_jk c1_k`` and the seed.
+Soundness, zero knowledge and the extracted bounds are derived in :mod:`.zkparams`;
+``docs/key-safety.md`` §proof states them. Caller's duty: ``statement.context`` binds the
+protocol version, params id, public-key fingerprint, round, client and chunk indices.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import math
+import struct
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from fhe_agg._errors import InvalidProof
+from fhe_agg._random import RandomSource
+from fhe_agg.hazmat.encrypt import ChunkWitness, fixed_operand
+from fhe_agg.hazmat.packed_format import _pack_rows, _unpack_rows
+from fhe_agg.hazmat.rlwe import add_polys, mul_fixed, to_ntt_batch
+from fhe_agg.hazmat.rns import U64, csub, mul_shoup, shoup_quotient, sub_mod
+from fhe_agg.hazmat.sampling import rounded_gaussian
+from fhe_agg.hazmat.zkparams import (
+    PROOF_BATCH,
+    ExtractionBounds,
+    ProofParameters,
+    extraction_bounds,
+    proof_parameters,
+)
+
+__all__ = [
+    "PROOF_BATCH",
+    "ExtractionBounds",
+    "ProofStatement",
+    "challenge_matrix",
+    "extraction_bounds",
+    "proof_size_bound",
+    "prove",
+    "transcript_seed",
+    "verify",
+]
+
+_LABEL = b"fhe_agg/zkproof/v1"
+_MAGIC = b"FZP1"
+_SEED = 32
+_MAX_ATTEMPTS = 200
+_LIMB = 20
+
+
+@dataclass(frozen=True, kw_only=True)
+class ProofStatement:
+    """What a proof is about: ``context`` (the transcript binding, built by the caller), the
+    data-level ``a`` in NTT form (``(L, N)``), the data primes and the ring degree."""
+
+    context: bytes
+    a_ntt: U64
+    primes: tuple[int, ...]
+    n: int
+
+
+def proof_size_bound(n: int, primes: tuple[int, ...] = ()) -> int:
+    """Exact byte size of one batch proof for ring degree ``n`` (independent of the primes)."""
+    p = proof_parameters(n)
+    return _size(p)
+
+
+def _size(p: ProofParameters) -> int:
+    return len(_MAGIC) + _SEED + p.rows * p.n * (p.width_u + p.width_e) // 8
+
+
+def transcript_seed(statement: ProofStatement, c1: U64, commitments: U64) -> bytes:
+    """The Fiat–Shamir seed: SHAKE-256 over the label, the context, ``(n, L, V, U)``, the primes,
+    ``a``, the batch's ``c1`` and the commitments (little-endian 64-bit residues)."""
+    return _seed(_prefix(statement, c1, commitments.shape[0]), commitments)
+
+
+def _prefix(statement: ProofStatement, c1: U64, rows: int) -> Any:
+    h = hashlib.shake_256()
+    h.update(struct.pack("<I", len(_LABEL)) + _LABEL)
+    h.update(struct.pack("<Q", len(statement.context)) + statement.context)
+    h.update(struct.pack("<IIII", statement.n, len(statement.primes), c1.shape[0], rows))
+    h.update(b"".join(struct.pack("<Q", q) for q in statement.primes))
+    h.update(np.ascontiguousarray(statement.a_ntt, dtype="<u8").tobytes())
+    h.update(np.ascontiguousarray(c1, dtype="<u8").tobytes())
+    return h
+
+
+def _seed(prefix: Any, commitments: U64) -> bytes:
+    h = prefix.copy()
+    h.update(np.ascontiguousarray(commitments, dtype="<u8").tobytes())
+    return h.digest(_SEED)
+
+
+def challenge_matrix(seed: bytes, rows: int, chunks: int) -> NDArray[np.float64]:
+    """The binary ``rows x chunks`` challenge matrix expanded from ``seed`` (SHAKE-256, bits
+    little-endian, row-major), as float64 for the BLAS products."""
+    stream = hashlib.shake_256(b"fhe_agg/zkproof/challenge|" + seed).digest(
+        (rows * chunks + 7) // 8
+    )
+    bits = np.unpackbits(np.frombuffer(stream, dtype=np.uint8), bitorder="little")
+    return bits[: rows * chunks].reshape(rows, chunks).astype(np.float64)
+
+
+def _small_product(w: NDArray[np.float64], x: NDArray[np.int64]) -> NDArray[np.int64]:
+    """``W @ x`` for small integers (exact in float64: every partial sum is below 2**53)."""
+    out: NDArray[np.int64] = np.rint(w @ x.astype(np.float64)).astype(np.int64)
+    return out
+
+
+def _combine_mod(w: NDArray[np.float64], c1: U64, primes: tuple[int, ...]) -> U64:
+    """``sum_k W_jk c1_k mod q_i`` exactly: residues split in 20-bit limbs, each limb product in
+    float64 BLAS (at most ``V * 2**20 < 2**53``), recombined with Shoup multiplications."""
+    rows, n = w.shape[0], c1.shape[2]
+    out = np.empty((rows, len(primes), n), dtype=np.uint64)
+    shift = np.uint64(1 << _LIMB)
+    shift_quot = shoup_quotient(np.array([1 << _LIMB], dtype=np.uint64), primes[0])
+    for i, q in enumerate(primes):
+        residues = c1[:, i, :]
+        limbs = -(-q.bit_length() // _LIMB)
+        quot = shoup_quotient(np.array([1 << _LIMB], dtype=np.uint64), q) if i else shift_quot
+        acc = np.zeros((rows, n), dtype=np.uint64)
+        for limb in reversed(range(limbs)):
+            part = (residues >> np.uint64(_LIMB * limb)) & np.uint64((1 << _LIMB) - 1)
+            product = (w @ part.astype(np.float64)).astype(np.uint64)
+            acc = mul_shoup(acc, shift, quot, q) if limb < limbs - 1 else acc
+            acc = csub(acc + np.mod(product, np.uint64(q)), q)
+        out[:, i, :] = acc
+    return out
+
+
+def _commit(y_u: NDArray[np.int64], y_e: NDArray[np.int64], statement: ProofStatement) -> U64:
+    """``a * y_u + y_e`` per row, NTT form, shape ``(U, L, N)``."""
+    primes, n = statement.primes, statement.n
+    a = fixed_operand(statement.a_ntt, primes)
+    return add_polys(
+        mul_fixed(to_ntt_batch(y_u, n, primes), a, primes), to_ntt_batch(y_e, n, primes), primes
+    )
+
+
+def _check_batch(statement: ProofStatement, c1: U64) -> int:
+    n, count = statement.n, len(statement.primes)
+    if not isinstance(c1, np.ndarray) or c1.dtype != np.uint64 or c1.ndim != 3:
+        raise InvalidProof("c1: expected a uint64 array of shape (V, L, N)")
+    if not 1 <= c1.shape[0] <= PROOF_BATCH or c1.shape[1:] != (count, n):
+        raise InvalidProof(
+            f"c1: shape {c1.shape}, expected (V, {count}, {n}) with 1 <= V <= {PROOF_BATCH}"
+        )
+    if statement.a_ntt.shape != (count, n):
+        raise InvalidProof(f"statement: a_ntt has shape {statement.a_ntt.shape}")
+    for i, q in enumerate(statement.primes):
+        if np.any(c1[:, i, :] >= np.uint64(q)):
+            raise InvalidProof("c1: a residue is not reduced modulo its prime")
+    return int(c1.shape[0])
+
+
+def prove(
+    statement: ProofStatement,
+    c1: U64,
+    witnesses: Sequence[ChunkWitness],
+    rng: RandomSource,
+    *,
+    params: ProofParameters | None = None,
+) -> bytes:
+    """Prove that every ``c1[k] = a*u_k + e1_k`` for the given witnesses; ``params`` overrides
+    the production parameters (small test instances only)."""
+    p = params or proof_parameters(statement.n)
+    chunks = _check_batch(statement, c1)
+    if len(witnesses) != chunks:
+        raise ValueError(f"witnesses: {len(witnesses)} for {chunks} chunks")
+    u = np.stack([w.u for w in witnesses]).astype(np.int64)
+    e1 = np.stack([w.e1 for w in witnesses]).astype(np.int64)
+    prefix = _prefix(statement, c1, p.rows)
+    for _ in range(_MAX_ATTEMPTS):
+        y_u = rounded_gaussian(p.rows * p.n, p.sigma_u, rng, tail=40.0).reshape(p.rows, p.n)
+        y_e = rounded_gaussian(p.rows * p.n, p.sigma_e, rng, tail=40.0).reshape(p.rows, p.n)
+        seed = _seed(prefix, _commit(y_u, y_e, statement))
+        w = challenge_matrix(seed, p.rows, chunks)
+        shift_u, shift_e = _small_product(w, u), _small_product(w, e1)
+        z_u, z_e = y_u + shift_u, y_e + shift_e
+        if _accept(p, z_u, shift_u, z_e, shift_e, rng) and _fits(p, z_u, z_e):
+            return _encode(p, seed, z_u, z_e)
+    raise RuntimeError("prove: rejection sampling did not accept (parameters too tight?)")
+
+
+def _accept(
+    p: ProofParameters,
+    z_u: NDArray[np.int64],
+    c_u: NDArray[np.int64],
+    z_e: NDArray[np.int64],
+    c_e: NDArray[np.int64],
+    rng: RandomSource,
+) -> bool:
+    """[L12, Thm 4.6]: keep ``z`` with probability ``D(z) / (M D_c(z))``, after checking the
+    honest shift bound ``||c_x|| <= T_x`` (restart otherwise).
+
+    The masks are rounded continuous Gaussians, whose log-density ratio is that of a Gaussian of
+    variance ``sigma^2 + 1/12`` up to terms of order ``|z|^3 |c| / sigma^8`` (Euler–Maclaurin).
+    ``2<z,c> - ||c||^2`` is computed exactly in int64."""
+    norm_u, norm_e = int(np.dot(c_u.ravel(), c_u.ravel())), int(np.dot(c_e.ravel(), c_e.ravel()))
+    if norm_u > p.t_u**2 or norm_e > p.t_e**2:
+        return False
+    cross_u = 2 * int(np.dot(z_u.ravel(), c_u.ravel())) - norm_u
+    cross_e = 2 * int(np.dot(z_e.ravel(), c_e.ravel())) - norm_e
+    log_ratio = -cross_u / (2.0 * (p.sigma_u**2 + 1 / 12)) - cross_e / (
+        2.0 * (p.sigma_e**2 + 1 / 12)
+    )
+    threshold = math.exp(min(log_ratio, 700.0) - math.log(p.repetitions))
+    draw = (int.from_bytes(rng.bytes(8), "little") >> 11) * 2.0**-53
+    return draw < threshold
+
+
+def _fits(p: ProofParameters, z_u: NDArray[np.int64], z_e: NDArray[np.int64]) -> bool:
+    """The checks a verifier will make: every coefficient fits its width, every row its norm."""
+    try:
+        _check_responses(p, z_u, z_e)
+    except InvalidProof:
+        return False
+    return True
+
+
+def _check_responses(p: ProofParameters, z_u: NDArray[np.int64], z_e: NDArray[np.int64]) -> None:
+    for z, width, beta, part in ((z_u, p.width_u, p.beta_u, "u"), (z_e, p.width_e, p.beta_e, "e")):
+        limit = (1 << (width - 1)) - 1
+        if np.any(np.abs(z) > limit):
+            raise InvalidProof(f"proof: a response coefficient of the {part} part is out of range")
+        norms = np.einsum("ij,ij->i", z, z)  # exact: |z| < 2**23, n * 2**46 < 2**63
+        if np.any(norms > math.floor(beta * beta)):
+            raise InvalidProof(f"proof: a response row of the {part} part is too long")
+
+
+def _encode(
+    p: ProofParameters, seed: bytes, z_u: NDArray[np.int64], z_e: NDArray[np.int64]
+) -> bytes:
+    parts = [_MAGIC, seed]
+    for z, width in ((z_u, p.width_u), (z_e, p.width_e)):
+        parts.append(_pack_rows((z + (1 << (width - 1))).astype(np.uint64), width))
+    return b"".join(parts)
+
+
+def _decode(p: ProofParameters, proof: bytes) -> tuple[bytes, NDArray[np.int64], NDArray[np.int64]]:
+    if not isinstance(proof, bytes | bytearray | memoryview):
+        raise InvalidProof(f"proof: expected bytes, got {type(proof).__name__}")
+    if len(proof) != _size(p):
+        raise InvalidProof(f"proof: {len(proof)} bytes, expected {_size(p)}")
+    view = memoryview(proof)
+    if bytes(view[: len(_MAGIC)]) != _MAGIC:
+        raise InvalidProof("proof: bad magic")
+    offset = len(_MAGIC) + _SEED
+    seed = bytes(view[len(_MAGIC) : offset])
+    out = []
+    for width in (p.width_u, p.width_e):
+        size = p.rows * p.n * width // 8
+        raw = _unpack_rows(view[offset : offset + size], p.rows, p.n, width)
+        out.append(raw.astype(np.int64) - (1 << (width - 1)))
+        offset += size
+    return seed, out[0], out[1]
+
+
+def verify(
+    statement: ProofStatement,
+    c1: U64,
+    proof: bytes,
+    *,
+    params: ProofParameters | None = None,
+) -> None:
+    """Return if ``proof`` shows every ``c1[k]`` well formed under ``statement``; raise
+    :class:`InvalidProof` otherwise (any length, encoding, norm or transcript mismatch)."""
+    p = params or proof_parameters(statement.n)
+    chunks = _check_batch(statement, c1)
+    seed, z_u, z_e = _decode(p, proof)
+    _check_responses(p, z_u, z_e)
+    w = challenge_matrix(seed, p.rows, chunks)
+    commitments = _commit(z_u, z_e, statement)
+    combined = _combine_mod(w, c1, statement.primes)
+    for i, q in enumerate(statement.primes):
+        commitments[:, i, :] = sub_mod(commitments[:, i, :], combined[:, i, :], q)
+    expected = _seed(_prefix(statement, c1, p.rows), commitments)
+    if not hmac.compare_digest(expected, seed):
+        raise InvalidProof("proof: the transcript does not match (wrong statement or forged)")
