@@ -10,6 +10,7 @@ update leaves the sum bit for bit as it was. With a ``store`` the round survives
 
 from __future__ import annotations
 
+import itertools
 import os
 import shutil
 import tempfile
@@ -96,7 +97,7 @@ class _Spool:
     def read_proofs(self, slot: int) -> tuple[bytes, ...]:
         offsets = self._proof_sizes[slot]
         data = (self.root / f"proofs-{slot:06d}.bin").read_bytes()
-        return tuple(data[a:b] for a, b in zip(offsets, offsets[1:], strict=False))
+        return tuple(data[a:b] for a, b in itertools.pairwise(offsets))
 
     def close(self) -> None:
         if self._owned:

@@ -46,7 +46,7 @@ from fhe_agg._wellformed import (
     proof_statement,
     proofs_digest,
 )
-from fhe_agg.hazmat.encrypt import encrypt_with_witness
+from fhe_agg.hazmat.encrypt import encode_plaintext, encrypt_with_witness
 from fhe_agg.hazmat.seal_format import RawCiphertext
 from fhe_agg.hazmat.zkproof import prove
 
@@ -250,7 +250,7 @@ class Client:
         backend, key, scale = self._backend, self._key, self.config.scale
         c1s, witnesses, blobs = [], [], []
         for part in parts:
-            plain = backend.encode(part, scale)
+            plain = encode_plaintext(backend, part, scale)
             c0, c1, witness = encrypt_with_witness(
                 plain, key.pk0_ntt, key.a_ntt, key.primes, self._rng
             )
@@ -285,7 +285,8 @@ class Client:
         if isinstance(chunks, ProvenChunks):
             if proofs:
                 raise ValueError("proofs: already part of the ProvenChunks given")
-            chunks, proofs = chunks.chunks, chunks.proofs
+            proofs = chunks.proofs
+            chunks = chunks.chunks
         statement = UpdateStatement(
             protocol_version=PROTOCOL_VERSION,
             params_id=self.config.params_id,

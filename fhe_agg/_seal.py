@@ -32,7 +32,6 @@ from fhe_agg.hazmat.seal_format import (
     build_ciphertext,
     build_plaintext,
     parse_ciphertext,
-    parse_plaintext,
 )
 
 __all__ = ["SealBackend", "backend_for", "seal_version"]
@@ -139,16 +138,6 @@ class SealBackend:
             _save(cipher), n=self.n, primes=self.data_primes, parms_id=self.data_parms_id
         )
         return self.pack(raw)
-
-    def encode(self, reals: NDArray[np.float64], scale: float) -> U64:
-        """SEAL's CKKS encoding of ``N`` reals (two per complex slot) at the data level: the
-        NTT-form plaintext ``[prime, coefficient]`` a client encrypts itself."""
-        packed = reals[0::2] + 1j * reals[1::2]
-        plain = sealapi.Plaintext()
-        self.encoder.encode(packed.tolist(), self.data_parms_id, scale, plain)
-        return parse_plaintext(
-            _save(plain), n=self.n, primes=self.data_primes, parms_id=self.data_parms_id
-        )
 
     def pack(self, raw: RawCiphertext) -> bytes:
         """Encode a data-level ciphertext in the packed wire format."""

@@ -16,6 +16,7 @@ holder every proof of every update it counts (:func:`check_update_proofs`).
 from __future__ import annotations
 
 import hashlib
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
@@ -27,8 +28,8 @@ from fhe_agg._config import PROTOCOL_VERSION, FederationConfig
 from fhe_agg._errors import InvalidProof, MalformedMessage
 from fhe_agg._keys import PublicKey
 from fhe_agg._seal import backend_for
+from fhe_agg.hazmat.encrypt import public_key_data_level
 from fhe_agg.hazmat.rns import U64
-from fhe_agg.hazmat.seal_format import parse_ciphertext
 from fhe_agg.hazmat.zkproof import PROOF_BATCH, ProofStatement, proof_size_bound, verify
 
 __all__ = [
@@ -71,15 +72,7 @@ def data_level_key(public_key: PublicKey) -> DataLevelKey:
     """``public_key`` at the data level: its residues modulo the data primes (in NTT form a
     polynomial mod ``q_i`` is its own row, so dropping the special prime's rows reduces it)."""
     backend = backend_for(public_key.preset)
-    raw = parse_ciphertext(
-        public_key.blob,
-        n=backend.n,
-        primes=backend.key_primes,
-        parms_id=backend.key_parms_id,
-        what="public key",
-    )
-    rows = len(backend.data_primes)
-    pk0, a = (np.ascontiguousarray(raw.data[k, :rows]) for k in (0, 1))
+    pk0, a = public_key_data_level(public_key)
     pk0.setflags(write=False)
     a.setflags(write=False)
     return DataLevelKey(pk0, a, backend.data_primes, backend.n)
@@ -170,13 +163,39 @@ def verify_batch(
         client_id=client_id,
         indices=indices,
     )
+    statement = proof_statement(data_level_key(public_key), context)
+    memo = _memo_key(statement, c1, proof)
+    if memo in _VERIFIED:
+        _VERIFIED.move_to_end(memo)
+        return
     try:
-        verify(proof_statement(data_level_key(public_key), context), c1, proof)
+        verify(statement, c1, proof)
     except (InvalidProof, MalformedMessage) as exc:
         raise InvalidProof(
             f"client {client_id!r}: the well-formedness proof of chunks "
             f"{indices.start}..{indices.stop - 1} does not verify ({exc})"
         ) from None
+    _VERIFIED[memo] = None
+    while len(_VERIFIED) > _VERIFIED_MAX:
+        _VERIFIED.popitem(last=False)
+
+
+#: Digests of (statement, c1, proof) triples that verified in this process. ``verify`` is a
+#: deterministic function of exactly these inputs, so a triple whose SHA3-256 digest is here
+#: verifies again: an aggregator and several key holders in one process (a simulation, a test)
+#: pay for each proof once. Nothing else is kept; separate processes share nothing.
+_VERIFIED: OrderedDict[bytes, None] = OrderedDict()
+_VERIFIED_MAX = 4096
+
+
+def _memo_key(statement: ProofStatement, c1: U64, proof: bytes) -> bytes:
+    h = hashlib.sha3_256(b"fhe-agg/v1/verified-proof|")
+    for part in (statement.context, proof):
+        h.update(len(part).to_bytes(8, "little") + part)
+    h.update(repr((statement.n, statement.primes, c1.shape)).encode() + b"|")
+    h.update(np.ascontiguousarray(statement.a_ntt, dtype="<u8").tobytes())
+    h.update(np.ascontiguousarray(c1, dtype="<u8").tobytes())
+    return h.digest()
 
 
 def check_update_proofs(

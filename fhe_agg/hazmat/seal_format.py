@@ -33,7 +33,6 @@ __all__ = [
     "check_scale",
     "ciphertext_wire_bound",
     "parse_ciphertext",
-    "parse_plaintext",
 ]
 
 ParmsId = tuple[int, int, int, int]
@@ -92,20 +91,6 @@ def build_plaintext(parms_id: ParmsId, scale: float, data: U64, *, compress: boo
     """Serialize an NTT-form CKKS plaintext (``data[prime, coefficient]``) for ``Plaintext.load``."""
     meta = _PT_META.pack(*parms_id, data.size, scale)
     return _wrap(meta + _dynarray(data.reshape(-1)), compress)
-
-
-def parse_plaintext(blob: bytes, *, n: int, primes: tuple[int, ...], parms_id: ParmsId) -> U64:
-    """The NTT-form data ``[prime, coefficient]`` of a plaintext SEAL saved (inverse of
-    :func:`build_plaintext`; only for plaintexts this process encoded itself)."""
-    count = len(primes) * n
-    expected = _PT_META.size + _HEADER.size + _COUNT.size + 8 * count
-    body = _unwrap(blob, expected, expected + _HEADER.size + 1024, "plaintext")
-    *pid, found, _scale = _PT_META.unpack_from(body)
-    if tuple(pid) != parms_id or found != count:
-        raise ParameterMismatch("plaintext: not at the expected parameter level")
-    data = _parse_dynarray(body, _PT_META.size, count, "plaintext").reshape(len(primes), n)
-    _check_reduced(data, primes, "plaintext")
-    return data
 
 
 def _unwrap(blob: bytes, expected_body: int, max_bytes: int, what: str) -> bytes:
