@@ -109,7 +109,9 @@ def _update_bound(fed: Consortium) -> int:
 
 def _oversized_chunk(fed: Consortium) -> bytes:
     ben = _ben(fed)
-    return EncryptedUpdate(ben.signed, (ben.chunks[0] + b"\x00", ben.chunks[1])).to_bytes()
+    return EncryptedUpdate(
+        ben.signed, (ben.chunks[0] + b"\x00", ben.chunks[1]), ben.proofs
+    ).to_bytes()
 
 
 A = Callable[[Consortium], Payload]
@@ -207,17 +209,19 @@ ATTACKS: dict[str, tuple[A, type[FheAggError], str]] = {
         "1 chunks signed",
     ),
     "a chunk dropped after signing": (
-        lambda f: EncryptedUpdate(_ben(f).signed, _ben(f).chunks[:1]).to_bytes(),
+        lambda f: EncryptedUpdate(_ben(f).signed, _ben(f).chunks[:1], _ben(f).proofs).to_bytes(),
         ChunkCountMismatch,
         "1 chunks sent",
     ),
     "a chunk added after signing": (
-        lambda f: EncryptedUpdate(_ben(f).signed, (*_ben(f).chunks, _ben(f).chunks[0])).to_bytes(),
+        lambda f: EncryptedUpdate(
+            _ben(f).signed, (*_ben(f).chunks, _ben(f).chunks[0]), _ben(f).proofs
+        ).to_bytes(),
         MessageTooLarge,
         "exceeds",
     ),
     "chunks reordered after signing": (
-        lambda f: EncryptedUpdate(_ben(f).signed, _ben(f).chunks[::-1]).to_bytes(),
+        lambda f: EncryptedUpdate(_ben(f).signed, _ben(f).chunks[::-1], _ben(f).proofs).to_bytes(),
         InvalidSignature,
         "Merkle",
     ),
@@ -226,7 +230,9 @@ ATTACKS: dict[str, tuple[A, type[FheAggError], str]] = {
         MessageTooLarge,
         "exceeds",
     ),
-    "an oversized chunk": (_oversized_chunk, MalformedMessage, "msgpack"),
+    # a chunk one byte over its bound: the proofs' larger bins make this the field check's
+    # refusal rather than msgpack's
+    "an oversized chunk": (_oversized_chunk, MalformedMessage, "chunk exceeds"),
     "other CKKS parameters (params_id)": (_other_params, ParameterMismatch, "parameters"),
     "another public key": (_other_public_key, ParameterMismatch, "public key"),
 }
