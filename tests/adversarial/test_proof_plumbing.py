@@ -172,7 +172,7 @@ def test_the_update_parser_bounds_the_proofs(plain: Consortium) -> None:
     parsed = EncryptedUpdate.from_bytes(ben.to_bytes(), bounds)
     assert parsed.proofs == ben.proofs and parsed.chunks == ben.chunks
     extra = replace(ben, proofs=(*ben.proofs, ben.proofs[0]))
-    with pytest.raises(MalformedMessage, match="proofs|exceeds"):
+    with pytest.raises(MalformedMessage, match=r"proofs|exceeds"):
         EncryptedUpdate.from_bytes(extra.to_bytes(), bounds)
     roomy = replace(bounds, proof_count=bounds.proof_count + 1, proof_bytes=bounds.proof_bytes)
     assert len(EncryptedUpdate.from_bytes(extra.to_bytes(), roomy).proofs) == 2
