@@ -20,6 +20,7 @@ FAMILIES = {
     "client_encrypt": ("raw sealapi", "NVFlare"),
     "client_sign": ("ECDSA-P256", "Ed25519"),
     "upload_bytes": ("float32", "NVFlare"),
+    "proof": ("raw sealapi", "data-level", "ciphertext bytes"),
     "partial_decrypt": ("single-key SEAL",),
     "combine": ("single-key SEAL",),
     "holder_traffic": ("NVFlare",),

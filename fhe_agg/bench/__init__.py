@@ -4,7 +4,8 @@
     python benchmarks/run.py ...            (the same command, from a source checkout)
 
 Families (one module each): client encode+encrypt, sign+hash and bytes on the wire
-(:mod:`._client_costs`); partial decryption, combine, key-holder traffic and error
+(:mod:`._client_costs`); well-formedness proof time and bytes next to the encryption they cover
+(:mod:`._proof_costs`); partial decryption, combine, key-holder traffic and error
 (:mod:`._decryption_costs`); aggregator ingest and peak RSS against the number of clients in
 fresh processes (:mod:`._aggregator_costs`); whole rounds with and without dropouts
 (:mod:`._rounds`). It lives inside the package so that ``fhe-agg bench`` works from any install,
@@ -49,6 +50,7 @@ def run(plan: Plan, *, log: Callable[[str], None] = _log) -> dict[str, Any]:
     from fhe_agg.bench._client_costs import client_figures
     from fhe_agg.bench._decryption_costs import decryption_figures
     from fhe_agg.bench._model import resnet_state_dict
+    from fhe_agg.bench._proof_costs import proof_figures
     from fhe_agg.bench._report import machine_info, summary
     from fhe_agg.bench._rounds import round_figures
 
@@ -85,6 +87,8 @@ def run(plan: Plan, *, log: Callable[[str], None] = _log) -> dict[str, Any]:
             f"client costs, {label}",
             partial(client_figures, label, source, vector, layout, plan.repeats, nvflare),
         )
+        if not model:
+            step(f"proof costs, {label}", partial(proof_figures, label, vector, plan.repeats))
         if plan.resnet_holder_costs or not model:
             step(
                 f"key-holder costs, {label}",

@@ -26,6 +26,7 @@ __all__ = [
     "PROOF_BATCH",
     "QUERY_BITS",
     "SOUNDNESS_BITS",
+    "ZK_TAIL",
     "ExtractionBounds",
     "ProofParameters",
     "derive_parameters",
@@ -40,12 +41,17 @@ PROOF_BATCH = 128
 SOUNDNESS_BITS = 128
 #: ... against a prover making up to ``2**QUERY_BITS`` hash (random-oracle) queries.
 QUERY_BITS = 64
-#: ``sigma = ALPHA * T`` in [L12, Theorem 4.6]: ``M = exp(12/ALPHA + 1/(2 ALPHA^2))`` attempts.
-ALPHA = 12.0
-#: Statistical distance of one accepted response from the simulated one: ``2**-100 / M`` [L12].
-ZK_REJECTION_BITS = 100
-#: Failure probability of the tail bounds the honest prover relies on (it restarts then).
+#: Failure probability of the tail bounds the honest prover relies on (it restarts then), and
+#: the statistical distance allowed to each of the two sources of zero-knowledge error.
 TAIL_BITS = 64
+#: Tail multiplier ``r`` of [L12, Lemma 4.3 / Thm 4.6]: ``|<z, c>| <= r sigma ||c||`` except with
+#: probability ``2 exp(-r^2/2) = 2**-TAIL_BITS`` (L12 takes ``r = 12`` for ``2**-100``; a smaller
+#: distance here would be hidden by the ``2**-64`` of the restarts on ``T``): ``r = 9.49``.
+ZK_TAIL = math.sqrt(2.0 * math.log(2.0 ** (TAIL_BITS + 1)))
+#: ``sigma = ALPHA * T`` in [L12, Thm 4.6]: ``M = exp(r/ALPHA + 1/(2 ALPHA^2)) = 2.02`` expected
+#: attempts. 13.5 is about the largest value that keeps the response widths at 21 and 23 bits
+#: (a larger ALPHA costs fewer attempts, one more bit per coefficient and of extraction slack).
+ALPHA = 13.5
 #: Honest-case probability that a response coefficient overflows its encoding (prover restarts).
 WIDTH_RESTART_BITS = 6
 
@@ -63,7 +69,7 @@ def error_variance(sigma: float = _ERROR_SIGMA, tail: float = _ERROR_TAIL) -> fl
 
     cut = tail * sigma
     mass = cdf(cut) - cdf(-cut)
-    top = int(math.floor(cut + 0.5))
+    top = math.floor(cut + 0.5)
     total = 0.0
     for k in range(1, top + 1):
         p = cdf(min(k + 0.5, cut)) - cdf(k - 0.5)
@@ -88,6 +94,7 @@ class ProofParameters:
     batch: int
     rows: int
     alpha: float
+    rejection_tail: float
     t_u: float
     t_e: float
     sigma_u: float
@@ -166,7 +173,12 @@ def norm_tail_factor(dim: int, log2_failure: float) -> float:
 
 
 def derive_parameters(
-    n: int, *, batch: int = PROOF_BATCH, rows: int | None = None, alpha: float = ALPHA
+    n: int,
+    *,
+    batch: int = PROOF_BATCH,
+    rows: int | None = None,
+    alpha: float = ALPHA,
+    rejection_tail: float = ZK_TAIL,
 ) -> ProofParameters:
     """All parameters for ring degree ``n``; keyword overrides exist for small test instances.
 
@@ -174,8 +186,9 @@ def derive_parameters(
     * ``sigma_x = alpha * sqrt(2) * T_x``: the masks are Gaussians of covariance
       ``diag(sigma_u^2, sigma_e^2)``; in the metric that makes them spherical the shift has norm
       ``sqrt(T_u^2/sigma_u^2 + T_e^2/sigma_e^2) = 1/alpha``, so [L12, Thm 4.6] applies with
-      ``sigma' = 1``, ``T' = 1/alpha``: ``M = exp(12/alpha + 1/(2 alpha^2))`` expected attempts
-      and statistical distance ``2**-100 / M`` from responses that ignore the witness.
+      ``sigma' = 1``, ``T' = 1/alpha``: ``M = exp(r/alpha + 1/(2 alpha^2))`` expected attempts
+      (``r = ZK_TAIL``) and statistical distance ``2 exp(-r^2/2) / M`` from responses that
+      ignore the witness.
     * ``beta_x = k sigma_x sqrt(n)`` per row, ``k`` from [L12, Lemma 4.4] so that an honest
       response fails it with probability ``<= 2**-TAIL_BITS`` over all ``2U`` checks.
     * ``width_x``: signed bits with ``2**(width-1) - 1 >= tau sigma_x``, ``2 U n exp(-tau^2/2)
@@ -190,7 +203,7 @@ def derive_parameters(
     t_e = witness_norm_bound(n, u_rows, batch, e_var, e_fourth)
     sigma_u = alpha * math.sqrt(2.0) * t_u
     sigma_e = alpha * math.sqrt(2.0) * t_e
-    repetitions = math.exp(12.0 / alpha + 1.0 / (2.0 * alpha * alpha))
+    repetitions = math.exp(rejection_tail / alpha + 1.0 / (2.0 * alpha * alpha))
     k = norm_tail_factor(n, -TAIL_BITS - math.log2(2 * u_rows))
     # Rounding a continuous Gaussian adds variance 1/12 (the responses' effective sigma).
     beta_u = k * math.sqrt(sigma_u**2 + 1 / 12) * math.sqrt(n)
@@ -198,12 +211,13 @@ def derive_parameters(
     tau = math.sqrt(2.0 * math.log(2 * u_rows * n * 2.0**WIDTH_RESTART_BITS))
     width_u = 1 + math.ceil(math.log2(tau * sigma_u + 1))
     width_e = 1 + math.ceil(math.log2(tau * sigma_e + 1))
-    zk = math.log2(2.0**-ZK_REJECTION_BITS / repetitions + 2.0**-TAIL_BITS)
+    zk = math.log2(2.0 * math.exp(-(rejection_tail**2) / 2) / repetitions + 2.0**-TAIL_BITS)
     return ProofParameters(
         n=n,
         batch=batch,
         rows=u_rows,
         alpha=alpha,
+        rejection_tail=rejection_tail,
         t_u=t_u,
         t_e=t_e,
         sigma_u=sigma_u,
@@ -227,7 +241,7 @@ def _error_fourth_moment(sigma: float = _ERROR_SIGMA, tail: float = _ERROR_TAIL)
     cut = tail * sigma
     mass = cdf(cut) - cdf(-cut)
     total = 0.0
-    for k in range(1, int(math.floor(cut + 0.5)) + 1):
+    for k in range(1, math.floor(cut + 0.5) + 1):
         total += 2 * k**4 * (cdf(min(k + 0.5, cut)) - cdf(k - 0.5))
     return total / mass
 

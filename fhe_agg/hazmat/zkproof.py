@@ -62,7 +62,6 @@ _LABEL = b"fhe_agg/zkproof/v1"
 _MAGIC = b"FZP1"
 _SEED = 32
 _MAX_ATTEMPTS = 200
-_LIMB = 20
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -106,7 +105,8 @@ def _prefix(statement: ProofStatement, c1: U64, rows: int) -> Any:
 def _seed(prefix: Any, commitments: U64) -> bytes:
     h = prefix.copy()
     h.update(np.ascontiguousarray(commitments, dtype="<u8").tobytes())
-    return h.digest(_SEED)
+    digest: bytes = h.digest(_SEED)
+    return digest
 
 
 def challenge_matrix(seed: bytes, rows: int, chunks: int) -> NDArray[np.float64]:
@@ -126,22 +126,24 @@ def _small_product(w: NDArray[np.float64], x: NDArray[np.int64]) -> NDArray[np.i
 
 
 def _combine_mod(w: NDArray[np.float64], c1: U64, primes: tuple[int, ...]) -> U64:
-    """``sum_k W_jk c1_k mod q_i`` exactly: residues split in 20-bit limbs, each limb product in
-    float64 BLAS (at most ``V * 2**20 < 2**53``), recombined with Shoup multiplications."""
-    rows, n = w.shape[0], c1.shape[2]
+    """``sum_k W_jk c1_k mod q_i`` exactly: residues split in limbs of at most ``52 - log2(V)``
+    bits, each limb product in float64 BLAS (below ``V * 2**limb <= 2**52``: exact),
+    recombined with Shoup multiplications (one limb for a 40-bit prime, two for 60 bits)."""
+    rows, chunks, n = w.shape[0], w.shape[1], c1.shape[2]
     out = np.empty((rows, len(primes), n), dtype=np.uint64)
-    shift = np.uint64(1 << _LIMB)
-    shift_quot = shoup_quotient(np.array([1 << _LIMB], dtype=np.uint64), primes[0])
     for i, q in enumerate(primes):
+        limbs = -(-q.bit_length() // (52 - chunks.bit_length()))
+        width = -(-q.bit_length() // limbs)
+        shift = np.array([(1 << width) % q], dtype=np.uint64)
+        quot = shoup_quotient(shift, q)
         residues = c1[:, i, :]
-        limbs = -(-q.bit_length() // _LIMB)
-        quot = shoup_quotient(np.array([1 << _LIMB], dtype=np.uint64), q) if i else shift_quot
         acc = np.zeros((rows, n), dtype=np.uint64)
         for limb in reversed(range(limbs)):
-            part = (residues >> np.uint64(_LIMB * limb)) & np.uint64((1 << _LIMB) - 1)
-            product = (w @ part.astype(np.float64)).astype(np.uint64)
-            acc = mul_shoup(acc, shift, quot, q) if limb < limbs - 1 else acc
-            acc = csub(acc + np.mod(product, np.uint64(q)), q)
+            part = (residues >> np.uint64(width * limb)) & np.uint64((1 << width) - 1)
+            product = np.mod((w @ part.astype(np.float64)).astype(np.uint64), np.uint64(q))
+            if limb < limbs - 1:
+                acc = mul_shoup(acc, shift, quot, q)
+            acc = csub(acc + product, q)
         out[:, i, :] = acc
     return out
 
