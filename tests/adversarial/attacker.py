@@ -25,6 +25,7 @@ import struct
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
+from unittest import mock
 
 import numpy as np
 import tenseal.sealapi as sealapi
@@ -40,6 +41,7 @@ from fhe_agg import (
     PartialDecryption,
     PublicKey,
 )
+from fhe_agg._client import ProvenChunks
 from fhe_agg._config import FederationConfig
 from fhe_agg._seal import SealBackend, backend_for
 from fhe_agg.hazmat.rlwe import FixedOperand, add_polys, mul_fixed, to_ntt
@@ -49,6 +51,7 @@ from fhe_agg.hazmat.seal_format import RawCiphertext, parse_ciphertext
 from .conftest import WEIGHTS, AuditTrail, Consortium, state_of
 
 ATTACKER = "dee"
+_ZEROS: dict[tuple[int, int], ProvenChunks] = {}
 _HEADER = 16
 _CT_META = struct.calcsize("<4QB3QdQ")
 _PT_META = struct.calcsize("<4QQd")
@@ -163,19 +166,40 @@ class Attacker:
 
     def copy(self, victim: EncryptedUpdate, round_id: int) -> tuple[bytes, ...]:
         """The victim's ciphertext plus a fresh encryption of zero (a re-randomised copy)."""
-        zero = self.fed.client(ATTACKER).encrypt_chunks(
-            np.zeros(self.fed.layout.length), round_id=round_id
-        )
-        rerandomised = add_polys(self._polys(victim), self._sum_chunks(zero), self.primes)
+        zero = self.zeros(round_id)
+        rerandomised = add_polys(self._polys(victim), self._sum_chunks(zero.chunks), self.primes)
         return self._pack(rerandomised)
+
+    def zeros(self, round_id: int) -> ProvenChunks:
+        """dee's honest encryption of zeros for ``round_id``, with its proofs (made once per
+        federation and round: proving is the slow part of the suite)."""
+        key = (id(self.fed), round_id)
+        if key not in _ZEROS:
+            client = self.fed.client(ATTACKER)
+            _ZEROS[key] = client.encrypt_chunks(np.zeros(self.fed.layout.length), round_id=round_id)
+        return _ZEROS[key]
 
     def _sum_chunks(self, chunks: Sequence[bytes]) -> U64:
         return np.stack([self.b.parse(c, what="chunk").data for c in chunks])
 
-    def sign(self, chunks: tuple[bytes, ...], *, round_id: int, weight: float) -> EncryptedUpdate:
-        """Sign ``chunks`` as ``dee`` with its real roster key."""
-        return self.fed.client(ATTACKER).sign_update(
-            chunks, layout=self.fed.layout, round_id=round_id, weight=weight
+    def sign(
+        self, chunks: tuple[bytes, ...], *, round_id: int, weight: float, proof: str = "other"
+    ) -> EncryptedUpdate:
+        """Sign ``chunks`` as ``dee`` with its real roster key, carrying proof bytes of kind
+        ``proof``: ``other`` (the honest prover's proofs of dee's own encryption of zeros, same
+        round and indices: valid proofs, of other ciphertexts), ``random`` (bytes of a real
+        proof's length) or ``none``."""
+        client = self.fed.client(ATTACKER)
+        assert proof in PROOFS
+        honest = self.zeros(round_id)
+        proofs: tuple[bytes, ...] = ()
+        if proof == "other":
+            proofs = honest.proofs
+        elif proof == "random":
+            rng = np.random.default_rng(round_id)
+            proofs = tuple(rng.bytes(len(p)) for p in honest.proofs)
+        return client.sign_update(
+            chunks, layout=self.fed.layout, round_id=round_id, weight=weight, proofs=proofs
         )
 
     # -- recovering ------------------------------------------------------------------------------
@@ -312,10 +336,12 @@ def crafted_chunks(
 def colluding_server(
     fed: Consortium, round_id: int, updates: Sequence[EncryptedUpdate]
 ) -> Aggregator:
-    """The attacker's own server: it counts every update it is given, its accomplice's too."""
+    """The attacker's own server: the real aggregator code with its proof check skipped, so it
+    counts every update it is given, its accomplice's too (the key holders are not patched)."""
     server = fed.aggregator(round_id)
-    for update in updates:
-        server.add(update)
+    with mock.patch("fhe_agg._aggregator.check_update_proofs", lambda *_, **__: None):
+        for update in updates:
+            server.add(update)
     return server
 
 
@@ -330,15 +356,6 @@ def sets_for(config: FederationConfig) -> dict[int, tuple[int, ...]]:
     return out
 
 
-def with_proof(
-    fed: Consortium, update: EncryptedUpdate, kind: str, round_id: int
-) -> EncryptedUpdate:
-    """``update`` carrying proof bytes of ``kind``: ``other`` (the honest prover's proof of
-    another ciphertext), ``random`` or ``none``. Updates carry no proof yet: returned as is."""
-    assert kind in PROOFS
-    return update
-
-
 def run_attack(
     fed: Consortium, variant: str, trail: AuditTrail, round_id: int, proof: str = "other"
 ) -> Outcome:
@@ -349,8 +366,7 @@ def run_attack(
     for update in honest.values():
         agg.add(update.to_bytes())
     chunks = crafted_chunks(attacker, variant, honest, round_id)
-    update = attacker.sign(chunks, round_id=round_id, weight=VARIANTS[variant].weight)
-    update = with_proof(fed, update, proof, round_id)
+    update = attacker.sign(chunks, round_id=round_id, weight=VARIANTS[variant].weight, proof=proof)
     snapshot, logged = state_of(aggregator=agg), len(trail.entries("aggregator"))
     before = snapshot()
     agg_error: FheAggError | None = None

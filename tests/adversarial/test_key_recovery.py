@@ -8,11 +8,16 @@ by every key holder, no partial exists, no state moved, every refusal is in the 
 logs, and the attacker learns nothing. ``test_the_attackers_recovery_works`` shows the
 attacker's recovery is real: given the partials ``t`` colluding holders would issue for the
 crafted aggregate, it rounds out the key.
+
+Without the proofs every craft succeeded on precise and dp, 1-of-1, 2-of-3 and 3-of-5: the
+constant ``c1`` gave the key (``max |b + a*s|`` 12 / 20-22 / 26-28) and it decrypted a victim's
+ciphertext; ``K`` just above the noise gave it through an honest release on precise; cancelling
+released one victim's update; the copy counted a victim twice. Raising the flooding to the proven
+bounds alone does not help: the attacker scales ``K`` with the (public) noise.
 """
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Callable
 from pathlib import Path
 
@@ -42,16 +47,14 @@ from .conftest import WEIGHTS, AuditTrail, Consortium, ceremony_spec, config_for
 
 LAYOUTS = ((1, 1), (3, 2), (5, 3))  # (holders, threshold)
 PRESETS = ("precise", "dp")
-_rounds = itertools.count(100)
+ROUND = 7  # one round per federation: the honest updates (and their proofs) are made once
 
-DEFENDED = pytest.mark.xfail(
-    strict=True,
-    raises=(AssertionError, pytest.fail.Exception),
-    reason="updates carry no well-formedness proof yet: the crafted update is counted and the "
-    "attack succeeds",
-)
 
 Federations = Callable[[str, int, int], Consortium]
+
+
+def _id(layout: tuple[int, int]) -> str:
+    return f"{layout[1]}of{layout[0]}"
 
 
 @pytest.fixture(scope="session")
@@ -96,23 +99,24 @@ def assert_defended(outcome: Outcome, fed: Consortium) -> None:
     assert outcome.leaked is None, story
 
 
-def _id(layout: tuple[int, int]) -> str:
-    return f"{layout[1]}of{layout[0]}"
+# every layout with a real proof of another ciphertext; the cheaper bogus proofs on 3-of-5
+CONSTANT_CASES = [(layout, "other") for layout in LAYOUTS] + [
+    ((5, 3), proof) for proof in PROOFS if proof != "other"
+]
 
 
-@DEFENDED
-@pytest.mark.parametrize("proof", PROOFS)
-@pytest.mark.parametrize("layout", LAYOUTS, ids=_id)
+@pytest.mark.parametrize(
+    ("layout", "proof"), CONSTANT_CASES, ids=[f"{_id(lay)}-{p}" for lay, p in CONSTANT_CASES]
+)
 @pytest.mark.parametrize("preset", PRESETS)
 def test_a_constant_c1_is_refused_and_the_key_stays_secret(
     federation: Federations, tmp_path: Path, preset: str, layout: tuple[int, int], proof: str
 ) -> None:
     fed = federation(preset, *layout)
-    outcome = run_attack(fed, "constant", AuditTrail(tmp_path), next(_rounds), proof)
+    outcome = run_attack(fed, "constant", AuditTrail(tmp_path), ROUND, proof)
     assert_defended(outcome, fed)
 
 
-@DEFENDED
 @pytest.mark.parametrize("variant", ["averaged", "cancel", "copy"])
 @pytest.mark.parametrize("layout", LAYOUTS, ids=_id)
 @pytest.mark.parametrize("preset", PRESETS)
@@ -120,7 +124,7 @@ def test_every_other_craft_is_refused_and_leaks_nothing(
     federation: Federations, tmp_path: Path, preset: str, layout: tuple[int, int], variant: str
 ) -> None:
     fed = federation(preset, *layout)
-    outcome = run_attack(fed, variant, AuditTrail(tmp_path), next(_rounds))
+    outcome = run_attack(fed, variant, AuditTrail(tmp_path), ROUND)
     assert_defended(outcome, fed)
 
 
@@ -133,7 +137,7 @@ def test_the_attackers_recovery_works(
     and the key decrypts a victim's ciphertext: "recovery fails" above is not vacuous."""
     fed = federation(preset, *layout)
     attacker = Attacker(fed)
-    round_id = next(_rounds)
+    round_id = ROUND
     honest = [fed.update(c, round_id) for c in HONEST]
     k = one_shot_k(fed.config)
     crafted = attacker.constant(honest, [k])
