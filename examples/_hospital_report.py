@@ -11,6 +11,7 @@ CURVES: dict[str, dict[str, Any]] = {
     "encrypted": {"fmt": "-o", "lw": 5, "ms": 11, "alpha": 0.45, "mfc": "none", "mew": 2},
     "plaintext": {"fmt": "--s", "lw": 1.5, "ms": 4},
     "encrypted+DP": {"fmt": "-^", "lw": 1.5, "ms": 6},
+    "encrypted+record-DP": {"fmt": "-v", "lw": 1.5, "ms": 6},
 }
 COLUMNS = (
     ("round", "right"),
@@ -42,6 +43,10 @@ def plot(result: dict[str, Any], path: Path) -> None:
         label = name
         if name == "encrypted+DP":
             label += f" (ε = {result['epsilon']:.1f}, δ = {result['delta']:g})"
+        if name == "encrypted+record-DP":
+            label += (
+                f" (patient ε = {result['record_epsilon']:.1f}, δ = {result['record_delta']:g})"
+            )
         rounds = range(result["rounds"] + 1)
         options = {k: v for k, v in style.items() if k != "fmt"}
         accuracy = [run["initial"]["accuracy"], *run["accuracy"]]
@@ -83,7 +88,8 @@ def print_tables(result: dict[str, Any]) -> None:
         if "ceremony_s" in run:
             title += f" (dealerless key ceremony {run['ceremony_s']:.2f} s)"
         table = Table(title=title, box=box.SIMPLE_HEAD, caption="times in seconds")
-        for column, justify in COLUMNS:
+        record = run.get("record_epsilon")  # patient level, next to the client-level ε
+        for column, justify in COLUMNS[:5] + (("ε patient", "right"),) * bool(record) + COLUMNS[5:]:
             table.add_column(column, justify=justify)  # type: ignore[arg-type]
         for i in range(result["rounds"]):
             epsilon = run["epsilon"][i]
@@ -93,6 +99,7 @@ def print_tables(result: dict[str, Any]) -> None:
                 f"{run['accuracy'][i]:.3f}",
                 f"{run['auc'][i]:.3f}",
                 "—" if epsilon is None else f"{epsilon:.2f}",
+                *([f"{record[i]:.2f}"] if record else []),
                 f"{max(run['bytes_per_client'][i]) / 1000:.1f}",
                 f"{run['train_s'][i]:.3f}",
                 f"{run['encrypt_sign_s'][i]:.3f}",
@@ -111,5 +118,14 @@ def print_tables(result: dict[str, Any]) -> None:
             f"encrypted+DP {result['dp_accuracy']:.4f} at ε = {result['epsilon']:.2f}, "
             f"δ = {result['delta']:g} (client level; z = {result['noise_multiplier_achieved']:.2f}, "
             f"noise std {result['dp_noise_std_on_mean']:.3f} per coordinate of the mean update)"
+        )
+    if result["record_epsilon"] is not None:
+        console.print(
+            f"encrypted+record-DP {result['record_dp_accuracy']:.4f} at ε = "
+            f"{result['record_epsilon']:.2f}, δ = {result['record_delta']:g} (patient level, "
+            f"add/remove one patient; σ = {result['record_noise_multiplier']:.2f} in the sum, "
+            f"{result['record_site_noise_multiplier']:.2f} per hospital for "
+            f"{result['record_honest_sites']} honest; ε = {result['record_own_noise_epsilon']:.2f} "
+            "if only the patient's hospital is honest; no client-level guarantee)"
         )
     console.print(f"plot: {result['plot']}; total {result['elapsed_s']:.1f} s")

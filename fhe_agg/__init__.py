@@ -22,7 +22,7 @@ from fhe_agg._client import Client, clip_l2
 from fhe_agg._combine import combine
 from fhe_agg._config import PROTOCOL_VERSION, FederationConfig
 from fhe_agg._decryption import DecryptionSession
-from fhe_agg._dp import DpPolicy, PrivacyAccountant
+from fhe_agg._dp import Adjacency, DpPolicy, PrivacyAccountant
 from fhe_agg._errors import (
     AggregateMismatch,
     AlreadyDecrypted,
@@ -73,6 +73,7 @@ __all__ = [
     "PROTOCOL_VERSION",
     "AbortCertificate",
     "AbortVote",
+    "Adjacency",
     "AggregateEvidence",
     "AggregateMismatch",
     "Aggregator",

@@ -50,7 +50,7 @@ def verify_aggregate(
     public_key: PublicKey,
     roster: Mapping[str, VerifyKey],
 ) -> U64:
-    """Check the manifest (distinct roster members, at least ``min_clients``, valid statements
+    """Check the manifest (``min_clients..max_clients`` distinct roster members, valid statements
     for this round and layout), the chunk count, every chunk's scale, that each chunk in
     ``wanted`` is the sum of the clients' signed chunks in ``evidence``, and every client's
     well-formedness proof of every chunk (so ``wanted`` must be every chunk, else
@@ -60,6 +60,11 @@ def verify_aggregate(
     clients = [s.statement.client_id for s in aggregate.manifest]
     if len(set(clients)) != len(clients):
         raise DuplicateUpdate("manifest lists a client twice")
+    if len(clients) > config.max_clients:  # the scale leaves room for max_clients updates only
+        raise AggregateMismatch(
+            f"aggregate of round {round_id} lists {len(clients)} clients, max_clients is "
+            f"{config.max_clients}: its sum may wrap around the modulus"
+        )
     if len(clients) < config.min_clients:
         raise ThresholdNotMet(
             f"aggregate of round {round_id} has {len(clients)} clients, min_clients is {config.min_clients}"

@@ -11,10 +11,23 @@ sender's ML-DSA key and bound to the ceremony (consortium, epoch, preset, holder
    public-key share ``p_j = -(a*s_j + e_j)``; committing first stops a last mover from choosing
    ``p_j`` to cancel the others' (a rogue key).
 4. ``key-reveal``: shares are revealed and checked; ``pk = (sum p_j, a)``.
-5. ``share`` (``t < n`` only): each holder Shamir-shares ``s_j`` over the ring and sends
+5. ``confirm``: each holder signs H(transcript, pk) over every commitment it saw and the joint
+   key, with the signed commitments as evidence; a holder goes on only if every confirmation
+   carries its own digest, and names a holder that equivocated (signed two different
+   commitments for different holders, who would derive different keys), see
+   :mod:`fhe_agg._ceremony_transcript`.
+6. ``share`` (``t < n`` only): each holder Shamir-shares ``s_j`` over the ring and sends
    ``S_j(k)`` to holder ``k`` sealed with HPKE (X-Wing) bound to (consortium, epoch, sender,
-   recipient, "key-share") and signed; it keeps ``S_j(j)`` and erases ``s_j`` and ``S_j``. Holder
-   ``k`` keeps only the sum of what it received. For ``t = n`` the additive ``s_j`` is the share.
+   recipient, "key-share/<ceremony id>") and signed; it keeps ``S_j(j)`` and erases ``s_j`` and
+   ``S_j``. Holder ``k`` keeps only the sum of what it received. For ``t = n`` the additive
+   ``s_j`` is the share.
+
+Public-key shares carry no proof that ``s_j`` and ``e_j`` are short (no lattice proof of
+knowledge): a holder may publish a ``p_j`` with a long secret or error. It cannot choose ``p_j``
+after seeing the others' (commitments), so it gains no key of its own, but every ciphertext is
+then noisier than the bound ``B_ct`` the flooding is sized for: far off, decryptions fail
+(:class:`DecryptionFailed`); a moderately long ``e_j`` erodes the flooding margin unseen. Honest
+key generation by every holder is assumed, as for the Shamir shares (README, threat model).
 
 A member's methods are the phases, in order; each checks every incoming message before it changes
 any state, so a refused message (typed error) leaves the member where it was. Shares are not
@@ -35,6 +48,7 @@ from typing import Concatenate, ParamSpec, TypeVar
 
 import numpy as np
 
+from fhe_agg._ceremony_transcript import Transcript, check_confirmation, confirmation_bytes
 from fhe_agg._errors import CeremonyError, FheAggError, InvalidSignature, MalformedMessage
 from fhe_agg._keys import KeyShare, PublicKey, common_polynomial, sample_secret
 from fhe_agg._params import CkksPreset
@@ -69,17 +83,20 @@ __all__ = [
 #: ML-DSA context string of ceremony messages.
 CEREMONY_CONTEXT = b"fhe_agg/ceremony/v1"
 _SEALING_SUITE = Suite.PQ_ONLY
-_PHASES = ("seed-commit", "seed-reveal", "key-commit", "key-reveal", "share")
+_PHASES = ("seed-commit", "seed-reveal", "key-commit", "key-reveal", "confirm", "share")
 #: The member's methods in the order a ceremony calls them (the last one finishes it).
 CEREMONY_STEPS = (
     "seed_commitment",
     "reveal_seed",
     "key_commitment",
     "reveal_public_share",
+    "confirm",
     "deal",
     "finish",
 )
-_MAX_MESSAGE = MAX_SEALED_PLAINTEXT + 16_384
+#: Most key holders of one ceremony: a confirmation carries ~6.7 kB of evidence per holder.
+MAX_CEREMONY_HOLDERS = 512
+_MAX_MESSAGE = 4 * MAX_SEALED_PLAINTEXT
 _P = ParamSpec("_P")
 _R = TypeVar("_R")
 
@@ -106,6 +123,8 @@ class CeremonySpec:
         n = len(self.holders)
         if n < 1 or len(set(self.holders)) != n:
             raise ValueError("holders: need at least one holder, each named once")
+        if n > MAX_CEREMONY_HOLDERS:
+            raise ValueError(f"holders: at most {MAX_CEREMONY_HOLDERS} key holders, got {n}")
         if isinstance(self.threshold, bool) or not 1 <= self.threshold <= n:
             raise ValueError(f"threshold: need 1 <= threshold <= {n}, got {self.threshold!r}")
         if isinstance(self.epoch, bool) or not 0 <= self.epoch < 2**63:
@@ -267,6 +286,8 @@ class CeremonyMember:
         self._phase = 0
         self._seed = self._rng.bytes(32)
         self._seed_commits: dict[int, bytes] = {}
+        self._seen: dict[str, dict[int, tuple[bytes, bytes]]] = {}  # phase -> (payload, sig)
+        self._transcript: Transcript | None = None
         self._a: U64 | None = None
         self._secret: U64 | None = None
         self._public_share: bytes = b""
@@ -276,7 +297,7 @@ class CeremonyMember:
 
     @property
     def steps_done(self) -> int:
-        """How many of the six steps this member has completed (a refused step counts none)."""
+        """How many of the seven steps this member has completed (a refused step counts none)."""
         return self._phase
 
     # -- helpers -------------------------------------------------------------------------------
@@ -310,8 +331,30 @@ class CeremonyMember:
         self, messages: Sequence[CeremonyMessage], phase: str, *, to_me: bool = False
     ) -> dict[int, bytes]:
         """Verify one message of ``phase`` from every holder (every other holder if ``to_me``)."""
+        return {j: m.payload for j, m in self._collect_signed(messages, phase, to_me).items()}
+
+    def _signed_by(self, sender: int, phase: str, payload: bytes, signature: bytes) -> bool:
+        """Does ``signature`` verify as ``sender``'s broadcast of ``payload`` in ``phase``?"""
+        statement = CeremonyMessage(
+            ceremony_id=self.spec.ceremony_id,
+            phase=phase,
+            sender=sender,
+            recipient=0,
+            payload=payload,
+        ).signed_bytes()
+        try:
+            self._directory[sender].verify_key.verify(
+                signature, statement, context=CEREMONY_CONTEXT
+            )
+        except InvalidSignature:
+            return False
+        return True
+
+    def _collect_signed(
+        self, messages: Sequence[CeremonyMessage], phase: str, to_me: bool = False
+    ) -> dict[int, CeremonyMessage]:
         expected = set(self._directory) - ({self.index} if to_me else set())
-        payloads: dict[int, bytes] = {}
+        payloads: dict[int, CeremonyMessage] = {}
         for m in messages:
             if not isinstance(m, CeremonyMessage):
                 raise TypeError("messages: expected CeremonyMessage items")
@@ -333,7 +376,7 @@ class CeremonyMember:
                 raise InvalidSignature(
                     f"{phase}: signature of holder {m.sender} does not verify"
                 ) from None
-            payloads[m.sender] = m.payload
+            payloads[m.sender] = m
         if set(payloads) != expected:
             raise CeremonyError(f"{phase}: missing holders {sorted(expected - set(payloads))}")
         return payloads
@@ -351,10 +394,12 @@ class CeremonyMember:
     def reveal_seed(self, commitments: Sequence[CeremonyMessage]) -> CeremonyMessage:
         """Phase 2: given every holder's seed commitment, reveal the seed."""
         self._enter(1)
-        commits = self._collect(commitments, "seed-commit")
+        signed = self._collect_signed(commitments, "seed-commit")
+        commits = {j: m.payload for j, m in signed.items()}
         if commits[self.index] != _commitment(self.spec, b"seed", self.index, self._seed):
             raise CeremonyError("seed-commit: this holder's own commitment was replaced")
         self._seed_commits = commits
+        self._seen["seed-commit"] = {j: (m.payload, m.signature) for j, m in signed.items()}
         self._phase = 2
         return self._message("seed-reveal", self._seed)
 
@@ -382,17 +427,19 @@ class CeremonyMember:
     def reveal_public_share(self, commitments: Sequence[CeremonyMessage]) -> CeremonyMessage:
         """Phase 4: given every holder's key commitment, reveal ``p_j``."""
         self._enter(3)
-        commits = self._collect(commitments, "key-commit")
+        signed = self._collect_signed(commitments, "key-commit")
+        commits = {j: m.payload for j, m in signed.items()}
         if commits[self.index] != _commitment(self.spec, b"key", self.index, self._public_share):
             raise CeremonyError("key-commit: this holder's own commitment was replaced")
         self._key_commits = commits
+        self._seen["key-commit"] = {j: (m.payload, m.signature) for j, m in signed.items()}
         self._phase = 4
         return self._message("key-reveal", self._public_share)
 
     @_audited
-    def deal(self, reveals: Sequence[CeremonyMessage]) -> list[CeremonyMessage]:
-        """Phase 5: check every ``p_j``, form the joint public key, and (``t < n``) send each
-        other holder its sealed Shamir share of ``s_j``. ``s_j`` is erased afterwards."""
+    def confirm(self, reveals: Sequence[CeremonyMessage]) -> CeremonyMessage:
+        """Phase 5: check every ``p_j``, form the joint public key, and sign H(transcript, pk)
+        with the signed commitments as evidence (see :mod:`fhe_agg._ceremony_transcript`)."""
         self._enter(4)
         shares = self._collect(reveals, "key-reveal")
         polys: dict[int, U64] = {}
@@ -407,6 +454,29 @@ class CeremonyMember:
         for j in sorted(polys)[1:]:
             b = add_polys(b, polys[j], self._primes)
         self._public_key = PublicKey.from_arrays(self.spec.preset, b, self._a)
+        self._transcript = Transcript(
+            entries=dict(self._seen), public_key=hashlib.sha3_256(self._public_key.blob).digest()
+        )
+        self._phase = 5
+        return self._message("confirm", confirmation_bytes(self._transcript, self.spec.ceremony_id))
+
+    @_audited
+    def deal(self, confirmations: Sequence[CeremonyMessage]) -> list[CeremonyMessage]:
+        """Phase 6: given every holder's confirmation, check that all carry this holder's
+        transcript digest (:class:`CeremonyError` naming a holder that equivocated, or a
+        confirmation that lies), then (``t < n``) send each other holder its sealed Shamir
+        share of ``s_j``. ``s_j`` is erased afterwards."""
+        self._enter(5)
+        assert self._transcript is not None and self._secret is not None
+        for j, payload in sorted(self._collect(confirmations, "confirm").items()):
+            check_confirmation(
+                self._transcript,
+                payload,
+                sender=j,
+                ceremony_id=self.spec.ceremony_id,
+                names=self.spec.holders,
+                signed_by=self._signed_by,
+            )
         holders, t = len(self.spec.holders), self.spec.threshold
         secret, self._secret = self._secret, None
         out: list[CeremonyMessage] = []
@@ -430,7 +500,7 @@ class CeremonyMember:
                 )
                 dealt[k].fill(0)
                 out.append(self._message("share", sealed, recipient=k))
-        self._phase = 5
+        self._phase = 6
         return out
 
     def _seal_info(self, sender: int, recipient: int) -> SealInfo:
@@ -439,7 +509,7 @@ class CeremonyMember:
             epoch=self.spec.epoch,
             sender=self.spec.holders[sender - 1],
             recipient=self.spec.holders[recipient - 1],
-            purpose="key-share",
+            purpose=f"key-share/{self.spec.ceremony_id.hex()}",  # a share opens in its ceremony only
         )
 
     @_audited
@@ -447,9 +517,9 @@ class CeremonyMember:
         """Phase 6: open the shares sent to this holder and keep only their sum.
 
         Refuses (typed errors, state unchanged) a share that is unsigned, tampered, sealed for
-        another holder or epoch, or missing.
+        another holder, epoch or ceremony, or missing.
         """
-        self._enter(5)
+        self._enter(6)
         assert self._public_key is not None and self._own_share is not None
         t, holders = self.spec.threshold, len(self.spec.holders)
         received: dict[int, U64] = {}
@@ -471,7 +541,7 @@ class CeremonyMember:
         if total is not self._own_share:
             self._own_share.fill(0)
         self._own_share = None
-        self._phase = 6
+        self._phase = 7
         key_share = KeyShare(
             preset=self.spec.preset,
             holder_index=self.index,
@@ -506,7 +576,8 @@ def run_ceremony(members: Sequence[CeremonyMember]) -> tuple[PublicKey, list[Key
     seeds = relay([m.reveal_seed(commits) for m in members])
     key_commits = relay([m.key_commitment(seeds) for m in members])
     key_shares = relay([m.reveal_public_share(key_commits) for m in members])
-    dealt = relay([msg for m in members for msg in m.deal(key_shares)])
+    confirmations = relay([m.confirm(key_shares) for m in members])
+    dealt = relay([msg for m in members for msg in m.deal(confirmations)])
     results = [m.finish([d for d in dealt if d.recipient == m.index]) for m in members]
     public_key = results[0][0]
     if any(pk.blob != public_key.blob for pk, _ in results):

@@ -56,7 +56,8 @@ def check_statement(
         raise ChunkCountMismatch(
             f"client {stmt.client_id!r}: {stmt.chunk_count} chunks signed, layout needs {expected_chunks}"
         )
-    if not 0 < stmt.weight <= config.max_weight:
+    if not config.min_weight <= stmt.weight <= config.max_weight:
         raise InvalidWeight(
-            f"client {stmt.client_id!r}: weight {stmt.weight} outside (0, {config.max_weight}]"
+            f"client {stmt.client_id!r}: weight {stmt.weight} outside [{config.min_weight}, "
+            f"{config.max_weight}] (min_weight: the fewest samples one update may stand for)"
         )

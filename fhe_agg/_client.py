@@ -9,20 +9,21 @@ proof exists and are never stored or logged. Each chunk is hashed into a Merkle 
 goes into the signed statement, with the digest of the proofs, so the aggregator and key holders
 can check any chunk on its own and no proof can be swapped.
 
-A client also refuses to encrypt the same weighted vector for two rounds
-(:class:`~fhe_agg.RoundNotClosed`) unless the first round is proven closed by an
-:class:`~fhe_agg.AbortCertificate`: two decrypted sums of the same updates, one with a client
-fewer, would reveal that client's update. It remembers the SHA-256 digest of the last
-:data:`REMEMBERED_UPDATES` vectors it encrypted, in memory. Not covered: a client that trains
-again after a claimed abort sends a different (correlated) vector; differential privacy is what
-bounds that leak.
+A client also refuses to encrypt the same vector for two rounds, at any weight
+(:class:`~fhe_agg.RoundNotClosed`), unless the first round is proven closed by an
+:class:`~fhe_agg.AbortCertificate`: two decrypted sums of the same updates (re-weighted or not),
+one with a client fewer, would reveal that client's update. It remembers the SHA-256 digest of
+the last :data:`REMEMBERED_UPDATES` *unweighted* vectors it encrypted, in memory or, with
+``state=``, in an SQLite file that survives a restart (:mod:`fhe_agg._client_store`). Not
+covered: a client that trains again after a claimed abort, or clips the same data to another
+norm, sends a different vector; differential privacy is what bounds that leak.
 """
 
 from __future__ import annotations
 
 import hashlib
 import math
-from collections import OrderedDict
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -30,8 +31,9 @@ import numpy as np
 from numpy.typing import NDArray
 
 from fhe_agg._abort import AbortCertificate
+from fhe_agg._client_store import REMEMBERED_UPDATES, SentMemory
 from fhe_agg._config import PROTOCOL_VERSION, FederationConfig
-from fhe_agg._errors import InvalidInput, ParameterMismatch, RoundNotClosed
+from fhe_agg._errors import InvalidInput, ParameterMismatch
 from fhe_agg._keys import PublicKey
 from fhe_agg._merkle import leaf_hash, merkle_root
 from fhe_agg._messages import UPDATE_CONTEXT, EncryptedUpdate, SignedStatement, UpdateStatement
@@ -52,9 +54,6 @@ from fhe_agg.hazmat.zkproof import prove
 
 __all__ = ["REMEMBERED_UPDATES", "Client", "ProvenChunks", "clip_l2"]
 
-#: How many of its latest update vectors a client remembers (digest and first round).
-REMEMBERED_UPDATES = 16
-
 
 def clip_l2(vector: NDArray[np.float64], bound: float) -> NDArray[np.float64]:
     """Scale ``vector`` down so its L2 norm is at most ``bound`` (a zero vector stays zero)."""
@@ -66,6 +65,11 @@ def clip_l2(vector: NDArray[np.float64], bound: float) -> NDArray[np.float64]:
     return vector * (bound / norm)
 
 
+def _check_round(round_id: object) -> None:
+    if not isinstance(round_id, int) or isinstance(round_id, bool) or not 0 <= round_id < 2**63:
+        raise ValueError(f"round_id: expected an integer in 0..2**63-1, got {round_id!r}")
+
+
 @dataclass(frozen=True, eq=False)
 class ProvenChunks:
     """One round's encrypted chunks of one client and the well-formedness proof of each batch
@@ -75,11 +79,6 @@ class ProvenChunks:
     proofs: tuple[bytes, ...]
 
 
-def _check_round(round_id: object) -> None:
-    if not isinstance(round_id, int) or isinstance(round_id, bool) or not 0 <= round_id < 2**63:
-        raise ValueError(f"round_id: expected an integer in 0..2**63-1, got {round_id!r}")
-
-
 class Client:
     """Encrypts and signs one member's model updates.
 
@@ -87,8 +86,11 @@ class Client:
     >>> update = client.encrypt_update(state_dict, round_id=7, weight=1200)
 
     ``holder_keys`` (holder index -> ML-DSA verify key, from the key ceremony's directory) lets
-    the client check abort certificates (:meth:`accept_abort`). ``rng`` draws the encryption
-    randomness and the proofs' masks (default: the operating system's CSPRNG).
+    the client check abort certificates (:meth:`accept_abort`). ``state`` (a file path, one
+    per client and key epoch; recommended ``./fhe_agg_state/client-<client_id>.sqlite``) keeps
+    the memory of sent vectors across restarts; ``None`` keeps it in memory only. ``rng``
+    draws the encryption randomness and the proofs' masks (default: the operating system's
+    CSPRNG).
     """
 
     def __init__(
@@ -99,6 +101,7 @@ class Client:
         config: FederationConfig,
         public_key: PublicKey,
         holder_keys: Mapping[int, VerifyKey] | None = None,
+        state: str | os.PathLike[str] | None = None,
         rng: RandomSource | None = None,
     ) -> None:
         if (
@@ -125,8 +128,9 @@ class Client:
         ):
             raise TypeError("holder_keys: expected a mapping of holder index -> VerifyKey")
         self._holder_keys = None if holder_keys is None else dict(holder_keys)
-        self._sent: OrderedDict[bytes, int] = OrderedDict()  # vector digest -> its round
-        self._closed: set[int] = set()  # rounds shown closed by an abort certificate
+        self._sent = SentMemory(
+            state, client_id=client_id, public_key_fingerprint=public_key.fingerprint
+        )
 
     def accept_abort(self, certificate: AbortCertificate) -> None:
         """Verify ``certificate`` and from then on allow re-sending the updates of its round.
@@ -144,31 +148,22 @@ class Client:
                 "cannot check an abort certificate; pass holder_keys= to Client"
             )
         certificate.verify(self._holder_keys, config=self.config, public_key=self.public_key)
-        if certificate.round_id in self._sent.values():
-            self._closed.add(certificate.round_id)
+        self._sent.close_round(certificate.round_id)
 
-    def _claim(self, weighted: NDArray[np.float64], round_id: int) -> None:
-        """Refuse (:class:`RoundNotClosed`) a vector already sent for another round that is not
-        proven closed; else remember it for ``round_id``."""
+    def _claim(self, vector: NDArray[np.float64], round_id: int) -> None:
+        """Refuse (:class:`RoundNotClosed`) an unweighted vector already sent for another round
+        that is not proven closed; else remember it (durably, with ``state``) for ``round_id``."""
         _check_round(round_id)
         # SHA-256, not SHA3: this digest only recognises the client's own vector again, and
         # SHA-256 is hardware-accelerated (5 ms for 1e6 parameters against 31 ms)
         digest = hashlib.sha256(
-            b"fhe_agg/update-vector|" + np.ascontiguousarray(weighted, dtype="<f8").tobytes()
+            b"fhe_agg/update-vector|" + np.ascontiguousarray(vector, dtype="<f8").tobytes()
         ).digest()
-        first = self._sent.get(digest)
-        if first is not None and first != round_id and first not in self._closed:
-            raise RoundNotClosed(
-                f"client {self.client_id!r} already encrypted this update for round {first}, "
-                f"which is not proven aborted; sending it for round {round_id} too could reveal "
-                f"another client's update. Show the client round {first}'s abort certificate "
-                "(Client.accept_abort) first"
-            )
-        self._sent[digest] = round_id
-        self._sent.move_to_end(digest)
-        while len(self._sent) > REMEMBERED_UPDATES:
-            self._sent.popitem(last=False)
-        self._closed &= set(self._sent.values())
+        self._sent.claim(digest, round_id)
+
+    def close(self) -> None:
+        """Close the ``state`` file (if any); the memory itself is kept there."""
+        self._sent.close()
 
     def prepare(
         self,
@@ -216,24 +211,32 @@ class Client:
         """Encrypt ``weight * params`` chunk by chunk and sign the statement describing it.
 
         Raises :class:`InvalidInput` for NaN/Inf, values beyond ``config.value_bound`` (after
-        clipping) and a weight outside ``(0, config.max_weight]``, and :class:`RoundNotClosed`
-        for the same weighted vector sent before for another round that is not proven closed.
+        clipping) and a weight outside ``[config.min_weight, config.max_weight]``, and :class:`RoundNotClosed`
+        for the same vector (at any weight) sent before for another round that is not proven
+        closed.
         """
         _check_round(round_id)
         if not (isinstance(weight, int | float) and math.isfinite(weight)) or not (
-            0 < weight <= self.config.max_weight
+            self.config.min_weight <= weight <= self.config.max_weight
         ):
-            raise InvalidInput(f"weight: {weight!r} outside (0, {self.config.max_weight}]")
+            raise InvalidInput(
+                f"weight: {weight!r} outside [{self.config.min_weight}, {self.config.max_weight}]"
+                " (min_weight: the fewest samples one update may stand for)"
+            )
         vector, layout = self.prepare(params, clip=clip, integer_policy=integer_policy)
-        chunks = self.encrypt_chunks(vector * float(weight), round_id=round_id)
+        chunks = self.encrypt_chunks(vector, round_id=round_id, weight=float(weight))
         return self.sign_update(chunks, layout=layout, round_id=round_id, weight=float(weight))
 
-    def encrypt_chunks(self, weighted: NDArray[np.float64], *, round_id: int) -> ProvenChunks:
-        """Encrypt an already weighted vector for ``round_id``, ``N`` reals per ciphertext
-        (packed wire format), and prove every batch of chunks well formed for this client and
-        round (sign them for that round). :class:`RoundNotClosed` for a vector sent before for
-        another round that is not proven closed."""
-        self._claim(weighted, round_id)
+    def encrypt_chunks(
+        self, vector: NDArray[np.float64], *, round_id: int, weight: float = 1.0
+    ) -> ProvenChunks:
+        """Encrypt ``weight * vector`` for ``round_id``, ``N`` reals per ciphertext (packed wire
+        format), and prove every batch of chunks well formed for this client and round (sign
+        them for that round). :class:`RoundNotClosed` for a ``vector`` sent before, at any
+        weight, for another round that is not proven closed: pass the unweighted vector and its
+        ``weight``, not their product, or the memory cannot recognise it."""
+        self._claim(vector, round_id)
+        weighted = vector * float(weight) if weight != 1.0 else vector
         parts = chunk(weighted, self.config.preset.reals_per_ciphertext)
         chunks: list[bytes] = []
         proofs: list[bytes] = []

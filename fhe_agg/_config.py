@@ -8,7 +8,7 @@ import struct
 from dataclasses import dataclass, field
 from functools import cached_property
 
-from fhe_agg._dp import DpPolicy, achieved_noise_multiplier, per_holder_slot_sigma
+from fhe_agg._dp import Adjacency, DpPolicy, achieved_noise_multiplier, per_holder_slot_sigma
 from fhe_agg._errors import UnsupportedParameters
 from fhe_agg._flooding import (
     FloodingPolicy,
@@ -44,10 +44,18 @@ class FederationConfig:
       budget ``tau``) every partial decryption meets, sized from the *proven* bounds of the
       clients' ciphertexts (:mod:`fhe_agg._flooding`). ``None`` with distributed ``dp``: the DP
       noise alone must give ``FloodingPolicy()``'s ``s`` (else :class:`UnsupportedParameters`)
-      and its budget applies. ``None`` without (distributed) DP is allowed only for a single key
-      holder, which then releases exact decryptions (see the README's threat model).
+      and its budget applies. Without it (and without distributed DP noise) a decryption is
+      exact, and one exact release with its ciphertext gives away the key (Li–Micciancio,
+      EUROCRYPT'21): that needs ``unsafe_exact_decryption=True`` and a single key holder, else
+      :class:`UnsupportedParameters`.
     * ``dp``: client-level differential privacy; each decrypting holder adds its part of the
       Gaussian noise, and the larger of that and the flooding noise is what it adds.
+    * ``min_weight``/``max_weight``: the range of a signed update weight (its sample count).
+      ``min_weight`` is the federation-wide minimum number of samples behind one update: an
+      update of a site with only a handful of records nearly identifies them, so the aggregator
+      and every key holder refuse a weight below it (:class:`~fhe_agg.InvalidWeight`). The
+      default 1 only refuses fractional weights below one sample; a deployment sets its own
+      floor (e.g. 20 patients).
 
     The CKKS scale is derived, not chosen: the largest power of two such that ``max_clients``
     updates, each weighted by at most ``max_weight`` and with every coordinate within
@@ -60,11 +68,13 @@ class FederationConfig:
     min_clients: int = 3
     max_clients: int = 64
     max_weight: float = 10_000.0
+    min_weight: float = 1.0
     value_bound: float = 16.0
     holders: int = 1
     threshold: int = 1
     flooding: FloodingPolicy | None = field(default_factory=FloodingPolicy)
     dp: DpPolicy | None = None
+    unsafe_exact_decryption: bool = False
 
     def __post_init__(self) -> None:
         if not isinstance(self.preset, CkksPreset):
@@ -87,16 +97,19 @@ class FederationConfig:
         if self.holders >= min(backend_for(self.preset).data_primes):
             raise ValueError("holders: must be below the smallest prime")
         positive_finite(self.max_weight, "max_weight")
+        positive_finite(self.min_weight, "min_weight")
+        if self.min_weight > self.max_weight:
+            raise ValueError(
+                f"min_weight: {self.min_weight} exceeds max_weight {self.max_weight} (a weight "
+                "counts the samples behind an update, at least min_weight; for fractional "
+                "weights lower min_weight too)"
+            )
         positive_finite(self.value_bound, "value_bound")
         if self.flooding is not None and not isinstance(self.flooding, FloodingPolicy):
             raise TypeError("flooding: expected FloodingPolicy or None")
         if self.dp is not None and not isinstance(self.dp, DpPolicy):
             raise TypeError("dp: expected DpPolicy or None")
-        if self.flooding is None and not self._distributed_dp and self.holders > 1:
-            raise UnsupportedParameters(
-                "flooding: a threshold key needs noise flooding (or distributed DP noise); an "
-                "unflooded partial decryption reveals the holder's key share"
-            )
+        self._check_exact_decryption()
         if self.dp is not None and self.dp.honest_holders > self.threshold:
             raise ValueError(
                 f"dp.honest_holders: {self.dp.honest_holders} exceeds threshold {self.threshold}"
@@ -123,6 +136,32 @@ class FederationConfig:
                 f"preset {self.preset.name}: the flooding noise (2^{math.log2(top):.1f} at "
                 f"{self._noise_tail:.2f} sigma) does not fit its {self._log_q:.0f}-bit modulus; "
                 "use a larger preset, fewer max_clients or a smaller decryption budget"
+            )
+
+    def _check_exact_decryption(self) -> None:
+        """Exact (unnoised) decryption only by explicit opt-in, and only for one holder."""
+        if not isinstance(self.unsafe_exact_decryption, bool):
+            raise TypeError("unsafe_exact_decryption: expected bool")
+        holders_add_noise = self.flooding is not None or (
+            self.dp is not None and not self.dp.central
+        )
+        if holders_add_noise:
+            if self.unsafe_exact_decryption:
+                raise ValueError(
+                    "unsafe_exact_decryption: the holders add noise (flooding or distributed DP) "
+                    "here, so decryption is not exact; drop the opt-in"
+                )
+            return
+        if self.holders > 1:
+            raise UnsupportedParameters(
+                "flooding: a threshold key needs noise flooding (or distributed DP noise); an "
+                "unflooded partial decryption reveals the holder's key share"
+            )
+        if not self.unsafe_exact_decryption:
+            raise UnsupportedParameters(
+                "flooding: None makes every decryption exact, and one exact release with its "
+                "ciphertext gives away the key (Li-Micciancio); keep the default FloodingPolicy(), "
+                "or opt in with unsafe_exact_decryption=True (single key holder only)"
             )
 
     @property
@@ -159,8 +198,11 @@ class FederationConfig:
 
     @property
     def dp_sensitivity(self) -> float:
-        """L2 sensitivity of the weighted sum to one client: ``max_weight * clip`` (0 without DP)."""
-        return 0.0 if self.dp is None else float(self.max_weight) * self.dp.clip
+        """L2 sensitivity of the weighted sum to one client (0 without DP): ``max_weight * clip``
+        for zero-out adjacency, twice that for replace-one (:class:`~fhe_agg.Adjacency`)."""
+        if self.dp is None:
+            return 0.0
+        return self.dp.adjacency.sensitivity_factor * float(self.max_weight) * self.dp.clip
 
     @cached_property
     def scale_bits(self) -> int:
@@ -266,11 +308,11 @@ class FederationConfig:
 
     @cached_property
     def params_id(self) -> bytes:
-        """SHA3-256 identifying preset, scale, bounds, holders, flooding and DP; signed with
-        each update."""
+        """SHA3-256 identifying preset, scale, bounds (``min_weight`` included), holders,
+        flooding and DP (adjacency and ``max_epsilon`` included); signed with each update."""
         flood, dp = self.flooding, self.dp
         packed = struct.pack(
-            "<IIIddIIIIIBdddIB",
+            "<IIIddIIIIIBdddIBBd",
             PROTOCOL_VERSION,
             self.min_clients,
             self.max_clients,
@@ -287,5 +329,8 @@ class FederationConfig:
             dp.delta if dp else 0.0,
             dp.honest_holders if dp else 0,
             dp.central if dp else False,
+            (1 if dp.adjacency is Adjacency.ZERO_OUT else 2) if dp else 0,
+            (dp.max_epsilon or 0.0) if dp else 0.0,
         )
+        packed += struct.pack("<d", float(self.min_weight))
         return hashlib.sha3_256(b"fhe_agg/params|" + self.preset.fingerprint + packed).digest()

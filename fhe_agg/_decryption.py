@@ -21,18 +21,20 @@ from numpy.typing import NDArray
 
 from fhe_agg._combine import check_partial, decode_partials
 from fhe_agg._config import FederationConfig
-from fhe_agg._dp import PrivacyAccountant
+from fhe_agg._dp import MAX_NOISE_DRAWS, PrivacyAccountant
 from fhe_agg._errors import (
     AggregateMismatch,
     DecryptionAborted,
     DecryptionFailed,
     PrivacyBudgetExceeded,
     ThresholdNotMet,
+    UnsupportedParameters,
 )
 from fhe_agg._messages import EncryptedAggregate, aggregate_digest
 from fhe_agg._packing import Layout
 from fhe_agg._partial import PartialDecryption
 from fhe_agg._random import RandomSource, default_random
+from fhe_agg._validate import holder_indices
 from fhe_agg.hazmat.sampling import rounded_gaussian
 
 __all__ = ["DecryptionSession"]
@@ -53,7 +55,7 @@ class DecryptionSession:
         accountant: PrivacyAccountant | None = None,
         rng: RandomSource | None = None,
     ) -> None:
-        members = tuple(sorted(set(decrypting_set)))
+        members = tuple(sorted(set(holder_indices(decrypting_set, "decrypting_set"))))
         if len(members) != config.threshold or not all(1 <= m <= config.holders for m in members):
             raise ThresholdNotMet(
                 f"decrypting_set: needs {config.threshold} distinct holders in 1..{config.holders}"
@@ -62,6 +64,14 @@ class DecryptionSession:
         if config.dp is not None:
             if accountant is None:
                 raise ValueError("accountant: required when the federation uses DP")
+            draws = (
+                (config.threshold + 1) * len(aggregate.chunks) * config.preset.poly_modulus_degree
+            )
+            if draws > MAX_NOISE_DRAWS:  # the bound truncation_delta() assumes
+                raise UnsupportedParameters(
+                    f"aggregate: {len(aggregate.chunks)} ciphertexts need more than 2**50 noise "
+                    "draws in one release, beyond what the DP accounting covers"
+                )
             assert config.noise_multiplier is not None
             try:
                 accountant.check(config.noise_multiplier)

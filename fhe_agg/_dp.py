@@ -13,29 +13,41 @@ Privacy loss is composed with Rényi DP (Mironov, "Rényi Differential Privacy",
 the Gaussian mechanism: ``RDP(alpha) = alpha / (2 z**2)``), converted to ``(epsilon, delta)`` by
 ``dp_accounting``'s RDP accountant (Canonne–Kamath–Steinke / Balle et al. conversion).
 
-Not covered here: the extra privacy of discrete or rounded Gaussians and of encoding rounding
-(DDGauss, https://arxiv.org/abs/2102.06387); noise is sampled only through
-:func:`fhe_agg.hazmat.sampling.rounded_gaussian` with a CSPRNG ``RandomSource``.
+Noise is sampled only through :func:`fhe_agg.hazmat.sampling.rounded_gaussian` with a CSPRNG
+``RandomSource``, which cuts it at ``NOISE_TAIL`` = 14 standard deviations; what the cut costs is
+added to ``delta`` (:func:`truncation_delta`). Not covered here: the extra privacy of discrete or
+rounded Gaussians and of encoding rounding (DDGauss, https://arxiv.org/abs/2102.06387), and
+floating-point artefacts of the Box-Muller sampler beyond the cut.
 """
 
 from __future__ import annotations
 
+import enum
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 
 from fhe_agg._errors import PrivacyBudgetExceeded
 from fhe_agg._flooding import slot_noise_std
 from fhe_agg._validate import positive_finite
+from fhe_agg.hazmat.sampling import NOISE_TAIL, tail_mass
 
 __all__ = [
+    "MAX_NOISE_DRAWS",
+    "Adjacency",
     "DpPolicy",
     "PrivacyAccountant",
     "achieved_noise_multiplier",
     "holder_coefficient_sigma",
     "per_holder_slot_sigma",
+    "truncation_delta",
 ]
+
+#: Most Gaussian coordinates one release samples: every decrypting holder's coefficients plus
+#: the central noise (2**50 int64 draws are 8 PiB). :class:`~fhe_agg.DecryptionSession` refuses
+#: a release beyond it, so :func:`truncation_delta` bounds every release.
+MAX_NOISE_DRAWS = 2**50
 
 
 def _delta(value: object) -> float:
@@ -44,6 +56,29 @@ def _delta(value: object) -> float:
     if not 0.0 < float(value) < 1.0:
         raise ValueError(f"delta: must lie in (0, 1), got {value}")
     return float(value)
+
+
+class Adjacency(enum.Enum):
+    """Which datasets count as neighbours: it fixes the L2 sensitivity of the released sum.
+
+    Participation and weights are public (the manifest lists every client and its weight), so
+    neighbouring rounds have the same clients and weights and differ in one client's vector:
+
+    * ``ZERO_OUT``: one client's update is replaced by zeros (Kairouz et al., "Practical and
+      Private (Deep) Learning without Sampling or Shuffling", ICML'21, §2). The weighted sum
+      moves by at most ``max_weight * clip``.
+    * ``REPLACE_ONE``: one client's update is replaced by any other of norm at most ``clip``;
+      the sum moves by at most ``2 * max_weight * clip`` (triangle inequality), so the same
+      ``noise_multiplier`` means twice the noise.
+    """
+
+    ZERO_OUT = "zero-out"
+    REPLACE_ONE = "replace-one"
+
+    @property
+    def sensitivity_factor(self) -> float:
+        """The L2 sensitivity of the weighted sum in units of ``max_weight * clip``."""
+        return 2.0 if self is Adjacency.REPLACE_ONE else 1.0
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -56,7 +91,12 @@ class DpPolicy:
     assumed honest (1 tolerates all but one colluding). ``mode`` is ``"distributed"`` (the key
     holders add the noise inside their partial decryptions, so nobody sees the un-noised
     average) or ``"central"`` (whoever combines the partials adds it after decryption and must be
-    trusted with the exact average). Raises ``TypeError``/``ValueError`` naming the field.
+    trusted with the exact average). ``adjacency`` states the neighbouring relation the
+    ``(epsilon, delta)`` refers to (:class:`Adjacency`; zero-out by default). ``max_epsilon``
+    (``None``: no limit) is enforced by every key holder on its own persisted accountant and by
+    the combiner: a release that would push ``epsilon`` above it is refused with
+    :class:`~fhe_agg.PrivacyBudgetExceeded`. Raises ``TypeError``/``ValueError`` naming the
+    field.
     """
 
     clip: float
@@ -64,6 +104,8 @@ class DpPolicy:
     delta: float = 1e-5
     honest_holders: int = 1
     mode: str = "distributed"
+    adjacency: Adjacency = Adjacency.ZERO_OUT
+    max_epsilon: float | None = None
 
     def __post_init__(self) -> None:
         positive_finite(self.clip, "clip")
@@ -76,6 +118,13 @@ class DpPolicy:
             raise ValueError(f"honest_holders: must be at least 1, got {h}")
         if self.mode not in ("distributed", "central"):
             raise ValueError(f"mode: expected 'distributed' or 'central', got {self.mode!r}")
+        if not isinstance(self.adjacency, Adjacency):
+            raise TypeError(
+                f"adjacency: expected an Adjacency (e.g. Adjacency.REPLACE_ONE), got "
+                f"{type(self.adjacency).__name__}"
+            )
+        if self.max_epsilon is not None:
+            positive_finite(self.max_epsilon, "max_epsilon")
 
     @property
     def central(self) -> bool:
@@ -124,6 +173,27 @@ def achieved_noise_multiplier(
     return slot_noise_std(coefficient_sigma, n, honest_holders) / scale / sens
 
 
+def truncation_delta(epsilon: float, releases: int) -> float:
+    """``delta`` added by cutting the noise at ``NOISE_TAIL`` sigma, for ``releases`` releases
+    accounted at ``epsilon``: ``min(1, (1 + e**epsilon) * eta)``.
+
+    Each coordinate of the cut Gaussian is at total-variation distance
+    ``eta_1 = P(|Z| > NOISE_TAIL)`` (1.6e-44) from the uncut one; a release has at most
+    :data:`MAX_NOISE_DRAWS` independent coordinates, so ``releases`` of them are within
+    ``eta = releases * MAX_NOISE_DRAWS * eta_1`` of the uncut mechanism (a union bound over the
+    coordinates of product distributions). If the uncut composition is ``(epsilon, delta)``-DP,
+    then for neighbours ``P, Q``, their cut versions ``P', Q'`` and any event ``S``:
+    ``P'(S) <= P(S) + eta <= e**epsilon Q(S) + delta + eta <= e**epsilon Q'(S) + delta +
+    (1 + e**epsilon) eta``.
+    """
+    if releases < 0 or not epsilon >= 0.0:
+        raise ValueError("releases and epsilon: must be non-negative")
+    eta = releases * MAX_NOISE_DRAWS * tail_mass(NOISE_TAIL)
+    if epsilon > 700.0:  # e**epsilon overflows a float: no meaningful guarantee anyway
+        return 1.0 if releases else 0.0
+    return min(1.0, (1.0 + math.exp(epsilon)) * eta)
+
+
 def _epsilon(releases: Mapping[float, int], delta: float) -> float:
     if not releases:
         return 0.0
@@ -157,8 +227,27 @@ class PrivacyAccountant:
 
     @classmethod
     def for_policy(cls, policy: DpPolicy, *, max_epsilon: float | None = None) -> PrivacyAccountant:
-        """An accountant reporting at ``policy.delta``."""
-        return cls(delta=policy.delta, max_epsilon=max_epsilon)
+        """An accountant reporting at ``policy.delta``, limited to ``max_epsilon`` if given,
+        else to ``policy.max_epsilon``."""
+        limit = policy.max_epsilon if max_epsilon is None else max_epsilon
+        return cls(delta=policy.delta, max_epsilon=limit)
+
+    @classmethod
+    def restored(
+        cls,
+        noise_multipliers: Iterable[float],
+        *,
+        delta: float,
+        max_epsilon: float | None = None,
+    ) -> PrivacyAccountant:
+        """An accountant that has recorded one release per entry of ``noise_multipliers``
+        (read back from a store), which are not checked against ``max_epsilon``."""
+        accountant = cls(delta=delta, max_epsilon=max_epsilon)
+        for z in noise_multipliers:
+            z = positive_finite(z, "noise_multiplier")
+            accountant._releases[z] = accountant._releases.get(z, 0) + 1
+        accountant._epsilon = _epsilon(accountant._releases, accountant._delta)
+        return accountant
 
     @property
     def delta(self) -> float:
@@ -182,6 +271,18 @@ class PrivacyAccountant:
     def epsilon(self) -> float:
         """``epsilon`` of all recorded releases at :attr:`delta` (0 before the first)."""
         return self._epsilon
+
+    @property
+    def truncation_delta(self) -> float:
+        """What cutting the sampled noise at 14 sigma adds to :attr:`delta`
+        (:func:`truncation_delta`; about 1e-29 per release at small epsilon)."""
+        return truncation_delta(self._epsilon, self.rounds)
+
+    @property
+    def total_delta(self) -> float:
+        """The ``delta`` the releases as sampled meet at :attr:`epsilon`: :attr:`delta` plus
+        :attr:`truncation_delta`."""
+        return self._delta + self.truncation_delta
 
     def epsilon_after(self, noise_multiplier: float) -> float:
         """``epsilon`` if one more release with ``noise_multiplier`` were recorded (no change)."""

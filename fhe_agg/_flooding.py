@@ -35,7 +35,7 @@ Samplers. Noise this wide does not fit 64-bit floats: a holder draws
 :func:`fhe_agg.hazmat.sampling.flooding_step`). Shifted by ``x``, that is a shift of the coarse
 Gaussian by ``x_i / step`` or ``x_i / step + 1`` cells, so the KL is at most
 ``||x||_2 + step * sqrt(N)`` in place of ``||x||_2`` (:func:`flooding_security_bits` counts it).
-The Gaussian is cut at ``12 sigma`` (statistical distance ``< 2**-100`` per coefficient).
+The Gaussian is cut at ``14 sigma`` (statistical distance ``1.6e-44`` per coefficient).
 
 All sizes here are coefficient-domain integers unless a name says "slot".
 """

@@ -4,7 +4,8 @@ It is the single record a :class:`~fhe_agg.KeyHolder` consults: without a file i
 in-memory SQLite database, forgotten with the holder.
 
 It records the rounds and the ciphertexts (chunk digests) the holder partially decrypted, the
-decryption budget used, and the rounds the holder voted to abort. :meth:`HolderStore.record` commits a partial decryption durably *before*
+decryption budget used, the DP noise multiplier of each partial (the holder's own privacy
+accountant: the combiner is trusted with nothing), and the rounds the holder voted to abort. :meth:`HolderStore.record` commits a partial decryption durably *before*
 the holder returns it, so a holder that is killed and restarted still refuses a second partial of
 the same round or ciphertext and still counts the budget: a crash can lose a partial, never
 release one twice. :meth:`HolderStore.abort` likewise commits an abort vote before the vote
@@ -17,9 +18,10 @@ any process's memory, decides.
 
 from __future__ import annotations
 
+import math
 import os
 import sqlite3
-from collections.abc import Set
+from collections.abc import Callable, Set
 from pathlib import Path
 
 from fhe_agg._errors import (
@@ -32,11 +34,21 @@ from fhe_agg._errors import (
 from fhe_agg._keys import KeyShare
 from fhe_agg._sqlite import Mismatch, Store, guard, memory_store, open_store
 
-__all__ = ["HolderStore"]
+__all__ = ["MAX_ROUND_STEP", "HolderStore"]
+
+#: Default of the largest step of the round id a key holder accepts past its newest decrypted
+#: round (of round 0 before any): a million rounds, while a jump to ``2**63 - 2`` is refused.
+MAX_ROUND_STEP = 2**20
 
 _DIGEST = 32
 # added after the first release: created in older stores when they are opened
 _ABORTED = "CREATE TABLE IF NOT EXISTS aborted (round_id INTEGER PRIMARY KEY)"
+# the DP noise multiplier of each partial issued (a round decrypted before this table existed
+# has no row: the holder counts it at its configuration's multiplier)
+_RELEASES = (
+    "CREATE TABLE IF NOT EXISTS releases (round_id INTEGER PRIMARY KEY,"
+    " noise_multiplier REAL NOT NULL)"
+)
 _SCHEMA = (
     "CREATE TABLE state (id INTEGER PRIMARY KEY CHECK (id = 0), budget_used INTEGER NOT NULL)",
     "INSERT INTO state VALUES (0, 0)",
@@ -44,7 +56,11 @@ _SCHEMA = (
     " chunks INTEGER NOT NULL)",
     "CREATE TABLE chunks (digest BLOB PRIMARY KEY) WITHOUT ROWID",
     _ABORTED,
+    _RELEASES,
 )
+#: Called inside the committing transaction with the noise multipliers of the partials already
+#: issued (``None``: issued before the store recorded them); raises to refuse the partial.
+PrivacyCheck = Callable[[list[float | None]], None]
 _OTHER_HOLDER = "; give each holder its own store"
 _MISMATCH: Mismatch = {
     "holder_id": (ParameterMismatch, "key holder (holder_id)", _OTHER_HOLDER),
@@ -60,9 +76,15 @@ class HolderStore:
     ``None`` keeps it in memory."""
 
     def __init__(
-        self, path: str | os.PathLike[str] | None, *, holder_id: str, key_share: KeyShare
+        self,
+        path: str | os.PathLike[str] | None,
+        *,
+        holder_id: str,
+        key_share: KeyShare,
+        max_round_step: int | None = MAX_ROUND_STEP,
     ) -> None:
         self._holder_id = holder_id
+        self._max_step = max_round_step
         if path is None:
             self._db: Store = memory_store(_SCHEMA)
             self._where = ""
@@ -86,6 +108,7 @@ class HolderStore:
         with self._db.closed_on_error():
             with self._db.transaction() as conn:
                 conn.execute(_ABORTED)
+                conn.execute(_RELEASES)
             self._check()
 
     @property
@@ -117,6 +140,14 @@ class HolderStore:
         )
         if both:
             raise self._db.corrupt(f"round {both[0][0]} is logged decrypted and aborted")
+        for round_id, z in self._db.query("SELECT round_id, noise_multiplier FROM releases"):
+            if not isinstance(z, float) or not math.isfinite(z) or z <= 0.0:
+                raise self._db.corrupt(f"release row {round_id!r} has an invalid noise multiplier")
+        orphan = self._db.query(
+            "SELECT round_id FROM releases WHERE round_id NOT IN (SELECT round_id FROM rounds)"
+        )
+        if orphan:
+            raise self._db.corrupt(f"round {orphan[0][0]} has a release but no partial logged")
 
     def budget_used(self) -> int:
         """Ciphertexts partially decrypted under this key so far."""
@@ -125,6 +156,20 @@ class HolderStore:
         if not isinstance(used, int):
             raise self._db.corrupt("state row missing or invalid")
         return used
+
+    def releases(self) -> list[float | None]:
+        """The DP noise multiplier of every partial issued, by round (``None``: issued before
+        the store recorded them)."""
+        with guard(self._db.path):
+            return self._releases(self._db.conn)
+
+    @staticmethod
+    def _releases(conn: sqlite3.Connection) -> list[float | None]:
+        rows = conn.execute(
+            "SELECT r.round_id, x.noise_multiplier FROM rounds r"
+            " LEFT JOIN releases x ON x.round_id = r.round_id ORDER BY 1"
+        ).fetchall()
+        return [z if isinstance(z, float) else None for _, z in rows]
 
     def decrypted(self) -> tuple[int, ...]:
         """The rounds partially decrypted, in increasing order."""
@@ -152,7 +197,8 @@ class HolderStore:
         """Raise if the log refuses a partial of ``round_id``: :class:`RoundAborted` for a round
         voted aborted, :class:`AlreadyDecrypted` for a round (or, given ``chunk_ids``, a
         ciphertext) already decrypted, :class:`RoundMismatch` for a round older than one
-        decrypted, :class:`BudgetExhausted` if ``count`` more ciphertexts exceed ``budget``."""
+        decrypted or more than ``max_round_step`` ahead of it, :class:`BudgetExhausted` if
+        ``count`` more ciphertexts exceed ``budget``."""
         with guard(self._db.path):
             self._refuse(self._db.conn, round_id, chunk_ids, count, budget)
 
@@ -176,6 +222,14 @@ class HolderStore:
         if newest is not None and round_id < newest:
             raise RoundMismatch(
                 f"round {round_id} is older than round {newest}, already decrypted{where}"
+            )
+        base = 0 if newest is None else newest
+        if self._max_step is not None and round_id > base + self._max_step:
+            raise RoundMismatch(
+                f"round {round_id} jumps more than max_round_step={self._max_step} past round "
+                f"{base}{' (the newest decrypted)' if newest is not None else ''}{where}: "
+                "decrypting it would make every round before it unusable; number rounds in "
+                "sequence (or raise KeyHolder(max_round_step=...) deliberately)"
             )
         if chunk_ids is None:
             return
@@ -210,12 +264,20 @@ class HolderStore:
         chunk_ids: Set[bytes],
         count: int,
         budget: int | None,
+        noise_multiplier: float | None = None,
+        privacy: PrivacyCheck | None = None,
     ) -> None:
         """Commit one partial decryption of ``count`` ciphertexts (digests ``chunk_ids``), or
         raise what :meth:`check` raises and commit nothing (checked again inside the
-        transaction, so the log, not any process's memory, decides)."""
+        transaction, so the log, not any process's memory, decides). With ``noise_multiplier``
+        (a DP release) ``privacy`` first sees the multipliers of the partials already issued
+        and may refuse (e.g. :class:`~fhe_agg.PrivacyBudgetExceeded`), committing nothing."""
         with self._db.transaction() as conn:
             self._refuse(conn, round_id, chunk_ids, count, budget)
+            if privacy is not None:
+                privacy(self._releases(conn))
+            if noise_multiplier is not None:
+                conn.execute("INSERT INTO releases VALUES (?, ?)", (round_id, noise_multiplier))
             conn.execute("INSERT INTO rounds VALUES (?, ?, ?)", (round_id, aggregate_digest, count))
             conn.executemany("INSERT INTO chunks VALUES (?)", ((d,) for d in chunk_ids))
             conn.execute("UPDATE state SET budget_used = budget_used + ?", (count,))

@@ -23,6 +23,10 @@ A holder that has issued nothing for a round may vote to abort it (:meth:`KeyHol
 signed with its ML-DSA identity key): it then refuses that round for good
 (:class:`~fhe_agg.RoundAborted`), so ``holders - threshold + 1`` votes prove the round can never
 be decrypted (see :mod:`fhe_agg._abort`). Audited as ``round.abort_voted``.
+
+With DP each holder keeps its own privacy accountant in its decryption log and refuses a partial
+that would exceed ``config.dp.max_epsilon`` (:class:`~fhe_agg.PrivacyBudgetExceeded`): in
+distributed DP the combiner is trusted with nothing, so the limit cannot rest on it alone.
 """
 
 from __future__ import annotations
@@ -38,14 +42,16 @@ from numpy.typing import NDArray
 from fhe_agg._abort import AbortVote
 from fhe_agg._aggregate_check import verify_aggregate
 from fhe_agg._config import FederationConfig
+from fhe_agg._dp import PrivacyAccountant
 from fhe_agg._errors import (
     DecryptionRefused,
     FheAggError,
     ParameterMismatch,
+    PrivacyBudgetExceeded,
     ThresholdNotMet,
 )
 from fhe_agg._evidence import AggregateEvidence
-from fhe_agg._holder_store import HolderStore
+from fhe_agg._holder_store import MAX_ROUND_STEP, HolderStore
 from fhe_agg._keys import KeyShare, PublicKey
 from fhe_agg._messages import EncryptedAggregate, aggregate_digest, chunk_digests
 from fhe_agg._packing import Layout
@@ -53,6 +59,7 @@ from fhe_agg._partial import PartialDecryption
 from fhe_agg._random import RandomSource, default_random
 from fhe_agg._seal import backend_for
 from fhe_agg._signing import SigningKey, VerifyKey
+from fhe_agg._validate import holder_indices, positive_int
 from fhe_agg.hazmat.rlwe import mul_fixed_plus_noise
 from fhe_agg.hazmat.rns import U64
 from fhe_agg.hazmat.sampling import WideNoise, flooding_gaussian
@@ -77,6 +84,11 @@ class KeyHolder:
 
     ``signing_key`` is the holder's ML-DSA identity key (the one it signed the key ceremony
     with); it is needed only to sign abort votes (:meth:`vote_abort`).
+
+    ``max_round_step``: a round more than this many ahead of the newest round decrypted (of
+    round 0 for a fresh log) is refused (:class:`~fhe_agg.RoundMismatch`). Rounds older than
+    the newest decrypted one are refused for good, so without a bound one request for round
+    ``2**63 - 2`` would lock the holder out of every later normal round; ``None`` lifts it.
     """
 
     def __init__(
@@ -92,6 +104,7 @@ class KeyHolder:
         audit: AuditLog | None = None,
         store: str | os.PathLike[str] | None = None,
         signing_key: SigningKey | None = None,
+        max_round_step: int | None = MAX_ROUND_STEP,
     ) -> None:
         if not isinstance(key_share, KeyShare):
             raise TypeError(f"key_share: expected KeyShare, got {type(key_share).__name__}")
@@ -105,6 +118,8 @@ class KeyHolder:
             raise ValueError(
                 f"spot_check: expected None (check all chunks) or a positive int, got {spot_check!r}"
             )
+        if max_round_step is not None:
+            positive_int(max_round_step, "max_round_step")
         if signing_key is not None and not isinstance(signing_key, SigningKey):
             raise TypeError(f"signing_key: expected SigningKey, got {type(signing_key).__name__}")
         if audit is not None:
@@ -121,7 +136,9 @@ class KeyHolder:
         self._signing_key = signing_key
         self._rng = rng or default_random()
         self._backend = backend_for(config.preset)
-        self._log = HolderStore(store, holder_id=holder_id, key_share=key_share)
+        self._log = HolderStore(
+            store, holder_id=holder_id, key_share=key_share, max_round_step=max_round_step
+        )
 
     @property
     def holder_index(self) -> int:
@@ -223,6 +240,37 @@ class KeyHolder:
         return 1.0 - escape
 
     @property
+    def privacy_spent(self) -> float:
+        """``epsilon`` (at ``config.dp.delta``) of the DP partials this holder has issued under
+        its key, from its own log (0 without DP); see :meth:`partial_decrypt`."""
+        dp = self.config.dp
+        if dp is None:
+            return 0.0
+        return self._accountant(self._log.releases()).epsilon
+
+    def _accountant(self, issued: list[float | None]) -> PrivacyAccountant:
+        """This holder's accountant: every partial it issued is one Gaussian release at the
+        multiplier it was issued with (at this configuration's, if logged before that was
+        recorded), limited to ``config.dp.max_epsilon``."""
+        dp, z = self.config.dp, self.config.noise_multiplier
+        assert dp is not None and z is not None
+        return PrivacyAccountant.restored(
+            (z if x is None else x for x in issued), delta=dp.delta, max_epsilon=dp.max_epsilon
+        )
+
+    def _check_privacy(self, issued: list[float | None]) -> None:
+        """Refuse a partial whose release would push this holder's epsilon past max_epsilon."""
+        z = self.config.noise_multiplier
+        assert z is not None
+        try:
+            self._accountant(issued).check(z)
+        except PrivacyBudgetExceeded as exc:
+            raise PrivacyBudgetExceeded(
+                f"holder {self.holder_id!r}: {exc} (its own accountant: {len(issued)} partials "
+                "issued under this key); no partial was made"
+            ) from None
+
+    @property
     def budget_left(self) -> int | None:
         """Ciphertexts this holder may still partially decrypt under its key (None: no limit)."""
         budget = self.config.decryption_budget
@@ -244,9 +292,13 @@ class KeyHolder:
         from the CSPRNG. Refuses, with typed errors and no change of state, anything
         :meth:`verify` refuses, any ciphertext or round it already decrypted
         (:class:`AlreadyDecrypted`: one partial per ciphertext, ever), a request beyond the
-        key's decryption budget (:class:`BudgetExhausted`; rotate with a new key ceremony), and a
+        key's decryption budget (:class:`BudgetExhausted`; rotate with a new key ceremony), a
         ``decrypting_set`` of the wrong size (:class:`ThresholdNotMet`) or without this holder
-        (:class:`DecryptionRefused`).
+        (:class:`DecryptionRefused`), and, with DP, a partial whose release would push this
+        holder's own accountant past ``config.dp.max_epsilon``
+        (:class:`PrivacyBudgetExceeded`). Each DP partial counts as one release at
+        ``config.noise_multiplier`` in the holder's log, whether or not it is combined: every
+        decrypting set contains an honest holder, so its refusal alone blocks the release.
         """
         try:
             if self.config.holder_noise_sigma == 0.0:
@@ -268,7 +320,9 @@ class KeyHolder:
         decrypting_set: Sequence[int] | None,
     ) -> PartialDecryption:
         members = (
-            tuple(sorted(decrypting_set)) if decrypting_set is not None else (self.holder_index,)
+            tuple(sorted(holder_indices(decrypting_set, "decrypting_set")))
+            if decrypting_set is not None
+            else (self.holder_index,)
         )
         self._check_set(members)
         operand = self._share.decryption_operand(members)
@@ -278,6 +332,9 @@ class KeyHolder:
         count = len(aggregate.chunks)
         # cheap refusals from the log before the costly checks of the aggregate itself
         self._log.check(aggregate.round_id, chunk_ids, count=count, budget=budget)
+        dp_release = self.config.dp is not None
+        if dp_release:
+            self._check_privacy(self._log.releases())
         digest = aggregate_digest(aggregate, digests)
         sums = self._verify(aggregate, evidence, layout=layout, digest=digest)
         primes = self._backend.data_primes
@@ -294,6 +351,8 @@ class KeyHolder:
             chunk_ids=chunk_ids,
             count=count,
             budget=budget,
+            noise_multiplier=self.config.noise_multiplier if dp_release else None,
+            privacy=self._check_privacy if dp_release else None,
         )
         self._record(
             "partial.issued",

@@ -15,11 +15,11 @@ import numpy as np
 from fhe_agg._errors import MalformedMessage, ParameterMismatch
 from fhe_agg._flooding import KEY_ERROR_SIGMA
 from fhe_agg._params import CkksPreset
-from fhe_agg._random import RandomSource, default_random
+from fhe_agg._random import RandomSource, default_random, key_random
 from fhe_agg._seal import backend_for
 from fhe_agg.hazmat.rlwe import FixedOperand, public_key_share, to_ntt
 from fhe_agg.hazmat.rns import U64
-from fhe_agg.hazmat.sampling import expand_uniform, rounded_gaussian, ternary
+from fhe_agg.hazmat.sampling import KEY_ERROR_TAIL, expand_uniform, rounded_gaussian, ternary
 from fhe_agg.hazmat.seal_format import RawCiphertext, build_ciphertext, parse_ciphertext
 from fhe_agg.hazmat.shamir import lagrange_coefficients, scale_share
 
@@ -153,9 +153,17 @@ def common_polynomial(seed: bytes, n: int, primes: tuple[int, ...]) -> U64:
 
 
 def sample_secret(a: U64, n: int, primes: tuple[int, ...], rng: RandomSource) -> tuple[U64, U64]:
-    """A fresh ternary secret ``s`` (NTT form) and its public-key share ``-(a*s + e)``."""
-    secret = to_ntt(ternary(n, rng), n, primes)
-    error = to_ntt(rounded_gaussian(n, KEY_ERROR_SIGMA, rng), n, primes)
+    """A fresh ternary secret ``s`` (NTT form) and its public-key share ``-(a*s + e)``.
+
+    ``rng`` must not be a :class:`~fhe_agg.SeededRandom` outside tests (``ValueError``). The
+    sampled coefficients and the error are overwritten with zeros once used."""
+    rng = key_random(rng, "a CKKS secret key")
+    coefficients = ternary(n, rng)
+    secret = to_ntt(coefficients, n, primes)
+    coefficients.fill(0)
+    noise = rounded_gaussian(n, KEY_ERROR_SIGMA, rng, tail=KEY_ERROR_TAIL)
+    error = to_ntt(noise, n, primes)
+    noise.fill(0)
     share = public_key_share(a, FixedOperand.of(secret, primes), error, primes)
     error.fill(0)
     return secret, share

@@ -120,7 +120,8 @@ _COMPACT = CkksPreset(
     summary=(
         "The DP preset. N=8192, 60- and 40-bit data primes + 40-bit special prime (140 of 202 "
         "quantum-safe bits); ~200 bits per parameter on the wire. The smallest modulus that "
-        "holds 40-bit flooding from proven bounds; with DP the mechanism's noise dominates."
+        "holds 40-bit flooding from proven bounds; with DP the mechanism's noise dominates; "
+        "exact decryption (which gives away the key) only by explicit opt-in for one holder."
     ),
 )
 _PRECISE = CkksPreset(

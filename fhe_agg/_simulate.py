@@ -25,7 +25,7 @@ from fhe_agg._client import Client
 from fhe_agg._config import FederationConfig
 from fhe_agg._decryption import DecryptionSession
 from fhe_agg._deployment import Deployment
-from fhe_agg._dp import DpPolicy, PrivacyAccountant
+from fhe_agg._dp import Adjacency, DpPolicy, PrivacyAccountant
 from fhe_agg._errors import Rejected
 from fhe_agg._flooding import FloodingPolicy
 from fhe_agg._keyholder import KeyHolder
@@ -42,17 +42,18 @@ __all__ = ["SimulationSpec", "run_simulation"]
 Progress = Callable[[str, int], None]
 
 _UNFLOODED_WARNING = (
-    "a single key holder releasing exact decryptions (no noise flooding): whoever sees the "
-    "ciphertexts and the released mean can recover the key (Li-Micciancio); use --flooding or "
-    "more key holders for 40-bit flooding"
+    "--unsafe-exact: a single key holder releasing exact decryptions (no noise flooding): "
+    "whoever sees the ciphertexts and the released mean can recover the key (Li-Micciancio); "
+    "drop --unsafe-exact for 40-bit flooding"
 )
 
 
 @dataclass(frozen=True, kw_only=True)
 class SimulationSpec:
-    """What to simulate. ``preset="auto"`` picks ``dp`` with DP, ``precise`` when noise flooding
-    is on without DP, and ``compact`` for an unflooded single key holder. ``flooding=None``
-    floods unless a single holder runs without DP."""
+    """What to simulate. Decryptions are always noised (40-bit flooding, or DP noise with
+    ``flooding=False``) unless ``unsafe_exact`` opts a single key holder into exact, key-revealing
+    decryption. ``preset="auto"`` picks ``dp`` with DP, ``precise`` when flooding, and ``compact``
+    only under ``unsafe_exact``. ``adjacency`` is the DP neighbouring relation."""
 
     clients: int = 8
     holders: int = 1
@@ -64,6 +65,8 @@ class SimulationSpec:
     dp: bool = False
     clip: float = 1.0
     noise_multiplier: float = 1.0
+    adjacency: Adjacency = Adjacency.ZERO_OUT
+    unsafe_exact: bool = False
     seed: int | None = None
 
     def __post_init__(self) -> None:
@@ -72,12 +75,25 @@ class SimulationSpec:
                 raise ValueError(f"{name}: must be at least 1")
         if self.threshold > self.holders:
             raise ValueError("threshold: cannot exceed holders")
+        if self.unsafe_exact:
+            if self.dp or self.flooding:
+                raise ValueError("--unsafe-exact: exact decryption has no --dp and no --flooding")
+            if self.holders > 1:
+                raise ValueError(
+                    f"--unsafe-exact: only for a single key holder, not {self.holders}; an "
+                    "unflooded partial decryption reveals the holder's key share"
+                )
+        elif self.flooding is False and not self.dp:
+            raise ValueError(
+                "--no-flooding: without --dp every decryption would be exact and give away the "
+                "key (Li-Micciancio); keep flooding, or pass --unsafe-exact (single key holder)"
+            )
 
     @property
     def floods(self) -> bool:
         if self.flooding is not None:
             return self.flooding
-        return self.dp or self.holders > 1
+        return not self.unsafe_exact
 
     @property
     def preset_name(self) -> str:
@@ -109,7 +125,11 @@ def _peak_rss_mb() -> float:
 def _configure(
     spec: SimulationSpec, weights: list[float], min_clients: int | None = None
 ) -> FederationConfig:
-    dp = DpPolicy(clip=spec.clip, noise_multiplier=spec.noise_multiplier) if spec.dp else None
+    dp = None
+    if spec.dp:
+        dp = DpPolicy(
+            clip=spec.clip, noise_multiplier=spec.noise_multiplier, adjacency=spec.adjacency
+        )
     return FederationConfig(
         preset=get_preset(spec.preset_name),
         min_clients=min(3, spec.clients) if min_clients is None else min_clients,
@@ -120,6 +140,7 @@ def _configure(
         threshold=spec.threshold,
         flooding=FloodingPolicy() if spec.floods else None,
         dp=dp,
+        unsafe_exact_decryption=spec.unsafe_exact,
     )
 
 
@@ -134,7 +155,7 @@ def _federation(
     audit = None
     if deployment is None:
         config = _configure(spec, weights)
-        public_key, shares = local_key_ceremony(config, rng)
+        public_key, shares = local_key_ceremony(config)  # keys: OS CSPRNG, never the seed
         signing = {f"client-{i:03d}": SigningKey.generate() for i in range(spec.clients)}
         fixed = {cid: key.verify_key for cid, key in signing.items()}
         holder_ids = [f"holder-{s.holder_index}" for s in shares]
@@ -145,7 +166,7 @@ def _federation(
         if audit_path is not None:
             audit = _open_audit(deployment, audit_path)
         public_key, shares = local_key_ceremony(
-            config, rng, identities=deployment.holders, consortium=r.consortium, epoch=r.key_epoch
+            config, identities=deployment.holders, consortium=r.consortium, epoch=r.key_epoch
         )
         if audit is not None:
             audit.record(
@@ -248,7 +269,11 @@ def run_simulation(
         total_weight = result.pop("accepted_weight")
         result["epsilon"] = round(fed.accountant.epsilon, 4)
         result["delta"] = fed.accountant.delta
+        result["delta_truncation"] = fed.accountant.truncation_delta  # the 14-sigma noise cut
         result["noise_multiplier"] = round(config.noise_multiplier or 0.0, 4)
+        assert config.dp is not None
+        result["dp_adjacency"] = config.dp.adjacency.value
+        result["dp_sensitivity"] = config.dp_sensitivity
         result["noise_std_expected"] = config.released_noise_std / total_weight
         result["noise_std_measured"] = float(np.std(np.concatenate(deviations)))
     if config.flooding_security_bits == 0:
@@ -286,7 +311,7 @@ def _run_round(
         for client, weight in zip(fed.clients, fed.weights, strict=True):
             t0 = time.perf_counter()
             prepared, _ = client.prepare(data_rng.uniform(-1.0, 1.0, spec.params), clip=clip)
-            chunks = client.encrypt_chunks(prepared * weight, round_id=round_id)
+            chunks = client.encrypt_chunks(prepared, round_id=round_id, weight=weight)
             t1 = time.perf_counter()
             update = client.sign_update(chunks, layout=fed.layout, round_id=round_id, weight=weight)
             wire = update.to_bytes()

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 
-__all__ = ["MAX_INT64", "positive_finite", "positive_int", "round_number"]
+import numpy as np
+
+__all__ = ["MAX_INT64", "holder_indices", "positive_finite", "positive_int", "round_number"]
 
 #: Largest round number, epoch or version: each is stored as a signed 64-bit integer.
 MAX_INT64 = 2**63 - 1
@@ -35,3 +38,19 @@ def positive_finite(value: object, name: str) -> float:
     if not (math.isfinite(number) and number > 0):
         raise ValueError(f"{name}: must be positive and finite, got {value}")
     return number
+
+
+def holder_indices(value: object, name: str) -> tuple[int, ...]:
+    """``value`` as a tuple of holder indices: an iterable (not a string or bytes) of integers,
+    not bools or floats (``(1.0, 2.0)`` and ``(True, 2)`` would compare equal to ``(1, 2)``
+    further on and reach the Lagrange arithmetic); ``TypeError`` naming ``name`` otherwise.
+    Values and size are checked by the caller."""
+    if isinstance(value, str | bytes) or not isinstance(value, Iterable):
+        raise TypeError(f"{name}: expected a sequence of holder indices (int)")
+    items = tuple(value)
+    for item in items:
+        if isinstance(item, bool | np.bool_) or not isinstance(item, int | np.integer):
+            raise TypeError(
+                f"{name}: holder indices must be int, got {type(item).__name__} {item!r}"
+            )
+    return tuple(int(item) for item in items)

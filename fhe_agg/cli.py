@@ -78,12 +78,19 @@ def main() -> None:
     "--preset",
     default="auto",
     show_default=True,
-    help="CKKS preset: precise, dp (= compact) or auto (dp with --dp, precise when flooding).",
+    help="CKKS preset: precise, dp (= compact) or auto (dp with --dp, else precise; compact "
+    "only with --unsafe-exact).",
 )
 @click.option(
     "--flooding/--no-flooding",
     default=None,
-    help="40-bit noise flooding of decryptions [default: on, except a single holder without DP].",
+    help="40-bit noise flooding of decryptions [default: on; --no-flooding needs --dp].",
+)
+@click.option(
+    "--unsafe-exact",
+    is_flag=True,
+    help="UNSAFE: exact decryption by a single key holder, no noise; one release with its "
+    "ciphertext reveals the key (Li-Micciancio).",
 )
 @click.option(
     "--dp/--no-dp", default=False, show_default=True, help="Differentially private release."
@@ -93,7 +100,17 @@ def main() -> None:
     "--noise-multiplier", default=1.0, show_default=True, help="DP: Gaussian noise multiplier z."
 )
 @click.option(
-    "--seed", type=int, default=None, help="Seed for reproducible keys and data (testing only)."
+    "--adjacency",
+    type=click.Choice(["zero-out", "replace-one"]),
+    default="zero-out",
+    show_default=True,
+    help="DP neighbours: one update zeroed (sensitivity max_weight*clip) or replaced (twice).",
+)
+@click.option(
+    "--seed",
+    type=int,
+    default=None,
+    help="Seed for reproducible data and noise (keys always come from the OS CSPRNG).",
 )
 @click.option(
     "--roster",
@@ -131,9 +148,11 @@ def simulate(
     rounds: int,
     preset: str,
     flooding: bool | None,
+    unsafe_exact: bool,
     dp: bool,
     clip: float,
     noise_multiplier: float,
+    adjacency: str,
     seed: int | None,
     roster_path: Path | None,
     admin_pub: Path | None,
@@ -147,6 +166,7 @@ def simulate(
     With --roster, every party uses its identity from the key directory and the roster's
     preset, min_clients and threshold; revoked clients' updates are refused and logged.
     """
+    from fhe_agg._dp import Adjacency
     from fhe_agg._simulate import SimulationSpec, run_simulation
 
     deployment = None
@@ -165,9 +185,11 @@ def simulate(
         rounds=rounds,
         preset=preset,
         flooding=flooding,
+        unsafe_exact=unsafe_exact,
         dp=dp,
         clip=clip,
         noise_multiplier=noise_multiplier,
+        adjacency=Adjacency(adjacency),
         seed=seed,
     )
     show_progress = not as_json and sys.stderr.isatty()

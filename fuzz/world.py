@@ -52,13 +52,24 @@ from fhe_agg.identity import (
     write_identity,
 )
 
+# the world's keys are fixed test keys: allow SeededRandom for them (fhe_agg refuses it elsewhere)
+os.environ["FHE_AGG_TEST_ONLY_SEEDED_KEYS"] = "1"
+
 #: Passphrase of the encrypted key file in the corpus (a test value, not a secret).
 PASSPHRASE = b"correct horse battery staple"
 HOLDERS = ("kh-1", "kh-2", "kh-3")
 CLIENTS = ("alpha", "bravo", "charlie")
 DECRYPTING_SET = (1, 3)
+#: The world's ceremony (its id binds the sealed shares, as the HPKE info's purpose).
+SPEC = CeremonySpec(
+    consortium="fuzz-net", epoch=1, preset=PRESETS["precise"], holders=HOLDERS, threshold=2
+)
 SEAL_INFO = SealInfo(
-    consortium="fuzz-net", epoch=1, sender="kh-1", recipient="kh-2", purpose="key-share"
+    consortium="fuzz-net",
+    epoch=1,
+    sender="kh-1",
+    recipient="kh-2",
+    purpose=f"key-share/{SPEC.ceremony_id.hex()}",
 )
 
 
@@ -105,9 +116,7 @@ def federation() -> Federation:
         for h in HOLDERS
     }
     directory = {h: HolderIdentity(signing[h].verify_key, sealing[h].public_key) for h in HOLDERS}
-    spec = CeremonySpec(
-        consortium="fuzz-net", epoch=1, preset=config.preset, holders=HOLDERS, threshold=2
-    )
+    spec = SPEC
     members = [
         CeremonyMember(
             spec=spec,
@@ -123,8 +132,9 @@ def federation() -> Federation:
     messages += [m.reveal_seed(messages[-3:]) for m in members]
     messages += [m.key_commitment(messages[-3:]) for m in members]
     messages += [m.reveal_public_share(messages[-3:]) for m in members]
-    reveals = messages[-3:]
-    dealt = [d for m in members for d in m.deal(reveals)]
+    messages += [m.confirm(messages[-3:]) for m in members]
+    confirmations = messages[-3:]
+    dealt = [d for m in members for d in m.deal(confirmations)]
     messages += dealt
     results = [m.finish([d for d in dealt if d.recipient == m.index]) for m in members]
     public_key = results[0][0]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -20,6 +21,9 @@ from fhe_agg import (
     SigningKey,
     generate_single_key,
 )
+
+# Tests make keys from SeededRandom for reproducibility; fhe_agg refuses that anywhere else.
+os.environ["FHE_AGG_TEST_ONLY_SEEDED_KEYS"] = "1"
 
 PARAMS = 20_000  # three chunks at N = 8192: exercises chunking and padding
 CLIENT_IDS = ("alpha", "bravo", "charlie", "delta")

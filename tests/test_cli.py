@@ -39,7 +39,8 @@ def test_simulate_json_is_one_clean_object() -> None:
 @pytest.mark.slow
 def test_acceptance_eight_clients_one_million_parameters() -> None:
     out = _simulate(
-        "--clients", "8", "--holders", "1", "--threshold", "1", "--params", "1000000", "--no-dp"
+        *("--clients", "8", "--holders", "1", "--threshold", "1", "--params", "1000000"),
+        *("--no-dp", "--unsafe-exact"),
     )
     assert out["max_abs_error"] <= 1e-6
     # compact: 60 + 40-bit data primes (200.0) + one 8.65 MB proof per 128 chunks (69.2)
@@ -75,13 +76,27 @@ def test_acceptance_distributed_dp_three_rounds() -> None:
     assert out["flooding_security_bits"] >= 40
 
 
-def test_a_single_unflooded_holder_is_warned_about() -> None:
-    result = CliRunner().invoke(main, ["simulate", "--clients", "3", "--params", "2000"])
+def test_plain_simulate_floods_and_exact_decryption_needs_unsafe_exact() -> None:
+    plain = CliRunner().invoke(main, ["simulate", "--clients", "3", "--params", "2000"])
+    assert plain.exit_code == 0 and "warning:" not in plain.stderr
+    out = _simulate("--clients", "3", "--params", "2000")  # what a new user runs: one holder
+    assert out["preset"] == "precise" and out["flooding_security_bits"] >= 40
+    assert out["decryption_budget_left"] == 2**16 - 1 and "warnings" not in out
+    result = CliRunner().invoke(
+        main, ["simulate", "--clients", "3", "--params", "2000", "--unsafe-exact"]
+    )
     assert result.exit_code == 0
-    assert "warning:" in result.stderr and "Li-Micciancio" in result.stderr
-    flooded = _simulate("--clients", "3", "--params", "2000", "--flooding")
-    assert flooded["preset"] == "precise" and flooded["flooding_security_bits"] >= 40
-    assert "warnings" not in flooded
+    assert "warning: --unsafe-exact" in result.stderr and "Li-Micciancio" in result.stderr
+    exact = _simulate("--clients", "3", "--params", "2000", "--unsafe-exact")
+    assert exact["preset"] == "compact" and exact["flooding_security_bits"] == 0
+    for args, fragment in (
+        (["--no-flooding"], "--unsafe-exact"),  # no noise at all needs the opt-in
+        (["--unsafe-exact", "--holders", "3", "--threshold", "2"], "single key holder"),
+        (["--unsafe-exact", "--dp"], "no --dp"),
+    ):
+        refused = CliRunner().invoke(main, ["simulate", "--params", "2000", *args])
+        assert refused.exit_code == 2, refused.output
+        assert refused.stderr.startswith("error: ") and fragment in refused.stderr
 
 
 def test_errors_are_one_line_with_nonzero_exit() -> None:

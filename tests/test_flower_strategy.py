@@ -309,6 +309,20 @@ def test_the_constructor_refuses_what_would_fail_every_round() -> None:
         SecureAggregation(FedAvg(), config=too_many)
 
 
+def test_the_strategy_and_its_nodes_never_run_unflooded() -> None:
+    from fhe_agg import MalformedMessage, UnsupportedParameters
+    from fhe_agg.flower._records import decode_config, encode_config
+
+    default = SecureAggregation(FedAvg(), config=FederationConfig())
+    assert default.config.flooding is not None and default.config.flooding_security_bits >= 40
+    exact = FederationConfig(flooding=None, unsafe_exact_decryption=True)
+    with pytest.raises(UnsupportedParameters, match="unsafe_exact_decryption"):
+        SecureAggregation(FedAvg(), config=exact)
+    # a node sent an unflooded 1-of-1 federation by a lying server refuses it
+    with pytest.raises(MalformedMessage, match="unsafe_exact_decryption=True"):
+        decode_config(encode_config(exact, clip=None))
+
+
 def test_a_federation_may_have_more_nodes_than_clients_per_round() -> None:
     grid = LocalGrid(new_run_id(), app=APP, nodes=NODES)
     config = FederationConfig(

@@ -115,3 +115,35 @@ def test_no_dp_reports_null_epsilon_and_default_plot_in_out_dir(
     plot = tmp_path / "hospital_federation.png"
     assert Path(result["plot"]) == plot
     assert plot.read_bytes()[:8] == PNG_MAGIC
+
+
+def test_record_dp_variant_reports_patient_level_epsilon(tmp_path: Path) -> None:
+    pytest.importorskip("opacus")
+    plot = tmp_path / "record.png"
+    result, _ = run_example(
+        "--rounds",
+        "3",
+        "--no-dp",
+        "--record-dp",
+        "--target-epsilon",
+        "3",
+        "--plot",
+        str(plot),
+        cwd=tmp_path,
+    )
+    assert set(result["variants"]) == {"plaintext", "encrypted", "encrypted+record-DP"}
+    run = result["variants"]["encrypted+record-DP"]
+    eps = run["record_epsilon"]
+    assert len(eps) == 3 and 0 < eps[0] < eps[1] < eps[2] == result["record_epsilon"] <= 3.0
+    assert result["record_epsilon"] > 2.9  # calibrated to the target, not far below it
+    assert run["epsilon"] == [None] * 3  # no client-level guarantee from the sites' noise
+    assert result["epsilon"] is None  # and the key holders' noise was not used
+    assert result["record_delta"] == 1e-5
+    assert result["record_honest_sites"] == 3
+    assert result["record_site_noise_multiplier"] == pytest.approx(
+        result["record_noise_multiplier"] / math.sqrt(3), rel=1e-3
+    )
+    assert result["record_own_noise_epsilon"] > result["record_epsilon"]
+    assert result["record_dp_accuracy"] == run["accuracy"][-1] > 0.85
+    assert all(len(holders) == 3 for holders in run["decrypting_set"])
+    assert plot.read_bytes()[:8] == PNG_MAGIC

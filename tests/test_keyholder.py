@@ -194,8 +194,8 @@ def test_secrets_never_appear_in_reprs(holder, keypair, signing_keys) -> None:
 def test_weights_whose_naive_sum_rounds_differently_still_decrypt(
     make_aggregator, clients, vectors, holder, layout
 ) -> None:
-    weights = (0.1, 0.2, 0.3)
-    assert sum(weights) != 0.6  # 0.6000000000000001: aggregator and holder must use one sum
+    weights = (1.1, 1.2, 1.3)  # at least min_weight = 1 sample each
+    assert sum(weights) != 3.6  # 3.5999999999999996: aggregator and holder must use one sum
     agg = make_aggregator()
     for cid, w in zip(IDS, weights, strict=True):
         agg.add(clients[cid].encrypt_update(vectors[cid], round_id=1, weight=w))

@@ -14,6 +14,7 @@ EXPECTED = {
     "DecryptionFailed",
     "DecryptionSession",
     "DpPolicy",
+    "Adjacency",
     "PrivacyAccountant",
     "FloodingPolicy",
     "PRESETS",

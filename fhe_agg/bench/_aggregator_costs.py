@@ -21,7 +21,7 @@ import numpy as np
 from fhe_agg._client import Client
 from fhe_agg._packing import Layout
 from fhe_agg.bench._harness import Figure, Target, figure, size_label
-from fhe_agg.bench._ingest_child import federation
+from fhe_agg.bench._ingest_child import federation, public_key_for
 from fhe_agg.bench._proc import write_message
 
 __all__ = ["ingest_figures"]
@@ -59,7 +59,9 @@ def _child(mode: str, params: int, clients: int, messages: Any) -> dict[str, Any
 
 
 def _fhe_messages(params: int, clients: int) -> Any:
-    config, public_key, keys = federation(clients, _SEED)
+    config, keys = federation(clients, _SEED)
+    public_key = public_key_for(config)
+    yield public_key.blob  # the child reads the key first
     layout = Layout.for_vector(params)
     senders = [
         Client(client_id=cid, signing_key=key, config=config, public_key=public_key)

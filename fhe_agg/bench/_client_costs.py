@@ -44,6 +44,7 @@ def _client(preset_name: str) -> Client:
         max_weight=100.0,
         value_bound=4.0,
         flooding=None,
+        unsafe_exact_decryption=True,
     )
     public_key, _ = generate_single_key(config.preset)
     return Client(client_id="bench", signing_key=_SIGNING_KEY, config=config, public_key=public_key)

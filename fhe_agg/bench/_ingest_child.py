@@ -22,26 +22,32 @@ from fhe_agg._config import FederationConfig
 from fhe_agg._ingest import IngestQueue
 from fhe_agg._keys import PublicKey, generate_single_key
 from fhe_agg._packing import Layout
-from fhe_agg._random import SeededRandom
 from fhe_agg._signing import SigningKey
 from fhe_agg.bench._proc import peak_rss_mb, read_messages
 
 __all__ = ["federation", "main"]
 
 
-def federation(
-    clients: int, seed: int
-) -> tuple[FederationConfig, PublicKey, dict[str, SigningKey]]:
-    """The same federation on both sides of the pipe (default precise preset, 1-of-1)."""
+#: Bound of the first message on the pipe: the joint public key (a few MiB at most).
+_MAX_KEY_BYTES = 64 << 20
+
+
+def federation(clients: int, seed: int) -> tuple[FederationConfig, dict[str, SigningKey]]:
+    """The same federation on both sides of the pipe (default precise preset, 1-of-1); the
+    parent makes the public key (from the OS CSPRNG) and sends it first."""
     config = FederationConfig(
         min_clients=min(3, clients), max_clients=max(clients, 3), max_weight=100.0, value_bound=1.0
     )
-    public_key, _ = generate_single_key(config.preset, rng=SeededRandom(seed))
     keys = {
         f"client-{i:03d}": SigningKey.from_seed(hashlib.sha256(f"{seed}/{i}".encode()).digest())
         for i in range(clients)
     }
-    return config, public_key, keys
+    return config, keys
+
+
+def public_key_for(config: FederationConfig) -> PublicKey:
+    """A fresh 1-of-1 public key for the benchmark (its secret is dropped)."""
+    return generate_single_key(config.preset)[0]
 
 
 class _TimedAggregator(Aggregator):
@@ -58,7 +64,8 @@ class _TimedAggregator(Aggregator):
 
 
 def _run_fhe(params: int, clients: int, seed: int, stream: BinaryIO) -> dict[str, Any]:
-    config, public_key, keys = federation(clients, seed)
+    config, keys = federation(clients, seed)
+    public_key = PublicKey.from_bytes(config.preset, next(read_messages(stream, _MAX_KEY_BYTES)))
     roster = {cid: key.verify_key for cid, key in keys.items()}
     layout = Layout.for_vector(params)
     with _TimedAggregator(

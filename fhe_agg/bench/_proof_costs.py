@@ -15,7 +15,6 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from fhe_agg._config import FederationConfig
 from fhe_agg._keys import generate_single_key
 from fhe_agg._packing import chunk
 from fhe_agg._params import PRESETS
@@ -28,6 +27,9 @@ from fhe_agg.hazmat.zkproof import PROOF_BATCH, ProofStatement, prove, verify
 
 __all__ = ["proof_figures"]
 
+#: Any scale the presets hold does: encoding and proof costs do not depend on it.
+_SCALE = 2.0**30
+
 
 class _Update:
     """One client's data-level encryption of ``vector`` and its proofs, step by step."""
@@ -35,7 +37,7 @@ class _Update:
     def __init__(self, preset_name: str, vector: NDArray[np.float64]) -> None:
         preset = PRESETS[preset_name]
         self.backend = backend_for(preset)
-        self.scale = FederationConfig(preset=preset, max_clients=64, flooding=None).scale
+        self.scale = _SCALE
         public_key, _ = generate_single_key(preset)
         self.pk0, self.a = public_key_data_level(public_key)
         self.parts = chunk(vector, self.backend.n)

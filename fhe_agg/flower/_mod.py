@@ -11,6 +11,7 @@ from numpy.typing import NDArray
 
 from fhe_agg._abort import AbortCertificate, max_certificate_bytes
 from fhe_agg._client import Client
+from fhe_agg._config import FederationConfig
 from fhe_agg._errors import (
     FheAggError,
     InvalidWeight,
@@ -75,10 +76,10 @@ def secure_update_mod(message: Message, context: Context, call_next: ClientAppCa
         trained, trained_layout = arrays_to_vector(_single_arrays(reply.content, "train reply"))
         if trained_layout.digest != layout.digest:
             raise LayoutMismatch("the trained model's layout differs from the received one")
-        weight = _weight(reply.content, weight_key, state.client.config.max_weight)
+        weight = _weight(reply.content, weight_key, state.client.config)
         client = state.client
         delta, _ = client.prepare(trained - start, clip=state.clip)
-        chunks = client.encrypt_chunks(delta * weight, round_id=round_id)
+        chunks = client.encrypt_chunks(delta, round_id=round_id, weight=weight)
         update = client.sign_update(chunks, layout=layout, round_id=round_id, weight=weight)
     except Exception as exc:  # any failure must end in a refusal, never in plaintext
         return refuse(message, exc)
@@ -106,12 +107,13 @@ def _accept_aborts(client: Client, round_record: ConfigRecord) -> None:
         client.accept_abort(AbortCertificate.from_bytes(item, config=config))
 
 
-def _weight(content: RecordDict, key: str, max_weight: float) -> float:
+def _weight(content: RecordDict, key: str, config: FederationConfig) -> float:
     for metrics in content.metric_records.values():
         value = metrics.get(key)
         if isinstance(value, int | float) and not isinstance(value, bool):
             weight = float(value)
-            if not (math.isfinite(weight) and 0 < weight <= max_weight):
-                raise InvalidWeight(f"{key}: {weight} outside (0, {max_weight}]")
+            low, high = config.min_weight, config.max_weight
+            if not (math.isfinite(weight) and low <= weight <= high):
+                raise InvalidWeight(f"{key}: {weight} outside [{low}, {high}] (min_weight)")
             return weight
     raise MalformedMessage(f"train reply: no metric {key!r} to weight the update with")

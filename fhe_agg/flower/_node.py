@@ -27,7 +27,7 @@ from flwr.app import ConfigRecord, ConfigRecordValues, Context, Error, Message, 
 from flwr.clientapp import ClientApp
 from flwr.common.constant import ErrorCode
 
-from fhe_agg._ceremony import CeremonyMember, CeremonyMessage, CeremonySpec
+from fhe_agg._ceremony import CEREMONY_STEPS, CeremonyMember, CeremonyMessage, CeremonySpec
 from fhe_agg._client import Client
 from fhe_agg._config import FederationConfig
 from fhe_agg._errors import CeremonyError, FheAggError, MalformedMessage, ParameterMismatch
@@ -185,7 +185,7 @@ def _ceremony(message: Message, context: Context) -> Message:
         state.spec, state.ceremony_key, state.key_share = new_spec, None, None
         return _reply(message, {"messages": _outs(state.member, 0, [])})
     member, spec = state.member, state.spec
-    if member is None or spec is None or not 1 <= step <= 5:
+    if member is None or spec is None or not 1 <= step < len(CEREMONY_STEPS):
         raise CeremonyError(f"ceremony step {step!r} is out of order")
     blobs = rec.decode_blobs(
         record_bytes(record, "messages"),
@@ -194,7 +194,7 @@ def _ceremony(message: Message, context: Context) -> Message:
         max_item=rec.CEREMONY_BLOB_BYTES,
     )
     incoming = [CeremonyMessage.from_bytes(b) for b in blobs]
-    if step < 5:
+    if step < len(CEREMONY_STEPS) - 1:
         return _reply(message, {"messages": _outs(member, step, incoming)})
     public_key, share = member.finish(incoming)
     state.member, state.ceremony_key, state.key_share = None, public_key, share
@@ -205,7 +205,7 @@ def _ceremony(message: Message, context: Context) -> Message:
 
 
 def _outs(member: CeremonyMember, step: int, incoming: list[CeremonyMessage]) -> bytes:
-    """Ceremony step ``step`` (0..4) on ``incoming``: the messages to relay, encoded."""
+    """Ceremony step ``step`` (0..5) on ``incoming``: the messages to relay, encoded."""
     if step == 0:
         out = [member.seed_commitment()]
     elif step == 1:
@@ -214,6 +214,8 @@ def _outs(member: CeremonyMember, step: int, incoming: list[CeremonyMessage]) ->
         out = [member.key_commitment(incoming)]
     elif step == 3:
         out = [member.reveal_public_share(incoming)]
+    elif step == 4:
+        out = [member.confirm(incoming)]
     else:
         out = member.deal(incoming)
     return rec.encode_blobs("relay", [m.to_bytes() for m in out])

@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from fhe_agg._ceremony import _MAX_MESSAGE as CEREMONY_MESSAGE_BYTES
 from fhe_agg._ceremony import CeremonySpec, HolderIdentity
 from fhe_agg._config import FederationConfig
-from fhe_agg._dp import DpPolicy
+from fhe_agg._dp import Adjacency, DpPolicy
 from fhe_agg._errors import MalformedMessage, UnsupportedParameters
 from fhe_agg._flooding import FloodingPolicy
 from fhe_agg._keys import PublicKey
@@ -58,6 +58,7 @@ def encode_config(config: FederationConfig, *, clip: float | None) -> bytes:
             "min_clients": config.min_clients,
             "max_clients": config.max_clients,
             "max_weight": float(config.max_weight),
+            "min_weight": float(config.min_weight),
             "value_bound": float(config.value_bound),
             "holders": config.holders,
             "threshold": config.threshold,
@@ -70,6 +71,8 @@ def encode_config(config: FederationConfig, *, clip: float | None) -> bytes:
                 float(dp.delta),
                 dp.honest_holders,
                 dp.mode,
+                dp.adjacency.value,
+                dp.max_epsilon,
             ],
             "clip": None if clip is None else float(clip),
         },
@@ -87,6 +90,7 @@ def decode_config(data: bytes) -> tuple[FederationConfig, float | None]:
         "min_clients",
         "max_clients",
         "max_weight",
+        "min_weight",
         "value_bound",
         "holders",
         "threshold",
@@ -104,7 +108,7 @@ def decode_config(data: bytes) -> tuple[FederationConfig, float | None]:
             )
         dp = None
         if dp_raw is not None:
-            keys = ("clip", "z", "delta", "honest", "mode")
+            keys = ("clip", "z", "delta", "honest", "mode", "adjacency", "max_epsilon")
             g = Fields("federation.dp", dict(zip(keys, dp_raw, strict=True)))
             dp = DpPolicy(
                 clip=g.number("clip"),
@@ -112,12 +116,15 @@ def decode_config(data: bytes) -> tuple[FederationConfig, float | None]:
                 delta=g.number("delta"),
                 honest_holders=g.integer("honest", 1, 2**20),
                 mode=g.text("mode", max_len=16),
+                adjacency=Adjacency(g.text("adjacency", max_len=16)),
+                max_epsilon=None if g.body["max_epsilon"] is None else g.number("max_epsilon"),
             )
         config = FederationConfig(
             preset=get_preset(f.text("preset", max_len=32)),
             min_clients=f.integer("min_clients", 1, 2**20),
             max_clients=f.integer("max_clients", 1, 2**20),
             max_weight=f.number("max_weight"),
+            min_weight=f.number("min_weight"),
             value_bound=f.number("value_bound"),
             holders=f.integer("holders", 1, 2**20),
             threshold=f.integer("threshold", 1, 2**20),

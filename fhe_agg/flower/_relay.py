@@ -216,7 +216,7 @@ def _ceremony(
     directory: Mapping[str, HolderIdentity],
     holders: tuple[int, ...],
 ) -> tuple[PublicKey, dict[str, bytes]]:
-    """Relay the six ceremony steps; return the joint key and each holder's endorsement."""
+    """Relay the seven ceremony steps; return the joint key and each holder's endorsement."""
     spec_bytes = rec.encode_spec(spec, directory)
     requests: dict[int, dict[str, ConfigRecordValues]] = {
         node: {"step": 0, "spec": spec_bytes} for node in holders

@@ -41,7 +41,13 @@ from numpy.typing import NDArray
 from fhe_agg._aggregator import Aggregator
 from fhe_agg._config import FederationConfig
 from fhe_agg._dp import PrivacyAccountant
-from fhe_agg._errors import FheAggError, MalformedMessage, NotInRoster, ThresholdNotMet
+from fhe_agg._errors import (
+    FheAggError,
+    MalformedMessage,
+    NotInRoster,
+    ThresholdNotMet,
+    UnsupportedParameters,
+)
 from fhe_agg._messages import EncryptedUpdate
 from fhe_agg._packing import Layout, unflatten
 from fhe_agg._validate import positive_finite
@@ -98,6 +104,12 @@ class SecureAggregation(Strategy):
             raise TypeError(f"strategy: expected a flwr Strategy, got {type(strategy).__name__}")
         if not isinstance(config, FederationConfig):
             raise TypeError(f"config: expected FederationConfig, got {type(config).__name__}")
+        if config.unsafe_exact_decryption:
+            raise UnsupportedParameters(
+                "config: unsafe_exact_decryption releases exact decryptions, which give away "
+                "the key (Li-Micciancio); key-holder nodes only ever issue flooded partials, so "
+                "keep the default FloodingPolicy()"
+            )
         if config.holders > MAX_HOLDERS:
             raise ValueError(
                 f"config: {config.holders} key holders, a relayed ceremony takes at most "

@@ -30,7 +30,7 @@ from fhe_agg._flooding import KEY_ERROR_SIGMA
 from fhe_agg._random import RandomSource
 from fhe_agg.hazmat.rlwe import FixedOperand, add_polys, mul_fixed, to_ntt_batch
 from fhe_agg.hazmat.rns import U64
-from fhe_agg.hazmat.sampling import rounded_gaussian, ternary
+from fhe_agg.hazmat.sampling import KEY_ERROR_TAIL, rounded_gaussian, ternary
 from fhe_agg.hazmat.seal_format import (
     _COUNT,
     _HEADER,
@@ -120,8 +120,8 @@ def encrypt_with_witness(
             f"{plain_ntt.shape}, {pk0_ntt.shape}, {a_ntt.shape}"
         )
     u = ternary(n, rng)
-    e0 = rounded_gaussian(n, ENCRYPTION_ERROR_SIGMA, rng)
-    e1 = rounded_gaussian(n, ENCRYPTION_ERROR_SIGMA, rng)
+    e0 = rounded_gaussian(n, ENCRYPTION_ERROR_SIGMA, rng, tail=KEY_ERROR_TAIL)
+    e1 = rounded_gaussian(n, ENCRYPTION_ERROR_SIGMA, rng, tail=KEY_ERROR_TAIL)
     u_ntt, e0_ntt, e1_ntt = to_ntt_batch(np.stack([u, e0, e1]), n, primes)
     c0 = add_polys(mul_fixed(u_ntt, fixed_operand(pk0_ntt, primes), primes), e0_ntt, primes)
     c0 = add_polys(c0, plain_ntt, primes)

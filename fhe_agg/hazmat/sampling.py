@@ -1,12 +1,22 @@
 """Samplers for RLWE secrets, errors, flooding and DP noise, driven by a :class:`RandomSource`.
 
 * ternary secrets, uniform in {-1, 0, 1} (HE standard, ternary row);
-* rounded Gaussians: Box-Muller on 53-bit uniforms from the CSPRNG, rounded to the nearest
-  integer and cut at ``tail`` standard deviations (SEAL cuts key noise at 6 sigma);
-* flooding noise too wide for int64 (:func:`flooding_gaussian`): a coarse rounded Gaussian times a
-  power-of-two ``step`` plus a uniform offset within the step, its radius drawn at 2**-106
-  resolution so it can reach its 12-sigma cut;
+* rounded Gaussians: Box-Muller on uniforms from the CSPRNG, rounded to the nearest integer and
+  cut at ``tail`` standard deviations: :data:`NOISE_TAIL` (14) for flooding and DP noise, 6 for
+  RLWE key errors (as SEAL);
+* flooding noise wider than ``2**45`` (:func:`flooding_gaussian`): a coarse rounded Gaussian times
+  a power-of-two ``step`` plus a uniform offset within the step (int64 cannot hold it);
 * uniform residues mod q by rejection, and a SHAKE-256 expansion for the common polynomial.
+
+The cut of DP noise is part of the privacy accounting. A draw beyond ``tail`` is redrawn, so
+each coordinate follows the Gaussian conditioned on ``|Z| <= tail``, at total-variation
+distance ``P(|Z| > tail) = erfc(tail / sqrt 2)`` (:func:`tail_mass`) from the untruncated one;
+:mod:`fhe_agg._dp` adds what that costs to ``delta``. At 6 sigma that was 2.0e-9 per
+coordinate, ``P(Z in [6 - 1/z, 6])`` per release for one honest holder (3.2e-5 at z = 0.5),
+more than a typical ``delta``; at 14 it is 1.6e-44. Box-Muller's radius
+``sqrt(-2 ln u1)`` only reaches 14 sigma if ``u1`` can be as small as ``e**-98``: a 53-bit
+uniform stops at 8.6 sigma, so ``u1`` is refined to 159 bits below ``2**-53``
+(:data:`MAX_RADIUS` = 14.85 sigma).
 """
 
 from __future__ import annotations
@@ -24,22 +34,37 @@ from fhe_agg.hazmat.rns import U64
 
 __all__ = [
     "EXACT_SIGMA_BITS",
-    "FLOODING_TAIL",
+    "KEY_ERROR_TAIL",
+    "MAX_RADIUS",
+    "NOISE_TAIL",
     "WideNoise",
     "expand_uniform",
     "flooding_gaussian",
     "flooding_step",
     "rounded_gaussian",
+    "tail_mass",
     "ternary",
     "uniform_mod",
 ]
 
-#: A Gaussian of standard deviation up to ``2**EXACT_SIGMA_BITS`` is drawn directly: ``12 sigma``
-#: stays below ``2**49``, where a float64 still resolves fractions of an integer.
+#: A Gaussian of standard deviation up to ``2**EXACT_SIGMA_BITS`` is drawn directly: its
+#: :data:`MAX_RADIUS` tail stays below ``2**49``, where a float64 resolves fractions of an integer.
 EXACT_SIGMA_BITS = 45
 
-#: Flooding noise is cut at this many standard deviations (``P[|Z| > 12] < 2**-107``).
-FLOODING_TAIL = 12.0
+#: Flooding and DP noise is cut (redrawn) beyond this many standard deviations.
+NOISE_TAIL = 14.0
+#: RLWE key errors are cut at 6 standard deviations, as SEAL's sampler does.
+KEY_ERROR_TAIL = 6.0
+_RADIUS_BITS = 159  # u1 > 0 on a 2**-159 grid below 2**-53 (three 53-bit words)
+#: The largest ``|z|`` the sampler can produce: ``sqrt(2 * 159 * ln 2)``, about 14.85.
+MAX_RADIUS = math.sqrt(2.0 * _RADIUS_BITS * math.log(2.0))
+_WORD = 2.0**-53
+
+
+def tail_mass(tail: float) -> float:
+    """``P(|Z| > tail)`` for a standard normal ``Z``: the chance one draw is redrawn, and the
+    total-variation distance of the cut Gaussian from the uncut one."""
+    return math.erfc(tail / math.sqrt(2.0))
 
 
 def ternary(n: int, rng: RandomSource) -> NDArray[np.int64]:
@@ -52,26 +77,49 @@ def ternary(n: int, rng: RandomSource) -> NDArray[np.int64]:
     return out[:n]
 
 
+def _words(n: int, rng: RandomSource) -> NDArray[np.uint64]:
+    return np.frombuffer(rng.bytes(8 * n), dtype=np.uint64) >> np.uint64(11)
+
+
 def _uniform01(n: int, rng: RandomSource) -> NDArray[np.float64]:
     """``n`` floats uniform in (0, 1] with 53 random bits each."""
-    words = np.frombuffer(rng.bytes(8 * n), dtype=np.uint64) >> np.uint64(11)
-    return (words.astype(np.float64) + 1.0) * 2.0**-53
+    return (_words(n, rng).astype(np.float64) + 1.0) * _WORD
+
+
+def _radius_uniform(n: int, rng: RandomSource) -> NDArray[np.float64]:
+    """``n`` floats in (0, 1]: ``ceil(U * 2**53) / 2**53`` for a uniform ``U``, refined to a
+    ``2**-159`` grid where that would be the smallest value ``2**-53`` (probability ``2**-53``
+    per draw, two more words then), so ``sqrt(-2 ln u)`` reaches :data:`MAX_RADIUS`."""
+    words = _words(n, rng)
+    out = (words.astype(np.float64) + 1.0) * _WORD
+    low = np.flatnonzero(words == 0)
+    if low.size:
+        w1 = _words(low.size, rng).astype(np.float64)
+        w2 = _words(low.size, rng).astype(np.float64)
+        out[low] = ((w2 + 1.0) * _WORD + w1) * _WORD * _WORD
+    return out
 
 
 def rounded_gaussian(
-    n: int, sigma: float, rng: RandomSource, *, tail: float = 6.0
+    n: int, sigma: float, rng: RandomSource, *, tail: float = NOISE_TAIL
 ) -> NDArray[np.int64]:
     """``n`` integers from a centred Gaussian of standard deviation ``sigma``, rounded, cut at
-    ``tail * sigma`` (values beyond are redrawn)."""
+    ``tail * sigma`` (values beyond are redrawn; ``tail`` at most :data:`MAX_RADIUS`).
+
+    The default :data:`NOISE_TAIL` is what the DP accounting assumes (:func:`tail_mass`);
+    RLWE key errors pass :data:`KEY_ERROR_TAIL`."""
     if not sigma > 0:
         raise ValueError(f"sigma: must be positive, got {sigma}")
+    if not 0 < tail <= MAX_RADIUS:
+        raise ValueError(f"tail: must lie in (0, {MAX_RADIUS:.2f}] standard deviations")
     if sigma * tail >= 2.0**62:
         raise ValueError(f"sigma: {sigma} too large for 64-bit noise")
     out = np.empty(0, dtype=np.int64)
     while out.size < n:
         m = n - out.size
         half = (m + 1) // 2
-        u1, u2 = _uniform01(half, rng), _uniform01(half, rng)
+        u1 = _radius_uniform(half, rng)
+        u2 = _uniform01(half, rng)
         radius = np.sqrt(-2.0 * np.log(u1))
         z = np.concatenate([radius * np.cos(2 * np.pi * u2), radius * np.sin(2 * np.pi * u2)])[:m]
         z = z[np.abs(z) <= tail]
@@ -103,34 +151,16 @@ class WideNoise:
         return f"WideNoise(shape={self.high.shape}, step={self.step})"
 
 
-def _fine_radius(n: int, rng: RandomSource) -> NDArray[np.float64]:
-    """Box–Muller radii ``sqrt(-2 ln u)`` with ``u`` uniform on (0, 1] at resolution 2**-106
-    (two 53-bit words), so radii reach 12.1 rather than the 8.6 of a 53-bit ``u``."""
-    hi = np.frombuffer(rng.bytes(8 * n), dtype=np.uint64) >> np.uint64(11)
-    lo = np.frombuffer(rng.bytes(8 * n), dtype=np.uint64) >> np.uint64(11)
-    u = hi.astype(np.float64) * 2.0**-53 + (lo.astype(np.float64) + 1.0) * 2.0**-106
-    radius: NDArray[np.float64] = np.sqrt(-2.0 * np.log(u))
-    return radius
-
-
 def flooding_gaussian(n: int, sigma: float, rng: RandomSource) -> WideNoise:
     """``n`` draws of ``step * round(sigma / step * z) + v``, ``z`` standard normal cut at
-    :data:`FLOODING_TAIL`, ``v`` uniform on ``[-step/2, step/2)``, ``step = flooding_step(sigma)``.
+    :data:`NOISE_TAIL`, ``v`` uniform on ``[-step/2, step/2)``, ``step = flooding_step(sigma)``.
 
     For ``step = 1`` this is a rounded Gaussian of standard deviation ``sigma``. Shifting it by an
     integer ``x`` moves the coarse Gaussian by ``floor`` or ``ceil`` of ``x / step`` cells, so its
     KL divergence is at most that of a shift by ``|x| + step`` (:mod:`fhe_agg._flooding`).
     """
     step = flooding_step(sigma)
-    coarse = sigma / step
-    high = np.empty(0, dtype=np.int64)
-    while high.size < n:
-        m = n - high.size
-        half = (m + 1) // 2
-        radius, angle = _fine_radius(half, rng), 2 * np.pi * _uniform01(half, rng)
-        z = np.concatenate([radius * np.cos(angle), radius * np.sin(angle)])[:m]
-        z = z[np.abs(z) <= FLOODING_TAIL]
-        high = np.concatenate([high, np.rint(z * coarse).astype(np.int64)])
+    high = rounded_gaussian(n, sigma / step, rng)
     if step == 1:
         return WideNoise(high, np.zeros(n, dtype=np.int64), 1)
     words = np.frombuffer(rng.bytes(8 * n), dtype=np.uint64) & np.uint64(step - 1)

@@ -16,7 +16,8 @@ coefficients ``lambda_j = prod_{k in T, k != j} k / (k - j) mod q_i``; a key hol
 Invertibility: every point ``j`` and every difference ``k - j`` must be a unit mod every prime,
 which holds when all points are distinct and below ``min(primes)`` (threshold-ckks.md §4.5).
 
-Nothing here erases, seals or authenticates shares; that is the caller's job.
+:func:`share_polynomial` overwrites its random coefficients with zeros before returning; it does
+not erase, seal or authenticate the shares it returns: that is the caller's job.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from fhe_agg._random import RandomSource
+from fhe_agg._random import RandomSource, key_random
 from fhe_agg.hazmat.rns import U64, add_mod, mul_shoup, shoup_quotient
 from fhe_agg.hazmat.sampling import uniform_mod
 
@@ -100,6 +101,7 @@ def share_polynomial(
     if n >= min(primes):
         raise ValueError(f"holders: must be below the smallest prime ({min(primes)}), got {n}")
 
+    rng = key_random(rng, "Shamir coefficients of a key share")
     width = poly.shape[1]
     # coefficients[k - 1][i] is r_k mod primes[i]
     coefficients = [[uniform_mod(width, q, rng) for q in primes] for _ in range(t - 1)]
@@ -111,9 +113,16 @@ def share_polynomial(
             # Horner in Y: ((r_{t-1} * j + r_{t-2}) * j + ... + r_1) * j + s
             acc = np.zeros(width, dtype=np.uint64)
             for k in range(t - 1, 0, -1):
-                acc = mul_shoup(add_mod(acc, coefficients[k - 1][i], q), w, w_quot, q)
+                step = add_mod(acc, coefficients[k - 1][i], q)
+                acc.fill(0)
+                acc = mul_shoup(step, w, w_quot, q)
+                step.fill(0)
             share[i] = add_mod(acc, poly[i], q)
+            acc.fill(0)
         shares[j] = share
+    for row in coefficients:  # erase S's random coefficients (numpy buffers, in place)
+        for r in row:
+            r.fill(0)
     return shares
 
 

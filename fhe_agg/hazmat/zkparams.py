@@ -57,7 +57,7 @@ WIDTH_RESTART_BITS = 6
 
 _TERNARY_VARIANCE = 2.0 / 3.0
 _ERROR_SIGMA = 3.2  # fhe_agg.hazmat.encrypt.ENCRYPTION_ERROR_SIGMA (a test checks they agree)
-_ERROR_TAIL = 6.0
+_ERROR_TAIL = 6.0  # fhe_agg.hazmat.sampling.KEY_ERROR_TAIL (a test checks they agree)
 
 
 def error_variance(sigma: float = _ERROR_SIGMA, tail: float = _ERROR_TAIL) -> float:
@@ -111,6 +111,17 @@ class ProofParameters:
     def extraction(self) -> ExtractionBounds:
         """The difference of two accepting responses of one row [BDLN16, §4]: ``2 * beta``."""
         return ExtractionBounds(u_l2=2.0 * self.beta_u, e1_l2=2.0 * self.beta_e)
+
+    @property
+    def slack_bits(self) -> tuple[float, float]:
+        """log2 of the extraction bounds over an honest witness's typical norms,
+        ``||u|| = sqrt(2n/3)`` and ``||e1|| = sqrt(n Var e1)``: what the flooding pays for
+        proving instead of trusting."""
+        bounds = self.extraction
+        return (
+            math.log2(bounds.u_l2 / math.sqrt(self.n * _TERNARY_VARIANCE)),
+            math.log2(bounds.e1_l2 / math.sqrt(self.n * error_variance())),
+        )
 
 
 def rows_for(soundness_bits: int = SOUNDNESS_BITS, query_bits: int = QUERY_BITS) -> int:

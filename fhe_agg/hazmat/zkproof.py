@@ -37,7 +37,7 @@ from fhe_agg.hazmat.encrypt import ChunkWitness, fixed_operand
 from fhe_agg.hazmat.packed_format import _pack_rows, _unpack_rows
 from fhe_agg.hazmat.rlwe import add_polys, mul_fixed, to_ntt_batch
 from fhe_agg.hazmat.rns import U64, csub, mul_shoup, shoup_quotient, sub_mod
-from fhe_agg.hazmat.sampling import rounded_gaussian
+from fhe_agg.hazmat.sampling import MAX_RADIUS, rounded_gaussian
 from fhe_agg.hazmat.zkparams import (
     PROOF_BATCH,
     ExtractionBounds,
@@ -64,7 +64,7 @@ _SEED = 32
 _MAX_ATTEMPTS = 200
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, eq=False)
 class ProofStatement:
     """What a proof is about: ``context`` (the transcript binding, built by the caller), the
     data-level ``a`` in NTT form (``(L, N)``), the data primes and the ring degree."""
@@ -140,7 +140,9 @@ def _combine_mod(w: NDArray[np.float64], c1: U64, primes: tuple[int, ...]) -> U6
         acc = np.zeros((rows, n), dtype=np.uint64)
         for limb in reversed(range(limbs)):
             part = (residues >> np.uint64(width * limb)) & np.uint64((1 << width) - 1)
-            product = np.mod((w @ part.astype(np.float64)).astype(np.uint64), np.uint64(q))
+            product = (w @ part.astype(np.float64)).astype(np.uint64)
+            if chunks << width >= q:  # a 60-bit prime's limb sums stay below q
+                product = np.mod(product, np.uint64(q))
             if limb < limbs - 1:
                 acc = mul_shoup(acc, shift, quot, q)
             acc = csub(acc + product, q)
@@ -190,16 +192,24 @@ def prove(
     u = np.stack([w.u for w in witnesses]).astype(np.int64)
     e1 = np.stack([w.e1 for w in witnesses]).astype(np.int64)
     prefix = _prefix(statement, c1, p.rows)
-    for _ in range(_MAX_ATTEMPTS):
-        y_u = rounded_gaussian(p.rows * p.n, p.sigma_u, rng, tail=40.0).reshape(p.rows, p.n)
-        y_e = rounded_gaussian(p.rows * p.n, p.sigma_e, rng, tail=40.0).reshape(p.rows, p.n)
-        seed = _seed(prefix, _commit(y_u, y_e, statement))
-        w = challenge_matrix(seed, p.rows, chunks)
-        shift_u, shift_e = _small_product(w, u), _small_product(w, e1)
-        z_u, z_e = y_u + shift_u, y_e + shift_e
-        if _accept(p, z_u, shift_u, z_e, shift_e, rng) and _fits(p, z_u, z_e):
-            return _encode(p, seed, z_u, z_e)
-    raise RuntimeError("prove: rejection sampling did not accept (parameters too tight?)")
+    try:
+        for _ in range(_MAX_ATTEMPTS):
+            y_u = rounded_gaussian(p.rows * p.n, p.sigma_u, rng, tail=MAX_RADIUS).reshape(
+                p.rows, p.n
+            )
+            y_e = rounded_gaussian(p.rows * p.n, p.sigma_e, rng, tail=MAX_RADIUS).reshape(
+                p.rows, p.n
+            )
+            seed = _seed(prefix, _commit(y_u, y_e, statement))
+            w = challenge_matrix(seed, p.rows, chunks)
+            shift_u, shift_e = _small_product(w, u), _small_product(w, e1)
+            z_u, z_e = y_u + shift_u, y_e + shift_e
+            if _accept(p, z_u, shift_u, z_e, shift_e, rng) and _fits(p, z_u, z_e):
+                return _encode(p, seed, z_u, z_e)
+    finally:
+        u.fill(0)  # the stacked copies of the witnesses
+        e1.fill(0)
+    raise RuntimeError("prove: rejection sampling did not accept (a witness too long?)")
 
 
 def _accept(

@@ -32,7 +32,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, mlkem, x25519
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from fhe_agg._errors import MalformedMessage, MessageTooLarge, Rejected
-from fhe_agg._random import RandomSource
+from fhe_agg._random import RandomSource, key_random
 from fhe_agg.identity._suites import Suite, WrongSuite
 
 __all__ = [
@@ -231,8 +231,11 @@ class SealingPrivateKey:
 
     @classmethod
     def generate(cls, suite: Suite, *, random: RandomSource | None = None) -> SealingPrivateKey:
-        """A fresh key; its seeds come from ``random`` (default: the OS CSPRNG)."""
+        """A fresh key; its seeds come from ``random`` (default: the OS CSPRNG; a
+        :class:`~fhe_agg.SeededRandom` only in tests, else ``ValueError``)."""
         suite = Suite.parse(suite)
+        if random is not None:
+            random = key_random(random, "an HPKE sealing key")
         p = _PROFILES[suite]
         if p is _XWING:
             seed = (

@@ -36,7 +36,7 @@ from cryptography.exceptions import InvalidSignature as _PycaInvalidSignature
 from cryptography.hazmat.primitives.asymmetric import ed25519, mldsa
 
 from fhe_agg._errors import InvalidSignature, MalformedMessage
-from fhe_agg._random import RandomSource
+from fhe_agg._random import RandomSource, key_random
 from fhe_agg._signing import ML_DSA_65_PUBLIC_KEY_BYTES, ML_DSA_65_SIGNATURE_BYTES
 from fhe_agg.identity._suite_signers import (
     _MLDSA_PRIVATE,
@@ -190,6 +190,8 @@ class SuiteSigningKey:
         come from pqcrypto's own RNG, so ``random`` is refused (``ValueError``) for that suite.
         """
         suite = Suite.parse(suite)
+        if random is not None:
+            random = key_random(random, "a signing key")
         if suite is Suite.SLH_DSA:
             if random is not None:
                 raise ValueError("random: pqcrypto's SLH-DSA key generation takes no seed")

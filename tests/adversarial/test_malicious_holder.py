@@ -29,9 +29,7 @@ from fhe_agg import (
     DecryptionSession,
     FheAggError,
     InvalidSignature,
-    KeyHolder,
     MalformedMessage,
-    ParameterMismatch,
     SeededRandom,
     run_ceremony,
 )
@@ -75,7 +73,8 @@ def _to_reveals(members: list[CeremonyMember]) -> list[CeremonyMessage]:
 
 def _deal(members: list[CeremonyMember]) -> list[CeremonyMessage]:
     reveals = _to_reveals(members)
-    return [msg for m in members for msg in m.deal(reveals)]
+    confirmations = [m.confirm(reveals) for m in members]
+    return [msg for m in members for msg in m.deal(confirmations)]
 
 
 def _signed_by(holders: Holders, message: CeremonyMessage, **changes: object) -> CeremonyMessage:
@@ -115,7 +114,7 @@ def test_a_rogue_public_key_share_chosen_after_the_others_is_refused(
     assert np.array_equal(total, wanted)  # accepted, the joint key would be the attacker's
     for i, member in enumerate(members[:4], start=1):
         assert_refused(
-            lambda m=member: m.deal([*reveals[:4], rogue]),
+            lambda m=member: m.confirm([*reveals[:4], rogue]),
             CeremonyError,
             state=state_of(members=members[:4]),
             trail=trail,
@@ -123,7 +122,7 @@ def test_a_rogue_public_key_share_chosen_after_the_others_is_refused(
             event="ceremony.rejected",
             match="holder 5's public-key share does not match its commitment",
         )
-    members[0].deal(reveals)  # the honest reveal still goes through
+    members[0].confirm(reveals)  # the honest reveal still goes through
     assert members[0].steps_done == 5
 
 
@@ -145,14 +144,16 @@ def test_no_member_reveals_before_every_holder_committed(
     )
 
 
-def test_an_equivocating_holder_splits_the_key_and_no_holder_can_load_it(
-    identities: Holders,
+def test_an_equivocating_holder_is_named_before_any_share_is_dealt(
+    identities: Holders, trail: AuditTrail
 ) -> None:
-    """Holder 5 shows holders 1-2 one face (seed, key share, dealt shares) and holders 3-4
-    another. Every check of the ceremony passes, but the halves derive different public keys,
-    and a holder refuses a share that does not belong to the key the federation publishes."""
+    """Holder 5 shows holders 1-2 one face (seed, key share) and holders 3-4 another. Every
+    check up to the joint key passes, and the halves derive different public keys; but before
+    any share is dealt the holders exchange signed confirmations of H(transcript, public key):
+    the digests differ, and holder 5's two signed commitments of one phase prove who lied."""
     spec = _spec(identities, 83)
-    honest = ceremony_members(identities, spec)[:4]
+    logs = {i: trail.log(f"member-{i}") for i in range(1, 5)}
+    honest = ceremony_members(identities, spec, logs)[:4]
     h5 = identities.ids[4]
     faces = [
         CeremonyMember(
@@ -168,27 +169,23 @@ def test_an_equivocating_holder_splits_the_key_and_no_holder_can_load_it(
     sees = {1: 0, 2: 0, 3: 1, 4: 1}  # which face each honest holder is shown
     commits = [m.seed_commitment() for m in honest]
     views = [[*commits, face.seed_commitment()] for face in faces]
-    for step in ("reveal_seed", "key_commitment", "reveal_public_share"):
+    for step in ("reveal_seed", "key_commitment", "reveal_public_share", "confirm"):
         sent = [getattr(m, step)(views[sees[m.index]]) for m in honest]
         views = [[*sent, getattr(face, step)(views[k])] for k, face in enumerate(faces)]
-    dealt = [msg for m in honest for msg in m.deal(views[sees[m.index]])]
-    dealt_by_face = [face.deal(views[k]) for k, face in enumerate(faces)]
-    keys = {
-        m.index: m.finish(
-            [d for d in (*dealt, *dealt_by_face[sees[m.index]]) if d.recipient == m.index]
+    keys = [m._public_key for m in honest]
+    assert keys[0] is not None and keys[2] is not None
+    assert keys[0].fingerprint != keys[2].fingerprint  # without the check: a split federation
+    for member in honest:
+        assert_refused(
+            lambda m=member: m.deal(views[sees[m.index]]),
+            CeremonyError,
+            state=state_of(members=honest),
+            trail=trail,
+            actor=f"member-{member.index}",
+            event="ceremony.rejected",
+            match=rf"holder 5 \({h5!r}\) equivocated: it signed two different seed-commit",
         )
-        for m in honest
-    }
-    published = keys[1][0]
-    assert published.fingerprint == keys[2][0].fingerprint != keys[3][0].fingerprint
-    with pytest.raises(ParameterMismatch, match="another public key"):
-        KeyHolder(
-            holder_id="holder-3",
-            config=config_for("compact"),
-            public_key=published,
-            key_share=keys[3][1],
-            roster={},
-        )
+    assert all(m.steps_done == 5 for m in honest)  # no share left any honest holder
 
 
 def _ceremony_with_a_wrong_share(
@@ -303,7 +300,7 @@ def test_tampered_misdirected_or_replayed_shares_are_refused(
         except AssertionError as exc:
             raise AssertionError(f"{name}: {exc}") from exc
     public_key, share = members[0].finish(inbox)  # the honest shares still work
-    assert share.public_key_fingerprint == public_key.fingerprint and members[0].steps_done == 6
+    assert share.public_key_fingerprint == public_key.fingerprint and members[0].steps_done == 7
 
 
 def test_a_garbage_partial_fails_the_release_and_spends_no_privacy(noisy: Consortium) -> None:

@@ -30,7 +30,7 @@ from fhe_agg import (
     ThresholdNotMet,
 )
 
-from .conftest import WEIGHTS, Consortium, assert_refused, partial, state_of
+from .conftest import CLIENTS, WEIGHTS, Consortium, assert_refused, partial, state_of
 
 ROUND = 50
 
@@ -122,7 +122,10 @@ def test_a_valid_certificate_opens_exactly_its_round(plain: Consortium) -> None:
     client.encrypt_update(plain.data["ana"], round_id=ROUND + 1, weight=WEIGHTS["ana"])  # retry
     with pytest.raises(RoundNotClosed, match=f"round {ROUND + 1}"):
         client.encrypt_update(plain.data["ana"], round_id=ROUND + 2, weight=WEIGHTS["ana"])
-    # another update, or the same one with another weight, is a different vector
+    # the same update at another weight is the same vector: still refused
+    with pytest.raises(RoundNotClosed, match=f"round {ROUND + 1}"):
+        client.encrypt_update(plain.data["ana"], round_id=ROUND + 2, weight=2 * WEIGHTS["ana"])
+    # another update is a different vector
     client.encrypt_update(plain.data["ana"] * 0.5, round_id=ROUND + 2, weight=WEIGHTS["ana"])
 
 
@@ -209,3 +212,62 @@ def test_a_holder_without_its_identity_key_cannot_vote(plain: Consortium) -> Non
     with pytest.raises(ValueError, match="signing_key"):
         holder.vote_abort(ROUND)
     assert holder.aborted_rounds == ()
+
+
+def _stateful(fed: Consortium, cid: str, state: Path) -> Client:
+    return Client(
+        client_id=cid,
+        signing_key=fed.signing[cid],
+        config=fed.config,
+        public_key=fed.public_key,
+        holder_keys=fed.holder_keys,
+        state=state,
+    )
+
+
+def test_a_reweighted_resend_is_refused_and_the_refusal_survives_a_restart(
+    plain: Consortium, tmp_path: Path
+) -> None:
+    """The attack: round 60 of {ana, ben, cy} stalls after holder 1's partial; round 61 has ana
+    and ben send their same vectors at double weight, then the holder that never voted completes
+    round 60, and ``2 * mean60 * W60 - mean61 * W61`` is cy's update. The clients' memory covers
+    the unweighted vector, in a file, so the re-weighted re-send is refused, after a restart too."""
+    holders = plain.key_holders()
+    clients = {c: _stateful(plain, c, tmp_path / f"client-{c}.sqlite") for c in CLIENTS}
+    agg = plain.aggregator(60)
+    for cid in ("ana", "ben", "cy"):
+        update = clients[cid].encrypt_update(plain.data[cid], round_id=60, weight=WEIGHTS[cid])
+        agg.add(update.to_bytes())
+    aggregate = agg.finalize()
+    partial(holders[1], aggregate, agg.evidence)  # then the round stalls
+    for cid in ("ana", "ben"):
+        with pytest.raises(RoundNotClosed, match="round 60"):
+            clients[cid].encrypt_update(plain.data[cid], round_id=61, weight=2 * WEIGHTS[cid])
+        with pytest.raises(RoundNotClosed, match="round 60"):  # any weight, pre-weighted path too
+            clients[cid].encrypt_chunks(plain.data[cid], round_id=61, weight=0.5)
+        clients[cid].close()
+        restarted = _stateful(plain, cid, tmp_path / f"client-{cid}.sqlite")
+        with pytest.raises(RoundNotClosed, match="round 60"):
+            restarted.encrypt_update(plain.data[cid], round_id=61, weight=2 * WEIGHTS[cid])
+        # a lost upload may still be re-encrypted for round 60 itself
+        restarted.encrypt_update(plain.data[cid], round_id=60, weight=WEIGHTS[cid])
+        restarted.close()
+    # a certificate accepted before a restart still opens round 60 after it
+    votes = tuple(holders[j].vote_abort(60) for j in (3, 4, 5))
+    ana = _stateful(plain, "ana", tmp_path / "client-ana.sqlite")
+    ana.accept_abort(AbortCertificate(60, votes))
+    ana.close()
+    again = _stateful(plain, "ana", tmp_path / "client-ana.sqlite")
+    again.encrypt_update(plain.data["ana"], round_id=61, weight=2 * WEIGHTS["ana"])
+    with pytest.raises(RoundNotClosed, match="round 61"):
+        again.encrypt_update(plain.data["ana"], round_id=62, weight=WEIGHTS["ana"])
+    again.close()
+
+
+def test_a_client_state_file_of_another_client_or_key_is_refused(
+    plain: Consortium, tmp_path: Path
+) -> None:
+    state = tmp_path / "client.sqlite"
+    _stateful(plain, "ana", state).close()
+    with pytest.raises(ParameterMismatch, match="client"):
+        _stateful(plain, "ben", state)

@@ -131,3 +131,29 @@ def test_two_writers_of_one_log_keep_one_chain(tmp_path: Path, members: dict[str
         holder.record("partial.issued", {"i": i})
     keys = {m: members[m].signing_key.verify_key for m in ("agg", "h1")}
     assert verify_log(path, keys) == 6
+
+
+def test_a_single_holder_roster_floods_by_default(
+    tmp_path: Path, cli: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``roster new`` with one key holder, then ``simulate --roster``: every release is flooded
+    (it used to be an exact, key-revealing decryption); exact needs ``--unsafe-exact``."""
+    monkeypatch.chdir(tmp_path)
+    made = [("admin", "admin"), ("h1", "holder")] + [(c, "client") for c in CLIENTS[:3]]
+    for member_id, role in made:
+        assert cli("keys", "new", "--role", role, "--id", member_id).exit_code == 0
+    members = [a for m, _ in made[1:] for a in ("--member", f"keys/{m}.pub.json")]
+    result = cli(
+        "roster", "new", "--admin", "keys/admin.key", "--consortium", "solo", *members,
+        "--min-clients", "3", "--threshold", "1", "--out", "roster.json",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    result = _simulate(cli, "--json")
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.stdout)
+    assert (out["holders"], out["threshold"]) == (1, 1)
+    assert out["flooding_security_bits"] >= 40 and "warnings" not in out
+    assert out["decryption_budget_left"] == 2**16 - 1
+    exact = _simulate(cli, "--unsafe-exact", "--json")
+    assert exact.exit_code == 0, exact.output
+    assert json.loads(exact.stdout)["flooding_security_bits"] == 0

@@ -67,7 +67,9 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Setup:
     """Ten clients' updates of round 1 as wire files, with distinct weights and values."""
     workdir = tmp_path_factory.mktemp("crash")
     args = dict(CONFIG_ARGS)
-    config = FederationConfig(preset=PRESETS[str(args.pop("preset"))], flooding=None, **args)
+    config = FederationConfig(
+        preset=PRESETS[str(args.pop("preset"))], flooding=None, unsafe_exact_decryption=True, **args
+    )
     public_key, share = generate_single_key(config.preset, rng=SeededRandom(2026))
     keys = {f"client-{i:02d}": SigningKey.generate() for i in range(CLIENTS)}
     roster = {cid: key.verify_key for cid, key in keys.items()}

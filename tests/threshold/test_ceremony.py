@@ -18,6 +18,7 @@ from fhe_agg import (
     run_ceremony,
 )
 from fhe_agg._ceremony import CEREMONY_CONTEXT
+from fhe_agg._ceremony_transcript import Transcript, confirmation_bytes
 from fhe_agg._params import PRESETS
 from fhe_agg._seal import backend_for
 from fhe_agg.hazmat.rlwe import FixedOperand, add_polys, mul_fixed
@@ -39,12 +40,18 @@ def _spec(holders: Holders, threshold: int = 3, epoch: int = 42) -> CeremonySpec
     )
 
 
-def _to_share_phase(members):
+def _to_reveals(members):
     commits = [m.seed_commitment() for m in members]
     seeds = [m.reveal_seed(commits) for m in members]
     key_commits = [m.key_commitment(seeds) for m in members]
     reveals = [m.reveal_public_share(key_commits) for m in members]
     return reveals
+
+
+def _to_share_phase(members):
+    """Run phases 1-5: every member's transcript confirmation."""
+    reveals = _to_reveals(members)
+    return [m.confirm(reveals) for m in members]
 
 
 def test_the_joint_key_loads_into_seal_and_every_holder_agrees(fed: Federation) -> None:
@@ -106,7 +113,7 @@ def test_members_erase_their_polynomials(five_holders: Holders) -> None:
 
 def test_a_rogue_public_key_share_after_seeing_the_others_is_refused(five_holders: Holders) -> None:
     members = five_holders.members(_spec(five_holders, epoch=6), seed=6)
-    reveals = _to_share_phase(members)
+    reveals = _to_reveals(members)
     # holder 5 reveals something other than what it committed to (e.g. chosen to cancel others)
     rogue = dataclasses.replace(reveals[4], payload=reveals[0].payload)
     signer = five_holders.signing[five_holders.ids[4]]
@@ -114,8 +121,8 @@ def test_a_rogue_public_key_share_after_seeing_the_others_is_refused(five_holder
         rogue, signature=signer.sign(rogue.signed_bytes(), context=CEREMONY_CONTEXT)
     )
     with pytest.raises(CeremonyError, match=r"holder 5.*commitment"):
-        members[0].deal([*reveals[:4], rogue])
-    members[0].deal(reveals)  # state unchanged: the honest reveals still go through
+        members[0].confirm([*reveals[:4], rogue])
+    members[0].confirm(reveals)  # state unchanged: the honest reveals still go through
 
 
 def test_a_seed_that_does_not_match_its_commitment_is_refused(five_holders: Holders) -> None:
@@ -215,3 +222,60 @@ def test_three_of_five_ceremony_through_the_wire_yields_one_key(five_holders: Ho
     assert sorted(s.holder_index for s in shares) == [1, 2, 3, 4, 5]
     assert all(s.threshold == 3 and s.holders == 5 for s in shares)
     assert public_key.preset is PRESET
+
+
+def test_a_confirmation_that_misreports_a_commitment_names_its_sender(
+    five_holders: Holders,
+) -> None:
+    """Holder 2 confirms a seed commitment of holder 3 that holder 3 never signed (to frame
+    it): the evidence does not verify, so holder 2 is the one named."""
+    members = five_holders.members(_spec(five_holders, epoch=14), seed=14)
+    confirmations = _to_share_phase(members)
+    liar = members[1]
+    assert liar._transcript is not None
+    entries = {phase: dict(view) for phase, view in liar._transcript.entries.items()}
+    entries["seed-commit"][3] = (bytes(32), entries["seed-commit"][3][1])
+    lie = Transcript(entries=entries, public_key=liar._transcript.public_key)
+    payload = confirmation_bytes(lie, liar.spec.ceremony_id)
+    signer = five_holders.signing[five_holders.ids[1]]
+    forged = dataclasses.replace(confirmations[1], payload=payload)
+    forged = dataclasses.replace(
+        forged, signature=signer.sign(forged.signed_bytes(), context=CEREMONY_CONTEXT)
+    )
+    with pytest.raises(CeremonyError, match=r"holder 2 .* reports a seed-commit of holder 3"):
+        members[0].deal([confirmations[0], forged, *confirmations[2:]])
+    # a confirmation of another joint key over the same commitments names its sender too
+    other_key = Transcript(entries=liar._transcript.entries, public_key=bytes(32))
+    forged = dataclasses.replace(
+        confirmations[1], payload=confirmation_bytes(other_key, liar.spec.ceremony_id)
+    )
+    forged = dataclasses.replace(
+        forged, signature=signer.sign(forged.signed_bytes(), context=CEREMONY_CONTEXT)
+    )
+    with pytest.raises(CeremonyError, match=r"holder 2 .* another public key"):
+        members[0].deal([confirmations[0], forged, *confirmations[2:]])
+    assert members[0].steps_done == 5
+    members[0].deal(confirmations)  # the honest confirmations still go through
+
+
+def test_a_share_sealed_in_another_ceremony_does_not_open(five_holders: Holders) -> None:
+    """Two ceremonies of the same consortium, epoch and holders (another threshold): a share
+    sealed in one, relayed into the other and signed by its sender, does not open there, as the
+    ceremony id is in the HPKE info."""
+    first = five_holders.members(_spec(five_holders, threshold=3, epoch=15), seed=15)
+    first_confirmations = _to_share_phase(first)
+    first_dealt = [msg for m in first for msg in m.deal(first_confirmations)]
+    second = five_holders.members(_spec(five_holders, threshold=4, epoch=15), seed=16)
+    second_confirmations = _to_share_phase(second)
+    second_dealt = [msg for m in second for msg in m.deal(second_confirmations)]
+    to_first = [d for d in second_dealt if d.recipient == 1]
+    moved = next(d for d in first_dealt if d.recipient == 1 and d.sender == to_first[0].sender)
+    signer = five_holders.signing[five_holders.ids[moved.sender - 1]]
+    moved = dataclasses.replace(moved, ceremony_id=second[0].spec.ceremony_id)
+    moved = dataclasses.replace(
+        moved, signature=signer.sign(moved.signed_bytes(), context=CEREMONY_CONTEXT)
+    )
+    with pytest.raises(SealingError):
+        second[0].finish([moved, *to_first[1:]])
+    public_key, share = second[0].finish(to_first)
+    assert share.threshold == 4 and public_key.fingerprint == share.public_key_fingerprint

@@ -196,7 +196,11 @@ def test_an_unflooded_threshold_key_is_refused() -> None:
 
 
 def test_an_unflooded_single_holder_never_hands_out_a_partial() -> None:
-    fed = make_federation(make_holders(1), threshold_config(1, 1, flooding=None), seed=11)
+    fed = make_federation(
+        make_holders(1),
+        threshold_config(1, 1, flooding=None, unsafe_exact_decryption=True),
+        seed=11,
+    )
     holder = fed.key_holders()[1]
     aggregate, evidence, expected = fed.round(1)
     with pytest.raises(DecryptionRefused, match="reveals the key share"):

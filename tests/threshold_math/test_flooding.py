@@ -34,6 +34,8 @@ from fhe_agg._seal import backend_for
 from fhe_agg.hazmat.rlwe import to_ntt_batch, wide_to_ntt_batch
 from fhe_agg.hazmat.sampling import (
     EXACT_SIGMA_BITS,
+    MAX_RADIUS,
+    NOISE_TAIL,
     WideNoise,
     flooding_gaussian,
     flooding_step,
@@ -179,19 +181,12 @@ def test_wide_flooding_noise_has_its_sigma_and_reaches_ntt_exactly() -> None:
     assert np.array_equal(wide_to_ntt_batch(small, 2048, primes), to_ntt_batch(exact, 2048, primes))
 
 
-class _Zeros:
-    def bytes(self, n: int) -> bytes:
-        return b"\x00" * n
-
-
-def test_the_flooding_sampler_reaches_its_12_sigma_cut() -> None:
-    """A 53-bit uniform caps Box-Muller at 8.57 sigma (P = 2**-56 per draw, 2**-27 over an
-    epoch); the flooding sampler's 106-bit radius reaches 12.1 and is cut at 12."""
-    from fhe_agg.hazmat.sampling import _fine_radius
-
-    assert _fine_radius(4, _Zeros())[0] == pytest.approx(math.sqrt(2 * 106 * math.log(2)))
+def test_the_flooding_sampler_is_cut_at_the_noise_tail() -> None:
+    """The coarse part is the project's rounded Gaussian at its default cut (14 sigma, whose
+    radius a refined uniform can reach); the offset never leaves its step."""
     noise = flooding_gaussian(10_000, 1000.0, SeededRandom(3))
-    assert np.max(np.abs(noise.high)) <= 12_000 and noise.step == 1 and not noise.low.any()
+    assert np.max(np.abs(noise.high)) <= NOISE_TAIL * 1000 and noise.step == 1
+    assert not noise.low.any() and MAX_RADIUS > NOISE_TAIL
 
 
 # -- the configuration ----------------------------------------------------------------------------

@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 
 from fhe_agg import FederationConfig, SeededRandom, generate_single_key
-from fhe_agg._flooding import ciphertext_noise_bound, slot_noise_std
 from fhe_agg._local_ceremony import local_key_ceremony
 from fhe_agg._params import get_preset
 from fhe_agg._seal import backend_for
@@ -28,6 +27,16 @@ from fhe_agg.hazmat.shamir import lagrange_coefficients
 SCALE = 2.0**30
 
 
+def fresh_noise_std(n: int, holders: int) -> float:
+    """Std of one decoded real (before ``/ scale``) of a data-level encryption: the coefficient
+    noise ``-u*e + e0 + e1*s`` has variance ``N (2/3) h 3.2^2 + 3.2^2 + N (2h/3) 3.2^2`` (``e``, ``s``
+    sums of ``h`` holders' keys), and the canonical embedding gives each of the two reals of a
+    slot ``sqrt(N/2)`` times the coefficient std."""
+    err = 3.2**2
+    variance = n * (2 / 3) * holders * err + err + n * (2 * holders / 3) * err
+    return math.sqrt(variance) * math.sqrt(n / 2)
+
+
 @pytest.mark.parametrize("preset", ["precise", "dp"])
 def test_decrypts_to_the_encoded_values_within_the_fresh_noise(preset: str) -> None:
     backend = backend_for(get_preset(preset))
@@ -40,9 +49,7 @@ def test_decrypts_to_the_encoded_values_within_the_fresh_noise(preset: str) -> N
     decrypted = add_polys(c0, mul_fixed(c1, share.data_level(), primes), primes)
     out = backend.decode(decrypted, SCALE)
     # the fresh noise -u*e + e0 + e1*s (special_prime=False): one real's std is B/6 * sqrt(N/2)
-    std = slot_noise_std(
-        ciphertext_noise_bound(backend.n, 1, 1, special_prime=False) / 6, backend.n, 1
-    )
+    std = fresh_noise_std(backend.n, 1)
     error = out - values
     assert 0.85 * std <= float(np.std(error)) * SCALE <= 1.15 * std
     assert float(np.max(np.abs(error))) * SCALE <= 7 * std  # products: tails above Gaussian
@@ -68,9 +75,7 @@ def test_decrypts_under_a_threshold_key_from_the_local_ceremony() -> None:
     for share in (shares[0], shares[2]):
         operand = share.decryption_operand((1, 3))
         decrypted = add_polys(decrypted, mul_fixed(c1, operand, primes), primes)
-    std = slot_noise_std(
-        ciphertext_noise_bound(backend.n, 3, 1, special_prime=False) / 6, backend.n, 1
-    )
+    std = fresh_noise_std(backend.n, 3)
     error = backend.decode(decrypted, SCALE) - values
     assert 0.85 * std <= float(np.std(error)) * SCALE <= 1.15 * std
     np.testing.assert_allclose(error, 0, rtol=0, atol=7 * std / SCALE)
@@ -123,4 +128,3 @@ def test_fresh_encryptions_differ_and_shapes_are_checked() -> None:
         encrypt_with_witness(plain[:, :64], pk0, a, backend.data_primes, rng)
     with pytest.raises(ValueError, match="shape"):
         encode_plaintext(backend, np.zeros(10), SCALE)
-    assert math.isfinite(SCALE)

@@ -12,7 +12,7 @@ from fhe_agg._flooding import KEY_ERROR_SIGMA
 from fhe_agg._params import get_preset
 from fhe_agg._seal import backend_for
 from fhe_agg.hazmat.encrypt import ENCRYPTION_ERROR_MAX, ENCRYPTION_ERROR_SIGMA
-from fhe_agg.hazmat.sampling import rounded_gaussian, ternary
+from fhe_agg.hazmat.sampling import KEY_ERROR_TAIL, rounded_gaussian, ternary
 from fhe_agg.hazmat.zkparams import (
     PROOF_BATCH,
     error_variance,
@@ -39,17 +39,18 @@ def test_error_variance_matches_a_riemann_sum_and_the_sampler() -> None:
     rounded = np.rint(x)
     expected = float(np.sum(rounded**2 * density) / np.sum(density))
     assert error_variance() == pytest.approx(expected, rel=1e-4)
-    draws = rounded_gaussian(400_000, sigma, SeededRandom(3))
+    draws = rounded_gaussian(400_000, sigma, SeededRandom(3), tail=KEY_ERROR_TAIL)
     assert float(np.var(draws)) == pytest.approx(error_variance(), rel=0.02)
     assert int(np.max(np.abs(draws))) <= ENCRYPTION_ERROR_MAX == math.floor(6 * 3.2 + 0.5)
     assert ENCRYPTION_ERROR_SIGMA == KEY_ERROR_SIGMA == 3.2
+    assert KEY_ERROR_TAIL == 6.0  # the cut error_variance() assumes
 
 
 def test_shift_bound_t_holds_with_room_for_honest_witnesses() -> None:
     """E||W w||^2 = n v U V / 2, and T^2 lies a CLT tail above it; measured on real draws."""
     rng = SeededRandom(9)
     u = np.stack([ternary(N, rng) for _ in range(PROOF_BATCH)])
-    e = np.stack([rounded_gaussian(N, 3.2, rng) for _ in range(PROOF_BATCH)])
+    e = np.stack([rounded_gaussian(N, 3.2, rng, tail=KEY_ERROR_TAIL) for _ in range(PROOF_BATCH)])
     mean_u = N * (2 / 3) * P.rows * PROOF_BATCH / 2
     mean_e = N * error_variance() * P.rows * PROOF_BATCH / 2
     assert mean_u < P.t_u**2 < 1.15 * mean_u
@@ -105,6 +106,7 @@ def test_extraction_bounds_and_slack() -> None:
     slack_u = math.log2(bounds.u_l2 / honest_u)
     slack_e = math.log2(bounds.e1_l2 / honest_e)
     assert 18.5 < slack_u < 19 and 18.5 < slack_e < 19
+    assert P.slack_bits == pytest.approx((slack_u, slack_e))
     # the extracted relation is an integer one: 2 beta far below every data prime
     assert bounds.e1_l2 < 2.0**30
 
