@@ -7,7 +7,8 @@ round, layout, duplicates: a refused update is logged and the round goes on whil
 ``min_clients`` remain), sends the encrypted weighted mean to a decrypting set of ``threshold``
 key-holder nodes fixed up front, answers each holder's challenge with the evidence it asks
 for, and combines their partial decryptions. The new global model is the old one plus the
-decrypted mean of the clipped updates. If a holder of the set refuses or drops, the round is
+decrypted mean of the clipped updates, handed to the inner strategy's own aggregation (so
+FedAdam, FedYogi or FedAvgM keep their server optimiser). If a holder of the set refuses or drops, the round is
 aborted (never retried with another set) and the model stays as it was.
 
 Every member's challenge is collected before anyone is asked for a partial
@@ -31,6 +32,7 @@ from flwr.app import (
     ConfigRecord,
     ConfigRecordValues,
     Message,
+    MessageType,
     MetricRecord,
     RecordDict,
 )
@@ -49,7 +51,7 @@ from fhe_agg._errors import (
     ThresholdNotMet,
     UnsupportedParameters,
 )
-from fhe_agg._messages import EncryptedUpdate
+from fhe_agg._messages import EncryptedAggregate, EncryptedUpdate
 from fhe_agg._packing import Layout, unflatten
 from fhe_agg._round import RoundCoordinator
 from fhe_agg._validate import positive_finite
@@ -282,7 +284,34 @@ class SecureAggregation(Strategy):
         report.decrypted = True
         template = {name: array.numpy() for name, array in current.arrays.items()}
         arrays = unflatten(current.vector + mean, current.layout, template=template)
-        return ArrayRecord({k: Array(np.asarray(v)) for k, v in arrays.items()}), metrics
+        averaged = ArrayRecord({k: Array(np.asarray(v)) for k, v in arrays.items()})
+        return self._inner_aggregate(server_round, averaged, coordinator.aggregate), metrics
+
+    def _inner_aggregate(
+        self, server_round: int, averaged: ArrayRecord, aggregate: EncryptedAggregate
+    ) -> ArrayRecord:
+        """The inner strategy's own aggregation, run on the decrypted mean.
+
+        The mean is presented as the one reply of the round, carrying the aggregate's total
+        weight, so a weighted average of it is itself: FedAvg returns it, and FedAdam, FedYogi,
+        FedAdagrad or FedAvgM apply their server optimiser to it as they would to the plaintext
+        updates (the wrapper post-processes, it does not replace). Robust aggregators (median,
+        Krum, trimmed mean) need the individual updates, which nobody decrypts.
+        """
+        content = RecordDict(
+            {
+                "arrays": averaged,
+                "metrics": MetricRecord({self.weight_key: float(aggregate.total_weight)}),
+            }
+        )
+        reply = Message(content, dst_node_id=0, message_type=MessageType.TRAIN)
+        arrays, _ = self.inner.aggregate_train(server_round, [reply])
+        if arrays is None:
+            raise RuntimeError(
+                f"aggregate_train: the inner {type(self.inner).__name__} returned no model for "
+                "the decrypted mean"
+            )
+        return arrays
 
     def _members(self) -> tuple[int, ...]:
         """The configured decrypting set, or, if a member missed a challenge, the first
