@@ -17,6 +17,7 @@ from fhe_agg._errors import (
     AggregateMismatch,
     ChunkCountMismatch,
     DuplicateUpdate,
+    InvalidProof,
     InvalidSignature,
     ThresholdNotMet,
 )
@@ -27,6 +28,12 @@ from fhe_agg._messages import EncryptedAggregate
 from fhe_agg._packing import Layout
 from fhe_agg._seal import SealBackend, backend_for
 from fhe_agg._signing import VerifyKey
+from fhe_agg._wellformed import (
+    check_proof_set,
+    proof_batches,
+    proof_bytes_bound,
+    verify_batch,
+)
 from fhe_agg.hazmat.rlwe import add_polys
 from fhe_agg.hazmat.rns import U64
 
@@ -44,9 +51,11 @@ def verify_aggregate(
     roster: Mapping[str, VerifyKey],
 ) -> U64:
     """Check the manifest (``min_clients..max_clients`` distinct roster members, valid statements
-    for this round and layout), the chunk count, every chunk's scale, and that each chunk in
-    ``wanted`` is the sum of the clients' signed chunks in ``evidence``; return the parsed
-    chunks. Raises the typed error of the first check that fails."""
+    for this round and layout), the chunk count, every chunk's scale, that each chunk in
+    ``wanted`` is the sum of the clients' signed chunks in ``evidence``, and every client's
+    well-formedness proof of every chunk (so ``wanted`` must be every chunk, else
+    :class:`InvalidProof`); return the parsed chunks. Raises the typed error of the first check
+    that fails."""
     round_id = aggregate.round_id
     clients = [s.statement.client_id for s in aggregate.manifest]
     if len(set(clients)) != len(clients):
@@ -85,7 +94,7 @@ def verify_aggregate(
             )
         parsed.append(raw.data)
     sums = np.stack(parsed)
-    _check_evidence(aggregate, evidence, sums, wanted, b)
+    _check_evidence(aggregate, evidence, sums, wanted, b, public_key, config)
     return sums
 
 
@@ -95,9 +104,12 @@ def _check_evidence(
     sums: U64,
     wanted: tuple[int, ...],
     b: SealBackend,
+    public_key: PublicKey,
+    config: FederationConfig,
 ) -> None:
     """Each chunk in ``wanted``: every client's evidence chunk is the one its Merkle root
-    signed, and their modular sum equals the aggregate's chunk."""
+    signed, and their modular sum equals the aggregate's chunk; then every client's proofs
+    verify against its chunks' ``c1``, batch by batch (memory: one batch of ``c1``)."""
     if evidence.round_id != aggregate.round_id or not set(wanted) <= set(evidence.chunks):
         raise AggregateMismatch("evidence does not cover the requested chunks of this round")
     statements = [s.statement for s in aggregate.manifest]
@@ -117,4 +129,52 @@ def _check_evidence(
         if total is None or not np.array_equal(total, sums[index]):
             raise AggregateMismatch(
                 f"chunk {index} is not the sum of the manifest's signed updates"
+            )
+    _check_proofs(aggregate, evidence, set(wanted), b, public_key, config)
+
+
+def _check_proofs(
+    aggregate: EncryptedAggregate,
+    evidence: AggregateEvidence,
+    checked: set[int],
+    b: SealBackend,
+    public_key: PublicKey,
+    config: FederationConfig,
+) -> None:
+    """Every manifest client's every batch proof, against chunks already checked against its
+    signed Merkle root (:class:`InvalidProof` for a chunk without evidence or a proof that does
+    not verify)."""
+    count = len(aggregate.chunks)
+    missing = set(range(count)) - checked
+    if missing:
+        raise InvalidProof(
+            f"the proofs of chunks {sorted(missing)[:8]} cannot be verified: the evidence lacks "
+            "them (a key holder verifies every chunk's proof before a partial)"
+        )
+    bound = proof_bytes_bound(config)
+    for slot, signed in enumerate(aggregate.manifest):
+        stmt = signed.statement
+        proofs = evidence.proofs.get(stmt.client_id, ())
+        check_proof_set(
+            proofs,
+            chunk_count=count,
+            signed_digest=stmt.proofs_digest,
+            bound=bound,
+            who=f"client {stmt.client_id!r}",
+        )
+        for proof, indices in zip(proofs, proof_batches(count), strict=True):
+            c1 = np.stack(
+                [
+                    b.parse(evidence.chunks[i][slot].chunk, what=f"evidence chunk {i}").data[1]
+                    for i in indices
+                ]
+            )
+            verify_batch(
+                c1,
+                proof,
+                public_key=public_key,
+                config=config,
+                round_id=aggregate.round_id,
+                client_id=stmt.client_id,
+                indices=indices,
             )

@@ -1,14 +1,16 @@
-"""The aggregation server: verifies signed updates and keeps a running homomorphic sum.
+"""The aggregation server: verifies signed, proven updates and keeps a running homomorphic sum.
 
 Memory stays O(one model) whatever the number of clients: each accepted update is added into
-the running sum chunk by chunk and its ciphertext bytes are spooled to disk, where they wait as
-evidence for the key holders. Every check happens before any state changes, so a rejected
+the running sum chunk by chunk and its ciphertext bytes and well-formedness proofs are spooled to
+disk, where they wait as evidence for the key holders. Every batch proof of an update is verified
+before the sum is touched (:class:`~fhe_agg.InvalidProof` otherwise). Every check happens before any state changes, so a rejected
 update leaves the sum bit for bit as it was. With a ``store`` the round survives a crash
 (:mod:`fhe_agg._round_store`).
 """
 
 from __future__ import annotations
 
+import itertools
 import os
 import shutil
 import tempfile
@@ -43,6 +45,7 @@ from fhe_agg._packing import Layout
 from fhe_agg._round_store import AggregatorStore
 from fhe_agg._seal import backend_for
 from fhe_agg._signing import VerifyKey
+from fhe_agg._wellformed import check_update_proofs
 from fhe_agg.hazmat.rlwe import add_polys
 from fhe_agg.hazmat.rns import U64
 from fhe_agg.hazmat.seal_format import RawCiphertext
@@ -63,27 +66,38 @@ class _Spool:
         )
         self.root.mkdir(parents=True, exist_ok=True)
         self._offsets: list[list[int]] = []
+        self._proof_sizes: list[list[int]] = []
 
-    def write(self, chunks: tuple[bytes, ...]) -> None:
-        slot = len(self._offsets)
-        final = self.root / f"update-{slot:06d}.bin"
+    def _write(self, name: str, blobs: tuple[bytes, ...]) -> list[int]:
+        final = self.root / name
         tmp = final.with_suffix(".tmp")
         with open(tmp, "wb") as fh:
-            for c in chunks:
+            for c in blobs:
                 fh.write(c)
             fh.flush()
             os.fsync(fh.fileno())
         tmp.replace(final)
         offsets = [0]
-        for c in chunks:
+        for c in blobs:
             offsets.append(offsets[-1] + len(c))
-        self._offsets.append(offsets)
+        return offsets
+
+    def write(self, chunks: tuple[bytes, ...], proofs: tuple[bytes, ...]) -> None:
+        slot = len(self._offsets)
+        proof_offsets = self._write(f"proofs-{slot:06d}.bin", proofs)
+        self._offsets.append(self._write(f"update-{slot:06d}.bin", chunks))
+        self._proof_sizes.append(proof_offsets)
 
     def read(self, slot: int, index: int) -> bytes:
         start, end = self._offsets[slot][index], self._offsets[slot][index + 1]
         with open(self.root / f"update-{slot:06d}.bin", "rb") as fh:
             fh.seek(start)
             return fh.read(end - start)
+
+    def read_proofs(self, slot: int) -> tuple[bytes, ...]:
+        offsets = self._proof_sizes[slot]
+        data = (self.root / f"proofs-{slot:06d}.bin").read_bytes()
+        return tuple(data[a:b] for a, b in itertools.pairwise(offsets))
 
     def close(self) -> None:
         if self._owned:
@@ -225,10 +239,10 @@ class Aggregator:
         primes = self._backend.data_primes
         new_sum = parsed if self._sum is None else add_polys(self._sum, parsed, primes)
         if self._store is not None:
-            self._store.append(update.signed, update.chunks, leaves, new_sum)
+            self._store.append(update.signed, update.chunks, leaves, new_sum, update.proofs)
         else:
             assert self._spool is not None
-            self._spool.write(update.chunks)
+            self._spool.write(update.chunks, update.proofs)
         self._sum = new_sum
         self._remember(update.signed, leaves)
 
@@ -261,7 +275,18 @@ class Aggregator:
             raise InvalidSignature(
                 f"client {stmt.client_id!r}: chunks do not match the signed Merkle root"
             )
-        return leaves, self._parse_chunks(update.chunks, stmt.client_id)
+        parsed = self._parse_chunks(update.chunks, stmt.client_id)
+        check_update_proofs(
+            parsed[:, 1],
+            update.proofs,
+            public_key=self.public_key,
+            config=self.config,
+            round_id=self.round_id,
+            client_id=stmt.client_id,
+            chunk_count=stmt.chunk_count,
+            signed_digest=stmt.proofs_digest,
+        )
+        return leaves, parsed
 
     def _check_statement(self, signed: SignedStatement) -> None:
         check_statement(
@@ -310,7 +335,8 @@ class Aggregator:
         return EncryptedAggregate(round_id=self.round_id, chunks=chunks, manifest=manifest)
 
     def evidence(self, indices: Iterable[int]) -> AggregateEvidence:
-        """Every accepted client's chunk at each of ``indices`` with its Merkle path."""
+        """Every accepted client's chunk at each of ``indices`` with its Merkle path, and every
+        accepted client's well-formedness proofs (a key holder verifies them all)."""
         chunk_count = self.layout.chunk_count(self.config.preset.reals_per_ciphertext)
         out: dict[int, tuple[ChunkEvidence, ...]] = {}
         for index in indices:
@@ -326,7 +352,17 @@ class Aggregator:
                     zip(self._accepted, self._leaves, strict=True)
                 )
             )
-        return AggregateEvidence(round_id=self.round_id, chunks=out)
+        proofs = {
+            signed.statement.client_id: self._read_proofs(slot)
+            for slot, signed in enumerate(self._accepted)
+        }
+        return AggregateEvidence(round_id=self.round_id, chunks=out, proofs=proofs)
+
+    def _read_proofs(self, slot: int) -> tuple[bytes, ...]:
+        if self._store is not None:
+            return self._store.read_proofs(slot)
+        assert self._spool is not None
+        return self._spool.read_proofs(slot)
 
     def _read_chunk(self, slot: int, index: int) -> bytes:
         source = self._store if self._store is not None else self._spool

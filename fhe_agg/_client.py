@@ -1,8 +1,13 @@
-"""A federation client: clip, weight, encrypt under the joint public key, sign.
+"""A federation client: clip, weight, encrypt under the joint public key, prove, sign.
 
-A client never holds a secret CKKS key: it encrypts asymmetrically with SEAL's ``Encryptor``
-under the joint public key. Each chunk is hashed into a Merkle tree whose root goes into the
-signed statement, so the aggregator and key holders can check any chunk on its own.
+A client never holds a secret CKKS key: it encrypts asymmetrically under the joint public key,
+at the data level itself (:func:`~fhe_agg.hazmat.encrypt.encrypt_with_witness`, the plaintext
+from SEAL's CKKS encoder), so that each chunk's ``c1 = a*u + e1`` holds exactly and the client
+can prove it knows the short ``u, e1`` (:mod:`fhe_agg._wellformed`): one zero-knowledge proof per
+batch of chunks, made right after encrypting the batch; the witnesses are dropped as soon as the
+proof exists and are never stored or logged. Each chunk is hashed into a Merkle tree whose root
+goes into the signed statement, with the digest of the proofs, so the aggregator and key holders
+can check any chunk on its own and no proof can be swapped.
 
 A client also refuses to encrypt the same vector for two rounds, at any weight
 (:class:`~fhe_agg.RoundNotClosed`), unless the first round is proven closed by an
@@ -20,6 +25,7 @@ import hashlib
 import math
 import os
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import NDArray
@@ -32,10 +38,21 @@ from fhe_agg._keys import PublicKey
 from fhe_agg._merkle import leaf_hash, merkle_root
 from fhe_agg._messages import UPDATE_CONTEXT, EncryptedUpdate, SignedStatement, UpdateStatement
 from fhe_agg._packing import IntegerPolicy, Layout, chunk, flatten
+from fhe_agg._random import RandomSource, default_random
 from fhe_agg._seal import backend_for
 from fhe_agg._signing import SigningKey, VerifyKey
+from fhe_agg._wellformed import (
+    data_level_key,
+    proof_batches,
+    proof_context,
+    proof_statement,
+    proofs_digest,
+)
+from fhe_agg.hazmat.encrypt import encode_plaintext, encrypt_with_witness
+from fhe_agg.hazmat.seal_format import RawCiphertext
+from fhe_agg.hazmat.zkproof import prove
 
-__all__ = ["REMEMBERED_UPDATES", "Client", "clip_l2"]
+__all__ = ["REMEMBERED_UPDATES", "Client", "ProvenChunks", "clip_l2"]
 
 
 def clip_l2(vector: NDArray[np.float64], bound: float) -> NDArray[np.float64]:
@@ -53,6 +70,15 @@ def _check_round(round_id: object) -> None:
         raise ValueError(f"round_id: expected an integer in 0..2**63-1, got {round_id!r}")
 
 
+@dataclass(frozen=True, eq=False)
+class ProvenChunks:
+    """One round's encrypted chunks of one client and the well-formedness proof of each batch
+    of chunks (bound to that round and client): what :meth:`Client.sign_update` signs."""
+
+    chunks: tuple[bytes, ...]
+    proofs: tuple[bytes, ...]
+
+
 class Client:
     """Encrypts and signs one member's model updates.
 
@@ -62,7 +88,9 @@ class Client:
     ``holder_keys`` (holder index -> ML-DSA verify key, from the key ceremony's directory) lets
     the client check abort certificates (:meth:`accept_abort`). ``state`` (a file path, one
     per client and key epoch; recommended ``./fhe_agg_state/client-<client_id>.sqlite``) keeps
-    the memory of sent vectors across restarts; ``None`` keeps it in memory only.
+    the memory of sent vectors across restarts; ``None`` keeps it in memory only. ``rng``
+    draws the encryption randomness and the proofs' masks (default: the operating system's
+    CSPRNG).
     """
 
     def __init__(
@@ -74,6 +102,7 @@ class Client:
         public_key: PublicKey,
         holder_keys: Mapping[int, VerifyKey] | None = None,
         state: str | os.PathLike[str] | None = None,
+        rng: RandomSource | None = None,
     ) -> None:
         if (
             not isinstance(client_id, str)
@@ -92,7 +121,8 @@ class Client:
         self.public_key = public_key
         self._signing_key = signing_key
         self._backend = backend_for(config.preset)
-        self._encryptor = self._backend.encryptor(public_key.blob)
+        self._key = data_level_key(public_key)
+        self._rng = rng or default_random()
         if holder_keys is not None and not all(
             isinstance(j, int) and isinstance(k, VerifyKey) for j, k in holder_keys.items()
         ):
@@ -199,23 +229,67 @@ class Client:
 
     def encrypt_chunks(
         self, vector: NDArray[np.float64], *, round_id: int, weight: float = 1.0
-    ) -> tuple[bytes, ...]:
-        """Encrypt ``weight * vector`` for ``round_id`` (sign the chunks for that round), ``N``
-        reals per ciphertext (SEAL serialization). :class:`RoundNotClosed` for a ``vector`` sent
-        before, at any weight, for another round that is not proven closed: pass the unweighted
-        vector and its ``weight``, not their product, or the memory cannot recognise it."""
+    ) -> ProvenChunks:
+        """Encrypt ``weight * vector`` for ``round_id``, ``N`` reals per ciphertext (packed wire
+        format), and prove every batch of chunks well formed for this client and round (sign
+        them for that round). :class:`RoundNotClosed` for a ``vector`` sent before, at any
+        weight, for another round that is not proven closed: pass the unweighted vector and its
+        ``weight``, not their product, or the memory cannot recognise it."""
         self._claim(vector, round_id)
         weighted = vector * float(weight) if weight != 1.0 else vector
-        scale = self.config.scale
-        return tuple(
-            self._backend.encrypt(self._encryptor, part, scale)
-            for part in chunk(weighted, self.config.preset.reals_per_ciphertext)
+        parts = chunk(weighted, self.config.preset.reals_per_ciphertext)
+        chunks: list[bytes] = []
+        proofs: list[bytes] = []
+        for indices in proof_batches(len(parts)):
+            batch, proof = self._encrypt_batch([parts[i] for i in indices], indices, round_id)
+            chunks.extend(batch)
+            proofs.append(proof)
+        return ProvenChunks(tuple(chunks), tuple(proofs))
+
+    def _encrypt_batch(
+        self, parts: list[NDArray[np.float64]], indices: range, round_id: int
+    ) -> tuple[list[bytes], bytes]:
+        """Encrypt one batch at the data level and prove it; the witnesses die here."""
+        backend, key, scale = self._backend, self._key, self.config.scale
+        c1s, witnesses, blobs = [], [], []
+        for part in parts:
+            plain = encode_plaintext(backend, part, scale)
+            c0, c1, witness = encrypt_with_witness(
+                plain, key.pk0_ntt, key.a_ntt, key.primes, self._rng
+            )
+            blobs.append(
+                backend.pack(RawCiphertext(backend.data_parms_id, scale, np.stack([c0, c1])))
+            )
+            c1s.append(c1)
+            witnesses.append(witness)
+        context = proof_context(
+            params_id=self.config.params_id,
+            public_key_fingerprint=self.public_key.fingerprint,
+            round_id=round_id,
+            client_id=self.client_id,
+            indices=indices,
         )
+        proof = prove(proof_statement(key, context), np.stack(c1s), witnesses, self._rng)
+        witnesses.clear()  # the only references: u and e1 are unreachable from here on
+        return blobs, proof
 
     def sign_update(
-        self, chunks: tuple[bytes, ...], *, layout: Layout, round_id: int, weight: float
+        self,
+        chunks: ProvenChunks | tuple[bytes, ...],
+        *,
+        layout: Layout,
+        round_id: int,
+        weight: float,
+        proofs: tuple[bytes, ...] = (),
     ) -> EncryptedUpdate:
-        """Hash ``chunks`` into a Merkle root and sign the round's statement over it."""
+        """Hash the chunks into a Merkle root and sign the round's statement over it and over
+        the digest of the proofs. ``chunks`` is normally :meth:`encrypt_chunks`' result; raw
+        chunk bytes with their ``proofs`` (e.g. made elsewhere) are signed as given."""
+        if isinstance(chunks, ProvenChunks):
+            if proofs:
+                raise ValueError("proofs: already part of the ProvenChunks given")
+            proofs = chunks.proofs
+            chunks = chunks.chunks
         statement = UpdateStatement(
             protocol_version=PROTOCOL_VERSION,
             params_id=self.config.params_id,
@@ -226,9 +300,10 @@ class Client:
             layout_hash=layout.digest,
             chunk_count=len(chunks),
             merkle_root=merkle_root([leaf_hash(i, c) for i, c in enumerate(chunks)]),
+            proofs_digest=proofs_digest(proofs),
         )
         signature = self._signing_key.sign(statement.encode(), context=UPDATE_CONTEXT)
-        return EncryptedUpdate(SignedStatement(statement, signature), chunks)
+        return EncryptedUpdate(SignedStatement(statement, signature), chunks, tuple(proofs))
 
     def __repr__(self) -> str:
         return f"Client(client_id={self.client_id!r}, preset={self.config.preset.name})"

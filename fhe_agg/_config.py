@@ -12,22 +12,26 @@ from fhe_agg._dp import DpPolicy, achieved_noise_multiplier, per_holder_slot_sig
 from fhe_agg._errors import UnsupportedParameters
 from fhe_agg._flooding import (
     FloodingPolicy,
-    ciphertext_noise_bound,
     flooding_security_bits,
     flooding_sigma,
+    gaussian_tail_sigmas,
+    proven_noise_l2,
+    releases_per_epoch,
     slot_noise_std,
 )
 from fhe_agg._params import PRESETS, CkksPreset
 from fhe_agg._seal import backend_for
 from fhe_agg._validate import positive_finite, positive_int
 from fhe_agg._wire import pack, unpack
+from fhe_agg.hazmat.zkproof import extraction_bounds
 
 __all__ = ["PROTOCOL_VERSION", "FederationConfig"]
 
 PROTOCOL_VERSION = 2
 _MIN_SCALE_BITS = 20
 _HEADROOM_BITS = 3  # room for encryption noise on top of the largest sum
-_NOISE_TAILS = 8.0  # released noise is kept below Q / 8 up to this many standard deviations
+_NOISE_TAILS = 8.0  # DP noise in the largest sum: this many standard deviations (slot domain)
+_WRAP_FAILURE_BITS = 40  # no released coefficient wraps mod q, but with probability 2**-40
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -37,11 +41,14 @@ class FederationConfig:
     * ``holders``/``threshold``: ``threshold`` of the ``holders`` key holders decrypt together.
       ``threshold`` must exceed ``holders / 2``: each holder refuses a second decryption of a
       round, and only a majority threshold makes every two decrypting sets share a holder.
-    * ``flooding``: the LMSS noise-flooding target (statistical bits, decryption budget ``tau``)
-      every partial decryption meets. Without it (and without distributed DP noise) a
-      decryption is exact, and one exact release with its ciphertext gives away the key
-      (Li–Micciancio, EUROCRYPT'21): that needs ``unsafe_exact_decryption=True`` and a single
-      key holder, else :class:`UnsupportedParameters`.
+    * ``flooding``: the noise-flooding target (statistical bits ``s``, per-holder decryption
+      budget ``tau``) every partial decryption meets, sized from the *proven* bounds of the
+      clients' ciphertexts (:mod:`fhe_agg._flooding`). ``None`` with distributed ``dp``: the DP
+      noise alone must give ``FloodingPolicy()``'s ``s`` (else :class:`UnsupportedParameters`)
+      and its budget applies. Without it (and without distributed DP noise) a decryption is
+      exact, and one exact release with its ciphertext gives away the key (Li–Micciancio,
+      EUROCRYPT'21): that needs ``unsafe_exact_decryption=True`` and a single key holder, else
+      :class:`UnsupportedParameters`.
     * ``dp``: client-level differential privacy; each decrypting holder adds its part of the
       Gaussian noise, and the larger of that and the flooding noise is what it adds.
     * ``min_weight``/``max_weight``: the range of a signed update weight (its sample count).
@@ -114,13 +121,22 @@ class FederationConfig:
                 f"max_clients={self.max_clients}, max_weight={self.max_weight}, "
                 f"value_bound={self.value_bound}; lower them or use a preset with a larger modulus"
             )
-        noise_top = _NOISE_TAILS * slot_noise_std(self._flooding_sigma or 1.0, self._n, 1)
-        noise_top *= math.sqrt(self.threshold)
-        if math.log2(noise_top) > self._log_q - _HEADROOM_BITS:
+        policy = self.flooding_policy
+        if policy is not None and self.flooding_security_bits < policy.statistical_bits:
+            source = "flooding" if self.flooding is not None else "dp (without flooding)"
             raise UnsupportedParameters(
-                f"preset {self.preset.name}: the flooding noise (2^{math.log2(noise_top):.1f}) "
-                f"does not fit its {self._log_q:.0f}-bit modulus; use a larger preset or a "
-                "smaller decryption budget"
+                f"{source}: the holders' noise gives {self.flooding_security_bits:.1f} bits of "
+                f"flooding security over {self.releases_per_epoch} releases, below the "
+                f"{policy.statistical_bits} bits required to hide the key; set flooding= (the "
+                "holders then add max(flooding, DP) noise), raise the DP noise, lower the "
+                "budget or the statistical bits (the sampler reaches about 60)"
+            )
+        top = self._noise_tail * math.sqrt(self.threshold) * max(self.holder_noise_sigma, 1.0)
+        if math.log2(top) > self._log_q - _HEADROOM_BITS:
+            raise UnsupportedParameters(
+                f"preset {self.preset.name}: the flooding noise (2^{math.log2(top):.1f} at "
+                f"{self._noise_tail:.2f} sigma) does not fit its {self._log_q:.0f}-bit modulus; "
+                "use a larger preset, fewer max_clients or a smaller decryption budget"
             )
 
     def _check_exact_decryption(self) -> None:
@@ -158,6 +174,30 @@ class FederationConfig:
         return math.log2(math.prod(backend_for(self.preset).data_primes))
 
     @property
+    def _distributed_dp(self) -> bool:
+        return self.dp is not None and not self.dp.central
+
+    @property
+    def flooding_policy(self) -> FloodingPolicy | None:
+        """The flooding target the holders' noise must meet: ``flooding``, or for distributed
+        DP without it the default policy (its ``s`` and budget); None for exact decryption."""
+        if self.flooding is not None:
+            return self.flooding
+        return FloodingPolicy() if self._distributed_dp else None
+
+    @property
+    def releases_per_epoch(self) -> int:
+        """Ciphertexts released under one key at most: ``floor(holders * tau / threshold)``."""
+        budget = self.decryption_budget or FloodingPolicy().budget
+        return releases_per_epoch(budget, self.holders, self.threshold)
+
+    @cached_property
+    def _noise_tail(self) -> float:
+        """Standard deviations the released noise stays within, over every coefficient of the
+        epoch, but with probability ``2**-40``."""
+        return gaussian_tail_sigmas(self._n * self.releases_per_epoch, _WRAP_FAILURE_BITS)
+
+    @property
     def dp_sensitivity(self) -> float:
         """L2 sensitivity of the weighted sum to one client (0 without DP): ``max_weight * clip``
         for zero-out adjacency, twice that for replace-one (:class:`~fhe_agg.Adjacency`)."""
@@ -187,20 +227,20 @@ class FederationConfig:
         return float(2**self.scale_bits)
 
     @cached_property
-    def ciphertext_noise_bound(self) -> float:
-        """Worst-case coefficient noise ``B_ct`` of an aggregate of ``max_clients`` updates."""
-        return ciphertext_noise_bound(
-            self._n,
-            self.holders,
-            self.max_clients,
-            special_prime=self.preset.special_prime_bits is not None,
-        )
+    def proven_noise_l2(self) -> float:
+        """``B2``: ℓ2 bound of the key-dependent noise of an aggregate of ``max_clients`` chunks
+        whose proofs verified (:func:`fhe_agg._flooding.proven_noise_l2` with the extraction
+        bounds of :func:`fhe_agg.hazmat.zkproof.extraction_bounds`)."""
+        bounds = extraction_bounds(self._n)
+        return proven_noise_l2(self._n, self.holders, self.max_clients, bounds.u_l2, bounds.e1_l2)
 
     @cached_property
     def _flooding_sigma(self) -> float:
         if self.flooding is None:
             return 0.0
-        return flooding_sigma(self.flooding, self.ciphertext_noise_bound)
+        return flooding_sigma(
+            self.flooding, self.proven_noise_l2, self.releases_per_epoch, n=self._n
+        )
 
     @cached_property
     def holder_noise_sigma(self) -> float:
@@ -218,16 +258,20 @@ class FederationConfig:
 
     @property
     def decryption_budget(self) -> int | None:
-        """Ciphertexts each holder may partially decrypt under one key (``tau``; None: no limit)."""
-        return None if self.flooding is None else self.flooding.budget
+        """Ciphertexts each holder may partially decrypt under one key (``tau``; None: no limit,
+        only for exact single-holder decryption)."""
+        policy = self.flooding_policy
+        return None if policy is None else policy.budget
 
     @cached_property
     def flooding_security_bits(self) -> float:
-        """Statistical security ``s`` the holders' noise gives over the whole budget (0: none)."""
+        """``s = -log2 KL`` the holders' noise gives over every release of the key epoch, against
+        the proven noise bound (0: no noise); see :mod:`fhe_agg._flooding`."""
         if self.holder_noise_sigma == 0.0:
             return 0.0
-        budget = self.decryption_budget or FloodingPolicy().budget
-        return flooding_security_bits(self.holder_noise_sigma, self.ciphertext_noise_bound, budget)
+        return flooding_security_bits(
+            self.holder_noise_sigma, self.proven_noise_l2, self.releases_per_epoch, n=self._n
+        )
 
     @cached_property
     def released_noise_std(self) -> float:

@@ -2,15 +2,17 @@
 
 For each chunk index a key holder asks about, the aggregator returns every accepted client's
 ciphertext chunk with its Merkle audit path. The holder checks each path against the client's
-signed root and recomputes the modular sum (exact, as SEAL's addition is). ``from_bytes`` takes
-its bounds from the federation and the round's layout (chunk count and size, ``max_clients``,
-Merkle depth), as the other round messages do.
+signed root and recomputes the modular sum (exact, as SEAL's addition is). The evidence also
+carries every manifest client's well-formedness proofs, which the holder verifies against the
+clients' chunks before any partial. ``from_bytes`` takes its bounds from the federation and the
+round's layout (chunk count and size, proof count and size, ``max_clients``, Merkle depth), as
+the other round messages do.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from fhe_agg._config import FederationConfig
 from fhe_agg._errors import MalformedMessage
@@ -35,14 +37,16 @@ class ChunkEvidence:
 
 @dataclass(frozen=True, eq=False)
 class AggregateEvidence:
-    """Per requested chunk index, every manifest client's chunk (in manifest order)."""
+    """Per requested chunk index, every manifest client's chunk (in manifest order), and per
+    client its update's well-formedness proofs."""
 
     round_id: int
     chunks: dict[int, tuple[ChunkEvidence, ...]]
+    proofs: dict[str, tuple[bytes, ...]] = field(default_factory=dict)
 
     def to_bytes(self) -> bytes:
-        """Versioned msgpack envelope: increasing indices, and per index every client's
-        ``[client_id, chunk, path]``."""
+        """Versioned msgpack envelope: increasing indices, per index every client's
+        ``[client_id, chunk, path]``, and every client's ``[client_id, [proof, ...]]``."""
         indices = sorted(self.chunks)
         return pack(
             "evidence",
@@ -52,6 +56,7 @@ class AggregateEvidence:
                 "items": [
                     [[e.client_id, e.chunk, list(e.path)] for e in self.chunks[i]] for i in indices
                 ],
+                "proofs": [[c, list(p)] for c, p in self.proofs.items()],
             },
         )
 
@@ -65,14 +70,15 @@ class AggregateEvidence:
         count, clients = bounds.chunk_count, bounds.max_clients
         depth = max(1, math.ceil(math.log2(count))) + 1
         per_item = bounds.chunk_bytes + depth * (_DIGEST + 2) + _MAX_ID + 32
+        per_client = bounds.proofs_bytes + _MAX_ID + 16
         f = unpack(
             data,
             "evidence",
-            max_bytes=count * clients * per_item + 1024,
-            max_bin=bounds.chunk_bytes,
-            max_array=max(count, clients, depth, 3),
+            max_bytes=count * clients * per_item + clients * per_client + 1024,
+            max_bin=max(bounds.chunk_bytes, bounds.proof_bytes),
+            max_array=max(count, clients, depth, bounds.proof_count, 3),
         )
-        f.expect_keys("round_id", "indices", "items")
+        f.expect_keys("round_id", "indices", "items", "proofs")
         indices = f.items("indices", max_len=count)
         rows = f.items("items", max_len=count)
         if (
@@ -88,11 +94,29 @@ class AggregateEvidence:
             where = f"evidence.items[{index}]"
             if not isinstance(row, list) or not 0 < len(row) <= clients:
                 raise MalformedMessage(f"{where}: expected 1..{clients} entries")
-            chunks[index] = tuple(_chunk_evidence(item, where, depth) for item in row)
-        return cls(round_id=f.integer("round_id"), chunks=chunks)
+            chunks[index] = tuple(
+                _chunk_evidence(item, where, depth, bounds.chunk_bytes) for item in row
+            )
+        proofs: dict[str, tuple[bytes, ...]] = {}
+        for entry in f.items("proofs", max_len=clients):
+            client_id, items = _client_proofs(entry, bounds)
+            if client_id in proofs:
+                raise MalformedMessage(f"evidence.proofs: client {client_id!r} listed twice")
+            proofs[client_id] = items
+        return cls(round_id=f.integer("round_id"), chunks=chunks, proofs=proofs)
 
 
-def _chunk_evidence(item: object, where: str, depth: int) -> ChunkEvidence:
+def _client_proofs(entry: object, bounds: MessageBounds) -> tuple[str, tuple[bytes, ...]]:
+    if not isinstance(entry, list) or len(entry) != 2:
+        raise MalformedMessage("evidence.proofs: expected [client_id, [proof, ...]]")
+    g = Fields("evidence.proofs", dict(zip(("client_id", "proofs"), entry, strict=True)))
+    items = g.blobs("proofs", max_items=bounds.proof_count)
+    if any(len(p) > bounds.proof_bytes for p in items):
+        raise MalformedMessage(f"evidence.proofs: a proof exceeds {bounds.proof_bytes} bytes")
+    return g.text("client_id", max_len=_MAX_ID), tuple(items)
+
+
+def _chunk_evidence(item: object, where: str, depth: int, chunk_bytes: int) -> ChunkEvidence:
     if not isinstance(item, list) or len(item) != 3:
         raise MalformedMessage(f"{where}: expected [client_id, chunk, path]")
     g = Fields(where, dict(zip(("client_id", "chunk", "path"), item, strict=True)))
@@ -100,5 +124,7 @@ def _chunk_evidence(item: object, where: str, depth: int) -> ChunkEvidence:
     if any(len(p) != _DIGEST for p in path):
         raise MalformedMessage(f"{where}.path: expected {_DIGEST}-byte digests")
     return ChunkEvidence(
-        client_id=g.text("client_id", max_len=_MAX_ID), chunk=g.blob("chunk"), path=tuple(path)
+        client_id=g.text("client_id", max_len=_MAX_ID),
+        chunk=g.blob("chunk", max_size=chunk_bytes),
+        path=tuple(path),
     )

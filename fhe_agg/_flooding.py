@@ -1,17 +1,41 @@
-"""Noise-flooding sizing for threshold CKKS decryption (pure math, no state).
+"""Noise-flooding sizing for threshold CKKS decryption from *proven* bounds (pure math, no state).
 
-Releasing a CKKS decryption (or a partial decryption) without extra noise leaks the secret key
-(Li–Micciancio, EUROCRYPT'21). Li, Micciancio, Schultz and Sorrell ("Securing Approximate
-Homomorphic Encryption Using Differential Privacy", CRYPTO'22, eprint 2022/816) show that adding
-Gaussian noise of standard deviation
+Notion: KL divergence, as in Micciancio–Walter ("On the bit security of cryptographic
+primitives", EUROCRYPT'18; "Gaussian sampling over the integers", CRYPTO'17, §3).
 
-    sigma = sqrt(12 * tau) * 2**(s / 2) * B_ct
+What must be hidden. A key holder decrypts ``c0 + c1*s`` of a sum of ``max_clients`` ciphertexts,
+each with a verified proof that ``c1 = a*u' + e1'`` with ``||u'||_2 <= u_l2``,
+``||e1'||_2 <= e1_l2`` (:func:`fhe_agg.hazmat.zkproof.extraction_bounds`, extraction slack
+included). With ``pk0 = -(a*s + e)``: ``c0 + c1*s = (c0 - u'*pk0) + (-u'*e + e1'*s)``. The first
+part is known to whoever made the ciphertext (``c0`` is unproven: it only moves that client's
+own plaintext, and the encoder's rounding and ``e0`` are inside it); the second part
+``x = sum over clients of (-u'*e + e1'*s)`` is the only key-dependent term, and flooding hides it.
+Holders cannot tell honest clients from malicious ones, so every one of the ``max_clients`` slots
+is sized at the proven bound.
 
-to each of ``tau`` released decryptions, whose ciphertext noise is bounded by ``B_ct`` in every
-coefficient, keeps ``s`` bits of statistical security. In threshold decryption every member of the
-decrypting set adds it (the others may collude), so ``sigma`` is *per party*
-(threshold-ckks.md §3.6). The bound ``B_ct`` must be a worst-case analytic bound, not a measured
-estimate (threshold-ckks.md §4.11).
+Bound on ``x``. A coefficient of a negacyclic product ``f*g`` is ``sum_j +-f_j g_(i-j)``, so by
+Cauchy–Schwarz ``|(u'*e)_i| <= ||u'||_2 ||e||_2``: per client, every coefficient of ``x`` is at most
+``u_l2 ||e||_2 + e1_l2 ||s||_2`` (:func:`chunk_noise_linf`), and
+``||x||_2 <= B2 = max_clients * sqrt(N) * that`` (:func:`proven_noise_l2`). ``||s||_2`` and
+``||e||_2`` of the joint key (sums over ``holders`` of ternary secrets and of rounded Gaussians of
+``sigma = 3.2`` cut at ``6 sigma``) are bounded by :func:`key_l2_bounds`, each failing with
+probability ``<= 2**-KEY_TAIL_BITS`` over the ceremony's randomness.
+
+Size of the flooding. A spherical Gaussian of standard deviation ``sigma`` shifted by ``x`` is at
+KL divergence ``||x||_2**2 / (2 sigma**2)`` from the unshifted one; rounding both to integers is
+post-processing (``x`` is integral) and cannot increase it. KL adds over independent releases:
+one key epoch releases at most ``R = floor(holders * tau / threshold)`` ciphertexts (each holder
+decrypts at most ``tau`` = its budget and every release takes ``threshold`` holders), so
+``KL <= R * B2**2 / (2 sigma**2) <= 2**-s`` gives ``sigma = B2 * sqrt(R / 2) * 2**(s / 2)``.
+It is **per party**: every member of a decrypting set adds it, because all the others may be
+colluding and the one honest holder's noise alone must hide ``x`` (threshold-ckks.md §3.6).
+
+Samplers. Noise this wide does not fit 64-bit floats: a holder draws
+``step * round(sigma/step * z) + uniform[-step/2, step/2)`` (``step`` a power of two,
+:func:`fhe_agg.hazmat.sampling.flooding_step`). Shifted by ``x``, that is a shift of the coarse
+Gaussian by ``x_i / step`` or ``x_i / step + 1`` cells, so the KL is at most
+``||x||_2 + step * sqrt(N)`` in place of ``||x||_2`` (:func:`flooding_security_bits` counts it).
+The Gaussian is cut at ``14 sigma`` (statistical distance ``1.6e-44`` per coefficient).
 
 All sizes here are coefficient-domain integers unless a name says "slot".
 """
@@ -22,21 +46,37 @@ import math
 from dataclasses import dataclass
 
 from fhe_agg._validate import positive_finite, positive_int
+from fhe_agg.hazmat.sampling import flooding_step
 
 __all__ = [
+    "KEY_ERROR_BOUND",
     "KEY_ERROR_SIGMA",
+    "KEY_TAIL_BITS",
     "TAIL_SIGMAS",
     "FloodingPolicy",
+    "chunk_noise_linf",
     "ciphertext_noise_bound",
+    "flooding_kl",
     "flooding_security_bits",
     "flooding_sigma",
+    "gaussian_tail_sigmas",
+    "key_l2_bounds",
+    "proven_noise_l2",
+    "releases_per_epoch",
     "slot_noise_std",
+    "subgaussian_norm_bound",
 ]
 
 #: Standard deviation of RLWE key errors (HE standard; SEAL's default, cut at 6 sigma).
 KEY_ERROR_SIGMA = 3.2
 
-#: How many standard deviations the coefficient bound ``B_ct`` covers.
+#: Largest |coefficient| of one holder's key error: ``round(3.2 * 6) = 19``.
+KEY_ERROR_BOUND = 19
+
+#: The key-norm bounds fail with probability at most ``2**-KEY_TAIL_BITS`` each.
+KEY_TAIL_BITS = 64
+
+#: Tail of the *honest* fresh-noise estimate :func:`ciphertext_noise_bound` (correctness only).
 TAIL_SIGMAS = 6.0
 
 _TERNARY_VARIANCE = 2.0 / 3.0
@@ -46,8 +86,10 @@ _TERNARY_VARIANCE = 2.0 / 3.0
 class FloodingPolicy:
     """Target of the flooding noise: ``statistical_bits`` of security over ``budget`` decryptions.
 
-    ``budget`` is ``tau`` of LMSS'22: the number of ciphertexts decrypted under one key epoch; a
-    new key ceremony is due when it is spent (threshold-ckks.md §3.6).
+    ``budget`` is ``tau``: the number of ciphertexts *each holder* may partially decrypt under one
+    key epoch (a new key ceremony is due when it is spent); the epoch then releases at most
+    :func:`releases_per_epoch` ciphertexts, and the KL of all of them is at most
+    ``2**-statistical_bits``.
     """
 
     statistical_bits: int = 40
@@ -58,27 +100,122 @@ class FloodingPolicy:
         positive_int(self.budget, "budget")
 
 
+def releases_per_epoch(budget: int, holders: int, threshold: int) -> int:
+    """At most ``floor(holders * budget / threshold)`` ciphertexts are released under one key:
+    each release spends one unit of ``threshold`` holders' budgets of ``budget`` each."""
+    budget = positive_int(budget, "budget")
+    holders = positive_int(holders, "holders")
+    threshold = positive_int(threshold, "threshold")
+    return holders * budget // threshold
+
+
+def subgaussian_norm_bound(dim: int, proxy_variance: float, failure_bits: int) -> float:
+    """``r`` with ``P[||X||_2 > r] <= 2**-failure_bits`` for ``X`` of ``dim`` independent centred
+    coordinates, each sub-Gaussian with variance proxy ``v``: ``r**2 = v (dim + 2 sqrt(dim t) + 2t)``,
+    ``t = failure_bits * ln 2`` (Hsu–Kakade–Zhang, "A tail inequality for quadratic forms of
+    subgaussian random vectors", 2012, Thm 1 with ``A = I``; Laurent–Massart for Gaussians)."""
+    dim = positive_int(dim, "dim")
+    v = positive_finite(proxy_variance, "proxy_variance")
+    t = positive_int(failure_bits, "failure_bits") * math.log(2.0)
+    return math.sqrt(v * (dim + 2.0 * math.sqrt(dim * t) + 2.0 * t))
+
+
+def key_l2_bounds(n: int, holders: int) -> tuple[float, float]:
+    """``(||s||_2, ||e||_2)`` bounds of the joint key, each failing w.p. ``<= 2**-KEY_TAIL_BITS``.
+
+    A coefficient of ``s`` sums ``holders`` uniform ternaries: each lies in ``[-1, 1]``, so it is
+    sub-Gaussian with proxy 1 (Hoeffding's lemma) and the sum has proxy ``holders``. A coefficient
+    of ``e`` sums ``holders`` values ``round(3.2 g)`` with ``g`` normal cut at 6: cutting a centred
+    Gaussian symmetrically lowers ``E cosh``, so ``3.2 g`` has proxy ``3.2**2``; rounding adds
+    ``|r| <= 1/2`` and sub-Gaussian norms add, so proxy ``(3.2 + 1/2)**2`` each. Each bound is
+    also capped at its worst case (``holders * sqrt(N)``, ``holders * 19 * sqrt(N)``).
+    """
+    n = positive_int(n, "n")
+    holders = positive_int(holders, "holders")
+    s = subgaussian_norm_bound(n, float(holders), KEY_TAIL_BITS)
+    e = subgaussian_norm_bound(n, holders * (KEY_ERROR_SIGMA + 0.5) ** 2, KEY_TAIL_BITS)
+    root = math.sqrt(n)
+    return min(s, holders * root), min(e, holders * KEY_ERROR_BOUND * root)
+
+
+def chunk_noise_linf(u_l2: float, e1_l2: float, *, n: int, holders: int) -> float:
+    """Bound on every coefficient of ``-u'*e + e1'*s`` for one proven chunk:
+    ``u_l2 ||e||_2 + e1_l2 ||s||_2`` (Cauchy–Schwarz on each coefficient of a negacyclic product)."""
+    u_l2 = positive_finite(u_l2, "u_l2")
+    e1_l2 = positive_finite(e1_l2, "e1_l2")
+    s_l2, e_l2 = key_l2_bounds(n, holders)
+    return u_l2 * e_l2 + e1_l2 * s_l2
+
+
+def proven_noise_l2(n: int, holders: int, clients: int, u_l2: float, e1_l2: float) -> float:
+    """``B2``: an ℓ2 bound of the key-dependent noise ``x`` of a sum of ``clients`` proven chunks,
+    ``clients * sqrt(N) * chunk_noise_linf`` (a worst case: malicious clients may align theirs)."""
+    clients = positive_int(clients, "clients")
+    linf = chunk_noise_linf(u_l2, e1_l2, n=n, holders=holders)
+    return clients * math.sqrt(positive_int(n, "n")) * linf
+
+
+def flooding_kl(sigma: float, noise_l2: float, releases: int, *, n: int) -> float:
+    """KL divergence over ``releases`` releases of per-party noise ``sigma`` (with the sampler's
+    ``step``) hiding a key-dependent term of ℓ2 norm ``noise_l2``:
+    ``releases * (noise_l2 + step * sqrt(N))**2 / (2 sigma**2)``."""
+    sigma = positive_finite(sigma, "sigma")
+    bound = positive_finite(noise_l2, "noise_l2")
+    releases = positive_int(releases, "releases")
+    shift = bound + flooding_step(sigma) * math.sqrt(positive_int(n, "n"))
+    return releases * shift * shift / (2.0 * sigma * sigma)
+
+
+def flooding_sigma(policy: FloodingPolicy, noise_l2: float, releases: int, *, n: int) -> float:
+    """Per-party standard deviation with ``flooding_kl <= 2**-s``:
+    ``(B2 + step * sqrt(N)) * sqrt(R / 2) * 2**(s / 2)`` with ``step = flooding_step(result)``.
+
+    When ``sqrt(N R / 2) 2**(s/2)`` exceeds about ``2**EXACT_SIGMA_BITS`` the step term grows
+    with ``sigma`` and no ``sigma`` reaches ``s`` (about 60 bits at ``N = 8192``, ``R = 2**17``);
+    the result then falls short, which :func:`flooding_security_bits` reports.
+    """
+    bound = positive_finite(noise_l2, "noise_l2")
+    factor = math.sqrt(positive_int(releases, "releases") / 2.0)
+    factor *= math.pow(2.0, policy.statistical_bits / 2)
+    root = math.sqrt(positive_int(n, "n"))
+    step = flooding_step(bound * factor)
+    sigma = (bound + step * root) * factor
+    while flooding_step(sigma) > step and step * root < bound:  # else out of reach: stop
+        step = flooding_step(sigma)
+        sigma = (bound + step * root) * factor
+    return sigma
+
+
+def flooding_security_bits(sigma: float, noise_l2: float, releases: int, *, n: int) -> float:
+    """``s = -log2(flooding_kl)``, floored at 0: the inverse of :func:`flooding_sigma`."""
+    return max(0.0, -math.log2(flooding_kl(sigma, noise_l2, releases, n=n)))
+
+
+def gaussian_tail_sigmas(count: int, failure_bits: int) -> float:
+    """Smallest ``k`` with ``count * P[|Z| > k] <= 2**-failure_bits`` for standard normal ``Z``
+    (union bound over ``count`` coefficients; ``P[|Z| > k] = erfc(k / sqrt 2)``)."""
+    count = positive_int(count, "count")
+    target = 2.0 ** -positive_int(failure_bits, "failure_bits") / count
+    lo, hi = 0.0, 40.0
+    for _ in range(200):
+        mid = (lo + hi) / 2
+        if math.erfc(mid / math.sqrt(2.0)) <= target:
+            hi = mid
+        else:
+            lo = mid
+    return hi
+
+
 def ciphertext_noise_bound(n: int, holders: int, clients: int, *, special_prime: bool) -> float:
-    """Worst-case coefficient bound ``B_ct`` of the sum of ``clients`` fresh public-key encryptions.
+    """An *honest* estimate of the coefficient noise of a sum of ``clients`` fresh encryptions
+    (correctness and precision estimates only; flooding uses :func:`proven_noise_l2`).
 
-    The joint secret is ``s = s_1 + ... + s_holders`` with ternary ``s_i``, so each coefficient of
-    ``s`` has variance ``Var s = 2 * holders / 3``; key errors have ``sigma = 3.2``. SEAL decrypts
-    ``c0 + c1 * s`` and encrypts ``c = v * pk + (Delta*m + e0, e1)`` with ``pk = (-(a*s + e), a)``
-    and ternary ``v`` (threshold-ckks.md §3.2).
+    * ``special_prime=True``: SEAL encrypts at ``QP`` and divides by ``P``: the rounding error
+      ``r0 + r1 * s`` remains, variance ``(1 + N * Var s) / 12``, ``Var s = 2 * holders / 3``.
+    * ``special_prime=False`` (data-level encryption): ``-u*e + e0 + e1*s``, variance
+      ``N (2/3) holders 3.2**2 + 3.2**2 + N Var s 3.2**2``.
 
-    * ``special_prime=True``: SEAL encrypts at the key level ``QP`` and divides by ``P`` with
-      rounding. The key-level noise ``-v*e + e0 + e1*s`` shrinks by ``P`` (negligible for
-      ``P >= 2**20``) and what remains is the rounding error ``r0 + r1 * s`` with ``r0, r1``
-      uniform on ``[-1/2, 1/2]`` (variance 1/12), so one coefficient has variance
-      ``(1 + N * Var s) / 12`` (a product of ring elements sums ``N`` independent terms).
-    * ``special_prime=False``: the key level is the data level and the fresh noise is
-      ``-v * e + e0 + e1 * s`` with ``e`` the joint key error (the sum of ``holders`` errors, each
-      coefficient of variance ``holders * 3.2**2``): variance
-      ``N * (2/3) * holders * 3.2**2 + 3.2**2 + N * Var s * 3.2**2``.
-
-    Independent encryptions add variances, so the sum has ``sqrt(clients)`` times that standard
-    deviation; ``B_ct = 6 * sqrt(clients) * std`` (a 6-sigma tail, the same cut SEAL uses for its
-    error sampler). The Gaussian shape is the central-limit approximation of the ring products.
+    ``B_ct = 6 * sqrt(clients) * std`` (central-limit estimate, a 6-sigma tail).
     """
     n = positive_int(n, "n")
     holders = positive_int(holders, "holders")
@@ -90,26 +227,6 @@ def ciphertext_noise_bound(n: int, holders: int, clients: int, *, special_prime:
         err = KEY_ERROR_SIGMA**2
         variance = n * _TERNARY_VARIANCE * holders * err + err + n * secret_variance * err
     return TAIL_SIGMAS * math.sqrt(clients) * math.sqrt(variance)
-
-
-def flooding_sigma(policy: FloodingPolicy, noise_bound: float) -> float:
-    """Per-party flooding standard deviation ``sqrt(12 * tau) * 2**(s/2) * B_ct`` (LMSS'22).
-
-    ``noise_bound`` is ``B_ct`` from :func:`ciphertext_noise_bound`; the result is in coefficient
-    units and is what *each* member of the decrypting set adds (threshold-ckks.md §3.6).
-    """
-    bound = positive_finite(noise_bound, "noise_bound")
-    return math.sqrt(12.0 * policy.budget) * math.pow(2.0, policy.statistical_bits / 2) * bound
-
-
-def flooding_security_bits(sigma: float, noise_bound: float, budget: int) -> float:
-    """Statistical security bits ``s`` achieved by per-party flooding ``sigma`` (inverse of
-    :func:`flooding_sigma`): ``s = 2 * log2(sigma / (sqrt(12 * budget) * B_ct))``, floored at 0."""
-    sigma = positive_finite(sigma, "sigma")
-    bound = positive_finite(noise_bound, "noise_bound")
-    budget = positive_int(budget, "budget")
-    bits = 2.0 * math.log2(sigma / (math.sqrt(12.0 * budget) * bound))
-    return max(0.0, bits)
 
 
 def slot_noise_std(coefficient_sigma: float, n: int, parties: int) -> float:

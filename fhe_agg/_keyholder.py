@@ -5,9 +5,12 @@ Before multiplying anything by its key share a holder verifies, for the round it
 * the manifest lists at least ``min_clients`` distinct roster members, each with a valid
   ML-DSA signature over this round's parameters, public key and layout;
 * the aggregate is the exact modular sum of those clients' signed ciphertexts, recomputed for
-  every chunk (default) or for ``spot_check`` chunks drawn at random after the aggregate is
-  fixed (a tampered aggregate differing in ``k`` of ``C`` chunks escapes with probability
-  ``C(C-k, m) / C(C, m)``);
+  every chunk;
+* every chunk of every counted update carries a verifying zero-knowledge proof that its ``c1``
+  is ``a*u + e1`` with short ``u, e1`` known to the client (:mod:`fhe_agg._wellformed`): one
+  unproven chunk in a decrypted sum can reveal the secret key, so no spot check is enough here
+  and a holder always asks for every chunk (``spot_check`` no longer reduces the evidence; it
+  only sets :meth:`KeyHolder.detection_probability`, the figure for sums alone);
 * its scale is ``scale * total_weight`` of the manifest;
 * the round was never decrypted before and is not older than one that was.
 
@@ -59,7 +62,7 @@ from fhe_agg._signing import SigningKey, VerifyKey
 from fhe_agg._validate import holder_indices, positive_int
 from fhe_agg.hazmat.rlwe import mul_fixed_plus_noise
 from fhe_agg.hazmat.rns import U64
-from fhe_agg.hazmat.sampling import rounded_gaussian
+from fhe_agg.hazmat.sampling import WideNoise, flooding_gaussian
 
 if TYPE_CHECKING:
     from fhe_agg.identity._auditlog import AuditLog
@@ -133,7 +136,6 @@ class KeyHolder:
         self._signing_key = signing_key
         self._rng = rng or default_random()
         self._backend = backend_for(config.preset)
-        self._challenges: dict[tuple[int, bytes], tuple[int, ...]] = {}
         self._log = HolderStore(
             store, holder_id=holder_id, key_share=key_share, max_round_step=max_round_step
         )
@@ -193,25 +195,13 @@ class KeyHolder:
         self._record("partial.refused", aggregate, error=type(exc).__name__, reason=str(exc))
 
     def challenge(self, aggregate: EncryptedAggregate) -> tuple[int, ...]:
-        """The chunk indices whose evidence this holder requires for ``aggregate``.
-
-        Drawn from the CSPRNG after the aggregate is fixed, so the aggregator cannot predict them.
-        """
+        """The chunk indices whose evidence this holder requires for ``aggregate``: every chunk,
+        since the holder verifies every chunk's well-formedness proof before a partial."""
         return self._challenge(aggregate, aggregate_digest(aggregate))
 
     def _challenge(self, aggregate: EncryptedAggregate, digest: bytes) -> tuple[int, ...]:
-        key = (aggregate.round_id, digest)
-        if key not in self._challenges:
-            count = len(aggregate.chunks)
-            if self.spot_check is None or self.spot_check >= count:
-                picked = tuple(range(count))
-            else:
-                order = np.frombuffer(self._rng.bytes(8 * count), dtype=np.uint64).argsort(
-                    kind="stable"
-                )
-                picked = tuple(sorted(int(i) for i in order[: self.spot_check]))
-            self._challenges[key] = picked
-        return self._challenges[key]
+        del digest  # every chunk of every aggregate: nothing left to draw
+        return tuple(range(len(aggregate.chunks)))
 
     def verify(
         self, aggregate: EncryptedAggregate, evidence: AggregateEvidence, *, layout: Layout
@@ -350,8 +340,8 @@ class KeyHolder:
         primes = self._backend.data_primes
         sigma, n = self.config.holder_noise_sigma, self._backend.n
 
-        def noise(count: int) -> NDArray[np.int64]:
-            return rounded_gaussian(count * n, sigma, self._rng).reshape(count, n)
+        def noise(count: int) -> WideNoise:
+            return flooding_gaussian(count * n, sigma, self._rng).reshape(count, n)
 
         data = mul_fixed_plus_noise(sums[:, 1], operand, noise if sigma > 0 else None, n, primes)
         # durable before the partial leaves this object

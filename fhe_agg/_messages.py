@@ -19,6 +19,7 @@ from fhe_agg._errors import MalformedMessage
 from fhe_agg._packing import Layout
 from fhe_agg._seal import backend_for
 from fhe_agg._signing import ML_DSA_65_SIGNATURE_BYTES
+from fhe_agg._wellformed import proof_batches, proof_bytes_bound
 from fhe_agg._wire import Fields, pack, unpack
 
 __all__ = [
@@ -39,29 +40,41 @@ _DIGEST = 32
 
 @dataclass(frozen=True)
 class MessageBounds:
-    """Size limits for one round's messages."""
+    """Size limits for one round's messages: ``proof_count`` well-formedness proofs (one per
+    batch of chunks) of at most ``proof_bytes`` each travel with every update."""
 
     chunk_count: int
     chunk_bytes: int
     max_clients: int
+    proof_count: int = 0
+    proof_bytes: int = 0
 
     @classmethod
     def for_round(cls, config: FederationConfig, layout: Layout) -> MessageBounds:
         backend = backend_for(config.preset)
+        chunk_count = layout.chunk_count(config.preset.reals_per_ciphertext)
         return cls(
-            chunk_count=layout.chunk_count(config.preset.reals_per_ciphertext),
+            chunk_count=chunk_count,
             chunk_bytes=backend.ciphertext_bytes,
             max_clients=config.max_clients,
+            proof_count=len(proof_batches(chunk_count)),
+            proof_bytes=proof_bytes_bound(config),
         )
 
     @property
+    def proofs_bytes(self) -> int:
+        """Bytes of one update's proofs at most (with msgpack framing)."""
+        return self.proof_count * (self.proof_bytes + 8)
+
+    @property
     def update_bytes(self) -> int:
-        return self.chunk_count * (self.chunk_bytes + 8) + 16 * 1024
+        return self.chunk_count * (self.chunk_bytes + 8) + self.proofs_bytes + 16 * 1024
 
 
 @dataclass(frozen=True)
 class UpdateStatement:
-    """What a client signs: which round, which parameters, which data (by Merkle root)."""
+    """What a client signs: which round, which parameters, which data (by Merkle root), and
+    which well-formedness proofs (by :func:`~fhe_agg._wellformed.proofs_digest`)."""
 
     protocol_version: int
     params_id: bytes
@@ -72,6 +85,7 @@ class UpdateStatement:
     layout_hash: bytes
     chunk_count: int
     merkle_root: bytes
+    proofs_digest: bytes
 
     def as_list(self) -> list[object]:
         """The fields in canonical order, as they travel on the wire."""
@@ -85,6 +99,7 @@ class UpdateStatement:
             self.layout_hash,
             self.chunk_count,
             self.merkle_root,
+            self.proofs_digest,
         ]
 
     def encode(self) -> bytes:
@@ -95,8 +110,8 @@ class UpdateStatement:
     @classmethod
     def decode(cls, raw: object) -> UpdateStatement:
         """Parse the canonical array; refuses any other shape or type."""
-        if not isinstance(raw, list) or len(raw) != 9:
-            raise MalformedMessage("statement: expected a 9-field array")
+        if not isinstance(raw, list) or len(raw) != len(_STATEMENT_FIELDS):
+            raise MalformedMessage(f"statement: expected a {len(_STATEMENT_FIELDS)}-field array")
         f = Fields("statement", dict(zip(_STATEMENT_FIELDS, raw, strict=True)))
         stmt = cls(
             protocol_version=f.integer("protocol_version", 1, 255),
@@ -108,6 +123,7 @@ class UpdateStatement:
             layout_hash=f.blob("layout_hash", size=_DIGEST),
             chunk_count=f.integer("chunk_count", 1, 2**31),
             merkle_root=f.blob("merkle_root", size=_DIGEST),
+            proofs_digest=f.blob("proofs_digest", size=_DIGEST),
         )
         if not stmt.weight > 0:
             raise MalformedMessage("statement.weight: must be positive")
@@ -124,6 +140,7 @@ _STATEMENT_FIELDS = (
     "layout_hash",
     "chunk_count",
     "merkle_root",
+    "proofs_digest",
 )
 
 
@@ -148,30 +165,47 @@ class SignedStatement:
 
 @dataclass(frozen=True, eq=False)
 class EncryptedUpdate:
-    """One client's encrypted, signed contribution to a round."""
+    """One client's encrypted, signed contribution to a round: its chunks and the
+    well-formedness proof of each batch of chunks (both committed to by the signed statement)."""
 
     signed: SignedStatement
     chunks: tuple[bytes, ...]
+    proofs: tuple[bytes, ...] = ()
 
     @property
     def statement(self) -> UpdateStatement:
         return self.signed.statement
 
     def to_bytes(self) -> bytes:
-        return pack("update", {"signed": self.signed.to_wire(), "chunks": list(self.chunks)})
+        return pack(
+            "update",
+            {
+                "signed": self.signed.to_wire(),
+                "chunks": list(self.chunks),
+                "proofs": list(self.proofs),
+            },
+        )
 
     @classmethod
     def from_bytes(cls, data: bytes, bounds: MessageBounds) -> EncryptedUpdate:
+        """Decode within ``bounds``: at most ``chunk_count`` chunks of ``chunk_bytes`` and
+        ``proof_count`` proofs of ``proof_bytes`` (:class:`MalformedMessage` /
+        :class:`MessageTooLarge`); whether they are the signed ones is the aggregator's check."""
         f = unpack(
             data,
             "update",
             max_bytes=bounds.update_bytes,
-            max_bin=bounds.chunk_bytes,
-            max_array=max(bounds.chunk_count, 16),
+            max_bin=max(bounds.chunk_bytes, bounds.proof_bytes),
+            max_array=max(bounds.chunk_count, bounds.proof_count, 16),
         )
-        f.expect_keys("signed", "chunks")
+        f.expect_keys("signed", "chunks", "proofs")
         chunks = f.blobs("chunks", max_items=bounds.chunk_count)
-        return cls(SignedStatement.from_wire(f.body["signed"]), tuple(chunks))
+        if any(len(c) > bounds.chunk_bytes for c in chunks):
+            raise MalformedMessage(f"update.chunks: a chunk exceeds {bounds.chunk_bytes} bytes")
+        proofs = f.blobs("proofs", max_items=bounds.proof_count)
+        if any(len(p) > bounds.proof_bytes for p in proofs):
+            raise MalformedMessage(f"update.proofs: a proof exceeds {bounds.proof_bytes} bytes")
+        return cls(SignedStatement.from_wire(f.body["signed"]), tuple(chunks), tuple(proofs))
 
 
 @dataclass(frozen=True, eq=False)

@@ -106,26 +106,33 @@ class CkksPreset:
         return hashlib.sha3_256(text.encode()).digest()
 
 
+# Sizing (docs/key-safety.md §flooding): key holders flood every partial decryption for the
+# *proven* noise of max_clients chunks, about 2**73 per holder for the target run (8
+# clients, 3-of-5, tau = 2**16) where an honest-noise estimate gave 2**39.5. The noise must stay
+# below q / 8 at its 2**-40 tail (2**80 there), so one 60-bit data prime no longer holds any
+# flooded release: both presets carry two data primes. Clients encrypt at the data level, so the
+# special prime does nothing for encryption; SEAL still treats the last prime as the key level.
 _COMPACT = CkksPreset(
     name="compact",
     poly_modulus_degree=8192,
-    data_prime_bits=(60,),
+    data_prime_bits=(60, 40),
     special_prime_bits=40,
     summary=(
-        "The DP preset. N=8192, one 60-bit data prime + 40-bit special prime (100 of 202 "
-        "quantum-safe bits); ~120 bits per parameter on the wire. With DP the mechanism's noise "
-        "doubles as flooding; without DP, 40-bit flooding fits at ~1e-3 precision (8 clients), and "
+        "The DP preset. N=8192, 60- and 40-bit data primes + 40-bit special prime (140 of 202 "
+        "quantum-safe bits); ~200 bits per parameter on the wire. The smallest modulus that "
+        "holds 40-bit flooding from proven bounds; with DP the mechanism's noise dominates; "
         "exact decryption (which gives away the key) only by explicit opt-in for one holder."
     ),
 )
 _PRECISE = CkksPreset(
     name="precise",
     poly_modulus_degree=8192,
-    data_prime_bits=(60, 40),
+    data_prime_bits=(60, 60),
     special_prime_bits=40,
     summary=(
-        "N=8192, 60- and 40-bit data primes + 40-bit special prime (140 of 202 quantum-safe "
-        "bits); ~200 bits per parameter. Room for 40-bit statistical noise flooding without DP."
+        "N=8192, two 60-bit data primes + 40-bit special prime (160 of 202 quantum-safe bits); "
+        "~240 bits per parameter. 40-bit flooding from proven bounds without DP, ~1e-10 for 8 "
+        "clients 3-of-5 (1e-6 leaves room for larger federations and weights)."
     ),
 )
 

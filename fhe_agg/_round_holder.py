@@ -180,10 +180,8 @@ class HolderRound:
             raise OutOfOrder(
                 f"state of holder {state.holder_index}, key holder {holder.holder_index}"
             )
-        if state.phase is HolderPhase.CHALLENGED:
-            # the indices it announced stay the ones it checks (drawn once, after the aggregate
-            # was fixed); KeyHolder keeps them per (round, aggregate digest)
-            holder._challenges[(state.round_id, state.aggregate_digest)] = state.indices
+        # a holder's challenge is every chunk (it verifies every chunk's proof), so the indices it
+        # announced before the restart are the ones it checks after it
         machine._state = state
         return machine
 

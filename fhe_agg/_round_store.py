@@ -1,7 +1,8 @@
 """The aggregator's crash-safe round state: one SQLite file per round.
 
 What one accepted update commits, in ONE transaction: its signed statement, its Merkle leaves,
-its ciphertext chunks (the key holders' evidence) and the new running sum. So after a kill the
+its ciphertext chunks and well-formedness proofs (the key holders' evidence) and the new running
+sum. So after a kill the
 store holds either the state before the update or after it, never half of it.
 
 The running sum is stored, not derived: each commit rewrites it (one model's worth of bytes, about
@@ -11,7 +12,8 @@ chunks: O(clients x model) of I/O at the moment the round is already late.
 
 On resume every stored statement's signature is verified again, every Merkle root recomputed from
 the stored leaves, every running-sum row checked against its digest (bound to the accepted count)
-and to the prime moduli; chunks are checked against their leaf when read as evidence. Chunks are
+and to the prime moduli; chunks are checked against their leaf, and proofs against the signed
+digest, when read as evidence. Chunks are
 never all loaded: memory stays O(one model).
 """
 
@@ -42,6 +44,7 @@ from fhe_agg._messages import SignedStatement
 from fhe_agg._packing import Layout
 from fhe_agg._seal import backend_for
 from fhe_agg._sqlite import Mismatch, Store, guard, open_store
+from fhe_agg._wellformed import proof_batches, proof_bytes_bound, proofs_digest
 from fhe_agg.hazmat.rns import U64
 
 __all__ = ["AggregatorStore", "RoundState"]
@@ -56,6 +59,8 @@ _SCHEMA = (
     " statement BLOB NOT NULL, signature BLOB NOT NULL, leaves BLOB NOT NULL)",
     # chunk ``index`` of update ``slot`` is row ``slot * chunk_count + index``
     "CREATE TABLE chunks (id INTEGER PRIMARY KEY, data BLOB NOT NULL)",
+    # proof ``k`` of update ``slot`` is row ``slot * proof_count + k``
+    "CREATE TABLE proofs (id INTEGER PRIMARY KEY, data BLOB NOT NULL)",
     "CREATE TABLE running_sum (idx INTEGER PRIMARY KEY, data BLOB NOT NULL, digest BLOB NOT NULL)",
 )
 _MISMATCH: Mismatch = {
@@ -94,12 +99,18 @@ class AggregatorStore:
     ) -> None:
         backend = backend_for(config.preset)
         self._chunks = layout.chunk_count(config.preset.reals_per_ciphertext)
+        self._proofs = len(proof_batches(self._chunks))
         self._primes = np.asarray(backend.data_primes, dtype=np.uint64)
         self._shape = (2, len(backend.data_primes), backend.n)
         self._sum_bytes = 8 * int(np.prod(self._shape))
         self._max_clients = config.max_clients
         self._count = 0
-        biggest = max(self._sum_bytes, backend.ciphertext_bytes, _LEAF * self._chunks)
+        biggest = max(
+            self._sum_bytes,
+            backend.ciphertext_bytes,
+            _LEAF * self._chunks,
+            proof_bytes_bound(config),
+        )
         self._db: Store = open_store(
             path,
             kind="aggregator",
@@ -141,6 +152,10 @@ class AggregatorStore:
         expected = accepted * self._chunks
         if count != expected or (expected and (low, high) != (0, expected - 1)):
             raise self._db.corrupt(f"{count} chunk rows stored, {accepted} updates need {expected}")
+        count, low, high = self._db.query("SELECT COUNT(*), MIN(id), MAX(id) FROM proofs")[0]
+        expected = accepted * self._proofs
+        if count != expected or (expected and (low, high) != (0, expected - 1)):
+            raise self._db.corrupt(f"{count} proof rows stored, {accepted} updates need {expected}")
         self._count = accepted
         return RoundState(items, self._load_sum(accepted), bool(finalized), not self._db.created)
 
@@ -224,8 +239,10 @@ class AggregatorStore:
         chunks: Sequence[bytes],
         leaves: Sequence[bytes],
         new_sum: U64,
+        proofs: Sequence[bytes] = (),
     ) -> int:
-        """Commit one accepted update and the running sum that includes it; return its slot."""
+        """Commit one accepted update (with its proofs) and the running sum that includes it;
+        return its slot."""
         slot, stmt = self._count, signed.statement
         base = slot * self._chunks
         with self._db.transaction() as conn:
@@ -240,6 +257,10 @@ class AggregatorStore:
                 ) from None
             conn.executemany(
                 "INSERT INTO chunks VALUES (?, ?)", ((base + i, c) for i, c in enumerate(chunks))
+            )
+            conn.executemany(
+                "INSERT INTO proofs VALUES (?, ?)",
+                ((slot * self._proofs + k, p) for k, p in enumerate(proofs)),
             )
             for index, chunk in enumerate(new_sum):
                 data = np.ascontiguousarray(chunk, dtype="<u8").tobytes()
@@ -275,6 +296,25 @@ class AggregatorStore:
             raise self._db.corrupt(f"chunk {index} of update {slot} is missing or altered")
         data: bytes = row[0]
         return data
+
+    def read_proofs(self, slot: int) -> tuple[bytes, ...]:
+        """The proofs of update ``slot``, checked against the digest its statement signed."""
+        first = slot * self._proofs
+        with guard(self.path):
+            rows = self._db.conn.execute(
+                "SELECT data FROM proofs WHERE id >= ? AND id < ? ORDER BY id",
+                (first, first + self._proofs),
+            ).fetchall()
+            stored = self._db.conn.execute(
+                "SELECT statement, signature FROM updates WHERE slot = ?", (slot,)
+            ).fetchone()
+        proofs = tuple(r[0] for r in rows if isinstance(r[0], bytes))
+        if stored is None or len(proofs) != self._proofs:
+            raise self._db.corrupt(f"the proofs of update {slot} are missing")
+        signed = self._decode(stored[0], stored[1], slot)
+        if proofs_digest(proofs) != signed.statement.proofs_digest:
+            raise self._db.corrupt(f"the proofs of update {slot} are altered")
+        return proofs
 
     def close(self) -> None:
         self._db.close()

@@ -15,7 +15,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -30,6 +30,7 @@ from fhe_agg import (
     Aggregator,
     CeremonyMessage,
     ChunkEvidence,
+    Client,
     DpPolicy,
     EncryptedAggregate,
     EncryptedUpdate,
@@ -43,6 +44,7 @@ from fhe_agg import (
     Rejected,
     RoundCoordinator,
     SignedStatement,
+    SigningKey,
     ThresholdNotMet,
     UnsupportedParameters,
     UpdateStatement,
@@ -61,6 +63,7 @@ from fhe_agg._errors import (
 from fhe_agg._messages import MessageBounds
 from fhe_agg._round_state import HolderState, ServerState
 from fhe_agg._seal import backend_for
+from fhe_agg._wellformed import check_proof_set, proofs_digest
 from fhe_agg.flower import _records as records
 from fhe_agg.hazmat.seal_format import build_ciphertext, parse_ciphertext
 from fhe_agg.identity import (
@@ -144,9 +147,66 @@ def _update() -> Run:
         update = EncryptedUpdate.from_bytes(data, aggregator.bounds)
         again = EncryptedUpdate.from_bytes(update.to_bytes(), aggregator.bounds)
         assert again.signed == update.signed and again.chunks == update.chunks
+        assert again.proofs == update.proofs
         aggregator._check(update)
 
     return run
+
+
+# Proofs of a few dozen bytes stand in for the real 8.6 MB ones: the framing (count and size
+# bounds, the signed digest) is what this target explores, fast; `update` runs the real proofs.
+_SHORT_PROOF_BYTES = 256
+
+
+def _update_proofs() -> Run:
+    fed = world.federation()
+    bounds = replace(
+        MessageBounds.for_round(fed.config, fed.layout), proof_bytes=_SHORT_PROOF_BYTES
+    )
+
+    def run(data: bytes) -> None:
+        update = EncryptedUpdate.from_bytes(data, bounds)
+        assert len(update.proofs) <= bounds.proof_count
+        assert all(len(p) <= bounds.proof_bytes for p in update.proofs)
+        again = EncryptedUpdate.from_bytes(update.to_bytes(), bounds)
+        assert (again.signed, again.chunks, again.proofs) == (
+            update.signed,
+            update.chunks,
+            update.proofs,
+        )
+        _check_signed(update.signed)
+        stmt = update.statement
+        check_proof_set(
+            update.proofs,
+            chunk_count=stmt.chunk_count,
+            signed_digest=stmt.proofs_digest,
+            bound=bounds.proof_bytes,
+            who=stmt.client_id,
+        )
+        assert proofs_digest(update.proofs) == stmt.proofs_digest
+
+    return run
+
+
+def _update_proofs_seeds() -> list[bytes]:
+    """The round's updates re-signed by their clients over short stand-in proofs (one per
+    batch), and one without any proof."""
+    fed = world.federation()
+    out = []
+    for update, proofs in zip(fed.updates, ((b"\x07" * 40,), (b"\x01" * 256,), ()), strict=False):
+        cid = update.statement.client_id
+        client = Client(
+            client_id=cid,
+            signing_key=SigningKey.from_seed(world._seed(cid)),
+            config=fed.config,
+            public_key=fed.public_key,
+        )
+        signed = client.sign_update(
+            update.chunks, layout=fed.layout, round_id=1, weight=update.statement.weight,
+            proofs=proofs,
+        )  # fmt: skip
+        out.append(signed.to_bytes())
+    return out
 
 
 def _aggregate() -> Run:
@@ -289,6 +349,7 @@ def _evidence_rows(evidence: AggregateEvidence) -> object:
     return (
         evidence.round_id,
         {i: [(e.client_id, e.chunk, e.path) for e in row] for i, row in evidence.chunks.items()},
+        evidence.proofs,
     )
 
 
@@ -743,6 +804,14 @@ TARGETS: dict[str, Target] = {
             _ROUND,
             _update,
             lambda: _fed_seeds("update"),
+            "msgpack",
+        ),
+        Target(
+            "update_proofs",
+            "EncryptedUpdate.from_bytes (proof bounds) + signature + check_proof_set",
+            _ROUND,
+            _update_proofs,
+            _update_proofs_seeds,
             "msgpack",
         ),
         Target(

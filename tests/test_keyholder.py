@@ -157,9 +157,11 @@ def test_refuses_evidence_that_does_not_match(finished, holder, layout, updates)
         )
 
 
-def test_spot_check_samples_unpredictable_chunks(
+def test_a_spot_checking_holder_still_asks_for_every_chunk_for_the_proofs(
     finished, config, keypair, roster, layout, vectors
 ) -> None:
+    """One unverified chunk's proof can leak the key, so ``spot_check`` no longer thins the
+    evidence: the challenge is every chunk, and evidence of fewer chunks is refused."""
     agg, aggregate = finished
     spot = KeyHolder(
         holder_id="s",
@@ -170,7 +172,9 @@ def test_spot_check_samples_unpredictable_chunks(
         spot_check=1,
     )
     wanted = spot.challenge(aggregate)
-    assert len(wanted) == 1 and spot.challenge(aggregate) == wanted
+    assert wanted == tuple(range(len(aggregate.chunks))) and spot.challenge(aggregate) == wanted
+    with pytest.raises(AggregateMismatch, match="cover"):
+        spot.verify(aggregate, agg.evidence(wanted[:1]), layout=layout)
     mean = spot.decrypt(aggregate, agg.evidence(wanted), layout=layout)
     np.testing.assert_allclose(mean, weighted_mean(vectors, IDS), atol=1e-6)
 

@@ -66,7 +66,7 @@ def test_scale_is_derived_from_the_bounds() -> None:
 
 def test_config_refuses_bounds_that_leave_no_precision() -> None:
     with pytest.raises(UnsupportedParameters, match="bits of scale"):
-        FederationConfig(max_clients=1024, max_weight=1e6, value_bound=1e15)
+        FederationConfig(max_clients=1024, max_weight=1e6, value_bound=1e21)
 
 
 @pytest.mark.parametrize(

@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from numpy.typing import NDArray
 
-from fhe_agg._client import Client
+from fhe_agg._client import Client, ProvenChunks
 from fhe_agg._config import FederationConfig
 from fhe_agg._keys import generate_single_key
 from fhe_agg._merkle import leaf_hash, merkle_root
@@ -23,6 +23,7 @@ from fhe_agg._messages import UPDATE_CONTEXT
 from fhe_agg._packing import Layout
 from fhe_agg._params import PRESETS
 from fhe_agg._signing import SigningKey
+from fhe_agg._wellformed import proofs_digest
 from fhe_agg.bench._baselines import NvflareCkks, RawSeal
 from fhe_agg.bench._harness import Figure, Target, figure, paired_medians
 
@@ -73,7 +74,7 @@ def client_figures(
     are what it flattens to."""
     clients = {name: _client(name) for name in ("dp", "precise")}
     params = vector.size
-    chunks: dict[str, tuple[bytes, ...]] = {}
+    chunks: dict[str, ProvenChunks] = {}
     nvflare_bytes = 0
     out: list[Figure] = []
 
@@ -150,16 +151,18 @@ def client_figures(
     return out
 
 
-def _encrypt_ours(client: Client, source: Source) -> tuple[bytes, ...]:
-    """The client's path: flatten/check (a no-op copy for a flat vector), encrypt, serialize."""
+def _encrypt_ours(client: Client, source: Source) -> ProvenChunks:
+    """The client's path: flatten/check (a no-op copy for a flat vector), encrypt at the data
+    level, serialize, prove every batch of chunks well formed."""
     return client.encrypt_chunks(client.prepare(source)[0], round_id=1)
 
 
 def _sign_figures(
-    workload: str, client: Client, chunks: tuple[bytes, ...], layout: Layout, repeats: int
+    workload: str, client: Client, chunks: ProvenChunks, layout: Layout, repeats: int
 ) -> list[Figure]:
-    """Merkle root + ML-DSA-65 (ours) vs ECDSA-P256/SHA-256 and Ed25519 over the same bytes."""
-    message = b"".join(chunks)
+    """Merkle root + proofs digest + ML-DSA-65 (ours) vs ECDSA-P256/SHA-256 and Ed25519 over
+    the same bytes (chunks and proofs)."""
+    message = b"".join(chunks.chunks + chunks.proofs)
     ecdsa_key = ec.generate_private_key(ec.SECP256R1())
     ed_key = ed25519.Ed25519PrivateKey.generate()
     update = client.sign_update(chunks, layout=layout, round_id=1, weight=1.0)
@@ -172,8 +175,9 @@ def _sign_figures(
         client.sign_update(chunks, layout=layout, round_id=1, weight=1.0)
 
     def ours_verify() -> None:
-        leaves = [leaf_hash(i, c) for i, c in enumerate(chunks)]
+        leaves = [leaf_hash(i, c) for i, c in enumerate(chunks.chunks)]
         assert merkle_root(leaves) == update.statement.merkle_root
+        assert proofs_digest(chunks.proofs) == update.statement.proofs_digest
         verify_key.verify(update.signed.signature, encoded, context=UPDATE_CONTEXT)
 
     baselines = {
@@ -214,7 +218,7 @@ def _sign_figures(
 def _wire_figures(
     workload: str,
     clients: dict[str, Client],
-    chunks: dict[str, tuple[bytes, ...]],
+    chunks: dict[str, ProvenChunks],
     layout: Layout,
     nvflare_bytes: float,
 ) -> list[Figure]:

@@ -4,6 +4,8 @@
 * rounded Gaussians: Box-Muller on uniforms from the CSPRNG, rounded to the nearest integer and
   cut at ``tail`` standard deviations: :data:`NOISE_TAIL` (14) for flooding and DP noise, 6 for
   RLWE key errors (as SEAL);
+* flooding noise wider than ``2**45`` (:func:`flooding_gaussian`): a coarse rounded Gaussian times
+  a power-of-two ``step`` plus a uniform offset within the step (int64 cannot hold it);
 * uniform residues mod q by rejection, and a SHAKE-256 expansion for the common polynomial.
 
 The cut of DP noise is part of the privacy accounting. A draw beyond ``tail`` is redrawn, so
@@ -22,6 +24,7 @@ from __future__ import annotations
 import hashlib
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import NDArray
@@ -30,15 +33,23 @@ from fhe_agg._random import RandomSource
 from fhe_agg.hazmat.rns import U64
 
 __all__ = [
+    "EXACT_SIGMA_BITS",
     "KEY_ERROR_TAIL",
     "MAX_RADIUS",
     "NOISE_TAIL",
+    "WideNoise",
     "expand_uniform",
+    "flooding_gaussian",
+    "flooding_step",
     "rounded_gaussian",
     "tail_mass",
     "ternary",
     "uniform_mod",
 ]
+
+#: A Gaussian of standard deviation up to ``2**EXACT_SIGMA_BITS`` is drawn directly: its
+#: :data:`MAX_RADIUS` tail stays below ``2**49``, where a float64 resolves fractions of an integer.
+EXACT_SIGMA_BITS = 45
 
 #: Flooding and DP noise is cut (redrawn) beyond this many standard deviations.
 NOISE_TAIL = 14.0
@@ -114,6 +125,46 @@ def rounded_gaussian(
         z = z[np.abs(z) <= tail]
         out = np.concatenate([out, np.rint(z * sigma).astype(np.int64)])
     return out[:n]
+
+
+def flooding_step(sigma: float) -> int:
+    """The power of two ``step`` with ``sigma / step <= 2**EXACT_SIGMA_BITS`` (1 up to there)."""
+    if not sigma > 0:
+        raise ValueError(f"sigma: must be positive, got {sigma}")
+    if sigma <= 2.0**EXACT_SIGMA_BITS:
+        return 1
+    return 1 << (math.ceil(math.log2(sigma)) - EXACT_SIGMA_BITS)
+
+
+@dataclass(frozen=True, eq=False, repr=False)
+class WideNoise:
+    """Integers ``step * high + low`` too wide for int64 (``high``, ``low`` of one shape)."""
+
+    high: NDArray[np.int64]
+    low: NDArray[np.int64]
+    step: int
+
+    def reshape(self, *shape: int) -> WideNoise:
+        return WideNoise(self.high.reshape(shape), self.low.reshape(shape), self.step)
+
+    def __repr__(self) -> str:
+        return f"WideNoise(shape={self.high.shape}, step={self.step})"
+
+
+def flooding_gaussian(n: int, sigma: float, rng: RandomSource) -> WideNoise:
+    """``n`` draws of ``step * round(sigma / step * z) + v``, ``z`` standard normal cut at
+    :data:`NOISE_TAIL`, ``v`` uniform on ``[-step/2, step/2)``, ``step = flooding_step(sigma)``.
+
+    For ``step = 1`` this is a rounded Gaussian of standard deviation ``sigma``. Shifting it by an
+    integer ``x`` moves the coarse Gaussian by ``floor`` or ``ceil`` of ``x / step`` cells, so its
+    KL divergence is at most that of a shift by ``|x| + step`` (:mod:`fhe_agg._flooding`).
+    """
+    step = flooding_step(sigma)
+    high = rounded_gaussian(n, sigma / step, rng)
+    if step == 1:
+        return WideNoise(high, np.zeros(n, dtype=np.int64), 1)
+    words = np.frombuffer(rng.bytes(8 * n), dtype=np.uint64) & np.uint64(step - 1)
+    return WideNoise(high, words.astype(np.int64) - step // 2, step)
 
 
 def uniform_mod(n: int, q: int, rng: RandomSource) -> U64:

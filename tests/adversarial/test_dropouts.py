@@ -26,6 +26,7 @@ from fhe_agg import (
     DecryptionAborted,
     DecryptionSession,
     DuplicateUpdate,
+    InvalidProof,
     InvalidSignature,
     MalformedMessage,
     RoundAborted,
@@ -69,17 +70,27 @@ def _cut(wire: bytes) -> bytes:
     return wire[: len(wire) // 2]
 
 
-def _garbled(wire: bytes) -> bytes:
+def _garbled(wire: bytes, where: float) -> bytes:
+    """64 bytes zeroed at fraction ``where`` of the message: the chunks come first (after the
+    signed statement), the proofs after them (most of the bytes)."""
     noisy = bytearray(wire)
-    middle = len(noisy) // 2
-    noisy[middle : middle + 64] = bytes(64)
+    start = int(len(noisy) * where)
+    noisy[start : start + 64] = bytes(64)
     return bytes(noisy)
+
+
+_GARBLED_AT = {"garbled": 0.01, "garbled in a proof": 0.5}
 
 
 @pytest.mark.parametrize("dropped", ["ana", "dee"])
 @pytest.mark.parametrize(
     ("how", "error"),
-    [("never sends", None), ("cut off midway", MalformedMessage), ("garbled", InvalidSignature)],
+    [
+        ("never sends", None),
+        ("cut off midway", MalformedMessage),
+        ("garbled", InvalidSignature),
+        ("garbled in a proof", InvalidProof),
+    ],
 )
 def test_the_round_completes_with_the_clients_that_remain(
     plain: Consortium,
@@ -94,7 +105,7 @@ def test_the_round_completes_with_the_clients_that_remain(
         if cid != dropped:
             agg.add(wire)
         elif error is not None:
-            broken = _cut(wire) if how == "cut off midway" else _garbled(wire)
+            broken = _cut(wire) if how == "cut off midway" else _garbled(wire, _GARBLED_AT[how])
             assert_refused(
                 lambda b=broken: agg.add(b),
                 error,
@@ -139,7 +150,7 @@ def test_an_update_whose_connection_dies_counts_fully_or_not_at_all(
     # cy: the aggregator itself fails while storing the update (disk error): nothing counts
     spool = agg._spool
 
-    def full_disk(chunks: tuple[bytes, ...]) -> int:
+    def full_disk(*written: tuple[bytes, ...]) -> int:
         raise OSError(28, "No space left on device")
 
     with monkeypatch.context() as patch:

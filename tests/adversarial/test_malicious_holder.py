@@ -320,8 +320,14 @@ def test_a_garbage_partial_fails_the_release_and_spends_no_privacy(noisy: Consor
     for j in SET:
         p = partial(holders[j], aggregate, agg.evidence)
         if j == 3:
-            q = backend_for(noisy.config.preset).data_primes[0]
-            noise = np.random.default_rng(3).integers(0, q, p.data.shape, dtype=np.uint64)
+            primes = backend_for(noisy.config.preset).data_primes
+            noise = np.stack(
+                [
+                    np.random.default_rng(3).integers(0, q, p.data[:, i].shape, dtype=np.uint64)
+                    for i, q in enumerate(primes)
+                ],
+                axis=1,
+            )
             p = dataclasses.replace(p, data=noise)
         session.add(p)
     with pytest.raises(DecryptionFailed):

@@ -92,6 +92,7 @@ statements = st.builds(
     layout_hash=st.binary(min_size=32, max_size=32),
     chunk_count=st.integers(1, 2**31),
     merkle_root=st.binary(min_size=32, max_size=32),
+    proofs_digest=st.binary(min_size=32, max_size=32),
 )
 
 

@@ -102,8 +102,8 @@ def test_unknown_algorithm_needs_review() -> None:
 def test_presets_within_quantum_limits() -> None:
     reports = {r.name: r for r in audit_presets()}
     assert {"compact", "precise"} <= set(reports)
-    # compact: one 60-bit data prime + the 40-bit special prime
-    assert reports["compact"].log_q_bits == 100 and reports["compact"].limit_bits == 202
+    # compact: 60- and 40-bit data primes + the 40-bit special prime
+    assert reports["compact"].log_q_bits == 140 and reports["compact"].limit_bits == 202
     assert all(r.ok for r in reports.values())
 
 

@@ -129,8 +129,10 @@ def test_a_replayed_older_aggregate_is_refused(fed: Federation) -> None:
 
 
 def test_the_same_ciphertexts_signed_again_for_a_new_round_are_refused(fed: Federation) -> None:
-    """One partial per ciphertext, ever: re-signing old chunks under a new round does not help."""
-    from fhe_agg import Aggregator
+    """One partial per ciphertext, ever: re-signing old chunks under a new round does not help.
+    Their proofs are bound to the old round, so the aggregator refuses them; a server that builds
+    the new round's aggregate itself meets the holders' log."""
+    from fhe_agg import Aggregator, EncryptedAggregate, InvalidProof
 
     holders = fed.key_holders()
     clients = fed.clients
@@ -138,26 +140,36 @@ def test_the_same_ciphertexts_signed_again_for_a_new_round_are_refused(fed: Fede
         c: clients[c].encrypt_update(np.full(3000, 0.1), round_id=600, weight=1.0) for c in clients
     }
 
-    def aggregate_of(round_id: int):
-        agg = Aggregator(
+    def aggregator(round_id: int) -> Aggregator:
+        return Aggregator(
             config=fed.config,
             roster=fed.roster,  # type: ignore[arg-type]
             public_key=fed.public_key,
             round_id=round_id,
             layout=fed.layout,
         )
-        for c, u in updates.items():
-            again = clients[c].sign_update(
-                u.chunks, layout=fed.layout, round_id=round_id, weight=1.0
-            )
-            agg.add(again.to_bytes())
-        return agg.finalize(), agg.evidence
 
-    first, first_evidence = aggregate_of(600)
+    def signed_again(round_id: int):
+        return {
+            c: clients[c].sign_update(
+                u.chunks, layout=fed.layout, round_id=round_id, weight=1.0, proofs=u.proofs
+            )
+            for c, u in updates.items()
+        }
+
+    agg = aggregator(600)
+    for again in signed_again(600).values():
+        agg.add(again.to_bytes())
+    first, first_evidence = agg.finalize(), agg.evidence
     _decrypt(fed, first, first_evidence, (1, 2, 3), holders)
-    replay, replay_evidence = aggregate_of(601)
+    replayed = signed_again(601)
+    honest = aggregator(601)
+    for again in replayed.values():
+        with pytest.raises(InvalidProof, match="does not verify"):
+            honest.add(again.to_bytes())
+    replay = EncryptedAggregate(601, first.chunks, tuple(u.signed for u in replayed.values()))
     with pytest.raises(AlreadyDecrypted, match="ciphertext"):
-        fed.partial(holders[1], replay, replay_evidence, (1, 2, 3))
+        fed.partial(holders[1], replay, first_evidence, (1, 2, 3))
 
 
 def test_budget_refusal_leaves_the_budget_unchanged(five_holders) -> None:
