@@ -16,7 +16,8 @@ capped at ``--weight-cap`` patients) in three variants run with the same seeds:
 * ``encrypted``: each hospital CKKS-encrypts and ML-DSA-signs its update (:class:`fhe_agg.Client`),
   the server sums ciphertexts (:class:`fhe_agg.Aggregator`), and three of the five hospitals, as
   key holders of a dealerless 3-of-5 key (:func:`fhe_agg.local_key_ceremony`), verify the aggregate and
-  decrypt it together (:class:`fhe_agg.DecryptionSession`) with 40-bit noise flooding;
+  decrypt it together with 40-bit noise flooding, in the order the server's
+  :class:`fhe_agg.RoundCoordinator` asks (every challenge, then every partial);
 * ``encrypted+DP``: the same, and the decrypting holders add the Gaussian noise of
   :class:`fhe_agg.DpPolicy` inside their partial decryptions (distributed DP, nobody sees the
   un-noised average); a :class:`fhe_agg.PrivacyAccountant` reports ``(epsilon, delta)``.
@@ -76,14 +77,15 @@ from fhe_agg import (
     PRESETS,
     Aggregator,
     Client,
-    DecryptionSession,
     DpPolicy,
     FederationConfig,
+    HolderRound,
     KeyHolder,
     KeyShare,
     Layout,
     PrivacyAccountant,
     PublicKey,
+    RoundCoordinator,
     SigningKey,
     clip_l2,
     flatten,
@@ -151,12 +153,15 @@ class EncryptedFederation:
             for h, key in update_keys.items()
         ]
         self.holders = {
-            share.holder_index: KeyHolder(
-                holder_id=HOSPITALS[share.holder_index - 1],
-                config=config,
-                public_key=self.public_key,
-                key_share=share,
-                roster=self.roster,
+            share.holder_index: HolderRound(
+                KeyHolder(
+                    holder_id=HOSPITALS[share.holder_index - 1],
+                    config=config,
+                    public_key=self.public_key,
+                    key_share=share,
+                    roster=self.roster,
+                ),
+                layout=layout,
             )
             for share in shares
         }
@@ -172,6 +177,7 @@ class EncryptedFederation:
             round_id=round_id,
             layout=self.layout,
         ) as server:
+            coordinator = RoundCoordinator(server, accountant=self.accountant)
             for client, delta, weight in zip(self.clients, deltas, weights, strict=True):
                 t0 = time.perf_counter()
                 update = client.encrypt_update(
@@ -179,33 +185,24 @@ class EncryptedFederation:
                 )
                 message = update.to_bytes()  # what the hospital sends
                 t1 = time.perf_counter()
-                server.add(message)
+                coordinator.add(message)
                 out.aggregate_s += time.perf_counter() - t1
                 out.encrypt_sign_s += t1 - t0
                 out.bytes_per_client.append(len(message))
             t0 = time.perf_counter()
-            aggregate = server.finalize()
             chosen = self._pick.choice(len(HOSPITALS), THRESHOLD, replace=False)
             decrypting = sorted(int(i) + 1 for i in chosen)
-            evidence = {
-                j: server.evidence(self.holders[j].challenge(aggregate)) for j in decrypting
-            }
+            coordinator.finalize(decrypting)
             out.aggregate_s += time.perf_counter() - t0
-        t0 = time.perf_counter()
-        session = DecryptionSession(
-            aggregate,
-            config=self.config,
-            layout=self.layout,
-            decrypting_set=decrypting,
-            accountant=self.accountant,
-        )
-        for j in decrypting:  # each re-verifies every signature and chunk sum, then adds noise
-            partial = self.holders[j].partial_decrypt(
-                aggregate, evidence[j], layout=self.layout, decrypting_set=decrypting
+            # the coordinator asks each member's challenge, serves the evidence, then asks the
+            # partials (each holder re-verifies every signature and chunk sum, then adds noise)
+            t0 = time.perf_counter()
+            mean = coordinator.run(
+                lambda request: self.holders[request.holder_index].handle(request)
             )
-            session.add(partial)
-        out.mean = session.release()
-        out.decrypt_s = time.perf_counter() - t0
+            out.decrypt_s = time.perf_counter() - t0
+        assert mean is not None  # in one process every holder answers
+        out.mean = mean
         out.decrypting_set = [HOSPITALS[j - 1] for j in decrypting]
         out.epsilon = self.accountant.epsilon if self.accountant else None
         return out

@@ -43,6 +43,7 @@ from fhe_agg._errors import (
     MalformedMessage,
     MessageTooLarge,
     NotInRoster,
+    OutOfOrder,
     ParameterMismatch,
     PrivacyBudgetExceeded,
     Rejected,
@@ -64,6 +65,19 @@ from fhe_agg._packing import Layout, LayoutEntry, flatten, unflatten
 from fhe_agg._params import PRESETS, CkksPreset, get_preset
 from fhe_agg._partial import PartialDecryption
 from fhe_agg._random import RandomSource, SeededRandom, SystemRandom
+from fhe_agg._round import RoundCoordinator
+from fhe_agg._round_holder import HolderRound
+from fhe_agg._round_messages import (
+    ChallengeReply,
+    ChallengeRequest,
+    DecryptedReply,
+    HolderPhase,
+    PartialReply,
+    PartialRequest,
+    RoundPhase,
+    VoteReply,
+    VoteRequest,
+)
 from fhe_agg._signing import SigningKey, VerifyKey
 
 __version__ = "0.1.0"
@@ -84,11 +98,14 @@ __all__ = [
     "CeremonyMember",
     "CeremonyMessage",
     "CeremonySpec",
+    "ChallengeReply",
+    "ChallengeRequest",
     "ChunkCountMismatch",
     "ChunkEvidence",
     "CkksPreset",
     "Client",
     "CorruptStore",
+    "DecryptedReply",
     "DecryptionAborted",
     "DecryptionFailed",
     "DecryptionRefused",
@@ -101,6 +118,8 @@ __all__ = [
     "FheAggError",
     "FloodingPolicy",
     "HolderIdentity",
+    "HolderPhase",
+    "HolderRound",
     "IngestQueue",
     "InvalidInput",
     "InvalidProof",
@@ -114,16 +133,21 @@ __all__ = [
     "MalformedMessage",
     "MessageTooLarge",
     "NotInRoster",
+    "OutOfOrder",
     "ParameterMismatch",
     "PartialDecryption",
+    "PartialReply",
+    "PartialRequest",
     "PrivacyAccountant",
     "PrivacyBudgetExceeded",
     "PublicKey",
     "RandomSource",
     "Rejected",
     "RoundAborted",
+    "RoundCoordinator",
     "RoundMismatch",
     "RoundNotClosed",
+    "RoundPhase",
     "SeededRandom",
     "SignedStatement",
     "SigningKey",
@@ -133,6 +157,8 @@ __all__ = [
     "UnsupportedParameters",
     "UpdateStatement",
     "VerifyKey",
+    "VoteReply",
+    "VoteRequest",
     "__version__",
     "clip_l2",
     "combine",

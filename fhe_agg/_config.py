@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import math
-import struct
 from dataclasses import dataclass, field
 from functools import cached_property
 
-from fhe_agg._dp import Adjacency, DpPolicy, achieved_noise_multiplier, per_holder_slot_sigma
+from fhe_agg._config_codec import decode_dataclass, encode_dataclass
+from fhe_agg._dp import DpPolicy, achieved_noise_multiplier, per_holder_slot_sigma
 from fhe_agg._errors import UnsupportedParameters
 from fhe_agg._flooding import (
     FloodingPolicy,
@@ -20,6 +20,7 @@ from fhe_agg._flooding import (
 from fhe_agg._params import PRESETS, CkksPreset
 from fhe_agg._seal import backend_for
 from fhe_agg._validate import positive_finite, positive_int
+from fhe_agg._wire import pack, unpack
 
 __all__ = ["PROTOCOL_VERSION", "FederationConfig"]
 
@@ -264,29 +265,19 @@ class FederationConfig:
 
     @cached_property
     def params_id(self) -> bytes:
-        """SHA3-256 identifying preset, scale, bounds (``min_weight`` included), holders,
-        flooding and DP (adjacency and ``max_epsilon`` included); signed with each update."""
-        flood, dp = self.flooding, self.dp
-        packed = struct.pack(
-            "<IIIddIIIIIBdddIBBd",
-            PROTOCOL_VERSION,
-            self.min_clients,
-            self.max_clients,
-            float(self.max_weight),
-            float(self.value_bound),
-            self.scale_bits,
-            self.holders,
-            self.threshold,
-            flood.statistical_bits if flood else 0,
-            flood.budget if flood else 0,
-            dp is not None,
-            dp.clip if dp else 0.0,
-            dp.noise_multiplier if dp else 0.0,
-            dp.delta if dp else 0.0,
-            dp.honest_holders if dp else 0,
-            dp.central if dp else False,
-            (1 if dp.adjacency is Adjacency.ZERO_OUT else 2) if dp else 0,
-            (dp.max_epsilon or 0.0) if dp else 0.0,
-        )
-        packed += struct.pack("<d", float(self.min_weight))
-        return hashlib.sha3_256(b"fhe_agg/params|" + self.preset.fingerprint + packed).digest()
+        """SHA3-256 of the protocol version and :meth:`to_bytes`: every field (preset, bounds,
+        holders, flooding, DP, and any field added later); signed with each update."""
+        version = PROTOCOL_VERSION.to_bytes(4, "little")
+        return hashlib.sha3_256(b"fhe_agg/params|" + version + self.to_bytes()).digest()
+
+    def to_bytes(self) -> bytes:
+        """The one canonical encoding of this configuration (:mod:`fhe_agg._config_codec`),
+        derived from the dataclass declaration; ``params_id`` hashes it."""
+        return pack("federation-config", encode_dataclass(self))
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> FederationConfig:
+        """Parse :meth:`to_bytes` (at most 4 KiB), or raise :class:`MalformedMessage` /
+        :class:`UnsupportedParameters` (what the constructor refuses)."""
+        f = unpack(data, "federation-config", max_bytes=4096, max_bin=0, max_array=64)
+        return decode_dataclass(cls, f.body, "federation-config")

@@ -24,7 +24,9 @@ Every failure a caller can act on is a subclass of :class:`FheAggError`::
     │   ├── InvalidWeight        a signed weight outside (0, max_weight]
     │   ├── AggregateMismatch    an aggregate is not the sum of the signed updates it claims
     │   ├── InvalidProof         a ciphertext's well-formedness proof is missing or does not verify
-    │   └── CeremonyError        a key-ceremony message breaks the protocol (commitment, phase)
+    │   ├── CeremonyError        a key-ceremony message breaks the protocol (commitment, phase)
+    │   └── OutOfOrder           a round step out of order, or a reply that answers no
+    │                            outstanding request (round coordinator)
     ├── ThresholdNotMet          fewer clients or key holders than the policy requires
     │   └── DecryptionAborted    a holder of the decrypting set dropped: re-run the round
     ├── DecryptionRefused        a key holder will not produce a partial decryption
@@ -76,6 +78,7 @@ __all__ = [
     "MalformedMessage",
     "MessageTooLarge",
     "NotInRoster",
+    "OutOfOrder",
     "ParameterMismatch",
     "PrivacyBudgetExceeded",
     "Rejected",
@@ -158,6 +161,13 @@ class InvalidProof(Rejected):
 class CeremonyError(Rejected):
     """A key-ceremony message breaks the protocol: a reveal that does not match its commitment,
     a missing, repeated or unknown holder, or a message of another phase or ceremony."""
+
+
+class OutOfOrder(Rejected):
+    """A step of a round taken out of its order (a partial before every member's challenge, a
+    release before every partial), or a reply that answers no outstanding request: another
+    round, holder or aggregate, a repeat, or a kind not asked for. The round's state is
+    unchanged (:class:`~fhe_agg.RoundCoordinator`, :class:`~fhe_agg.HolderRound`)."""
 
 
 class ThresholdNotMet(FheAggError):

@@ -23,7 +23,6 @@ from numpy.typing import NDArray
 from fhe_agg._aggregator import Aggregator
 from fhe_agg._client import Client
 from fhe_agg._config import FederationConfig
-from fhe_agg._decryption import DecryptionSession
 from fhe_agg._deployment import Deployment
 from fhe_agg._dp import Adjacency, DpPolicy, PrivacyAccountant
 from fhe_agg._errors import Rejected
@@ -34,6 +33,9 @@ from fhe_agg._local_ceremony import local_key_ceremony
 from fhe_agg._packing import Layout
 from fhe_agg._params import get_preset
 from fhe_agg._random import RandomSource, SeededRandom, default_random
+from fhe_agg._round import RoundCoordinator
+from fhe_agg._round_holder import HolderRound
+from fhe_agg._round_messages import PartialRequest, Reply, Request
 from fhe_agg._signing import SigningKey, VerifyKey
 from fhe_agg.identity import AuditLog
 
@@ -308,6 +310,11 @@ def _run_round(
         layout=fed.layout,
         audit=fed.audit,
     ) as agg:
+        coordinator = RoundCoordinator(agg, accountant=fed.accountant, rng=fed.rng)
+        machines = {
+            h.holder_index: HolderRound(h, layout=fed.layout, decrypts_mean=True)
+            for h in fed.holders
+        }
         for client, weight in zip(fed.clients, fed.weights, strict=True):
             t0 = time.perf_counter()
             prepared, _ = client.prepare(data_rng.uniform(-1.0, 1.0, spec.params), clip=clip)
@@ -317,7 +324,7 @@ def _run_round(
             wire = update.to_bytes()
             t2 = time.perf_counter()
             try:
-                agg.add(wire)
+                coordinator.add(wire)
             except Rejected as exc:  # e.g. a revoked client: refused, recorded, round goes on
                 refused.append(
                     {
@@ -337,40 +344,25 @@ def _run_round(
             upload_bytes = len(wire)
             tick("clients", 1)
         t0 = time.perf_counter()
-        aggregate = agg.finalize()
+        members = [h.holder_index for h in fed.holders[: config.threshold]]
+        coordinator.finalize(members)
         aggregate_s += time.perf_counter() - t0
-        decrypting = fed.holders[: config.threshold]
-        members = [h.holder_index for h in decrypting]
-        partial_total = combine_s = 0.0
-        if config.holder_noise_sigma == 0.0:  # unflooded 1-of-1: the holder decrypts itself
-            holder = decrypting[0]
-            evidence = agg.evidence(holder.challenge(aggregate))
+        partial_total = 0.0
+
+        def deliver(request: Request) -> Reply:
+            nonlocal partial_total
             t0 = time.perf_counter()
-            mean = holder.decrypt(aggregate, evidence, layout=fed.layout)
-            partial_total = time.perf_counter() - t0
-        else:
-            session = DecryptionSession(
-                aggregate,
-                config=config,
-                layout=fed.layout,
-                decrypting_set=members,
-                accountant=fed.accountant,
-                rng=fed.rng,
-            )
-            # every member's challenge is answered before anyone is asked for a partial, so a
-            # holder that is down shows before any partial exists (all live holders could then
-            # vote to abort the round)
-            evidences = [agg.evidence(h.challenge(aggregate)) for h in decrypting]
-            for holder, evidence in zip(decrypting, evidences, strict=True):
-                t0 = time.perf_counter()
-                partial = holder.partial_decrypt(
-                    aggregate, evidence, layout=fed.layout, decrypting_set=members
-                )
-                partial_total += time.perf_counter() - t0
-                session.add(partial)
-            t0 = time.perf_counter()
-            mean = session.release()
-            combine_s = time.perf_counter() - t0
+            reply = machines[request.holder_index].handle(request)
+            if isinstance(request, PartialRequest):
+                partial_total += time.perf_counter() - t0  # verification + partial decryption
+            return reply
+
+        # the coordinator asks every member's challenge before anyone's partial, so a holder
+        # that is down shows before any partial exists (all live holders could then vote)
+        coordinator.carry(deliver)
+        t0 = time.perf_counter()
+        mean = coordinator.release()
+        combine_s = 0.0 if coordinator.unflooded else time.perf_counter() - t0
     expected /= accepted_weight
     if fed.audit is not None:
         fed.audit.record(
@@ -397,7 +389,7 @@ def _run_round(
         "client_encrypt_s": round(encrypt_s / spec.clients, 4),
         "client_sign_s": round(sign_s / spec.clients, 4),
         "aggregate_s": round(aggregate_s, 4),
-        "partial_decrypt_s": round(partial_total / len(decrypting), 4),
+        "partial_decrypt_s": round(partial_total / len(members), 4),
         "combine_s": round(combine_s, 4),
         "decrypt_s": round(partial_total + combine_s, 4),
         "accepted_weight": accepted_weight,

@@ -66,12 +66,20 @@ def unpack(
     if not isinstance(obj, dict) or set(obj) != {"v", "kind", "body"}:
         raise MalformedMessage(f"{kind}: not a fhe_agg envelope")
     if obj["v"] != WIRE_VERSION:
-        raise MalformedMessage(f"{kind}: wire version {obj['v']!r}, expected {WIRE_VERSION}")
+        raise MalformedMessage(f"{kind}: wire version {_show(obj['v'])}, expected {WIRE_VERSION}")
     if obj["kind"] != kind:
-        raise MalformedMessage(f"expected a {kind} message, got {obj['kind']!r}")
+        raise MalformedMessage(f"expected a {kind} message, got {_show(obj['kind'])}")
     if not isinstance(obj["body"], dict):
         raise MalformedMessage(f"{kind}: body is not a map")
     return Fields(kind, obj["body"])
+
+
+def _show(value: object) -> str:
+    """A peer's value for an error message: short, and never the repr of a nested container
+    (a deeply nested one would exhaust the recursion limit)."""
+    if isinstance(value, int | float | str | bool) or value is None:
+        return repr(value)[:64]
+    return f"a {type(value).__name__}"
 
 
 class Fields:

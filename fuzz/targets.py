@@ -35,15 +35,18 @@ from fhe_agg import (
     EncryptedAggregate,
     EncryptedUpdate,
     FederationConfig,
+    HolderRound,
     KeyHolder,
     Layout,
     MalformedMessage,
     PartialDecryption,
     PublicKey,
     Rejected,
+    RoundCoordinator,
     SignedStatement,
     SigningKey,
     ThresholdNotMet,
+    UnsupportedParameters,
     UpdateStatement,
     VerifyKey,
     flatten,
@@ -58,6 +61,7 @@ from fhe_agg._errors import (
     WrongPassphrase,
 )
 from fhe_agg._messages import MessageBounds
+from fhe_agg._round_state import HolderState, ServerState
 from fhe_agg._seal import backend_for
 from fhe_agg._wellformed import check_proof_set, proofs_digest
 from fhe_agg.flower import _records as records
@@ -272,6 +276,61 @@ def _abort_certificate() -> Run:
         assert cert.round_id == fed.abort.round_id
         assert all(v.public_key_fingerprint == fed.public_key.fingerprint for v in cert.votes)
         assert len(cert.voters) >= fed.config.holders - fed.config.threshold + 1
+
+    return run
+
+
+def _round_state() -> Run:
+    """A saved coordinator state: parsed, re-encoded, and resumed over the world's round."""
+    fed = world.federation()
+    aggregator = _round_aggregator(fed)
+    for update in fed.updates:
+        aggregator.add(update.to_bytes())
+    aggregator.finalize()
+
+    def run(data: bytes) -> None:
+        state = ServerState.from_bytes(data, config=fed.config, layout=fed.layout)
+        canonical = state.to_bytes(fed.config)
+        again = ServerState.from_bytes(canonical, config=fed.config, layout=fed.layout)
+        assert again.to_bytes(fed.config) == canonical
+        if state.round_id != 1 or not state.aggregate_digest:
+            return  # the world's aggregator is of round 1, finalized
+        coord = RoundCoordinator.resume(data, aggregator=aggregator)
+        assert coord.to_bytes() == canonical and coord.phase is state.phase
+        assert all(type(j) is int for j in coord.decrypting_set)
+
+    return run
+
+
+def _federation_config() -> Run:
+    """FederationConfig.from_bytes: canonical, and params_id is the hash of that encoding."""
+
+    def run(data: bytes) -> None:
+        config = FederationConfig.from_bytes(data)
+        again = FederationConfig.from_bytes(config.to_bytes())
+        assert again == config and again.params_id == config.params_id
+
+    return run
+
+
+def _holder_state() -> Run:
+    """A saved key-holder round state, resumed around the world's holder 1."""
+    fed = world.federation()
+    holder = KeyHolder(
+        holder_id="kh-1",
+        config=fed.config,
+        public_key=fed.public_key,
+        key_share=fed.shares[0],
+        roster=fed.roster,
+    )
+
+    def run(data: bytes) -> None:
+        state = HolderState.from_bytes(data, config=fed.config, layout=fed.layout)
+        again = HolderState.from_bytes(state.to_bytes(), config=fed.config, layout=fed.layout)
+        assert again == state
+        machine = HolderRound.resume(data, holder=holder, layout=fed.layout)
+        assert machine.state == state
+        holder._challenges.clear()  # the next input starts from a fresh holder
 
     return run
 
@@ -630,6 +689,12 @@ def _fed_seeds(kind: str) -> list[bytes]:
     if kind == "abort_certificate":
         short = AbortCertificate(fed.abort.round_id, fed.abort.votes[:1])
         return [fed.abort.to_bytes(), short.to_bytes()]
+    if kind == "federation_config":
+        return [fed.config.to_bytes(), FederationConfig().to_bytes()]
+    if kind == "round_state":
+        return list(fed.round_states)
+    if kind == "holder_state":
+        return list(fed.holder_states)
     if kind == "layout":
         _, mixed = flatten({"conv.weight": np.zeros((4, 3, 2)), "bn.steps": np.array(7)})
         return [fed.layout.to_bytes(), mixed.to_bytes()]
@@ -902,6 +967,30 @@ TARGETS: dict[str, Target] = {
             _audit_log,
             lambda: _identity_seeds("audit_log"),
             "json-lines",
+        ),
+        Target(
+            "round_state",
+            "ServerState.from_bytes + RoundCoordinator.resume over the world's round",
+            _ROUND,
+            _round_state,
+            lambda: _fed_seeds("round_state"),
+            "msgpack",
+        ),
+        Target(
+            "federation_config",
+            "FederationConfig.from_bytes (the encoding params_id hashes)",
+            (MalformedMessage, UnsupportedParameters),
+            _federation_config,
+            lambda: _fed_seeds("federation_config"),
+            "msgpack",
+        ),
+        Target(
+            "holder_state",
+            "HolderState.from_bytes + HolderRound.resume",
+            _ROUND,
+            _holder_state,
+            lambda: _fed_seeds("holder_state"),
+            "msgpack",
         ),
         Target(
             "inventory",

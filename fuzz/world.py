@@ -31,15 +31,19 @@ from fhe_agg import (
     EncryptedUpdate,
     FederationConfig,
     HolderIdentity,
+    HolderRound,
     KeyHolder,
     KeyShare,
     Layout,
     PartialDecryption,
+    PartialReply,
     PublicKey,
+    RoundCoordinator,
     SeededRandom,
     SigningKey,
     VerifyKey,
 )
+from fhe_agg._round_messages import Reply, Request
 from fhe_agg.identity import (
     AuditLog,
     Identity,
@@ -95,6 +99,8 @@ class Federation:
     abort: AbortCertificate
     spec: CeremonySpec
     directory: dict[str, HolderIdentity]
+    round_states: tuple[bytes, ...]  # the coordinator's saved state at each step of the round
+    holder_states: tuple[bytes, ...]  # each holder machine's saved state after the round
 
 
 @cache
@@ -143,19 +149,17 @@ def federation() -> Federation:
     client_keys = {c: SigningKey.from_seed(_seed(c)) for c in CLIENTS}
     roster = {c: k.verify_key for c, k in client_keys.items()}
     rng = np.random.default_rng(7)
-    aggregator = Aggregator(
-        config=config, roster=roster, public_key=public_key, round_id=1, layout=layout
+    coordinator = RoundCoordinator(
+        Aggregator(config=config, roster=roster, public_key=public_key, round_id=1, layout=layout)
     )
     updates = []
     for weight, (cid, key) in enumerate(client_keys.items(), start=2):
         client = Client(client_id=cid, signing_key=key, config=config, public_key=public_key)
         update = client.encrypt_update(rng.uniform(-1, 1, layout.length), round_id=1, weight=weight)
-        aggregator.add(update.to_bytes())
+        coordinator.add(update.to_bytes())
         updates.append(update)
-    aggregate = aggregator.finalize()
-    partials = []
-    for j in DECRYPTING_SET:
-        holder = KeyHolder(
+    holders = {
+        j: KeyHolder(
             holder_id=HOLDERS[j - 1],
             config=config,
             public_key=public_key,
@@ -164,24 +168,35 @@ def federation() -> Federation:
             rng=SeededRandom(_seed(f"holder-{j}")),
             signing_key=signing[HOLDERS[j - 1]],
         )
-        evidence = aggregator.evidence(holder.challenge(aggregate))
-        partials.append(
-            holder.partial_decrypt(
-                aggregate, evidence, layout=layout, decrypting_set=DECRYPTING_SET
-            )
-        )
-    # round 2 aborted: the holders that issued nothing for it (all of them) vote; n - t + 1 = 2
-    votes = tuple(
-        KeyHolder(
-            holder_id=HOLDERS[j - 1],
-            config=config,
-            public_key=public_key,
-            key_share=shares[j - 1],
-            roster=roster,
-            signing_key=signing[HOLDERS[j - 1]],
-        ).vote_abort(2)
-        for j in (1, 2)
+        for j in range(1, len(HOLDERS) + 1)
+    }
+    machines = {j: HolderRound(h, layout=layout) for j, h in holders.items()}
+    partials: list[PartialDecryption] = []
+    round_states = [coordinator.to_bytes()]
+
+    def deliver(request: Request) -> Reply:
+        reply = machines[request.holder_index].handle(request)
+        if isinstance(reply, PartialReply):
+            partials.append(reply.partial)
+        return reply
+
+    coordinator.finalize(DECRYPTING_SET)
+    round_states.append(coordinator.to_bytes())  # waiting for every challenge
+    coordinator.accept(deliver(coordinator.requests()[0]))
+    round_states.append(coordinator.to_bytes())  # one challenge in
+    coordinator.carry(deliver)
+    round_states.append(coordinator.to_bytes())  # every partial in, not released
+    aggregate = coordinator.aggregate
+    holder_states = tuple(m.to_bytes() for m in machines.values())
+    # round 2 aborted before any aggregate: holders 1 and 2 vote; n - t + 1 = 2
+    closing = RoundCoordinator(
+        Aggregator(config=config, roster=roster, public_key=public_key, round_id=2, layout=layout)
     )
+    for request in closing.abort()[:2]:
+        closing.accept(machines[request.holder_index].handle(request))
+    round_states.append(closing.to_bytes())
+    abort = closing.certificate()
+    round_states.append(closing.to_bytes())
     return Federation(
         config=config,
         layout=layout,
@@ -194,7 +209,9 @@ def federation() -> Federation:
         partials=tuple(partials),
         sealing_key=sealing["kh-2"],
         holder_keys={j: signing[h].verify_key for j, h in enumerate(HOLDERS, start=1)},
-        abort=AbortCertificate(2, votes),
+        abort=abort,
+        round_states=tuple(round_states),
+        holder_states=holder_states,
         spec=spec,
         directory=directory,
     )

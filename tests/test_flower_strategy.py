@@ -26,7 +26,7 @@ from flwr.app import (
     RecordDict,
 )
 from flwr.clientapp import ClientApp
-from flwr.serverapp.strategy import FedAvg
+from flwr.serverapp.strategy import FedAdam, FedAvg
 
 from fhe_agg import PRESETS, DpPolicy, FederationConfig, PrivacyAccountant
 from fhe_agg.flower import (
@@ -365,3 +365,62 @@ def test_a_holder_node_that_drops_is_left_out_and_the_next_round_completes() -> 
     assert report.accepted == [f"node-{grid.node(i)}" for i in range(NODES)]
     got = np.concatenate([arrays["w"].numpy(), arrays["b"].numpy()])
     np.testing.assert_allclose(got, _expected(start, range(NODES)), rtol=0, atol=1e-6)
+
+
+def _float_start() -> ArrayRecord:
+    """A global model whose arrays are all floating point, so every one of them is aggregated."""
+    return ArrayRecord({k: Array(v.numpy().astype(np.float64)) for k, v in _start().items()})
+
+
+def _plain_replies(start: ArrayRecord) -> list[Message]:
+    """What the nodes would send without fhe_agg: the model plus their clipped update (``_train``
+    also counts one more round in ``count``), in the clear."""
+    vector = np.concatenate([start[k].numpy() for k in ("w", "b", "count")])
+    replies = []
+    for i in range(NODES):
+        raw = np.append(STEPS[i] * _factor(float(start["b"].numpy()[0])), 1.0)
+        trained = vector + raw * min(1.0, CLIP / np.linalg.norm(raw))
+        arrays = ArrayRecord(
+            {"w": Array(trained[:6]), "b": Array(trained[6:7]), "count": Array(trained[7:])}
+        )
+        metrics = MetricRecord({"num-examples": 10 * (i + 1)})
+        content = RecordDict({"arrays": arrays, "metrics": metrics})
+        replies.append(Message(content, dst_node_id=0, message_type="train"))
+    return replies
+
+
+def test_a_wrapped_fedadam_keeps_its_server_optimiser() -> None:
+    """The decrypted mean goes through the inner strategy's aggregation: two rounds of a wrapped
+    FedAdam give the model that FedAdam gives on the same plaintext updates (within CKKS
+    precision), not the FedAvg model (old + mean)."""
+    grid = LocalGrid(new_run_id(), app=APP, nodes=NODES)
+    config = FederationConfig(
+        min_clients=3,
+        max_clients=NODES,
+        max_weight=1000.0,
+        value_bound=CLIP,
+        holders=3,
+        threshold=2,
+    )
+
+    def fedadam() -> FedAdam:
+        return FedAdam(
+            fraction_evaluate=0.0, min_train_nodes=NODES, min_available_nodes=NODES, eta=0.05
+        )
+
+    secure = SecureAggregation(fedadam(), config=config, clip=CLIP, timeout=30.0)
+    secure.setup(grid)
+    plain = fedadam()
+    secure_model, plain_model = _float_start(), _float_start()
+    for number in (1, 2):
+        fedavg = FedAvg().aggregate_train(number, _plain_replies(secure_model))[0]
+        secure_model, _ = _round(secure, grid, number, secure_model)
+        assert secure_model is not None and secure.history[-1].decrypted
+        plain.configure_train(number, plain_model, ConfigRecord(), grid)
+        plain_model, _ = plain.aggregate_train(number, _plain_replies(plain_model))
+        assert plain_model is not None and fedavg is not None
+        for key in ("w", "b", "count"):
+            np.testing.assert_allclose(
+                secure_model[key].numpy(), plain_model[key].numpy(), rtol=0, atol=1e-7
+            )
+        assert np.max(np.abs(secure_model["w"].numpy() - fedavg["w"].numpy())) > 1e-3

@@ -76,6 +76,18 @@ EXPECTED = {
     "generate_single_key",
     "get_preset",
     "unflatten",
+    "OutOfOrder",
+    "RoundCoordinator",
+    "HolderRound",
+    "RoundPhase",
+    "HolderPhase",
+    "ChallengeRequest",
+    "ChallengeReply",
+    "PartialRequest",
+    "PartialReply",
+    "DecryptedReply",
+    "VoteRequest",
+    "VoteReply",
 }
 
 

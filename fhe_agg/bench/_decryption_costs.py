@@ -9,6 +9,7 @@ once, ever.
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -18,13 +19,15 @@ from numpy.typing import NDArray
 
 from fhe_agg._aggregator import Aggregator
 from fhe_agg._config import FederationConfig
-from fhe_agg._decryption import DecryptionSession
 from fhe_agg._keyholder import KeyHolder
 from fhe_agg._keys import KeyShare, PublicKey
 from fhe_agg._local_ceremony import local_key_ceremony
 from fhe_agg._messages import EncryptedAggregate
 from fhe_agg._packing import Layout
 from fhe_agg._partial import PartialDecryption
+from fhe_agg._round import RoundCoordinator
+from fhe_agg._round_holder import HolderRound
+from fhe_agg._round_messages import Reply, Request
 from fhe_agg._signing import VerifyKey
 from fhe_agg._wellformed import forget_verified
 from fhe_agg.bench._baselines import NvflareCkks, RawSeal
@@ -89,6 +92,10 @@ def _seal_decrypt_seconds(
     return median_seconds(lambda: raw.decrypt_decode(ciphers), repeats)
 
 
+def _deliver(machines: Mapping[int, HolderRound], request: Request) -> Reply:
+    return machines[request.holder_index].handle(request)
+
+
 class _HolderRun:
     """One aggregate and the holders able to decrypt it."""
 
@@ -133,21 +140,16 @@ class _HolderRun:
         return float(np.median(times)), partial
 
     def timed_release(self, repeats: int) -> tuple[float, NDArray[np.float64]]:
+        """Median seconds of the combiner's release, each time a whole decryption of the same
+        aggregate by fresh holders (fresh decryption logs), in the coordinator's order."""
         times, mean = [], np.empty(0)
         for _ in range(repeats):
-            session = DecryptionSession(
-                self.aggregate, config=self.config, layout=self.layout, decrypting_set=self.members
-            )
-            for j in self.members:
-                h = self.holder(j, 1)
-                evidence = self.agg.evidence(h.challenge(self.aggregate))
-                session.add(
-                    h.partial_decrypt(
-                        self.aggregate, evidence, layout=self.layout, decrypting_set=self.members
-                    )
-                )
+            coordinator = RoundCoordinator(self.agg)  # the aggregate is fixed already
+            coordinator.finalize(self.members)
+            machines = {j: HolderRound(self.holder(j, 1), layout=self.layout) for j in self.members}
+            coordinator.carry(functools.partial(_deliver, machines))
             t0 = time.process_time()
-            mean = session.release()
+            mean = coordinator.release()
             times.append(time.process_time() - t0)
         return float(np.median(times)), mean
 

@@ -24,12 +24,13 @@ from fhe_agg._abort import AbortCertificate, votes_needed
 from fhe_agg._aggregator import Aggregator
 from fhe_agg._client import Client
 from fhe_agg._config import FederationConfig
-from fhe_agg._decryption import DecryptionSession
-from fhe_agg._errors import DecryptionAborted
 from fhe_agg._keyholder import KeyHolder
 from fhe_agg._keys import PublicKey
 from fhe_agg._local_ceremony import holder_signing_keys, holder_verify_keys, local_key_ceremony
 from fhe_agg._packing import Layout
+from fhe_agg._round import RoundCoordinator
+from fhe_agg._round_holder import HolderRound
+from fhe_agg._round_messages import PartialRequest, Reply, Request
 from fhe_agg._signing import SigningKey, VerifyKey
 from fhe_agg.bench._baselines import plaintext_round
 from fhe_agg.bench._harness import (
@@ -99,19 +100,24 @@ class _Federation:
             for c, k in keys.items()
         ]
         signing = list(identity.values())
+        self.holder_keys = holder_keys
+        self.layout = Layout.for_vector(params)
         self.holders = {
-            s.holder_index: KeyHolder(
-                holder_id=f"holder-{s.holder_index}",
-                config=self.config,
-                public_key=self.public_key,
-                key_share=s,
-                roster=self.roster,
-                signing_key=signing[s.holder_index - 1],
+            s.holder_index: HolderRound(
+                KeyHolder(
+                    holder_id=f"holder-{s.holder_index}",
+                    config=self.config,
+                    public_key=self.public_key,
+                    key_share=s,
+                    roster=self.roster,
+                    signing_key=signing[s.holder_index - 1],
+                ),
+                layout=self.layout,
             )
             for s in shares
         }
-        self.layout = Layout.for_vector(params)
         self.next_round = 1
+        self._aborted: dict[int, RoundCoordinator] = {}  # aborted rounds waiting for votes
 
     def round(
         self,
@@ -132,6 +138,7 @@ class _Federation:
             round_id=round_id,
             layout=self.layout,
         ) as agg:
+            coordinator = RoundCoordinator(agg, holder_keys=self.holder_keys)
             for i in senders:
                 t0 = time.process_time()
                 wire = (
@@ -140,41 +147,34 @@ class _Federation:
                     .to_bytes()
                 )
                 t1 = time.process_time()
-                agg.add(wire)
+                coordinator.add(wire)
                 timing.clients.append(t1 - t0)
                 timing.aggregator += time.process_time() - t1
             t0 = time.process_time()
-            aggregate = agg.finalize()
+            coordinator.finalize(decrypting_set)
             timing.aggregator += time.process_time() - t0
-            session = DecryptionSession(
-                aggregate, config=self.config, layout=self.layout, decrypting_set=decrypting_set
-            )
-            # every member's challenge first: a holder that is down shows before any partial
-            evidences = {
-                j: agg.evidence(self.holders[j].challenge(aggregate))
-                for j in decrypting_set
-                if j != dropped_holder
-            }
-            if len(evidences) == len(decrypting_set):
-                for j in decrypting_set:
-                    t0 = time.process_time()
-                    session.add(
-                        self.holders[j].partial_decrypt(
-                            aggregate,
-                            evidences[j],
-                            layout=self.layout,
-                            decrypting_set=decrypting_set,
-                        )
-                    )
+
+            def deliver(request: Request) -> Reply | None:
+                if request.holder_index == dropped_holder:
+                    return None  # down: it never answers its challenge
+                t0 = time.process_time()
+                reply = self.holders[request.holder_index].handle(request)
+                if isinstance(request, PartialRequest):
                     timing.holders.append(time.process_time() - t0)
+                return reply
+
+            # the coordinator asks every member's challenge before anyone's partial, so the
+            # holder that is down shows before any partial exists
+            delivered = coordinator.carry(deliver)
             t0 = time.process_time()
-            try:
-                mean = session.release()
-            except DecryptionAborted:
-                timing.aborted = round_id
-                return timing
-            finally:
+            if not delivered:
+                coordinator.abort()
                 timing.combine = time.process_time() - t0
+                timing.aborted = round_id
+                self._aborted[round_id] = coordinator
+                return timing
+            mean = coordinator.release()
+            timing.combine = time.process_time() - t0
         picked = list(senders)
         exact = np.average(
             np.stack([vectors[i] for i in picked]), axis=0, weights=[weights[i] for i in picked]
@@ -183,12 +183,16 @@ class _Federation:
         return timing
 
     def close_round(self, round_id: int, down: int) -> float:
-        """Abort ``round_id`` for good: ``holders - threshold + 1`` live holders (none issued a
-        partial) vote, every client checks the certificate. Returns the CPU time spent."""
+        """Close the aborted ``round_id`` for good: ``holders - threshold + 1`` live holders (none
+        issued a partial) vote, every client checks the certificate. Returns the CPU time."""
+        coordinator = self._aborted.pop(round_id)
         t0 = time.process_time()
-        voters = [j for j in self.holders if j != down][: votes_needed(self.config)]
-        votes = tuple(self.holders[j].vote_abort(round_id) for j in voters)
-        wire = AbortCertificate(round_id, votes).to_bytes()
+        live = [r for r in coordinator.requests() if r.holder_index != down]
+        for request in live[: votes_needed(self.config)]:
+            reply = self.holders[request.holder_index].handle(request)
+            assert reply is not None
+            coordinator.accept(reply)
+        wire = coordinator.certificate().to_bytes()
         for client in self.clients:
             client.accept_abort(AbortCertificate.from_bytes(wire, config=self.config))
         return time.process_time() - t0

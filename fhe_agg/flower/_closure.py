@@ -2,8 +2,8 @@
 
 Clients refuse to send an update they already sent for a round that is not proven closed (their
 training is often deterministic, so the update after a failed round is the same). After a round
-that released nothing, :func:`close_round` asks every holder node that may still answer for an
-abort vote; ``holders - threshold + 1`` valid votes make an :class:`~fhe_agg.AbortCertificate`,
+that released nothing, :func:`close_round` carries the round coordinator's vote requests (to
+every holder node that issued no partial and may still answer); ``holders - threshold + 1`` valid votes make an :class:`~fhe_agg.AbortCertificate`,
 which the strategy sends with the next train messages (:func:`certificates_record`) and
 ``secure_update_mod`` shows to each client. A holder that issued a partial of the round refuses
 to vote; if too few can vote, the round stays open and the clients re-train or stay out.
@@ -14,9 +14,10 @@ from __future__ import annotations
 import logging
 from collections.abc import Collection, Mapping
 
-from fhe_agg._abort import AbortCertificate, AbortVote, votes_needed
-from fhe_agg._config import FederationConfig
-from fhe_agg._errors import FheAggError, MalformedMessage
+from fhe_agg._abort import AbortVote
+from fhe_agg._errors import FheAggError, MalformedMessage, ThresholdNotMet
+from fhe_agg._round import RoundCoordinator
+from fhe_agg._round_messages import RoundPhase, VoteReply, VoteRequest
 from fhe_agg.flower import _records as rec
 from fhe_agg.flower._protocol import ACTION_ABORT, MAX_CERTIFICATES, record_bytes
 from fhe_agg.flower._relay import Federation, Relay
@@ -29,45 +30,49 @@ log = logging.getLogger("fhe_agg.flower")
 def close_round(
     relay: Relay,
     federation: Federation,
-    config: FederationConfig,
-    round_id: int,
+    coordinator: RoundCoordinator,
     *,
     skip: Collection[int] = (),
 ) -> tuple[bytes | None, dict[int, str]]:
-    """Ask the holder nodes (except the ``skip`` node ids, known down) to vote to abort
-    ``round_id``; return the verified certificate's bytes (``None`` if too few voted) and each
-    refusing holder index's reason."""
-    asked = {node: index for index, node in enumerate(federation.holders, start=1)}
-    asked = {node: index for node, index in asked.items() if node not in skip}
+    """Abort ``coordinator``'s round (if still open) and carry its vote requests to the holder
+    nodes (except the ``skip`` node ids, known down); return the certificate's bytes (``None``
+    if too few voted) and each refusing holder index's reason. The coordinator verifies every
+    vote (it knows the holders' keys)."""
+    if coordinator.phase is not RoundPhase.VOTING:
+        coordinator.abort()
+    asked = {
+        federation.holders[r.holder_index - 1]: r
+        for r in coordinator.requests()
+        if isinstance(r, VoteRequest) and federation.holders[r.holder_index - 1] not in skip
+    }
+    round_id = coordinator.round_id
     replies = relay.ask(ACTION_ABORT, {node: {"round": round_id} for node in asked})
-    votes: list[AbortVote] = []
     refused: dict[int, str] = {}
-    for node, index in asked.items():
+    for node, request in asked.items():
+        index = request.holder_index
         reply = replies.get(node, "no reply")
         try:
             if isinstance(reply, str):
                 raise MalformedMessage(f"no abort vote: {reply}")
-            vote = AbortVote.from_bytes(record_bytes(reply, "vote"), config=config)
-            if (vote.round_id, vote.holder_index) != (round_id, index):
-                raise MalformedMessage(f"holder {index} sent a vote of another round or holder")
-            vote.verify(federation.holder_keys[index])
+            vote = AbortVote.from_bytes(record_bytes(reply, "vote"), config=coordinator.config)
+            if vote.holder_index != index:  # the node answers for itself only
+                raise MalformedMessage(f"holder {index} sent a vote of holder {vote.holder_index}")
+            coordinator.accept(VoteReply(vote))
         except FheAggError as exc:
             refused[index] = f"{type(exc).__name__}: {exc}"
-            continue
-        votes.append(vote)
-    need = votes_needed(config)
-    if len(votes) < need:
+    try:
+        certificate = coordinator.certificate()
+    except ThresholdNotMet as exc:
         log.error(
-            "round %d: %d of %d abort votes (%s); the round stays open and clients will not "
-            "re-send the same update",
+            "round %d: %s (%s); the round stays open and clients will not re-send the same update",
             round_id,
-            len(votes),
-            need,
+            exc,
             refused,
         )
         return None, refused
-    certificate = AbortCertificate(round_id, tuple(votes[:need]))
-    certificate.verify(federation.holder_keys, config=config, public_key=federation.public_key)
+    certificate.verify(
+        federation.holder_keys, config=coordinator.config, public_key=federation.public_key
+    )
     log.info("round %d closed by the abort votes of holders %s", round_id, certificate.voters)
     return certificate.to_bytes(), refused
 

@@ -36,6 +36,8 @@ from fhe_agg._keyholder import KeyHolder
 from fhe_agg._keys import KeyShare, PublicKey
 from fhe_agg._messages import EncryptedAggregate, MessageBounds
 from fhe_agg._packing import Layout
+from fhe_agg._round_holder import HolderRound
+from fhe_agg._round_messages import ChallengeRequest, PartialReply, PartialRequest, VoteRequest
 from fhe_agg._signing import SigningKey, VerifyKey
 from fhe_agg.flower import _records as rec
 from fhe_agg.flower._pinned import Pin, PinnedRoster
@@ -78,6 +80,7 @@ class NodeState:
     client: Client | None = None
     key_holder: KeyHolder | None = None
     pending: tuple[int, EncryptedAggregate, Layout] | None = field(default=None, repr=False)
+    machine: HolderRound | None = field(default=None, repr=False)
 
     @property
     def is_holder(self) -> bool:
@@ -310,8 +313,14 @@ def _challenge(message: Message, context: Context) -> Message:
         record_bytes(record, "aggregate"),
         MessageBounds.for_round(config, layout),
     )
+    if state.machine is None or state.machine.holder is not holder:  # one per node: it answers
+        state.machine = HolderRound(holder, layout=layout)  # a partial only after its challenge
+    reply = state.machine.challenge(
+        ChallengeRequest(aggregate.round_id, holder.holder_index, aggregate)
+    )
+    state.machine.layout = layout  # the round's layout, for its partial
     state.pending = (aggregate.round_id, aggregate, layout)
-    return _reply(message, {"indices": list(holder.challenge(aggregate))})
+    return _reply(message, {"indices": list(reply.indices)})
 
 
 def _decrypt(message: Message, context: Context) -> Message:
@@ -319,7 +328,7 @@ def _decrypt(message: Message, context: Context) -> Message:
     record = _record(message)
     pending, state.pending = state.pending, None
     round_id = record_int(record, "round")
-    if pending is None or pending[0] != round_id:
+    if pending is None or pending[0] != round_id or state.machine is None:
         raise CeremonyError(f"no aggregate of round {round_id} was challenged here")
     _, aggregate, layout = pending
     members = record.get("set")
@@ -328,10 +337,12 @@ def _decrypt(message: Message, context: Context) -> Message:
     evidence = AggregateEvidence.from_bytes(
         record_bytes(record, "evidence"), config=config, layout=layout
     )
-    partial = holder.partial_decrypt(
-        aggregate, evidence, layout=layout, decrypting_set=[int(m) for m in members]
+    members_ = tuple(int(m) for m in members)
+    reply = state.machine.partial(
+        PartialRequest(round_id, holder.holder_index, aggregate, evidence, members_)
     )
-    return _reply(message, {"partial": partial.to_bytes(config)})
+    assert isinstance(reply, PartialReply)
+    return _reply(message, {"partial": reply.partial.to_bytes(config)})
 
 
 def _abort(message: Message, context: Context) -> Message:
@@ -340,7 +351,10 @@ def _abort(message: Message, context: Context) -> Message:
     round_id = record_int(_record(message), "round")
     if state.pending is not None and state.pending[0] == round_id:
         state.pending = None
-    return _reply(message, {"vote": holder.vote_abort(round_id).to_bytes()})
+    if state.machine is None or state.machine.holder is not holder:
+        return _reply(message, {"vote": holder.vote_abort(round_id).to_bytes()})
+    vote = state.machine.vote(VoteRequest(round_id, holder.holder_index)).vote
+    return _reply(message, {"vote": vote.to_bytes()})
 
 
 def _guarded(

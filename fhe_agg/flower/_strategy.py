@@ -7,7 +7,8 @@ round, layout, duplicates: a refused update is logged and the round goes on whil
 ``min_clients`` remain), sends the encrypted weighted mean to a decrypting set of ``threshold``
 key-holder nodes fixed up front, answers each holder's challenge with the evidence it asks
 for, and combines their partial decryptions. The new global model is the old one plus the
-decrypted mean of the clipped updates. If a holder of the set refuses or drops, the round is
+decrypted mean of the clipped updates, handed to the inner strategy's own aggregation (so
+FedAdam, FedYogi or FedAvgM keep their server optimiser). If a holder of the set refuses or drops, the round is
 aborted (never retried with another set) and the model stays as it was.
 
 Every member's challenge is collected before anyone is asked for a partial
@@ -31,6 +32,7 @@ from flwr.app import (
     ConfigRecord,
     ConfigRecordValues,
     Message,
+    MessageType,
     MetricRecord,
     RecordDict,
 )
@@ -45,11 +47,13 @@ from fhe_agg._errors import (
     FheAggError,
     MalformedMessage,
     NotInRoster,
+    PrivacyBudgetExceeded,
     ThresholdNotMet,
     UnsupportedParameters,
 )
-from fhe_agg._messages import EncryptedUpdate
+from fhe_agg._messages import EncryptedAggregate, EncryptedUpdate
 from fhe_agg._packing import Layout, unflatten
+from fhe_agg._round import RoundCoordinator
 from fhe_agg._validate import positive_finite
 from fhe_agg.flower._closure import certificates_record, close_round
 from fhe_agg.flower._decrypt import decrypt_round
@@ -253,37 +257,61 @@ class SecureAggregation(Strategy):
             round_id=server_round,
             layout=current.layout,
         ) as aggregator:
-            contents = self._collect(aggregator, replies, report)
+            coordinator = RoundCoordinator(
+                aggregator, accountant=self.accountant, holder_keys=federation.holder_keys
+            )
+            contents = self._collect(coordinator, replies, report)
             metrics = round_metrics(contents, self.weight_key, report)
             try:
-                aggregate = aggregator.finalize()
-            except ThresholdNotMet as exc:
+                coordinator.finalize(report.decrypting_set)
+            except (ThresholdNotMet, PrivacyBudgetExceeded) as exc:  # no holder was asked
                 report.reason = f"{type(exc).__name__}: {exc}"
-                log.error("round %d not aggregated: %s", server_round, report.reason)
-                self._close(report)
+                what = "aggregated" if isinstance(exc, ThresholdNotMet) else "decrypted"
+                log.error("round %d not %s: %s", server_round, what, report.reason)
+                self._close(report, coordinator)
                 return None, metrics
             report.seconds["aggregate"] = time.perf_counter() - t0
             t0 = time.perf_counter()
             assert self._relay is not None
             mean, missed = decrypt_round(
-                self._relay,
-                federation,
-                self.config,
-                aggregator,
-                aggregate,
-                current.layout,
-                report,
-                accountant=self.accountant,
+                self._relay, federation, coordinator, current.layout, report
             )
             self._down |= missed
             report.seconds["decrypt"] = time.perf_counter() - t0
         if mean is None:
-            self._close(report)
+            self._close(report, coordinator)
             return None, metrics
         report.decrypted = True
         template = {name: array.numpy() for name, array in current.arrays.items()}
         arrays = unflatten(current.vector + mean, current.layout, template=template)
-        return ArrayRecord({k: Array(np.asarray(v)) for k, v in arrays.items()}), metrics
+        averaged = ArrayRecord({k: Array(np.asarray(v)) for k, v in arrays.items()})
+        return self._inner_aggregate(server_round, averaged, coordinator.aggregate), metrics
+
+    def _inner_aggregate(
+        self, server_round: int, averaged: ArrayRecord, aggregate: EncryptedAggregate
+    ) -> ArrayRecord:
+        """The inner strategy's own aggregation, run on the decrypted mean.
+
+        The mean is presented as the one reply of the round, carrying the aggregate's total
+        weight, so a weighted average of it is itself: FedAvg returns it, and FedAdam, FedYogi,
+        FedAdagrad or FedAvgM apply their server optimiser to it as they would to the plaintext
+        updates (the wrapper post-processes, it does not replace). Robust aggregators (median,
+        Krum, trimmed mean) need the individual updates, which nobody decrypts.
+        """
+        content = RecordDict(
+            {
+                "arrays": averaged,
+                "metrics": MetricRecord({self.weight_key: float(aggregate.total_weight)}),
+            }
+        )
+        reply = Message(content, dst_node_id=0, message_type=MessageType.TRAIN)
+        arrays, _ = self.inner.aggregate_train(server_round, [reply])
+        if arrays is None:
+            raise RuntimeError(
+                f"aggregate_train: the inner {type(self.inner).__name__} returned no model for "
+                "the decrypted mean"
+            )
+        return arrays
 
     def _members(self) -> tuple[int, ...]:
         """The configured decrypting set, or, if a member missed a challenge, the first
@@ -294,14 +322,12 @@ class SecureAggregation(Strategy):
         live.sort(key=lambda j: j not in self.decrypting_set)
         return tuple(sorted(live[: self.config.threshold]))
 
-    def _close(self, report: RoundReport) -> None:
+    def _close(self, report: RoundReport, coordinator: RoundCoordinator) -> None:
         """Have the live holders vote to abort the round; keep the certificate for clients."""
         assert self.federation is not None and self._relay is not None
         down = {self.federation.holders[j - 1] for j in self._down}
         try:
-            cert, refused = close_round(
-                self._relay, self.federation, self.config, report.round, skip=down
-            )
+            cert, refused = close_round(self._relay, self.federation, coordinator, skip=down)
         except FheAggError as exc:
             cert, refused = None, {0: f"{type(exc).__name__}: {exc}"}
         for index, reason in refused.items():
@@ -311,7 +337,7 @@ class SecureAggregation(Strategy):
             report.closed = True
 
     def _collect(
-        self, aggregator: Aggregator, replies: Iterable[Message], report: RoundReport
+        self, coordinator: RoundCoordinator, replies: Iterable[Message], report: RoundReport
     ) -> list[RecordDict]:
         contents = []
         assert self.federation is not None
@@ -326,12 +352,12 @@ class SecureAggregation(Strategy):
                 if record is None:
                     raise MalformedMessage("the reply carries no encrypted update")
                 data = record_bytes(record, "update", where=UPDATE_RECORD)
-                update = EncryptedUpdate.from_bytes(data, aggregator.bounds)
+                update = EncryptedUpdate.from_bytes(data, coordinator.aggregator.bounds)
                 if update.statement.client_id != party:
                     raise NotInRoster(
                         f"{party} sent an update signed as {update.statement.client_id!r}"
                     )
-                aggregator.add(update)
+                coordinator.add(update)
             except FheAggError as exc:
                 report.refused[party] = f"{type(exc).__name__}: {exc}"
                 log.warning(

@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from coordinated import decrypt
 from threshold.conftest import Holders, make_holders
 
 from fhe_agg import (
@@ -32,7 +33,6 @@ from fhe_agg import (
     CeremonyMember,
     CeremonySpec,
     Client,
-    DecryptionSession,
     DpPolicy,
     EncryptedAggregate,
     EncryptedUpdate,
@@ -178,23 +178,16 @@ def partial(
 
 def release(
     fed: Consortium,
-    aggregate: EncryptedAggregate,
-    evidence: Callable[[tuple[int, ...]], AggregateEvidence],
+    aggregator: Aggregator,
     holders: Mapping[int, KeyHolder],
     members: tuple[int, ...] = SET,
     accountant: PrivacyAccountant | None = None,
 ) -> np.ndarray:
-    """A whole decryption by ``members`` through a :class:`DecryptionSession`."""
-    session = DecryptionSession(
-        aggregate,
-        config=fed.config,
-        layout=fed.layout,
-        decrypting_set=members,
-        accountant=accountant,
-    )
-    for j in members:
-        session.add(partial(holders[j], aggregate, evidence, members))
-    return session.release()
+    """A whole honest decryption of ``aggregator``'s round (under its own configuration) by
+    ``members``, in the coordinator's order (:func:`coordinated.decrypt`)."""
+    _, mean = decrypt(aggregator, holders, members=members, accountant=accountant)
+    assert mean is not None
+    return mean
 
 
 def ceremony_spec(holders: Holders, config: FederationConfig, epoch: int) -> CeremonySpec:

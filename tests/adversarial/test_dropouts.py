@@ -117,7 +117,7 @@ def test_the_round_completes_with_the_clients_that_remain(
     remaining = tuple(c for c in CLIENTS if c != dropped)
     aggregate = agg.finalize()
     assert agg.accepted_clients == remaining
-    mean = release(plain, aggregate, agg.evidence, plain.key_holders())
+    mean = release(plain, agg, plain.key_holders())
     _assert_mean_of(plain, mean, remaining, aggregate.total_weight)
 
 
@@ -128,7 +128,7 @@ def test_below_min_clients_finalize_raises_and_the_round_stays_open(plain: Conso
     assert_refused(agg.finalize, ThresholdNotMet, state=state_of(aggregator=agg), match="2 updates")
     agg.add(plain.update("ana", 21).to_bytes())  # a late client arrives before the deadline
     aggregate = agg.finalize()
-    mean = release(plain, aggregate, agg.evidence, plain.key_holders())
+    mean = release(plain, agg, plain.key_holders())
     _assert_mean_of(plain, mean, ("ben", "dee", "ana"), aggregate.total_weight)
 
 
@@ -163,7 +163,7 @@ def test_an_update_whose_connection_dies_counts_fully_or_not_at_all(
     agg.add(plain.update("dee", 22).to_bytes())
     assert agg.accepted_clients == CLIENTS
     aggregate = agg.finalize()
-    mean = release(plain, aggregate, agg.evidence, plain.key_holders())
+    mean = release(plain, agg, plain.key_holders())
     _assert_mean_of(plain, mean, CLIENTS, aggregate.total_weight)
 
 
@@ -178,7 +178,7 @@ def test_up_to_n_minus_t_holders_down_before_decryption(
     agg, aggregate = plain.collect(30)
     members = _live_set(plain, down)
     assert not set(members) & set(down)
-    mean = release(plain, aggregate, agg.evidence, holders, members)
+    mean = release(plain, agg, holders, members)
     _assert_mean_of(plain, mean, CLIENTS, aggregate.total_weight)
 
 
@@ -215,7 +215,7 @@ def test_holders_dropping_during_decryption_abort_and_the_round_reruns(
     agg2, rerun = plain.collect(32)
     assert not set(chunk_digests(rerun.chunks)) & set(chunk_digests(aggregate.chunks))
     members = _live_set(plain, gone)
-    mean = release(plain, rerun, agg2.evidence, holders, members)
+    mean = release(plain, agg2, holders, members)
     _assert_mean_of(plain, mean, CLIENTS, rerun.total_weight)
     issued = {
         j: [
@@ -270,8 +270,8 @@ def test_an_aborted_dp_round_spends_no_privacy_and_the_rerun_spends_once(
     with pytest.raises(DecryptionAborted):
         session.release()
     assert accountant.rounds == 0
-    agg2, rerun = noisy.collect(35)
-    release(noisy, rerun, agg2.evidence, holders, (1, 4, 5), accountant)
+    agg2, _rerun = noisy.collect(35)
+    release(noisy, agg2, holders, (1, 4, 5), accountant)
     assert accountant.rounds == 1
 
 
@@ -349,7 +349,7 @@ def test_an_aborted_round_cannot_be_completed_later_by_the_absent_holder(
     for cid in ("ana", "ben", "dee"):  # cy dropped from the re-run
         agg2.add(send(cid, 41))
     rerun = agg2.finalize()
-    rerun_mean = release(plain, rerun, agg2.evidence, holders, (1, 2, 4))
+    rerun_mean = release(plain, agg2, holders, (1, 2, 4))
     _assert_mean_of(plain, rerun_mean, ("ana", "ben", "dee"), rerun.total_weight)
     # holder 3 is back and asked for round 40: it voted, so it refuses, and nothing completes
     assert holders[3].aborted_rounds == (40,)

@@ -118,7 +118,7 @@ def test_an_update_below_min_weight_is_refused_by_client_aggregator_and_holders(
     for update in fair:
         agg.add(update.to_bytes())
     honest = agg.finalize()
-    mean = release(plain, honest, agg.evidence, holders)
+    mean = release(plain, agg, holders)
     expected = plain.expected(("ben", "cy", "dee"))
     assert np.max(np.abs(mean - expected)) < plain.tolerance(honest.total_weight)
 
@@ -161,7 +161,7 @@ def test_a_decrypting_set_of_floats_or_bools_is_refused_before_anything(
             partial(holders[j], aggregate, agg.evidence, members)  # type: ignore[arg-type]
         assert holders[j].decrypted_rounds == ()
     # the round was not spent: the proper set decrypts it (numpy ints are fine)
-    mean = release(plain, aggregate, agg.evidence, holders, tuple(np.array(SET)))
+    mean = release(plain, agg, holders, tuple(np.array(SET)))
     assert np.max(np.abs(mean - plain.expected(plain.data))) < plain.tolerance(
         aggregate.total_weight
     )
@@ -180,11 +180,11 @@ def test_a_jump_of_the_round_id_is_refused_and_does_not_lock_holders_out(
         match="max_round_step",
     )
     agg, aggregate = plain.collect(83)
-    release(plain, aggregate, agg.evidence, holders)
+    release(plain, agg, holders)
     assert holders[1].decrypted_rounds == (83,)
     # and the next normal round after it still decrypts
     agg, aggregate = plain.collect(84)
-    release(plain, aggregate, agg.evidence, holders)
+    release(plain, agg, holders)
     # lifting the bound deliberately brings the lock-out back: a later normal round is "older"
     unbounded = KeyHolder(
         holder_id="holder-1",

@@ -99,7 +99,7 @@ def scene(noisy: Consortium, rounds: Rounds, trail: AuditTrail) -> Scene:
     holders = noisy.key_holders(trail.holder_logs())
     accountant = noisy.accountant()
     assert accountant is not None
-    release(noisy, rounds.old, rounds.old_agg.evidence, holders, SET, accountant)
+    release(noisy, rounds.old_agg, holders, SET, accountant)
     assert accountant.rounds == 1
     return Scene(noisy, rounds, holders, accountant, trail)
 
@@ -260,7 +260,7 @@ def test_a_crafted_aggregate_is_refused_and_changes_nothing(scene: Scene, name: 
     )
     # nothing was spent: the honest round still releases with the same set and accountant
     r = scene.rounds
-    mean = release(scene.fed, r.new, r.new_agg.evidence, scene.holders, SET, scene.accountant)
+    mean = release(scene.fed, r.new_agg, scene.holders, SET, scene.accountant)
     assert mean.shape == (scene.fed.layout.length,) and scene.accountant.rounds == 2
     issued = [e for e in scene.trail.entries("holder-1") if e["event"] == "partial.issued"]
     assert [e["payload"]["round"] for e in issued] == [7, 8]
@@ -268,7 +268,7 @@ def test_a_crafted_aggregate_is_refused_and_changes_nothing(scene: Scene, name: 
 
 def test_a_second_request_for_the_same_aggregate_is_refused(scene: Scene) -> None:
     r, holders = scene.rounds, scene.holders
-    release(scene.fed, r.new, r.new_agg.evidence, holders, SET, scene.accountant)
+    release(scene.fed, r.new_agg, holders, SET, scene.accountant)
     for members in (SET, (1, 2, 4)):
         assert_refused(
             lambda m=members: partial(holders[1], r.new, r.new_agg.evidence, m),
@@ -289,7 +289,7 @@ def test_another_subset_of_a_released_round_finds_a_holder_who_refuses(scene: Sc
     """Differencing (all four, then three of them) needs two decryptions of one round; with
     threshold > n/2 every two decrypting sets share a holder, and that holder refuses."""
     fed, r, holders = scene.fed, scene.rounds, scene.holders
-    release(fed, r.new, r.new_agg.evidence, holders, SET, scene.accountant)
+    release(fed, r.new_agg, holders, SET, scene.accountant)
     agg3, three = fed.collect(8, ("ana", "ben", "cy"))
     other = (3, 4, 5)
     session = DecryptionSession(

@@ -261,7 +261,7 @@ def test_after_every_attack_the_round_yields_exactly_the_honest_mean(round5: Ope
     for cid in ("ben", "cy"):
         agg.add(fed.update(cid, ROUND).to_bytes())
     aggregate = agg.finalize()
-    mean = release(fed, aggregate, agg.evidence, fed.key_holders())
+    mean = release(fed, agg, fed.key_holders())
     expected = fed.expected(("ana", "ben", "cy"))
     assert np.max(np.abs(mean - expected)) < fed.tolerance(aggregate.total_weight)
     events = [e["event"] for e in round5.trail.entries("aggregator")]
@@ -302,9 +302,9 @@ def test_an_unclipped_update_fails_the_release_loudly(plain: Consortium) -> None
         np.full(PARAMS, 10.0) * WEIGHTS["ben"], round_id=ROUND
     )  # 10x value_bound
     agg.add(rogue.sign_update(chunks, layout=plain.layout, round_id=ROUND, weight=WEIGHTS["ben"]))
-    aggregate = agg.finalize()
+    agg.finalize()
     with pytest.raises(DecryptionFailed, match="value_bound"):
-        release(plain, aggregate, agg.evidence, plain.key_holders())
+        release(plain, agg, plain.key_holders())
 
 
 def test_a_rerandomised_copy_of_another_members_ciphertext_is_refused(round5: Open) -> None:
