@@ -136,6 +136,7 @@ class KeyHolder:
         self._signing_key = signing_key
         self._rng = rng or default_random()
         self._backend = backend_for(config.preset)
+        self._challenges: dict[tuple[int, bytes], tuple[int, ...]] = {}
         self._log = HolderStore(
             store, holder_id=holder_id, key_share=key_share, max_round_step=max_round_step
         )
@@ -200,8 +201,11 @@ class KeyHolder:
         return self._challenge(aggregate, aggregate_digest(aggregate))
 
     def _challenge(self, aggregate: EncryptedAggregate, digest: bytes) -> tuple[int, ...]:
-        del digest  # every chunk of every aggregate: nothing left to draw
-        return tuple(range(len(aggregate.chunks)))
+        # every chunk of every aggregate; kept per (round, aggregate digest) so a resumed round
+        # (fhe_agg._round_holder) checks what it announced: evidence lacking any chunk is then
+        # refused by the proof check
+        key = (aggregate.round_id, digest)
+        return self._challenges.setdefault(key, tuple(range(len(aggregate.chunks))))
 
     def verify(
         self, aggregate: EncryptedAggregate, evidence: AggregateEvidence, *, layout: Layout
