@@ -82,6 +82,13 @@ TAIL_SIGMAS = 6.0
 _TERNARY_VARIANCE = 2.0 / 3.0
 
 
+#: Largest statistical security a policy may ask for: 2**(s/2) must stay a float, and far
+#: fewer bits already exceed every preset (the constructor of FederationConfig says by how much).
+MAX_STATISTICAL_BITS = 256
+#: Largest decryption budget per key epoch (a key ceremony is cheap next to 2**40 releases).
+MAX_BUDGET = 2**40
+
+
 @dataclass(frozen=True, kw_only=True)
 class FloodingPolicy:
     """Target of the flooding noise: ``statistical_bits`` of security over ``budget`` decryptions.
@@ -98,6 +105,13 @@ class FloodingPolicy:
     def __post_init__(self) -> None:
         positive_int(self.statistical_bits, "statistical_bits")
         positive_int(self.budget, "budget")
+        if self.statistical_bits > MAX_STATISTICAL_BITS:
+            raise ValueError(
+                f"statistical_bits: {self.statistical_bits} exceeds {MAX_STATISTICAL_BITS}; "
+                "no modulus within the security tables holds such flooding"
+            )
+        if self.budget > MAX_BUDGET:
+            raise ValueError(f"budget: {self.budget} exceeds {MAX_BUDGET} decryptions per key")
 
 
 def releases_per_epoch(budget: int, holders: int, threshold: int) -> int:

@@ -282,3 +282,12 @@ def test_honest_noise_estimate_without_special_prime() -> None:
     err = 3.2**2
     variance = 8192 * (2 / 3) * 5 * err + err + 8192 * (10 / 3) * err
     assert bound == pytest.approx(6 * 10 * math.sqrt(variance), rel=1e-12)
+
+
+def test_a_policy_beyond_any_modulus_is_a_value_error_not_an_overflow() -> None:
+    """2**(s/2) of a huge s overflowed a float inside FederationConfig (OverflowError)."""
+    with pytest.raises(ValueError, match="statistical_bits: 5000 exceeds 256"):
+        FloodingPolicy(statistical_bits=5000)
+    with pytest.raises(ValueError, match=r"budget: .* exceeds"):
+        FloodingPolicy(budget=2**63)
+    FloodingPolicy(statistical_bits=256, budget=2**40)  # the largest accepted
