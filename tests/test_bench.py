@@ -109,7 +109,11 @@ def test_measurements_are_sane(smoke: tuple[dict[str, object], Path]) -> None:
     rounds = [f for f in figures if f["figure"] in ("round", "round_dropout")]
     assert max(f["max_abs_error"] for f in rounds) < 1e-6
     upload = [f for f in figures if f["figure"] == "upload_bytes" and f["baseline"] == 4.0]
-    assert all(10 < f["ours"] < 40 for f in upload)  # bytes per parameter of a ciphertext
+    for f in upload:  # bytes per parameter of the ciphertexts, then of the whole update
+        assert 10 < f["ciphertext_bytes_per_param"] < 40
+        assert f["proof_bytes_per_param"] > 0
+        parts = f["ciphertext_bytes_per_param"] + f["proof_bytes_per_param"]
+        assert parts < f["ours"] < parts + 1.0  # statement and signature on top
     for f in figures:
         if f["figure"] == "aggregator_rss":
             assert f["queue_peak_pending_bytes"] <= f["queue_bound_bytes"]

@@ -236,6 +236,10 @@ def _wire_figures(
             "unit": "bytes/param",
             "higher_is_better": False,
             "ours": ours,
+            # The two parts of the upload: ciphertexts, and well-formedness proofs (a fixed size
+            # per batch of up to PROOF_BATCH chunks, so they dominate small updates).
+            "ciphertext_bytes_per_param": sum(map(len, chunks[name].chunks)) / params,
+            "proof_bytes_per_param": sum(map(len, chunks[name].proofs)) / params,
         }
         out += [
             figure(
@@ -244,7 +248,7 @@ def _wire_figures(
                 baseline=4.0,
                 baseline_name="float32 plaintext",
                 target=Target("ratio", "<=", 4.25) if dp else None,
-                note="signed update: chunks + statement + ML-DSA-65 signature",
+                note="signed update: chunks + proofs + statement + ML-DSA-65 signature",
                 **common,
             ),
             figure(
