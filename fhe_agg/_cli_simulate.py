@@ -28,6 +28,7 @@ import click
 from fhe_agg._errors import UnsupportedParameters
 from fhe_agg._params import get_preset
 from fhe_agg._simulate import SimulationSpec, _configure, max_weight
+from fhe_agg.hazmat.zkproof import PROOF_BATCH, proof_size_bound
 from fhe_agg.identity._roster_model import MAX_MEMBERS
 
 __all__ = ["MAX_HOLDERS", "checked_spec", "memory_estimate", "run_with_progress"]
@@ -50,6 +51,9 @@ _OPTIONS = {
 _SIZE_ERRORS = ("bits of scale remain", "beyond any float", "does not fit its")
 #: Libraries, keys and interpreter before any vector exists (measured: ~100 MB).
 _BASE_BYTES = 150 * 2**20
+#: Working set of proving and verifying one batch (masks, responses and commitments of U rows),
+#: measured at about 130 MB for N = 8192; with margin.
+_PROOF_WORKING_BYTES = 160 * 2**20
 
 
 def _usage(message: str) -> click.UsageError:
@@ -65,11 +69,21 @@ def memory_estimate(spec: SimulationSpec) -> int:
     Peak RSS measured on ``fhe-agg simulate --flooding`` (preset precise, 3 and 12 clients,
     1e5 and 4e5 parameters): ~190 bytes per parameter for the vectors, running sum and
     decryption (about 8 times the wire size of a real), plus each client's update kept as the
-    holders' evidence (the wire size, 25 bytes per real for precise), over ~100 MB. Each round
-    keeps its 8-byte deviations for the DP noise measurement.
+    holders' evidence (the wire size, 30 bytes per real for precise), over ~100 MB, plus the
+    clients' proofs and one proof's working set. Each round keeps its 8-byte deviations for the
+    DP noise measurement.
     """
     fixed, per_client, per_round = _bytes_per_param(spec)
-    return _BASE_BYTES + spec.params * (fixed + per_client * spec.clients + per_round * spec.rounds)
+    vectors = spec.params * (fixed + per_client * spec.clients + per_round * spec.rounds)
+    return _BASE_BYTES + vectors + _proof_bytes(spec)
+
+
+def _proof_bytes(spec: SimulationSpec) -> int:
+    """Every client's well-formedness proofs, kept as the holders' evidence (a fixed size per
+    batch of up to ``PROOF_BATCH`` chunks), plus one batch's proving working set."""
+    n = get_preset(spec.preset_name).poly_modulus_degree
+    batches = math.ceil(math.ceil(spec.params / n) / PROOF_BATCH)
+    return _PROOF_WORKING_BYTES + spec.clients * batches * proof_size_bound(n)
 
 
 def _bytes_per_param(spec: SimulationSpec) -> tuple[int, int, int]:

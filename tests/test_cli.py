@@ -156,7 +156,8 @@ def test_errors_are_one_line_with_a_nonzero_exit(args: list[str], code: int, fra
         (["--params", "10000000000", "--unsafe-exact"], ["--params 10000000000", "GiB"]),
         (["--clients", "99999999999999999999"], ["--clients 99999999999999999999", "at most"]),
         (["--clients", "100000"], ["--clients 100000", "at most"]),
-        (["--clients", "100000", "--unsafe-exact"], ["--clients 100000", "at most 98581"]),
+        # the modulus or this machine's memory bounds it, whichever is smaller
+        (["--clients", "100000", "--unsafe-exact"], ["--clients 100000", "at most"]),
         (["--clients", "20000", "--params", "1000000"], ["--clients 20000", "GiB", "at most"]),
         (["--holders", "99999999999999999999"], ["--holders", "at most 4096"]),
         (["--rounds", "99999999999999999999"], ["--rounds 99999999999999999999", "at most"]),
