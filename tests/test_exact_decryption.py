@@ -15,6 +15,7 @@ import tenseal.sealapi as sealapi
 from fhe_agg import (
     PRESETS,
     Aggregator,
+    CkksPreset,
     Client,
     DpPolicy,
     FederationConfig,
@@ -29,10 +30,14 @@ from fhe_agg import (
 from fhe_agg._seal import backend_for
 from fhe_agg.hazmat.rlwe import add_polys, mul_fixed
 
-# the preset plain ``fhe-agg simulate`` picked for one holder (and ``--unsafe-exact`` still
-# picks): at its 2^44..2^53 scales a float64 release holds every bit of the plaintext
+# The preset plain ``fhe-agg simulate`` picked for one holder before flooding became the default
+# (one 60-bit data prime): at its 2^44..2^53 scales a float64 release holds every bit of the
+# plaintext, so the attack is exact. (Today's presets carry two data primes; a release then
+# rounds the plaintext, and the leak is approximate rather than bit for bit.)
 BOUNDS = {"min_clients": 3, "max_clients": 8, "max_weight": 100.0, "value_bound": 4.0}
-COMPACT = PRESETS["compact"]
+COMPACT = CkksPreset(
+    name="one-prime", poly_modulus_degree=8192, data_prime_bits=(60,), special_prime_bits=40
+)
 CLIENTS = {"ana": 3.0, "ben": 11.0, "cy": 7.5}
 
 
@@ -100,7 +105,7 @@ def test_the_exact_opt_in_really_gives_away_the_key() -> None:
 
 
 def test_the_default_floods_and_the_same_attack_fails() -> None:
-    config = FederationConfig(**BOUNDS, preset=COMPACT)  # flooding is the default
+    config = FederationConfig(**BOUNDS, preset=PRESETS["compact"])  # flooding by default
     assert config.flooding == FloodingPolicy() and config.flooding_security_bits >= 40
     reproduces, key_recovered = _attack(config)
     assert not reproduces and not key_recovered
