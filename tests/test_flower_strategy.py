@@ -26,7 +26,7 @@ from flwr.app import (
     RecordDict,
 )
 from flwr.clientapp import ClientApp
-from flwr.serverapp.strategy import FedAdam, FedAvg
+from flwr.serverapp.strategy import FedAdam, FedAvg, Strategy
 
 from fhe_agg import PRESETS, DpPolicy, FederationConfig, PrivacyAccountant
 from fhe_agg.flower import (
@@ -115,8 +115,9 @@ def _replace_update(data: bytes) -> Hook:
     return hook
 
 
-def _set_up() -> tuple[SecureAggregation, LocalGrid]:
-    """A fresh 2-of-3 federation of NODES nodes (the first three hold keys), set up."""
+def _set_up(inner: Strategy | None = None) -> tuple[SecureAggregation, LocalGrid]:
+    """A fresh 2-of-3 federation of NODES nodes (the first three hold keys), set up, wrapping
+    ``inner`` (default: FedAvg)."""
     grid = LocalGrid(new_run_id(), app=APP, nodes=NODES)
     config = FederationConfig(
         min_clients=3,
@@ -126,8 +127,10 @@ def _set_up() -> tuple[SecureAggregation, LocalGrid]:
         holders=3,
         threshold=2,
     )
+    if inner is None:
+        inner = FedAvg(fraction_evaluate=0.0, min_train_nodes=NODES, min_available_nodes=NODES)
     strategy = SecureAggregation(
-        FedAvg(fraction_evaluate=0.0, min_train_nodes=NODES, min_available_nodes=NODES),
+        inner,
         config=config,
         clip=CLIP,
         timeout=30.0,
@@ -393,23 +396,13 @@ def test_a_wrapped_fedadam_keeps_its_server_optimiser() -> None:
     """The decrypted mean goes through the inner strategy's aggregation: two rounds of a wrapped
     FedAdam give the model that FedAdam gives on the same plaintext updates (within CKKS
     precision), not the FedAvg model (old + mean)."""
-    grid = LocalGrid(new_run_id(), app=APP, nodes=NODES)
-    config = FederationConfig(
-        min_clients=3,
-        max_clients=NODES,
-        max_weight=1000.0,
-        value_bound=CLIP,
-        holders=3,
-        threshold=2,
-    )
 
     def fedadam() -> FedAdam:
         return FedAdam(
             fraction_evaluate=0.0, min_train_nodes=NODES, min_available_nodes=NODES, eta=0.05
         )
 
-    secure = SecureAggregation(fedadam(), config=config, clip=CLIP, timeout=30.0)
-    secure.setup(grid)
+    secure, grid = _set_up(fedadam())
     plain = fedadam()
     secure_model, plain_model = _float_start(), _float_start()
     for number in (1, 2):
