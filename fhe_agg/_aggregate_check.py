@@ -13,14 +13,6 @@ import numpy as np
 
 from fhe_agg._checks import check_statement
 from fhe_agg._config import FederationConfig
-from fhe_agg._errors import (
-    AggregateMismatch,
-    ChunkCountMismatch,
-    DuplicateUpdate,
-    InvalidProof,
-    InvalidSignature,
-    ThresholdNotMet,
-)
 from fhe_agg._evidence import AggregateEvidence
 from fhe_agg._keys import PublicKey
 from fhe_agg._merkle import leaf_hash, verify_path
@@ -33,6 +25,14 @@ from fhe_agg._wellformed import (
     proof_batches,
     proof_bytes_bound,
     verify_batch,
+)
+from fhe_agg.errors import (
+    AggregateMismatch,
+    ChunkCountMismatch,
+    DuplicateUpdate,
+    InvalidProof,
+    InvalidSignature,
+    ThresholdNotMet,
 )
 from fhe_agg.hazmat.rlwe import add_polys
 from fhe_agg.hazmat.rns import U64

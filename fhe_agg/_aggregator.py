@@ -225,9 +225,7 @@ class Aggregator:
             claimed = update.statement.client_id
             leaves, parsed = self._check(update)
         except FheAggError as exc:
-            self._record(
-                "update.rejected", claimed_client=claimed, error=type(exc).__name__, reason=str(exc)
-            )
+            self._record("update.rejected", claimed_client=claimed, error=exc.code, reason=str(exc))
             raise
         stmt = update.statement
         self._record(

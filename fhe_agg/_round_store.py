@@ -30,14 +30,6 @@ import msgpack
 import numpy as np
 
 from fhe_agg._config import FederationConfig
-from fhe_agg._errors import (
-    DuplicateUpdate,
-    LayoutMismatch,
-    MalformedMessage,
-    ParameterMismatch,
-    Rejected,
-    RoundMismatch,
-)
 from fhe_agg._keys import PublicKey
 from fhe_agg._merkle import leaf_hash, merkle_root
 from fhe_agg._messages import SignedStatement
@@ -45,6 +37,14 @@ from fhe_agg._packing import Layout
 from fhe_agg._seal import backend_for
 from fhe_agg._sqlite import Mismatch, Store, guard, open_store
 from fhe_agg._wellformed import proof_batches, proof_bytes_bound, proofs_digest
+from fhe_agg.errors import (
+    DuplicateUpdate,
+    LayoutMismatch,
+    MalformedMessage,
+    ParameterMismatch,
+    Rejected,
+    RoundMismatch,
+)
 from fhe_agg.hazmat.rns import U64
 
 __all__ = ["AggregatorStore", "RoundState"]
@@ -253,7 +253,9 @@ class AggregatorStore:
                 )
             except sqlite3.IntegrityError:
                 raise DuplicateUpdate(
-                    f"client {stmt.client_id!r} is already stored in {self.path}"
+                    f"client {stmt.client_id!r} is already stored in {self.path}",
+                    round_id=stmt.round_id,
+                    party=stmt.client_id,
                 ) from None
             conn.executemany(
                 "INSERT INTO chunks VALUES (?, ?)", ((base + i, c) for i, c in enumerate(chunks))

@@ -25,7 +25,6 @@ from fhe_agg._client import Client
 from fhe_agg._config import FederationConfig
 from fhe_agg._deployment import Deployment
 from fhe_agg._dp import Adjacency, DpPolicy, PrivacyAccountant
-from fhe_agg._errors import Rejected
 from fhe_agg._flooding import FloodingPolicy
 from fhe_agg._keyholder import KeyHolder
 from fhe_agg._keys import PublicKey
@@ -37,6 +36,7 @@ from fhe_agg._round import RoundCoordinator
 from fhe_agg._round_holder import HolderRound
 from fhe_agg._round_messages import PartialRequest, Reply, Request
 from fhe_agg._signing import SigningKey, VerifyKey
+from fhe_agg.errors import Rejected
 from fhe_agg.identity import AuditLog
 
 __all__ = ["SimulationSpec", "max_weight", "run_simulation"]
@@ -350,7 +350,7 @@ def _run_round(
                     {
                         "round": round_id,
                         "client": client.client_id,
-                        "error": type(exc).__name__,
+                        "error": exc.code,
                         "reason": str(exc),
                     }
                 )

@@ -21,7 +21,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
-from fhe_agg._errors import CorruptStore, FheAggError, StoreError
+from fhe_agg.errors import CorruptStore, FheAggError, StoreError
 
 __all__ = ["Binding", "Mismatch", "Store", "guard", "memory_store", "open_store"]
 

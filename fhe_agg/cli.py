@@ -14,7 +14,7 @@ from fhe_agg._cli_audit import _FILE
 from fhe_agg._cli_bench import register as register_bench_command
 from fhe_agg._cli_identity import _passphrase
 from fhe_agg._cli_identity import register as register_identity_commands
-from fhe_agg._errors import FheAggError
+from fhe_agg.errors import FheAggError
 
 if TYPE_CHECKING:
     from fhe_agg._deployment import Deployment

@@ -53,17 +53,17 @@ from fhe_agg import (
 )
 from fhe_agg._ceremony import _poly_bytes, _poly_from_bytes
 from fhe_agg._checks import check_statement
-from fhe_agg._errors import (
+from fhe_agg._messages import MessageBounds
+from fhe_agg._round_state import HolderState, ServerState
+from fhe_agg._seal import backend_for
+from fhe_agg._wellformed import check_proof_set, proofs_digest
+from fhe_agg.errors import (
     CorruptKeyFile,
     InvalidRoster,
     ParameterMismatch,
     StoreError,
     WrongPassphrase,
 )
-from fhe_agg._messages import MessageBounds
-from fhe_agg._round_state import HolderState, ServerState
-from fhe_agg._seal import backend_for
-from fhe_agg._wellformed import check_proof_set, proofs_digest
 from fhe_agg.flower import _records as records
 from fhe_agg.hazmat.seal_format import build_ciphertext, parse_ciphertext
 from fhe_agg.identity import (

@@ -24,9 +24,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from fhe_agg._errors import CorruptKeyFile, FheAggError, InvalidRoster
 from fhe_agg._signing import VerifyKey
 from fhe_agg._validate import round_number
+from fhe_agg.errors import CorruptKeyFile, FheAggError, InvalidRoster
 from fhe_agg.identity._encoding import (
     b64decode,
     b64encode,

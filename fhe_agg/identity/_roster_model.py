@@ -15,10 +15,10 @@ from typing import Any, Protocol
 
 from cryptography.hazmat.primitives.asymmetric import mldsa
 
-from fhe_agg._errors import FheAggError, InvalidRoster, RevokedKey
 from fhe_agg._params import get_preset
 from fhe_agg._signing import VerifyKey
 from fhe_agg._validate import MAX_INT64, positive_int, round_number
+from fhe_agg.errors import FheAggError, InvalidRoster, RevokedKey
 from fhe_agg.identity._encoding import b64decode, b64encode
 from fhe_agg.identity._identity import PublicIdentity, Role, check_member_id
 from fhe_agg.identity._rotation import (

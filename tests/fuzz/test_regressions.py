@@ -23,9 +23,9 @@ from fhe_agg import (
     PartialDecryption,
     PublicKey,
 )
-from fhe_agg._errors import CorruptKeyFile, CorruptStore, InvalidRoster
 from fhe_agg._seal import backend_for
 from fhe_agg._wire import pack
+from fhe_agg.errors import CorruptKeyFile, CorruptStore, InvalidRoster
 from fhe_agg.hazmat.seal_format import _header, parse_ciphertext
 from fhe_agg.identity import (
     AuditLog,
