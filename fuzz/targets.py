@@ -54,6 +54,7 @@ from fhe_agg import (
 )
 from fhe_agg._ceremony import _poly_bytes, _poly_from_bytes
 from fhe_agg._checks import check_statement
+from fhe_agg._context import RoundContext
 from fhe_agg._messages import MessageBounds
 from fhe_agg._round_state import HolderState, ServerState
 from fhe_agg._seal import backend_for
@@ -128,14 +129,14 @@ def _bounded_msgpack(data: bytes) -> Any:
 
 def _check_signed(signed: SignedStatement) -> None:
     fed = world.federation()
-    check_statement(
-        signed,
-        roster=fed.roster,
+    context = RoundContext(
         config=fed.config,
         public_key=fed.public_key,
-        round_id=1,
+        roster=fed.roster,
         layout=fed.layout,
+        round_id=1,
     )
+    check_statement(signed, context)
 
 
 def _update() -> Run:
