@@ -115,6 +115,10 @@ class FederationConfig:
             raise ValueError(
                 f"dp.honest_holders: {self.dp.honest_holders} exceeds threshold {self.threshold}"
             )
+        self._check_noise_fits()
+
+    def _check_noise_fits(self) -> None:
+        """The data and the holders' noise fit the modulus, and the noise hides the key."""
         if self.scale_bits < _MIN_SCALE_BITS:
             raise UnsupportedParameters(
                 f"preset {self.preset.name}: only {self.scale_bits} bits of scale remain for "

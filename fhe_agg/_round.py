@@ -32,7 +32,14 @@ from fhe_agg._abort import AbortCertificate, AbortVote, votes_needed
 from fhe_agg._aggregator import Aggregator
 from fhe_agg._decryption import DecryptionSession
 from fhe_agg._dp import PrivacyAccountant
-from fhe_agg._errors import located
+from fhe_agg._errors import (
+    AggregateMismatch,
+    DecryptionFailed,
+    OutOfOrder,
+    ParameterMismatch,
+    ThresholdNotMet,
+    located,
+)
 from fhe_agg._evidence import AggregateEvidence
 from fhe_agg._messages import EncryptedAggregate, EncryptedUpdate, aggregate_digest
 from fhe_agg._partial import PartialDecryption
@@ -52,13 +59,6 @@ from fhe_agg._round_messages import (
 )
 from fhe_agg._round_state import ServerState
 from fhe_agg._signing import VerifyKey
-from fhe_agg.errors import (
-    AggregateMismatch,
-    DecryptionFailed,
-    OutOfOrder,
-    ParameterMismatch,
-    ThresholdNotMet,
-)
 
 __all__ = ["RoundCoordinator"]
 
@@ -104,8 +104,6 @@ class RoundCoordinator(RoundLoop):
         self._session: DecryptionSession | None = None
         self._votes: dict[int, AbortVote] = {}
         self._evidence: dict[int, AggregateEvidence] = {}  # served evidence, not state
-
-    # -- what the machine says ---------------------------------------------------------------
 
     @property
     def phase(self) -> RoundPhase:
@@ -212,19 +210,18 @@ class RoundCoordinator(RoundLoop):
             )
 
     def accept(self, reply: Reply) -> None:
-        """Take one holder's reply, or raise (typed, naming this round and the holder) and
-        change nothing."""
-        if not isinstance(reply, ChallengeReply | PartialReply | DecryptedReply | VoteReply):
-            raise TypeError(f"reply: expected a round reply, got {type(reply).__name__}")
-        with located(round_id=self.round_id, holder_index=reply.holder_index):
+        """Take one holder's reply, or raise (typed, naming round and holder); change nothing."""
+        with located(round_id=self.round_id, holder_index=getattr(reply, "holder_index", None)):
             if isinstance(reply, ChallengeReply):
                 self._accept_challenge(reply)
             elif isinstance(reply, PartialReply):
                 self._accept_partial(reply)
             elif isinstance(reply, DecryptedReply):
                 self._accept_mean(reply)
-            else:
+            elif isinstance(reply, VoteReply):
                 self._accept_vote(reply)
+            else:
+                raise TypeError(f"reply: expected a round reply, got {type(reply).__name__}")
 
     def _expect(self, reply: Reply, phase: RoundPhase, what: str, members: Iterable[int]) -> None:
         """Refuse ``reply`` unless the round is in ``phase`` and it answers an outstanding

@@ -202,6 +202,12 @@ def simulate(
         seed=seed,
     )
     result = run_with_progress(spec, progress, deployment=deployment, audit_log=audit_log)
+    _print_result(result, as_json=as_json)
+
+
+def _print_result(result: dict[str, Any], *, as_json: bool) -> None:
+    """The simulation's measurements: one JSON line, or aligned ``key  value`` lines with
+    warnings and refused updates on stderr."""
     if as_json:
         click.echo(json.dumps(result))
         return
