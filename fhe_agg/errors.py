@@ -117,7 +117,8 @@ class FheAggError(Exception):
 
     def __init_subclass__(cls, **kwargs: object) -> None:
         super().__init_subclass__(**kwargs)
-        cls.code = cls.__name__
+        if "code" not in vars(cls):  # a class may pin its code explicitly
+            cls.code = cls.__name__
 
     def __init__(
         self,
