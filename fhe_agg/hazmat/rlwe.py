@@ -13,7 +13,8 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
-from fhe_agg.hazmat.ntt import ntt_tables
+from fhe_agg.hazmat import _accel
+from fhe_agg.hazmat.ntt import ntt_tables, stacked_tables
 from fhe_agg.hazmat.rns import U64, add_mod, mul_shoup, neg_mod, shoup_quotient, signed_to_residues
 from fhe_agg.hazmat.sampling import WideNoise
 
@@ -40,6 +41,11 @@ def to_ntt(coeffs: NDArray[np.int64], n: int, primes: tuple[int, ...]) -> U64:
 def to_ntt_batch(coeffs: NDArray[np.int64], n: int, primes: tuple[int, ...]) -> U64:
     """Signed polynomials ``coeffs[k, n]`` -> NTT form, shape ``(k, len(primes), n)``."""
     out = np.empty((coeffs.shape[0], len(primes), n), dtype=np.uint64)
+    kernels = _accel.kernels()
+    if kernels is not None:
+        signed = np.ascontiguousarray(coeffs, dtype=np.int64)
+        kernels.ntt_forward_signed(signed, *stacked_tables(n, primes), out)
+        return out
     for start in range(0, coeffs.shape[0], _NTT_BLOCK):
         residues = signed_to_residues(coeffs[start : start + _NTT_BLOCK], primes)
         for i, q in enumerate(primes):
@@ -69,6 +75,18 @@ class FixedOperand:
 
 def mul_fixed(x: U64, fixed: FixedOperand, primes: tuple[int, ...]) -> U64:
     """Pointwise ``x * fixed mod q_i`` for ``x`` of shape ``(..., len(primes), n)``."""
+    kernels = _accel.kernels()
+    if kernels is not None:
+        flat = np.ascontiguousarray(x, dtype=np.uint64).reshape(-1, *x.shape[-2:])
+        result = np.empty_like(flat)
+        kernels.mul_shoup_rows(
+            flat,
+            np.ascontiguousarray(fixed.value[: len(primes)], dtype=np.uint64),
+            np.ascontiguousarray(fixed.quotient[: len(primes)], dtype=np.uint64),
+            np.array(primes, dtype=np.uint64),
+            result,
+        )
+        return result.reshape(x.shape)
     out = np.empty_like(x)
     for i, q in enumerate(primes):
         out[..., i, :] = mul_shoup(x[..., i, :], fixed.value[i], fixed.quotient[i], q)
@@ -114,6 +132,13 @@ def mul_fixed_plus_noise(
 
 def add_polys(a: U64, b: U64, primes: tuple[int, ...]) -> U64:
     """Pointwise ``a + b mod q_i`` for arrays of shape ``(..., len(primes), n)``."""
+    kernels = _accel.kernels()
+    if kernels is not None and a.shape == b.shape:
+        flat_a = np.ascontiguousarray(a, dtype=np.uint64).reshape(-1, *a.shape[-2:])
+        flat_b = np.ascontiguousarray(b, dtype=np.uint64).reshape(-1, *a.shape[-2:])
+        result = np.empty_like(flat_a)
+        kernels.add_mod_rows(flat_a, flat_b, np.array(primes, dtype=np.uint64), result)
+        return result.reshape(a.shape)
     out = np.empty_like(a)
     for i, q in enumerate(primes):
         out[..., i, :] = add_mod(a[..., i, :], b[..., i, :], q)
