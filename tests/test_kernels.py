@@ -24,6 +24,7 @@ from fhe_agg.hazmat import _accel
 from fhe_agg.hazmat.ntt import ntt_tables
 from fhe_agg.hazmat.packed_format import _pack_rows, _unpack_rows, pack_residues, unpack_residues
 from fhe_agg.hazmat.rlwe import FixedOperand, add_polys, mul_fixed, to_ntt_batch
+from fhe_agg.hazmat.rns import mul_shoup, shoup_quotient
 from fhe_agg.hazmat.sampling import (
     EXPAND_MIN,
     KEY_ERROR_TAIL,
@@ -89,6 +90,14 @@ def test_shoup_products_and_sums(preset: str) -> None:
     assert np.array_equal(compiled, pure)
     compiled, pure = _both(lambda: add_polys(x, y, primes))
     assert np.array_equal(compiled, pure)
+    for i, q in enumerate(primes):
+        full = g.integers(0, 2**64 - 1, (3, n), dtype=np.uint64)  # any x < 2**64
+        for w in (y[0, i], y[0, i, :1], np.array([q - 1], dtype=np.uint64)):
+            operand = np.broadcast_to(w, full.shape) if w.size > 1 else w
+            got, want = _both(
+                lambda o=operand, q=q, f=full: mul_shoup(f, o, shoup_quotient(o, q), q)
+            )
+            assert np.array_equal(got, want)
     exact = [
         [(int(a) * int(b)) % q for a, b in zip(x[3, i, :64], y[1, i, :64], strict=True)]
         for i, q in enumerate(primes)

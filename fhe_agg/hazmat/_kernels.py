@@ -23,6 +23,7 @@ from numba.extending import intrinsic
 __all__ = [
     "add_mod_rows",
     "gaussian_pairs",
+    "mul_shoup_flat",
     "mul_shoup_rows",
     "ntt_forward_rows",
     "ntt_forward_signed",
@@ -118,6 +119,19 @@ def mul_shoup_rows(x: Any, w: Any, w_quot: Any, primes: Any, out: Any) -> None:
                 if r >= q:
                     r -= q
                 out[k, i, j] = r
+
+
+@_jit
+def mul_shoup_flat(x: Any, w: Any, w_quot: Any, q: Any, out: Any) -> None:
+    """``out = x * w mod q`` elementwise (``w``, ``w_quot`` of ``x``'s size, or of size 1)."""
+    one = w.size == 1
+    for j in range(x.size):
+        c, cq = (w[0], w_quot[0]) if one else (w[j], w_quot[j])
+        y = x[j]
+        r = y * c - _mulhi(y, cq) * q  # [0, 2q)
+        if r >= q:
+            r -= q
+        out[j] = r
 
 
 @_jit

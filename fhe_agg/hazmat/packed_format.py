@@ -85,8 +85,8 @@ def _unpack_rows(buffer: bytes | memoryview, count: int, n: int, width: int) -> 
         if len(buffer) != count * n * width // 8:
             raise ValueError(f"buffer: {len(buffer)} bytes for {count} x {n} x {width} bits")
         stream = np.frombuffer(buffer, dtype=np.uint64, count=count * n * width // 64)
-        if not stream.flags.aligned:
-            stream = stream.copy()
+        if not (stream.flags.aligned and stream.flags.writeable):
+            stream = stream.copy()  # one array type for the kernel (and aligned words)
         values = np.empty(count * n, dtype=np.uint64)
         kernels.unpack_bits(stream, width, values)
         return values.reshape(count, n)
