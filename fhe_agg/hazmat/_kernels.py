@@ -1,9 +1,10 @@
 """numba-compiled loops behind :mod:`fhe_agg.hazmat._accel`; imported only on first use.
 
 Each kernel computes exactly what its pure-numpy counterpart computes (the tests compare them bit
-for bit): the NTT and the Shoup products end fully reduced in ``[0, q)``, where representatives
-are unique, so the exact 128-bit high word used here (Harvey's remainder in ``[0, 2q)``) and the
-lazy 32-bit-limb one of :mod:`.rns` (``[0, 4q)``, one more conditional subtraction) agree.
+for bit), with the same arithmetic: Shoup products whose high word comes from 32-bit limbs
+(:func:`fhe_agg.hazmat.rns.mulhi_lazy`: remainder in ``[0, 4q)``), Harvey's lazy butterflies, and
+conditional subtractions as ``min(x, x - b)``. Written per element over contiguous slices, so
+LLVM vectorises the butterflies and products (AVX2/AVX-512: 2x the scalar 128-bit product).
 
 Compiled lazily, one function at its first call, and cached on disk (``cache=True``: numba's
 ``__pycache__`` beside this file, else its per-user cache directory); where no cache location is
@@ -16,9 +17,7 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-from llvmlite import ir
-from numba import njit, types
-from numba.extending import intrinsic
+from numba import njit
 
 __all__ = [
     "add_mod_rows",
@@ -31,6 +30,9 @@ __all__ = [
     "unpack_bits",
 ]
 
+_M32 = np.uint64(0xFFFFFFFF)
+_S32 = np.uint64(32)
+
 
 def _jit(fn: Callable[..., Any]) -> Any:
     try:
@@ -39,60 +41,52 @@ def _jit(fn: Callable[..., Any]) -> Any:
         return njit(cache=False, nogil=True)(fn)
 
 
-def _mulhi_typing(typingctx: Any, a: Any, b: Any) -> Any:
-    """The high 64-bit word of the 128-bit product ``a * b`` (one ``mul`` on x86-64)."""
-    sig = types.uint64(types.uint64, types.uint64)
-
-    def codegen(context: Any, builder: Any, signature: Any, args: Any) -> Any:
-        wide = ir.IntType(128)
-        product = builder.mul(builder.zext(args[0], wide), builder.zext(args[1], wide))
-        return builder.trunc(builder.lshr(product, ir.Constant(wide, 64)), ir.IntType(64))
-
-    return sig, codegen
-
-
-_mulhi: Any = intrinsic(_mulhi_typing)
+@njit(inline="always")
+def _shoup(y: Any, w: Any, w_lo: Any, w_hi: Any, q: Any) -> Any:
+    """``y * w - hi * q`` in ``[0, 4q)`` with :func:`~fhe_agg.hazmat.rns.mulhi_lazy`'s ``hi``."""
+    y0, y1 = y & _M32, y >> _S32
+    hi = y1 * w_hi + ((y0 * w_hi) >> _S32) + ((y1 * w_lo) >> _S32)
+    return y * w - hi * q
 
 
 @_jit
-def _forward_row(a: Any, powers: Any, quot: Any, q: Any) -> None:
+def _forward_row(a: Any, powers: Any, quot_lo: Any, quot_hi: Any, q: Any) -> None:
     """In place: Harvey's lazy forward butterflies over one row, then reduction to ``[0, q)``."""
     n = a.size
     two_q = q + q
     m, gap = 1, n >> 1
     while m < n:
         for i in range(m):
-            w, wq = powers[m + i], quot[m + i]
+            w, w_lo, w_hi = powers[m + i], quot_lo[m + i], quot_hi[m + i]
             start = 2 * i * gap
-            for j in range(start, start + gap):
-                x = a[j]
-                if x >= two_q:
-                    x -= two_q
-                y = a[j + gap]
-                t = y * w - _mulhi(y, wq) * q  # exact Shoup remainder: [0, 2q)
-                a[j] = x + t
-                a[j + gap] = x - t + two_q
+            xs, ys = a[start : start + gap], a[start + gap : start + 2 * gap]
+            for j in range(gap):
+                x = xs[j]
+                x = min(x, x - two_q)  # [0, 2q)
+                t = _shoup(ys[j], w, w_lo, w_hi, q)
+                t = min(t, t - two_q)  # [0, 2q)
+                xs[j] = x + t
+                ys[j] = x - t + two_q
         m, gap = m << 1, gap >> 1
     for j in range(n):
         x = a[j]
-        if x >= two_q:
-            x -= two_q
-        if x >= q:
-            x -= q
-        a[j] = x
+        x = min(x, x - two_q)
+        a[j] = min(x, x - q)
 
 
 @_jit
-def ntt_forward_rows(rows: Any, powers: Any, quot: Any, q: Any) -> None:
+def ntt_forward_rows(rows: Any, powers: Any, quot_lo: Any, quot_hi: Any, q: Any) -> None:
     """In place: the forward NTT of every row of ``rows[k, n]`` (residues in ``[0, q)``)."""
     for r in range(rows.shape[0]):
-        _forward_row(rows[r], powers, quot, q)
+        _forward_row(rows[r], powers, quot_lo, quot_hi, q)
 
 
 @_jit
-def ntt_forward_signed(coeffs: Any, primes: Any, powers: Any, quot: Any, out: Any) -> None:
+def ntt_forward_signed(
+    coeffs: Any, primes: Any, powers: Any, quot_lo: Any, quot_hi: Any, out: Any
+) -> None:
     """``out[k, i, :]`` = NTT of signed ``coeffs[k, :]`` reduced mod ``primes[i]`` (tables
-    ``powers[i]``, ``quot[i]``)."""
+    ``powers[i]``, ``quot_lo[i]``, ``quot_hi[i]``)."""
     n = coeffs.shape[1]
     for k in range(coeffs.shape[0]):
         for i in range(primes.size):
@@ -100,38 +94,45 @@ def ntt_forward_signed(coeffs: Any, primes: Any, powers: Any, quot: Any, out: An
             qi = np.int64(q)
             row = out[k, i]
             for j in range(n):
-                x = coeffs[k, j] % qi
-                if x < 0:
+                x = coeffs[k, j]
+                if x >= qi or x <= -qi:
+                    x %= qi  # Python's sign rule: in [0, q)
+                elif x < 0:
                     x += qi
                 row[j] = np.uint64(x)
-            _forward_row(row, powers[i], quot[i], q)
+            _forward_row(row, powers[i], quot_lo[i], quot_hi[i], q)
 
 
 @_jit
-def mul_shoup_rows(x: Any, w: Any, w_quot: Any, primes: Any, out: Any) -> None:
-    """``out[k, i, :] = x[k, i, :] * w[i, :] mod primes[i]`` (Shoup quotients ``w_quot``)."""
+def mul_shoup_rows(x: Any, w: Any, w_lo: Any, w_hi: Any, primes: Any, out: Any) -> None:
+    """``out[k, i, :] = x[k, i, :] * w[i, :] mod primes[i]`` (Shoup quotient limbs)."""
     for k in range(x.shape[0]):
         for i in range(primes.size):
             q = primes[i]
-            for j in range(x.shape[2]):
-                y, c = x[k, i, j], w[i, j]
-                r = y * c - _mulhi(y, w_quot[i, j]) * q  # [0, 2q)
-                if r >= q:
-                    r -= q
-                out[k, i, j] = r
+            two_q = q + q
+            xs, ws, lo, hi, res = x[k, i], w[i], w_lo[i], w_hi[i], out[k, i]
+            for j in range(xs.size):
+                r = _shoup(xs[j], ws[j], lo[j], hi[j], q)
+                r = min(r, r - two_q)
+                res[j] = min(r, r - q)
 
 
 @_jit
-def mul_shoup_flat(x: Any, w: Any, w_quot: Any, q: Any, out: Any) -> None:
-    """``out = x * w mod q`` elementwise (``w``, ``w_quot`` of ``x``'s size, or of size 1)."""
-    one = w.size == 1
-    for j in range(x.size):
-        c, cq = (w[0], w_quot[0]) if one else (w[j], w_quot[j])
-        y = x[j]
-        r = y * c - _mulhi(y, cq) * q  # [0, 2q)
-        if r >= q:
-            r -= q
-        out[j] = r
+def mul_shoup_flat(x: Any, w: Any, w_lo: Any, w_hi: Any, q: Any, out: Any) -> None:
+    """``out = x * w mod q`` elementwise (``w`` and its quotient limbs of ``x``'s size, or of
+    size 1)."""
+    two_q = q + q
+    if w.size == 1:
+        c, c_lo, c_hi = w[0], w_lo[0], w_hi[0]
+        for j in range(x.size):
+            r = _shoup(x[j], c, c_lo, c_hi, q)
+            r = min(r, r - two_q)
+            out[j] = min(r, r - q)
+    else:
+        for j in range(x.size):
+            r = _shoup(x[j], w[j], w_lo[j], w_hi[j], q)
+            r = min(r, r - two_q)
+            out[j] = min(r, r - q)
 
 
 @_jit
@@ -140,11 +141,10 @@ def add_mod_rows(a: Any, b: Any, primes: Any, out: Any) -> None:
     for k in range(a.shape[0]):
         for i in range(primes.size):
             q = primes[i]
-            for j in range(a.shape[2]):
-                r = a[k, i, j] + b[k, i, j]
-                if r >= q:
-                    r -= q
-                out[k, i, j] = r
+            xs, ys, res = a[k, i], b[k, i], out[k, i]
+            for j in range(xs.size):
+                r = xs[j] + ys[j]
+                res[j] = min(r, r - q)
 
 
 @_jit

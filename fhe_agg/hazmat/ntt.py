@@ -57,8 +57,7 @@ class NttTables:
             powers[_bit_reverse(i, bits)] = value
             value = value * root % q
         self._powers = powers
-        self._quot = shoup_quotient(powers, q)
-        self._quot_lo, self._quot_hi = split32(self._quot)
+        self._quot_lo, self._quot_hi = split32(shoup_quotient(powers, q))
         # Stages whose butterflies pair coefficients at most _DENSE_GAP apart run on contiguous
         # copies with each twiddle repeated ``gap`` times: numpy is slow on short inner runs.
         self._dense: dict[int, tuple[U64, U64, U64]] = {}
@@ -85,7 +84,7 @@ class NttTables:
         flat = a.reshape(-1, n)
         kernels = _accel.kernels()
         if kernels is not None:
-            kernels.ntt_forward_rows(flat, self._powers, self._quot, np.uint64(q))
+            kernels.ntt_forward_rows(flat, self._powers, self._quot_lo, self._quot_hi, np.uint64(q))
             return a
         batch = flat.shape[0]
         m, gap = 1, n // 2
@@ -129,12 +128,13 @@ def ntt_tables(n: int, q: int) -> NttTables:
 
 
 @lru_cache(maxsize=16)
-def stacked_tables(n: int, primes: tuple[int, ...]) -> tuple[U64, U64, U64]:
-    """The primes, twiddles ``(L, n)`` and their Shoup quotients ``(L, n)`` of a prime chain,
-    as the compiled kernels take them."""
+def stacked_tables(n: int, primes: tuple[int, ...]) -> tuple[U64, U64, U64, U64]:
+    """The primes, twiddles ``(L, n)`` and the 32-bit limbs of their Shoup quotients
+    ``(L, n)`` of a prime chain, as the compiled kernels take them."""
     tables = [ntt_tables(n, q) for q in primes]
     return (
         np.array(primes, dtype=np.uint64),
         np.stack([t._powers for t in tables]),
-        np.stack([t._quot for t in tables]),
+        np.stack([t._quot_lo for t in tables]),
+        np.stack([t._quot_hi for t in tables]),
     )

@@ -15,7 +15,15 @@ from numpy.typing import NDArray
 
 from fhe_agg.hazmat import _accel
 from fhe_agg.hazmat.ntt import ntt_tables, stacked_tables
-from fhe_agg.hazmat.rns import U64, add_mod, mul_shoup, neg_mod, shoup_quotient, signed_to_residues
+from fhe_agg.hazmat.rns import (
+    U64,
+    add_mod,
+    mul_shoup,
+    neg_mod,
+    shoup_quotient,
+    signed_to_residues,
+    split32,
+)
 from fhe_agg.hazmat.sampling import WideNoise
 
 _FLOOD_BLOCK = 32  # ciphertexts per block of mul_fixed_plus_noise (measured: 16-64 all close)
@@ -79,10 +87,12 @@ def mul_fixed(x: U64, fixed: FixedOperand, primes: tuple[int, ...]) -> U64:
     if kernels is not None:
         flat = np.ascontiguousarray(x, dtype=np.uint64).reshape(-1, *x.shape[-2:])
         result = np.empty_like(flat)
+        quot_lo, quot_hi = split32(fixed.quotient[: len(primes)])
         kernels.mul_shoup_rows(
             flat,
             np.ascontiguousarray(fixed.value[: len(primes)], dtype=np.uint64),
-            np.ascontiguousarray(fixed.quotient[: len(primes)], dtype=np.uint64),
+            np.ascontiguousarray(quot_lo, dtype=np.uint64),
+            np.ascontiguousarray(quot_hi, dtype=np.uint64),
             np.array(primes, dtype=np.uint64),
             result,
         )

@@ -96,10 +96,12 @@ def mul_shoup(x: U64, w: U64, w_quot: U64, q: int) -> U64:
     if kernels is not None and (w.size == 1 or w.shape == x.shape) and w_quot.shape == w.shape:
         flat = np.ascontiguousarray(x, dtype=np.uint64).ravel()
         out = np.empty_like(flat)
+        quot_lo, quot_hi = split32(np.ascontiguousarray(w_quot, dtype=np.uint64).ravel())
         kernels.mul_shoup_flat(
             flat,
             np.ascontiguousarray(w, dtype=np.uint64).ravel(),
-            np.ascontiguousarray(w_quot, dtype=np.uint64).ravel(),
+            quot_lo,
+            quot_hi,
             np.uint64(q),
             out,
         )
