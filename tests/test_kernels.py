@@ -23,7 +23,13 @@ from fhe_agg._seal import backend_for
 from fhe_agg.hazmat import _accel
 from fhe_agg.hazmat.ntt import ntt_tables
 from fhe_agg.hazmat.packed_format import _pack_rows, _unpack_rows, pack_residues, unpack_residues
-from fhe_agg.hazmat.rlwe import FixedOperand, add_polys, mul_fixed, to_ntt_batch
+from fhe_agg.hazmat.rlwe import (
+    FixedOperand,
+    add_polys,
+    mul_fixed,
+    to_ntt_batch,
+    wide_to_ntt_batch,
+)
 from fhe_agg.hazmat.rns import mul_shoup, shoup_quotient
 from fhe_agg.hazmat.sampling import (
     EXPAND_MIN,
@@ -72,6 +78,9 @@ def test_ntt_of_residues_and_of_signed_polynomials(preset: str) -> None:
         assert np.array_equal(compiled, pure)
     extreme = np.array([[-(2**63)] * (n // 2) + [2**63 - 1] * (n // 2)], dtype=np.int64)
     compiled, pure = _both(lambda: to_ntt_batch(extreme, n, primes))
+    assert np.array_equal(compiled, pure)
+    wide = flooding_gaussian(2 * n, 2.0**60, SeededRandom(5)).reshape(2, n)  # step > 1
+    compiled, pure = _both(lambda: wide_to_ntt_batch(wide, n, primes))
     assert np.array_equal(compiled, pure)
 
 

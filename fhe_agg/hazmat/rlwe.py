@@ -109,7 +109,7 @@ def wide_to_ntt_batch(noise: WideNoise, n: int, primes: tuple[int, ...]) -> U64:
     out = to_ntt_batch(noise.high, n, primes)
     if noise.step != 1:
         for i, q in enumerate(primes):
-            w = np.full(n, noise.step % q, dtype=np.uint64)
+            w = np.array([noise.step % q], dtype=np.uint64)  # broadcast: one Shoup quotient
             out[:, i, :] = mul_shoup(out[:, i, :], w, shoup_quotient(w, q), q)
         out = add_polys(out, to_ntt_batch(noise.low, n, primes), primes)
     return out
