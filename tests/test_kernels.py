@@ -197,3 +197,16 @@ def test_import_does_not_load_numba_and_numba_absent_falls_back_to_numpy() -> No
         "print(_accel.available(), _accel.backend(), x.shape)"
     )
     assert out == "False numpy (1, 1, 64)"
+
+
+def test_small_calls_do_not_load_numba_and_large_ones_do() -> None:
+    out = _python(
+        "import sys\n"
+        "import numpy as np\n"
+        "from fhe_agg.hazmat.rlwe import to_ntt_batch\n"
+        "to_ntt_batch(np.ones((1, 64), dtype=np.int64), 64, (257,))\n"
+        "small = 'numba' in sys.modules\n"
+        "to_ntt_batch(np.ones((1024, 256), dtype=np.int64), 256, (7681,))\n"
+        "print(small, 'numba' in sys.modules)"
+    )
+    assert out == "False True"

@@ -3,7 +3,11 @@
 The compiled kernels are optional (``pip install 'fhe-agg[fast]'``). They are used when numba
 imports and the environment variable :data:`PURE_NUMPY_ENV` is not ``1``; nothing is imported or
 compiled until the first call that needs a kernel, so ``import fhe_agg`` costs the same with or
-without numba. Both paths give the same bits (``tests/test_kernels.py``), so the choice only
+without numba. Loading numba and its compiler costs about 1.4 s once per process (0.5 s import,
+0.9 s to set up its target; the kernels themselves then load from the on-disk cache in
+milliseconds, or compile in about 4 s the first time on a machine), so calls on fewer than
+:data:`LOAD_MIN` values keep to numpy until something larger has loaded the kernels: a key
+generation or a small test never pays for it. Both paths give the same bits (``tests/test_kernels.py``), so the choice only
 changes speed. :func:`pure_numpy` forces the numpy path for a block (tests, benchmarks).
 """
 
@@ -15,10 +19,14 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from types import ModuleType
 
-__all__ = ["PURE_NUMPY_ENV", "available", "backend", "kernels", "pure_numpy"]
+__all__ = ["LOAD_MIN", "PURE_NUMPY_ENV", "available", "backend", "kernels", "pure_numpy"]
 
 #: Set to ``1`` to run the pure-numpy code even where numba is installed.
 PURE_NUMPY_ENV = "FHE_AGG_PURE_NUMPY"
+
+#: Calls on fewer values than this run numpy unless the kernels are loaded already (about 15 ms of
+#: numpy NTTs, against 1.4 s to load numba).
+LOAD_MIN = 1 << 17
 
 _loaded: list[ModuleType | None] = []  # [module or None] once the import was tried
 _forced_pure = 0
@@ -38,9 +46,11 @@ def _load() -> ModuleType | None:
     return _loaded[0]
 
 
-def kernels() -> ModuleType | None:
-    """The compiled kernel module, or ``None`` to run the pure-numpy code."""
+def kernels(size: int = LOAD_MIN) -> ModuleType | None:
+    """The compiled kernel module for a call on ``size`` values, or ``None`` to run numpy."""
     if _forced_pure or os.environ.get(PURE_NUMPY_ENV) == "1":
+        return None
+    if not _loaded and size < LOAD_MIN:
         return None
     return _load()
 

@@ -82,7 +82,7 @@ class NttTables:
         a = np.array(coeffs, dtype=np.uint64, copy=True, order="C")
         n, q = self.n, self.q
         flat = a.reshape(-1, n)
-        kernels = _accel.kernels()
+        kernels = _accel.kernels(flat.size)
         if kernels is not None:
             kernels.ntt_forward_rows(flat, self._powers, self._quot_lo, self._quot_hi, np.uint64(q))
             return a

@@ -62,7 +62,7 @@ def _record(width: int) -> tuple[int, int, int]:
 
 def _pack_rows(rows: U64, width: int) -> bytes:
     count, n = rows.shape
-    kernels = _accel.kernels()
+    kernels = _accel.kernels(rows.size)
     if kernels is not None and n % _GROUP == 0:
         stream = np.zeros(count * n * width // 64, dtype=np.uint64)
         kernels.pack_bits(np.ascontiguousarray(rows, dtype=np.uint64).ravel(), width, stream)
@@ -80,7 +80,7 @@ def _pack_rows(rows: U64, width: int) -> bytes:
 
 
 def _unpack_rows(buffer: bytes | memoryview, count: int, n: int, width: int) -> U64:
-    kernels = _accel.kernels()
+    kernels = _accel.kernels(count * n)
     if kernels is not None and n % _GROUP == 0:
         if len(buffer) != count * n * width // 8:
             raise ValueError(f"buffer: {len(buffer)} bytes for {count} x {n} x {width} bits")

@@ -49,7 +49,7 @@ def to_ntt(coeffs: NDArray[np.int64], n: int, primes: tuple[int, ...]) -> U64:
 def to_ntt_batch(coeffs: NDArray[np.int64], n: int, primes: tuple[int, ...]) -> U64:
     """Signed polynomials ``coeffs[k, n]`` -> NTT form, shape ``(k, len(primes), n)``."""
     out = np.empty((coeffs.shape[0], len(primes), n), dtype=np.uint64)
-    kernels = _accel.kernels()
+    kernels = _accel.kernels(coeffs.size * len(primes))
     if kernels is not None:
         signed = np.ascontiguousarray(coeffs, dtype=np.int64)
         kernels.ntt_forward_signed(signed, *stacked_tables(n, primes), out)
@@ -83,7 +83,7 @@ class FixedOperand:
 
 def mul_fixed(x: U64, fixed: FixedOperand, primes: tuple[int, ...]) -> U64:
     """Pointwise ``x * fixed mod q_i`` for ``x`` of shape ``(..., len(primes), n)``."""
-    kernels = _accel.kernels()
+    kernels = _accel.kernels(x.size)
     if kernels is not None:
         flat = np.ascontiguousarray(x, dtype=np.uint64).reshape(-1, *x.shape[-2:])
         result = np.empty_like(flat)
@@ -142,7 +142,7 @@ def mul_fixed_plus_noise(
 
 def add_polys(a: U64, b: U64, primes: tuple[int, ...]) -> U64:
     """Pointwise ``a + b mod q_i`` for arrays of shape ``(..., len(primes), n)``."""
-    kernels = _accel.kernels()
+    kernels = _accel.kernels(a.size)
     if kernels is not None and a.shape == b.shape:
         flat_a = np.ascontiguousarray(a, dtype=np.uint64).reshape(-1, *a.shape[-2:])
         flat_b = np.ascontiguousarray(b, dtype=np.uint64).reshape(-1, *a.shape[-2:])

@@ -92,7 +92,7 @@ def shoup_quotient(w: U64, q: int) -> U64:
 
 def mul_shoup(x: U64, w: U64, w_quot: U64, q: int) -> U64:
     """``x * w mod q`` for ``x < 2**64``, ``w < q`` with its Shoup quotient; result in ``[0, q)``."""
-    kernels = _accel.kernels()
+    kernels = _accel.kernels(x.size)
     if kernels is not None and (w.size == 1 or w.shape == x.shape) and w_quot.shape == w.shape:
         flat = np.ascontiguousarray(x, dtype=np.uint64).ravel()
         out = np.empty_like(flat)

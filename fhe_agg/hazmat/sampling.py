@@ -145,7 +145,7 @@ def rounded_gaussian(
     if sigma * tail >= 2.0**62:
         raise ValueError(f"sigma: {sigma} too large for 64-bit noise")
     source = _Expanded(rng) if n >= EXPAND_MIN else rng
-    kernels = _accel.kernels()
+    kernels = _accel.kernels(n)
     out = np.empty(n, dtype=np.int64)
     filled = 0
     while filled < n:
