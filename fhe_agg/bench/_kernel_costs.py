@@ -6,7 +6,7 @@ identical work. The proof's rejection sampling restarts at random (2.02 attempts
 pair of calls draws from the same :class:`~fhe_agg.SeededRandom` seed, so both paths make the
 same attempts. Workloads at the precise preset, 3-of-5 holders: one chunk (8,192 parameters) and
 one full proof batch (128 chunks, 1,048,576 parameters): encrypt + prove + sign, the proof's
-verification, the aggregator's ``add`` (signature, parse, proof, sum) and a holder's partial
+verification alone (:func:`~fhe_agg.hazmat.zkproof.verify`), the aggregator's ``add`` (signature, parse, proof, sum) and a holder's partial
 decryption with every chunk sum recomputed and every proof verified.
 """
 
@@ -30,6 +30,7 @@ from fhe_agg._signing import SigningKey
 from fhe_agg._wellformed import forget_verified
 from fhe_agg.bench._decryption_costs import _HolderRun
 from fhe_agg.bench._harness import Figure, figure
+from fhe_agg.bench._proof_costs import _Update
 from fhe_agg.hazmat import _accel
 from fhe_agg.hazmat.zkproof import PROOF_BATCH
 
@@ -94,6 +95,10 @@ def kernel_figures(repeats: int) -> list[Figure]:
                 agg.add(b)
 
         timings = {"encrypt + prove + sign": _paired(encrypt, repeats)}
+        update = _Update("precise", vector)
+        update.encrypt()
+        update.prove()
+        timings["verify the proof"] = _paired(functools.partial(_verify, update), repeats)
         timings["aggregator add (verify signature + proof, parse, sum)"] = _paired(ingest, repeats)
         if chunks == PROOF_BATCH:
             agg = Aggregator(
@@ -121,6 +126,10 @@ def kernel_figures(repeats: int) -> list[Figure]:
                 )
             )
     return out
+
+
+def _verify(update: _Update, _: int) -> None:
+    update.verify()
 
 
 def _partial_seconds(run: _HolderRun, _: int) -> float:
