@@ -27,6 +27,7 @@ from fhe_agg.hazmat.rlwe import (
     FixedOperand,
     add_polys,
     mul_fixed,
+    ntt_mul_add,
     to_ntt_batch,
     wide_to_ntt_batch,
 )
@@ -78,6 +79,9 @@ def test_ntt_of_residues_and_of_signed_polynomials(preset: str) -> None:
         assert np.array_equal(compiled, pure)
     extreme = np.array([[-(2**63)] * (n // 2) + [2**63 - 1] * (n // 2)], dtype=np.int64)
     compiled, pure = _both(lambda: to_ntt_batch(extreme, n, primes))
+    assert np.array_equal(compiled, pure)
+    fixed = FixedOperand.of(to_ntt_batch(signed[:1], n, primes)[0], primes)
+    compiled, pure = _both(lambda: ntt_mul_add(signed, fixed, signed[::-1], n, primes))
     assert np.array_equal(compiled, pure)
     wide = flooding_gaussian(2 * n, 2.0**60, SeededRandom(5)).reshape(2, n)  # step > 1
     compiled, pure = _both(lambda: wide_to_ntt_batch(wide, n, primes))

@@ -26,6 +26,7 @@ __all__ = [
     "mul_shoup_rows",
     "ntt_forward_rows",
     "ntt_forward_signed",
+    "ntt_mul_add",
     "pack_bits",
     "unpack_bits",
 ]
@@ -81,26 +82,61 @@ def ntt_forward_rows(rows: Any, powers: Any, quot_lo: Any, quot_hi: Any, q: Any)
         _forward_row(rows[r], powers, quot_lo, quot_hi, q)
 
 
+@njit(inline="always")
+def _reduce_signed(src: Any, q: Any, dst: Any) -> None:
+    """``dst = src mod q`` for signed ``src`` (in ``[0, q)``)."""
+    qi = np.int64(q)
+    for j in range(src.size):
+        x = src[j]
+        if x >= qi or x <= -qi:
+            x %= qi  # Python's sign rule: in [0, q)
+        elif x < 0:
+            x += qi
+        dst[j] = np.uint64(x)
+
+
 @_jit
 def ntt_forward_signed(
     coeffs: Any, primes: Any, powers: Any, quot_lo: Any, quot_hi: Any, out: Any
 ) -> None:
     """``out[k, i, :]`` = NTT of signed ``coeffs[k, :]`` reduced mod ``primes[i]`` (tables
     ``powers[i]``, ``quot_lo[i]``, ``quot_hi[i]``)."""
-    n = coeffs.shape[1]
     for k in range(coeffs.shape[0]):
         for i in range(primes.size):
+            _reduce_signed(coeffs[k], primes[i], out[k, i])
+            _forward_row(out[k, i], powers[i], quot_lo[i], quot_hi[i], primes[i])
+
+
+@_jit
+def ntt_mul_add(
+    x: Any,
+    y: Any,
+    primes: Any,
+    powers: Any,
+    quot_lo: Any,
+    quot_hi: Any,
+    w: Any,
+    w_lo: Any,
+    w_hi: Any,
+    out: Any,
+) -> None:
+    """``out[k, i, :] = NTT(x[k]) * w[i] + NTT(y[k]) mod primes[i]`` for signed ``x``, ``y``:
+    ``add_polys(mul_fixed(to_ntt_batch(x), w), to_ntt_batch(y))`` one row at a time."""
+    scratch = np.empty(x.shape[1], dtype=np.uint64)
+    for k in range(x.shape[0]):
+        for i in range(primes.size):
             q = primes[i]
-            qi = np.int64(q)
-            row = out[k, i]
-            for j in range(n):
-                x = coeffs[k, j]
-                if x >= qi or x <= -qi:
-                    x %= qi  # Python's sign rule: in [0, q)
-                elif x < 0:
-                    x += qi
-                row[j] = np.uint64(x)
+            two_q = q + q
+            row, ws, lo, hi = out[k, i], w[i], w_lo[i], w_hi[i]
+            _reduce_signed(x[k], q, scratch)
+            _forward_row(scratch, powers[i], quot_lo[i], quot_hi[i], q)
+            _reduce_signed(y[k], q, row)
             _forward_row(row, powers[i], quot_lo[i], quot_hi[i], q)
+            for j in range(row.size):
+                r = _shoup(scratch[j], ws[j], lo[j], hi[j], q)
+                r = min(r, r - two_q)
+                r = min(r, r - q) + row[j]
+                row[j] = min(r, r - q)
 
 
 @_jit

@@ -33,6 +33,7 @@ __all__ = [
     "FixedOperand",
     "add_polys",
     "mul_fixed",
+    "ntt_mul_add",
     "public_key_share",
     "to_ntt",
     "to_ntt_batch",
@@ -100,6 +101,30 @@ def mul_fixed(x: U64, fixed: FixedOperand, primes: tuple[int, ...]) -> U64:
     out = np.empty_like(x)
     for i, q in enumerate(primes):
         out[..., i, :] = mul_shoup(x[..., i, :], fixed.value[i], fixed.quotient[i], q)
+    return out
+
+
+def ntt_mul_add(
+    x: NDArray[np.int64], fixed: FixedOperand, y: NDArray[np.int64], n: int, primes: tuple[int, ...]
+) -> U64:
+    """``NTT(x) * fixed + NTT(y)`` for signed polynomials ``x[k, n]``, ``y[k, n]``, shape
+    ``(k, len(primes), n)``; compiled, one row at a time (no intermediate arrays)."""
+    kernels = _accel.kernels(x.size * len(primes))
+    if kernels is None or x.shape != y.shape:
+        return add_polys(
+            mul_fixed(to_ntt_batch(x, n, primes), fixed, primes), to_ntt_batch(y, n, primes), primes
+        )
+    out = np.empty((x.shape[0], len(primes), n), dtype=np.uint64)
+    quot_lo, quot_hi = split32(fixed.quotient[: len(primes)])
+    kernels.ntt_mul_add(
+        np.ascontiguousarray(x, dtype=np.int64),
+        np.ascontiguousarray(y, dtype=np.int64),
+        *stacked_tables(n, primes),
+        np.ascontiguousarray(fixed.value[: len(primes)], dtype=np.uint64),
+        np.ascontiguousarray(quot_lo, dtype=np.uint64),
+        np.ascontiguousarray(quot_hi, dtype=np.uint64),
+        out,
+    )
     return out
 
 

@@ -35,7 +35,7 @@ from fhe_agg._errors import InvalidProof
 from fhe_agg._random import RandomSource
 from fhe_agg.hazmat.encrypt import ChunkWitness, fixed_operand
 from fhe_agg.hazmat.packed_format import _pack_rows, _unpack_rows
-from fhe_agg.hazmat.rlwe import add_polys, mul_fixed, to_ntt_batch
+from fhe_agg.hazmat.rlwe import ntt_mul_add
 from fhe_agg.hazmat.rns import U64, csub, mul_shoup, shoup_quotient, sub_mod
 from fhe_agg.hazmat.sampling import MAX_RADIUS, rounded_gaussian
 from fhe_agg.hazmat.zkparams import (
@@ -153,10 +153,7 @@ def _combine_mod(w: NDArray[np.float64], c1: U64, primes: tuple[int, ...]) -> U6
 def _commit(y_u: NDArray[np.int64], y_e: NDArray[np.int64], statement: ProofStatement) -> U64:
     """``a * y_u + y_e`` per row, NTT form, shape ``(U, L, N)``."""
     primes, n = statement.primes, statement.n
-    a = fixed_operand(statement.a_ntt, primes)
-    return add_polys(
-        mul_fixed(to_ntt_batch(y_u, n, primes), a, primes), to_ntt_batch(y_e, n, primes), primes
-    )
+    return ntt_mul_add(y_u, fixed_operand(statement.a_ntt, primes), y_e, n, primes)
 
 
 def _check_batch(statement: ProofStatement, c1: U64) -> int:
