@@ -41,7 +41,7 @@ from fhe_agg.hazmat.sampling import (
     rounded_gaussian,
 )
 from fhe_agg.hazmat.zkparams import proof_parameters
-from fhe_agg.hazmat.zkproof import prove, verify
+from fhe_agg.hazmat.zkproof import _combine_mod, challenge_matrix, prove, verify
 
 pytest.importorskip("numba")
 
@@ -155,6 +155,23 @@ def test_gaussian_sampler_draws_the_same_integers(sigma: float, tail: float) -> 
     assert np.all(np.abs(compiled) <= tail * sigma + 0.5)
     wide, wide_pure = _both(lambda: flooding_gaussian(4096, 2.0**60, SeededRandom(4)))
     assert np.array_equal(wide.high, wide_pure.high) and np.array_equal(wide.low, wide_pure.low)
+
+
+@pytest.mark.parametrize("preset", PRESET_NAMES)
+def test_challenge_combination_of_a_batch(preset: str) -> None:
+    backend = backend_for(PRESETS[preset])
+    n, primes = backend.n, backend.data_primes
+    g = np.random.default_rng(6)
+    top = np.array(primes, dtype=np.uint64)[:, None]
+    for chunks in (1, 5, 128):
+        c1 = (g.integers(0, 2**63, (chunks, len(primes), n), dtype=np.uint64) % top).astype(
+            np.uint64
+        )
+        c1[0, :, :3] = top - np.uint64(1)
+        w = challenge_matrix(bytes([chunks]) * 32, 24, chunks)
+        w[0] = 1.0  # a row adding every chunk, each at q - 1 in its first coefficients
+        compiled, pure = _both(lambda w=w, c1=c1: _combine_mod(w, c1, primes))
+        assert np.array_equal(compiled, pure)
 
 
 @pytest.mark.slow

@@ -21,6 +21,7 @@ from numba import njit
 
 __all__ = [
     "add_mod_rows",
+    "combine_rows",
     "gaussian_pairs",
     "mul_shoup_flat",
     "mul_shoup_rows",
@@ -181,6 +182,27 @@ def add_mod_rows(a: Any, b: Any, primes: Any, out: Any) -> None:
             for j in range(xs.size):
                 r = xs[j] + ys[j]
                 res[j] = min(r, r - q)
+
+
+@_jit
+def combine_rows(w: Any, c1: Any, primes: Any, out: Any) -> None:
+    """``out[j, i, :] = sum over k with w[j, k] = 1 of c1[k, i, :] mod primes[i]`` for reduced
+    ``c1``; in blocks of 256 coefficients so that a block of every chunk stays in cache."""
+    rows, chunks = w.shape
+    n = c1.shape[2]
+    for i in range(primes.size):
+        q = primes[i]
+        for start in range(0, n, 256):
+            stop = min(start + 256, n)
+            for j in range(rows):
+                acc = out[j, i, start:stop]
+                acc[:] = 0
+                for k in range(chunks):
+                    if w[j, k]:
+                        src = c1[k, i, start:stop]
+                        for t in range(acc.size):
+                            r = acc[t] + src[t]
+                            acc[t] = min(r, r - q)
 
 
 @_jit

@@ -33,6 +33,7 @@ from numpy.typing import NDArray
 
 from fhe_agg._errors import InvalidProof
 from fhe_agg._random import RandomSource
+from fhe_agg.hazmat import _accel
 from fhe_agg.hazmat.encrypt import ChunkWitness, fixed_operand
 from fhe_agg.hazmat.packed_format import _pack_rows, _unpack_rows
 from fhe_agg.hazmat.rlwe import ntt_mul_add
@@ -132,6 +133,12 @@ def _combine_mod(w: NDArray[np.float64], c1: U64, primes: tuple[int, ...]) -> U6
     recombined with Shoup multiplications (one limb for a 40-bit prime, two for 60 bits)."""
     rows, chunks, n = w.shape[0], w.shape[1], c1.shape[2]
     out = np.empty((rows, len(primes), n), dtype=np.uint64)
+    kernels = _accel.kernels(rows * c1.size)
+    if kernels is not None:  # the same residues, by lazy modular additions (compiled)
+        bits = np.ascontiguousarray(w != 0, dtype=np.uint8)
+        primes_u64 = np.array(primes, dtype=np.uint64)
+        kernels.combine_rows(bits, np.ascontiguousarray(c1), primes_u64, out)
+        return out
     for i, q in enumerate(primes):
         limbs = -(-q.bit_length() // (52 - chunks.bit_length()))
         width = -(-q.bit_length() // limbs)
