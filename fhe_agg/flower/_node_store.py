@@ -3,7 +3,8 @@
 Flower's SuperNode runs every message in a fresh ``flwr-clientapp`` process, so a node keeps
 nothing in memory: each handler loads what it needs from the node's state folder, steps, saves,
 and returns. The folder is named by the node's ``node_config`` (:data:`STATE_DIR_KEY`) or, if
-absent, the SuperNode's environment (:data:`STATE_DIR_ENV`); one folder per node (0700):
+absent, the SuperNode's environment (:data:`STATE_DIR_ENV`), or on the Simulation Engine the
+run's :data:`STATE_ROOT_KEY` and the node's partition id; one folder per node (0700):
 
 * ``node.db``: SQLite (WAL, ``synchronous=FULL``, :mod:`fhe_agg._sqlite`) bound to the node's
   member id, holding per (consortium, key epoch, member id) the ceremony spec, the ceremony
@@ -32,12 +33,15 @@ from flwr.app import Context
 from fhe_agg._errors import CeremonyError, ParameterMismatch
 from fhe_agg._sqlite import Mismatch, Store, open_store
 
-__all__ = ["STATE_DIR_ENV", "STATE_DIR_KEY", "NodeStore", "state_folder"]
+__all__ = ["STATE_DIR_ENV", "STATE_DIR_KEY", "STATE_ROOT_KEY", "NodeStore", "state_folder"]
 
 #: ``node_config`` key naming the node's state folder (``--node-config "fhe-state-dir='...'"``).
 STATE_DIR_KEY = "fhe-state-dir"
 #: Environment variable of the SuperNode naming the state folder when ``node_config`` does not.
 STATE_DIR_ENV = "FHE_AGG_STATE_DIR"
+#: ``run_config`` key for the Simulation Engine, whose nodes share one ``node_config`` form:
+#: node ``partition-id`` ``k`` keeps its state in ``<root>/partition-<k>``.
+STATE_ROOT_KEY = "fhe-state-root"
 #: Largest item kept (a challenged aggregate of a large model is the largest).
 MAX_ITEM_BYTES = 1_000_000_000
 _SCHEMA = (
@@ -55,6 +59,12 @@ _MISMATCH: Mismatch = {
 def state_folder(context: Context) -> Path:
     """The node's state folder (created 0700 if missing); :class:`CeremonyError` if unnamed."""
     named = context.node_config.get(STATE_DIR_KEY) or os.environ.get(STATE_DIR_ENV)
+    root, partition = (
+        context.run_config.get(STATE_ROOT_KEY),
+        context.node_config.get("partition-id"),
+    )
+    if not named and isinstance(root, str) and root and isinstance(partition, int):
+        named = str(Path(root) / f"partition-{partition}")
     if not isinstance(named, str) or not named:
         raise CeremonyError(
             f"this node has no state folder: set node_config {STATE_DIR_KEY!r} (flower-supernode "
