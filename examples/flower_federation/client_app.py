@@ -24,6 +24,7 @@ from flwr.clientapp import ClientApp
 
 from fhe_agg.flower import enable_secure_aggregation, secure_update_mod
 
+
 def _partition(context: Context) -> int:
     return int(context.node_config["partition-id"])
 

@@ -83,6 +83,7 @@ class Outcome:
     encrypted_accuracy: float | None = None
     setup_s: float = 0.0
     rounds_s: float = 0.0
+    key_reused: bool = False
 
 
 def _arrays(params: task.Params) -> ArrayRecord:
@@ -118,10 +119,13 @@ def main(grid: Grid, context: Context) -> None:
         "flwr": flwr.__version__,
         **asdict(settings),
         "encrypted_accuracy": outcome.encrypted_accuracy,
-        "plaintext_accuracy": plaintext_accuracy(settings, settings.first_round - 1 + settings.rounds),
+        "plaintext_accuracy": plaintext_accuracy(
+            settings, settings.first_round - 1 + settings.rounds
+        ),
         "rounds_decrypted": sum(r["decrypted"] for r in outcome.rounds),
         "per_round": outcome.rounds,
         "server_secret_objects": server_secrets(),
+        "key_reused": outcome.key_reused,
         "setup_s": round(outcome.setup_s, 2),
         "rounds_s": round(outcome.rounds_s, 2),
         "serverapp_s": round(time.perf_counter() - t0, 2),
@@ -190,7 +194,7 @@ def run_federation(
         return MetricRecord({"test-loss": loss, "test-accuracy": accuracy})
 
     t0 = time.perf_counter()
-    strategy.setup(grid)
+    outcome.key_reused = strategy.setup(grid).key_reused
     outcome.setup_s = time.perf_counter() - t0
     t0 = time.perf_counter()
     result = strategy.start(

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import numpy as np
 from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MessageType, RecordDict
-from flwr.clientapp.typing import ClientAppCallable
 from numpy.typing import NDArray
 
 from fhe_agg._abort import AbortCertificate, max_certificate_bytes
@@ -26,6 +26,8 @@ from fhe_agg.flower._node_state import NodeState, node_state
 from fhe_agg.flower._protocol import MAX_CERTIFICATES, ROUND_RECORD, UPDATE_RECORD
 
 __all__ = ["arrays_to_vector", "secure_update_mod"]
+
+ClientAppCallable = Callable[[Message, Context], Message]  # the next handler of a mod
 
 
 def arrays_to_vector(arrays: ArrayRecord) -> tuple[NDArray[np.float64], Layout]:

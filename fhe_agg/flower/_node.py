@@ -21,7 +21,6 @@ from collections.abc import Callable
 
 from flwr.app import ConfigRecord, ConfigRecordValues, Context, Error, Message, RecordDict
 from flwr.clientapp import ClientApp
-from flwr.common.constant import ErrorCode
 
 from fhe_agg._ceremony import CEREMONY_STEPS, CeremonyMember, CeremonyMessage
 from fhe_agg._config import FederationConfig
@@ -45,6 +44,7 @@ from fhe_agg.flower._protocol import (
     ACTION_DECRYPT,
     ACTION_HELLO,
     ACTION_SETUP,
+    CLIENT_APP_RAISED_EXCEPTION,
     RECORD,
     record_bytes,
     record_int,
@@ -63,9 +63,7 @@ def refuse(message: Message, exc: Exception) -> Message:
     """An error reply naming the refusal (typed error and message; never key material)."""
     log.warning("node refused %s: %s: %s", message.metadata.message_type, type(exc).__name__, exc)
     reason = f"{type(exc).__name__}: {exc}"
-    return Message(
-        Error(code=ErrorCode.CLIENT_APP_RAISED_EXCEPTION, reason=reason), reply_to=message
-    )
+    return Message(Error(code=CLIENT_APP_RAISED_EXCEPTION, reason=reason), reply_to=message)
 
 
 def _reply(message: Message, values: dict[str, ConfigRecordValues]) -> Message:

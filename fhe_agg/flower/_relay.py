@@ -91,6 +91,7 @@ class Federation:
     node_of: dict[str, int]  # client id -> Flower node id (the nodes that send updates)
     holders: tuple[int, ...]  # Flower node id of holder index 1..n
     holder_keys: dict[int, VerifyKey]  # holder index -> ML-DSA key (ceremony, abort votes)
+    key_reused: bool = False  # the holders held this epoch's key already: no ceremony ran
 
 
 def _answered(reply: Reply, node: int) -> ConfigRecord:
@@ -225,6 +226,7 @@ def set_up_federation(
         node_of={names[n]: n for n in keys},
         holders=holder_nodes,
         holder_keys={k: volunteers[n].verify_key for k, n in enumerate(holder_nodes, start=1)},
+        key_reused=reused is not None,
     )
 
 
