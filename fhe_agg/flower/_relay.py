@@ -176,7 +176,9 @@ def set_up_federation(
         raise ThresholdNotMet(
             f"{len(volunteers)} nodes volunteer as key holders, {config.holders} needed"
         )
-    holder_nodes = tuple(sorted(volunteers)[: config.holders])
+    # by member id, not by Flower node id (which a restarted SuperNode changes): the same holders
+    # make the same ceremony spec, so a later run finds the key they hold (no new ceremony)
+    holder_nodes = tuple(sorted(volunteers, key=lambda n: names[n])[: config.holders])
     spec = CeremonySpec(
         consortium=consortium,
         epoch=epoch,

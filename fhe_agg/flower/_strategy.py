@@ -84,7 +84,7 @@ class SecureAggregation(Strategy):
     the L2 bound the clients clip their update to (with DP, at most ``config.dp.clip``, which is
     the default); ``weight_key`` names the reply metric that weights each update;
     ``decrypting_set`` picks the holder indices that decrypt (default ``1..threshold``). Key
-    holders are the first ``holders`` nodes, by node id, that volunteer
+    holders are the first ``holders`` nodes, by member id, that volunteer
     (``enable_secure_aggregation(..., key_holder=...)`` on the ClientApp).
     With ``config.dp``, :attr:`accountant` composes the releases; ``max_epsilon`` stops
     decrypting (rounds are then not aggregated) before a release would exceed it.
