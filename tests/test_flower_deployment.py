@@ -26,6 +26,7 @@ import pytest
 pytest.importorskip("flwr")
 
 from flwr.app import ConfigRecord, Context, Message, RecordDict
+from flwr.supercore.task_identity import TaskIdentity
 
 from fhe_agg.flower._node_state import node_state
 from fhe_agg.flower._protocol import ACTION_ABORT, ACTION_DECRYPT, RECORD
@@ -206,6 +207,7 @@ def test_deployment_two_rounds_then_a_killed_holder_decrypts_round_three(
     import client_app
 
     context = _context(holder2, 1, roster)
+    TaskIdentity.task_id, TaskIdentity.run_id, TaskIdentity.node_id = 1, 1, 0  # as a run sets
     for action, values in (
         (ACTION_DECRYPT, {"round": 1, "set": [1, 2], "evidence": b""}),
         (ACTION_ABORT, {"round": 2}),

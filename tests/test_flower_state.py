@@ -222,8 +222,11 @@ def test_the_refusal_error_code_is_flowers() -> None:
 
 def test_a_node_without_a_state_folder_refuses_with_an_actionable_error() -> None:
     from flwr.app import Message
+    from flwr.supercore.task_identity import TaskIdentity
 
     from fhe_agg.flower._protocol import ACTION_HELLO, RECORD
+
+    TaskIdentity.task_id, TaskIdentity.run_id, TaskIdentity.node_id = 1, 1, 0  # as a run sets
 
     context = Context(
         run_id=1, node_id=7, node_config={"partition-id": 0}, state=RecordDict(), run_config={}
