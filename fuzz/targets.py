@@ -67,6 +67,7 @@ from fhe_agg.errors import (
     WrongPassphrase,
 )
 from fhe_agg.flower import _records as records
+from fhe_agg.flower._node_state import Setup as NodeSetup
 from fhe_agg.hazmat.seal_format import build_ciphertext, parse_ciphertext
 from fhe_agg.identity import (
     AuditLog,
@@ -295,6 +296,40 @@ def _abort_vote() -> Run:
         except Rejected:
             return
         assert vote.round_id == fed.abort.round_id  # only the seeds' genuine votes verify
+
+    return run
+
+
+def _node_setup_of(fed: world.Federation) -> NodeSetup:
+    return NodeSetup(
+        consortium="fuzz",
+        epoch=1,
+        config=fed.config,
+        clip=0.5,
+        public_key=fed.public_key,
+        ceremony_id=bytes(range(32)),
+        holders={f"holder-{j}": key for j, key in fed.holder_keys.items()},
+        order=tuple(f"holder-{j}" for j in sorted(fed.holder_keys)),
+        roster=dict(fed.roster),
+    )
+
+
+def _node_setup() -> Run:
+    """What a stateless Flower node accepted at setup, as read back from its state folder."""
+
+    def run(data: bytes) -> None:
+        setup = NodeSetup.from_bytes(data)
+        again = NodeSetup.from_bytes(setup.to_bytes())
+        assert (again.consortium, again.epoch, again.clip, again.ceremony_id, again.order) == (
+            setup.consortium,
+            setup.epoch,
+            setup.clip,
+            setup.ceremony_id,
+            setup.order,
+        )
+        assert again.config.params_id == setup.config.params_id
+        assert again.public_key.fingerprint == setup.public_key.fingerprint
+        assert (again.holders, again.roster) == (setup.holders, setup.roster)
 
     return run
 
@@ -705,6 +740,8 @@ def _fed_seeds(kind: str) -> list[bytes]:
         return [msgpack.packb(u.signed.to_wire(), use_bin_type=True) for u in fed.updates]
     if kind == "partial":
         return [p.to_bytes(fed.config) for p in fed.partials]
+    if kind == "node_setup":
+        return [_node_setup_of(fed).to_bytes()]
     if kind == "abort_vote":
         return [vote.to_bytes() for vote in fed.abort.votes]
     if kind == "abort_certificate":
@@ -857,6 +894,14 @@ TARGETS: dict[str, Target] = {
             _MALFORMED,
             _partial,
             lambda: _fed_seeds("partial"),
+            "msgpack",
+        ),
+        Target(
+            "node_setup",
+            "flower node state: Setup.from_bytes (federation record, key, rosters)",
+            (MalformedMessage, ParameterMismatch),
+            _node_setup,
+            lambda: _fed_seeds("node_setup"),
             "msgpack",
         ),
         Target(
@@ -1060,6 +1105,7 @@ MESSAGES: dict[str, str] = {
     "fhe_agg._round_state.HolderState": "holder_state",
     "fhe_agg._round_state.ServerState": "round_state",
     "fhe_agg._signing.VerifyKey": "raw_keys",
+    "fhe_agg.flower._node_state.Setup": "node_setup",
     "fhe_agg.identity._roster.Roster": "roster",
     "fhe_agg.identity._sealing.SealingPublicKey": "raw_keys",
     "fhe_agg.identity._suites.SuiteVerifyKey": "raw_keys",
