@@ -7,8 +7,6 @@ share of the differential-privacy noise.
 Raw CKKS / RNS / SEAL-format primitives live in :mod:`fhe_agg.hazmat`.
 """
 
-from __future__ import annotations
-
 from fhe_agg._abort import AbortCertificate, AbortVote
 from fhe_agg._aggregator import Aggregator
 from fhe_agg._ceremony import (
@@ -23,40 +21,9 @@ from fhe_agg._combine import combine
 from fhe_agg._config import PROTOCOL_VERSION, FederationConfig
 from fhe_agg._decryption import DecryptionSession
 from fhe_agg._dp import Adjacency, DpPolicy, PrivacyAccountant
-from fhe_agg._errors import (
-    AggregateMismatch,
-    AlreadyDecrypted,
-    BudgetExhausted,
-    CeremonyError,
-    ChunkCountMismatch,
-    CorruptStore,
-    DecryptionAborted,
-    DecryptionFailed,
-    DecryptionRefused,
-    DuplicateUpdate,
-    FheAggError,
-    InvalidInput,
-    InvalidProof,
-    InvalidSignature,
-    InvalidWeight,
-    LayoutMismatch,
-    MalformedMessage,
-    MessageTooLarge,
-    NotInRoster,
-    OutOfOrder,
-    ParameterMismatch,
-    PrivacyBudgetExceeded,
-    Rejected,
-    RoundAborted,
-    RoundMismatch,
-    RoundNotClosed,
-    StoreError,
-    ThresholdNotMet,
-    UnsupportedParameters,
-)
 from fhe_agg._evidence import AggregateEvidence, ChunkEvidence
 from fhe_agg._flooding import FloodingPolicy
-from fhe_agg._ingest import Busy, IngestQueue
+from fhe_agg._ingest import IngestQueue
 from fhe_agg._keyholder import KeyHolder
 from fhe_agg._keys import KeyShare, PublicKey, generate_single_key
 from fhe_agg._local_ceremony import local_key_ceremony
@@ -79,6 +46,46 @@ from fhe_agg._round_messages import (
     VoteRequest,
 )
 from fhe_agg._signing import SigningKey, VerifyKey
+from fhe_agg.errors import (
+    AggregateMismatch,
+    AlreadyDecrypted,
+    AuditLogError,
+    BudgetExhausted,
+    Busy,
+    CeremonyError,
+    ChunkCountMismatch,
+    CorruptKeyFile,
+    CorruptStore,
+    DecryptionAborted,
+    DecryptionFailed,
+    DecryptionRefused,
+    DuplicateUpdate,
+    FheAggError,
+    InsecureKeyFile,
+    InvalidInput,
+    InvalidProof,
+    InvalidRoster,
+    InvalidSignature,
+    InvalidWeight,
+    LayoutMismatch,
+    MalformedMessage,
+    MessageTooLarge,
+    NotInRoster,
+    OutOfOrder,
+    ParameterMismatch,
+    PrivacyBudgetExceeded,
+    Rejected,
+    RevokedKey,
+    RoundAborted,
+    RoundMismatch,
+    RoundNotClosed,
+    SealingError,
+    StoreError,
+    ThresholdNotMet,
+    UnsupportedParameters,
+    WrongPassphrase,
+    WrongSuite,
+)
 
 __version__ = "0.1.0"
 
@@ -92,6 +99,7 @@ __all__ = [
     "AggregateMismatch",
     "Aggregator",
     "AlreadyDecrypted",
+    "AuditLogError",
     "BudgetExhausted",
     "Busy",
     "CeremonyError",
@@ -104,6 +112,7 @@ __all__ = [
     "ChunkEvidence",
     "CkksPreset",
     "Client",
+    "CorruptKeyFile",
     "CorruptStore",
     "DecryptedReply",
     "DecryptionAborted",
@@ -121,8 +130,10 @@ __all__ = [
     "HolderPhase",
     "HolderRound",
     "IngestQueue",
+    "InsecureKeyFile",
     "InvalidInput",
     "InvalidProof",
+    "InvalidRoster",
     "InvalidSignature",
     "InvalidWeight",
     "KeyHolder",
@@ -143,11 +154,13 @@ __all__ = [
     "PublicKey",
     "RandomSource",
     "Rejected",
+    "RevokedKey",
     "RoundAborted",
     "RoundCoordinator",
     "RoundMismatch",
     "RoundNotClosed",
     "RoundPhase",
+    "SealingError",
     "SeededRandom",
     "SignedStatement",
     "SigningKey",
@@ -159,6 +172,8 @@ __all__ = [
     "VerifyKey",
     "VoteReply",
     "VoteRequest",
+    "WrongPassphrase",
+    "WrongSuite",
     "__version__",
     "clip_l2",
     "combine",

@@ -21,7 +21,10 @@ from dataclasses import dataclass
 import msgpack
 
 from fhe_agg._config import FederationConfig
-from fhe_agg._errors import (
+from fhe_agg._keys import PublicKey
+from fhe_agg._signing import ML_DSA_65_SIGNATURE_BYTES, SigningKey, VerifyKey
+from fhe_agg._wire import Fields, pack, unpack
+from fhe_agg.errors import (
     InvalidSignature,
     MalformedMessage,
     NotInRoster,
@@ -29,9 +32,6 @@ from fhe_agg._errors import (
     RoundMismatch,
     ThresholdNotMet,
 )
-from fhe_agg._keys import PublicKey
-from fhe_agg._signing import ML_DSA_65_SIGNATURE_BYTES, SigningKey, VerifyKey
-from fhe_agg._wire import Fields, pack, unpack
 
 __all__ = [
     "ABORT_CONTEXT",
@@ -91,7 +91,9 @@ class AbortVote:
         except InvalidSignature:
             raise InvalidSignature(
                 f"abort vote of holder {self.holder_index} for round {self.round_id} does not "
-                "verify under that holder's key"
+                "verify under that holder's key",
+                round_id=self.round_id,
+                holder_index=self.holder_index,
             ) from None
 
     def to_wire(self) -> list[object]:
@@ -155,7 +157,9 @@ class AbortCertificate:
             if vote.round_id != self.round_id:
                 raise RoundMismatch(
                     f"abort certificate of round {self.round_id} holds a vote for round "
-                    f"{vote.round_id}"
+                    f"{vote.round_id}",
+                    round_id=self.round_id,
+                    holder_index=vote.holder_index,
                 )
             if vote.public_key_fingerprint != public_key.fingerprint:
                 raise ParameterMismatch(
@@ -163,7 +167,11 @@ class AbortCertificate:
                 )
             key = holder_keys.get(vote.holder_index)
             if key is None or not 1 <= vote.holder_index <= config.holders:
-                raise NotInRoster(f"abort vote of unknown holder index {vote.holder_index}")
+                raise NotInRoster(
+                    f"abort vote of unknown holder index {vote.holder_index}",
+                    round_id=self.round_id,
+                    holder_index=vote.holder_index,
+                )
             if vote.holder_index in seen:
                 raise ThresholdNotMet(
                     f"abort certificate of round {self.round_id}: holder {vote.holder_index} "

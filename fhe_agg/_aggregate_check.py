@@ -1,38 +1,33 @@
 """A key holder's checks that an aggregate is the exact sum of a round's signed updates.
 
 Pure functions of the aggregate, the evidence the aggregator sent for the challenged chunks, and
-the federation (roster, config, public key): no holder state. See :class:`~fhe_agg.KeyHolder` for
+the round's :class:`~fhe_agg._context.RoundContext` (roster, config, public key, layout, round):
+no holder state. See :class:`~fhe_agg.KeyHolder` for
 what is checked and why.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
 import numpy as np
 
 from fhe_agg._checks import check_statement
-from fhe_agg._config import FederationConfig
-from fhe_agg._errors import (
+from fhe_agg._context import RoundContext
+from fhe_agg._evidence import AggregateEvidence
+from fhe_agg._merkle import leaf_hash, verify_path
+from fhe_agg._messages import EncryptedAggregate
+from fhe_agg._wellformed import (
+    check_proof_set,
+    proof_batches,
+    verify_batch,
+)
+from fhe_agg.errors import (
     AggregateMismatch,
     ChunkCountMismatch,
     DuplicateUpdate,
     InvalidProof,
     InvalidSignature,
+    RoundMismatch,
     ThresholdNotMet,
-)
-from fhe_agg._evidence import AggregateEvidence
-from fhe_agg._keys import PublicKey
-from fhe_agg._merkle import leaf_hash, verify_path
-from fhe_agg._messages import EncryptedAggregate
-from fhe_agg._packing import Layout
-from fhe_agg._seal import SealBackend, backend_for
-from fhe_agg._signing import VerifyKey
-from fhe_agg._wellformed import (
-    check_proof_set,
-    proof_batches,
-    proof_bytes_bound,
-    verify_batch,
 )
 from fhe_agg.hazmat.rlwe import add_polys
 from fhe_agg.hazmat.rns import U64
@@ -44,19 +39,21 @@ def verify_aggregate(
     aggregate: EncryptedAggregate,
     evidence: AggregateEvidence,
     *,
-    layout: Layout,
+    context: RoundContext,
     wanted: tuple[int, ...],
-    config: FederationConfig,
-    public_key: PublicKey,
-    roster: Mapping[str, VerifyKey],
 ) -> U64:
     """Check the manifest (``min_clients..max_clients`` distinct roster members, valid statements
     for this round and layout), the chunk count, every chunk's scale, that each chunk in
     ``wanted`` is the sum of the clients' signed chunks in ``evidence``, and every client's
     well-formedness proof of every chunk (so ``wanted`` must be every chunk, else
     :class:`InvalidProof`); return the parsed chunks. Raises the typed error of the first check
-    that fails."""
-    round_id = aggregate.round_id
+    that fails. ``context`` is the round the aggregate must be of (:class:`RoundMismatch`)."""
+    round_id, config = context.round_id, context.config
+    if aggregate.round_id != round_id:
+        raise RoundMismatch(
+            f"an aggregate of round {aggregate.round_id}, this is round {round_id}",
+            round_id=round_id,
+        )
     clients = [s.statement.client_id for s in aggregate.manifest]
     if len(set(clients)) != len(clients):
         raise DuplicateUpdate("manifest lists a client twice")
@@ -70,20 +67,12 @@ def verify_aggregate(
             f"aggregate of round {round_id} has {len(clients)} clients, min_clients is {config.min_clients}"
         )
     for signed in aggregate.manifest:
-        check_statement(
-            signed,
-            roster=roster,
-            config=config,
-            public_key=public_key,
-            round_id=round_id,
-            layout=layout,
-        )
-    expected_chunks = layout.chunk_count(config.preset.reals_per_ciphertext)
-    if len(aggregate.chunks) != expected_chunks:
+        check_statement(signed, context)
+    if len(aggregate.chunks) != context.chunk_count:
         raise ChunkCountMismatch(
-            f"aggregate has {len(aggregate.chunks)} chunks, layout needs {expected_chunks}"
+            f"aggregate has {len(aggregate.chunks)} chunks, layout needs {context.chunk_count}"
         )
-    b = backend_for(config.preset)
+    b = context.backend
     mean_scale = config.scale * aggregate.total_weight
     parsed = []
     for i, blob in enumerate(aggregate.chunks):
@@ -94,7 +83,7 @@ def verify_aggregate(
             )
         parsed.append(raw.data)
     sums = np.stack(parsed)
-    _check_evidence(aggregate, evidence, sums, wanted, b, public_key, config)
+    _check_evidence(aggregate, evidence, sums, wanted, context)
     return sums
 
 
@@ -103,9 +92,7 @@ def _check_evidence(
     evidence: AggregateEvidence,
     sums: U64,
     wanted: tuple[int, ...],
-    b: SealBackend,
-    public_key: PublicKey,
-    config: FederationConfig,
+    context: RoundContext,
 ) -> None:
     """Each chunk in ``wanted``: every client's evidence chunk is the one its Merkle root
     signed, and their modular sum equals the aggregate's chunk; then every client's proofs
@@ -113,6 +100,7 @@ def _check_evidence(
     if evidence.round_id != aggregate.round_id or not set(wanted) <= set(evidence.chunks):
         raise AggregateMismatch("evidence does not cover the requested chunks of this round")
     statements = [s.statement for s in aggregate.manifest]
+    b = context.backend
     for index in wanted:
         items = evidence.chunks[index]
         if [e.client_id for e in items] != [s.client_id for s in statements]:
@@ -130,16 +118,14 @@ def _check_evidence(
             raise AggregateMismatch(
                 f"chunk {index} is not the sum of the manifest's signed updates"
             )
-    _check_proofs(aggregate, evidence, set(wanted), b, public_key, config)
+    _check_proofs(aggregate, evidence, set(wanted), context)
 
 
 def _check_proofs(
     aggregate: EncryptedAggregate,
     evidence: AggregateEvidence,
     checked: set[int],
-    b: SealBackend,
-    public_key: PublicKey,
-    config: FederationConfig,
+    context: RoundContext,
 ) -> None:
     """Every manifest client's every batch proof, against chunks already checked against its
     signed Merkle root (:class:`InvalidProof` for a chunk without evidence or a proof that does
@@ -151,7 +137,7 @@ def _check_proofs(
             f"the proofs of chunks {sorted(missing)[:8]} cannot be verified: the evidence lacks "
             "them (a key holder verifies every chunk's proof before a partial)"
         )
-    bound = proof_bytes_bound(config)
+    b, bound = context.backend, context.bounds.proof_bytes
     for slot, signed in enumerate(aggregate.manifest):
         stmt = signed.statement
         proofs = evidence.proofs.get(stmt.client_id, ())
@@ -172,9 +158,9 @@ def _check_proofs(
             verify_batch(
                 c1,
                 proof,
-                public_key=public_key,
-                config=config,
-                round_id=aggregate.round_id,
+                public_key=context.public_key,
+                config=context.config,
+                round_id=context.round_id,
                 client_id=stmt.client_id,
                 indices=indices,
             )

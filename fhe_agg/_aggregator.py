@@ -22,6 +22,7 @@ import numpy as np
 
 from fhe_agg._checks import check_statement
 from fhe_agg._config import FederationConfig
+from fhe_agg._context import RoundContext
 from fhe_agg._errors import (
     ChunkCountMismatch,
     DuplicateUpdate,
@@ -37,13 +38,11 @@ from fhe_agg._merkle import leaf_hash, merkle_path, merkle_root
 from fhe_agg._messages import (
     EncryptedAggregate,
     EncryptedUpdate,
-    MessageBounds,
     SignedStatement,
     total_weight,
 )
 from fhe_agg._packing import Layout
 from fhe_agg._round_store import AggregatorStore
-from fhe_agg._seal import backend_for
 from fhe_agg._signing import VerifyKey
 from fhe_agg._wellformed import check_update_proofs
 from fhe_agg.hazmat.rlwe import add_polys
@@ -143,12 +142,9 @@ class Aggregator:
         audit: AuditLog | None = None,
         store: str | os.PathLike[str] | None = None,
     ) -> None:
-        if not isinstance(round_id, int) or isinstance(round_id, bool) or round_id < 0:
-            raise ValueError(f"round_id: expected a non-negative integer, got {round_id!r}")
-        if public_key.preset != config.preset:
-            raise ParameterMismatch("public_key: made for another preset than config.preset")
-        if not all(isinstance(k, VerifyKey) for k in roster.values()):
-            raise TypeError("roster: expected a mapping of client id -> VerifyKey")
+        self.context = RoundContext(  # checks that the five fit together
+            config=config, public_key=public_key, roster=roster, layout=layout, round_id=round_id
+        )
         if audit is not None:
             from fhe_agg.identity._auditlog import require_recorder
 
@@ -161,8 +157,8 @@ class Aggregator:
         self.public_key = public_key
         self.round_id = round_id
         self.layout = layout
-        self.bounds = MessageBounds.for_round(config, layout)
-        self._backend = backend_for(config.preset)
+        self.bounds = self.context.bounds
+        self._backend = self.context.backend
         self._sum: U64 | None = None
         self._accepted: list[SignedStatement] = []
         self._leaves: list[list[bytes]] = []  # per accepted update; its slot is its position
@@ -177,13 +173,7 @@ class Aggregator:
 
     def _resume(self, path: str | os.PathLike[str]) -> None:
         """Open the round's store and restore (and re-verify) what it holds."""
-        self._store = AggregatorStore(
-            path,
-            config=self.config,
-            public_key=self.public_key,
-            round_id=self.round_id,
-            layout=self.layout,
-        )
+        self._store = AggregatorStore(path, self.context)
         state = self._store.load(self._check_statement)
         self._sum, self._finalized = state.running_sum, state.finalized
         for signed, leaves in state.accepted:
@@ -225,9 +215,7 @@ class Aggregator:
             claimed = update.statement.client_id
             leaves, parsed = self._check(update)
         except FheAggError as exc:
-            self._record(
-                "update.rejected", claimed_client=claimed, error=type(exc).__name__, reason=str(exc)
-            )
+            self._record("update.rejected", claimed_client=claimed, error=exc.code, reason=str(exc))
             raise
         stmt = update.statement
         self._record(
@@ -289,14 +277,7 @@ class Aggregator:
         return leaves, parsed
 
     def _check_statement(self, signed: SignedStatement) -> None:
-        check_statement(
-            signed,
-            roster=self.roster,
-            config=self.config,
-            public_key=self.public_key,
-            round_id=self.round_id,
-            layout=self.layout,
-        )
+        check_statement(signed, self.context)
 
     def _parse_chunks(self, chunks: Iterable[bytes], client_id: str) -> U64:
         arrays = []

@@ -23,8 +23,8 @@ import hashlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from fhe_agg._errors import CeremonyError, MalformedMessage
 from fhe_agg._wire import Fields, pack, unpack
+from fhe_agg.errors import CeremonyError, MalformedMessage
 
 __all__ = ["COMMIT_PHASES", "Transcript", "check_confirmation", "confirmation_bytes"]
 

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
-from fhe_agg._config import PROTOCOL_VERSION, FederationConfig
-from fhe_agg._errors import (
+from fhe_agg._config import PROTOCOL_VERSION
+from fhe_agg._context import RoundContext
+from fhe_agg._errors import located
+from fhe_agg._messages import UPDATE_CONTEXT, SignedStatement
+from fhe_agg.errors import (
     ChunkCountMismatch,
     InvalidWeight,
     LayoutMismatch,
@@ -13,51 +14,40 @@ from fhe_agg._errors import (
     ParameterMismatch,
     RoundMismatch,
 )
-from fhe_agg._keys import PublicKey
-from fhe_agg._messages import UPDATE_CONTEXT, SignedStatement
-from fhe_agg._packing import Layout
-from fhe_agg._signing import VerifyKey
 
 __all__ = ["check_statement"]
 
 
-def check_statement(
-    signed: SignedStatement,
-    *,
-    roster: Mapping[str, VerifyKey],
-    config: FederationConfig,
-    public_key: PublicKey,
-    round_id: int,
-    layout: Layout,
-) -> None:
-    """Raise the matching :class:`~fhe_agg.Rejected` subclass unless ``signed`` belongs to this
-    round: a roster member's valid signature over the right round, parameters, key and layout."""
-    stmt = signed.statement
-    key = roster.get(stmt.client_id)
-    if key is None:
-        raise NotInRoster(f"client {stmt.client_id!r} is not in the roster")
-    key.verify(signed.signature, stmt.encode(), context=UPDATE_CONTEXT)
-    if stmt.round_id != round_id:
-        raise RoundMismatch(
-            f"client {stmt.client_id!r}: update for round {stmt.round_id}, this is round {round_id}"
-        )
-    if stmt.protocol_version != PROTOCOL_VERSION:
-        raise ParameterMismatch(
-            f"client {stmt.client_id!r}: protocol version {stmt.protocol_version}"
-        )
-    if stmt.params_id != config.params_id:
-        raise ParameterMismatch(f"client {stmt.client_id!r}: encrypted under other CKKS parameters")
-    if stmt.public_key_fingerprint != public_key.fingerprint:
-        raise ParameterMismatch(f"client {stmt.client_id!r}: encrypted under another public key")
-    if stmt.layout_hash != layout.digest:
-        raise LayoutMismatch(f"client {stmt.client_id!r}: model layout differs from the round's")
-    expected_chunks = layout.chunk_count(config.preset.reals_per_ciphertext)
-    if stmt.chunk_count != expected_chunks:
-        raise ChunkCountMismatch(
-            f"client {stmt.client_id!r}: {stmt.chunk_count} chunks signed, layout needs {expected_chunks}"
-        )
-    if not config.min_weight <= stmt.weight <= config.max_weight:
-        raise InvalidWeight(
-            f"client {stmt.client_id!r}: weight {stmt.weight} outside [{config.min_weight}, "
-            f"{config.max_weight}] (min_weight: the fewest samples one update may stand for)"
-        )
+def check_statement(signed: SignedStatement, context: RoundContext) -> None:
+    """Raise the matching :class:`~fhe_agg.Rejected` subclass unless ``signed`` belongs to the
+    round of ``context``: a roster member's valid signature over the right round, parameters,
+    key and layout. The error names this round and the client (``round_id``, ``party``)."""
+    stmt, round_id = signed.statement, context.round_id
+    with located(round_id=round_id, party=stmt.client_id):
+        key = context.roster.get(stmt.client_id)
+        if key is None:
+            raise NotInRoster(f"client {stmt.client_id!r} is not in the roster")
+        key.verify(signed.signature, stmt.encode(), context=UPDATE_CONTEXT)
+        who = f"client {stmt.client_id!r}"
+        if stmt.round_id != round_id:
+            raise RoundMismatch(
+                f"{who}: update for round {stmt.round_id}, this is round {round_id}"
+            )
+        if stmt.protocol_version != PROTOCOL_VERSION:
+            raise ParameterMismatch(f"{who}: protocol version {stmt.protocol_version}")
+        if stmt.params_id != context.params_id:
+            raise ParameterMismatch(f"{who}: encrypted under other CKKS parameters")
+        if stmt.public_key_fingerprint != context.key_fingerprint:
+            raise ParameterMismatch(f"{who}: encrypted under another public key")
+        if stmt.layout_hash != context.layout_digest:
+            raise LayoutMismatch(f"{who}: model layout differs from the round's")
+        if stmt.chunk_count != context.chunk_count:
+            raise ChunkCountMismatch(
+                f"{who}: {stmt.chunk_count} chunks signed, layout needs {context.chunk_count}"
+            )
+        config = context.config
+        if not config.min_weight <= stmt.weight <= config.max_weight:
+            raise InvalidWeight(
+                f"{who}: weight {stmt.weight} outside [{config.min_weight}, "
+                f"{config.max_weight}] (min_weight: the fewest samples one update may stand for)"
+            )

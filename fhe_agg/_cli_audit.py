@@ -144,14 +144,7 @@ def audit(
         }
         click.echo(json.dumps(out))
     else:
-        _print_findings(what, policy, findings)
-        click.echo(
-            f"summary: {len(vulnerable)} quantum-vulnerable asset(s); in confidentiality paths: "
-            f"{', '.join(confidential) or 'none'}; not recognised (unknown): "
-            f"{', '.join(unknown) or 'none'}"
-        )
-        if cbom is not None:
-            click.echo(f"wrote {cbom} (CycloneDX 1.6 CBOM, schema-validated)")
+        _print_summary(what, policy, findings, cbom, confidential=confidential, unknown=unknown)
     if failing:
         click.echo(
             f"error: {len(failing)} finding(s) at --fail-on {fail_on} or above: "
@@ -159,6 +152,26 @@ def audit(
             err=True,
         )
         ctx.exit(1)
+
+
+def _print_summary(
+    what: str,
+    policy: str,
+    findings: list[Finding],
+    cbom: Path | None,
+    *,
+    confidential: list[str],
+    unknown: list[str],
+) -> None:
+    _print_findings(what, policy, findings)
+    vulnerable = sum(1 for f in findings if f.quantum_vulnerable)
+    click.echo(
+        f"summary: {vulnerable} quantum-vulnerable asset(s); in confidentiality paths: "
+        f"{', '.join(confidential) or 'none'}; not recognised (unknown): "
+        f"{', '.join(unknown) or 'none'}"
+    )
+    if cbom is not None:
+        click.echo(f"wrote {cbom} (CycloneDX 1.6 CBOM, schema-validated)")
 
 
 @click.group("audit-log")

@@ -25,9 +25,9 @@ from typing import Any
 
 import click
 
-from fhe_agg._errors import UnsupportedParameters
 from fhe_agg._params import get_preset
 from fhe_agg._simulate import SimulationSpec, _configure, max_weight
+from fhe_agg.errors import UnsupportedParameters
 from fhe_agg.hazmat.zkproof import PROOF_BATCH, proof_size_bound
 from fhe_agg.identity._roster_model import MAX_MEMBERS
 

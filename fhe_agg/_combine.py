@@ -20,12 +20,12 @@ import numpy as np
 from numpy.typing import NDArray
 
 from fhe_agg._config import FederationConfig
-from fhe_agg._errors import AggregateMismatch, DecryptionFailed, ThresholdNotMet
 from fhe_agg._flooding import slot_noise_std
 from fhe_agg._messages import EncryptedAggregate, aggregate_digest
 from fhe_agg._packing import Layout
 from fhe_agg._partial import PartialDecryption
 from fhe_agg._seal import backend_for
+from fhe_agg.errors import AggregateMismatch, DecryptionFailed, ThresholdNotMet
 from fhe_agg.hazmat.rlwe import add_polys
 
 __all__ = ["combine", "release_bound"]

@@ -9,7 +9,6 @@ from functools import cached_property
 
 from fhe_agg._config_codec import decode_dataclass, encode_dataclass
 from fhe_agg._dp import DpPolicy, achieved_noise_multiplier, per_holder_slot_sigma
-from fhe_agg._errors import UnsupportedParameters
 from fhe_agg._flooding import (
     FloodingPolicy,
     flooding_security_bits,
@@ -23,6 +22,7 @@ from fhe_agg._params import PRESETS, CkksPreset
 from fhe_agg._seal import backend_for
 from fhe_agg._validate import positive_finite, positive_int
 from fhe_agg._wire import pack, unpack
+from fhe_agg.errors import UnsupportedParameters
 from fhe_agg.hazmat.zkproof import extraction_bounds
 
 __all__ = ["PROTOCOL_VERSION", "FederationConfig"]
@@ -115,6 +115,10 @@ class FederationConfig:
             raise ValueError(
                 f"dp.honest_holders: {self.dp.honest_holders} exceeds threshold {self.threshold}"
             )
+        self._check_noise_fits()
+
+    def _check_noise_fits(self) -> None:
+        """The data and the holders' noise fit the modulus, and the noise hides the key."""
         if self.scale_bits < _MIN_SCALE_BITS:
             raise UnsupportedParameters(
                 f"preset {self.preset.name}: only {self.scale_bits} bits of scale remain for "

@@ -17,7 +17,7 @@ import types
 import typing
 from typing import Any, TypeVar
 
-from fhe_agg._errors import MalformedMessage
+from fhe_agg.errors import MalformedMessage
 
 __all__ = ["decode_dataclass", "encode_dataclass"]
 

@@ -22,7 +22,12 @@ from numpy.typing import NDArray
 from fhe_agg._combine import check_partial, decode_partials
 from fhe_agg._config import FederationConfig
 from fhe_agg._dp import MAX_NOISE_DRAWS, PrivacyAccountant
-from fhe_agg._errors import (
+from fhe_agg._messages import EncryptedAggregate, aggregate_digest
+from fhe_agg._packing import Layout
+from fhe_agg._partial import PartialDecryption
+from fhe_agg._random import RandomSource, default_random
+from fhe_agg._validate import holder_indices
+from fhe_agg.errors import (
     AggregateMismatch,
     DecryptionAborted,
     DecryptionFailed,
@@ -30,11 +35,6 @@ from fhe_agg._errors import (
     ThresholdNotMet,
     UnsupportedParameters,
 )
-from fhe_agg._messages import EncryptedAggregate, aggregate_digest
-from fhe_agg._packing import Layout
-from fhe_agg._partial import PartialDecryption
-from fhe_agg._random import RandomSource, default_random
-from fhe_agg._validate import holder_indices
 from fhe_agg.hazmat.sampling import rounded_gaussian
 
 __all__ = ["DecryptionSession"]
@@ -131,7 +131,8 @@ class DecryptionSession:
             self.abort()
             raise DecryptionAborted(
                 f"holders {missing} of the decrypting set did not deliver; round "
-                f"{self.aggregate.round_id} is aborted: re-run it with fresh encryptions"
+                f"{self.aggregate.round_id} is aborted: re-run it with fresh encryptions",
+                round_id=self.aggregate.round_id,
             )
         partials: Sequence[PartialDecryption] = [self._partials[m] for m in self.decrypting_set]
         try:
@@ -154,7 +155,8 @@ class DecryptionSession:
     def _require_open(self) -> None:
         if self._state != "open":
             raise DecryptionAborted(
-                f"this decryption of round {self.aggregate.round_id} is {self._state}"
+                f"this decryption of round {self.aggregate.round_id} is {self._state}",
+                round_id=self.aggregate.round_id,
             )
 
     def __repr__(self) -> str:

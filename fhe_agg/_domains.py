@@ -70,5 +70,5 @@ DOMAINS: dict[str, Domain] = {
     "identity-file": _d("format", "identity._identity", "fhe-agg/identity/v1"),
     "key-rotation-file": _d("format", "identity._rotation", "fhe-agg/key-rotation/v1"),
     "private-key-file": _d("format", "identity._keystore", "fhe-agg/private-key/v1"),
-    "roster-file": _d("format", "identity._roster", "fhe-agg/roster/v1"),
+    "roster-file": _d("format", "identity._roster_model", "fhe-agg/roster/v1"),
 }

@@ -28,9 +28,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 
-from fhe_agg._errors import PrivacyBudgetExceeded
 from fhe_agg._flooding import slot_noise_std
 from fhe_agg._validate import positive_finite
+from fhe_agg.errors import PrivacyBudgetExceeded
 from fhe_agg.hazmat.sampling import NOISE_TAIL, tail_mass
 
 __all__ = [
@@ -213,7 +213,7 @@ class PrivacyAccountant:
     ``spend(z)`` records a release of the Gaussian mechanism with noise multiplier ``z``
     (``dp_accounting.GaussianDpEvent``, add/remove-one neighbours). With ``max_epsilon`` set, a
     release that would push ``epsilon`` above it raises
-    :class:`~fhe_agg._errors.PrivacyBudgetExceeded` *before* anything is recorded, so the
+    :class:`~fhe_agg.errors.PrivacyBudgetExceeded` *before* anything is recorded, so the
     accountant is left unchanged and the aggregate must not be released.
     """
 

@@ -1,252 +1,32 @@
-"""The one exception hierarchy of fhe_agg.
-
-Every failure a caller can act on is a subclass of :class:`FheAggError`::
-
-    FheAggError
-    ├── UnsupportedParameters    parameters fail the security check or cannot hold the data
-    ├── InvalidInput             local data cannot be encrypted (NaN/Inf, beyond the safe range)
-    ├── MalformedMessage         bytes are not a valid message (truncated, random, wrong types)
-    │   ├── MessageTooLarge      bytes exceed the bound derived from the parameters and layout
-    │   ├── CorruptKeyFile       a key or identity file is truncated, edited or inconsistent
-    │   └── WrongSuite           a key, signature or blob of another crypto suite (identity)
-    ├── Rejected                 a well-formed message that the protocol refuses
-    │   ├── InvalidSignature     a signature does not verify under the sender's roster key
-    │   ├── NotInRoster          the sender is not a member of the roster
-    │   │   └── RevokedKey       the sender's key is revoked from this round on
-    │   ├── InvalidRoster        a roster fails verification (wrong admin, edited, bad signature)
-    │   ├── SealingError         a sealed secret does not open (identity)
-    │   ├── AuditLogError        an audit-log line is edited, dropped, reordered or forged (identity)
-    │   ├── RoundMismatch        the message belongs to another round
-    │   ├── DuplicateUpdate      the client already contributed to this round
-    │   ├── ParameterMismatch    other CKKS parameters, scale or public key
-    │   ├── LayoutMismatch       the model layout differs from the round's
-    │   ├── ChunkCountMismatch   the number of ciphertext chunks differs from the layout's
-    │   ├── InvalidWeight        a signed weight outside (0, max_weight]
-    │   ├── AggregateMismatch    an aggregate is not the sum of the signed updates it claims
-    │   ├── InvalidProof         a ciphertext's well-formedness proof is missing or does not verify
-    │   ├── CeremonyError        a key-ceremony message breaks the protocol (commitment, phase)
-    │   └── OutOfOrder           a round step out of order, or a reply that answers no
-    │                            outstanding request (round coordinator)
-    ├── ThresholdNotMet          fewer clients or key holders than the policy requires
-    │   └── DecryptionAborted    a holder of the decrypting set dropped: re-run the round
-    ├── DecryptionRefused        a key holder will not produce a partial decryption
-    │   ├── AlreadyDecrypted     this round (or ciphertext) was already decrypted
-    │   ├── RoundAborted         this holder voted to abort the round: it is closed for good
-    │   └── BudgetExhausted      the key epoch's decryption budget is spent
-    ├── RoundNotClosed           a client will not send an update it already sent for an
-    │                            earlier round until shown that round's abort certificate
-    ├── DecryptionFailed         combined partials decode outside the federation's bounds
-    ├── PrivacyBudgetExceeded    the release would exceed the configured (epsilon, delta)
-    ├── Busy                     the ingest queue is full: retry later (ingest)
-    ├── InsecureKeyFile          a private key file or its directory is open to other users
-    ├── StoreError               a crash-safe state store cannot be used (held by another
-    │   │                        process, of another kind, disk full or I/O error)
-    │   └── CorruptStore         a state store is truncated, edited, not a store or of an
-    │                            unknown version: never silently restarted
-    └── WrongPassphrase          a key file's passphrase is missing, wrong or not expected
-
-A store opened for another round, configuration, layout, key or key holder raises the
-matching :class:`Rejected` leaf (``RoundMismatch``, ``ParameterMismatch``, ``LayoutMismatch``).
-Errors marked (identity) are defined in :mod:`fhe_agg.identity`, (ingest) in ``fhe_agg._ingest``,
-beside the code that raises them.
-Wrong argument types or values at the API raise ``TypeError``/``ValueError`` naming the argument.
-Messages never contain key material.
+"""The errors' internal helpers; also the former home of the errors, so that
+``from fhe_agg._errors import X`` keeps working. Every error is defined in :mod:`fhe_agg.errors`.
 """
 
 from __future__ import annotations
 
-__all__ = [
-    "AggregateMismatch",
-    "AlreadyDecrypted",
-    "BudgetExhausted",
-    "CeremonyError",
-    "ChunkCountMismatch",
-    "CorruptKeyFile",
-    "CorruptStore",
-    "DecryptionAborted",
-    "DecryptionFailed",
-    "DecryptionRefused",
-    "DuplicateUpdate",
-    "FheAggError",
-    "InsecureKeyFile",
-    "InvalidInput",
-    "InvalidProof",
-    "InvalidRoster",
-    "InvalidSignature",
-    "InvalidWeight",
-    "LayoutMismatch",
-    "MalformedMessage",
-    "MessageTooLarge",
-    "NotInRoster",
-    "OutOfOrder",
-    "ParameterMismatch",
-    "PrivacyBudgetExceeded",
-    "Rejected",
-    "RevokedKey",
-    "RoundAborted",
-    "RoundMismatch",
-    "RoundNotClosed",
-    "StoreError",
-    "ThresholdNotMet",
-    "UnsupportedParameters",
-    "WrongPassphrase",
-]
-
-
-class FheAggError(Exception):
-    """Base class of every error fhe_agg raises on purpose."""
-
-
-class UnsupportedParameters(FheAggError):
-    """CKKS parameters are insecure (above the quantum limit) or too small for the data."""
-
-
-class InvalidInput(FheAggError):
-    """Local model data cannot be encrypted as given (NaN, Inf, out of range, bad structure)."""
-
-
-class MalformedMessage(FheAggError):
-    """Bytes from the network or disk do not decode to a valid message."""
-
-
-class MessageTooLarge(MalformedMessage):
-    """Bytes exceed the size bound derived from the parameters and layout."""
-
-
-class Rejected(FheAggError):
-    """A well-formed message that the protocol refuses; state is left unchanged."""
-
-
-class InvalidSignature(Rejected):
-    """A signature does not verify under the sender's roster key."""
-
-
-class NotInRoster(Rejected):
-    """The sender is not a member of the consortium roster (or not in that role)."""
-
-
-class RoundMismatch(Rejected):
-    """The message was made for another round."""
-
-
-class DuplicateUpdate(Rejected):
-    """The client already contributed an update to this round."""
-
-
-class ParameterMismatch(Rejected):
-    """The message uses other CKKS parameters, another scale or another public key."""
-
-
-class LayoutMismatch(Rejected):
-    """The model layout hash differs from the round's layout."""
-
-
-class ChunkCountMismatch(Rejected):
-    """The number of ciphertext chunks differs from what the layout requires."""
-
-
-class InvalidWeight(Rejected):
-    """A signed weight outside ``(0, max_weight]``."""
-
-
-class AggregateMismatch(Rejected):
-    """An aggregate is not the homomorphic sum of the signed updates its manifest lists."""
-
-
-class InvalidProof(Rejected):
-    """A chunk's zero-knowledge proof of well-formedness is missing or does not verify: the
-    ciphertext may be crafted to make key holders decrypt a multiple of the secret key."""
-
-
-class CeremonyError(Rejected):
-    """A key-ceremony message breaks the protocol: a reveal that does not match its commitment,
-    a missing, repeated or unknown holder, or a message of another phase or ceremony."""
-
-
-class OutOfOrder(Rejected):
-    """A step of a round taken out of its order (a partial before every member's challenge, a
-    release before every partial), or a reply that answers no outstanding request: another
-    round, holder or aggregate, a repeat, or a kind not asked for. The round's state is
-    unchanged (:class:`~fhe_agg.RoundCoordinator`, :class:`~fhe_agg.HolderRound`)."""
-
-
-class ThresholdNotMet(FheAggError):
-    """Fewer distinct clients or key holders than the policy requires."""
-
-
-class DecryptionAborted(ThresholdNotMet):
-    """A member of the decrypting set did not deliver its partial decryption.
-
-    The round is aborted: its ciphertexts are never decrypted by another set. Run the round
-    again with fresh encryptions (a new round id).
-    """
-
-
-class DecryptionRefused(FheAggError):
-    """A key holder refuses to produce a partial decryption."""
-
-
-class AlreadyDecrypted(DecryptionRefused):
-    """A partial decryption was already produced for this round or ciphertext."""
-
-
-class RoundAborted(DecryptionRefused):
-    """This holder voted to abort the round (:meth:`~fhe_agg.KeyHolder.vote_abort`): it never
-    decrypts that round again. Run the round again under a new round id."""
-
-
-class RoundNotClosed(FheAggError):
-    """The client already encrypted this very update for an earlier round that is not proven
-    closed. Sending it again for another round would let whoever can still decrypt the earlier
-    round learn another client's update by differencing. Show the client the earlier round's
-    :class:`~fhe_agg.AbortCertificate` (:meth:`~fhe_agg.Client.accept_abort`) first."""
-
-
-class BudgetExhausted(DecryptionRefused):
-    """The key epoch's decryption budget is spent; a new key ceremony is needed."""
-
-
-class DecryptionFailed(FheAggError):
-    """The partials of a complete decrypting set decode to values no honest round can produce.
-
-    A key share (a wrong Shamir share dealt in the ceremony) or a partial decryption of one of
-    the set's holders is wrong. Nothing is released; decrypting sets that leave the suspect
-    holder out tell which one, and its key epoch must be replaced by a new ceremony.
-    """
-
-
-class PrivacyBudgetExceeded(FheAggError):
-    """Releasing another aggregate would exceed the configured privacy budget."""
-
-
-class CorruptKeyFile(MalformedMessage):
-    """A key or public identity file is truncated, edited or does not match its fingerprint."""
-
-
-class RevokedKey(NotInRoster):
-    """The sender's key was revoked by the roster from this round on."""
-
-
-class InvalidRoster(Rejected):
-    """A roster fails verification: another admin, an edited field or a bad signature."""
-
-
-class InsecureKeyFile(FheAggError):
-    """A private key file, or its directory, can be read or replaced by other users."""
-
-
-class WrongPassphrase(FheAggError):
-    """A key file's passphrase is missing or wrong, or one was given for an unencrypted file."""
-
-
-class StoreError(FheAggError):
-    """A crash-safe state store cannot be used: another process holds it, it is a store of
-    another kind, or the disk refused a write (full, I/O error). Nothing was committed."""
-
-
-class CorruptStore(StoreError):
-    """A state store is truncated, edited, not a store or of an unknown version.
-
-    Raised instead of starting afresh: restore the file (and its ``-wal`` log) from a backup,
-    or move it aside deliberately to start the round over.
-    """
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from fhe_agg.errors import *  # noqa: F403
+from fhe_agg.errors import FheAggError
+from fhe_agg.errors import __all__ as _public
+
+__all__ = [*_public, "located"]
+
+
+@contextmanager
+def located(
+    *, round_id: int | None = None, party: str | None = None, holder_index: int | None = None
+) -> Iterator[None]:
+    """Fill in the round, party and key holder of any :class:`FheAggError` raised inside, where
+    the raising code left them unset; the error is re-raised unchanged otherwise."""
+    try:
+        yield
+    except FheAggError as exc:
+        if exc.round_id is None:
+            exc.round_id = round_id
+        if exc.party is None:
+            exc.party = party
+        if exc.holder_index is None:
+            exc.holder_index = holder_index
+        raise

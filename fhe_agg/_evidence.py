@@ -15,10 +15,10 @@ import math
 from dataclasses import dataclass, field
 
 from fhe_agg._config import FederationConfig
-from fhe_agg._errors import MalformedMessage
 from fhe_agg._messages import MessageBounds
 from fhe_agg._packing import Layout
 from fhe_agg._wire import Fields, pack, unpack
+from fhe_agg.errors import MalformedMessage
 
 __all__ = ["AggregateEvidence", "ChunkEvidence"]
 

@@ -17,13 +17,9 @@ import time
 from collections import deque
 
 from fhe_agg._aggregator import Aggregator
-from fhe_agg._errors import FheAggError, MalformedMessage, MessageTooLarge, Rejected
+from fhe_agg.errors import Busy, FheAggError, MalformedMessage, MessageTooLarge, Rejected
 
 __all__ = ["Busy", "IngestQueue"]
-
-
-class Busy(FheAggError):
-    """The ingest queue is full: nothing was queued; retry later (back-pressure)."""
 
 
 class IngestQueue:

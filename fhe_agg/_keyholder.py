@@ -42,6 +42,7 @@ from numpy.typing import NDArray
 from fhe_agg._abort import AbortVote
 from fhe_agg._aggregate_check import verify_aggregate
 from fhe_agg._config import FederationConfig
+from fhe_agg._context import RoundContext
 from fhe_agg._dp import PrivacyAccountant
 from fhe_agg._errors import (
     DecryptionRefused,
@@ -223,14 +224,15 @@ class KeyHolder:
         digest: bytes,
     ) -> U64:
         """The checks of the aggregate itself (manifest, signatures, scale, sums)."""
-        return verify_aggregate(
-            aggregate,
-            evidence,
-            layout=layout,
-            wanted=self._challenge(aggregate, digest),
+        context = RoundContext(
             config=self.config,
             public_key=self.public_key,
             roster=self.roster,
+            layout=layout,
+            round_id=aggregate.round_id,
+        )
+        return verify_aggregate(
+            aggregate, evidence, context=context, wanted=self._challenge(aggregate, digest)
         )
 
     def detection_probability(self, chunk_count: int, tampered: int = 1) -> float:

@@ -13,12 +13,12 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from fhe_agg._errors import MalformedMessage, ParameterMismatch
 from fhe_agg._flooding import KEY_ERROR_SIGMA
 from fhe_agg._params import CkksPreset
 from fhe_agg._random import RandomSource, default_random, key_random
 from fhe_agg._seal import backend_for
 from fhe_agg._wire import pack, unpack
+from fhe_agg.errors import MalformedMessage, ParameterMismatch
 from fhe_agg.hazmat.rlwe import FixedOperand, public_key_share, to_ntt
 from fhe_agg.hazmat.rns import U64
 from fhe_agg.hazmat.sampling import KEY_ERROR_TAIL, expand_uniform, rounded_gaussian, ternary

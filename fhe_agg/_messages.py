@@ -15,12 +15,12 @@ from dataclasses import dataclass
 import msgpack
 
 from fhe_agg._config import FederationConfig
-from fhe_agg._errors import MalformedMessage
 from fhe_agg._packing import Layout
 from fhe_agg._seal import backend_for
 from fhe_agg._signing import ML_DSA_65_SIGNATURE_BYTES
 from fhe_agg._wellformed import proof_batches, proof_bytes_bound
 from fhe_agg._wire import Fields, pack, unpack
+from fhe_agg.errors import MalformedMessage
 
 __all__ = [
     "UPDATE_CONTEXT",

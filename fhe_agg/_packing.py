@@ -20,8 +20,8 @@ import msgpack
 import numpy as np
 from numpy.typing import NDArray
 
-from fhe_agg._errors import InvalidInput, MalformedMessage
 from fhe_agg._wire import pack, unpack
+from fhe_agg.errors import InvalidInput, MalformedMessage
 
 __all__ = ["IntegerPolicy", "Layout", "LayoutEntry", "chunk", "flatten", "unflatten"]
 

@@ -16,7 +16,7 @@ import hashlib
 from dataclasses import dataclass, field
 from functools import cached_property
 
-from fhe_agg._errors import UnsupportedParameters
+from fhe_agg.errors import UnsupportedParameters
 
 __all__ = ["PRESETS", "QUANTUM_128_MAX_LOG_Q", "CkksPreset", "get_preset"]
 

@@ -17,10 +17,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from fhe_agg._config import FederationConfig
-from fhe_agg._errors import MalformedMessage
 from fhe_agg._packing import Layout
 from fhe_agg._seal import backend_for
 from fhe_agg._wire import pack, unpack
+from fhe_agg.errors import MalformedMessage
 from fhe_agg.hazmat.packed_format import pack_residues, residues_size, unpack_residues
 from fhe_agg.hazmat.rns import U64
 

@@ -44,8 +44,8 @@ import math
 from dataclasses import dataclass
 from functools import lru_cache
 
-from fhe_agg._errors import PrivacyBudgetExceeded, ThresholdNotMet
 from fhe_agg._validate import positive_finite, positive_int
+from fhe_agg.errors import PrivacyBudgetExceeded, ThresholdNotMet
 
 __all__ = [
     "RecordDpPolicy",

@@ -38,6 +38,7 @@ from fhe_agg._errors import (
     OutOfOrder,
     ParameterMismatch,
     ThresholdNotMet,
+    located,
 )
 from fhe_agg._evidence import AggregateEvidence
 from fhe_agg._messages import EncryptedAggregate, EncryptedUpdate, aggregate_digest
@@ -103,8 +104,6 @@ class RoundCoordinator(RoundLoop):
         self._session: DecryptionSession | None = None
         self._votes: dict[int, AbortVote] = {}
         self._evidence: dict[int, AggregateEvidence] = {}  # served evidence, not state
-
-    # -- what the machine says ---------------------------------------------------------------
 
     @property
     def phase(self) -> RoundPhase:
@@ -211,17 +210,18 @@ class RoundCoordinator(RoundLoop):
             )
 
     def accept(self, reply: Reply) -> None:
-        """Take one holder's reply, or raise (typed) and change nothing."""
-        if isinstance(reply, ChallengeReply):
-            self._accept_challenge(reply)
-        elif isinstance(reply, PartialReply):
-            self._accept_partial(reply)
-        elif isinstance(reply, DecryptedReply):
-            self._accept_mean(reply)
-        elif isinstance(reply, VoteReply):
-            self._accept_vote(reply)
-        else:
-            raise TypeError(f"reply: expected a round reply, got {type(reply).__name__}")
+        """Take one holder's reply, or raise (typed, naming round and holder); change nothing."""
+        with located(round_id=self.round_id, holder_index=getattr(reply, "holder_index", None)):
+            if isinstance(reply, ChallengeReply):
+                self._accept_challenge(reply)
+            elif isinstance(reply, PartialReply):
+                self._accept_partial(reply)
+            elif isinstance(reply, DecryptedReply):
+                self._accept_mean(reply)
+            elif isinstance(reply, VoteReply):
+                self._accept_vote(reply)
+            else:
+                raise TypeError(f"reply: expected a round reply, got {type(reply).__name__}")
 
     def _expect(self, reply: Reply, phase: RoundPhase, what: str, members: Iterable[int]) -> None:
         """Refuse ``reply`` unless the round is in ``phase`` and it answers an outstanding

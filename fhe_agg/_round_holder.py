@@ -24,7 +24,7 @@ state whose indices were replaced would check the chunks the state names.
 
 from __future__ import annotations
 
-from fhe_agg._errors import DecryptionRefused, OutOfOrder
+from fhe_agg._errors import located
 from fhe_agg._keyholder import KeyHolder
 from fhe_agg._messages import aggregate_digest
 from fhe_agg._packing import Layout
@@ -41,6 +41,7 @@ from fhe_agg._round_messages import (
     VoteRequest,
 )
 from fhe_agg._round_state import HolderState
+from fhe_agg.errors import DecryptionRefused, OutOfOrder
 
 __all__ = ["HolderRound"]
 
@@ -65,13 +66,15 @@ class HolderRound:
         return self._state.phase
 
     def handle(self, request: Request) -> Reply:
-        """Answer ``request`` or raise (typed) with the state unchanged."""
-        if isinstance(request, ChallengeRequest):
-            return self.challenge(request)
-        if isinstance(request, PartialRequest):
-            return self.partial(request)
-        if isinstance(request, VoteRequest):
-            return self.vote(request)
+        """Answer ``request`` or raise (typed, naming the round and this holder) with the state
+        unchanged."""
+        with located(round_id=request.round_id, holder_index=self.holder.holder_index):
+            if isinstance(request, ChallengeRequest):
+                return self.challenge(request)
+            if isinstance(request, PartialRequest):
+                return self.partial(request)
+            if isinstance(request, VoteRequest):
+                return self.vote(request)
         raise TypeError(f"request: expected a round request, got {type(request).__name__}")
 
     def challenge(self, request: ChallengeRequest) -> ChallengeReply:

@@ -21,10 +21,10 @@ import numpy as np
 from numpy.typing import NDArray
 
 from fhe_agg._abort import AbortVote
-from fhe_agg._errors import AggregateMismatch, OutOfOrder
 from fhe_agg._evidence import AggregateEvidence
 from fhe_agg._messages import EncryptedAggregate
 from fhe_agg._partial import PartialDecryption
+from fhe_agg.errors import AggregateMismatch, OutOfOrder
 
 __all__ = [
     "ChallengeReply",

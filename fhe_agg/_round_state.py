@@ -27,7 +27,6 @@ from numpy.typing import NDArray
 from fhe_agg._abort import AbortVote, votes_needed
 from fhe_agg._aggregator import Aggregator
 from fhe_agg._config import FederationConfig
-from fhe_agg._errors import AggregateMismatch, MalformedMessage, ParameterMismatch, RoundMismatch
 from fhe_agg._messages import EncryptedAggregate, aggregate_digest
 from fhe_agg._packing import Layout
 from fhe_agg._partial import PartialDecryption
@@ -35,6 +34,7 @@ from fhe_agg._round_messages import HolderPhase, RoundPhase
 from fhe_agg._seal import backend_for
 from fhe_agg._signing import ML_DSA_65_SIGNATURE_BYTES
 from fhe_agg._wire import Fields, pack, unpack
+from fhe_agg.errors import AggregateMismatch, MalformedMessage, ParameterMismatch, RoundMismatch
 from fhe_agg.hazmat.packed_format import residues_size
 
 __all__ = ["HolderState", "ServerState"]

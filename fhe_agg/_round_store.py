@@ -29,8 +29,12 @@ from pathlib import Path
 import msgpack
 import numpy as np
 
-from fhe_agg._config import FederationConfig
-from fhe_agg._errors import (
+from fhe_agg._context import RoundContext
+from fhe_agg._merkle import leaf_hash, merkle_root
+from fhe_agg._messages import SignedStatement
+from fhe_agg._sqlite import Mismatch, Store, guard, open_store
+from fhe_agg._wellformed import proofs_digest
+from fhe_agg.errors import (
     DuplicateUpdate,
     LayoutMismatch,
     MalformedMessage,
@@ -38,13 +42,6 @@ from fhe_agg._errors import (
     Rejected,
     RoundMismatch,
 )
-from fhe_agg._keys import PublicKey
-from fhe_agg._merkle import leaf_hash, merkle_root
-from fhe_agg._messages import SignedStatement
-from fhe_agg._packing import Layout
-from fhe_agg._seal import backend_for
-from fhe_agg._sqlite import Mismatch, Store, guard, open_store
-from fhe_agg._wellformed import proof_batches, proof_bytes_bound, proofs_digest
 from fhe_agg.hazmat.rns import U64
 
 __all__ = ["AggregatorStore", "RoundState"]
@@ -91,15 +88,11 @@ class AggregatorStore:
     def __init__(
         self,
         path: str | os.PathLike[str],
-        *,
-        config: FederationConfig,
-        public_key: PublicKey,
-        round_id: int,
-        layout: Layout,
+        context: RoundContext,
     ) -> None:
-        backend = backend_for(config.preset)
-        self._chunks = layout.chunk_count(config.preset.reals_per_ciphertext)
-        self._proofs = len(proof_batches(self._chunks))
+        config, backend = context.config, context.backend
+        self._chunks = context.chunk_count
+        self._proofs = context.bounds.proof_count
         self._primes = np.asarray(backend.data_primes, dtype=np.uint64)
         self._shape = (2, len(backend.data_primes), backend.n)
         self._sum_bytes = 8 * int(np.prod(self._shape))
@@ -109,16 +102,16 @@ class AggregatorStore:
             self._sum_bytes,
             backend.ciphertext_bytes,
             _LEAF * self._chunks,
-            proof_bytes_bound(config),
+            context.bounds.proof_bytes,
         )
         self._db: Store = open_store(
             path,
             kind="aggregator",
             binding={
-                "round_id": round_id,
-                "params_id": config.params_id,
-                "public_key": public_key.fingerprint,
-                "layout": layout.digest,
+                "round_id": context.round_id,
+                "params_id": context.params_id,
+                "public_key": context.key_fingerprint,
+                "layout": context.layout_digest,
             },
             schema=_SCHEMA,
             mismatch=_MISMATCH,
@@ -253,7 +246,9 @@ class AggregatorStore:
                 )
             except sqlite3.IntegrityError:
                 raise DuplicateUpdate(
-                    f"client {stmt.client_id!r} is already stored in {self.path}"
+                    f"client {stmt.client_id!r} is already stored in {self.path}",
+                    round_id=stmt.round_id,
+                    party=stmt.client_id,
                 ) from None
             conn.executemany(
                 "INSERT INTO chunks VALUES (?, ?)", ((base + i, c) for i, c in enumerate(chunks))

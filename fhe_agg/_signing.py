@@ -12,7 +12,7 @@ import hashlib
 from cryptography.exceptions import InvalidSignature as _PycaInvalidSignature
 from cryptography.hazmat.primitives.asymmetric import mldsa
 
-from fhe_agg._errors import InvalidSignature, MalformedMessage
+from fhe_agg.errors import InvalidSignature, MalformedMessage
 
 __all__ = ["ML_DSA_65_PUBLIC_KEY_BYTES", "ML_DSA_65_SIGNATURE_BYTES", "SigningKey", "VerifyKey"]
 

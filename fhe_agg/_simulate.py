@@ -20,12 +20,10 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from fhe_agg._aggregator import Aggregator
 from fhe_agg._client import Client
 from fhe_agg._config import FederationConfig
 from fhe_agg._deployment import Deployment
 from fhe_agg._dp import Adjacency, DpPolicy, PrivacyAccountant
-from fhe_agg._errors import Rejected
 from fhe_agg._flooding import FloodingPolicy
 from fhe_agg._keyholder import KeyHolder
 from fhe_agg._keys import PublicKey
@@ -33,10 +31,8 @@ from fhe_agg._local_ceremony import local_key_ceremony
 from fhe_agg._packing import Layout
 from fhe_agg._params import get_preset
 from fhe_agg._random import RandomSource, SeededRandom, default_random
-from fhe_agg._round import RoundCoordinator
-from fhe_agg._round_holder import HolderRound
-from fhe_agg._round_messages import PartialRequest, Reply, Request
 from fhe_agg._signing import SigningKey, VerifyKey
+from fhe_agg._simulate_round import run_round
 from fhe_agg.identity import AuditLog
 
 __all__ = ["SimulationSpec", "max_weight", "run_simulation"]
@@ -271,7 +267,7 @@ def run_simulation(
     deviations: list[NDArray[np.float64]] = []
     refused: list[dict[str, Any]] = []
     for round_id in range(1, spec.rounds + 1):
-        result, deviation = _run_round(spec, fed, data_rng, round_id, tick)
+        result, deviation = run_round(spec, fed, data_rng, round_id, tick)
         refused += result.pop("refused")
         deviations.append(deviation)
     config = fed.config
@@ -303,115 +299,3 @@ def run_simulation(
     result.pop("accepted_weight", None)
     result["peak_rss_mb"] = round(_peak_rss_mb(), 1)
     return result
-
-
-def _run_round(
-    spec: SimulationSpec,
-    fed: _Federation,
-    data_rng: np.random.Generator,
-    round_id: int,
-    tick: Progress,
-) -> tuple[dict[str, Any], NDArray[np.float64]]:
-    config = fed.config
-    clip = config.dp.clip if config.dp else None
-    encrypt_s = sign_s = aggregate_s = 0.0
-    upload_bytes = 0
-    expected = np.zeros(spec.params)
-    accepted_weight = 0.0
-    refused: list[dict[str, Any]] = []
-    roster = fed.roster(round_id)
-    for holder in fed.holders:
-        holder.roster = dict(roster)  # holders re-verify the manifest against this round's keys
-    with Aggregator(
-        config=config,
-        roster=roster,
-        public_key=fed.public_key,
-        round_id=round_id,
-        layout=fed.layout,
-        audit=fed.audit,
-    ) as agg:
-        coordinator = RoundCoordinator(agg, accountant=fed.accountant, rng=fed.rng)
-        machines = {
-            h.holder_index: HolderRound(h, layout=fed.layout, decrypts_mean=True)
-            for h in fed.holders
-        }
-        for client, weight in zip(fed.clients, fed.weights, strict=True):
-            t0 = time.perf_counter()
-            prepared, _ = client.prepare(data_rng.uniform(-1.0, 1.0, spec.params), clip=clip)
-            chunks = client.encrypt_chunks(prepared, round_id=round_id, weight=weight)
-            t1 = time.perf_counter()
-            update = client.sign_update(chunks, layout=fed.layout, round_id=round_id, weight=weight)
-            wire = update.to_bytes()
-            t2 = time.perf_counter()
-            try:
-                coordinator.add(wire)
-            except Rejected as exc:  # e.g. a revoked client: refused, recorded, round goes on
-                refused.append(
-                    {
-                        "round": round_id,
-                        "client": client.client_id,
-                        "error": type(exc).__name__,
-                        "reason": str(exc),
-                    }
-                )
-            else:
-                expected += weight * prepared
-                accepted_weight += weight
-            t3 = time.perf_counter()
-            encrypt_s += t1 - t0
-            sign_s += t2 - t1
-            aggregate_s += t3 - t2
-            upload_bytes = len(wire)
-            tick("clients", 1)
-        t0 = time.perf_counter()
-        members = [h.holder_index for h in fed.holders[: config.threshold]]
-        coordinator.finalize(members)
-        aggregate_s += time.perf_counter() - t0
-        partial_total = 0.0
-
-        def deliver(request: Request) -> Reply:
-            nonlocal partial_total
-            t0 = time.perf_counter()
-            reply = machines[request.holder_index].handle(request)
-            if isinstance(request, PartialRequest):
-                partial_total += time.perf_counter() - t0  # verification + partial decryption
-            return reply
-
-        # the coordinator asks every member's challenge before anyone's partial, so a holder
-        # that is down shows before any partial exists (all live holders could then vote)
-        coordinator.carry(deliver)
-        t0 = time.perf_counter()
-        mean = coordinator.release()
-        combine_s = 0.0 if coordinator.unflooded else time.perf_counter() - t0
-    expected /= accepted_weight
-    if fed.audit is not None:
-        fed.audit.record(
-            "release",
-            {
-                "round": round_id,
-                "decrypting_set": members,
-                "epsilon_total": None if fed.accountant is None else fed.accountant.epsilon,
-                "delta": None if fed.accountant is None else fed.accountant.delta,
-            },
-        )
-    tick("rounds", 1)
-    deviation = mean - expected
-    return {
-        "round": round_id,
-        "clients": spec.clients,
-        "holders": spec.holders,
-        "threshold": spec.threshold,
-        "params": spec.params,
-        "preset": spec.preset_name,
-        "scale_bits": config.scale_bits,
-        "max_abs_error": float(np.max(np.abs(deviation))),
-        "bits_per_param_upload": round(8.0 * upload_bytes / spec.params, 2),
-        "client_encrypt_s": round(encrypt_s / spec.clients, 4),
-        "client_sign_s": round(sign_s / spec.clients, 4),
-        "aggregate_s": round(aggregate_s, 4),
-        "partial_decrypt_s": round(partial_total / len(members), 4),
-        "combine_s": round(combine_s, 4),
-        "decrypt_s": round(partial_total + combine_s, 4),
-        "accepted_weight": accepted_weight,
-        "refused": refused,
-    }, deviation

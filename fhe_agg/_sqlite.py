@@ -21,7 +21,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
-from fhe_agg._errors import CorruptStore, FheAggError, StoreError
+from fhe_agg.errors import CorruptStore, FheAggError, StoreError
 
 __all__ = ["Binding", "Mismatch", "Store", "guard", "memory_store", "open_store"]
 
@@ -129,13 +129,7 @@ def open_store(
         raise ValueError(f"store: {target} is a directory; give a file path")
     created = False
     if not target.exists():
-        for suffix in ("-wal", "-shm"):
-            if Path(f"{target}{suffix}").exists():
-                raise CorruptStore(
-                    f"store {target} is missing but its log {target}{suffix} exists: the store "
-                    "was deleted or moved without its log; restore both, or remove the log to "
-                    "start afresh"
-                )
+        _refuse_orphan_log(target)
         created = _create(target, kind, binding, schema, page_size)
     _check_magic(target)
     with guard(target):
@@ -169,6 +163,17 @@ def open_store(
         conn.close()
         raise
     return Store(target, conn, created=created)
+
+
+def _refuse_orphan_log(target: Path) -> None:
+    """A missing store whose ``-wal``/``-shm`` log is still there was moved without it."""
+    for suffix in ("-wal", "-shm"):
+        if Path(f"{target}{suffix}").exists():
+            raise CorruptStore(
+                f"store {target} is missing but its log {target}{suffix} exists: the store "
+                "was deleted or moved without its log; restore both, or remove the log to "
+                "start afresh"
+            )
 
 
 def memory_store(schema: Sequence[str]) -> Store:

@@ -25,9 +25,9 @@ import msgpack
 import numpy as np
 
 from fhe_agg._config import PROTOCOL_VERSION, FederationConfig
-from fhe_agg._errors import InvalidProof, MalformedMessage
 from fhe_agg._keys import PublicKey
 from fhe_agg._seal import backend_for
+from fhe_agg.errors import InvalidProof, MalformedMessage
 from fhe_agg.hazmat.encrypt import public_key_data_level
 from fhe_agg.hazmat.rns import U64
 from fhe_agg.hazmat.zkproof import PROOF_BATCH, ProofStatement, proof_size_bound, verify
@@ -136,13 +136,14 @@ def check_proof_set(
     expected = len(proof_batches(chunk_count))
     if len(proofs) != expected:
         raise InvalidProof(
-            f"{who}: {len(proofs)} well-formedness proofs, {chunk_count} chunks need {expected}"
+            f"{who}: {len(proofs)} well-formedness proofs, {chunk_count} chunks need {expected}",
+            party=who,
         )
     for k, proof in enumerate(proofs):
         if not isinstance(proof, bytes) or not 0 < len(proof) <= bound:
-            raise InvalidProof(f"{who}: proof {k} is empty or longer than {bound} bytes")
+            raise InvalidProof(f"{who}: proof {k} is empty or longer than {bound} bytes", party=who)
     if proofs_digest(proofs) != signed_digest:
-        raise InvalidProof(f"{who}: the proofs are not the ones the client signed")
+        raise InvalidProof(f"{who}: the proofs are not the ones the client signed", party=who)
 
 
 def verify_batch(

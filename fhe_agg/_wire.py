@@ -13,7 +13,7 @@ from typing import Any
 
 import msgpack
 
-from fhe_agg._errors import MalformedMessage, MessageTooLarge
+from fhe_agg.errors import MalformedMessage, MessageTooLarge
 
 __all__ = ["WIRE_VERSION", "Fields", "pack", "unpack"]
 

@@ -14,7 +14,7 @@ from fhe_agg._cli_audit import _FILE
 from fhe_agg._cli_bench import register as register_bench_command
 from fhe_agg._cli_identity import _passphrase
 from fhe_agg._cli_identity import register as register_identity_commands
-from fhe_agg._errors import FheAggError
+from fhe_agg.errors import FheAggError
 
 if TYPE_CHECKING:
     from fhe_agg._deployment import Deployment
@@ -202,6 +202,12 @@ def simulate(
         seed=seed,
     )
     result = run_with_progress(spec, progress, deployment=deployment, audit_log=audit_log)
+    _print_result(result, as_json=as_json)
+
+
+def _print_result(result: dict[str, Any], *, as_json: bool) -> None:
+    """The simulation's measurements: one JSON line, or aligned ``key  value`` lines with
+    warnings and refused updates on stderr."""
     if as_json:
         click.echo(json.dumps(result))
         return

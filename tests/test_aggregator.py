@@ -75,16 +75,18 @@ def test_signature_by_another_members_key(started, updates, signing_keys) -> Non
 
 def test_signature_by_a_non_roster_key(started, updates) -> None:
     bad = _resign(updates["bravo"], SigningKey.generate(), client_id="mallory")
-    with pytest.raises(NotInRoster):
+    with pytest.raises(NotInRoster) as caught:
         started[0].add(bad)
+    assert (caught.value.party, caught.value.round_id) == ("mallory", 1)
     _assert_unchanged(started)
 
 
 def test_wrong_round(started, clients, vectors) -> None:
     # (another update: a client never sends the same one for two rounds)
     stale = clients["bravo"].encrypt_update(vectors["bravo"] / 2, round_id=2, weight=11.0)
-    with pytest.raises(RoundMismatch):
+    with pytest.raises(RoundMismatch) as caught:
         started[0].add(stale.to_bytes())
+    assert (caught.value.party, caught.value.round_id) == ("bravo", 1)  # this round, the sender
     _assert_unchanged(started)
 
 

@@ -53,6 +53,30 @@ def test_config_round_trip_and_refusals() -> None:
     _refused(rec.decode_config, bad_threshold)
 
 
+def test_the_config_record_carries_the_one_encoding_params_id_hashes() -> None:
+    """No second list of fields: the record holds ``FederationConfig.to_bytes()``, so every
+    field (and any added later) reaches the node exactly as the clients sign it."""
+    import dataclasses
+
+    import msgpack
+
+    from fhe_agg._wire import pack
+
+    data = rec.encode_config(CONFIG, clip=0.5)
+    assert msgpack.unpackb(data)["body"] == {"config": CONFIG.to_bytes(), "clip": 0.5}
+    odd = dataclasses.replace(CONFIG, min_weight=2.0, min_clients=3)
+    assert rec.decode_config(rec.encode_config(odd, clip=None))[0].params_id == odd.params_id
+    # a preset of the right name with other parameters, or an opt-in to exact decryption
+    custom = dataclasses.replace(
+        CONFIG.preset, special_prime_bits=CONFIG.preset.special_prime_bits - 1
+    )
+    fields = msgpack.unpackb(CONFIG.to_bytes())["body"]
+    fields["preset"]["special_prime_bits"] = custom.special_prime_bits
+    forged = pack("federation", {"config": pack("federation-config", fields), "clip": None})
+    with pytest.raises(MalformedMessage, match="preset"):
+        rec.decode_config(forged)
+
+
 def test_layout_round_trip_keeps_the_signed_digest() -> None:
     _, layout = flatten({"w": np.zeros((3, 4)), "steps": np.array([1], dtype=np.int64)})
     data = layout.to_bytes()

@@ -239,7 +239,7 @@ def test_a_holder_refuses_a_ceremony_directory_the_roster_does_not_pin(tmp_path:
     signing key, adds a holder, or changes the threshold is refused before any share is dealt."""
     from fhe_agg import PRESETS
     from fhe_agg._ceremony import CeremonySpec, HolderIdentity
-    from fhe_agg._errors import NotInRoster, ParameterMismatch
+    from fhe_agg.errors import NotInRoster, ParameterMismatch
     from fhe_agg.identity import SealingPrivateKey
 
     roster = _write_consortium(tmp_path)

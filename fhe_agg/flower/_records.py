@@ -14,9 +14,7 @@ from collections.abc import Mapping, Sequence
 from fhe_agg._ceremony import _MAX_MESSAGE as CEREMONY_MESSAGE_BYTES
 from fhe_agg._ceremony import CeremonySpec, HolderIdentity
 from fhe_agg._config import FederationConfig
-from fhe_agg._dp import Adjacency, DpPolicy
 from fhe_agg._errors import MalformedMessage, UnsupportedParameters
-from fhe_agg._flooding import FloodingPolicy
 from fhe_agg._keys import PublicKey
 from fhe_agg._params import get_preset
 from fhe_agg._signing import VerifyKey
@@ -49,91 +47,35 @@ MAX_NODES = 4096
 
 
 def encode_config(config: FederationConfig, *, clip: float | None) -> bytes:
-    """The federation's public parameters and the clients' L2 clip bound (``None``: no clip)."""
-    flood, dp = config.flooding, config.dp
+    """The federation's public parameters, in :meth:`FederationConfig.to_bytes`'s one encoding
+    (every field, as ``params_id`` hashes them), and the clients' L2 clip bound (``None``: no
+    clip)."""
     return pack(
-        "federation",
-        {
-            "preset": config.preset.name,
-            "min_clients": config.min_clients,
-            "max_clients": config.max_clients,
-            "max_weight": float(config.max_weight),
-            "min_weight": float(config.min_weight),
-            "value_bound": float(config.value_bound),
-            "holders": config.holders,
-            "threshold": config.threshold,
-            "flooding": None if flood is None else [flood.statistical_bits, flood.budget],
-            "dp": None
-            if dp is None
-            else [
-                float(dp.clip),
-                float(dp.noise_multiplier),
-                float(dp.delta),
-                dp.honest_holders,
-                dp.mode,
-                dp.adjacency.value,
-                dp.max_epsilon,
-            ],
-            "clip": None if clip is None else float(clip),
-        },
+        "federation", {"config": config.to_bytes(), "clip": None if clip is None else float(clip)}
     )
 
 
 def decode_config(data: bytes) -> tuple[FederationConfig, float | None]:
-    """Inverse of :func:`encode_config`; invalid parameters, including a combination the
-    security checks of :class:`FederationConfig` refuse (``UnsupportedParameters``), raise
+    """Inverse of :func:`encode_config`. Invalid parameters, a combination the security checks
+    of :class:`FederationConfig` refuse (``UnsupportedParameters``), a preset that is not one of
+    the named ones, or an opt-in to exact (unflooded) decryption raise
     :class:`MalformedMessage`: the node never runs with parameters it was sent but cannot
     accept."""
-    f = unpack(data, "federation", max_bytes=4096, max_bin=0, max_array=8)
-    f.expect_keys(
-        "preset",
-        "min_clients",
-        "max_clients",
-        "max_weight",
-        "min_weight",
-        "value_bound",
-        "holders",
-        "threshold",
-        "flooding",
-        "dp",
-        "clip",
-    )
-    flood_raw, dp_raw = f.body["flooding"], f.body["dp"]
+    f = unpack(data, "federation", max_bytes=4096, max_bin=4096, max_array=0)
+    f.expect_keys("config", "clip")
+    raw = f.blob("config", max_size=4096)
     try:
-        flooding = None
-        if flood_raw is not None:
-            g = Fields("federation.flooding", dict(zip(("bits", "budget"), flood_raw, strict=True)))
-            flooding = FloodingPolicy(
-                statistical_bits=g.integer("bits", 1, 512), budget=g.integer("budget", 1)
-            )
-        dp = None
-        if dp_raw is not None:
-            keys = ("clip", "z", "delta", "honest", "mode", "adjacency", "max_epsilon")
-            g = Fields("federation.dp", dict(zip(keys, dp_raw, strict=True)))
-            dp = DpPolicy(
-                clip=g.number("clip"),
-                noise_multiplier=g.number("z"),
-                delta=g.number("delta"),
-                honest_holders=g.integer("honest", 1, 2**20),
-                mode=g.text("mode", max_len=16),
-                adjacency=Adjacency(g.text("adjacency", max_len=16)),
-                max_epsilon=None if g.body["max_epsilon"] is None else g.number("max_epsilon"),
-            )
-        config = FederationConfig(
-            preset=get_preset(f.text("preset", max_len=32)),
-            min_clients=f.integer("min_clients", 1, 2**20),
-            max_clients=f.integer("max_clients", 1, 2**20),
-            max_weight=f.number("max_weight"),
-            min_weight=f.number("min_weight"),
-            value_bound=f.number("value_bound"),
-            holders=f.integer("holders", 1, 2**20),
-            threshold=f.integer("threshold", 1, 2**20),
-            flooding=flooding,
-            dp=dp,
-        )
+        config = FederationConfig.from_bytes(raw)
         clip = None if f.body["clip"] is None else positive_finite(f.number("clip"), "clip")
-    except (TypeError, ValueError, UnsupportedParameters) as exc:  # zip(strict=True) or a check
+        named = get_preset(config.preset.name)
+    except (TypeError, ValueError, UnsupportedParameters) as exc:
         raise MalformedMessage(f"federation: invalid parameters ({exc})") from None
+    if config.preset != named:
+        raise MalformedMessage(f"federation: preset {named.name!r} with other parameters")
+    if config.unsafe_exact_decryption:
+        raise MalformedMessage(
+            "federation: unsafe_exact_decryption=True; a node never decrypts without noise"
+        )
     return config, clip
 
 

@@ -25,9 +25,9 @@ import numpy as np
 import tenseal.sealapi as sealapi
 from numpy.typing import NDArray
 
-from fhe_agg._errors import MalformedMessage
 from fhe_agg._flooding import KEY_ERROR_SIGMA
 from fhe_agg._random import RandomSource
+from fhe_agg.errors import MalformedMessage
 from fhe_agg.hazmat.rlwe import FixedOperand, add_polys, mul_fixed, to_ntt_batch
 from fhe_agg.hazmat.rns import U64
 from fhe_agg.hazmat.sampling import KEY_ERROR_TAIL, rounded_gaussian, ternary

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 import zstandard
 
-from fhe_agg._errors import MalformedMessage, MessageTooLarge, ParameterMismatch
+from fhe_agg.errors import MalformedMessage, MessageTooLarge, ParameterMismatch
 from fhe_agg.hazmat.rns import U64
 
 __all__ = [

@@ -31,8 +31,8 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from fhe_agg._errors import InvalidProof
 from fhe_agg._random import RandomSource
+from fhe_agg.errors import InvalidProof
 from fhe_agg.hazmat import _accel
 from fhe_agg.hazmat.encrypt import ChunkWitness, fixed_operand
 from fhe_agg.hazmat.packed_format import _pack_rows, _unpack_rows

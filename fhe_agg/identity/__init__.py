@@ -16,9 +16,7 @@
 * :class:`AuditLog` appends signed, hash-chained JSON lines; :func:`verify_log` checks them.
 """
 
-from __future__ import annotations
-
-from fhe_agg._errors import (
+from fhe_agg.errors import (
     CorruptKeyFile,
     InsecureKeyFile,
     InvalidRoster,

@@ -26,7 +26,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from fhe_agg._errors import FheAggError, Rejected
+from fhe_agg.errors import AuditLogError, FheAggError
 from fhe_agg.identity._encoding import (
     b64decode,
     b64encode,
@@ -42,14 +42,6 @@ AUDIT_LOG_CONTEXT = b"fhe-agg/v1/audit-log"
 _GENESIS = "0" * 64
 _MAX_LINE = 1 << 20
 _FIELDS = {"actor", "event", "payload", "prev", "seq", "suite", "time", "sig"}
-
-
-class AuditLogError(Rejected):
-    """The audit log was edited, truncated, reordered or forged; ``line`` is 1-based."""
-
-    def __init__(self, line: int, reason: str) -> None:
-        super().__init__(f"audit log line {line}: {reason}")
-        self.line = line
 
 
 def _lines(path: Path, start: int = 0, number: int = 0) -> Iterator[tuple[int, bytes]]:

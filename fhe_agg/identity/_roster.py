@@ -24,23 +24,26 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from fhe_agg._errors import CorruptKeyFile, FheAggError, InvalidRoster
 from fhe_agg._signing import VerifyKey
 from fhe_agg._validate import round_number
+from fhe_agg.errors import FheAggError, InvalidRoster
 from fhe_agg.identity._encoding import (
     b64decode,
     b64encode,
     canonical_json,
     read_bounded,
-    strict_json,
 )
 from fhe_agg.identity._identity import Identity, PublicIdentity, Role
 from fhe_agg.identity._keystore import load_public_identity
 from fhe_agg.identity._roster_model import (
+    DECODE_ERRORS,
+    ROSTER_FORMAT,
     Member,
     MemberKey,
     RevokedVerifyKey,
+    decode_admin,
     decode_fields,
+    roster_fields,
     validate_content,
 )
 from fhe_agg.identity._rotation import KeyRotation, check_reason
@@ -52,21 +55,6 @@ __all__ = ["MAX_ROSTER_BYTES", "ROSTER_CONTEXT", "Roster", "load_verified_roster
 ROSTER_CONTEXT = b"fhe-agg/v1/roster"
 #: Largest roster file that is read (bytes).
 MAX_ROSTER_BYTES = 64 * 1024 * 1024
-_FORMAT = "fhe-agg/roster/v1"
-_FIELDS = {
-    "format",
-    "consortium",
-    "version",
-    "key_epoch",
-    "preset",
-    "min_clients",
-    "threshold",
-    "admin",
-    "members",
-    "ceremony_required",
-    "previous_digest",
-    "signature",
-}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -151,7 +139,7 @@ class Roster:
 
     def _document(self, *, signed: bool = True) -> dict[str, Any]:
         doc: dict[str, Any] = {
-            "format": _FORMAT,
+            "format": ROSTER_FORMAT,
             "consortium": self.consortium,
             "version": self.version,
             "key_epoch": self.key_epoch,
@@ -192,8 +180,8 @@ class Roster:
         """
         if not isinstance(admin, PublicIdentity):
             raise TypeError(f"admin: expected PublicIdentity, got {type(admin).__name__}")
-        doc = _roster_fields(data)
-        signer = _decode_admin(doc)
+        doc = roster_fields(data)
+        signer = decode_admin(doc)
         if signer.signing_key != admin.signing_key:
             raise InvalidRoster(
                 f"roster is signed by admin {signer.id!r} (fingerprint "
@@ -370,42 +358,19 @@ def _sign(draft: Roster, admin: Identity) -> Roster:
     return replace(draft, signature=admin.signing_key.sign(body, context=ROSTER_CONTEXT))
 
 
-_DECODE_ERRORS = (ValueError, TypeError, CorruptKeyFile, WrongSuite)
-
-
-def _roster_fields(data: bytes) -> dict[str, Any]:
-    """The JSON object of a roster file, with exactly the roster's fields (values unchecked)."""
-    try:
-        doc = strict_json(data)
-    except ValueError:
-        raise InvalidRoster("not valid JSON (truncated or edited?)") from None
-    if not isinstance(doc, dict) or doc.get("format") != _FORMAT:
-        raise InvalidRoster(f"not a roster file (expected format {_FORMAT!r})")
-    if set(doc) != _FIELDS:
-        raise InvalidRoster(f"expected exactly the fields {sorted(_FIELDS)}")
-    return doc
-
-
-def _decode_admin(doc: dict[str, Any]) -> PublicIdentity:
-    try:
-        return PublicIdentity.from_json(doc["admin"], what="admin identity")
-    except _DECODE_ERRORS as exc:
-        raise InvalidRoster(str(exc)) from None
-
-
 def _decode(doc: dict[str, Any], admin: PublicIdentity) -> Roster:
     try:
         roster = Roster(**decode_fields(doc, admin))
         validate_content(roster)
-    except _DECODE_ERRORS as exc:
+    except DECODE_ERRORS as exc:
         raise InvalidRoster(str(exc)) from None
     return roster
 
 
 def _parse(data: bytes) -> Roster:
     """Decode a roster file without checking its signature (callers then verify)."""
-    doc = _roster_fields(data)
-    return _decode(doc, _decode_admin(doc))
+    doc = roster_fields(data)
+    return _decode(doc, decode_admin(doc))
 
 
 def load_verified_roster(path: str | Path, admin_public_path: str | Path) -> Roster:

@@ -15,11 +15,11 @@ from typing import Any, Protocol
 
 from cryptography.hazmat.primitives.asymmetric import mldsa
 
-from fhe_agg._errors import FheAggError, InvalidRoster, RevokedKey
 from fhe_agg._params import get_preset
 from fhe_agg._signing import VerifyKey
 from fhe_agg._validate import MAX_INT64, positive_int, round_number
-from fhe_agg.identity._encoding import b64decode, b64encode
+from fhe_agg.errors import CorruptKeyFile, FheAggError, InvalidRoster, RevokedKey, WrongSuite
+from fhe_agg.identity._encoding import b64decode, b64encode, strict_json
 from fhe_agg.identity._identity import PublicIdentity, Role, check_member_id
 from fhe_agg.identity._rotation import (
     ROTATION_CONTEXT,
@@ -28,12 +28,16 @@ from fhe_agg.identity._rotation import (
 )
 
 __all__ = [
+    "DECODE_ERRORS",
     "MAX_KEYS",
     "MAX_MEMBERS",
+    "ROSTER_FORMAT",
     "Member",
     "MemberKey",
     "RevokedVerifyKey",
+    "decode_admin",
     "decode_fields",
+    "roster_fields",
     "validate_content",
 ]
 
@@ -294,3 +298,47 @@ def decode_fields(doc: dict[str, Any], admin: PublicIdentity) -> dict[str, Any]:
         "previous_digest": previous,
         "signature": b64decode(doc["signature"]),
     }
+
+
+#: Format tag of a roster file.
+ROSTER_FORMAT = "fhe-agg/roster/v1"
+_ROSTER_FIELDS = frozenset(
+    [
+        "format",
+        "consortium",
+        "version",
+        "key_epoch",
+        "preset",
+        "min_clients",
+        "threshold",
+        "admin",
+        "members",
+        "ceremony_required",
+        "previous_digest",
+        "signature",
+    ]
+)
+
+
+DECODE_ERRORS = (ValueError, TypeError, CorruptKeyFile, WrongSuite)
+
+
+def roster_fields(data: bytes) -> dict[str, Any]:
+    """The JSON object of a roster file, with exactly the roster's fields (values unchecked)."""
+    try:
+        doc = strict_json(data)
+    except ValueError:
+        raise InvalidRoster("not valid JSON (truncated or edited?)") from None
+    if not isinstance(doc, dict) or doc.get("format") != ROSTER_FORMAT:
+        raise InvalidRoster(f"not a roster file (expected format {ROSTER_FORMAT!r})")
+    if set(doc) != _ROSTER_FIELDS:
+        raise InvalidRoster(f"expected exactly the fields {sorted(_ROSTER_FIELDS)}")
+    return doc
+
+
+def decode_admin(doc: dict[str, Any]) -> PublicIdentity:
+    """The admin identity a roster file names (its signature is checked by the caller)."""
+    try:
+        return PublicIdentity.from_json(doc["admin"], what="admin identity")
+    except DECODE_ERRORS as exc:
+        raise InvalidRoster(str(exc)) from None

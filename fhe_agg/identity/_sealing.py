@@ -31,8 +31,8 @@ from cryptography.hazmat.primitives import hpke
 from cryptography.hazmat.primitives.asymmetric import ec, mlkem, x25519
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from fhe_agg._errors import MalformedMessage, MessageTooLarge, Rejected
 from fhe_agg._random import RandomSource, key_random
+from fhe_agg.errors import MalformedMessage, MessageTooLarge, SealingError
 from fhe_agg.identity._suites import Suite, WrongSuite
 
 __all__ = [
@@ -50,10 +50,6 @@ MAX_SEALED_PLAINTEXT = 1 << 20
 _MAGIC = b"FAS1"
 _TAG = 16
 _MAX_FIELD = 255
-
-
-class SealingError(Rejected):
-    """A sealed blob does not open: wrong recipient key, mismatched SealInfo, or tampering."""
 
 
 @dataclass(frozen=True)

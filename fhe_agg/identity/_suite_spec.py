@@ -10,17 +10,13 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import NoReturn
 
-from fhe_agg._errors import MalformedMessage
 from fhe_agg._signing import ML_DSA_65_PUBLIC_KEY_BYTES, ML_DSA_65_SIGNATURE_BYTES
+from fhe_agg.errors import MalformedMessage, WrongSuite
 from fhe_agg.identity._encoding import choice
 
 __all__ = ["Suite", "SuiteSpec", "WrongSuite"]
 
 _MAX_CONTEXT = 255  # FIPS 204 §5.2 / FIPS 205 §10.2 / composite draft: ctx fits one length byte.
-
-
-class WrongSuite(MalformedMessage):
-    """A key, signature or blob belongs to another crypto suite than the one expected."""
 
 
 class Suite(Enum):

@@ -362,7 +362,7 @@ def assert_refused(
     if trail is not None and actor is not None:
         new = trail.entries(actor)[logged:]
         assert [e["event"] for e in new] == [event], new
-        assert new[0]["payload"]["error"] == error.__name__
+        assert new[0]["payload"]["error"] == error.code  # the stable code, not a class name
         assert new[0]["payload"]["reason"] == str(caught.value)
     return caught.value
 

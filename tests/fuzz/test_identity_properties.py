@@ -19,7 +19,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from fhe_agg import MalformedMessage
-from fhe_agg._errors import CorruptKeyFile, InvalidRoster, WrongPassphrase
+from fhe_agg.errors import CorruptKeyFile, InvalidRoster, WrongPassphrase
 from fhe_agg.identity import (
     AuditLog,
     AuditLogError,

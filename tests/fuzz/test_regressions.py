@@ -23,9 +23,9 @@ from fhe_agg import (
     PartialDecryption,
     PublicKey,
 )
-from fhe_agg._errors import CorruptKeyFile, CorruptStore, InvalidRoster
 from fhe_agg._seal import backend_for
 from fhe_agg._wire import pack
+from fhe_agg.errors import CorruptKeyFile, CorruptStore, InvalidRoster
 from fhe_agg.hazmat.seal_format import _header, parse_ciphertext
 from fhe_agg.identity import (
     AuditLog,
@@ -237,8 +237,9 @@ def test_federation_record_the_security_checks_refuse_is_malformed(
     config = FederationConfig(
         min_clients=2, max_clients=4, max_weight=10.0, value_bound=1.0, holders=3, threshold=2
     )
-    body = msgpack.unpackb(rec.encode_config(config, clip=None))["body"]
-    body.update(change)
+    fields = msgpack.unpackb(config.to_bytes())["body"]
+    fields.update(change)
+    body = {"config": pack("federation-config", fields), "clip": None}
     with pytest.raises(MalformedMessage, match=reason):  # was UnsupportedParameters
         rec.decode_config(pack("federation", body))
 

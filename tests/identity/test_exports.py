@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import fhe_agg._errors
+import fhe_agg.errors
 import fhe_agg.identity
 
 EXPECTED = {
@@ -62,7 +62,7 @@ def test_identity_exports_exactly_the_intended_names() -> None:
 
 
 def test_identity_errors_are_typed_and_drawn_in_the_hierarchy() -> None:
-    doc = fhe_agg._errors.__doc__ or ""
+    doc = fhe_agg.errors.__doc__ or ""
     for name in EXPECTED:
         obj = getattr(fhe_agg.identity, name)
         if isinstance(obj, type) and issubclass(obj, Exception):

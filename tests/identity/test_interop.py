@@ -6,7 +6,7 @@ import pytest
 
 pqcrypto_sign = pytest.importorskip("pqcrypto.sign")
 
-from fhe_agg._errors import InvalidSignature  # noqa: E402
+from fhe_agg.errors import InvalidSignature  # noqa: E402
 from fhe_agg.identity import Suite, SuiteSigningKey, SuiteVerifyKey  # noqa: E402
 
 CTX = b"fhe-agg/v1/interop"

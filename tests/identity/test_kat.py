@@ -9,7 +9,7 @@ import pytest
 from cryptography.exceptions import InvalidSignature as PycaInvalidSignature
 from cryptography.hazmat.primitives.asymmetric import mldsa, mlkem
 
-from fhe_agg._errors import InvalidSignature, MalformedMessage
+from fhe_agg.errors import InvalidSignature, MalformedMessage
 from fhe_agg.identity import Suite, SuiteSigningKey, SuiteVerifyKey
 
 from .conftest import load_vectors

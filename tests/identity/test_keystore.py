@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives import serialization
 
-from fhe_agg._errors import InvalidSignature
 from fhe_agg._messages import UPDATE_CONTEXT
 from fhe_agg._signing import VerifyKey
+from fhe_agg.errors import InvalidSignature
 from fhe_agg.identity import (
     CorruptKeyFile,
     Identity,

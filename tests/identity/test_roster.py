@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from fhe_agg._errors import InvalidSignature
 from fhe_agg._messages import UPDATE_CONTEXT
 from fhe_agg._signing import VerifyKey
+from fhe_agg.errors import InvalidSignature
 from fhe_agg.identity import (
     Identity,
     InvalidRoster,

@@ -6,8 +6,8 @@ import dataclasses
 
 import pytest
 
-from fhe_agg._errors import MalformedMessage, MessageTooLarge
 from fhe_agg._random import SeededRandom
+from fhe_agg.errors import MalformedMessage, MessageTooLarge
 from fhe_agg.identity import (
     MAX_SEALED_PLAINTEXT,
     SealInfo,

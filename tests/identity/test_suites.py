@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from fhe_agg._errors import InvalidSignature, MalformedMessage
 from fhe_agg._random import SeededRandom
+from fhe_agg.errors import InvalidSignature, MalformedMessage
 from fhe_agg.identity import Suite, SuiteSigningKey, SuiteVerifyKey, WrongSuite
 
 CTX = b"fhe-agg/v1/test"

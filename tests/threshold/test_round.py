@@ -154,6 +154,20 @@ def test_a_holder_machine_issues_no_partial_before_its_challenge(scene: Scene) -
         scene.machines[4].handle(request)
 
 
+def test_refusals_name_the_round_and_the_holder(scene: Scene) -> None:
+    """Users branch on fields, not on messages: a refused reply carries its round and holder."""
+    scene.coord.finalize(SET)
+    digest = scene.coord.state().aggregate_digest
+    with pytest.raises(OutOfOrder) as caught:
+        scene.coord.accept(ChallengeReply(scene.coord.round_id, 4, digest, (0,)))
+    assert (caught.value.round_id, caught.value.holder_index) == (scene.coord.round_id, 4)
+    assert caught.value.code == "OutOfOrder"
+    request = scene.coord.requests()[0]
+    with pytest.raises(OutOfOrder) as caught:
+        scene.machines[4].handle(request)
+    assert (caught.value.round_id, caught.value.holder_index) == (request.round_id, 4)
+
+
 _STEPS = {"challenging": 1, "decrypting": 3, "delivered-one": 4, "released": 6}
 
 

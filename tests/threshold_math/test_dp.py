@@ -15,9 +15,9 @@ from fhe_agg._dp import (
     holder_coefficient_sigma,
     per_holder_slot_sigma,
 )
-from fhe_agg._errors import FheAggError, PrivacyBudgetExceeded
 from fhe_agg._flooding import slot_noise_std
 from fhe_agg._random import SeededRandom
+from fhe_agg.errors import FheAggError, PrivacyBudgetExceeded
 from fhe_agg.hazmat.sampling import rounded_gaussian
 
 # Gaussian mechanism, z = 1, composed 3 times, delta = 1e-5, dp_accounting 0.6.0 RDP accountant

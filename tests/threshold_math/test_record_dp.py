@@ -7,7 +7,6 @@ from dataclasses import FrozenInstanceError
 
 import pytest
 
-from fhe_agg._errors import PrivacyBudgetExceeded, ThresholdNotMet
 from fhe_agg._record_dp import (
     RecordDpPolicy,
     RecordPrivacyAccountant,
@@ -15,6 +14,7 @@ from fhe_agg._record_dp import (
     record_epsilon,
     require_sites,
 )
+from fhe_agg.errors import PrivacyBudgetExceeded, ThresholdNotMet
 
 # Poisson-subsampled Gaussian, q = 1/4, sigma = 1.5, 20 steps, delta = 1e-5, add/remove one:
 # dp_accounting 0.6.0's RdpAccountant at its *default* orders (computed once with it).
