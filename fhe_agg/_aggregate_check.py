@@ -29,10 +29,11 @@ from fhe_agg._packing import Layout
 from fhe_agg._seal import SealBackend, backend_for
 from fhe_agg._signing import VerifyKey
 from fhe_agg._wellformed import (
+    BatchItem,
     check_proof_set,
     proof_batches,
     proof_bytes_bound,
-    verify_batch,
+    verify_batches,
 )
 from fhe_agg.hazmat.rlwe import add_polys
 from fhe_agg.hazmat.rns import U64
@@ -49,13 +50,14 @@ def verify_aggregate(
     config: FederationConfig,
     public_key: PublicKey,
     roster: Mapping[str, VerifyKey],
+    workers: int = 1,
 ) -> U64:
     """Check the manifest (``min_clients..max_clients`` distinct roster members, valid statements
     for this round and layout), the chunk count, every chunk's scale, that each chunk in
     ``wanted`` is the sum of the clients' signed chunks in ``evidence``, and every client's
     well-formedness proof of every chunk (so ``wanted`` must be every chunk, else
-    :class:`InvalidProof`); return the parsed chunks. Raises the typed error of the first check
-    that fails."""
+    :class:`InvalidProof`), the proofs on ``workers`` processes; return the parsed chunks.
+    Raises the typed error of the first check that fails (the same for any ``workers``)."""
     round_id = aggregate.round_id
     clients = [s.statement.client_id for s in aggregate.manifest]
     if len(set(clients)) != len(clients):
@@ -94,7 +96,7 @@ def verify_aggregate(
             )
         parsed.append(raw.data)
     sums = np.stack(parsed)
-    _check_evidence(aggregate, evidence, sums, wanted, b, public_key, config)
+    _check_evidence(aggregate, evidence, sums, wanted, b, public_key, config, workers)
     return sums
 
 
@@ -106,6 +108,7 @@ def _check_evidence(
     b: SealBackend,
     public_key: PublicKey,
     config: FederationConfig,
+    workers: int,
 ) -> None:
     """Each chunk in ``wanted``: every client's evidence chunk is the one its Merkle root
     signed, and their modular sum equals the aggregate's chunk; then every client's proofs
@@ -130,7 +133,7 @@ def _check_evidence(
             raise AggregateMismatch(
                 f"chunk {index} is not the sum of the manifest's signed updates"
             )
-    _check_proofs(aggregate, evidence, set(wanted), b, public_key, config)
+    _check_proofs(aggregate, evidence, set(wanted), b, public_key, config, workers)
 
 
 def _check_proofs(
@@ -140,6 +143,7 @@ def _check_proofs(
     b: SealBackend,
     public_key: PublicKey,
     config: FederationConfig,
+    workers: int,
 ) -> None:
     """Every manifest client's every batch proof, against chunks already checked against its
     signed Merkle root (:class:`InvalidProof` for a chunk without evidence or a proof that does
@@ -152,16 +156,22 @@ def _check_proofs(
             "them (a key holder verifies every chunk's proof before a partial)"
         )
     bound = proof_bytes_bound(config)
+    items: list[BatchItem] = []
     for slot, signed in enumerate(aggregate.manifest):
         stmt = signed.statement
         proofs = evidence.proofs.get(stmt.client_id, ())
-        check_proof_set(
-            proofs,
-            chunk_count=count,
-            signed_digest=stmt.proofs_digest,
-            bound=bound,
-            who=f"client {stmt.client_id!r}",
-        )
+        try:
+            check_proof_set(
+                proofs,
+                chunk_count=count,
+                signed_digest=stmt.proofs_digest,
+                bound=bound,
+                who=f"client {stmt.client_id!r}",
+            )
+        except InvalidProof:
+            # the batches listed before this refusal are checked first, as in the serial order
+            _verify(items, aggregate, public_key, config, workers)
+            raise
         for proof, indices in zip(proofs, proof_batches(count), strict=True):
             c1 = np.stack(
                 [
@@ -169,12 +179,20 @@ def _check_proofs(
                     for i in indices
                 ]
             )
-            verify_batch(
-                c1,
-                proof,
-                public_key=public_key,
-                config=config,
-                round_id=aggregate.round_id,
-                client_id=stmt.client_id,
-                indices=indices,
-            )
+            items.append((stmt.client_id, indices, c1, proof))
+            if len(items) >= workers:  # memory: ``workers`` batches of c1 at a time
+                _verify(items, aggregate, public_key, config, workers)
+                items.clear()
+    _verify(items, aggregate, public_key, config, workers)
+
+
+def _verify(
+    items: list[BatchItem],
+    aggregate: EncryptedAggregate,
+    public_key: PublicKey,
+    config: FederationConfig,
+    workers: int,
+) -> None:
+    verify_batches(
+        items, public_key=public_key, config=config, round_id=aggregate.round_id, workers=workers
+    )

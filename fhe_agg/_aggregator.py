@@ -14,7 +14,7 @@ import itertools
 import os
 import shutil
 import tempfile
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -27,6 +27,7 @@ from fhe_agg._errors import (
     DuplicateUpdate,
     FheAggError,
     InvalidSignature,
+    MalformedMessage,
     ParameterMismatch,
     Rejected,
     ThresholdNotMet,
@@ -42,10 +43,11 @@ from fhe_agg._messages import (
     total_weight,
 )
 from fhe_agg._packing import Layout
+from fhe_agg._parallel import check_workers
 from fhe_agg._round_store import AggregatorStore
 from fhe_agg._seal import backend_for
 from fhe_agg._signing import VerifyKey
-from fhe_agg._wellformed import check_update_proofs
+from fhe_agg._wellformed import BatchItem, check_update_proofs, prefetch_batches, proof_batches
 from fhe_agg.hazmat.rlwe import add_polys
 from fhe_agg.hazmat.rns import U64
 from fhe_agg.hazmat.seal_format import RawCiphertext
@@ -129,6 +131,10 @@ class Aggregator:
     just before a crash may be absent from the store (and accepted again when re-sent). The
     store keeps the chunks the key holders ask for; delete it once the round is released.
     ``None`` (the default) keeps the state in memory and the chunks in ``spool_dir``.
+
+    ``workers`` > 1 verifies proofs on that many processes: the batches of one update in
+    :meth:`add`, those of several updates together in :meth:`add_many` (what
+    :class:`~fhe_agg.IngestQueue` calls); accepted updates, sums and refusals are the same.
     """
 
     def __init__(
@@ -142,7 +148,9 @@ class Aggregator:
         spool_dir: str | os.PathLike[str] | None = None,
         audit: AuditLog | None = None,
         store: str | os.PathLike[str] | None = None,
+        workers: int = 1,
     ) -> None:
+        self.workers = check_workers(workers)
         if not isinstance(round_id, int) or isinstance(round_id, bool) or round_id < 0:
             raise ValueError(f"round_id: expected a non-negative integer, got {round_id!r}")
         if public_key.preset != config.preset:
@@ -246,6 +254,60 @@ class Aggregator:
         self._sum = new_sum
         self._remember(update.signed, leaves)
 
+    def add_many(self, updates: Sequence[EncryptedUpdate | bytes]) -> list[FheAggError | None]:
+        """:meth:`add` each of ``updates`` in order; for each, ``None`` (accepted) or the
+        :class:`~fhe_agg.Rejected` / :class:`~fhe_agg.MalformedMessage` refusal. With
+        ``workers`` > 1 the proofs of all of them are first verified together on the pool
+        (one update of up to 128 chunks is one proof batch, so this is where an aggregator's
+        work splits); :meth:`add` still makes every check, in order, and finds them verified."""
+        items = list(updates)
+        if self.workers > 1:
+            items = self._prefetch(items)
+        out: list[FheAggError | None] = []
+        for update in items:
+            try:
+                self.add(update)
+            except (MalformedMessage, Rejected) as exc:
+                out.append(exc)
+            else:
+                out.append(None)
+        return out
+
+    def _prefetch(self, updates: list[EncryptedUpdate | bytes]) -> list[EncryptedUpdate | bytes]:
+        """Parse ``updates`` and verify the proofs of those whose statement checks out on the
+        pool; bytes that do not parse stay bytes (``add`` refuses them)."""
+        parsed: list[EncryptedUpdate | bytes] = []
+        batches: list[BatchItem] = []
+        for update in updates:
+            try:
+                if isinstance(update, bytes | bytearray | memoryview):
+                    update = EncryptedUpdate.from_bytes(bytes(update), self.bounds)
+                if isinstance(update, EncryptedUpdate):
+                    batches.extend(self._batch_items(update))
+            except FheAggError:
+                pass  # add() refuses it with the right error, in its turn
+            parsed.append(update)
+        prefetch_batches(
+            batches,
+            public_key=self.public_key,
+            config=self.config,
+            round_id=self.round_id,
+            workers=self.workers,
+        )
+        return parsed
+
+    def _batch_items(self, update: EncryptedUpdate) -> list[BatchItem]:
+        stmt = update.statement
+        self._check_statement(update.signed)
+        count = stmt.chunk_count
+        if len(update.chunks) != count or len(update.proofs) != len(proof_batches(count)):
+            return []
+        c1 = self._parse_chunks(update.chunks, stmt.client_id)[:, 1]
+        return [
+            (stmt.client_id, r, np.ascontiguousarray(c1[r.start : r.stop]), proof)
+            for r, proof in zip(proof_batches(count), update.proofs, strict=True)
+        ]
+
     def _remember(self, signed: SignedStatement, leaves: list[bytes]) -> None:
         """Count an accepted (stored or spooled) update; its slot is its position."""
         self._accepted.append(signed)
@@ -285,6 +347,7 @@ class Aggregator:
             client_id=stmt.client_id,
             chunk_count=stmt.chunk_count,
             signed_digest=stmt.proofs_digest,
+            workers=self.workers,
         )
         return leaves, parsed
 
