@@ -51,13 +51,16 @@ def verify_aggregate(
     public_key: PublicKey,
     roster: Mapping[str, VerifyKey],
     workers: int = 1,
+    subtree: bool = False,
 ) -> U64:
     """Check the manifest (``min_clients..max_clients`` distinct roster members, valid statements
     for this round and layout), the chunk count, every chunk's scale, that each chunk in
     ``wanted`` is the sum of the clients' signed chunks in ``evidence``, and every client's
     well-formedness proof of every chunk (so ``wanted`` must be every chunk, else
     :class:`InvalidProof`), the proofs on ``workers`` processes; return the parsed chunks.
-    Raises the typed error of the first check that fails (the same for any ``workers``)."""
+    Raises the typed error of the first check that fails (the same for any ``workers``).
+    ``subtree``: a child of a tree of aggregators (:mod:`fhe_agg._tree`), checked by its parent,
+    may hold fewer than ``min_clients`` clients; everything else is checked the same."""
     round_id = aggregate.round_id
     clients = [s.statement.client_id for s in aggregate.manifest]
     if len(set(clients)) != len(clients):
@@ -67,7 +70,7 @@ def verify_aggregate(
             f"aggregate of round {round_id} lists {len(clients)} clients, max_clients is "
             f"{config.max_clients}: its sum may wrap around the modulus"
         )
-    if len(clients) < config.min_clients:
+    if len(clients) < config.min_clients and not (subtree and clients):
         raise ThresholdNotMet(
             f"aggregate of round {round_id} has {len(clients)} clients, min_clients is {config.min_clients}"
         )

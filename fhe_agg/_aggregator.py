@@ -47,6 +47,7 @@ from fhe_agg._parallel import check_workers
 from fhe_agg._round_store import AggregatorStore
 from fhe_agg._seal import backend_for
 from fhe_agg._signing import VerifyKey
+from fhe_agg._tree import PartialAggregate
 from fhe_agg._wellformed import BatchItem, check_update_proofs, prefetch_batches, proof_batches
 from fhe_agg.hazmat.rlwe import add_polys
 from fhe_agg.hazmat.rns import U64
@@ -385,7 +386,24 @@ class Aggregator:
             raise ThresholdNotMet(
                 f"round {self.round_id}: {len(self._accepted)} updates, min_clients is {self.config.min_clients}"
             )
-        self._record("aggregate.finalized", clients=list(self.accepted_clients))
+        return self._close()
+
+    def forward(self) -> PartialAggregate:
+        """Close the round as a node of a tree of aggregators (:mod:`fhe_agg._tree`): the sum
+        of the updates accepted (at least one: ``min_clients`` applies to the merged aggregate
+        at every key holder), their statements and the evidence of every chunk, for the parent's
+        :func:`~fhe_agg._tree.merge_partials`."""
+        if self._sum is None:
+            raise ThresholdNotMet(f"round {self.round_id}: no update to forward")
+        aggregate = self._close(forwarded=True)
+        return PartialAggregate(aggregate, self.evidence(range(len(aggregate.chunks))))
+
+    def _close(self, *, forwarded: bool = False) -> EncryptedAggregate:
+        assert self._sum is not None
+        self._record(
+            "aggregate.forwarded" if forwarded else "aggregate.finalized",
+            clients=list(self.accepted_clients),
+        )
         if self._store is not None and not self._finalized:
             self._store.mark_finalized()
         self._finalized = True
