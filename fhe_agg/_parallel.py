@@ -23,6 +23,7 @@ import atexit
 import hashlib
 import itertools
 import multiprocessing
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from typing import Any, TypeVar
@@ -32,6 +33,7 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from fhe_agg._random import RandomSource
 
 __all__ = [
+    "TASK_CPU",
     "DerivedRandom",
     "check_workers",
     "derive_seeds",
@@ -78,18 +80,32 @@ def run_ordered(fn: Callable[..., T], tasks: Sequence[tuple[Any, ...]], *, worke
     if workers == 1 or len(tasks) < 2:
         return [fn(*t) for t in tasks]
     pool = _pool(workers)
-    futures: list[Future[T]] = [pool.submit(fn, *t) for t in tasks]
+    futures: list[Future[tuple[T, float]]] = [pool.submit(_timed, fn, *t) for t in tasks]
     failure: BaseException | None = None
     results: list[T] = []
     for future in futures:
         try:
-            results.append(future.result())
+            out, seconds = future.result()
         except BaseException as exc:  # the first in order wins, as in the serial loop
             if failure is None:
                 failure = exc
+        else:
+            results.append(out)
+            TASK_CPU.append(seconds)
     if failure is not None:
         raise failure
     return results
+
+
+#: CPU seconds of every task run on a pool in this process (the benchmark's scaling figures
+#: read and clear it: a worker's CPU time is not in this process's ``process_time``).
+TASK_CPU: list[float] = []
+
+
+def _timed(fn: Callable[..., T], *args: Any) -> tuple[T, float]:
+    t0 = time.thread_time()
+    out = fn(*args)
+    return out, time.thread_time() - t0
 
 
 def derive_seeds(rng: RandomSource, count: int) -> list[bytes]:
