@@ -139,13 +139,13 @@ def scaling_figures(params: int, clients: int, workers: int, repeats: int) -> li
     }
     out = []
     for part, t in seconds.items():
-        c = cpu[part]
+        cp = cpu[part]
         for clock, ours, detail in (
             ("wall clock", t[1] / t[workers], f"wall s: {t[1]:.3f} -> {t[workers]:.3f}"),
             (
                 "CPU critical path",
-                c[1] / c[workers],
-                f"CPU s: {c[1]:.3f} -> {c[workers]:.3f} (caller + pool tasks / {workers})",
+                cp[1] / cp[workers],
+                f"CPU s: {cp[1]:.3f} -> {cp[workers]:.3f} (caller + pool tasks / {workers})",
             ),
         ):
             out.append(
