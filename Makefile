@@ -22,8 +22,11 @@ demo: $(STAMP)
 demo-sim: $(STAMP)
 	$(BIN)/fhe-agg simulate --clients 8 --holders 5 --threshold 3 --params 200000 --rounds 2 --dp
 
+# pytest-xdist: one worker per core (TEST_WORKERS=0 runs in one process); each test file stays
+# on one worker, so its module fixtures (real keys, proofs) are built once.
+TEST_WORKERS ?= auto
 test: $(STAMP) lint
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 lint: $(STAMP)
 	$(BIN)/ruff check fhe_agg tests benchmarks examples fuzz

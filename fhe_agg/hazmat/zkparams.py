@@ -29,6 +29,7 @@ __all__ = [
     "ZK_TAIL",
     "ExtractionBounds",
     "ProofParameters",
+    "RejectionBounds",
     "derive_parameters",
     "error_variance",
     "extraction_bounds",
@@ -86,6 +87,18 @@ class ExtractionBounds:
     e1_l2: float
 
 
+@dataclass(frozen=True)
+class RejectionBounds:
+    """The honest prover's rejection constants for a batch of ``chunks`` chunks: restart when
+    ``||W u|| > t_u`` or ``||W e1|| > t_e``; keep a response with probability
+    ``D(z) / (repetitions * D_c(z))``."""
+
+    chunks: int
+    t_u: float
+    t_e: float
+    repetitions: float
+
+
 @dataclass(frozen=True, kw_only=True)
 class ProofParameters:
     """Every number of the protocol for one ring degree (see :func:`derive_parameters`)."""
@@ -111,6 +124,19 @@ class ProofParameters:
     def extraction(self) -> ExtractionBounds:
         """The difference of two accepting responses of one row [BDLN16, §4]: ``2 * beta``."""
         return ExtractionBounds(u_l2=2.0 * self.beta_u, e1_l2=2.0 * self.beta_e)
+
+    def rejection(self, chunks: int) -> RejectionBounds:
+        """Rejection constants for a batch of ``1 <= chunks <= batch`` chunks.
+
+        The masks' width ``sigma`` (and so everything a verifier checks) is sized for a full
+        batch. A batch of ``V`` chunks shifts the masks by at most ``T_V <= T`` (the same
+        :func:`witness_norm_bound` at ``V``), so [L12, Thm 4.6] holds with ``alpha_V = sigma /
+        T_V >= alpha``: in the metric ``diag(sigma_u, sigma_e)`` the shift has norm ``d_V =
+        hypot(T_u,V / sigma_u, T_e,V / sigma_e)`` and ``M_V = exp(r d_V + d_V^2 / 2)`` (``= M``
+        at ``V = batch``). The output stays within ``2 exp(-r^2/2) / M_V`` of the witness-free
+        Gaussian, so a one-chunk proof needs about 1.07 attempts instead of 2.02; ``V`` is public.
+        """
+        return _rejection(self, chunks)
 
     @property
     def slack_bits(self) -> tuple[float, float]:
@@ -204,8 +230,9 @@ def derive_parameters(
       response fails it with probability ``<= 2**-TAIL_BITS`` over all ``2U`` checks.
     * ``width_x``: signed bits with ``2**(width-1) - 1 >= tau sigma_x``, ``2 U n exp(-tau^2/2)
       <= 2**-WIDTH_RESTART_BITS`` [L12, Lemma 4.4(1)] (an honest overflow only restarts).
-    * soundness: :func:`rows_for`; zero knowledge: ``2**-100/M`` per accepted proof plus
-      ``2**-TAIL_BITS`` for the restarts on ``T`` (they depend on the witness).
+    * soundness: :func:`rows_for`; zero knowledge: ``2 exp(-r^2/2) / M_V <= 2**-64`` per
+      accepted proof (``M_V >= 1``, :meth:`ProofParameters.rejection`) plus ``2**-TAIL_BITS`` for
+      the restarts on ``T`` (they depend on the witness): ``2**-63`` in all.
     """
     u_rows = rows_for() if rows is None else rows
     e_var = error_variance()
@@ -222,7 +249,8 @@ def derive_parameters(
     tau = math.sqrt(2.0 * math.log(2 * u_rows * n * 2.0**WIDTH_RESTART_BITS))
     width_u = 1 + math.ceil(math.log2(tau * sigma_u + 1))
     width_e = 1 + math.ceil(math.log2(tau * sigma_e + 1))
-    zk = math.log2(2.0 * math.exp(-(rejection_tail**2) / 2) / repetitions + 2.0**-TAIL_BITS)
+    # worst case over batch sizes: M_V >= 1 (see ProofParameters.rejection)
+    zk = math.log2(2.0 * math.exp(-(rejection_tail**2) / 2) + 2.0**-TAIL_BITS)
     return ProofParameters(
         n=n,
         batch=batch,
@@ -255,6 +283,19 @@ def _error_fourth_moment(sigma: float = _ERROR_SIGMA, tail: float = _ERROR_TAIL)
     for k in range(1, math.floor(cut + 0.5) + 1):
         total += 2 * k**4 * (cdf(min(k + 0.5, cut)) - cdf(k - 0.5))
     return total / mass
+
+
+@lru_cache(maxsize=1024)
+def _rejection(p: ProofParameters, chunks: int) -> RejectionBounds:
+    if not 1 <= chunks <= p.batch:
+        raise ValueError(f"chunks: {chunks}, expected 1..{p.batch}")
+    if chunks == p.batch:
+        return RejectionBounds(chunks, p.t_u, p.t_e, p.repetitions)
+    t_u = witness_norm_bound(p.n, p.rows, chunks, _TERNARY_VARIANCE, _TERNARY_VARIANCE)
+    t_e = witness_norm_bound(p.n, p.rows, chunks, error_variance(), _error_fourth_moment())
+    shift = math.hypot(t_u / p.sigma_u, t_e / p.sigma_e)
+    repetitions = math.exp(p.rejection_tail * shift + shift * shift / 2.0)
+    return RejectionBounds(chunks, t_u, t_e, repetitions)
 
 
 @lru_cache(maxsize=8)

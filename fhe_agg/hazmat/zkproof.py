@@ -42,6 +42,7 @@ from fhe_agg.hazmat.zkparams import (
     PROOF_BATCH,
     ExtractionBounds,
     ProofParameters,
+    RejectionBounds,
     extraction_bounds,
     proof_parameters,
 )
@@ -192,6 +193,7 @@ def prove(
     u = np.stack([w.u for w in witnesses]).astype(np.int64)
     e1 = np.stack([w.e1 for w in witnesses]).astype(np.int64)
     prefix = _prefix(statement, c1, p.rows)
+    rejection = p.rejection(chunks)
     try:
         for _ in range(_MAX_ATTEMPTS):
             y_u = rounded_gaussian(p.rows * p.n, p.sigma_u, rng, tail=MAX_RADIUS).reshape(
@@ -204,7 +206,8 @@ def prove(
             w = challenge_matrix(seed, p.rows, chunks)
             shift_u, shift_e = _small_product(w, u), _small_product(w, e1)
             z_u, z_e = y_u + shift_u, y_e + shift_e
-            if _accept(p, z_u, shift_u, z_e, shift_e, rng) and _fits(p, z_u, z_e):
+            accepted = _accept(p, rejection, (z_u, shift_u), (z_e, shift_e), rng)
+            if accepted and _fits(p, z_u, z_e):
                 return _encode(p, seed, z_u, z_e)
     finally:
         u.fill(0)  # the stacked copies of the witnesses
@@ -214,27 +217,27 @@ def prove(
 
 def _accept(
     p: ProofParameters,
-    z_u: NDArray[np.int64],
-    c_u: NDArray[np.int64],
-    z_e: NDArray[np.int64],
-    c_e: NDArray[np.int64],
+    rejection: RejectionBounds,
+    part_u: tuple[NDArray[np.int64], NDArray[np.int64]],
+    part_e: tuple[NDArray[np.int64], NDArray[np.int64]],
     rng: RandomSource,
 ) -> bool:
-    """[L12, Thm 4.6]: keep ``z`` with probability ``D(z) / (M D_c(z))``, after checking the
-    honest shift bound ``||c_x|| <= T_x`` (restart otherwise).
+    """[L12, Thm 4.6]: keep ``z`` with probability ``D(z) / (M_V D_c(z))``, after checking the
+    honest shift bound ``||c_x|| <= T_x,V`` of this batch size (restart otherwise).
 
-    The masks are rounded continuous Gaussians, whose log-density ratio is that of a Gaussian of
-    variance ``sigma^2 + 1/12`` up to terms of order ``|z|^3 |c| / sigma^8`` (Euler–Maclaurin).
-    ``2<z,c> - ||c||^2`` is computed exactly in int64."""
+    Each part is ``(z, c)``. The masks are rounded continuous Gaussians, whose log-density ratio
+    is that of a Gaussian of variance ``sigma^2 + 1/12`` up to terms of order
+    ``|z|^3 |c| / sigma^8`` (Euler–Maclaurin). ``2<z,c> - ||c||^2`` is computed exactly in int64."""
+    (z_u, c_u), (z_e, c_e) = part_u, part_e
     norm_u, norm_e = int(np.dot(c_u.ravel(), c_u.ravel())), int(np.dot(c_e.ravel(), c_e.ravel()))
-    if norm_u > p.t_u**2 or norm_e > p.t_e**2:
+    if norm_u > rejection.t_u**2 or norm_e > rejection.t_e**2:
         return False
     cross_u = 2 * int(np.dot(z_u.ravel(), c_u.ravel())) - norm_u
     cross_e = 2 * int(np.dot(z_e.ravel(), c_e.ravel())) - norm_e
     log_ratio = -cross_u / (2.0 * (p.sigma_u**2 + 1 / 12)) - cross_e / (
         2.0 * (p.sigma_e**2 + 1 / 12)
     )
-    threshold = math.exp(min(log_ratio, 700.0) - math.log(p.repetitions))
+    threshold = math.exp(min(log_ratio, 700.0) - math.log(rejection.repetitions))
     draw = (int.from_bytes(rng.bytes(8), "little") >> 11) * 2.0**-53
     return draw < threshold
 

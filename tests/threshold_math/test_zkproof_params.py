@@ -74,9 +74,63 @@ def test_gaussian_width_and_repetitions() -> None:
     assert 2 * math.exp(-r * r / 2) == pytest.approx(2.0**-64)
     assert P.repetitions == pytest.approx(math.exp(r / 13.5 + 1 / (2 * 13.5**2)))
     assert 2.0 < P.repetitions < 2.05
-    # statistical distance: 2**-64 / M (rejection tail) + 2**-64 (restarts on T)
-    assert P.zk_distance_log2 == pytest.approx(math.log2(2.0**-64 / P.repetitions + 2.0**-64))
-    assert P.zk_distance_log2 <= -63.4
+    # statistical distance: 2**-64 / M_V (rejection tail, M_V >= 1 for every batch size) plus
+    # 2**-64 (restarts on T)
+    assert P.zk_distance_log2 == pytest.approx(math.log2(2.0**-64 + 2.0**-64))
+    assert P.zk_distance_log2 <= -63 + 1e-9
+
+
+def test_smaller_batches_reject_less_with_the_same_masks() -> None:
+    """L12 Thm 4.6 with alpha_V = sigma / T_V: M_V = exp(r d_V + d_V^2 / 2), d_V the shift bound
+    in the metric diag(sigma_u, sigma_e); the masks (what a verifier checks) never change."""
+    r = P.rejection_tail
+    previous = 0.0
+    for chunks in range(1, PROOF_BATCH + 1):
+        bounds = P.rejection(chunks)
+        d = math.sqrt((bounds.t_u / P.sigma_u) ** 2 + (bounds.t_e / P.sigma_e) ** 2)
+        assert bounds.repetitions == pytest.approx(math.exp(r * d + d * d / 2))
+        assert previous < bounds.t_u <= P.t_u and bounds.t_e <= P.t_e
+        previous = bounds.t_u
+    full = P.rejection(PROOF_BATCH)
+    assert (full.t_u, full.t_e, full.repetitions) == (P.t_u, P.t_e, P.repetitions)
+    assert 1.07 < P.rejection(1).repetitions < 1.09
+    with pytest.raises(ValueError, match="chunks"):
+        P.rejection(PROOF_BATCH + 1)
+    with pytest.raises(ValueError, match="chunks"):
+        P.rejection(0)
+
+
+def test_one_chunk_shift_bound_holds_for_honest_witnesses() -> None:
+    rng = SeededRandom(12)
+    bounds = P.rejection(1)
+    for trial in range(8):
+        u = ternary(N, rng)[None, :]
+        e = rounded_gaussian(N, 3.2, rng, tail=KEY_ERROR_TAIL)[None, :]
+        w = challenge_matrix(bytes([trial]) * 32, P.rows, 1)
+        assert float((_small_product(w, u).astype(float) ** 2).sum()) < bounds.t_u**2
+        assert float((_small_product(w, e).astype(float) ** 2).sum()) < bounds.t_e**2
+
+
+def test_acceptance_rate_is_one_over_m_v() -> None:
+    """A shift at the honest bound is kept with probability 1/M_V (up to the 2**-64 tail)."""
+    from fhe_agg.hazmat.zkparams import derive_parameters
+    from fhe_agg.hazmat.zkproof import _accept
+
+    small = derive_parameters(64, batch=16, rows=24)
+    bounds = small.rejection(2)
+    gen = np.random.default_rng(4)
+    rng = SeededRandom(5)
+    trials, kept = 3000, 0
+    for _ in range(trials):
+        shift_u = np.zeros((small.rows, small.n), dtype=np.int64)
+        shift_e = np.zeros((small.rows, small.n), dtype=np.int64)
+        shift_u[0, 0] = math.floor(bounds.t_u / math.sqrt(2))  # d = 1/alpha_V, the worst case
+        shift_e[0, 0] = math.floor(bounds.t_e / math.sqrt(2))
+        y_u = np.rint(gen.normal(0, small.sigma_u, shift_u.shape)).astype(np.int64)
+        y_e = np.rint(gen.normal(0, small.sigma_e, shift_e.shape)).astype(np.int64)
+        kept += _accept(small, bounds, (y_u + shift_u, shift_u), (y_e + shift_e, shift_e), rng)
+    rate, expected = kept / trials, 1 / bounds.repetitions
+    assert abs(rate - expected) < 4 * math.sqrt(expected * (1 - expected) / trials)
 
 
 def test_row_norm_bound_is_the_smallest_with_a_2_pow_64_honest_failure() -> None:
