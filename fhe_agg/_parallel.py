@@ -24,6 +24,7 @@ import hashlib
 import itertools
 import multiprocessing
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from typing import Any, TypeVar
@@ -97,9 +98,10 @@ def run_ordered(fn: Callable[..., T], tasks: Sequence[tuple[Any, ...]], *, worke
     return results
 
 
-#: CPU seconds of every task run on a pool in this process (the benchmark's scaling figures
-#: read and clear it: a worker's CPU time is not in this process's ``process_time``).
-TASK_CPU: list[float] = []
+#: CPU seconds of the latest tasks run on a pool in this process (the benchmark's scaling figures
+#: clear and read it: a worker's CPU time is not in this process's ``process_time``); bounded,
+#: so a long-running server does not grow it.
+TASK_CPU: deque[float] = deque(maxlen=4096)
 
 
 def _timed(fn: Callable[..., T], *args: Any) -> tuple[T, float]:
