@@ -6,7 +6,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
-EXTRAS := dev,torch,opacus,pq-extra,examples,flower,fuzz
+EXTRAS := dev,torch,opacus,pq-extra,examples,flower,fuzz,fast
 
 .PHONY: demo demo-sim test lint format bench bench-quick fuzz clean
 

@@ -555,6 +555,40 @@ class CeremonyMember:
     def __reduce__(self) -> tuple[object, ...]:
         raise TypeError("CeremonyMember cannot be pickled: it holds secret key material")
 
+    def save(self) -> bytes:
+        """This member's state between two steps, sealed at rest to its own sealing key (bound
+        to consortium, epoch, holder id and ceremony; see :mod:`fhe_agg._ceremony_state`)."""
+        from fhe_agg._ceremony_state import dump_member
+
+        return dump_member(self)
+
+    @classmethod
+    def resume(
+        cls,
+        blob: bytes,
+        *,
+        spec: CeremonySpec,
+        holder_id: str,
+        signing_key: SigningKey,
+        sealing_key: SealingPrivateKey,
+        directory: Mapping[str, HolderIdentity],
+        audit: AuditLog | None = None,
+    ) -> CeremonyMember:
+        """The member :meth:`save` wrote, ready for its next step.
+        :class:`~fhe_agg.identity.SealingError` for a blob of another holder, ceremony or key."""
+        from fhe_agg._ceremony_state import load_member
+
+        member = cls(
+            spec=spec,
+            holder_id=holder_id,
+            signing_key=signing_key,
+            sealing_key=sealing_key,
+            directory=directory,
+            audit=audit,
+        )
+        load_member(member, blob)
+        return member
+
     def __repr__(self) -> str:
         return (
             f"CeremonyMember(holder={self.holder_id!r}, index={self.index}, "

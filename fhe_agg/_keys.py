@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import hashlib
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -17,11 +18,15 @@ from fhe_agg._flooding import KEY_ERROR_SIGMA
 from fhe_agg._params import CkksPreset
 from fhe_agg._random import RandomSource, default_random, key_random
 from fhe_agg._seal import backend_for
+from fhe_agg._wire import pack, unpack
 from fhe_agg.hazmat.rlwe import FixedOperand, public_key_share, to_ntt
 from fhe_agg.hazmat.rns import U64
 from fhe_agg.hazmat.sampling import KEY_ERROR_TAIL, expand_uniform, rounded_gaussian, ternary
 from fhe_agg.hazmat.seal_format import RawCiphertext, build_ciphertext, parse_ciphertext
 from fhe_agg.hazmat.shamir import lagrange_coefficients, scale_share
+
+if TYPE_CHECKING:
+    from fhe_agg.identity._sealing import SealInfo, SealingPrivateKey
 
 __all__ = [
     "KEY_ERROR_SIGMA",
@@ -135,6 +140,58 @@ class KeyShare:
 
     def __reduce__(self) -> tuple[object, ...]:
         raise TypeError("KeyShare cannot be pickled: secret key material never leaves the holder")
+
+    def seal(self, key: SealingPrivateKey, *, info: SealInfo) -> bytes:
+        """This share sealed at rest to its own holder's ``key``, bound to ``info`` (consortium,
+        epoch, holder id, purpose): the only form in which a share is written anywhere."""
+        from fhe_agg._at_rest import seal_at_rest
+
+        value = np.ascontiguousarray(self._operand.value, dtype=np.uint64)
+        body = {
+            "preset": self.preset.name,
+            "index": self.holder_index,
+            "threshold": self.threshold,
+            "holders": self.holders,
+            "public_key": self.public_key_fingerprint,
+            "rows": int(value.shape[0]),
+            "value": value.tobytes(),
+        }
+        return seal_at_rest(key, pack("key-share", body), info=info)
+
+    @classmethod
+    def unseal(
+        cls, blob: bytes, key: SealingPrivateKey, *, info: SealInfo, preset: CkksPreset
+    ) -> KeyShare:
+        """The share :meth:`seal` wrote. :class:`~fhe_agg.identity.SealingError` for another
+        key or ``info`` or an edited blob; :class:`MalformedMessage` for one that is not a share
+        of ``preset``."""
+        from fhe_agg._at_rest import MAX_AT_REST_BYTES, open_at_rest
+
+        plain = open_at_rest(key, blob, info=info)
+        f = unpack(
+            plain, "key-share", max_bytes=MAX_AT_REST_BYTES, max_bin=MAX_AT_REST_BYTES, max_array=0
+        )
+        f.expect_keys("preset", "index", "threshold", "holders", "public_key", "rows", "value")
+        if f.text("preset") != preset.name:
+            raise MalformedMessage(
+                f"key share: made for preset {f.text('preset')!r}, not {preset.name!r}"
+            )
+        backend = backend_for(preset)
+        primes = backend.key_primes
+        rows = f.integer("rows", 1, len(primes))
+        value = (
+            np.frombuffer(f.blob("value", size=rows * backend.n * 8), dtype=np.uint64)
+            .reshape(rows, backend.n)
+            .copy()
+        )
+        return cls(
+            preset=preset,
+            holder_index=f.integer("index", 1, 2**16),
+            threshold=f.integer("threshold", 1, 2**16),
+            holders=f.integer("holders", 1, 2**16),
+            public_key_fingerprint=f.blob("public_key", size=32),
+            operand=FixedOperand.of(value, primes[:rows]),
+        )
 
     def check_for(self, public_key: PublicKey) -> None:
         if public_key.fingerprint != self.public_key_fingerprint:

@@ -1,13 +1,17 @@
 """An in-process Flower transport for the fhe_agg.flower tests (the transport seam).
 
-``LocalGrid`` hands each message to a node's ``ClientApp`` in this process (node state keyed by
-node id) and lets a test replace a node's reply, as a faulty or malicious node would, or look
-at the instruction the server sent.
+``LocalGrid`` hands each message to a node's ``ClientApp`` in this process (each node with its
+own state folder under ``state_root``, a new temporary folder by default) and lets a test replace
+a node's reply, as a faulty or malicious node would, or look at the instruction the server sent.
 """
 
 from __future__ import annotations
 
+import atexit
+import shutil
+import tempfile
 from collections.abc import Callable, Iterable
+from pathlib import Path
 from uuid import uuid4
 
 from flwr.app import Context, Message, RecordDict
@@ -23,15 +27,25 @@ class LocalGrid(Grid):
     """Delivers messages to in-process nodes in node-id order; ``hooks[(action, node)]`` may
     rewrite a node's reply."""
 
-    def __init__(self, run_id: int, *, app: ClientApp, nodes: int) -> None:
+    def __init__(
+        self, run_id: int, *, app: ClientApp, nodes: int, state_root: Path | None = None
+    ) -> None:
         self.app = app
+        if state_root is None:  # removed when the test process exits
+            state_root = Path(tempfile.mkdtemp(prefix="fhe-flower-nodes-"))
+            atexit.register(shutil.rmtree, state_root, True)
+        self.state_root = state_root
         TaskIdentity.task_id, TaskIdentity.run_id, TaskIdentity.node_id = 1, run_id, 0
         self._run = Run.create_empty(run_id)
         self.contexts = {
             9_000 + 17 * i: Context(
                 run_id=run_id,
                 node_id=9_000 + 17 * i,
-                node_config={"partition-id": i, "num-partitions": nodes},
+                node_config={
+                    "partition-id": i,
+                    "num-partitions": nodes,
+                    "fhe-state-dir": str(self.state_root / f"node-{i}"),
+                },
                 state=RecordDict(),
                 run_config={},
             )

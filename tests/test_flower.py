@@ -1,9 +1,11 @@
 """fhe_agg.flower end to end: a real Flower federation, and the extra's import guard.
 
-The federation runs ``examples/flower_federation/run.py`` in a subprocess: Flower's Simulation
-Engine with one process per node, every node pinned to an admin-signed roster written first, a
-dealerless 2-of-3 key ceremony among the three key-holder nodes, encrypted and signed updates of
-the five client nodes, and partial decryptions made on the key-holder nodes.
+The federation runs ``examples/flower_federation/run.py --mode simulation`` in a subprocess: the
+example Flower App submitted with ``flwr run`` to a ``flower-superlink --simulation`` (Flower's
+Simulation Engine, Ray backend), every node pinned to an admin-signed roster written first and
+keeping its state in its own folder, a dealerless 2-of-3 key ceremony among the three key-holder
+nodes, encrypted and signed updates of the five client nodes, and partial decryptions made on the
+key-holder nodes. tests/test_flower_deployment.py runs the same App on SuperNode processes.
 """
 
 from __future__ import annotations
@@ -38,12 +40,10 @@ def test_public_names() -> None:
 
     assert set(flower.__all__) == {
         "Federation",
-        "NodeProcessBackend",
         "PinnedRoster",
         "RoundReport",
         "SecureAggregation",
         "enable_secure_aggregation",
-        "run_simulation",
         "secure_update_mod",
     }
     for name in flower.__all__:
@@ -57,10 +57,10 @@ def test_two_round_pinned_federation_decrypts_on_holder_nodes() -> None:
     env = dict(os.environ, FLWR_TELEMETRY_ENABLED="0")
     t0 = time.monotonic()
     done = subprocess.run(
-        [sys.executable, str(EXAMPLE), "--rounds", "2", "--json"],
+        [sys.executable, str(EXAMPLE), "--mode", "simulation", "--rounds", "2", "--json"],
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=900,
         cwd=ROOT,
         env=env,
     )
@@ -82,6 +82,7 @@ def test_two_round_pinned_federation_decrypts_on_holder_nodes() -> None:
     # the model learned something, as much as the plaintext run of the same clipped FedAvg
     assert summary["encrypted_accuracy"] > 0.75
     assert abs(summary["encrypted_accuracy"] - summary["plaintext_accuracy"]) <= 0.01
-    # no key share, key holder, ceremony member or private key is alive in the server process
+    # no key share, key holder, ceremony member or private key is alive in the ServerApp
     assert summary["server_secret_objects"] == 0
+    assert summary["mode"] == "simulation" and summary["flwr"].startswith("1.42")
     print(f"flower federation: 2 rounds in {elapsed:.1f} s (setup {summary['setup_s']} s)")

@@ -72,7 +72,12 @@ def pinned(tmp_path_factory: pytest.TempPathFactory) -> tuple[LocalGrid, dict[in
     """A pinned federation after setup, and the setup record each node got from the server."""
     FILES["dir"] = tmp_path_factory.mktemp("pinned") / "keys"
     _write_consortium(FILES["dir"])
-    grid = LocalGrid(new_run_id(), app=APP, nodes=HOLDERS + CLIENTS)
+    grid = LocalGrid(
+        new_run_id(),
+        app=APP,
+        nodes=HOLDERS + CLIENTS,
+        state_root=tmp_path_factory.mktemp("nodes"),
+    )
     sent: dict[int, RecordDict] = {}
 
     def keep(node: int):  # type: ignore[no-untyped-def]
@@ -146,8 +151,9 @@ def test_holders_refuse_an_invented_client(pinned: tuple[LocalGrid, dict]) -> No
         reply = _forged(grid, sent, node, roster=rec.encode_roster(roster))
         assert reply.has_error()
         assert reply.error.reason.startswith("NotInRoster: relayed roster: client 'mallory'")
-        assert state.key_holder is before  # nothing set up
-        assert sorted(before.roster) == ["client-0", "client-1", "client-2"]
+        after = node_state(grid.contexts[node])  # loaded again from the node's state folder
+        assert after is not None and after.key_holder is not None  # nothing set up anew
+        assert sorted(after.key_holder.roster) == ["client-0", "client-1", "client-2"]
 
 
 def test_holders_refuse_a_real_client_under_the_servers_key(pinned: tuple[LocalGrid, dict]) -> None:  # type: ignore[type-arg]
@@ -209,7 +215,10 @@ def test_clients_refuse_an_invented_key_holder(pinned: tuple[LocalGrid, dict]) -
         "NotInRoster: relayed holders: key holder 'holder-3' has another key than the pinned "
         "roster lists"
     )
-    assert state.client is before  # nothing set up
+    after = node_state(grid.contexts[node])  # loaded again from the node's state folder
+    assert after is not None and after.client is not None and after.setup is not None
+    assert after.client.public_key.blob == before.public_key.blob  # nothing set up anew
+    assert after.setup.holders["holder-3"].to_bytes() != fake.verify_key.to_bytes()
 
 
 def test_a_key_file_the_roster_does_not_list_is_refused(

@@ -1,14 +1,18 @@
 """The example's consortium on disk: an admin-signed roster and one key file per node.
 
-``run.py`` writes them (into a temporary directory unless ``--roster-dir`` names one) before
-the federation starts, as ``fhe-agg keys new`` and ``fhe-agg roster new`` would; each node then
-loads the roster, the admin's public identity and its own key file (``pinned_files``) and checks
-every directory the server relays against the roster. In pinned mode the first ``holders``
-nodes are key holders (they only decrypt) and the others are the clients that train.
+``python pinning.py DIR`` (or ``run.py``) writes them before the federation starts, as
+``fhe-agg keys new`` and ``fhe-agg roster new`` would: each member's key file is encrypted under
+a passphrase kept in ``<member>.pass`` beside it (a site keeps it elsewhere, e.g. a secrets
+mount). Each node then loads the roster, the admin's public identity and its own key file
+(``pinned_files``) at every message and checks every directory the server relays against the
+roster. The first ``holders`` nodes are key holders (they only decrypt), the others the clients.
 """
 
 from __future__ import annotations
 
+import argparse
+import os
+import secrets
 from pathlib import Path
 
 from fhe_agg.flower import PinnedRoster
@@ -34,7 +38,11 @@ def write_consortium(
     for partition in range(holders + clients):
         role = Role.HOLDER if partition < holders else Role.CLIENT
         member = Identity.generate(id=member_of(partition, holders), role=role, suite=Suite.PQ_ONLY)
-        write_identity(member, directory)
+        passphrase = secrets.token_hex(16).encode()
+        write_identity(member, directory, passphrase=passphrase)
+        pass_file = directory / f"{member.id}.pass"
+        pass_file.write_bytes(passphrase + b"\n")
+        os.chmod(pass_file, 0o600)
         members.append(member.public)
     roster = Roster.create(
         consortium=CONSORTIUM,
@@ -54,4 +62,23 @@ def pinned_files(directory: Path, partition: int, holders: int) -> PinnedRoster:
         roster=directory / ROSTER_FILE,
         admin_public=directory / f"{ADMIN}.pub.json",
         key=directory / f"{member_of(partition, holders)}.key",
+        passphrase_file=directory / f"{member_of(partition, holders)}.pass",
     )
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description="Write the example's roster and key files.")
+    parser.add_argument("directory", type=Path, help="a new directory")
+    parser.add_argument("--clients", type=int, default=5)
+    parser.add_argument("--holders", type=int, default=3)
+    parser.add_argument("--threshold", type=int, default=2)
+    args = parser.parse_args()
+    write_consortium(
+        args.directory,
+        clients=args.clients,
+        holders=args.holders,
+        threshold=args.threshold,
+        min_clients=min(3, args.clients),
+        preset="precise",
+    )
+    print(args.directory)

@@ -6,10 +6,12 @@
 Families (one module each): client encode+encrypt, sign+hash and bytes on the wire
 (:mod:`._client_costs`); well-formedness proof time and bytes next to the encryption they cover
 (:mod:`._proof_costs`); partial decryption, combine, key-holder traffic and error
-(:mod:`._decryption_costs`); aggregator ingest and peak RSS against the number of clients in
-fresh processes (:mod:`._aggregator_costs`); whole rounds with and without dropouts, next to
-Flower SecAgg+ and NVFlare-style TenSEAL on the same vectors (:mod:`._rounds`, :mod:`._peers`);
-the speed-up from one process to ``--workers`` (:mod:`._scaling`). It lives inside the package so that ``fhe-agg bench`` works from any install,
+(:mod:`._decryption_costs`); the compiled kernels against the pure-numpy path on the same
+updates, not in ``--smoke`` (:mod:`._kernel_costs`); aggregator ingest and peak RSS against the
+number of clients in fresh processes (:mod:`._aggregator_costs`); whole rounds with and without
+dropouts, next to Flower SecAgg+ and NVFlare-style TenSEAL on the same vectors
+(:mod:`._rounds`, :mod:`._peers`); the speed-up from one process to ``--workers``
+(:mod:`._scaling`). It lives inside the package so that ``fhe-agg bench`` works from any install,
 editable or not, and is type-checked with the library.
 """
 
@@ -50,6 +52,7 @@ def run(plan: Plan, *, log: Callable[[str], None] = _log) -> dict[str, Any]:
     from fhe_agg.bench._baselines import NvflareCkks
     from fhe_agg.bench._client_costs import client_figures
     from fhe_agg.bench._decryption_costs import decryption_figures
+    from fhe_agg.bench._kernel_costs import kernel_figures
     from fhe_agg.bench._model import resnet_state_dict
     from fhe_agg.bench._proof_costs import proof_figures
     from fhe_agg.bench._report import machine_info, summary
@@ -96,6 +99,8 @@ def run(plan: Plan, *, log: Callable[[str], None] = _log) -> dict[str, Any]:
                 f"key-holder costs, {label}",
                 partial(decryption_figures, label, vector, plan.repeats, nvflare),
             )
+    if plan.mode != "smoke":
+        step("compiled kernels vs pure numpy", lambda: kernel_figures(plan.repeats))
     step(
         f"aggregator ingest and RSS, {size_label(plan.ingest_params)}, clients {plan.ingest_clients}",
         lambda: ingest_figures(plan.ingest_params, plan.ingest_clients),

@@ -24,9 +24,10 @@ with its roster identity and refuses any relayed client, key holder or parameter
 does not state. Without ``pinned`` (development) identities are made per node at start-up and
 trusted from the server, which could then invent clients (and have one real update decrypted
 among its own fakes) or stand in for every key holder; each node logs a warning saying so.
-Node state lives in the node's ``ClientApp`` process, so the runtime must keep one process per
-node for the whole run: :func:`run_simulation` (Flower's Simulation Engine with
-:class:`NodeProcessBackend`) does.
+Node state lives in each node's state folder (``node_config["fhe-state-dir"]`` or the
+SuperNode's ``FHE_AGG_STATE_DIR``), never in process memory: every message loads, steps and saves,
+so the App runs unchanged with ``flwr run`` on the Simulation Engine or a deployment of SuperNodes
+(one process per message). The key share is kept only sealed at rest (see ``docs/deploy.md``).
 """
 
 from __future__ import annotations
@@ -45,14 +46,11 @@ from fhe_agg.flower._pinned import PinnedRoster
 if TYPE_CHECKING:
     from fhe_agg.flower._relay import Federation
     from fhe_agg.flower._report import RoundReport
-    from fhe_agg.flower._simulation import NodeProcessBackend, run_simulation
     from fhe_agg.flower._strategy import SecureAggregation
 
 # Server-side names load on first use, so node processes do not import Flower's server engine.
 _LAZY = {
     "Federation": "fhe_agg.flower._relay",
-    "NodeProcessBackend": "fhe_agg.flower._simulation",
-    "run_simulation": "fhe_agg.flower._simulation",
     "RoundReport": "fhe_agg.flower._report",
     "SecureAggregation": "fhe_agg.flower._strategy",
 }
@@ -71,11 +69,9 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "Federation",
-    "NodeProcessBackend",
     "PinnedRoster",
     "RoundReport",
     "SecureAggregation",
     "enable_secure_aggregation",
-    "run_simulation",
     "secure_update_mod",
 ]

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import numpy as np
 from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MessageType, RecordDict
-from flwr.clientapp.typing import ClientAppCallable
 from numpy.typing import NDArray
 
 from fhe_agg._abort import AbortCertificate, max_certificate_bytes
@@ -21,10 +21,13 @@ from fhe_agg._errors import (
 )
 from fhe_agg._packing import Layout, flatten
 from fhe_agg.flower import _records as rec
-from fhe_agg.flower._node import node_state, refuse
+from fhe_agg.flower._node import refuse
+from fhe_agg.flower._node_state import NodeState, node_state
 from fhe_agg.flower._protocol import MAX_CERTIFICATES, ROUND_RECORD, UPDATE_RECORD
 
 __all__ = ["arrays_to_vector", "secure_update_mod"]
+
+ClientAppCallable = Callable[[Message, Context], Message]  # the next handler of a mod
 
 
 def arrays_to_vector(arrays: ArrayRecord) -> tuple[NDArray[np.float64], Layout]:
@@ -54,9 +57,22 @@ def secure_update_mod(message: Message, context: Context, call_next: ClientAppCa
     """
     if message.metadata.message_type.split(".", 1)[0] != MessageType.TRAIN:
         return call_next(message, context)
+    state: NodeState | None = None
     try:
-        state = node_state(context)
-        if state is None or state.client is None:
+        state = node_state(context)  # loaded from the node's state folder, closed below
+        return _encrypted_reply(message, context, call_next, state)
+    except (FheAggError, ValueError, TypeError, OSError) as exc:
+        return refuse(message, exc)
+    finally:
+        if state is not None:
+            state.close()
+
+
+def _encrypted_reply(
+    message: Message, context: Context, call_next: ClientAppCallable, state: NodeState | None
+) -> Message:
+    try:
+        if state is None or state.client is None or state.setup is None:
             raise Rejected("this node has no fhe_agg setup; it sends no plaintext update")
         round_record = message.content.config_records.get(ROUND_RECORD)
         if round_record is None:
@@ -76,9 +92,9 @@ def secure_update_mod(message: Message, context: Context, call_next: ClientAppCa
         trained, trained_layout = arrays_to_vector(_single_arrays(reply.content, "train reply"))
         if trained_layout.digest != layout.digest:
             raise LayoutMismatch("the trained model's layout differs from the received one")
-        weight = _weight(reply.content, weight_key, state.client.config)
         client = state.client
-        delta, _ = client.prepare(trained - start, clip=state.clip)
+        weight = _weight(reply.content, weight_key, client.config)
+        delta, _ = client.prepare(trained - start, clip=state.setup.clip)
         chunks = client.encrypt_chunks(delta, round_id=round_id, weight=weight)
         update = client.sign_update(chunks, layout=layout, round_id=round_id, weight=weight)
     except Exception as exc:  # any failure must end in a refusal, never in plaintext

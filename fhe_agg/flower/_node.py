@@ -1,46 +1,42 @@
-"""The node side: identities, the key ceremony and partial decryption, in node process memory.
+"""The node side: identities, the key ceremony and partial decryption, with state on disk.
 
-Each node keeps a :class:`NodeState` in the memory of the process that runs its ``ClientApp``;
-nothing secret goes into Flower's ``Context`` (which a simulation keeps on the server side) or on
-disk. A key holder's :class:`~fhe_agg.KeyShare` is created by the dealerless ceremony inside
-this process and lives only inside its :class:`~fhe_agg.KeyHolder`. The server only relays
-ceremony messages, which are signed, and the shares among them sealed to their recipient.
+Flower's SuperNode runs every message in a fresh process, so no handler keeps anything in
+memory: each one loads the node from its state folder (:mod:`fhe_agg.flower._node_store`,
+:func:`~fhe_agg.flower._node_state.load_node`), steps, saves in one durable transaction, and
+returns. A refused message (typed error) saves nothing. A key holder's
+:class:`~fhe_agg.KeyShare` is created by the dealerless ceremony and written only sealed at rest
+to the holder's own sealing key; nothing secret goes into Flower's ``Context``. The server only
+relays ceremony messages, which are signed, and the shares among them sealed to their recipient.
 
 With a :class:`~fhe_agg.flower.PinnedRoster` (``enable_secure_aggregation(..., pinned=...)``)
 the node uses its roster identity and checks every relayed directory against the admin-signed
-roster (:mod:`fhe_agg.flower._pinned`); without one it trusts the server's directory and says so
-in one warning at setup.
-
-The state therefore needs a ``ClientApp`` process that outlives one message, as the runtime of
-:func:`fhe_agg.flower.run_simulation` gives (one long-lived process per node). A runtime that
-starts a fresh process per message (Flower's deployment SuperNode) would lose it; the handlers
-then refuse with an error naming the missing state instead of silently re-keying.
+roster (:mod:`fhe_agg.flower._pinned`); without one it makes an identity of its own in its state
+folder and trusts the server's directory, and says so in one warning at setup.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
 from flwr.app import ConfigRecord, ConfigRecordValues, Context, Error, Message, RecordDict
 from flwr.clientapp import ClientApp
-from flwr.common.constant import ErrorCode
 
-from fhe_agg._ceremony import CEREMONY_STEPS, CeremonyMember, CeremonyMessage, CeremonySpec
-from fhe_agg._client import Client
+from fhe_agg._ceremony import CEREMONY_STEPS, CeremonyMember, CeremonyMessage
 from fhe_agg._config import FederationConfig
 from fhe_agg._errors import CeremonyError, FheAggError, MalformedMessage, ParameterMismatch
 from fhe_agg._evidence import AggregateEvidence
 from fhe_agg._keyholder import KeyHolder
-from fhe_agg._keys import KeyShare, PublicKey
+from fhe_agg._keys import PublicKey
 from fhe_agg._messages import EncryptedAggregate, MessageBounds
 from fhe_agg._packing import Layout
 from fhe_agg._round_holder import HolderRound
 from fhe_agg._round_messages import ChallengeRequest, PartialReply, PartialRequest, VoteRequest
-from fhe_agg._signing import SigningKey, VerifyKey
+from fhe_agg._signing import VerifyKey
+from fhe_agg._wire import pack, unpack
 from fhe_agg.flower import _records as rec
-from fhe_agg.flower._pinned import Pin, PinnedRoster
+from fhe_agg.flower._node_state import NodeState, Setup, load_node, node_state, share_info
+from fhe_agg.flower._pinned import PinnedRoster
 from fhe_agg.flower._protocol import (
     ACTION_ABORT,
     ACTION_CEREMONY,
@@ -48,12 +44,11 @@ from fhe_agg.flower._protocol import (
     ACTION_DECRYPT,
     ACTION_HELLO,
     ACTION_SETUP,
+    CLIENT_APP_RAISED_EXCEPTION,
     RECORD,
-    client_id_of,
     record_bytes,
     record_int,
 )
-from fhe_agg.identity import SealingPrivateKey, Suite
 
 __all__ = ["NodeState", "enable_secure_aggregation", "node_state", "refuse"]
 
@@ -61,56 +56,14 @@ log = logging.getLogger("fhe_agg.flower")
 
 KeyHolderPolicy = bool | Callable[[Context], bool]
 PinnedPolicy = Callable[[Context], PinnedRoster | None]
-
-
-@dataclass(eq=False)
-class NodeState:
-    """What one node keeps between messages. Its repr shows no key material."""
-
-    client_id: str
-    signing_key: SigningKey
-    sealing_key: SealingPrivateKey | None
-    pin: Pin | None = None
-    member: CeremonyMember | None = None
-    spec: CeremonySpec | None = None
-    ceremony_key: PublicKey | None = None
-    key_share: KeyShare | None = None
-    config: FederationConfig | None = None
-    clip: float | None = None
-    client: Client | None = None
-    key_holder: KeyHolder | None = None
-    pending: tuple[int, EncryptedAggregate, Layout] | None = field(default=None, repr=False)
-    machine: HolderRound | None = field(default=None, repr=False)
-
-    @property
-    def is_holder(self) -> bool:
-        return self.sealing_key is not None
-
-    @property
-    def sends_updates(self) -> bool:
-        """Unpinned, every node trains; pinned, only roster clients (holders only decrypt)."""
-        return self.pin is None or not self.pin.is_holder
-
-    def __repr__(self) -> str:
-        role = "holder" if self.is_holder else "client"
-        return f"NodeState({self.client_id!r}, {role}, ready={self.client is not None})"
-
-
-_NODES: dict[tuple[int, int], NodeState] = {}
-
-
-def node_state(context: Context) -> NodeState | None:
-    """This node's state in this process for the context's run (``None`` before hello)."""
-    return _NODES.get((context.run_id, context.node_id))
+Handler = Callable[[Message, Context, NodeState], Message]
 
 
 def refuse(message: Message, exc: Exception) -> Message:
     """An error reply naming the refusal (typed error and message; never key material)."""
     log.warning("node refused %s: %s: %s", message.metadata.message_type, type(exc).__name__, exc)
     reason = f"{type(exc).__name__}: {exc}"
-    return Message(
-        Error(code=ErrorCode.CLIENT_APP_RAISED_EXCEPTION, reason=reason), reply_to=message
-    )
+    return Message(Error(code=CLIENT_APP_RAISED_EXCEPTION, reason=reason), reply_to=message)
 
 
 def _reply(message: Message, values: dict[str, ConfigRecordValues]) -> Message:
@@ -124,72 +77,91 @@ def _record(message: Message) -> ConfigRecord:
     return record
 
 
-def _require(context: Context) -> NodeState:
-    state = node_state(context)
-    if state is None:
-        raise CeremonyError(
-            "this process holds no fhe_agg state for the node: the ClientApp must run in one "
-            "long-lived process per node (see fhe_agg.flower.run_simulation)"
-        )
-    return state
-
-
-def _new_state(context: Context, holder: bool, pinned: PinnedRoster | None) -> NodeState:
-    if pinned is None:
-        sealing = SealingPrivateKey.generate(Suite.PQ_ONLY) if holder else None
-        return NodeState(client_id_of(context.node_id), SigningKey.generate(), sealing)
-    pin = Pin.load(pinned)
-    identity = pin.identity
-    sealing = identity.sealing_key if pin.is_holder else None
-    return NodeState(identity.id, identity.update_signing_key(), sealing, pin=pin)
-
-
-def _hello(
-    message: Message, context: Context, holder: bool, pinned: PinnedRoster | None
-) -> Message:
-    key = (context.run_id, context.node_id)
-    state = _NODES.get(key)
-    if state is None:
-        state = _new_state(context, holder, pinned)
-        _NODES[key] = state
+def _hello(message: Message, context: Context, state: NodeState) -> Message:
     sealing_public = b"" if state.sealing_key is None else state.sealing_key.public_key.to_bytes()
-    return _reply(
-        message,
-        {
-            "client_id": state.client_id,
-            "verify_key": state.signing_key.verify_key.to_bytes(),
-            "holder": state.is_holder,
-            "client": state.sends_updates,
-            "sealing_key": sealing_public,
-        },
-    )
+    values: dict[str, ConfigRecordValues] = {
+        "client_id": state.client_id,
+        "verify_key": state.signing_key.verify_key.to_bytes(),
+        "holder": state.is_holder,
+        "client": state.sends_updates,
+        "sealing_key": sealing_public,
+    }
+    held = _held_key(state)
+    if held is not None:  # a finished ceremony: the server may reuse the key (no new ceremony)
+        values.update(held)
+    return _reply(message, values)
 
 
-def _ceremony(message: Message, context: Context) -> Message:
-    state = _require(context)
+def _held_key(state: NodeState) -> dict[str, ConfigRecordValues] | None:
+    """The joint key, ceremony id and endorsement of the key this holder holds a share of, for
+    the pinned roster's (consortium, key epoch), or unpinned its last federation."""
+    if not state.is_holder:
+        return None
+    if state.pin is not None:
+        where: tuple[str, int] | None = (state.pin.roster.consortium, state.pin.roster.key_epoch)
+    else:
+        where = state.store.current()
+    if where is None:
+        return None
+    key_blob = state.store.get(*where, "public-key")
+    endorsement = state.store.get(*where, "endorsement")
+    spec_blob = state.store.get(*where, "spec")
+    if key_blob is None or endorsement is None or spec_blob is None:
+        return None
+    spec, _ = rec.decode_spec(spec_blob)
+    return {"public_key": key_blob, "endorsement": endorsement, "ceremony_id": spec.ceremony_id}
+
+
+def _ceremony(message: Message, context: Context, state: NodeState) -> Message:
     if state.sealing_key is None:
         raise CeremonyError(f"{state.client_id} is not a key holder")
     record = _record(message)
     step = record_int(record, "step")
     if step == 0:
-        new_spec, directory = rec.decode_spec(record_bytes(record, "spec"))
+        spec_blob = record_bytes(record, "spec")
+        spec, directory = rec.decode_spec(spec_blob)
         mine = directory.get(state.client_id)
         if mine is None or mine.verify_key != state.signing_key.verify_key:
             raise CeremonyError(f"the ceremony's directory misstates {state.client_id}")
         if state.pin is not None:
-            state.pin.check_ceremony(new_spec, directory)
-        state.member = CeremonyMember(
-            spec=new_spec,
+            state.pin.check_ceremony(spec, directory)
+        if state.store.get(spec.consortium, spec.epoch, "share") is not None:
+            raise CeremonyError(
+                f"{state.client_id} already holds a key share for consortium "
+                f"{spec.consortium!r} epoch {spec.epoch}; a new key needs a new key epoch"
+            )
+        member = CeremonyMember(
+            spec=spec,
             holder_id=state.client_id,
             signing_key=state.signing_key,
             sealing_key=state.sealing_key,
             directory=directory,
         )
-        state.spec, state.ceremony_key, state.key_share = new_spec, None, None
-        return _reply(message, {"messages": _outs(state.member, 0, [])})
-    member, spec = state.member, state.spec
-    if member is None or spec is None or not 1 <= step < len(CEREMONY_STEPS):
+        out = _outs(member, 0, [])
+        state.store.put(spec.consortium, spec.epoch, {"spec": spec_blob, "member": member.save()})
+        state.store.set_current(spec.consortium, spec.epoch)
+        return _reply(message, {"messages": out})
+    where = state.store.current()
+    current_spec = None if where is None else state.store.get(*where, "spec")
+    saved = None if where is None else state.store.get(*where, "member")
+    if (
+        where is None
+        or current_spec is None
+        or saved is None
+        or not 1 <= step < len(CEREMONY_STEPS)
+    ):
         raise CeremonyError(f"ceremony step {step!r} is out of order")
+    spec, directory = rec.decode_spec(current_spec)
+    member = CeremonyMember.resume(
+        saved,
+        spec=spec,
+        holder_id=state.client_id,
+        signing_key=state.signing_key,
+        sealing_key=state.sealing_key,
+        directory=directory,
+    )
+    if member.steps_done != step:
+        raise CeremonyError(f"ceremony step {step} is out of order ({member.steps_done} done)")
     blobs = rec.decode_blobs(
         record_bytes(record, "messages"),
         "relay",
@@ -198,11 +170,22 @@ def _ceremony(message: Message, context: Context) -> Message:
     )
     incoming = [CeremonyMessage.from_bytes(b) for b in blobs]
     if step < len(CEREMONY_STEPS) - 1:
-        return _reply(message, {"messages": _outs(member, step, incoming)})
+        out = _outs(member, step, incoming)
+        state.store.put(*where, {"member": member.save()})
+        return _reply(message, {"messages": out})
     public_key, share = member.finish(incoming)
-    state.member, state.ceremony_key, state.key_share = None, public_key, share
     signature = state.signing_key.sign(
         rec.endorsement(spec.ceremony_id, public_key), context=rec.ENDORSEMENT_CONTEXT
+    )
+    info = share_info(spec.consortium, spec.epoch, state.client_id, spec.ceremony_id)
+    state.store.put(
+        *where,
+        {
+            "member": None,
+            "share": share.seal(state.sealing_key, info=info),
+            "public-key": public_key.blob,
+            "endorsement": signature,
+        },
     )
     return _reply(message, {"public_key": public_key.blob, "endorsement": signature})
 
@@ -224,13 +207,20 @@ def _outs(member: CeremonyMember, step: int, incoming: list[CeremonyMessage]) ->
     return rec.encode_blobs("relay", [m.to_bytes() for m in out])
 
 
-def _setup(message: Message, context: Context) -> Message:
-    state = _require(context)
+def _setup(message: Message, context: Context, state: NodeState) -> Message:
     record = _record(message)
     config, clip = rec.decode_config(record_bytes(record, "federation"))
     public_key = PublicKey.from_bytes(config.preset, record_bytes(record, "public_key"))
-    if state.client is not None and state.client.public_key.blob != public_key.blob:
-        raise ParameterMismatch("this node already uses another joint public key")
+    consortium, epoch = record.get("consortium"), record.get("epoch")
+    if not isinstance(consortium, str) or not isinstance(epoch, int) or isinstance(epoch, bool):
+        raise MalformedMessage(f"{RECORD}: expected the consortium and the key epoch")
+    if state.pin is not None and (consortium, epoch) != (
+        state.pin.roster.consortium,
+        state.pin.roster.key_epoch,
+    ):
+        raise ParameterMismatch(
+            f"the relayed federation ({consortium!r}, epoch {epoch}) is not the pinned roster's"
+        )
     ceremony_id = record_bytes(record, "ceremony_id")
     holders = rec.decode_roster(record_bytes(record, "holders"), max_members=rec.MAX_HOLDERS)
     order = record.get("holder_ids")
@@ -255,29 +245,31 @@ def _setup(message: Message, context: Context) -> Message:
         roster = relayed
     else:  # nothing relayed is used unless the pinned roster states it
         roster = state.pin.check_setup(config, holders, relayed)
+    previous = state.store.get(consortium, epoch, "setup")
+    if previous is not None and Setup.from_bytes(previous).public_key.blob != public_key.blob:
+        raise ParameterMismatch("this node already uses another joint public key for this epoch")
+    setup = Setup(
+        consortium, epoch, config, clip, public_key, ceremony_id, holders, tuple(order), roster
+    )
     if state.is_holder:  # only a key holder checks manifests against the roster
-        if state.key_share is None or state.ceremony_key is None:
+        found = state.key_share(consortium, epoch)
+        if found is None:
             raise CeremonyError(f"{state.client_id} finished no key ceremony")
-        if state.ceremony_key.blob != public_key.blob:
+        held_key, share, held_ceremony = found
+        if held_key.blob != public_key.blob or held_ceremony != ceremony_id:
             raise ParameterMismatch(
                 "the public key differs from the one this holder's ceremony made"
             )
-        state.key_holder = KeyHolder(
+        KeyHolder(  # refuses a share of another key or threshold before anything is saved
             holder_id=state.client_id,
             config=config,
             public_key=public_key,
-            key_share=state.key_share,
+            key_share=share,
             roster=roster,
-            signing_key=state.signing_key,  # the key it signed the ceremony with: abort votes
+            signing_key=state.signing_key,
         )
-    state.config, state.clip = config, clip
-    state.client = Client(
-        client_id=state.client_id,
-        signing_key=state.signing_key,
-        config=config,
-        public_key=public_key,
-        holder_keys={i: holders[h] for i, h in enumerate(order, start=1)},
-    )
+    state.store.put(consortium, epoch, {"setup": setup.to_bytes()})
+    state.store.set_current(consortium, epoch)
     return _reply(message, {"ready": True})
 
 
@@ -298,73 +290,120 @@ def _check_endorsements(
         holders[holder_id].verify(signature, statement, context=rec.ENDORSEMENT_CONTEXT)
 
 
-def _holder(context: Context) -> tuple[NodeState, KeyHolder, FederationConfig]:
-    state = _require(context)
-    if state.key_holder is None or state.config is None:
-        raise CeremonyError(f"{state.client_id} holds no key share in this process")
-    return state, state.key_holder, state.config
+def _holder(state: NodeState) -> tuple[KeyHolder, Setup]:
+    holder, setup = state.key_holder, state.setup
+    if holder is None or setup is None:
+        raise CeremonyError(f"{state.client_id} holds no key share for a federation it set up")
+    return holder, setup
 
 
-def _challenge(message: Message, context: Context) -> Message:
-    state, holder, config = _holder(context)
+def _machine(state: NodeState, holder: KeyHolder, setup: Setup) -> HolderRound | None:
+    """The holder's round state as saved (``None`` before its first challenge)."""
+    saved = state.store.get(setup.consortium, setup.epoch, "round")
+    if saved is None:
+        return None
+    f = unpack(saved, "node-round", max_bytes=1 << 24, max_bin=1 << 23, max_array=0)
+    layout = Layout.from_bytes(f.blob("layout"))
+    return HolderRound.resume(f.blob("state"), holder=holder, layout=layout)
+
+
+def _save_machine(
+    state: NodeState, setup: Setup, machine: HolderRound, **pending: bytes | None
+) -> None:
+    blob = pack("node-round", {"state": machine.to_bytes(), "layout": machine.layout.to_bytes()})
+    state.store.put(setup.consortium, setup.epoch, {"round": blob, **pending})
+
+
+def _challenge(message: Message, context: Context, state: NodeState) -> Message:
+    holder, setup = _holder(state)
     record = _record(message)
-    layout = Layout.from_bytes(record_bytes(record, "layout"))
+    layout_blob = record_bytes(record, "layout")
+    layout = Layout.from_bytes(layout_blob)
+    aggregate_blob = record_bytes(record, "aggregate")
     aggregate = EncryptedAggregate.from_bytes(
-        record_bytes(record, "aggregate"),
-        MessageBounds.for_round(config, layout),
+        aggregate_blob, MessageBounds.for_round(setup.config, layout)
     )
-    if state.machine is None or state.machine.holder is not holder:  # one per node: it answers
-        state.machine = HolderRound(holder, layout=layout)  # a partial only after its challenge
-    reply = state.machine.challenge(
-        ChallengeRequest(aggregate.round_id, holder.holder_index, aggregate)
+    machine = _machine(state, holder, setup) or HolderRound(holder, layout=layout)
+    machine.layout = layout  # the round's layout, for its partial
+    reply = machine.challenge(ChallengeRequest(aggregate.round_id, holder.holder_index, aggregate))
+    pending = pack(
+        "node-pending",
+        {"round": aggregate.round_id, "aggregate": aggregate_blob, "layout": layout_blob},
     )
-    state.machine.layout = layout  # the round's layout, for its partial
-    state.pending = (aggregate.round_id, aggregate, layout)
+    _save_machine(state, setup, machine, pending=pending)
     return _reply(message, {"indices": list(reply.indices)})
 
 
-def _decrypt(message: Message, context: Context) -> Message:
-    state, holder, config = _holder(context)
+def _pending(state: NodeState, setup: Setup) -> tuple[int, EncryptedAggregate, Layout] | None:
+    blob = state.store.get(setup.consortium, setup.epoch, "pending")
+    if blob is None:
+        return None
+    f = unpack(blob, "node-pending", max_bytes=1 << 30, max_bin=1 << 30, max_array=0)
+    layout = Layout.from_bytes(f.blob("layout"))
+    aggregate = EncryptedAggregate.from_bytes(
+        f.blob("aggregate"), MessageBounds.for_round(setup.config, layout)
+    )
+    return f.integer("round"), aggregate, layout
+
+
+def _decrypt(message: Message, context: Context, state: NodeState) -> Message:
+    holder, setup = _holder(state)
     record = _record(message)
-    pending, state.pending = state.pending, None
     round_id = record_int(record, "round")
-    if pending is None or pending[0] != round_id or state.machine is None:
+    pending = _pending(state, setup)
+    machine = _machine(state, holder, setup)
+    if pending is None or pending[0] != round_id or machine is None:
         raise CeremonyError(f"no aggregate of round {round_id} was challenged here")
     _, aggregate, layout = pending
+    machine.layout = layout
     members = record.get("set")
     if not isinstance(members, list) or not all(isinstance(m, int) for m in members):
         raise MalformedMessage("fhe.set: expected a list of holder indices")
     evidence = AggregateEvidence.from_bytes(
-        record_bytes(record, "evidence"), config=config, layout=layout
+        record_bytes(record, "evidence"), config=setup.config, layout=layout
     )
     members_ = tuple(int(m) for m in members)
-    reply = state.machine.partial(
+    reply = machine.partial(
         PartialRequest(round_id, holder.holder_index, aggregate, evidence, members_)
     )
     assert isinstance(reply, PartialReply)
-    return _reply(message, {"partial": reply.partial.to_bytes(config)})
+    _save_machine(state, setup, machine, pending=None)
+    return _reply(message, {"partial": reply.partial.to_bytes(setup.config)})
 
 
-def _abort(message: Message, context: Context) -> Message:
+def _abort(message: Message, context: Context, state: NodeState) -> Message:
     """Vote to abort a round this holder issued nothing for (it never decrypts it then)."""
-    state, holder, _ = _holder(context)
+    holder, setup = _holder(state)
     round_id = record_int(_record(message), "round")
-    if state.pending is not None and state.pending[0] == round_id:
-        state.pending = None
-    if state.machine is None or state.machine.holder is not holder:
-        return _reply(message, {"vote": holder.vote_abort(round_id).to_bytes()})
-    vote = state.machine.vote(VoteRequest(round_id, holder.holder_index)).vote
+    pending = _pending(state, setup)
+    drop: dict[str, bytes | None] = {}
+    if pending is not None and pending[0] == round_id:
+        drop["pending"] = None
+    machine = _machine(state, holder, setup)
+    if machine is None:
+        vote = holder.vote_abort(round_id)
+        if drop:
+            state.store.put(setup.consortium, setup.epoch, drop)
+        return _reply(message, {"vote": vote.to_bytes()})
+    vote = machine.vote(VoteRequest(round_id, holder.holder_index)).vote
+    _save_machine(state, setup, machine, **drop)
     return _reply(message, {"vote": vote.to_bytes()})
 
 
 def _guarded(
-    handler: Callable[[Message, Context], Message],
+    handler: Handler, load: Callable[[Context], NodeState]
 ) -> Callable[[Message, Context], Message]:
     def run(message: Message, context: Context) -> Message:
         try:
-            return handler(message, context)
+            state = load(context)
+        except (FheAggError, ValueError, TypeError, OSError) as exc:
+            return refuse(message, exc)
+        try:
+            return handler(message, context, state)
         except (FheAggError, ValueError, TypeError) as exc:
             return refuse(message, exc)
+        finally:
+            state.close()
 
     return run
 
@@ -376,6 +415,10 @@ def enable_secure_aggregation(
     ``app``; ``key_holder`` says (or decides from the node's ``Context``) whether this node
     takes part in the ceremony and holds a key share. Use with :func:`secure_update_mod`.
 
+    Every node needs a state folder (``node_config["fhe-state-dir"]`` or the SuperNode's
+    ``FHE_AGG_STATE_DIR``, see :mod:`fhe_agg.flower._node_store`); each message loads the node
+    from it and saves before replying, so any runtime works, one process per message included.
+
     ``pinned`` gives (from the node's ``Context``) the node's :class:`PinnedRoster`: the node
     then is the roster member of its key file (a key holder if its role is holder, which then
     sends no updates; ``key_holder`` is not used) and refuses, with
@@ -383,16 +426,16 @@ def enable_secure_aggregation(
     directory or parameter the roster does not state. Returning ``None`` (or no ``pinned``)
     is the development mode that trusts the server's directory."""
 
-    def hello(message: Message, context: Context) -> Message:
+    def load(context: Context) -> NodeState:
         holder = key_holder(context) if callable(key_holder) else bool(key_holder)
-        return _hello(message, context, holder, pinned(context) if pinned else None)
+        return load_node(context, holder=holder, pinned=pinned(context) if pinned else None)
 
     for action, handler in (
-        (ACTION_HELLO, hello),
+        (ACTION_HELLO, _hello),
         (ACTION_CEREMONY, _ceremony),
         (ACTION_SETUP, _setup),
         (ACTION_CHALLENGE, _challenge),
         (ACTION_DECRYPT, _decrypt),
         (ACTION_ABORT, _abort),
     ):
-        app.query(action.split(".", 1)[1])(_guarded(handler))
+        app.query(action.split(".", 1)[1])(_guarded(handler, load))

@@ -19,7 +19,13 @@ from fhe_agg._config import FederationConfig
 from fhe_agg._deployment import load_member_identity
 from fhe_agg._errors import NotInRoster, ParameterMismatch
 from fhe_agg._signing import VerifyKey
-from fhe_agg.identity import Identity, Role, Roster, load_verified_roster
+from fhe_agg.identity import (
+    Identity,
+    Role,
+    Roster,
+    load_verified_roster,
+    read_passphrase_file,
+)
 
 __all__ = ["Pin", "PinnedRoster"]
 
@@ -36,6 +42,7 @@ class PinnedRoster:
     admin_public: Path
     key: Path
     passphrase: bytes | None = None
+    passphrase_file: Path | None = None  # read at every load; takes precedence over passphrase
 
     def __repr__(self) -> str:  # no passphrase
         return f"PinnedRoster(roster={str(self.roster)!r}, key={str(self.key)!r})"
@@ -57,8 +64,11 @@ class Pin:
         neither a client nor a key holder, or is revoked.
         """
         try:
+            passphrase = files.passphrase
+            if files.passphrase_file is not None:
+                passphrase = read_passphrase_file(files.passphrase_file)
             roster = load_verified_roster(files.roster, files.admin_public)
-            identity = load_member_identity(roster, files.key, passphrase=files.passphrase)
+            identity = load_member_identity(roster, files.key, passphrase=passphrase)
         except OSError as exc:  # a missing or unreadable file: name it, refuse the hello
             raise ValueError(f"pinned roster: cannot read {exc.filename}: {exc.strerror}") from None
         if identity.role not in (Role.CLIENT, Role.HOLDER):

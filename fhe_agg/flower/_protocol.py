@@ -16,6 +16,7 @@ __all__ = [
     "ACTION_HELLO",
     "ACTION_SETUP",
     "CEREMONY_STEPS",
+    "CLIENT_APP_RAISED_EXCEPTION",
     "MAX_CERTIFICATES",
     "RECORD",
     "ROUND_RECORD",
@@ -38,6 +39,9 @@ ACTION_SETUP = "query.fhe_setup"
 ACTION_CHALLENGE = "query.fhe_challenge"
 ACTION_DECRYPT = "query.fhe_decrypt"
 ACTION_ABORT = "query.fhe_abort"
+#: Flower's error code of a ClientApp that raised (``ErrorCode`` lives in a module Flower does not
+#: export; tests/test_flower_state.py checks the value against it).
+CLIENT_APP_RAISED_EXCEPTION = 2
 #: Most abort certificates a train message carries (those of the latest unreleased rounds).
 MAX_CERTIFICATES = 8
 

@@ -91,6 +91,7 @@ class Federation:
     node_of: dict[str, int]  # client id -> Flower node id (the nodes that send updates)
     holders: tuple[int, ...]  # Flower node id of holder index 1..n
     holder_keys: dict[int, VerifyKey]  # holder index -> ML-DSA key (ceremony, abort votes)
+    key_reused: bool = False  # the holders held this epoch's key already: no ceremony ran
 
 
 def _answered(reply: Reply, node: int) -> ConfigRecord:
@@ -118,14 +119,19 @@ def _name(record: ConfigRecord, node: int, taken: Iterable[str]) -> str:
     return name
 
 
+Held = dict[int, tuple[bytes, bytes, bytes]]  # node -> (ceremony id, public key, endorsement)
+
+
 def _introduce(
     relay: Relay, nodes: Iterable[int]
-) -> tuple[dict[int, str], dict[int, HolderIdentity], dict[int, VerifyKey]]:
-    """Every node's name, the key-holder volunteers, and the nodes that send updates."""
+) -> tuple[dict[int, str], dict[int, HolderIdentity], dict[int, VerifyKey], Held]:
+    """Every node's name, the key-holder volunteers, the nodes that send updates, and the key
+    each volunteer already holds a share of (from an earlier run)."""
     replies = relay.ask(ACTION_HELLO, {n: {"hello": True} for n in nodes})
     names: dict[int, str] = {}
     volunteers: dict[int, HolderIdentity] = {}
     keys: dict[int, VerifyKey] = {}
+    held: Held = {}
     for node, reply in sorted(replies.items()):
         try:
             record = _answered(reply, node)
@@ -140,13 +146,19 @@ def _introduce(
                     verify,
                     SealingPublicKey.from_bytes(Suite.PQ_ONLY, sealing),
                 )
+                if isinstance(record.get("ceremony_id"), bytes):
+                    held[node] = (
+                        record_bytes(record, "ceremony_id"),
+                        record_bytes(record, "public_key"),
+                        record_bytes(record, "endorsement"),
+                    )
         except FheAggError as exc:
             log.warning("node %d left out: %s: %s", node, type(exc).__name__, exc)
             continue
         names[node] = name
         if sends:
             keys[node] = verify
-    return names, volunteers, keys
+    return names, volunteers, keys, held
 
 
 def set_up_federation(
@@ -159,12 +171,14 @@ def set_up_federation(
     min_nodes: int,
 ) -> Federation:
     """Introductions, the dealerless ceremony among ``config.holders`` volunteers, and setup."""
-    names, volunteers, keys = _introduce(relay, relay.wait_for_nodes(min_nodes))
+    names, volunteers, keys, held = _introduce(relay, relay.wait_for_nodes(min_nodes))
     if len(volunteers) < config.holders:
         raise ThresholdNotMet(
             f"{len(volunteers)} nodes volunteer as key holders, {config.holders} needed"
         )
-    holder_nodes = tuple(sorted(volunteers)[: config.holders])
+    # by member id, not by Flower node id (which a restarted SuperNode changes): the same holders
+    # make the same ceremony spec, so a later run finds the key they hold (no new ceremony)
+    holder_nodes = tuple(sorted(volunteers, key=lambda n: names[n])[: config.holders])
     spec = CeremonySpec(
         consortium=consortium,
         epoch=epoch,
@@ -173,7 +187,12 @@ def set_up_federation(
         threshold=config.threshold,
     )
     directory = {names[n]: volunteers[n] for n in holder_nodes}
-    public_key, endorsements = _ceremony(relay, spec, directory, holder_nodes)
+    reused = _reuse(held, spec, holder_nodes)
+    if reused is None:
+        public_key, endorsements = _ceremony(relay, spec, directory, holder_nodes)
+    else:  # every holder holds a share of the same key of this ceremony: no new ceremony
+        public_key, endorsements = reused
+        log.info("fhe_agg: the key holders hold this epoch's key already; no new ceremony")
     roster = {names[n]: keys[n] for n in keys}
     holder_keys = {names[n]: volunteers[n].verify_key for n in holder_nodes}
     setup: dict[str, ConfigRecordValues] = {
@@ -186,6 +205,8 @@ def set_up_federation(
         ),
         "roster": rec.encode_roster(roster),
         "holder_ids": list(spec.holders),  # ceremony order: holder index 1..n
+        "consortium": consortium,
+        "epoch": epoch,
     }
     ready = relay.ask(ACTION_SETUP, {n: setup for n in names})
     for node in names:
@@ -207,7 +228,23 @@ def set_up_federation(
         node_of={names[n]: n for n in keys},
         holders=holder_nodes,
         holder_keys={k: volunteers[n].verify_key for k, n in enumerate(holder_nodes, start=1)},
+        key_reused=reused is not None,
     )
+
+
+def _reuse(
+    held: Held, spec: CeremonySpec, holders: tuple[int, ...]
+) -> tuple[PublicKey, dict[str, bytes]] | None:
+    """The key and endorsements if every holder reports a share of this ceremony's one key
+    (each node checks the endorsements at setup, so a false report only fails the setup)."""
+    found = [held.get(node) for node in holders]
+    if any(f is None or f[0] != spec.ceremony_id for f in found):
+        return None
+    if len({f[1] for f in found if f is not None}) != 1:
+        return None
+    blob = found[0][1] if found[0] is not None else b""
+    endorsements = {spec.holders[i]: f[2] for i, f in enumerate(found) if f is not None}
+    return PublicKey.from_bytes(spec.preset, blob), endorsements
 
 
 def _ceremony(

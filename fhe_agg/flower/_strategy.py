@@ -84,10 +84,13 @@ class SecureAggregation(Strategy):
     the L2 bound the clients clip their update to (with DP, at most ``config.dp.clip``, which is
     the default); ``weight_key`` names the reply metric that weights each update;
     ``decrypting_set`` picks the holder indices that decrypt (default ``1..threshold``). Key
-    holders are the first ``holders`` nodes, by node id, that volunteer
+    holders are the first ``holders`` nodes, by member id, that volunteer
     (``enable_secure_aggregation(..., key_holder=...)`` on the ClientApp).
     With ``config.dp``, :attr:`accountant` composes the releases; ``max_epsilon`` stops
     decrypting (rounds are then not aggregated) before a release would exceed it.
+    ``first_round`` is the fhe_agg round id of Flower's round 1: a later ``flwr run`` on the
+    same key (the holders report it at hello; no new ceremony) goes on from the last round id,
+    since key holders refuse a round id they already decrypted or an older one.
     """
 
     def __init__(
@@ -103,6 +106,7 @@ class SecureAggregation(Strategy):
         min_nodes: int | None = None,
         max_epsilon: float | None = None,
         timeout: float = 600.0,
+        first_round: int = 1,
     ) -> None:
         if not isinstance(strategy, Strategy):
             raise TypeError(f"strategy: expected a flwr Strategy, got {type(strategy).__name__}")
@@ -136,6 +140,8 @@ class SecureAggregation(Strategy):
             )
         if max_epsilon is not None and config.dp is None:
             raise ValueError("max_epsilon: the federation has no DP policy (config.dp)")
+        if isinstance(first_round, bool) or not isinstance(first_round, int) or first_round < 1:
+            raise ValueError(f"first_round: expected a positive integer, got {first_round!r}")
         if not timeout > 0:
             raise ValueError(f"timeout: expected a positive number of seconds, got {timeout!r}")
         self.inner = strategy
@@ -149,6 +155,7 @@ class SecureAggregation(Strategy):
             min_nodes if min_nodes is not None else max(config.min_clients, config.holders)
         )
         self.timeout = float(timeout)
+        self.first_round = first_round
         self.accountant = (
             PrivacyAccountant.for_policy(config.dp, max_epsilon=max_epsilon) if config.dp else None
         )
@@ -213,6 +220,11 @@ class SecureAggregation(Strategy):
 
     # -- train -------------------------------------------------------------------------------
 
+    def round_id(self, server_round: int) -> int:
+        """The fhe_agg round of Flower's ``server_round``: rounds go on across runs
+        (``first_round``), since a key holder never decrypts a round id twice."""
+        return server_round + self.first_round - 1
+
     def configure_train(
         self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
     ) -> Iterable[Message]:
@@ -231,7 +243,7 @@ class SecureAggregation(Strategy):
                 )
                 continue
             values: dict[str, ConfigRecordValues] = {
-                "round": server_round,
+                "round": self.round_id(server_round),
                 "weight-key": self.weight_key,
             }
             if self._certificates:
@@ -247,14 +259,14 @@ class SecureAggregation(Strategy):
         current, federation = self._round, self.federation
         if current is None or current.number != server_round or federation is None:
             raise RuntimeError("aggregate_train: configure_train of this round did not run")
-        report = RoundReport(round=server_round, decrypting_set=self._members())
+        report = RoundReport(round=self.round_id(server_round), decrypting_set=self._members())
         self.history.append(report)
         t0 = time.perf_counter()
         with Aggregator(
             config=self.config,
             roster=federation.roster,
             public_key=federation.public_key,
-            round_id=server_round,
+            round_id=self.round_id(server_round),
             layout=current.layout,
         ) as aggregator:
             coordinator = RoundCoordinator(

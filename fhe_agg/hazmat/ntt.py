@@ -13,9 +13,10 @@ from functools import lru_cache
 
 import numpy as np
 
+from fhe_agg.hazmat import _accel
 from fhe_agg.hazmat.rns import U64, csub, mul_shoup_lazy, shoup_quotient, split32
 
-__all__ = ["NttTables", "ntt_tables"]
+__all__ = ["NttTables", "ntt_tables", "stacked_tables"]
 
 _DENSE_GAP = 32
 
@@ -78,9 +79,13 @@ class NttTables:
         are Harvey's lazy ones (values stay in ``[0, 4q)``, ``4q < 2**63``), reduced once at
         the end: D. Harvey, "Faster arithmetic for number-theoretic transforms", 2014, Alg. 4.
         """
-        a = np.array(coeffs, dtype=np.uint64, copy=True)
+        a = np.array(coeffs, dtype=np.uint64, copy=True, order="C")
         n, q = self.n, self.q
         flat = a.reshape(-1, n)
+        kernels = _accel.kernels(flat.size)
+        if kernels is not None:
+            kernels.ntt_forward_rows(flat, self._powers, self._quot_lo, self._quot_hi, np.uint64(q))
+            return a
         batch = flat.shape[0]
         m, gap = 1, n // 2
         while m < n:
@@ -120,3 +125,16 @@ def _butterflies(x: U64, y: U64, w: U64, w_quot_lo: U64, w_quot_hi: U64, q: int)
 def ntt_tables(n: int, q: int) -> NttTables:
     """Cached :class:`NttTables` for ``(n, q)``."""
     return NttTables(n, q)
+
+
+@lru_cache(maxsize=16)
+def stacked_tables(n: int, primes: tuple[int, ...]) -> tuple[U64, U64, U64, U64]:
+    """The primes, twiddles ``(L, n)`` and the 32-bit limbs of their Shoup quotients
+    ``(L, n)`` of a prime chain, as the compiled kernels take them."""
+    tables = [ntt_tables(n, q) for q in primes]
+    return (
+        np.array(primes, dtype=np.uint64),
+        np.stack([t._powers for t in tables]),
+        np.stack([t._quot_lo for t in tables]),
+        np.stack([t._quot_hi for t in tables]),
+    )

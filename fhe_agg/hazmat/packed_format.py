@@ -19,6 +19,7 @@ import struct
 import numpy as np
 
 from fhe_agg._errors import MalformedMessage, MessageTooLarge, ParameterMismatch
+from fhe_agg.hazmat import _accel
 from fhe_agg.hazmat.rns import U64
 from fhe_agg.hazmat.seal_format import (
     ParmsId,
@@ -61,6 +62,11 @@ def _record(width: int) -> tuple[int, int, int]:
 
 def _pack_rows(rows: U64, width: int) -> bytes:
     count, n = rows.shape
+    kernels = _accel.kernels(rows.size)
+    if kernels is not None and n % _GROUP == 0:
+        stream = np.zeros(count * n * width // 64, dtype=np.uint64)
+        kernels.pack_bits(np.ascontiguousarray(rows, dtype=np.uint64).ravel(), width, stream)
+        return stream.tobytes()
     per, size, words = _record(width)
     records = rows.reshape(count, n // per, per)
     out = np.zeros((count, n // per, words), dtype="<u8")
@@ -74,6 +80,16 @@ def _pack_rows(rows: U64, width: int) -> bytes:
 
 
 def _unpack_rows(buffer: bytes | memoryview, count: int, n: int, width: int) -> U64:
+    kernels = _accel.kernels(count * n)
+    if kernels is not None and n % _GROUP == 0:
+        if len(buffer) != count * n * width // 8:
+            raise ValueError(f"buffer: {len(buffer)} bytes for {count} x {n} x {width} bits")
+        stream = np.frombuffer(buffer, dtype=np.uint64, count=count * n * width // 64)
+        if not (stream.flags.aligned and stream.flags.writeable):
+            stream = stream.copy()  # one array type for the kernel (and aligned words)
+        values = np.empty(count * n, dtype=np.uint64)
+        kernels.unpack_bits(stream, width, values)
+        return values.reshape(count, n)
     per, size, words = _record(width)
     padded = np.zeros((count, n // per, 8 * words), dtype=np.uint8)
     padded[:, :, :size] = np.frombuffer(buffer, dtype=np.uint8).reshape(count, n // per, size)

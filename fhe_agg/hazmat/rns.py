@@ -17,6 +17,8 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import NDArray
 
+from fhe_agg.hazmat import _accel
+
 U64 = NDArray[np.uint64]
 
 _MASK32 = np.uint64(0xFFFFFFFF)
@@ -90,6 +92,21 @@ def shoup_quotient(w: U64, q: int) -> U64:
 
 def mul_shoup(x: U64, w: U64, w_quot: U64, q: int) -> U64:
     """``x * w mod q`` for ``x < 2**64``, ``w < q`` with its Shoup quotient; result in ``[0, q)``."""
+    kernels = _accel.kernels(x.size)
+    if kernels is not None and (w.size == 1 or w.shape == x.shape) and w_quot.shape == w.shape:
+        flat = np.ascontiguousarray(x, dtype=np.uint64).ravel()
+        out = np.empty_like(flat)
+        quot_lo, quot_hi = split32(np.ascontiguousarray(w_quot, dtype=np.uint64).ravel())
+        kernels.mul_shoup_flat(
+            flat,
+            np.ascontiguousarray(w, dtype=np.uint64).ravel(),
+            quot_lo,
+            quot_hi,
+            np.uint64(q),
+            out,
+        )
+        result: U64 = out.reshape(np.shape(x))
+        return result
     return csub(mul_shoup_lazy(x, w, *split32(w_quot), q), q)
 
 

@@ -17,6 +17,17 @@ more than a typical ``delta``; at 14 it is 1.6e-44. Box-Muller's radius
 ``sqrt(-2 ln u1)`` only reaches 14 sigma if ``u1`` can be as small as ``e**-98``: a 53-bit
 uniform stops at 8.6 sigma, so ``u1`` is refined to 159 bits below ``2**-53``
 (:data:`MAX_RADIUS` = 14.85 sigma).
+
+A draw of at least :data:`EXPAND_MIN` Gaussians reads a fresh 32-byte key from the caller's
+:class:`RandomSource` and takes its uniforms from the AES-256-CTR keystream under that key (zero
+nonce: the key is used for this one draw only). Against any efficient observer the output is
+indistinguishable from one made directly from the source, with advantage at most AES-256's PRP
+advantage plus the PRP/PRF switching term ``B**2 / 2**129`` for ``B`` keystream blocks (below
+``2**-80`` for a draw of ``2**24`` samples); the OS CSPRNG itself is built the same way. It
+makes the sampler read the OS CSPRNG for 32 bytes instead of 16 per pair of samples, which was
+half of the sampler's time (``os.urandom`` reads about 150 MB/s here, AES-CTR 2 GB/s).
+After numpy's vectorised ``log``/``cos``/``sin``, the cut and the rounding run compiled
+where :mod:`._accel` allows it (the same draws to the bit).
 """
 
 from __future__ import annotations
@@ -27,13 +38,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from numpy.typing import NDArray
 
 from fhe_agg._random import RandomSource
+from fhe_agg.hazmat import _accel
 from fhe_agg.hazmat.rns import U64
 
 __all__ = [
     "EXACT_SIGMA_BITS",
+    "EXPAND_MIN",
     "KEY_ERROR_TAIL",
     "MAX_RADIUS",
     "NOISE_TAIL",
@@ -59,6 +73,22 @@ _RADIUS_BITS = 159  # u1 > 0 on a 2**-159 grid below 2**-53 (three 53-bit words)
 #: The largest ``|z|`` the sampler can produce: ``sqrt(2 * 159 * ln 2)``, about 14.85.
 MAX_RADIUS = math.sqrt(2.0 * _RADIUS_BITS * math.log(2.0))
 _WORD = 2.0**-53
+#: :func:`rounded_gaussian` draws of this many samples or more expand a 32-byte key (module doc).
+EXPAND_MIN = 1024
+
+
+class _Expanded:
+    """The AES-256-CTR keystream under a key read from ``rng`` (one draw's source)."""
+
+    def __init__(self, rng: RandomSource) -> None:
+        key = rng.bytes(32)
+        self._stream = Cipher(algorithms.AES(key), modes.CTR(bytes(16))).encryptor()
+
+    def bytes(self, n: int) -> bytes:
+        return self._stream.update(bytes(n))
+
+    def __repr__(self) -> str:
+        return "_Expanded(<key hidden>)"
 
 
 def tail_mass(tail: float) -> float:
@@ -114,17 +144,27 @@ def rounded_gaussian(
         raise ValueError(f"tail: must lie in (0, {MAX_RADIUS:.2f}] standard deviations")
     if sigma * tail >= 2.0**62:
         raise ValueError(f"sigma: {sigma} too large for 64-bit noise")
-    out = np.empty(0, dtype=np.int64)
-    while out.size < n:
-        m = n - out.size
+    source = _Expanded(rng) if n >= EXPAND_MIN else rng
+    kernels = _accel.kernels(n)
+    out = np.empty(n, dtype=np.int64)
+    filled = 0
+    while filled < n:
+        m = n - filled
         half = (m + 1) // 2
-        u1 = _radius_uniform(half, rng)
-        u2 = _uniform01(half, rng)
+        u1 = _radius_uniform(half, source)
+        u2 = _uniform01(half, source)
         radius = np.sqrt(-2.0 * np.log(u1))
+        if kernels is not None:
+            angle = 2 * np.pi * u2
+            filled = kernels.gaussian_pairs(
+                radius, np.cos(angle), np.sin(angle), m, float(sigma), float(tail), out, filled
+            )
+            continue
         z = np.concatenate([radius * np.cos(2 * np.pi * u2), radius * np.sin(2 * np.pi * u2)])[:m]
         z = z[np.abs(z) <= tail]
-        out = np.concatenate([out, np.rint(z * sigma).astype(np.int64)])
-    return out[:n]
+        out[filled : filled + z.size] = np.rint(z * sigma).astype(np.int64)
+        filled += z.size
+    return out
 
 
 def flooding_step(sigma: float) -> int:

@@ -33,9 +33,10 @@ from numpy.typing import NDArray
 
 from fhe_agg._errors import InvalidProof
 from fhe_agg._random import RandomSource
+from fhe_agg.hazmat import _accel
 from fhe_agg.hazmat.encrypt import ChunkWitness, fixed_operand
 from fhe_agg.hazmat.packed_format import _pack_rows, _unpack_rows
-from fhe_agg.hazmat.rlwe import add_polys, mul_fixed, to_ntt_batch
+from fhe_agg.hazmat.rlwe import ntt_mul_add
 from fhe_agg.hazmat.rns import U64, csub, mul_shoup, shoup_quotient, sub_mod
 from fhe_agg.hazmat.sampling import MAX_RADIUS, rounded_gaussian
 from fhe_agg.hazmat.zkparams import (
@@ -132,6 +133,12 @@ def _combine_mod(w: NDArray[np.float64], c1: U64, primes: tuple[int, ...]) -> U6
     recombined with Shoup multiplications (one limb for a 40-bit prime, two for 60 bits)."""
     rows, chunks, n = w.shape[0], w.shape[1], c1.shape[2]
     out = np.empty((rows, len(primes), n), dtype=np.uint64)
+    kernels = _accel.kernels(rows * c1.size)
+    if kernels is not None:  # the same residues, by lazy modular additions (compiled)
+        bits = np.ascontiguousarray(w != 0, dtype=np.uint8)
+        primes_u64 = np.array(primes, dtype=np.uint64)
+        kernels.combine_rows(bits, np.ascontiguousarray(c1), primes_u64, out)
+        return out
     for i, q in enumerate(primes):
         limbs = -(-q.bit_length() // (52 - chunks.bit_length()))
         width = -(-q.bit_length() // limbs)
@@ -154,10 +161,7 @@ def _combine_mod(w: NDArray[np.float64], c1: U64, primes: tuple[int, ...]) -> U6
 def _commit(y_u: NDArray[np.int64], y_e: NDArray[np.int64], statement: ProofStatement) -> U64:
     """``a * y_u + y_e`` per row, NTT form, shape ``(U, L, N)``."""
     primes, n = statement.primes, statement.n
-    a = fixed_operand(statement.a_ntt, primes)
-    return add_polys(
-        mul_fixed(to_ntt_batch(y_u, n, primes), a, primes), to_ntt_batch(y_e, n, primes), primes
-    )
+    return ntt_mul_add(y_u, fixed_operand(statement.a_ntt, primes), y_e, n, primes)
 
 
 def _check_batch(statement: ProofStatement, c1: U64) -> int:

@@ -1,0 +1,167 @@
+"""Start Flower's own processes on 127.0.0.1 for this App, and stop every one of them by pid.
+
+``run.py`` and the deployment test use it: a ``flower-superlink`` (``--simulation`` for the
+Simulation Engine), ``flower-supernode`` processes each with its own state folder, a
+``FLWR_HOME`` whose ``config.toml`` names the SuperLink connection, and ``flwr run``. Every
+process started is recorded in a :class:`Processes`, whose ``stop`` (also on error, as a context
+manager) terminates each by its pid, then kills what is still alive.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+APP = Path(__file__).resolve().parent
+BIN = Path(sys.executable).parent
+
+
+def free_port() -> int:
+    """A port on 127.0.0.1 nobody listens on now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _toml(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return "'" + value + "'"
+    return str(value)
+
+
+def config_args(values: dict[str, Any]) -> str:
+    """``k1=v1 k2=v2`` for ``--run-config`` / ``--node-config`` (TOML values)."""
+    return " ".join(f"{k}={_toml(v)}" for k, v in values.items())
+
+
+class Processes:
+    """The processes this launcher started; :meth:`stop` ends each by its pid."""
+
+    def __init__(self, logs: Path) -> None:
+        self.logs = logs
+        logs.mkdir(parents=True, exist_ok=True)
+        self.running: dict[str, subprocess.Popen[bytes]] = {}
+
+    def start(self, name: str, argv: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
+        log = (self.logs / f"{name}.log").open("ab")
+        process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env)
+        log.close()
+        self.running[name] = process
+        return process
+
+    def kill(self, name: str) -> None:
+        """SIGKILL one process (as a crash would) and wait for it."""
+        process = self.running.pop(name)
+        os.kill(process.pid, signal.SIGKILL)
+        process.wait(timeout=30)
+
+    def stop(self) -> None:
+        for process in self.running.values():
+            if process.poll() is None:
+                os.kill(process.pid, signal.SIGTERM)
+        deadline = time.monotonic() + 10
+        for process in self.running.values():
+            try:
+                process.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                os.kill(process.pid, signal.SIGKILL)
+                process.wait(timeout=30)
+        self.running.clear()
+
+    def __enter__(self) -> Processes:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+
+def environment(home: Path, connection: str, port: int) -> dict[str, str]:
+    """The environment of every process: FLWR_HOME with one SuperLink connection, no telemetry."""
+    home.mkdir(parents=True, exist_ok=True)
+    (home / "config.toml").write_text(
+        f'[superlink]\ndefault = "{connection}"\n\n'
+        f'[superlink.{connection}]\naddress = "127.0.0.1:{port}"\ninsecure = true\n'
+    )
+    env = dict(os.environ, FLWR_HOME=str(home), FLWR_TELEMETRY_ENABLED="0")
+    env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
+    return env
+
+
+def start_superlink(
+    procs: Processes, env: dict[str, str], port: int, database: Path, *, simulation: bool
+) -> None:
+    argv = [
+        str(BIN / "flower-superlink"),
+        "--insecure",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--database",
+        str(database),
+        "--disable-runtime-dependency-installation",
+    ]
+    procs.start("superlink", [*argv, "--simulation"] if simulation else argv, env)
+    _wait_for_port(port, procs.running["superlink"])
+
+
+def start_supernode(
+    procs: Processes, env: dict[str, str], name: str, superlink: int, node_config: dict[str, Any]
+) -> int:
+    """A SuperNode connected to the SuperLink's port; returns its own (ClientAppIo) port."""
+    port = free_port()
+    argv = [
+        str(BIN / "flower-supernode"),
+        "--insecure",
+        "--superlink",
+        f"127.0.0.1:{superlink}",
+        "--port",
+        str(port),
+        "--node-config",
+        config_args(node_config),
+    ]
+    procs.start(name, argv, env)
+    return port
+
+
+def flwr_run(
+    env: dict[str, str],
+    connection: str,
+    run_config: dict[str, Any],
+    *,
+    timeout: float,
+    federation_config: str | None = None,
+    log: Path,
+) -> int:
+    """``flwr run . <connection> --stream`` for this App; its exit code."""
+    argv = [str(BIN / "flwr"), "run", str(APP), connection, "--stream"]
+    argv += ["--run-config", config_args(run_config)]
+    if federation_config:
+        argv += ["--federation-config", federation_config]
+    with log.open("ab") as out:
+        return subprocess.run(
+            argv, stdout=out, stderr=subprocess.STDOUT, env=env, timeout=timeout, cwd=APP
+        ).returncode
+
+
+def _wait_for_port(port: int, process: subprocess.Popen[bytes], timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"the process on port {port} exited with {process.returncode}")
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.2)
+    raise TimeoutError(f"nothing listens on 127.0.0.1:{port} after {timeout:.0f} s")

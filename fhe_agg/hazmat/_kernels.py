@@ -1,0 +1,251 @@
+"""numba-compiled loops behind :mod:`fhe_agg.hazmat._accel`; imported only on first use.
+
+Each kernel computes exactly what its pure-numpy counterpart computes (the tests compare them bit
+for bit), with the same arithmetic: Shoup products whose high word comes from 32-bit limbs
+(:func:`fhe_agg.hazmat.rns.mulhi_lazy`: remainder in ``[0, 4q)``), Harvey's lazy butterflies, and
+conditional subtractions as ``min(x, x - b)``. Written per element over contiguous slices, so
+LLVM vectorises the butterflies and products (AVX2/AVX-512: 2x the scalar 128-bit product).
+
+Compiled lazily, one function at its first call, and cached on disk (``cache=True``: numba's
+``__pycache__`` beside this file, else its per-user cache directory); where no cache location is
+writable a function is compiled in memory on every run instead.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+from numba import njit
+
+__all__ = [
+    "add_mod_rows",
+    "combine_rows",
+    "gaussian_pairs",
+    "mul_shoup_flat",
+    "mul_shoup_rows",
+    "ntt_forward_rows",
+    "ntt_forward_signed",
+    "ntt_mul_add",
+    "pack_bits",
+    "unpack_bits",
+]
+
+_M32 = np.uint64(0xFFFFFFFF)
+_S32 = np.uint64(32)
+
+
+def _jit(fn: Callable[..., Any]) -> Any:
+    try:
+        return njit(cache=True, nogil=True)(fn)
+    except RuntimeError:  # no writable cache location: compile in memory
+        return njit(cache=False, nogil=True)(fn)
+
+
+@njit(inline="always")
+def _shoup(y: Any, w: Any, w_lo: Any, w_hi: Any, q: Any) -> Any:
+    """``y * w - hi * q`` in ``[0, 4q)`` with :func:`~fhe_agg.hazmat.rns.mulhi_lazy`'s ``hi``."""
+    y0, y1 = y & _M32, y >> _S32
+    hi = y1 * w_hi + ((y0 * w_hi) >> _S32) + ((y1 * w_lo) >> _S32)
+    return y * w - hi * q
+
+
+@_jit
+def _forward_row(a: Any, powers: Any, quot_lo: Any, quot_hi: Any, q: Any) -> None:
+    """In place: Harvey's lazy forward butterflies over one row, then reduction to ``[0, q)``."""
+    n = a.size
+    two_q = q + q
+    m, gap = 1, n >> 1
+    while m < n:
+        for i in range(m):
+            w, w_lo, w_hi = powers[m + i], quot_lo[m + i], quot_hi[m + i]
+            start = 2 * i * gap
+            xs, ys = a[start : start + gap], a[start + gap : start + 2 * gap]
+            for j in range(gap):
+                x = xs[j]
+                x = min(x, x - two_q)  # [0, 2q)
+                t = _shoup(ys[j], w, w_lo, w_hi, q)
+                t = min(t, t - two_q)  # [0, 2q)
+                xs[j] = x + t
+                ys[j] = x - t + two_q
+        m, gap = m << 1, gap >> 1
+    for j in range(n):
+        x = a[j]
+        x = min(x, x - two_q)
+        a[j] = min(x, x - q)
+
+
+@_jit
+def ntt_forward_rows(rows: Any, powers: Any, quot_lo: Any, quot_hi: Any, q: Any) -> None:
+    """In place: the forward NTT of every row of ``rows[k, n]`` (residues in ``[0, q)``)."""
+    for r in range(rows.shape[0]):
+        _forward_row(rows[r], powers, quot_lo, quot_hi, q)
+
+
+@njit(inline="always")
+def _reduce_signed(src: Any, q: Any, dst: Any) -> None:
+    """``dst = src mod q`` for signed ``src`` (in ``[0, q)``)."""
+    qi = np.int64(q)
+    for j in range(src.size):
+        x = src[j]
+        if x >= qi or x <= -qi:
+            x %= qi  # Python's sign rule: in [0, q)
+        elif x < 0:
+            x += qi
+        dst[j] = np.uint64(x)
+
+
+@_jit
+def ntt_forward_signed(
+    coeffs: Any, primes: Any, powers: Any, quot_lo: Any, quot_hi: Any, out: Any
+) -> None:
+    """``out[k, i, :]`` = NTT of signed ``coeffs[k, :]`` reduced mod ``primes[i]`` (tables
+    ``powers[i]``, ``quot_lo[i]``, ``quot_hi[i]``)."""
+    for k in range(coeffs.shape[0]):
+        for i in range(primes.size):
+            _reduce_signed(coeffs[k], primes[i], out[k, i])
+            _forward_row(out[k, i], powers[i], quot_lo[i], quot_hi[i], primes[i])
+
+
+@_jit
+def ntt_mul_add(
+    x: Any,
+    y: Any,
+    primes: Any,
+    powers: Any,
+    quot_lo: Any,
+    quot_hi: Any,
+    w: Any,
+    w_lo: Any,
+    w_hi: Any,
+    out: Any,
+) -> None:
+    """``out[k, i, :] = NTT(x[k]) * w[i] + NTT(y[k]) mod primes[i]`` for signed ``x``, ``y``:
+    ``add_polys(mul_fixed(to_ntt_batch(x), w), to_ntt_batch(y))`` one row at a time."""
+    scratch = np.empty(x.shape[1], dtype=np.uint64)
+    for k in range(x.shape[0]):
+        for i in range(primes.size):
+            q = primes[i]
+            two_q = q + q
+            row, ws, lo, hi = out[k, i], w[i], w_lo[i], w_hi[i]
+            _reduce_signed(x[k], q, scratch)
+            _forward_row(scratch, powers[i], quot_lo[i], quot_hi[i], q)
+            _reduce_signed(y[k], q, row)
+            _forward_row(row, powers[i], quot_lo[i], quot_hi[i], q)
+            for j in range(row.size):
+                r = _shoup(scratch[j], ws[j], lo[j], hi[j], q)
+                r = min(r, r - two_q)
+                r = min(r, r - q) + row[j]
+                row[j] = min(r, r - q)
+
+
+@_jit
+def mul_shoup_rows(x: Any, w: Any, w_lo: Any, w_hi: Any, primes: Any, out: Any) -> None:
+    """``out[k, i, :] = x[k, i, :] * w[i, :] mod primes[i]`` (Shoup quotient limbs)."""
+    for k in range(x.shape[0]):
+        for i in range(primes.size):
+            q = primes[i]
+            two_q = q + q
+            xs, ws, lo, hi, res = x[k, i], w[i], w_lo[i], w_hi[i], out[k, i]
+            for j in range(xs.size):
+                r = _shoup(xs[j], ws[j], lo[j], hi[j], q)
+                r = min(r, r - two_q)
+                res[j] = min(r, r - q)
+
+
+@_jit
+def mul_shoup_flat(x: Any, w: Any, w_lo: Any, w_hi: Any, q: Any, out: Any) -> None:
+    """``out = x * w mod q`` elementwise (``w`` and its quotient limbs of ``x``'s size, or of
+    size 1)."""
+    two_q = q + q
+    if w.size == 1:
+        c, c_lo, c_hi = w[0], w_lo[0], w_hi[0]
+        for j in range(x.size):
+            r = _shoup(x[j], c, c_lo, c_hi, q)
+            r = min(r, r - two_q)
+            out[j] = min(r, r - q)
+    else:
+        for j in range(x.size):
+            r = _shoup(x[j], w[j], w_lo[j], w_hi[j], q)
+            r = min(r, r - two_q)
+            out[j] = min(r, r - q)
+
+
+@_jit
+def add_mod_rows(a: Any, b: Any, primes: Any, out: Any) -> None:
+    """``out[k, i, :] = a[k, i, :] + b[k, i, :] mod primes[i]`` for reduced inputs."""
+    for k in range(a.shape[0]):
+        for i in range(primes.size):
+            q = primes[i]
+            xs, ys, res = a[k, i], b[k, i], out[k, i]
+            for j in range(xs.size):
+                r = xs[j] + ys[j]
+                res[j] = min(r, r - q)
+
+
+@_jit
+def combine_rows(w: Any, c1: Any, primes: Any, out: Any) -> None:
+    """``out[j, i, :] = sum over k with w[j, k] = 1 of c1[k, i, :] mod primes[i]`` for reduced
+    ``c1``; in blocks of 256 coefficients so that a block of every chunk stays in cache."""
+    rows, chunks = w.shape
+    n = c1.shape[2]
+    for i in range(primes.size):
+        q = primes[i]
+        for start in range(0, n, 256):
+            stop = min(start + 256, n)
+            for j in range(rows):
+                acc = out[j, i, start:stop]
+                acc[:] = 0
+                for k in range(chunks):
+                    if w[j, k]:
+                        src = c1[k, i, start:stop]
+                        for t in range(acc.size):
+                            r = acc[t] + src[t]
+                            acc[t] = min(r, r - q)
+
+
+@_jit
+def pack_bits(values: Any, width: Any, out: Any) -> None:
+    """OR ``values`` (each below ``2**width``) into ``out`` as one little-endian bit stream of
+    ``width`` bits each (``out`` zeroed by the caller)."""
+    bit = 0
+    for k in range(values.size):
+        word, low = bit >> 6, bit & 63
+        v = values[k]
+        out[word] |= v << np.uint64(low)
+        if low + width > 64:
+            out[word + 1] |= v >> np.uint64(64 - low)
+        bit += width
+
+
+@_jit
+def unpack_bits(words: Any, width: Any, out: Any) -> None:
+    """Read ``out.size`` values of ``width`` bits from the little-endian bit stream ``words``."""
+    mask = np.uint64(0xFFFFFFFFFFFFFFFF) >> np.uint64(64 - width)
+    bit = 0
+    for k in range(out.size):
+        word, low = bit >> 6, bit & 63
+        v = words[word] >> np.uint64(low)
+        if low + width > 64:
+            v |= words[word + 1] << np.uint64(64 - low)
+        out[k] = v & mask
+        bit += width
+
+
+@_jit
+def gaussian_pairs(
+    radius: Any, cos: Any, sin: Any, m: Any, sigma: Any, tail: Any, out: Any, start: Any
+) -> Any:
+    """Box-Muller's ``z = radius * cos`` for every pair, then ``radius * sin``, the first ``m``
+    of that sequence; each ``z`` with ``|z| <= tail`` is written as ``rint(z * sigma)`` (half to
+    even) to ``out[start:]``. Returns the new end. The transcendental functions stay in numpy
+    (vectorised, and the same as the numpy path's); this fuses the rest."""
+    half = radius.size
+    end = start
+    for k in range(min(m, 2 * half)):
+        z = radius[k] * cos[k] if k < half else radius[k - half] * sin[k - half]
+        if abs(z) <= tail and end < out.size:
+            out[end] = np.int64(np.rint(z * sigma))
+            end += 1
+    return end
