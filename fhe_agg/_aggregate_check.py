@@ -16,9 +16,10 @@ from fhe_agg._evidence import AggregateEvidence
 from fhe_agg._merkle import leaf_hash, verify_path
 from fhe_agg._messages import EncryptedAggregate
 from fhe_agg._wellformed import (
+    BatchItem,
     check_proof_set,
     proof_batches,
-    verify_batch,
+    verify_batches,
 )
 from fhe_agg.errors import (
     AggregateMismatch,
@@ -41,13 +42,18 @@ def verify_aggregate(
     *,
     context: RoundContext,
     wanted: tuple[int, ...],
+    workers: int = 1,
+    subtree: bool = False,
 ) -> U64:
     """Check the manifest (``min_clients..max_clients`` distinct roster members, valid statements
     for this round and layout), the chunk count, every chunk's scale, that each chunk in
     ``wanted`` is the sum of the clients' signed chunks in ``evidence``, and every client's
     well-formedness proof of every chunk (so ``wanted`` must be every chunk, else
     :class:`InvalidProof`); return the parsed chunks. Raises the typed error of the first check
-    that fails. ``context`` is the round the aggregate must be of (:class:`RoundMismatch`)."""
+    that fails (the same for any ``workers``; the proofs are verified on ``workers`` processes).
+    ``context`` is the round the aggregate must be of (:class:`RoundMismatch`). ``subtree``: a
+    child of a tree of aggregators (:mod:`fhe_agg._tree`), checked by its parent, may hold fewer
+    than ``min_clients`` clients; everything else is checked the same."""
     round_id, config = context.round_id, context.config
     if aggregate.round_id != round_id:
         raise RoundMismatch(
@@ -62,7 +68,7 @@ def verify_aggregate(
             f"aggregate of round {round_id} lists {len(clients)} clients, max_clients is "
             f"{config.max_clients}: its sum may wrap around the modulus"
         )
-    if len(clients) < config.min_clients:
+    if len(clients) < config.min_clients and not (subtree and clients):
         raise ThresholdNotMet(
             f"aggregate of round {round_id} has {len(clients)} clients, min_clients is {config.min_clients}"
         )
@@ -83,7 +89,7 @@ def verify_aggregate(
             )
         parsed.append(raw.data)
     sums = np.stack(parsed)
-    _check_evidence(aggregate, evidence, sums, wanted, context)
+    _check_evidence(aggregate, evidence, sums, wanted, context, workers)
     return sums
 
 
@@ -93,6 +99,7 @@ def _check_evidence(
     sums: U64,
     wanted: tuple[int, ...],
     context: RoundContext,
+    workers: int,
 ) -> None:
     """Each chunk in ``wanted``: every client's evidence chunk is the one its Merkle root
     signed, and their modular sum equals the aggregate's chunk; then every client's proofs
@@ -118,7 +125,7 @@ def _check_evidence(
             raise AggregateMismatch(
                 f"chunk {index} is not the sum of the manifest's signed updates"
             )
-    _check_proofs(aggregate, evidence, set(wanted), context)
+    _check_proofs(aggregate, evidence, set(wanted), context, workers)
 
 
 def _check_proofs(
@@ -126,6 +133,7 @@ def _check_proofs(
     evidence: AggregateEvidence,
     checked: set[int],
     context: RoundContext,
+    workers: int,
 ) -> None:
     """Every manifest client's every batch proof, against chunks already checked against its
     signed Merkle root (:class:`InvalidProof` for a chunk without evidence or a proof that does
@@ -138,16 +146,22 @@ def _check_proofs(
             "them (a key holder verifies every chunk's proof before a partial)"
         )
     b, bound = context.backend, context.bounds.proof_bytes
+    items: list[BatchItem] = []
     for slot, signed in enumerate(aggregate.manifest):
         stmt = signed.statement
         proofs = evidence.proofs.get(stmt.client_id, ())
-        check_proof_set(
-            proofs,
-            chunk_count=count,
-            signed_digest=stmt.proofs_digest,
-            bound=bound,
-            who=f"client {stmt.client_id!r}",
-        )
+        try:
+            check_proof_set(
+                proofs,
+                chunk_count=count,
+                signed_digest=stmt.proofs_digest,
+                bound=bound,
+                who=f"client {stmt.client_id!r}",
+            )
+        except InvalidProof:
+            # the batches listed before this refusal are checked first, as in the serial order
+            _verify(items, context, workers)
+            raise
         for proof, indices in zip(proofs, proof_batches(count), strict=True):
             c1 = np.stack(
                 [
@@ -155,12 +169,18 @@ def _check_proofs(
                     for i in indices
                 ]
             )
-            verify_batch(
-                c1,
-                proof,
-                public_key=context.public_key,
-                config=context.config,
-                round_id=context.round_id,
-                client_id=stmt.client_id,
-                indices=indices,
-            )
+            items.append((stmt.client_id, indices, c1, proof))
+            if len(items) >= workers:  # memory: ``workers`` batches of c1 at a time
+                _verify(items, context, workers)
+                items.clear()
+    _verify(items, context, workers)
+
+
+def _verify(items: list[BatchItem], context: RoundContext, workers: int) -> None:
+    verify_batches(
+        items,
+        public_key=context.public_key,
+        config=context.config,
+        round_id=context.round_id,
+        workers=workers,
+    )

@@ -10,11 +10,8 @@ update leaves the sum bit for bit as it was. With a ``store`` the round survives
 
 from __future__ import annotations
 
-import itertools
 import os
-import shutil
-import tempfile
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -28,6 +25,7 @@ from fhe_agg._errors import (
     DuplicateUpdate,
     FheAggError,
     InvalidSignature,
+    MalformedMessage,
     ParameterMismatch,
     Rejected,
     ThresholdNotMet,
@@ -42,9 +40,12 @@ from fhe_agg._messages import (
     total_weight,
 )
 from fhe_agg._packing import Layout
+from fhe_agg._parallel import check_workers
 from fhe_agg._round_store import AggregatorStore
 from fhe_agg._signing import VerifyKey
-from fhe_agg._wellformed import check_update_proofs
+from fhe_agg._spool import Spool
+from fhe_agg._tree import PartialAggregate
+from fhe_agg._wellformed import BatchItem, check_update_proofs, prefetch_batches, proof_batches
 from fhe_agg.hazmat.rlwe import add_polys
 from fhe_agg.hazmat.rns import U64
 from fhe_agg.hazmat.seal_format import RawCiphertext
@@ -53,54 +54,6 @@ if TYPE_CHECKING:
     from fhe_agg.identity._auditlog import AuditLog
 
 __all__ = ["Aggregator"]
-
-
-class _Spool:
-    """Accepted updates' chunk bytes on disk, one file per update, written atomically."""
-
-    def __init__(self, directory: Path | None) -> None:
-        self._owned = directory is None
-        self.root = (
-            Path(tempfile.mkdtemp(prefix="fhe_agg-spool-")) if directory is None else directory
-        )
-        self.root.mkdir(parents=True, exist_ok=True)
-        self._offsets: list[list[int]] = []
-        self._proof_sizes: list[list[int]] = []
-
-    def _write(self, name: str, blobs: tuple[bytes, ...]) -> list[int]:
-        final = self.root / name
-        tmp = final.with_suffix(".tmp")
-        with open(tmp, "wb") as fh:
-            for c in blobs:
-                fh.write(c)
-            fh.flush()
-            os.fsync(fh.fileno())
-        tmp.replace(final)
-        offsets = [0]
-        for c in blobs:
-            offsets.append(offsets[-1] + len(c))
-        return offsets
-
-    def write(self, chunks: tuple[bytes, ...], proofs: tuple[bytes, ...]) -> None:
-        slot = len(self._offsets)
-        proof_offsets = self._write(f"proofs-{slot:06d}.bin", proofs)
-        self._offsets.append(self._write(f"update-{slot:06d}.bin", chunks))
-        self._proof_sizes.append(proof_offsets)
-
-    def read(self, slot: int, index: int) -> bytes:
-        start, end = self._offsets[slot][index], self._offsets[slot][index + 1]
-        with open(self.root / f"update-{slot:06d}.bin", "rb") as fh:
-            fh.seek(start)
-            return fh.read(end - start)
-
-    def read_proofs(self, slot: int) -> tuple[bytes, ...]:
-        offsets = self._proof_sizes[slot]
-        data = (self.root / f"proofs-{slot:06d}.bin").read_bytes()
-        return tuple(data[a:b] for a, b in itertools.pairwise(offsets))
-
-    def close(self) -> None:
-        if self._owned:
-            shutil.rmtree(self.root, ignore_errors=True)
 
 
 class Aggregator:
@@ -128,6 +81,10 @@ class Aggregator:
     just before a crash may be absent from the store (and accepted again when re-sent). The
     store keeps the chunks the key holders ask for; delete it once the round is released.
     ``None`` (the default) keeps the state in memory and the chunks in ``spool_dir``.
+
+    ``workers`` > 1 verifies proofs on that many processes: the batches of one update in
+    :meth:`add`, those of several updates together in :meth:`add_many` (what
+    :class:`~fhe_agg.IngestQueue` calls); accepted updates, sums and refusals are the same.
     """
 
     def __init__(
@@ -141,7 +98,9 @@ class Aggregator:
         spool_dir: str | os.PathLike[str] | None = None,
         audit: AuditLog | None = None,
         store: str | os.PathLike[str] | None = None,
+        workers: int = 1,
     ) -> None:
+        self.workers = check_workers(workers)
         self.context = RoundContext(  # checks that the five fit together
             config=config, public_key=public_key, roster=roster, layout=layout, round_id=round_id
         )
@@ -164,10 +123,10 @@ class Aggregator:
         self._leaves: list[list[bytes]] = []  # per accepted update; its slot is its position
         self._seen: set[str] = set()
         self._finalized = False
-        self._spool: _Spool | None = None
+        self._spool: Spool | None = None
         self._store: AggregatorStore | None = None
         if store is None:
-            self._spool = _Spool(Path(spool_dir) if spool_dir is not None else None)
+            self._spool = Spool(Path(spool_dir) if spool_dir is not None else None)
         else:
             self._resume(store)
 
@@ -234,6 +193,60 @@ class Aggregator:
         self._sum = new_sum
         self._remember(update.signed, leaves)
 
+    def add_many(self, updates: Sequence[EncryptedUpdate | bytes]) -> list[FheAggError | None]:
+        """:meth:`add` each of ``updates`` in order; for each, ``None`` (accepted) or the
+        :class:`~fhe_agg.Rejected` / :class:`~fhe_agg.MalformedMessage` refusal. With
+        ``workers`` > 1 the proofs of all of them are first verified together on the pool
+        (one update of up to 128 chunks is one proof batch, so this is where an aggregator's
+        work splits); :meth:`add` still makes every check, in order, and finds them verified."""
+        items = list(updates)
+        if self.workers > 1:
+            items = self._prefetch(items)
+        out: list[FheAggError | None] = []
+        for update in items:
+            try:
+                self.add(update)
+            except (MalformedMessage, Rejected) as exc:
+                out.append(exc)
+            else:
+                out.append(None)
+        return out
+
+    def _prefetch(self, updates: list[EncryptedUpdate | bytes]) -> list[EncryptedUpdate | bytes]:
+        """Parse ``updates`` and verify the proofs of those whose statement checks out on the
+        pool; bytes that do not parse stay bytes (``add`` refuses them)."""
+        parsed: list[EncryptedUpdate | bytes] = []
+        batches: list[BatchItem] = []
+        for update in updates:
+            try:
+                if isinstance(update, bytes | bytearray | memoryview):
+                    update = EncryptedUpdate.from_bytes(bytes(update), self.bounds)
+                if isinstance(update, EncryptedUpdate):
+                    batches.extend(self._batch_items(update))
+            except FheAggError:
+                pass  # add() refuses it with the right error, in its turn
+            parsed.append(update)
+        prefetch_batches(
+            batches,
+            public_key=self.public_key,
+            config=self.config,
+            round_id=self.round_id,
+            workers=self.workers,
+        )
+        return parsed
+
+    def _batch_items(self, update: EncryptedUpdate) -> list[BatchItem]:
+        stmt = update.statement
+        self._check_statement(update.signed)
+        count = stmt.chunk_count
+        if len(update.chunks) != count or len(update.proofs) != len(proof_batches(count)):
+            return []
+        c1 = self._parse_chunks(update.chunks, stmt.client_id)[:, 1]
+        return [
+            (stmt.client_id, r, np.ascontiguousarray(c1[r.start : r.stop]), proof)
+            for r, proof in zip(proof_batches(count), update.proofs, strict=True)
+        ]
+
     def _remember(self, signed: SignedStatement, leaves: list[bytes]) -> None:
         """Count an accepted (stored or spooled) update; its slot is its position."""
         self._accepted.append(signed)
@@ -273,6 +286,7 @@ class Aggregator:
             client_id=stmt.client_id,
             chunk_count=stmt.chunk_count,
             signed_digest=stmt.proofs_digest,
+            workers=self.workers,
         )
         return leaves, parsed
 
@@ -303,7 +317,24 @@ class Aggregator:
             raise ThresholdNotMet(
                 f"round {self.round_id}: {len(self._accepted)} updates, min_clients is {self.config.min_clients}"
             )
-        self._record("aggregate.finalized", clients=list(self.accepted_clients))
+        return self._close()
+
+    def forward(self) -> PartialAggregate:
+        """Close the round as a node of a tree of aggregators (:mod:`fhe_agg._tree`): the sum
+        of the updates accepted (at least one: ``min_clients`` applies to the merged aggregate
+        at every key holder), their statements and the evidence of every chunk, for the parent's
+        :func:`~fhe_agg._tree.merge_partials`."""
+        if self._sum is None:
+            raise ThresholdNotMet(f"round {self.round_id}: no update to forward")
+        aggregate = self._close(forwarded=True)
+        return PartialAggregate(aggregate, self.evidence(range(len(aggregate.chunks))))
+
+    def _close(self, *, forwarded: bool = False) -> EncryptedAggregate:
+        assert self._sum is not None
+        self._record(
+            "aggregate.forwarded" if forwarded else "aggregate.finalized",
+            clients=list(self.accepted_clients),
+        )
         if self._store is not None and not self._finalized:
             self._store.mark_finalized()
         self._finalized = True

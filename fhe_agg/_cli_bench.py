@@ -34,7 +34,7 @@ def _sizes(
     return sizes
 
 
-@click.command(short_help="Measure every cost next to its baseline (SEAL, NVFlare).")
+@click.command(short_help="Measure every cost next to its baseline (SEAL, NVFlare, SecAgg+).")
 @click.option(
     "--quick", "mode", flag_value="quick", help="Small sizes, under 3 minutes on 2 cores."
 )
@@ -46,6 +46,13 @@ def _sizes(
     default=None,
     help="Vector sizes of the per-size figures instead of the mode's, e.g. 1e6 or 1e5,1e6.",
 )
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    default=2,
+    show_default=True,
+    help="The scaling figures measure 1 -> this many processes (1: skip them).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the report as one JSON object.")
 @click.option(
     "--out",
@@ -53,14 +60,17 @@ def _sizes(
     default=None,
     help="Results folder [default: benchmarks/results of the checkout, else ./fhe-agg-bench].",
 )
-def bench(mode: Mode, sizes: tuple[int, ...] | None, as_json: bool, out: Path | None) -> None:
-    """Benchmark fhe_agg against raw SEAL, NVFlare-style TenSEAL and plaintext FedAvg.
+def bench(
+    mode: Mode, sizes: tuple[int, ...] | None, workers: int, as_json: bool, out: Path | None
+) -> None:
+    """Benchmark fhe_agg against raw SEAL, NVFlare-style TenSEAL, Flower SecAgg+ and plaintext
+    FedAvg.
 
     Writes <date>[-mode].json, .md and .png; progress goes to stderr.
     """
     from fhe_agg.bench import Plan, default_out_dir, run, write_results
 
-    report = run(Plan.for_mode(mode, sizes=sizes))
+    report = run(Plan.for_mode(mode, sizes=sizes, workers=workers))
     paths = write_results(report, out or default_out_dir())
     if as_json:
         click.echo(json.dumps(report))

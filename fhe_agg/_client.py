@@ -31,6 +31,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from fhe_agg._abort import AbortCertificate
+from fhe_agg._client_batches import encrypt_and_prove
 from fhe_agg._client_store import REMEMBERED_UPDATES, SentMemory
 from fhe_agg._config import PROTOCOL_VERSION, FederationConfig
 from fhe_agg._errors import InvalidInput, ParameterMismatch
@@ -38,19 +39,11 @@ from fhe_agg._keys import PublicKey
 from fhe_agg._merkle import leaf_hash, merkle_root
 from fhe_agg._messages import UPDATE_CONTEXT, EncryptedUpdate, SignedStatement, UpdateStatement
 from fhe_agg._packing import IntegerPolicy, Layout, chunk, flatten
+from fhe_agg._parallel import check_workers
 from fhe_agg._random import RandomSource, default_random
 from fhe_agg._seal import backend_for
 from fhe_agg._signing import SigningKey, VerifyKey
-from fhe_agg._wellformed import (
-    data_level_key,
-    proof_batches,
-    proof_context,
-    proof_statement,
-    proofs_digest,
-)
-from fhe_agg.hazmat.encrypt import encode_plaintext, encrypt_with_witness
-from fhe_agg.hazmat.seal_format import RawCiphertext
-from fhe_agg.hazmat.zkproof import prove
+from fhe_agg._wellformed import data_level_key, proof_batches, proof_context, proofs_digest
 
 __all__ = ["REMEMBERED_UPDATES", "Client", "ProvenChunks", "clip_l2"]
 
@@ -90,7 +83,8 @@ class Client:
     per client and key epoch; recommended ``./fhe_agg_state/client-<client_id>.sqlite``) keeps
     the memory of sent vectors across restarts; ``None`` keeps it in memory only. ``rng``
     draws the encryption randomness and the proofs' masks (default: the operating system's
-    CSPRNG).
+    CSPRNG). ``workers`` > 1 encrypts and proves on that many processes
+    (:mod:`fhe_agg._client_batches`): the same bytes as with one, for the same ``rng``.
     """
 
     def __init__(
@@ -103,7 +97,9 @@ class Client:
         holder_keys: Mapping[int, VerifyKey] | None = None,
         state: str | os.PathLike[str] | None = None,
         rng: RandomSource | None = None,
+        workers: int = 1,
     ) -> None:
+        self.workers = check_workers(workers)
         if (
             not isinstance(client_id, str)
             or not 0 < len(client_id) <= 128
@@ -238,40 +234,26 @@ class Client:
         self._claim(vector, round_id)
         weighted = vector * float(weight) if weight != 1.0 else vector
         parts = chunk(weighted, self.config.preset.reals_per_ciphertext)
-        chunks: list[bytes] = []
-        proofs: list[bytes] = []
-        for indices in proof_batches(len(parts)):
-            batch, proof = self._encrypt_batch([parts[i] for i in indices], indices, round_id)
-            chunks.extend(batch)
-            proofs.append(proof)
-        return ProvenChunks(tuple(chunks), tuple(proofs))
-
-    def _encrypt_batch(
-        self, parts: list[NDArray[np.float64]], indices: range, round_id: int
-    ) -> tuple[list[bytes], bytes]:
-        """Encrypt one batch at the data level and prove it; the witnesses die here."""
-        backend, key, scale = self._backend, self._key, self.config.scale
-        c1s, witnesses, blobs = [], [], []
-        for part in parts:
-            plain = encode_plaintext(backend, part, scale)
-            c0, c1, witness = encrypt_with_witness(
-                plain, key.pk0_ntt, key.a_ntt, key.primes, self._rng
+        contexts = [
+            proof_context(
+                params_id=self.config.params_id,
+                public_key_fingerprint=self.public_key.fingerprint,
+                round_id=round_id,
+                client_id=self.client_id,
+                indices=indices,
             )
-            blobs.append(
-                backend.pack(RawCiphertext(backend.data_parms_id, scale, np.stack([c0, c1])))
-            )
-            c1s.append(c1)
-            witnesses.append(witness)
-        context = proof_context(
-            params_id=self.config.params_id,
-            public_key_fingerprint=self.public_key.fingerprint,
-            round_id=round_id,
-            client_id=self.client_id,
-            indices=indices,
+            for indices in proof_batches(len(parts))
+        ]
+        chunks, proofs = encrypt_and_prove(
+            self.config.preset,
+            self._key,
+            self.config.scale,
+            parts,
+            contexts,
+            self._rng,
+            workers=self.workers,
         )
-        proof = prove(proof_statement(key, context), np.stack(c1s), witnesses, self._rng)
-        witnesses.clear()  # the only references: u and e1 are unreachable from here on
-        return blobs, proof
+        return ProvenChunks(tuple(chunks), tuple(proofs))
 
     def sign_update(
         self,

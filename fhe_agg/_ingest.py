@@ -7,7 +7,9 @@ an update only while the bytes pending (queued or being added) stay within
 ``max_pending_bytes`` and their number within ``max_pending``; otherwise :meth:`IngestQueue.submit`
 waits up to ``timeout`` and raises :class:`Busy`, so the network layer answers "retry later" and
 stops reading from that connection. A single worker thread owns the aggregator: updates are added
-one at a time, in arrival order, each exactly once.
+one at a time, in arrival order, each exactly once; with an aggregator of ``workers`` > 1 it takes
+up to that many queued updates at once and has their proofs verified together
+(:meth:`~fhe_agg.Aggregator.add_many`).
 """
 
 from __future__ import annotations
@@ -143,13 +145,16 @@ class IngestQueue:
                     self._cond.wait()
                 if not self._items:
                     return
-                ticket, blob = self._items.popleft()
-            size = len(blob)
-            refusal: FheAggError | None = None
+                # with a worker pool, as many updates as it has workers are checked together
+                take = min(len(self._items), self._aggregator.workers)
+                batch = [self._items.popleft() for _ in range(take)]
+            size = sum(len(blob) for _, blob in batch)
+            refusals: list[FheAggError | None] = []
             try:
-                self._aggregator.add(blob)
-            except (MalformedMessage, Rejected) as exc:
-                refusal = exc
+                if len(batch) == 1:
+                    refusals = [self._add_one(batch[0][1])]
+                else:
+                    refusals = self._aggregator.add_many([blob for _, blob in batch])
             except BaseException as exc:  # not a refusal: stop and surface it in close()
                 with self._cond:
                     self._failure = exc
@@ -158,17 +163,26 @@ class IngestQueue:
                         self._pending -= 1
                         self._pending_bytes -= len(dropped)
                     self._items.clear()
-            del blob
+            tickets = [ticket for ticket, _ in batch]
+            del batch
             with self._cond:
-                self._pending -= 1
+                self._pending -= len(tickets)
                 self._pending_bytes -= size
-                if refusal is not None:
-                    self._rejected.append((ticket, refusal))
-                elif self._failure is None:
-                    self._accepted += 1
+                for ticket, refusal in zip(tickets, refusals, strict=False):
+                    if refusal is not None:
+                        self._rejected.append((ticket, refusal))
+                    elif self._failure is None:
+                        self._accepted += 1
                 self._cond.notify_all()
                 if self._failure is not None:
                     return
+
+    def _add_one(self, blob: bytes) -> FheAggError | None:
+        try:
+            self._aggregator.add(blob)
+        except (MalformedMessage, Rejected) as exc:
+            return exc
+        return None
 
     def drain(self, timeout: float | None = None) -> bool:
         """Wait until nothing is pending; False if ``timeout`` seconds passed first."""

@@ -56,6 +56,7 @@ from fhe_agg._holder_store import MAX_ROUND_STEP, HolderStore
 from fhe_agg._keys import KeyShare, PublicKey
 from fhe_agg._messages import EncryptedAggregate, aggregate_digest, chunk_digests
 from fhe_agg._packing import Layout
+from fhe_agg._parallel import check_workers
 from fhe_agg._partial import PartialDecryption
 from fhe_agg._random import RandomSource, default_random
 from fhe_agg._seal import backend_for
@@ -90,6 +91,9 @@ class KeyHolder:
     round 0 for a fresh log) is refused (:class:`~fhe_agg.RoundMismatch`). Rounds older than
     the newest decrypted one are refused for good, so without a bound one request for round
     ``2**63 - 2`` would lock the holder out of every later normal round; ``None`` lifts it.
+
+    ``workers`` > 1 verifies the clients' proofs on that many processes
+    (:func:`~fhe_agg._wellformed.verify_batches`); the checks and their errors are the same.
     """
 
     def __init__(
@@ -106,7 +110,9 @@ class KeyHolder:
         store: str | os.PathLike[str] | None = None,
         signing_key: SigningKey | None = None,
         max_round_step: int | None = MAX_ROUND_STEP,
+        workers: int = 1,
     ) -> None:
+        self.workers = check_workers(workers)
         if not isinstance(key_share, KeyShare):
             raise TypeError(f"key_share: expected KeyShare, got {type(key_share).__name__}")
         key_share.check_for(public_key)
@@ -232,7 +238,11 @@ class KeyHolder:
             round_id=aggregate.round_id,
         )
         return verify_aggregate(
-            aggregate, evidence, context=context, wanted=self._challenge(aggregate, digest)
+            aggregate,
+            evidence,
+            context=context,
+            wanted=self._challenge(aggregate, digest),
+            workers=self.workers,
         )
 
     def detection_probability(self, chunk_count: int, tampered: int = 1) -> float:

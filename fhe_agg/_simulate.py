@@ -68,9 +68,10 @@ class SimulationSpec:
     adjacency: Adjacency = Adjacency.ZERO_OUT
     unsafe_exact: bool = False
     seed: int | None = None
+    workers: int = 1
 
     def __post_init__(self) -> None:
-        for name in ("clients", "holders", "threshold", "params", "rounds"):
+        for name in ("clients", "holders", "threshold", "params", "rounds", "workers"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name}: must be at least 1")
         if self.threshold > self.holders:
@@ -197,7 +198,13 @@ def _federation(
         holder_ids = list(deployment.holders)
         roster = r.client_keys
     clients = [
-        Client(client_id=c, signing_key=k, config=config, public_key=public_key)
+        Client(
+            client_id=c,
+            signing_key=k,
+            config=config,
+            public_key=public_key,
+            workers=spec.workers,
+        )
         for c, k in signing.items()
     ]
     holders = [
@@ -209,6 +216,7 @@ def _federation(
             roster=roster(1),
             rng=rng,
             audit=_holder_audit(deployment, holder_ids[share.holder_index - 1], audit),
+            workers=spec.workers,
         )
         for share in shares
     ]

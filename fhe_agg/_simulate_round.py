@@ -67,6 +67,7 @@ def run_round(
         round_id=round_id,
         layout=fed.layout,
         audit=fed.audit,
+        workers=spec.workers,
     ) as agg:
         coordinator = RoundCoordinator(agg, accountant=fed.accountant, rng=fed.rng)
         uploads = _upload(spec, fed, coordinator, data_rng, round_id, tick)

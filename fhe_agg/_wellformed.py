@@ -26,6 +26,7 @@ import numpy as np
 
 from fhe_agg._config import PROTOCOL_VERSION, FederationConfig
 from fhe_agg._keys import PublicKey
+from fhe_agg._parallel import run_ordered
 from fhe_agg._seal import backend_for
 from fhe_agg.errors import InvalidProof, MalformedMessage
 from fhe_agg.hazmat.encrypt import public_key_data_level
@@ -40,12 +41,14 @@ __all__ = [
     "check_update_proofs",
     "data_level_key",
     "forget_verified",
+    "prefetch_batches",
     "proof_batches",
     "proof_bytes_bound",
     "proof_context",
     "proof_statement",
     "proofs_digest",
     "verify_batch",
+    "verify_batches",
 ]
 
 #: Domain label of every well-formedness proof's transcript (the ``fhe-agg/v1/<what>`` scheme of
@@ -146,6 +149,38 @@ def check_proof_set(
         raise InvalidProof(f"{who}: the proofs are not the ones the client signed", party=who)
 
 
+def _batch_statement(
+    public_key: PublicKey, config: FederationConfig, round_id: int, client_id: str, indices: range
+) -> ProofStatement:
+    context = proof_context(
+        params_id=config.params_id,
+        public_key_fingerprint=public_key.fingerprint,
+        round_id=round_id,
+        client_id=client_id,
+        indices=indices,
+    )
+    return proof_statement(data_level_key(public_key), context)
+
+
+def _verify_raw(
+    statement: ProofStatement, c1: U64, proof: bytes, client_id: str, indices: range
+) -> None:
+    """``verify`` with the caller's error message (a pure function: runs in a pool worker)."""
+    try:
+        verify(statement, c1, proof)
+    except (InvalidProof, MalformedMessage) as exc:
+        raise InvalidProof(
+            f"client {client_id!r}: the well-formedness proof of chunks "
+            f"{indices.start}..{indices.stop - 1} does not verify ({exc})"
+        ) from None
+
+
+def _remember(memo: bytes) -> None:
+    _VERIFIED[memo] = None
+    while len(_VERIFIED) > _VERIFIED_MAX:
+        _VERIFIED.popitem(last=False)
+
+
 def verify_batch(
     c1: U64,
     proof: bytes,
@@ -158,28 +193,80 @@ def verify_batch(
 ) -> None:
     """Verify one batch proof of ``client_id``'s update for ``round_id`` against the batch's
     ``c1`` (``(V, L, N)``, NTT form): :class:`InvalidProof` if it does not verify."""
-    context = proof_context(
-        params_id=config.params_id,
-        public_key_fingerprint=public_key.fingerprint,
+    verify_batches(
+        [(client_id, indices, c1, proof)],
+        public_key=public_key,
+        config=config,
         round_id=round_id,
-        client_id=client_id,
-        indices=indices,
+        workers=1,
     )
-    statement = proof_statement(data_level_key(public_key), context)
-    memo = _memo_key(statement, c1, proof)
-    if memo in _VERIFIED:
-        _VERIFIED.move_to_end(memo)
+
+
+#: One batch to verify: client, chunk indices, its ``c1`` (``(V, L, N)``) and its proof.
+BatchItem = tuple[str, range, U64, bytes]
+
+
+def verify_batches(
+    items: Sequence[BatchItem],
+    *,
+    public_key: PublicKey,
+    config: FederationConfig,
+    round_id: int,
+    workers: int,
+) -> None:
+    """Verify every batch of ``items`` (on ``workers`` processes when > 1); raise the
+    :class:`InvalidProof` of the first that fails, in the order given (every batch is checked
+    with ``workers > 1``, only those before it with one). The memo of verified proofs lives in
+    this process: hits are skipped, and a batch verified by a worker is remembered here."""
+    pending: list[tuple[bytes, tuple[ProofStatement, U64, bytes, str, range]]] = []
+    for client_id, indices, c1, proof in items:
+        statement = _batch_statement(public_key, config, round_id, client_id, indices)
+        memo = _memo_key(statement, c1, proof)
+        if memo in _VERIFIED:
+            _VERIFIED.move_to_end(memo)
+            continue
+        if workers == 1:
+            _verify_raw(statement, c1, proof, client_id, indices)
+            _remember(memo)
+        else:
+            pending.append((memo, (statement, c1, proof, client_id, indices)))
+    if not pending:
         return
+    run_ordered(_verify_raw, [task for _, task in pending], workers=workers)
+    for memo, _ in pending:
+        _remember(memo)
+
+
+def _passes(
+    statement: ProofStatement, c1: U64, proof: bytes, client_id: str, indices: range
+) -> bool:
     try:
-        verify(statement, c1, proof)
-    except (InvalidProof, MalformedMessage) as exc:
-        raise InvalidProof(
-            f"client {client_id!r}: the well-formedness proof of chunks "
-            f"{indices.start}..{indices.stop - 1} does not verify ({exc})"
-        ) from None
-    _VERIFIED[memo] = None
-    while len(_VERIFIED) > _VERIFIED_MAX:
-        _VERIFIED.popitem(last=False)
+        _verify_raw(statement, c1, proof, client_id, indices)
+    except InvalidProof:
+        return False
+    return True
+
+
+def prefetch_batches(
+    items: Sequence[BatchItem],
+    *,
+    public_key: PublicKey,
+    config: FederationConfig,
+    round_id: int,
+    workers: int,
+) -> None:
+    """Verify ``items`` on ``workers`` processes and remember those that pass; refuse nothing
+    (the caller's own :func:`verify_batches` later finds the memo, or raises as usual)."""
+    pending = []
+    for client_id, indices, c1, proof in items:
+        statement = _batch_statement(public_key, config, round_id, client_id, indices)
+        memo = _memo_key(statement, c1, proof)
+        if memo not in _VERIFIED:
+            pending.append((memo, (statement, c1, proof, client_id, indices)))
+    passed = run_ordered(_passes, [task for _, task in pending], workers=workers)
+    for (memo, _), ok in zip(pending, passed, strict=True):
+        if ok:
+            _remember(memo)
 
 
 #: Digests of (statement, c1, proof) triples that verified in this process. ``verify`` is a
@@ -215,9 +302,10 @@ def check_update_proofs(
     client_id: str,
     chunk_count: int,
     signed_digest: bytes,
+    workers: int = 1,
 ) -> None:
     """Verify every batch proof of one update against its chunks' ``c1`` (``c1_of[i]``, NTT
-    form ``(L, N)``); :class:`InvalidProof` for the first that fails."""
+    form ``(L, N)``), on ``workers`` processes; :class:`InvalidProof` for the first that fails."""
     check_proof_set(
         proofs,
         chunk_count=chunk_count,
@@ -225,13 +313,13 @@ def check_update_proofs(
         bound=proof_bytes_bound(config),
         who=f"client {client_id!r}",
     )
-    for proof, indices in zip(proofs, proof_batches(chunk_count), strict=True):
-        verify_batch(
-            np.ascontiguousarray(c1_of[indices.start : indices.stop]),
-            proof,
-            public_key=public_key,
-            config=config,
-            round_id=round_id,
-            client_id=client_id,
-            indices=indices,
-        )
+    verify_batches(
+        [
+            (client_id, indices, np.ascontiguousarray(c1_of[indices.start : indices.stop]), proof)
+            for proof, indices in zip(proofs, proof_batches(chunk_count), strict=True)
+        ],
+        public_key=public_key,
+        config=config,
+        round_id=round_id,
+        workers=workers,
+    )

@@ -113,6 +113,13 @@ def main() -> None:
     help="Seed for reproducible data and noise (keys always come from the OS CSPRNG).",
 )
 @click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Processes each client, the aggregator and each key holder verify/encrypt on.",
+)
+@click.option(
     "--roster",
     "roster_path",
     type=_FILE,
@@ -159,6 +166,7 @@ def simulate(
     noise_multiplier: float,
     adjacency: str,
     seed: int | None,
+    workers: int,
     roster_path: Path | None,
     admin_pub: Path | None,
     keys_dir: Path,
@@ -200,6 +208,7 @@ def simulate(
         noise_multiplier=noise_multiplier,
         adjacency=Adjacency(adjacency),
         seed=seed,
+        workers=workers,
     )
     result = run_with_progress(spec, progress, deployment=deployment, audit_log=audit_log)
     _print_result(result, as_json=as_json)

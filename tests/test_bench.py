@@ -30,6 +30,10 @@ FAMILIES = {
     "aggregator_rss_growth": ("numpy",),
     "round": ("plaintext FedAvg",),
     "round_dropout": ("without dropouts",),
+    "round_vs_secaggplus": ("SecAgg+",),
+    "peers": ("SecAgg+",),
+    "aggregator_ingest_bytes": ("numpy",),
+    "scaling": ("ideal",),
 }
 FIELDS = {
     "figure": str,
@@ -117,6 +121,14 @@ def test_measurements_are_sane(smoke: tuple[dict[str, object], Path]) -> None:
     for f in figures:
         if f["figure"] == "aggregator_rss":
             assert f["queue_peak_pending_bytes"] <= f["queue_bound_bytes"]
+    peers = {f["label"].split(" ")[0]: f for f in figures if f["figure"] == "peers"}
+    assert set(peers) == {"client", "server", "client-to-server", "max"}
+    assert all(isinstance(f["nvflare"], float) for f in peers.values())
+    assert 8.0 < peers["client-to-server"]["baseline"] < 9.0  # int64 masked values and keys
+    assert 0 < peers["max"]["baseline"] < 1e-4 and peers["max"]["ours"] < 1e-6
+    ingest = [f for f in figures if f["figure"] == "aggregator_ingest_bytes"]
+    assert ingest and all(f["ours"] > 1e6 for f in ingest)  # bytes/s, not params/s
+    assert {f["workers"] for f in figures if f["figure"] == "scaling"} == {2}
 
 
 @pytest.mark.slow

@@ -38,6 +38,14 @@ def test_simulate_json_is_one_clean_object() -> None:
     assert out["max_abs_error"] <= 1e-6
 
 
+def test_simulate_on_two_worker_processes() -> None:
+    """``--workers 2``: clients, aggregator and holders on a pool, the same accuracy."""
+    out = _simulate("--clients", "3", "--params", "9000", "--seed", "3", "--workers", "2")
+    assert out["clients"] == 3 and out["max_abs_error"] <= 1e-6
+    refused = CliRunner().invoke(main, ["simulate", "--workers", "0", "--json"])
+    assert refused.exit_code == 2 and "--workers" in refused.output
+
+
 @pytest.mark.slow
 def test_acceptance_eight_clients_one_million_parameters() -> None:
     out = _simulate(

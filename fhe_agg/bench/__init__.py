@@ -7,9 +7,11 @@ Families (one module each): client encode+encrypt, sign+hash and bytes on the wi
 (:mod:`._client_costs`); well-formedness proof time and bytes next to the encryption they cover
 (:mod:`._proof_costs`); partial decryption, combine, key-holder traffic and error
 (:mod:`._decryption_costs`); the compiled kernels against the pure-numpy path on the same
-updates, not in ``--smoke`` (:mod:`._kernel_costs`); aggregator ingest and peak RSS against the number of clients in
-fresh processes (:mod:`._aggregator_costs`); whole rounds with and without dropouts
-(:mod:`._rounds`). It lives inside the package so that ``fhe-agg bench`` works from any install,
+updates, not in ``--smoke`` (:mod:`._kernel_costs`); aggregator ingest and peak RSS against the
+number of clients in fresh processes (:mod:`._aggregator_costs`); whole rounds with and without
+dropouts, next to Flower SecAgg+ and NVFlare-style TenSEAL on the same vectors
+(:mod:`._rounds`, :mod:`._peers`); the speed-up from one process to ``--workers``
+(:mod:`._scaling`). It lives inside the package so that ``fhe-agg bench`` works from any install,
 editable or not, and is type-checked with the library.
 """
 
@@ -55,6 +57,7 @@ def run(plan: Plan, *, log: Callable[[str], None] = _log) -> dict[str, Any]:
     from fhe_agg.bench._proof_costs import proof_figures
     from fhe_agg.bench._report import machine_info, summary
     from fhe_agg.bench._rounds import round_figures
+    from fhe_agg.bench._scaling import scaling_figures
 
     start = time.perf_counter()
     machine = machine_info()
@@ -103,9 +106,17 @@ def run(plan: Plan, *, log: Callable[[str], None] = _log) -> dict[str, Any]:
         lambda: ingest_figures(plan.ingest_params, plan.ingest_clients),
     )
     step(
-        f"rounds, {size_label(plan.round_params)} x {plan.round_clients} clients",
+        f"rounds and peers (SecAgg+, NVFlare), {size_label(plan.round_params)} x "
+        f"{plan.round_clients} clients",
         lambda: round_figures(plan),
     )
+    if plan.workers > 1:
+        step(
+            f"scaling 1 -> {plan.workers} processes, {size_label(plan.scaling_params)}",
+            lambda: scaling_figures(
+                plan.scaling_params, plan.scaling_clients, plan.workers, plan.repeats
+            ),
+        )
     return {
         "schema": 1,
         "mode": plan.mode,

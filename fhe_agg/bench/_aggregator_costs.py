@@ -108,6 +108,20 @@ def ingest_figures(params: int, client_counts: tuple[int, ...]) -> list[Figure]:
         )
         out.append(
             figure(
+                "aggregator_ingest_bytes",
+                "aggregator ingest rate in bytes of updates (verify + parse + add, finalize)",
+                workload=workload,
+                unit="bytes/s (1 core)",
+                ours=ours["bytes"] / ours["add_s"],
+                baseline=k * params * 4 / base["add_s"],
+                baseline_name="plaintext numpy weighted mean (float32 messages)",
+                higher_is_better=True,
+                target=Target("ours", ">=", 1e9),
+                note=f"{ours['bytes'] / (k * params):.2f} bytes per parameter on the wire",
+            )
+        )
+        out.append(
+            figure(
                 "aggregator_rss",
                 "aggregator peak RSS (fresh process)",
                 workload=workload,

@@ -61,10 +61,16 @@ class Plan:
     round_params: int
     round_clients: int = 10
     round_dropped: int = 3
+    workers: int = 2  # the scaling family measures 1 -> workers processes (1: skipped)
+    scaling_params: int = 100_000
+    scaling_clients: int = 4
 
     @classmethod
-    def for_mode(cls, mode: Mode, *, sizes: tuple[int, ...] | None = None) -> Plan:
-        """The workloads of ``mode``, optionally with other vector ``sizes``."""
+    def for_mode(
+        cls, mode: Mode, *, sizes: tuple[int, ...] | None = None, workers: int = 2
+    ) -> Plan:
+        """The workloads of ``mode``, optionally with other vector ``sizes``; the scaling
+        family measures 1 -> ``workers`` processes."""
         if mode == "smoke":
             plan = cls(
                 mode=mode,
@@ -78,6 +84,8 @@ class Plan:
                 round_params=8192,
                 round_clients=5,
                 round_dropped=1,
+                scaling_params=8192,
+                scaling_clients=3,
             )
         elif mode == "quick":
             plan = cls(
@@ -102,10 +110,11 @@ class Plan:
                 ingest_params=1_000_000,
                 ingest_clients=(2, 10, 20, 50),
                 round_params=1_000_000,
+                scaling_params=2_000_000,  # two proof batches per update
             )
         if sizes is not None:
             plan = dataclasses.replace(plan, sizes=sizes)
-        return plan
+        return dataclasses.replace(plan, workers=workers)
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ to this process's stdin; the main thread submits them to an :class:`~fhe_agg.Ing
 bounded to two updates, whose worker verifies and adds them into one
 :class:`~fhe_agg.Aggregator`; the round is finalized at the end. Both sides derive the federation
 from ``seed`` (keys from seeds), so nothing secret crosses the pipe. Prints one JSON object:
-seconds spent adding, peak RSS, RSS before the first update, the queue's bound and peak.
+seconds spent adding, the bytes of the updates, peak RSS, RSS before the first update, the queue's bound and peak.
 """
 
 from __future__ import annotations
@@ -74,7 +74,9 @@ def _run_fhe(params: int, clients: int, seed: int, stream: BinaryIO) -> dict[str
         bound = 2 * agg.bounds.update_bytes
         rss_before = peak_rss_mb()
         queue = IngestQueue(agg, max_pending_bytes=bound, max_pending=2)
+        ingested = 0
         for message in read_messages(stream, agg.bounds.update_bytes):
+            ingested += len(message)
             queue.submit(message)
         queue.close()
         t0 = time.thread_time()
@@ -89,6 +91,7 @@ def _run_fhe(params: int, clients: int, seed: int, stream: BinaryIO) -> dict[str
             "queue_bound_bytes": bound,
             "queue_peak_pending_bytes": queue.peak_pending_bytes,
             "chunks": len(aggregate.chunks),
+            "bytes": ingested,
         }
 
 

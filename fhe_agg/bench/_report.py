@@ -105,11 +105,18 @@ def to_markdown(report: dict[str, Any]) -> str:
         ratio = "–" if f["ratio"] is None else f"{f['ratio']:.3g}x"
         lines.append(
             f"| {f['label']} | {f['workload']} | {f['unit']} | {_num(f['ours'])} | "
-            f"{f['baseline_name']} | {_num(f['baseline'])} | {ratio} | {_target(f)} |"
+            f"{_baseline_name(f)} | {_num(f['baseline'])} | {ratio} | {_target(f)} |"
         )
     if s["missed"]:
         lines += ["", "Missed targets:", ""] + [f"- {x}" for x in s["missed"]]
     return "\n".join(lines) + "\n"
+
+
+def _baseline_name(f: Figure) -> str:
+    """The baseline's name, with the NVFlare figure of a peers row beside it."""
+    if "nvflare" in f:
+        return f"{f['baseline_name']} (NVFlare-style TenSEAL: {_num(f['nvflare'])})"
+    return str(f["baseline_name"])
 
 
 def _short(name: str) -> str:

@@ -54,6 +54,7 @@ __all__ = [
     "fixed_operand",
     "parse_plaintext",
     "public_key_data_level",
+    "sample_randomness",
 ]
 
 #: Standard deviation of the fresh errors ``e0, e1`` (SEAL's, cut at 6 sigma like SEAL's sampler).
@@ -101,6 +102,17 @@ def fixed_operand(value: U64, primes: tuple[int, ...]) -> FixedOperand:
     return operand
 
 
+def sample_randomness(
+    n: int, rng: RandomSource
+) -> tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.int64]]:
+    """The encryption randomness ``u, e0, e1`` of one chunk, drawn from ``rng`` in this order
+    (so a caller holding the same source can redraw a chunk's witness without the NTTs)."""
+    u = ternary(n, rng)
+    e0 = rounded_gaussian(n, ENCRYPTION_ERROR_SIGMA, rng, tail=KEY_ERROR_TAIL)
+    e1 = rounded_gaussian(n, ENCRYPTION_ERROR_SIGMA, rng, tail=KEY_ERROR_TAIL)
+    return u, e0, e1
+
+
 def encrypt_with_witness(
     plain_ntt: U64,
     pk0_ntt: U64,
@@ -119,9 +131,7 @@ def encrypt_with_witness(
             f"plain_ntt/pk0_ntt/a_ntt: expected shape ({len(primes)}, N) each, got "
             f"{plain_ntt.shape}, {pk0_ntt.shape}, {a_ntt.shape}"
         )
-    u = ternary(n, rng)
-    e0 = rounded_gaussian(n, ENCRYPTION_ERROR_SIGMA, rng, tail=KEY_ERROR_TAIL)
-    e1 = rounded_gaussian(n, ENCRYPTION_ERROR_SIGMA, rng, tail=KEY_ERROR_TAIL)
+    u, e0, e1 = sample_randomness(n, rng)
     u_ntt, e0_ntt, e1_ntt = to_ntt_batch(np.stack([u, e0, e1]), n, primes)
     c0 = add_polys(mul_fixed(u_ntt, fixed_operand(pk0_ntt, primes), primes), e0_ntt, primes)
     c0 = add_polys(c0, plain_ntt, primes)

@@ -1,0 +1,167 @@
+"""From one core to ``workers``: the same work with ``workers=1`` and ``workers=W``, wall clock.
+
+Three pieces, each checked to give the same result both ways: a client's encrypt + prove of one
+update (one proof batch covers 128 chunks = 1,048,576 reals: a smaller update is one batch, its
+chunks split across the pool and its proof made by the caller, so at most the encryption
+halves); the aggregator taking ``clients`` updates together (:meth:`~fhe_agg.Aggregator.add_many`:
+every update's proof batch is one task); a key holder verifying the aggregate (every client's
+proof batches). Wall-clock seconds (the pool's CPU time is in other processes), medians of the
+repeats; the pool is started before the timing. On a shared machine the other load enters the
+wall-clock figures (and Linux's autogroup scheduling gives one session one share of the CPU
+however many processes it runs), so each piece is also reported on its CPU critical path: the
+caller's CPU time plus the pool tasks' CPU time shared over the workers, what the wall time would
+be with a core per process; it counts every overhead of the pool (pickling, redrawn witnesses,
+parsing twice) but not the contention of the memory bus.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import time
+from collections.abc import Callable
+from functools import partial
+
+import numpy as np
+
+from fhe_agg._aggregator import Aggregator
+from fhe_agg._client import Client
+from fhe_agg._config import FederationConfig
+from fhe_agg._keyholder import KeyHolder
+from fhe_agg._keys import generate_single_key
+from fhe_agg._packing import Layout
+from fhe_agg._parallel import TASK_CPU, run_ordered
+from fhe_agg._random import SeededRandom
+from fhe_agg._signing import SigningKey
+from fhe_agg._wellformed import forget_verified
+from fhe_agg.bench._harness import Figure, client_vectors, figure, size_label
+
+__all__ = ["scaling_figures"]
+
+
+def _wall(fn: Callable[[], object], repeats: int, workers: int) -> tuple[float, float, object]:
+    """Median wall seconds, median CPU critical path (this process's CPU time plus the pool
+    tasks' CPU time shared evenly over ``workers``: the wall time if every process had its own
+    core), and the result."""
+    walls, cpus, out = [], [], None
+    for _ in range(repeats):
+        forget_verified()
+        TASK_CPU.clear()
+        t0, c0 = time.perf_counter(), time.process_time()
+        out = fn()
+        walls.append(time.perf_counter() - t0)
+        cpus.append(time.process_time() - c0 + sum(TASK_CPU) / workers)
+    return float(statistics.median(walls)), float(statistics.median(cpus)), out
+
+
+def _warm(workers: int) -> None:
+    """Start the pool's processes outside the timing."""
+    run_ordered(abs, [(-k,) for k in range(workers)], workers=workers)
+
+
+def scaling_figures(params: int, clients: int, workers: int, repeats: int) -> list[Figure]:
+    """Speed-up from 1 to ``workers`` processes of the client, the aggregator and a holder."""
+    if workers < 2:
+        return []
+    _warm(workers)
+    config = FederationConfig(
+        min_clients=min(3, clients), max_clients=clients, max_weight=100.0, value_bound=1.0
+    )
+    public_key, share = generate_single_key(config.preset)
+    keys = {f"client-{i:03d}": SigningKey.generate() for i in range(clients)}
+    roster = {c: k.verify_key for c, k in keys.items()}
+    layout = Layout.for_vector(params)
+    vectors, weights = client_vectors(clients, params, seed=31)
+    seconds: dict[str, dict[int, float]] = {"client": {}, "aggregator": {}, "holder": {}}
+    cpu: dict[str, dict[int, float]] = {"client": {}, "aggregator": {}, "holder": {}}
+    results: dict[str, dict[int, object]] = {"client": {}, "aggregator": {}, "holder": {}}
+    cid, key = next(iter(keys.items()))
+    rounds = iter(range(1, 10_000))
+
+    def encrypt(w: int) -> object:
+        client = Client(
+            client_id=cid,
+            signing_key=key,
+            config=config,
+            public_key=public_key,
+            rng=SeededRandom(b"scaling"),
+            workers=w,
+        )
+        return client.encrypt_chunks(vectors[0], round_id=next(rounds)).chunks[0]
+
+    updates = []
+    for (c, k), vector, weight in zip(keys.items(), vectors, weights, strict=True):
+        client = Client(client_id=c, signing_key=k, config=config, public_key=public_key)
+        updates.append(client.encrypt_update(vector, round_id=1, weight=weight).to_bytes())
+    made: list[Aggregator] = []
+
+    def ingest(w: int) -> object:
+        agg = Aggregator(
+            config=config,
+            roster=roster,
+            public_key=public_key,
+            round_id=1,
+            layout=layout,
+            workers=w,
+        )
+        made.append(agg)
+        assert agg.add_many(updates) == [None] * len(updates)
+        return agg.running_sum()
+
+    for w in (1, workers):
+        for part, fn in (("client", encrypt), ("aggregator", ingest)):
+            seconds[part][w], cpu[part][w], results[part][w] = _wall(partial(fn, w), repeats, w)
+        aggregate = made[-1].finalize()
+        evidence = made[-1].evidence(range(len(aggregate.chunks)))
+        holder = KeyHolder(
+            holder_id="h",
+            config=config,
+            public_key=public_key,
+            key_share=share,
+            roster=roster,
+            workers=w,
+        )
+        check = partial(holder.verify, aggregate, evidence, layout=layout)
+        seconds["holder"][w], cpu["holder"][w], results["holder"][w] = _wall(check, repeats, w)
+    for agg in made:
+        agg.close()
+    for part, got in results.items():
+        a, b = got[1], got[workers]
+        same = np.array_equal(a, b) if isinstance(a, np.ndarray) else a == b  # type: ignore[arg-type]
+        if not same:
+            raise RuntimeError(f"scaling: {part} gives another result with workers={workers}")
+    load = os.getloadavg()[0]
+    size = size_label(params)
+    labels = {
+        "client": ("client encrypt + prove, one update", size),
+        "aggregator": ("aggregator verify + parse + add", f"{size}, {clients} clients"),
+        "holder": ("key holder's check of the aggregate", f"{size}, {clients} clients"),
+    }
+    out = []
+    for part, t in seconds.items():
+        cp = cpu[part]
+        for clock, ours, detail in (
+            ("wall clock", t[1] / t[workers], f"wall s: {t[1]:.3f} -> {t[workers]:.3f}"),
+            (
+                "CPU critical path",
+                cp[1] / cp[workers],
+                f"CPU s: {cp[1]:.3f} -> {cp[workers]:.3f} (caller + pool tasks / {workers})",
+            ),
+        ):
+            out.append(
+                figure(
+                    "scaling",
+                    f"{labels[part][0]}: speed-up from 1 to {workers} processes ({clock})",
+                    workload=labels[part][1],
+                    unit="x (1 worker / W workers)",
+                    ours=ours,
+                    baseline=float(workers),
+                    baseline_name=f"ideal ({workers} cores)",
+                    higher_is_better=True,
+                    note=f"{detail}; load average {load:.2f} on {os.cpu_count()} CPUs; "
+                    "same bytes/sums both ways",
+                    params=params,
+                    workers=workers,
+                )
+            )
+    return out

@@ -1,0 +1,191 @@
+"""``workers=``: the same bytes, sums, partials and refusals on a process pool as on one core."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from conftest import CLIENT_IDS, PARAMS, WEIGHTS
+
+from fhe_agg import Aggregator, Client, InvalidProof, KeyHolder, SeededRandom
+from fhe_agg._ingest import IngestQueue
+from fhe_agg._parallel import DerivedRandom, split
+from fhe_agg._wellformed import forget_verified
+
+
+def _client(cid, signing_keys, config, keypair, workers: int) -> Client:
+    return Client(
+        client_id=cid,
+        signing_key=signing_keys[cid],
+        config=config,
+        public_key=keypair[0],
+        rng=SeededRandom(f"client-{cid}".encode()),
+        workers=workers,
+    )
+
+
+def _updates(signing_keys, config, keypair, vectors, layout, workers: int) -> list:
+    out = []
+    for cid, weight in zip(CLIENT_IDS[:3], WEIGHTS, strict=False):
+        client = _client(cid, signing_keys, config, keypair, workers)
+        out.append(client.encrypt_update(vectors[cid], round_id=1, weight=weight))
+    return out
+
+
+@pytest.fixture(scope="module")
+def both(signing_keys, config, keypair, vectors, layout) -> tuple[list, list]:
+    """The same three updates made with one worker and with two (seeded sources)."""
+    return (
+        _updates(signing_keys, config, keypair, vectors, layout, 1),
+        _updates(signing_keys, config, keypair, vectors, layout, 2),
+    )
+
+
+def test_workers_must_be_a_positive_int(signing_keys, config, keypair) -> None:
+    for bad in (0, -1, 1.5, True):
+        with pytest.raises(ValueError, match="workers"):
+            _client("alpha", signing_keys, config, keypair, bad)  # type: ignore[arg-type]
+
+
+def test_split_and_derived_randomness() -> None:
+    assert split(10, 3) == [range(0, 3), range(3, 6), range(6, 10)]
+    assert split(2, 4) == [range(0, 1), range(1, 2)]
+    seed = bytes(range(32))
+    assert DerivedRandom(seed, "chunk", 1).bytes(16) == DerivedRandom(seed, "chunk", 1).bytes(16)
+    assert DerivedRandom(seed, "chunk", 1).bytes(16) != DerivedRandom(seed, "chunk", 2).bytes(16)
+    assert DerivedRandom(seed, "chunk", 1).bytes(16) != DerivedRandom(seed, "proof").bytes(16)
+
+
+def test_client_bytes_do_not_depend_on_workers(both) -> None:
+    """One proof batch, two workers: the chunks are split, the witnesses redrawn, the proof
+    made in the caller; the update is the same byte for byte."""
+    one, two = both
+    for a, b in zip(one, two, strict=True):
+        assert a.chunks == b.chunks and a.proofs == b.proofs
+        assert a.statement == b.statement
+    # and distinct clients got distinct randomness
+    assert one[0].chunks[0] != one[1].chunks[0]
+
+
+def test_client_bytes_with_several_proof_batches(signing_keys, config, keypair) -> None:
+    """129 chunks = two proof batches, one task per batch on two workers."""
+    size = 128 * config.preset.reals_per_ciphertext + 10
+    vector = np.random.default_rng(5).uniform(-1, 1, size)
+    made = [
+        _client("delta", signing_keys, config, keypair, w).encrypt_chunks(vector, round_id=4)
+        for w in (1, 2)
+    ]
+    assert len(made[0].proofs) == 2
+    assert made[0].chunks == made[1].chunks and made[0].proofs == made[1].proofs
+
+
+def _aggregate(updates, workers, config, roster, keypair, layout, tmp_path, *, many: bool):
+    forget_verified()  # each aggregator verifies every proof itself
+    agg = Aggregator(
+        config=config,
+        roster=roster,
+        public_key=keypair[0],
+        round_id=1,
+        layout=layout,
+        spool_dir=tmp_path / f"spool-{workers}-{many}",
+        workers=workers,
+    )
+    if many:
+        assert agg.add_many([u.to_bytes() for u in updates]) == [None] * len(updates)
+    else:
+        for u in updates:
+            agg.add(u.to_bytes())
+    return agg
+
+
+def test_aggregator_and_holder_agree_across_workers(
+    both, config, roster, keypair, layout, tmp_path, vectors
+) -> None:
+    updates = both[0]
+    public_key, share = keypair
+    results = []
+    for workers, many in ((1, False), (2, True), (2, False)):
+        agg = _aggregate(updates, workers, config, roster, keypair, layout, tmp_path, many=many)
+        aggregate = agg.finalize()
+        holder = KeyHolder(
+            holder_id="h",
+            config=config,
+            public_key=public_key,
+            key_share=share,
+            roster=roster,
+            rng=SeededRandom(11),
+            workers=workers,
+        )
+        forget_verified()
+        mean = holder.decrypt(aggregate, agg.evidence(holder.challenge(aggregate)), layout=layout)
+        results.append((agg.running_sum(), aggregate.chunks, mean))
+        agg.close()
+    for running, chunks, mean in results[1:]:
+        assert np.array_equal(running, results[0][0])
+        assert chunks == results[0][1]
+        assert np.array_equal(mean, results[0][2])
+    weights = dict(zip(CLIENT_IDS, WEIGHTS, strict=True))
+    ids = CLIENT_IDS[:3]
+    expected = np.average([vectors[c] for c in ids], axis=0, weights=[weights[c] for c in ids])
+    np.testing.assert_allclose(results[0][2], expected, atol=1e-6)
+    assert results[0][2].shape == (PARAMS,)
+
+
+def _bad_proof_update(signing_keys, config, keypair, vectors, layout):
+    """A member's update whose signed proof does not verify (one response byte flipped)."""
+    client = _client("delta", signing_keys, config, keypair, 1)
+    made = client.encrypt_chunks(vectors["delta"], round_id=1)
+    proof = bytearray(made.proofs[0])
+    proof[-5] ^= 0x10
+    return client.sign_update(
+        made.chunks, proofs=(bytes(proof),), layout=layout, round_id=1, weight=2.0
+    )
+
+
+def test_refusals_are_the_same_across_workers(
+    both, signing_keys, config, roster, keypair, vectors, layout, tmp_path
+) -> None:
+    bad = _bad_proof_update(signing_keys, config, keypair, vectors, layout)
+    messages = []
+    for workers in (1, 2):
+        forget_verified()
+        agg = Aggregator(
+            config=config,
+            roster=roster,
+            public_key=keypair[0],
+            round_id=1,
+            layout=layout,
+            spool_dir=tmp_path / f"refuse-{workers}",
+            workers=workers,
+        )
+        before = agg.running_sum()
+        with pytest.raises(InvalidProof) as info:
+            agg.add(bad.to_bytes())
+        assert agg.running_sum() is None and before is None
+        messages.append(str(info.value))
+        # in a group: the bad one refused, the good ones around it accepted, in order
+        forget_verified()
+        outcome = agg.add_many([both[0][0].to_bytes(), bad.to_bytes(), both[0][1].to_bytes()])
+        assert outcome[0] is None and outcome[2] is None
+        assert isinstance(outcome[1], InvalidProof) and str(outcome[1]) == messages[-1]
+        assert agg.accepted_clients == (CLIENT_IDS[0], CLIENT_IDS[1])
+        agg.close()
+    assert messages[0] == messages[1]
+
+
+def test_ingest_queue_uses_the_pool(both, config, roster, keypair, layout, tmp_path) -> None:
+    forget_verified()
+    with Aggregator(
+        config=config,
+        roster=roster,
+        public_key=keypair[0],
+        round_id=1,
+        layout=layout,
+        spool_dir=tmp_path / "queue",
+        workers=2,
+    ) as agg:
+        queue = IngestQueue(agg, max_pending_bytes=1 << 30, max_pending=8)
+        tickets = [queue.submit(u.to_bytes()) for u in both[1]]
+        tickets.append(queue.submit(both[1][0].to_bytes()))  # a duplicate
+        queue.close()
+        assert queue.accepted == 3
+        assert [t for t, _ in queue.rejected] == [tickets[-1]]
