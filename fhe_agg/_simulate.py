@@ -185,25 +185,13 @@ def _federation(
             config, identities=deployment.holders, consortium=r.consortium, epoch=r.key_epoch
         )
         if audit is not None:
-            audit.record(
-                "ceremony.completed",
-                {
-                    "epoch": r.key_epoch,
-                    "holders": list(deployment.holders),
-                    "threshold": config.threshold,
-                    "public_key_sha3": public_key.fingerprint.hex(),
-                },
-            )
+            _record_ceremony(audit, deployment, config, public_key)
         signing = dict(deployment.clients)
         holder_ids = list(deployment.holders)
         roster = r.client_keys
     clients = [
         Client(
-            client_id=c,
-            signing_key=k,
-            config=config,
-            public_key=public_key,
-            workers=spec.workers,
+            client_id=c, signing_key=k, config=config, public_key=public_key, workers=spec.workers
         )
         for c, k in signing.items()
     ]
@@ -224,6 +212,20 @@ def _federation(
     layout = Layout.for_vector(spec.params)
     return _Federation(
         config, public_key, clients, weights, roster, holders, accountant, layout, rng, audit
+    )
+
+
+def _record_ceremony(
+    audit: AuditLog, deployment: Deployment, config: FederationConfig, public_key: PublicKey
+) -> None:
+    audit.record(
+        "ceremony.completed",
+        {
+            "epoch": deployment.roster.key_epoch,
+            "holders": list(deployment.holders),
+            "threshold": config.threshold,
+            "public_key_sha3": public_key.fingerprint.hex(),
+        },
     )
 
 

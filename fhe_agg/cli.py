@@ -184,8 +184,7 @@ def simulate(
     from fhe_agg._cli_simulate import checked_spec, run_with_progress
     from fhe_agg._dp import Adjacency
 
-    deployment = None
-    min_clients = None
+    deployment, min_clients = None, None
     if roster_path is not None:
         deployment = _deployment(ctx, roster_path, admin_pub, keys_dir, passphrase_file)
         r = deployment.roster
