@@ -28,6 +28,7 @@ import click
 from fhe_agg._params import get_preset
 from fhe_agg._simulate import SimulationSpec, _configure, max_weight
 from fhe_agg.errors import UnsupportedParameters
+from fhe_agg.hazmat import _accel
 from fhe_agg.hazmat.zkproof import PROOF_BATCH, proof_size_bound
 from fhe_agg.identity._roster_model import MAX_MEMBERS
 
@@ -54,6 +55,8 @@ _BASE_BYTES = 150 * 2**20
 #: Working set of proving and verifying one batch (masks, responses and commitments of U rows),
 #: measured at about 130 MB for N = 8192; with margin.
 _PROOF_WORKING_BYTES = 160 * 2**20
+#: numba and the compiled kernels when they are in use (``import numba`` alone: ~105 MB).
+_KERNEL_BYTES = 160 * 2**20
 
 
 def _usage(message: str) -> click.UsageError:
@@ -70,12 +73,14 @@ def memory_estimate(spec: SimulationSpec) -> int:
     1e5 and 4e5 parameters): ~190 bytes per parameter for the vectors, running sum and
     decryption (about 8 times the wire size of a real), plus each client's update kept as the
     holders' evidence (the wire size, 30 bytes per real for precise), over ~100 MB, plus the
-    clients' proofs and one proof's working set. Each round keeps its 8-byte deviations for the
+    clients' proofs and one proof's working set, and numba's runtime when the compiled kernels
+    are in use. Each round keeps its 8-byte deviations for the
     DP noise measurement.
     """
     fixed, per_client, per_round = _bytes_per_param(spec)
     vectors = spec.params * (fixed + per_client * spec.clients + per_round * spec.rounds)
-    return _BASE_BYTES + vectors + _proof_bytes(spec)
+    kernels = _KERNEL_BYTES if _accel.available() else 0
+    return _BASE_BYTES + kernels + vectors + _proof_bytes(spec)
 
 
 def _proof_bytes(spec: SimulationSpec) -> int:
