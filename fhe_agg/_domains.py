@@ -52,6 +52,7 @@ DOMAINS: dict[str, Domain] = {
     "ceremony-transcript": _d("hash", "_ceremony_transcript", "fhe_agg/ceremony-transcript|"),
     "crs": _d("hash", "_ceremony", "fhe_agg/crs|"),
     "expand": _d("hash", "hazmat.sampling", "fhe_agg/expand|"),
+    "derived-random": _d("hash", "_parallel", "fhe_agg/derived-random|"),
     "zkproof": _d("hash", "hazmat.zkproof", "fhe_agg/zkproof/v1"),
     "zkproof-challenge": _d("hash", "hazmat.zkproof", "fhe_agg/zkproof/challenge|"),
     "wellformed": _d("hash", "_wellformed", "fhe-agg/v1/wellformed"),
