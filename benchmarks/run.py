@@ -8,7 +8,7 @@ results go to ``benchmarks/results/<date>[-mode].json`` / ``.md`` / ``.png`` (no
 
 from __future__ import annotations
 
-from fhe_agg._cli_bench import bench
+from fhe_agg.cli._bench import bench
 
 if __name__ == "__main__":
     bench.main(prog_name="benchmarks/run.py")

@@ -7,45 +7,21 @@ share of the differential-privacy noise.
 Raw CKKS / RNS / SEAL-format primitives live in :mod:`fhe_agg.hazmat`.
 """
 
-from fhe_agg._abort import AbortCertificate, AbortVote
-from fhe_agg._aggregator import Aggregator
-from fhe_agg._ceremony import (
+from fhe_agg.ceremony._ceremony import (
     CeremonyMember,
     CeremonyMessage,
     CeremonySpec,
     HolderIdentity,
     run_ceremony,
 )
-from fhe_agg._client import Client, clip_l2
-from fhe_agg._combine import combine
-from fhe_agg._config import PROTOCOL_VERSION, FederationConfig
-from fhe_agg._decryption import DecryptionSession
-from fhe_agg._dp import Adjacency, DpPolicy, PrivacyAccountant
-from fhe_agg._evidence import AggregateEvidence, ChunkEvidence
-from fhe_agg._flooding import FloodingPolicy
-from fhe_agg._ingest import IngestQueue
-from fhe_agg._keyholder import KeyHolder
-from fhe_agg._keys import KeyShare, PublicKey, generate_single_key
-from fhe_agg._local_ceremony import local_key_ceremony
-from fhe_agg._messages import EncryptedAggregate, EncryptedUpdate, SignedStatement, UpdateStatement
-from fhe_agg._packing import Layout, LayoutEntry, flatten, unflatten
-from fhe_agg._params import PRESETS, CkksPreset, get_preset
-from fhe_agg._partial import PartialDecryption
-from fhe_agg._random import RandomSource, SeededRandom, SystemRandom
-from fhe_agg._round import RoundCoordinator
-from fhe_agg._round_holder import HolderRound
-from fhe_agg._round_messages import (
-    ChallengeReply,
-    ChallengeRequest,
-    DecryptedReply,
-    HolderPhase,
-    PartialReply,
-    PartialRequest,
-    RoundPhase,
-    VoteReply,
-    VoteRequest,
-)
-from fhe_agg._signing import SigningKey, VerifyKey
+from fhe_agg.ceremony._local import local_key_ceremony
+from fhe_agg.ckks._dp import Adjacency, DpPolicy, PrivacyAccountant
+from fhe_agg.ckks._flooding import FloodingPolicy
+from fhe_agg.ckks._keys import KeyShare, PublicKey, generate_single_key
+from fhe_agg.ckks._packing import Layout, LayoutEntry, flatten, unflatten
+from fhe_agg.ckks._params import PRESETS, CkksPreset, get_preset
+from fhe_agg.ckks._random import RandomSource, SeededRandom, SystemRandom
+from fhe_agg.client._client import Client, clip_l2
 from fhe_agg.errors import (
     AggregateMismatch,
     AlreadyDecrypted,
@@ -86,6 +62,35 @@ from fhe_agg.errors import (
     WrongPassphrase,
     WrongSuite,
 )
+from fhe_agg.holder._abort import AbortCertificate, AbortVote
+from fhe_agg.holder._combine import combine
+from fhe_agg.holder._decryption import DecryptionSession
+from fhe_agg.holder._keyholder import KeyHolder
+from fhe_agg.holder._partial import PartialDecryption
+from fhe_agg.holder._round import HolderRound
+from fhe_agg.protocol._config import PROTOCOL_VERSION, FederationConfig
+from fhe_agg.protocol._evidence import AggregateEvidence, ChunkEvidence
+from fhe_agg.protocol._messages import (
+    EncryptedAggregate,
+    EncryptedUpdate,
+    SignedStatement,
+    UpdateStatement,
+)
+from fhe_agg.protocol._round_messages import (
+    ChallengeReply,
+    ChallengeRequest,
+    DecryptedReply,
+    HolderPhase,
+    PartialReply,
+    PartialRequest,
+    RoundPhase,
+    VoteReply,
+    VoteRequest,
+)
+from fhe_agg.protocol._signing import SigningKey, VerifyKey
+from fhe_agg.server._aggregator import Aggregator
+from fhe_agg.server._coordinator import RoundCoordinator
+from fhe_agg.server._ingest import IngestQueue
 
 __version__ = "0.1.0"
 

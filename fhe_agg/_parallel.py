@@ -31,7 +31,7 @@ from typing import Any, TypeVar
 
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
-from fhe_agg._random import RandomSource
+from fhe_agg.ckks._random import RandomSource
 
 __all__ = [
     "TASK_CPU",

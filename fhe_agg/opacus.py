@@ -3,7 +3,7 @@
 Each site trains with Opacus's ``PrivacyEngine`` (per-record clipping to ``policy.clip``, Poisson
 sampling at ``policy.sample_rate``) but adds only ``sigma / sqrt(h)`` of the Gaussian noise: the
 decrypted sum of at least ``h`` honest sites' updates carries the full ``sigma``. The guarantee,
-its assumptions and what it does not give are in :mod:`fhe_agg._record_dp`; in short:
+its assumptions and what it does not give are in :mod:`fhe_agg.ckks._record_dp`; in short:
 
 * every site uses the same policy, learning rate and aggregation weight (``SITE_WEIGHT``), a fresh
   plain SGD optimizer per round (:func:`dp_sgd_update` does all of this), and the aggregate must
@@ -33,15 +33,15 @@ try:
 except ImportError as exc:  # pragma: no cover - exercised only without the extra
     raise ImportError("fhe_agg.opacus needs Opacus: pip install 'fhe-agg[opacus]'") from exc
 
-from fhe_agg._random import RandomSource, default_random
-from fhe_agg._record_dp import (
+from fhe_agg._validate import positive_finite
+from fhe_agg.ckks._random import RandomSource, default_random
+from fhe_agg.ckks._record_dp import (
     RecordDpPolicy,
     RecordPrivacyAccountant,
     calibrate_noise_multiplier,
     record_epsilon,
     require_sites,
 )
-from fhe_agg._validate import positive_finite
 
 __all__ = [
     "SITE_WEIGHT",

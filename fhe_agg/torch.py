@@ -13,7 +13,7 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
 import numpy as np
 from numpy.typing import NDArray
 
-from fhe_agg._packing import IntegerPolicy, Layout, flatten, unflatten
+from fhe_agg.ckks._packing import IntegerPolicy, Layout, flatten, unflatten
 
 __all__ = ["flatten_state_dict", "unflatten_state_dict"]
 

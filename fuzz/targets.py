@@ -52,13 +52,8 @@ from fhe_agg import (
     VerifyKey,
     flatten,
 )
-from fhe_agg._ceremony import _poly_bytes, _poly_from_bytes
-from fhe_agg._checks import check_statement
-from fhe_agg._context import RoundContext
-from fhe_agg._messages import MessageBounds
-from fhe_agg._round_state import HolderState, ServerState
-from fhe_agg._seal import backend_for
-from fhe_agg._wellformed import check_proof_set, proofs_digest
+from fhe_agg.ceremony._ceremony import _poly_bytes, _poly_from_bytes
+from fhe_agg.ckks._seal import backend_for
 from fhe_agg.errors import (
     CorruptKeyFile,
     InvalidRoster,
@@ -90,6 +85,11 @@ from fhe_agg.identity import (
 )
 from fhe_agg.identity._encoding import strict_json
 from fhe_agg.identity._roster import _parse as parse_roster_unverified
+from fhe_agg.protocol._checks import check_statement
+from fhe_agg.protocol._context import RoundContext
+from fhe_agg.protocol._messages import MessageBounds
+from fhe_agg.protocol._wellformed import check_proof_set, proofs_digest
+from fhe_agg.server._state import HolderState, ServerState
 
 Run = Callable[[bytes], None]
 Errors = tuple[type[BaseException], ...]
@@ -1090,21 +1090,21 @@ TARGETS: dict[str, Target] = {
 #: enumerates the declared messages from the package and fails for one missing here, so no new
 #: message escapes fuzzing.
 MESSAGES: dict[str, str] = {
-    "fhe_agg._abort.AbortCertificate": "abort_certificate",
-    "fhe_agg._abort.AbortVote": "abort_vote",
-    "fhe_agg._ceremony.CeremonyMessage": "ceremony",
-    "fhe_agg._config.FederationConfig": "federation_config",
-    "fhe_agg._evidence.AggregateEvidence": "evidence",
-    "fhe_agg._keys.PublicKey": "public_key",
-    "fhe_agg._messages.EncryptedAggregate": "aggregate",
-    "fhe_agg._messages.EncryptedUpdate": "update",
-    "fhe_agg._messages.SignedStatement": "statement",
-    "fhe_agg._messages.UpdateStatement": "statement",
-    "fhe_agg._packing.Layout": "layout",
-    "fhe_agg._partial.PartialDecryption": "partial",
-    "fhe_agg._round_state.HolderState": "holder_state",
-    "fhe_agg._round_state.ServerState": "round_state",
-    "fhe_agg._signing.VerifyKey": "raw_keys",
+    "fhe_agg.holder._abort.AbortCertificate": "abort_certificate",
+    "fhe_agg.holder._abort.AbortVote": "abort_vote",
+    "fhe_agg.ceremony._ceremony.CeremonyMessage": "ceremony",
+    "fhe_agg.protocol._config.FederationConfig": "federation_config",
+    "fhe_agg.protocol._evidence.AggregateEvidence": "evidence",
+    "fhe_agg.ckks._keys.PublicKey": "public_key",
+    "fhe_agg.protocol._messages.EncryptedAggregate": "aggregate",
+    "fhe_agg.protocol._messages.EncryptedUpdate": "update",
+    "fhe_agg.protocol._messages.SignedStatement": "statement",
+    "fhe_agg.protocol._messages.UpdateStatement": "statement",
+    "fhe_agg.ckks._packing.Layout": "layout",
+    "fhe_agg.holder._partial.PartialDecryption": "partial",
+    "fhe_agg.server._state.HolderState": "holder_state",
+    "fhe_agg.server._state.ServerState": "round_state",
+    "fhe_agg.protocol._signing.VerifyKey": "raw_keys",
     "fhe_agg.flower._node_state.Setup": "node_setup",
     "fhe_agg.identity._roster.Roster": "roster",
     "fhe_agg.identity._sealing.SealingPublicKey": "raw_keys",

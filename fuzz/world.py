@@ -43,7 +43,6 @@ from fhe_agg import (
     SigningKey,
     VerifyKey,
 )
-from fhe_agg._round_messages import Reply, Request
 from fhe_agg.identity import (
     AuditLog,
     Identity,
@@ -55,6 +54,7 @@ from fhe_agg.identity import (
     SuiteVerifyKey,
     write_identity,
 )
+from fhe_agg.protocol._round_messages import Reply, Request
 
 # the world's keys are fixed test keys: allow SeededRandom for them (fhe_agg refuses it elsewhere)
 os.environ["FHE_AGG_TEST_ONLY_SEEDED_KEYS"] = "1"

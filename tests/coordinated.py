@@ -19,7 +19,7 @@ from fhe_agg import (
     PrivacyAccountant,
     RoundCoordinator,
 )
-from fhe_agg._round_messages import Reply, Request
+from fhe_agg.protocol._round_messages import Reply, Request
 
 
 def decrypt(

@@ -29,7 +29,7 @@ from fhe_agg import (
     flatten,
     generate_single_key,
 )
-from fhe_agg._messages import UPDATE_CONTEXT
+from fhe_agg.protocol._messages import UPDATE_CONTEXT
 
 
 @pytest.fixture

@@ -192,8 +192,8 @@ def test_numeric_options_out_of_bounds_name_the_option_and_limit(
 
 
 def test_memory_estimate_bounds_a_measured_run_from_above() -> None:
-    from fhe_agg._cli_simulate import memory_estimate
-    from fhe_agg._simulate import SimulationSpec
+    from fhe_agg.cli._simulate import memory_estimate
+    from fhe_agg.sim._simulate import SimulationSpec
 
     spec = SimulationSpec(clients=6, params=200_000, holders=3, threshold=2)
     args = ["--clients", "6", "--params", "200000", "--holders", "3", "--threshold", "2"]

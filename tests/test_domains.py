@@ -7,7 +7,7 @@ import re
 from pathlib import Path
 
 import fhe_agg
-from fhe_agg._domains import DOMAINS
+from fhe_agg.protocol._domains import DOMAINS
 
 _LITERAL = re.compile(r"""b?["'](fhe[-_]agg/[^"'\s]*)["']""")
 _ROOT = Path(fhe_agg.__file__).parent
@@ -30,7 +30,7 @@ def test_every_label_in_the_source_is_registered_where_it_is_used() -> None:
         for label in _LITERAL.findall(path.read_text()):
             found.setdefault(label, set()).add(module)
     unregistered = sorted(set(found) - set(registered))
-    assert not unregistered, f"labels missing from fhe_agg._domains: {unregistered}"
+    assert not unregistered, f"labels missing from fhe_agg.protocol._domains: {unregistered}"
     for label, modules in found.items():
         assert registered[label].module in modules, (label, modules)
     unused = sorted(set(registered) - set(found))

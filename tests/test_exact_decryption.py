@@ -27,7 +27,7 @@ from fhe_agg import (
     UnsupportedParameters,
     generate_single_key,
 )
-from fhe_agg._seal import backend_for
+from fhe_agg.ckks._seal import backend_for
 from fhe_agg.hazmat.rlwe import add_polys, mul_fixed
 
 # The preset plain ``fhe-agg simulate`` picked for one holder before flooding became the default

@@ -17,7 +17,7 @@ from fhe_agg import (
     SigningKey,
     flatten,
 )
-from fhe_agg._ceremony import CeremonySpec, HolderIdentity
+from fhe_agg.ceremony._ceremony import CeremonySpec, HolderIdentity
 from fhe_agg.flower import _records as rec
 from fhe_agg.identity import SealingPrivateKey, Suite
 
@@ -60,7 +60,7 @@ def test_the_config_record_carries_the_one_encoding_params_id_hashes() -> None:
 
     import msgpack
 
-    from fhe_agg._wire import pack
+    from fhe_agg.protocol._wire import pack
 
     data = rec.encode_config(CONFIG, clip=0.5)
     assert msgpack.unpackb(data)["body"] == {"config": CONFIG.to_bytes(), "clip": 0.5}

@@ -238,7 +238,7 @@ def test_a_holder_refuses_a_ceremony_directory_the_roster_does_not_pin(tmp_path:
     """A server that swaps one holder's sealing key (to read the shares dealt to it) or its
     signing key, adds a holder, or changes the threshold is refused before any share is dealt."""
     from fhe_agg import PRESETS
-    from fhe_agg._ceremony import CeremonySpec, HolderIdentity
+    from fhe_agg.ceremony._ceremony import CeremonySpec, HolderIdentity
     from fhe_agg.errors import NotInRoster, ParameterMismatch
     from fhe_agg.identity import SealingPrivateKey
 

@@ -17,8 +17,7 @@ from flwr.clientapp import ClientApp
 from flwr.serverapp.strategy import FedAvg
 
 from fhe_agg import PRESETS, CeremonyMember, FederationConfig
-from fhe_agg._ceremony import CeremonySpec, HolderIdentity, run_ceremony
-from fhe_agg._signing import SigningKey
+from fhe_agg.ceremony._ceremony import CeremonySpec, HolderIdentity, run_ceremony
 from fhe_agg.flower import (
     SecureAggregation,
     enable_secure_aggregation,
@@ -26,6 +25,7 @@ from fhe_agg.flower import (
 )
 from fhe_agg.flower._node_state import node_state, share_info
 from fhe_agg.identity import SealInfo, SealingError, SealingPrivateKey, Suite
+from fhe_agg.protocol._signing import SigningKey
 from tests.flower_grid import LocalGrid, new_run_id
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -96,7 +96,7 @@ def test_a_ceremony_saved_and_resumed_at_every_step_makes_one_key() -> None:
 
 
 def _secret(shares: list, members: tuple[int, ...]) -> np.ndarray:  # type: ignore[type-arg]
-    from fhe_agg._seal import backend_for
+    from fhe_agg.ckks._seal import backend_for
 
     primes = backend_for(shares[0].preset).data_primes
     total = np.zeros_like(shares[0].data_level().value)

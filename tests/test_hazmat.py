@@ -8,7 +8,7 @@ import tenseal.sealapi as sealapi
 import zstandard
 
 from fhe_agg import PRESETS, SeededRandom
-from fhe_agg._seal import backend_for
+from fhe_agg.ckks._seal import backend_for
 from fhe_agg.hazmat import seal_format
 from fhe_agg.hazmat.ntt import ntt_tables
 from fhe_agg.hazmat.rns import (

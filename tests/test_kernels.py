@@ -18,8 +18,8 @@ import numpy as np
 import pytest
 
 from fhe_agg import SeededRandom
-from fhe_agg._params import PRESETS
-from fhe_agg._seal import backend_for
+from fhe_agg.ckks._params import PRESETS
+from fhe_agg.ckks._seal import backend_for
 from fhe_agg.hazmat import _accel
 from fhe_agg.hazmat.ntt import ntt_tables
 from fhe_agg.hazmat.packed_format import _pack_rows, _unpack_rows, pack_residues, unpack_residues

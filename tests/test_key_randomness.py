@@ -6,11 +6,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-import fhe_agg._keys as keys_module
+import fhe_agg.ckks._keys as keys_module
 import fhe_agg.hazmat.shamir as shamir_module
 from fhe_agg import PRESETS, SeededRandom, SystemRandom, generate_single_key
-from fhe_agg._random import TEST_ONLY_SEEDED_KEYS
-from fhe_agg._seal import backend_for
+from fhe_agg.ckks._random import TEST_ONLY_SEEDED_KEYS
+from fhe_agg.ckks._seal import backend_for
 from fhe_agg.hazmat.sampling import rounded_gaussian
 from fhe_agg.hazmat.shamir import lagrange_coefficients, share_polynomial
 from fhe_agg.identity import SealingPrivateKey, Suite, SuiteSigningKey

@@ -19,7 +19,7 @@ from fhe_agg import (
     RoundMismatch,
     ThresholdNotMet,
 )
-from fhe_agg._seal import backend_for
+from fhe_agg.ckks._seal import backend_for
 from fhe_agg.hazmat.seal_format import RawCiphertext
 
 IDS = ("alpha", "bravo", "charlie")

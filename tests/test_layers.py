@@ -21,36 +21,27 @@ _ROOT = Path(fhe_agg.__file__).parent
 _PACKAGE = "fhe_agg"
 
 # The CKKS layer, allowed to touch SEAL/TenSEAL directly.
-_CKKS = ("fhe_agg._seal", "fhe_agg.hazmat")
+_CKKS = ("fhe_agg.ckks", "fhe_agg.hazmat")
 # The benchmarks measure raw TenSEAL as a baseline next to fhe_agg: they must import it.
 _SEAL_BASELINES = ("fhe_agg.bench",)
 _SEAL = ("tenseal", "seal")
-# The round: its messages, checks, roles, coordinator, stores and transports.
+# The round: the roles' packages, the round's messages and checks, and the transports.
 _ROUND = (
-    "fhe_agg._abort",
-    "fhe_agg._aggregate_check",
-    "fhe_agg._aggregator",
-    "fhe_agg._checks",
-    "fhe_agg._client",
-    "fhe_agg._client_store",
-    "fhe_agg._combine",
-    "fhe_agg._context",
-    "fhe_agg._decryption",
-    "fhe_agg._evidence",
-    "fhe_agg._holder_store",
-    "fhe_agg._ingest",
-    "fhe_agg._keyholder",
-    "fhe_agg._messages",
-    "fhe_agg._partial",
-    "fhe_agg._round",
-    "fhe_agg._round_holder",
-    "fhe_agg._round_loop",
-    "fhe_agg._round_messages",
-    "fhe_agg._round_state",
-    "fhe_agg._round_store",
-    "fhe_agg._simulate",
+    "fhe_agg.client",
+    "fhe_agg.server",
+    "fhe_agg.holder",
+    "fhe_agg.ceremony",
+    "fhe_agg.sim",
+    "fhe_agg.cli",
     "fhe_agg.flower",
+    "fhe_agg.protocol._checks",
+    "fhe_agg.protocol._context",
+    "fhe_agg.protocol._evidence",
+    "fhe_agg.protocol._messages",
+    "fhe_agg.protocol._round_messages",
 )
+# The package root keeps the facades and a few shared helpers; every role lives in a package.
+MAX_ROOT_MODULES = 12
 
 
 def _modules() -> dict[str, Path]:
@@ -131,7 +122,7 @@ def test_only_the_ckks_layer_imports_seal() -> None:
     above = tuple(m for m in _modules() if not _within(m, _CKKS + _SEAL_BASELINES))
     direct = [f"{m} imports {name}" for m in above for name in _imports(m) if _within(name, _SEAL)]
     assert not direct, direct
-    assert any(_within(n, _SEAL) for n in _imports("fhe_agg._seal"))  # the rule sees imports
+    assert any(_within(n, _SEAL) for n in _imports("fhe_agg.ckks._seal"))  # the rule sees imports
 
 
 def test_identity_never_imports_the_round() -> None:
@@ -144,7 +135,14 @@ def test_hazmat_imports_nothing_of_the_round() -> None:
 
 def test_the_rules_catch_a_violation() -> None:
     # The round imports identity (for rosters and audit logs): the reverse direction is seen.
-    assert _violations(("fhe_agg._aggregator",), ("fhe_agg.identity",))
-    assert "fhe_agg._round_store" in _reach("fhe_agg._aggregator")
+    assert _violations(("fhe_agg.server._aggregator",), ("fhe_agg.identity",))
+    assert "fhe_agg.server._store" in _reach("fhe_agg.server._aggregator")
     modules = _modules()
     assert all(m in modules for m in _ROUND + _CKKS + _SEAL_BASELINES)  # no stale names
+
+
+def test_the_package_root_holds_few_modules() -> None:
+    root = sorted(p.name for p in _ROOT.iterdir() if p.suffix == ".py" or p.name == "py.typed")
+    assert len(root) <= MAX_ROOT_MODULES, root
+    packages = {p.name for p in _ROOT.iterdir() if (p / "__init__.py").is_file()}
+    assert {"client", "server", "holder", "ceremony", "protocol", "ckks", "cli"} <= packages

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from fhe_agg import MalformedMessage, MessageTooLarge, ParameterMismatch
-from fhe_agg._params import PRESETS
-from fhe_agg._seal import backend_for
+from fhe_agg.ckks._params import PRESETS
+from fhe_agg.ckks._seal import backend_for
 from fhe_agg.hazmat.packed_format import pack_ciphertext, packed_size, unpack_ciphertext
 from fhe_agg.hazmat.seal_format import RawCiphertext
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from fhe_agg import InvalidInput, Layout, flatten, unflatten
-from fhe_agg._packing import chunk
+from fhe_agg.ckks._packing import chunk
 
 
 def test_numpy_list_round_trip_keeps_shapes_and_dtypes() -> None:

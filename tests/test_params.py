@@ -10,7 +10,7 @@ from fhe_agg import (
     UnsupportedParameters,
     get_preset,
 )
-from fhe_agg._params import QUANTUM_128_MAX_LOG_Q
+from fhe_agg.ckks._params import QUANTUM_128_MAX_LOG_Q
 
 
 @pytest.mark.parametrize("preset", list(PRESETS.values()), ids=list(PRESETS))

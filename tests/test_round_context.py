@@ -14,10 +14,10 @@ from fhe_agg import (
     RoundMismatch,
     generate_single_key,
 )
-from fhe_agg._aggregate_check import verify_aggregate
-from fhe_agg._checks import check_statement
-from fhe_agg._context import RoundContext
-from fhe_agg._messages import MessageBounds
+from fhe_agg.holder._aggregate_check import verify_aggregate
+from fhe_agg.protocol._checks import check_statement
+from fhe_agg.protocol._context import RoundContext
+from fhe_agg.protocol._messages import MessageBounds
 
 
 @pytest.fixture

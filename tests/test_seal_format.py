@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from fhe_agg import MalformedMessage, MessageTooLarge, ParameterMismatch
-from fhe_agg._seal import backend_for
+from fhe_agg.ckks._seal import backend_for
 from fhe_agg.hazmat.seal_format import RawCiphertext, build_ciphertext, parse_ciphertext
 
 

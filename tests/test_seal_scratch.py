@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from fhe_agg._seal import remove_stale_scratch
+from fhe_agg.ckks._seal import remove_stale_scratch
 
 
 def _dead_pid() -> int:

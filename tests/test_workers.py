@@ -7,9 +7,9 @@ import pytest
 from conftest import CLIENT_IDS, PARAMS, WEIGHTS
 
 from fhe_agg import Aggregator, Client, InvalidProof, KeyHolder, SeededRandom
-from fhe_agg._ingest import IngestQueue
 from fhe_agg._parallel import DerivedRandom, split
-from fhe_agg._wellformed import forget_verified
+from fhe_agg.protocol._wellformed import forget_verified
+from fhe_agg.server._ingest import IngestQueue
 
 
 def _client(cid, signing_keys, config, keypair, workers: int) -> Client:

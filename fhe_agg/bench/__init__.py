@@ -47,7 +47,6 @@ def _log(message: str) -> None:
 
 def run(plan: Plan, *, log: Callable[[str], None] = _log) -> dict[str, Any]:
     """Run every family of ``plan``; the report as one JSON-ready dict."""
-    from fhe_agg._packing import Layout
     from fhe_agg.bench._aggregator_costs import ingest_figures
     from fhe_agg.bench._baselines import NvflareCkks
     from fhe_agg.bench._client_costs import client_figures
@@ -58,6 +57,7 @@ def run(plan: Plan, *, log: Callable[[str], None] = _log) -> dict[str, Any]:
     from fhe_agg.bench._report import machine_info, summary
     from fhe_agg.bench._rounds import round_figures
     from fhe_agg.bench._scaling import scaling_figures
+    from fhe_agg.ckks._packing import Layout
 
     start = time.perf_counter()
     machine = machine_info()

@@ -18,11 +18,11 @@ from typing import Any
 
 import numpy as np
 
-from fhe_agg._client import Client
-from fhe_agg._packing import Layout
 from fhe_agg.bench._harness import Figure, Target, figure, size_label
 from fhe_agg.bench._ingest_child import federation, public_key_for
 from fhe_agg.bench._proc import write_message
+from fhe_agg.ckks._packing import Layout
+from fhe_agg.client._client import Client
 
 __all__ = ["ingest_figures"]
 

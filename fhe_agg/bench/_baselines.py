@@ -18,8 +18,8 @@ import tenseal as ts
 import tenseal.sealapi as sealapi
 from numpy.typing import NDArray
 
-from fhe_agg._params import CkksPreset
-from fhe_agg._seal import SealBackend, backend_for
+from fhe_agg.ckks._params import CkksPreset
+from fhe_agg.ckks._seal import SealBackend, backend_for
 
 __all__ = ["NvflareCkks", "RawSeal", "plaintext_round"]
 

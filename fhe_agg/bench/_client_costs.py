@@ -15,17 +15,17 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from numpy.typing import NDArray
 
-from fhe_agg._client import Client, ProvenChunks
-from fhe_agg._config import FederationConfig
-from fhe_agg._keys import generate_single_key
-from fhe_agg._merkle import leaf_hash, merkle_root
-from fhe_agg._messages import UPDATE_CONTEXT
-from fhe_agg._packing import Layout
-from fhe_agg._params import PRESETS
-from fhe_agg._signing import SigningKey
-from fhe_agg._wellformed import proofs_digest
 from fhe_agg.bench._baselines import NvflareCkks, RawSeal
 from fhe_agg.bench._harness import Figure, Target, figure, paired_medians
+from fhe_agg.ckks._keys import generate_single_key
+from fhe_agg.ckks._packing import Layout
+from fhe_agg.ckks._params import PRESETS
+from fhe_agg.client._client import Client, ProvenChunks
+from fhe_agg.protocol._config import FederationConfig
+from fhe_agg.protocol._merkle import leaf_hash, merkle_root
+from fhe_agg.protocol._messages import UPDATE_CONTEXT
+from fhe_agg.protocol._signing import SigningKey
+from fhe_agg.protocol._wellformed import proofs_digest
 
 __all__ = ["client_figures"]
 

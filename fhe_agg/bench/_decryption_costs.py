@@ -17,19 +17,6 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from fhe_agg._aggregator import Aggregator
-from fhe_agg._config import FederationConfig
-from fhe_agg._keyholder import KeyHolder
-from fhe_agg._keys import KeyShare, PublicKey
-from fhe_agg._local_ceremony import local_key_ceremony
-from fhe_agg._messages import EncryptedAggregate
-from fhe_agg._packing import Layout
-from fhe_agg._partial import PartialDecryption
-from fhe_agg._round import RoundCoordinator
-from fhe_agg._round_holder import HolderRound
-from fhe_agg._round_messages import Reply, Request
-from fhe_agg._signing import VerifyKey
-from fhe_agg._wellformed import forget_verified
 from fhe_agg.bench._baselines import NvflareCkks, RawSeal
 from fhe_agg.bench._harness import (
     HOLDER_SETS,
@@ -40,6 +27,19 @@ from fhe_agg.bench._harness import (
     figure,
     median_seconds,
 )
+from fhe_agg.ceremony._local import local_key_ceremony
+from fhe_agg.ckks._keys import KeyShare, PublicKey
+from fhe_agg.ckks._packing import Layout
+from fhe_agg.holder._keyholder import KeyHolder
+from fhe_agg.holder._partial import PartialDecryption
+from fhe_agg.holder._round import HolderRound
+from fhe_agg.protocol._config import FederationConfig
+from fhe_agg.protocol._messages import EncryptedAggregate
+from fhe_agg.protocol._round_messages import Reply, Request
+from fhe_agg.protocol._signing import VerifyKey
+from fhe_agg.protocol._wellformed import forget_verified
+from fhe_agg.server._aggregator import Aggregator
+from fhe_agg.server._coordinator import RoundCoordinator
 
 __all__ = ["decryption_figures"]
 

@@ -21,12 +21,12 @@ from typing import Any, Literal
 import numpy as np
 from numpy.typing import NDArray
 
-from fhe_agg._aggregator import Aggregator
-from fhe_agg._client import Client
-from fhe_agg._config import FederationConfig
-from fhe_agg._messages import EncryptedAggregate
-from fhe_agg._packing import Layout
-from fhe_agg._signing import SigningKey, VerifyKey
+from fhe_agg.ckks._packing import Layout
+from fhe_agg.client._client import Client
+from fhe_agg.protocol._config import FederationConfig
+from fhe_agg.protocol._messages import EncryptedAggregate
+from fhe_agg.protocol._signing import SigningKey, VerifyKey
+from fhe_agg.server._aggregator import Aggregator
 
 __all__ = [
     "HOLDER_SETS",

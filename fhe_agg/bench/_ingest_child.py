@@ -17,13 +17,13 @@ import sys
 import time
 from typing import Any, BinaryIO
 
-from fhe_agg._aggregator import Aggregator
-from fhe_agg._config import FederationConfig
-from fhe_agg._ingest import IngestQueue
-from fhe_agg._keys import PublicKey, generate_single_key
-from fhe_agg._packing import Layout
-from fhe_agg._signing import SigningKey
 from fhe_agg.bench._proc import peak_rss_mb, read_messages
+from fhe_agg.ckks._keys import PublicKey, generate_single_key
+from fhe_agg.ckks._packing import Layout
+from fhe_agg.protocol._config import FederationConfig
+from fhe_agg.protocol._signing import SigningKey
+from fhe_agg.server._aggregator import Aggregator
+from fhe_agg.server._ingest import IngestQueue
 
 __all__ = ["federation", "main"]
 

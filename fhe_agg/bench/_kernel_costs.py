@@ -20,19 +20,19 @@ from typing import Any
 
 import numpy as np
 
-from fhe_agg._aggregator import Aggregator
-from fhe_agg._client import Client
-from fhe_agg._config import FederationConfig
-from fhe_agg._local_ceremony import local_key_ceremony
-from fhe_agg._packing import Layout
-from fhe_agg._random import SeededRandom
-from fhe_agg._signing import SigningKey
-from fhe_agg._wellformed import forget_verified
 from fhe_agg.bench._decryption_costs import _HolderRun
 from fhe_agg.bench._harness import Figure, figure
 from fhe_agg.bench._proof_costs import _Update
+from fhe_agg.ceremony._local import local_key_ceremony
+from fhe_agg.ckks._packing import Layout
+from fhe_agg.ckks._random import SeededRandom
+from fhe_agg.client._client import Client
 from fhe_agg.hazmat import _accel
 from fhe_agg.hazmat.zkproof import PROOF_BATCH
+from fhe_agg.protocol._config import FederationConfig
+from fhe_agg.protocol._signing import SigningKey
+from fhe_agg.protocol._wellformed import forget_verified
+from fhe_agg.server._aggregator import Aggregator
 
 __all__ = ["kernel_figures"]
 

@@ -15,13 +15,13 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from fhe_agg._keys import generate_single_key
-from fhe_agg._packing import chunk
-from fhe_agg._params import PRESETS
-from fhe_agg._random import default_random
-from fhe_agg._seal import backend_for
 from fhe_agg.bench._baselines import RawSeal
 from fhe_agg.bench._harness import Figure, Target, figure, paired_medians
+from fhe_agg.ckks._keys import generate_single_key
+from fhe_agg.ckks._packing import chunk
+from fhe_agg.ckks._params import PRESETS
+from fhe_agg.ckks._random import default_random
+from fhe_agg.ckks._seal import backend_for
 from fhe_agg.hazmat.encrypt import encode_plaintext, encrypt_with_witness, public_key_data_level
 from fhe_agg.hazmat.zkproof import PROOF_BATCH, ProofStatement, prove, verify
 

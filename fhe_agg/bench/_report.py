@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import fhe_agg
-from fhe_agg._seal import seal_version
 from fhe_agg.bench._harness import Figure
+from fhe_agg.ckks._seal import seal_version
 
 __all__ = ["machine_info", "summary", "to_markdown", "write_plot"]
 

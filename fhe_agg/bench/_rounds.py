@@ -20,18 +20,6 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from fhe_agg._abort import AbortCertificate, votes_needed
-from fhe_agg._aggregator import Aggregator
-from fhe_agg._client import Client
-from fhe_agg._config import FederationConfig
-from fhe_agg._keyholder import KeyHolder
-from fhe_agg._keys import PublicKey
-from fhe_agg._local_ceremony import holder_signing_keys, holder_verify_keys, local_key_ceremony
-from fhe_agg._packing import Layout
-from fhe_agg._round import RoundCoordinator
-from fhe_agg._round_holder import HolderRound
-from fhe_agg._round_messages import PartialRequest, Reply, Request
-from fhe_agg._signing import SigningKey, VerifyKey
 from fhe_agg.bench._baselines import plaintext_round
 from fhe_agg.bench._harness import (
     HOLDER_SETS,
@@ -43,6 +31,18 @@ from fhe_agg.bench._harness import (
     size_label,
 )
 from fhe_agg.bench._peers import peer_figures, secaggplus_runs
+from fhe_agg.ceremony._local import holder_signing_keys, holder_verify_keys, local_key_ceremony
+from fhe_agg.ckks._keys import PublicKey
+from fhe_agg.ckks._packing import Layout
+from fhe_agg.client._client import Client
+from fhe_agg.holder._abort import AbortCertificate, votes_needed
+from fhe_agg.holder._keyholder import KeyHolder
+from fhe_agg.holder._round import HolderRound
+from fhe_agg.protocol._config import FederationConfig
+from fhe_agg.protocol._round_messages import PartialRequest, Reply, Request
+from fhe_agg.protocol._signing import SigningKey, VerifyKey
+from fhe_agg.server._aggregator import Aggregator
+from fhe_agg.server._coordinator import RoundCoordinator
 
 __all__ = ["round_figures"]
 

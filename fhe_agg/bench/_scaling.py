@@ -24,17 +24,17 @@ from functools import partial
 
 import numpy as np
 
-from fhe_agg._aggregator import Aggregator
-from fhe_agg._client import Client
-from fhe_agg._config import FederationConfig
-from fhe_agg._keyholder import KeyHolder
-from fhe_agg._keys import generate_single_key
-from fhe_agg._packing import Layout
 from fhe_agg._parallel import TASK_CPU, run_ordered
-from fhe_agg._random import SeededRandom
-from fhe_agg._signing import SigningKey
-from fhe_agg._wellformed import forget_verified
 from fhe_agg.bench._harness import Figure, client_vectors, figure, size_label
+from fhe_agg.ckks._keys import generate_single_key
+from fhe_agg.ckks._packing import Layout
+from fhe_agg.ckks._random import SeededRandom
+from fhe_agg.client._client import Client
+from fhe_agg.holder._keyholder import KeyHolder
+from fhe_agg.protocol._config import FederationConfig
+from fhe_agg.protocol._signing import SigningKey
+from fhe_agg.protocol._wellformed import forget_verified
+from fhe_agg.server._aggregator import Aggregator
 
 __all__ = ["scaling_figures"]
 

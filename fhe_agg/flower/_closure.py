@@ -14,13 +14,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Collection, Mapping
 
-from fhe_agg._abort import AbortVote
 from fhe_agg._errors import FheAggError, MalformedMessage, ThresholdNotMet
-from fhe_agg._round import RoundCoordinator
-from fhe_agg._round_messages import RoundPhase, VoteReply, VoteRequest
 from fhe_agg.flower import _records as rec
 from fhe_agg.flower._protocol import ACTION_ABORT, MAX_CERTIFICATES, record_bytes
 from fhe_agg.flower._relay import Federation, Relay
+from fhe_agg.holder._abort import AbortVote
+from fhe_agg.protocol._round_messages import RoundPhase, VoteReply, VoteRequest
+from fhe_agg.server._coordinator import RoundCoordinator
 
 __all__ = ["certificates_record", "close_round"]
 

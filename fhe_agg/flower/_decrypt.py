@@ -17,19 +17,19 @@ from flwr.app import ConfigRecordValues
 from numpy.typing import NDArray
 
 from fhe_agg._errors import AggregateMismatch, DecryptionAborted, FheAggError, MalformedMessage
-from fhe_agg._packing import Layout
-from fhe_agg._partial import PartialDecryption
-from fhe_agg._round import RoundCoordinator
-from fhe_agg._round_messages import (
+from fhe_agg.ckks._packing import Layout
+from fhe_agg.flower._protocol import ACTION_CHALLENGE, ACTION_DECRYPT, record_bytes
+from fhe_agg.flower._relay import Federation, Relay
+from fhe_agg.flower._report import RoundReport
+from fhe_agg.holder._partial import PartialDecryption
+from fhe_agg.protocol._round_messages import (
     ChallengeReply,
     ChallengeRequest,
     PartialReply,
     PartialRequest,
     RoundPhase,
 )
-from fhe_agg.flower._protocol import ACTION_CHALLENGE, ACTION_DECRYPT, record_bytes
-from fhe_agg.flower._relay import Federation, Relay
-from fhe_agg.flower._report import RoundReport
+from fhe_agg.server._coordinator import RoundCoordinator
 
 __all__ = ["decrypt_round"]
 

@@ -9,9 +9,6 @@ import numpy as np
 from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MessageType, RecordDict
 from numpy.typing import NDArray
 
-from fhe_agg._abort import AbortCertificate, max_certificate_bytes
-from fhe_agg._client import Client
-from fhe_agg._config import FederationConfig
 from fhe_agg._errors import (
     FheAggError,
     InvalidWeight,
@@ -19,11 +16,14 @@ from fhe_agg._errors import (
     MalformedMessage,
     Rejected,
 )
-from fhe_agg._packing import Layout, flatten
+from fhe_agg.ckks._packing import Layout, flatten
+from fhe_agg.client._client import Client
 from fhe_agg.flower import _records as rec
 from fhe_agg.flower._node import refuse
 from fhe_agg.flower._node_state import NodeState, node_state
 from fhe_agg.flower._protocol import MAX_CERTIFICATES, ROUND_RECORD, UPDATE_RECORD
+from fhe_agg.holder._abort import AbortCertificate, max_certificate_bytes
+from fhe_agg.protocol._config import FederationConfig
 
 __all__ = ["arrays_to_vector", "secure_update_mod"]
 

@@ -22,18 +22,10 @@ from collections.abc import Callable
 from flwr.app import ConfigRecord, ConfigRecordValues, Context, Error, Message, RecordDict
 from flwr.clientapp import ClientApp
 
-from fhe_agg._ceremony import CEREMONY_STEPS, CeremonyMember, CeremonyMessage
-from fhe_agg._config import FederationConfig
 from fhe_agg._errors import CeremonyError, FheAggError, MalformedMessage, ParameterMismatch
-from fhe_agg._evidence import AggregateEvidence
-from fhe_agg._keyholder import KeyHolder
-from fhe_agg._keys import PublicKey
-from fhe_agg._messages import EncryptedAggregate, MessageBounds
-from fhe_agg._packing import Layout
-from fhe_agg._round_holder import HolderRound
-from fhe_agg._round_messages import ChallengeRequest, PartialReply, PartialRequest, VoteRequest
-from fhe_agg._signing import VerifyKey
-from fhe_agg._wire import pack, unpack
+from fhe_agg.ceremony._ceremony import CEREMONY_STEPS, CeremonyMember, CeremonyMessage
+from fhe_agg.ckks._keys import PublicKey
+from fhe_agg.ckks._packing import Layout
 from fhe_agg.flower import _records as rec
 from fhe_agg.flower._node_state import NodeState, Setup, load_node, node_state, share_info
 from fhe_agg.flower._pinned import PinnedRoster
@@ -49,6 +41,19 @@ from fhe_agg.flower._protocol import (
     record_bytes,
     record_int,
 )
+from fhe_agg.holder._keyholder import KeyHolder
+from fhe_agg.holder._round import HolderRound
+from fhe_agg.protocol._config import FederationConfig
+from fhe_agg.protocol._evidence import AggregateEvidence
+from fhe_agg.protocol._messages import EncryptedAggregate, MessageBounds
+from fhe_agg.protocol._round_messages import (
+    ChallengeRequest,
+    PartialReply,
+    PartialRequest,
+    VoteRequest,
+)
+from fhe_agg.protocol._signing import VerifyKey
+from fhe_agg.protocol._wire import pack, unpack
 
 __all__ = ["NodeState", "enable_secure_aggregation", "node_state", "refuse"]
 

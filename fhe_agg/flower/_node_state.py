@@ -19,17 +19,14 @@ from pathlib import Path
 
 from flwr.app import Context
 
-from fhe_agg._client import Client
-from fhe_agg._config import FederationConfig
 from fhe_agg._errors import CeremonyError, MalformedMessage
-from fhe_agg._keyholder import KeyHolder
-from fhe_agg._keys import KeyShare, PublicKey
-from fhe_agg._signing import SigningKey, VerifyKey
-from fhe_agg._wire import pack, unpack
+from fhe_agg.ckks._keys import KeyShare, PublicKey
+from fhe_agg.client._client import Client
 from fhe_agg.flower import _records as rec
 from fhe_agg.flower._node_store import NodeStore, state_folder
 from fhe_agg.flower._pinned import Pin, PinnedRoster
 from fhe_agg.flower._protocol import client_id_of
+from fhe_agg.holder._keyholder import KeyHolder
 from fhe_agg.identity import (
     Identity,
     Role,
@@ -39,6 +36,9 @@ from fhe_agg.identity import (
     load_identity,
     write_identity,
 )
+from fhe_agg.protocol._config import FederationConfig
+from fhe_agg.protocol._signing import SigningKey, VerifyKey
+from fhe_agg.protocol._wire import pack, unpack
 
 __all__ = ["NodeState", "Setup", "load_node", "node_state", "share_info"]
 

@@ -14,11 +14,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from fhe_agg._ceremony import CeremonySpec, HolderIdentity
-from fhe_agg._config import FederationConfig
-from fhe_agg._deployment import load_member_identity
 from fhe_agg._errors import NotInRoster, ParameterMismatch
-from fhe_agg._signing import VerifyKey
+from fhe_agg.ceremony._ceremony import CeremonySpec, HolderIdentity
 from fhe_agg.identity import (
     Identity,
     Role,
@@ -26,6 +23,9 @@ from fhe_agg.identity import (
     load_verified_roster,
     read_passphrase_file,
 )
+from fhe_agg.protocol._config import FederationConfig
+from fhe_agg.protocol._signing import VerifyKey
+from fhe_agg.sim._deployment import load_member_identity
 
 __all__ = ["Pin", "PinnedRoster"]
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from flwr.app import ConfigRecord
 
-from fhe_agg._ceremony import CEREMONY_STEPS
 from fhe_agg._errors import MalformedMessage
+from fhe_agg.ceremony._ceremony import CEREMONY_STEPS
 
 __all__ = [
     "ACTION_ABORT",

@@ -11,16 +11,16 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from fhe_agg._ceremony import _MAX_MESSAGE as CEREMONY_MESSAGE_BYTES
-from fhe_agg._ceremony import CeremonySpec, HolderIdentity
-from fhe_agg._config import FederationConfig
 from fhe_agg._errors import MalformedMessage, UnsupportedParameters
-from fhe_agg._keys import PublicKey
-from fhe_agg._params import get_preset
-from fhe_agg._signing import VerifyKey
 from fhe_agg._validate import positive_finite
-from fhe_agg._wire import Fields, pack, unpack
+from fhe_agg.ceremony._ceremony import _MAX_MESSAGE as CEREMONY_MESSAGE_BYTES
+from fhe_agg.ceremony._ceremony import CeremonySpec, HolderIdentity
+from fhe_agg.ckks._keys import PublicKey
+from fhe_agg.ckks._params import get_preset
 from fhe_agg.identity import SealingPublicKey, Suite
+from fhe_agg.protocol._config import FederationConfig
+from fhe_agg.protocol._signing import VerifyKey
+from fhe_agg.protocol._wire import Fields, pack, unpack
 
 __all__ = [
     "CEREMONY_BLOB_BYTES",

@@ -17,11 +17,9 @@ from dataclasses import dataclass
 from flwr.app import ConfigRecord, ConfigRecordValues, Message, RecordDict
 from flwr.serverapp import Grid
 
-from fhe_agg._ceremony import CeremonyMessage, CeremonySpec, HolderIdentity
-from fhe_agg._config import FederationConfig
 from fhe_agg._errors import CeremonyError, FheAggError, MalformedMessage, ThresholdNotMet
-from fhe_agg._keys import PublicKey
-from fhe_agg._signing import VerifyKey
+from fhe_agg.ceremony._ceremony import CeremonyMessage, CeremonySpec, HolderIdentity
+from fhe_agg.ckks._keys import PublicKey
 from fhe_agg.flower import _records as rec
 from fhe_agg.flower._protocol import (
     ACTION_CEREMONY,
@@ -34,6 +32,8 @@ from fhe_agg.flower._protocol import (
 )
 from fhe_agg.identity import SealingPublicKey, Suite
 from fhe_agg.identity._identity import check_member_id
+from fhe_agg.protocol._config import FederationConfig
+from fhe_agg.protocol._signing import VerifyKey
 
 __all__ = ["Federation", "Relay", "set_up_federation"]
 

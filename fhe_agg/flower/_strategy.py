@@ -40,9 +40,6 @@ from flwr.serverapp import Grid
 from flwr.serverapp.strategy import Result, Strategy
 from numpy.typing import NDArray
 
-from fhe_agg._aggregator import Aggregator
-from fhe_agg._config import FederationConfig
-from fhe_agg._dp import PrivacyAccountant
 from fhe_agg._errors import (
     FheAggError,
     MalformedMessage,
@@ -51,10 +48,9 @@ from fhe_agg._errors import (
     ThresholdNotMet,
     UnsupportedParameters,
 )
-from fhe_agg._messages import EncryptedAggregate, EncryptedUpdate
-from fhe_agg._packing import Layout, unflatten
-from fhe_agg._round import RoundCoordinator
 from fhe_agg._validate import positive_finite
+from fhe_agg.ckks._dp import PrivacyAccountant
+from fhe_agg.ckks._packing import Layout, unflatten
 from fhe_agg.flower._closure import certificates_record, close_round
 from fhe_agg.flower._decrypt import decrypt_round
 from fhe_agg.flower._mod import arrays_to_vector
@@ -62,6 +58,10 @@ from fhe_agg.flower._protocol import ROUND_RECORD, UPDATE_RECORD, client_id_of, 
 from fhe_agg.flower._records import MAX_HOLDERS
 from fhe_agg.flower._relay import Federation, Relay, set_up_federation
 from fhe_agg.flower._report import RoundReport, round_metrics
+from fhe_agg.protocol._config import FederationConfig
+from fhe_agg.protocol._messages import EncryptedAggregate, EncryptedUpdate
+from fhe_agg.server._aggregator import Aggregator
+from fhe_agg.server._coordinator import RoundCoordinator
 
 __all__ = ["RoundReport", "SecureAggregation"]
 

@@ -11,7 +11,7 @@ with ``u`` ternary and ``e0, e1`` rounded Gaussians (``sigma = 3.2``, cut at 6 s
 SEAL samples them (``seal/util/rlwe.cpp``, ``encrypt_zero_asymmetric``). ``(pk0, a)`` is the joint
 public key ``(-(a*s + e), a)`` restricted to the data primes. Decryption ``c0 + c1*s`` gives
 ``m - u*e + e0 + e1*s``: the ``special_prime=False`` noise of
-:func:`fhe_agg._flooding.ciphertext_noise_bound`. The plaintext ``m`` comes from SEAL's CKKS
+:func:`fhe_agg.ckks._flooding.ciphertext_noise_bound`. The plaintext ``m`` comes from SEAL's CKKS
 encoder (:func:`encode_plaintext`), so decoding is unchanged.
 """
 
@@ -25,8 +25,8 @@ import numpy as np
 import tenseal.sealapi as sealapi
 from numpy.typing import NDArray
 
-from fhe_agg._flooding import KEY_ERROR_SIGMA
-from fhe_agg._random import RandomSource
+from fhe_agg.ckks._flooding import KEY_ERROR_SIGMA
+from fhe_agg.ckks._random import RandomSource
 from fhe_agg.errors import MalformedMessage
 from fhe_agg.hazmat.rlwe import FixedOperand, add_polys, mul_fixed, to_ntt_batch
 from fhe_agg.hazmat.rns import U64
@@ -43,8 +43,8 @@ from fhe_agg.hazmat.seal_format import (
 )
 
 if TYPE_CHECKING:
-    from fhe_agg._keys import PublicKey
-    from fhe_agg._seal import SealBackend
+    from fhe_agg.ckks._keys import PublicKey
+    from fhe_agg.ckks._seal import SealBackend
 
 __all__ = [
     "ENCRYPTION_ERROR_SIGMA",
@@ -146,7 +146,7 @@ def public_key_data_level(public_key: PublicKey) -> tuple[U64, U64]:
     SEAL drops the special prime last, so the data level is the first ``L`` rows of the key
     level (:mod:`fhe_agg.hazmat.rlwe`).
     """
-    from fhe_agg._seal import backend_for
+    from fhe_agg.ckks._seal import backend_for
 
     backend = backend_for(public_key.preset)
     raw = parse_ciphertext(

@@ -11,7 +11,7 @@
 The cut of DP noise is part of the privacy accounting. A draw beyond ``tail`` is redrawn, so
 each coordinate follows the Gaussian conditioned on ``|Z| <= tail``, at total-variation
 distance ``P(|Z| > tail) = erfc(tail / sqrt 2)`` (:func:`tail_mass`) from the untruncated one;
-:mod:`fhe_agg._dp` adds what that costs to ``delta``. At 6 sigma that was 2.0e-9 per
+:mod:`fhe_agg.ckks._dp` adds what that costs to ``delta``. At 6 sigma that was 2.0e-9 per
 coordinate, ``P(Z in [6 - 1/z, 6])`` per release for one honest holder (3.2e-5 at z = 0.5),
 more than a typical ``delta``; at 14 it is 1.6e-44. Box-Muller's radius
 ``sqrt(-2 ln u1)`` only reaches 14 sigma if ``u1`` can be as small as ``e**-98``: a 53-bit
@@ -41,7 +41,7 @@ import numpy as np
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from numpy.typing import NDArray
 
-from fhe_agg._random import RandomSource
+from fhe_agg.ckks._random import RandomSource
 from fhe_agg.hazmat import _accel
 from fhe_agg.hazmat.rns import U64
 
@@ -197,7 +197,7 @@ def flooding_gaussian(n: int, sigma: float, rng: RandomSource) -> WideNoise:
 
     For ``step = 1`` this is a rounded Gaussian of standard deviation ``sigma``. Shifting it by an
     integer ``x`` moves the coarse Gaussian by ``floor`` or ``ceil`` of ``x / step`` cells, so its
-    KL divergence is at most that of a shift by ``|x| + step`` (:mod:`fhe_agg._flooding`).
+    KL divergence is at most that of a shift by ``|x| + step`` (:mod:`fhe_agg.ckks._flooding`).
     """
     step = flooding_step(sigma)
     high = rounded_gaussian(n, sigma / step, rng)

@@ -26,7 +26,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from fhe_agg._random import RandomSource, key_random
+from fhe_agg.ckks._random import RandomSource, key_random
 from fhe_agg.hazmat.rns import U64, add_mod, mul_shoup, shoup_quotient
 from fhe_agg.hazmat.sampling import uniform_mod
 

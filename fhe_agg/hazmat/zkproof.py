@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from fhe_agg._random import RandomSource
+from fhe_agg.ckks._random import RandomSource
 from fhe_agg.errors import InvalidProof
 from fhe_agg.hazmat import _accel
 from fhe_agg.hazmat.encrypt import ChunkWitness, fixed_operand

@@ -15,7 +15,7 @@ aggregation", "AES-128-GCM": "model encryption"}``. Each asset gets a :class:`Fi
 * BSI TR-02102-1 (2026-01) and ANSSI ask for lattice PQC in hybrid form; under
   :attr:`Policy.EU_HYBRID` a pure ML-KEM/ML-DSA asset is a medium (policy) finding.
 * CKKS moduli are checked against the HomomorphicEncryption.org 128-bit *quantum* limits
-  (:data:`fhe_agg._params.QUANTUM_128_MAX_LOG_Q`).
+  (:data:`fhe_agg.ckks._params.QUANTUM_128_MAX_LOG_Q`).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from fhe_agg._params import PRESETS, CkksPreset
+from fhe_agg.ckks._params import PRESETS, CkksPreset
 from fhe_agg.identity._audit_model import Finding, Policy, PresetReport, Risk, _preset_report
 from fhe_agg.identity._audit_rules import classify
 from fhe_agg.identity._encoding import read_bounded, strict_json

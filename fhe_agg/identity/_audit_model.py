@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import Enum
 
-from fhe_agg._params import QUANTUM_128_MAX_LOG_Q, CkksPreset
+from fhe_agg.ckks._params import QUANTUM_128_MAX_LOG_Q, CkksPreset
 
 __all__ = ["Finding", "Policy", "PresetReport", "Risk"]
 

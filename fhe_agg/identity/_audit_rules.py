@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 
-from fhe_agg._params import PRESETS
+from fhe_agg.ckks._params import PRESETS
 from fhe_agg.identity._audit_model import Finding, Policy, Risk, _preset_report
 
 __all__ = ["classify"]

@@ -17,12 +17,12 @@ from dataclasses import dataclass, replace
 from enum import Enum
 from typing import Any
 
-from fhe_agg._random import RandomSource
-from fhe_agg._signing import SigningKey
+from fhe_agg.ckks._random import RandomSource
 from fhe_agg.errors import CorruptKeyFile, FheAggError, MalformedMessage
 from fhe_agg.identity._encoding import b64decode, b64encode, canonical_json, choice
 from fhe_agg.identity._sealing import SealingPrivateKey, SealingPublicKey
 from fhe_agg.identity._suites import Suite, SuiteSigningKey, SuiteVerifyKey, WrongSuite
+from fhe_agg.protocol._signing import SigningKey
 
 __all__ = ["IDENTITY_CONTEXT", "Identity", "PublicIdentity", "Role", "check_member_id"]
 

@@ -34,7 +34,7 @@ from typing import Any
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
-from fhe_agg._random import RandomSource, default_random
+from fhe_agg.ckks._random import RandomSource, default_random
 from fhe_agg.errors import CorruptKeyFile, InsecureKeyFile, MalformedMessage, WrongPassphrase
 from fhe_agg.identity._encoding import (
     b64decode,

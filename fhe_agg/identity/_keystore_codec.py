@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, mldsa, mlkem, x25519
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from fhe_agg._random import RandomSource
+from fhe_agg.ckks._random import RandomSource
 from fhe_agg.identity._encoding import b64decode, b64encode
 from fhe_agg.identity._suites import Suite
 

@@ -24,7 +24,6 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from fhe_agg._signing import VerifyKey
 from fhe_agg._validate import round_number
 from fhe_agg.errors import FheAggError, InvalidRoster
 from fhe_agg.identity._encoding import (
@@ -48,6 +47,7 @@ from fhe_agg.identity._roster_model import (
 )
 from fhe_agg.identity._rotation import KeyRotation, check_reason
 from fhe_agg.identity._suites import Suite, WrongSuite
+from fhe_agg.protocol._signing import VerifyKey
 
 __all__ = ["MAX_ROSTER_BYTES", "ROSTER_CONTEXT", "Roster", "load_verified_roster"]
 

@@ -15,9 +15,8 @@ from typing import Any, Protocol
 
 from cryptography.hazmat.primitives.asymmetric import mldsa
 
-from fhe_agg._params import get_preset
-from fhe_agg._signing import VerifyKey
 from fhe_agg._validate import MAX_INT64, positive_int, round_number
+from fhe_agg.ckks._params import get_preset
 from fhe_agg.errors import CorruptKeyFile, FheAggError, InvalidRoster, RevokedKey, WrongSuite
 from fhe_agg.identity._encoding import b64decode, b64encode, strict_json
 from fhe_agg.identity._identity import PublicIdentity, Role, check_member_id
@@ -26,6 +25,7 @@ from fhe_agg.identity._rotation import (
     check_reason,
     rotation_message,
 )
+from fhe_agg.protocol._signing import VerifyKey
 
 __all__ = [
     "DECODE_ERRORS",

@@ -31,7 +31,7 @@ from cryptography.hazmat.primitives import hpke
 from cryptography.hazmat.primitives.asymmetric import ec, mlkem, x25519
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from fhe_agg._random import RandomSource, key_random
+from fhe_agg.ckks._random import RandomSource, key_random
 from fhe_agg.errors import MalformedMessage, MessageTooLarge, SealingError
 from fhe_agg.identity._suites import Suite, WrongSuite
 

@@ -10,9 +10,9 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import NoReturn
 
-from fhe_agg._signing import ML_DSA_65_PUBLIC_KEY_BYTES, ML_DSA_65_SIGNATURE_BYTES
 from fhe_agg.errors import MalformedMessage, WrongSuite
 from fhe_agg.identity._encoding import choice
+from fhe_agg.protocol._signing import ML_DSA_65_PUBLIC_KEY_BYTES, ML_DSA_65_SIGNATURE_BYTES
 
 __all__ = ["Suite", "SuiteSpec", "WrongSuite"]
 

@@ -35,8 +35,7 @@ import hashlib
 from cryptography.exceptions import InvalidSignature as _PycaInvalidSignature
 from cryptography.hazmat.primitives.asymmetric import ed25519, mldsa
 
-from fhe_agg._random import RandomSource, key_random
-from fhe_agg._signing import ML_DSA_65_PUBLIC_KEY_BYTES, ML_DSA_65_SIGNATURE_BYTES
+from fhe_agg.ckks._random import RandomSource, key_random
 from fhe_agg.errors import InvalidSignature, MalformedMessage
 from fhe_agg.identity._suite_signers import (
     _MLDSA_PRIVATE,
@@ -60,6 +59,7 @@ from fhe_agg.identity._suite_spec import (
     _refuse_length,
     _suite_by_length,
 )
+from fhe_agg.protocol._signing import ML_DSA_65_PUBLIC_KEY_BYTES, ML_DSA_65_SIGNATURE_BYTES
 
 __all__ = [
     "COMPOSITE_LABEL",

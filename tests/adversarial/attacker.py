@@ -41,12 +41,12 @@ from fhe_agg import (
     PartialDecryption,
     PublicKey,
 )
-from fhe_agg._client import ProvenChunks
-from fhe_agg._config import FederationConfig
-from fhe_agg._seal import SealBackend, backend_for
+from fhe_agg.ckks._seal import SealBackend, backend_for
+from fhe_agg.client._client import ProvenChunks
 from fhe_agg.hazmat.rlwe import FixedOperand, add_polys, mul_fixed, to_ntt
 from fhe_agg.hazmat.rns import U64, add_mod, neg_mod
 from fhe_agg.hazmat.seal_format import RawCiphertext, parse_ciphertext
+from fhe_agg.protocol._config import FederationConfig
 
 from .conftest import WEIGHTS, AuditTrail, Consortium, state_of
 
@@ -339,7 +339,7 @@ def colluding_server(
     """The attacker's own server: the real aggregator code with its proof check skipped, so it
     counts every update it is given, its accomplice's too (the key holders are not patched)."""
     server = fed.aggregator(round_id)
-    with mock.patch("fhe_agg._aggregator.check_update_proofs", lambda *_, **__: None):
+    with mock.patch("fhe_agg.server._aggregator.check_update_proofs", lambda *_, **__: None):
         for update in updates:
             server.add(update)
     return server

@@ -50,13 +50,13 @@ from fhe_agg import (
     VerifyKey,
     run_ceremony,
 )
-from fhe_agg._messages import UPDATE_CONTEXT
-from fhe_agg._params import PRESETS
-from fhe_agg._seal import backend_for
+from fhe_agg.ckks._params import PRESETS
+from fhe_agg.ckks._seal import backend_for
 from fhe_agg.hazmat.rlwe import add_polys
 from fhe_agg.hazmat.rns import U64
 from fhe_agg.hazmat.seal_format import RawCiphertext
 from fhe_agg.identity import AuditLog, Suite, SuiteSigningKey, SuiteVerifyKey, verify_log
+from fhe_agg.protocol._messages import UPDATE_CONTEXT
 
 PARAMS = 10_000  # two chunks at N = 8192: one can be tampered with while the other stays honest
 CLIENTS = ("ana", "ben", "cy", "dee")

@@ -34,7 +34,7 @@ from fhe_agg import (
     ThresholdNotMet,
     combine,
 )
-from fhe_agg._messages import chunk_digests
+from fhe_agg.protocol._messages import chunk_digests
 
 from .conftest import (
     CLIENTS,

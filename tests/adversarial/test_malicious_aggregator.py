@@ -36,8 +36,8 @@ from fhe_agg import (
     ThresholdNotMet,
     UnsupportedParameters,
 )
-from fhe_agg._evidence import AggregateEvidence
-from fhe_agg._seal import backend_for
+from fhe_agg.ckks._seal import backend_for
+from fhe_agg.protocol._evidence import AggregateEvidence
 
 from .conftest import (
     SET,

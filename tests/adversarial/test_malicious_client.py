@@ -35,8 +35,8 @@ from fhe_agg import (
     SigningKey,
     generate_single_key,
 )
-from fhe_agg._messages import MessageBounds
-from fhe_agg._seal import backend_for
+from fhe_agg.ckks._seal import backend_for
+from fhe_agg.protocol._messages import MessageBounds
 
 from .conftest import (
     PARAMS,

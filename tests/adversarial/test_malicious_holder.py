@@ -33,9 +33,9 @@ from fhe_agg import (
     SeededRandom,
     run_ceremony,
 )
-from fhe_agg._ceremony import CEREMONY_CONTEXT
-from fhe_agg._keys import sample_secret
-from fhe_agg._seal import backend_for
+from fhe_agg.ceremony._ceremony import CEREMONY_CONTEXT
+from fhe_agg.ckks._keys import sample_secret
+from fhe_agg.ckks._seal import backend_for
 from fhe_agg.hazmat.rlwe import add_polys
 from fhe_agg.hazmat.shamir import share_polynomial
 from fhe_agg.identity import SealingError
@@ -204,7 +204,7 @@ def _ceremony_with_a_wrong_share(
     config = config_for("compact")
     logs = {i: trail.log(f"member-{i}") for i in range(1, 6)}
     with monkeypatch.context() as patch:
-        patch.setattr("fhe_agg._ceremony.share_polynomial", dealer)
+        patch.setattr("fhe_agg.ceremony._ceremony.share_polynomial", dealer)
         members = ceremony_members(identities, ceremony_spec(identities, config, 84), logs)
         outcome = run_ceremony(members)
     assert next(calls) == 6  # every holder dealt once

@@ -13,7 +13,7 @@ from dataclasses import replace
 
 import pytest
 
-import fhe_agg._aggregator
+import fhe_agg.server._aggregator
 from fhe_agg import (
     AggregateEvidence,
     Aggregator,
@@ -21,8 +21,8 @@ from fhe_agg import (
     InvalidProof,
     MalformedMessage,
 )
-from fhe_agg._messages import MessageBounds
-from fhe_agg._wellformed import proof_batches, proofs_digest
+from fhe_agg.protocol._messages import MessageBounds
+from fhe_agg.protocol._wellformed import proof_batches, proofs_digest
 
 from .conftest import SET, AuditTrail, Consortium, assert_refused, partial, state_of
 
@@ -93,7 +93,7 @@ def test_the_aggregator_refuses_an_update_without_its_proofs(
 def _lax_round(plain: Consortium, monkeypatch: pytest.MonkeyPatch, forged: EncryptedUpdate):
     """A malicious server: it skips the proof check and counts ``forged`` with ana and cy."""
     with monkeypatch.context() as patch:
-        patch.setattr(fhe_agg._aggregator, "check_update_proofs", lambda *a, **k: None)
+        patch.setattr(fhe_agg.server._aggregator, "check_update_proofs", lambda *a, **k: None)
         agg = plain.aggregator(ROUND)
         for update in (plain.update("ana", ROUND), forged, plain.update("cy", ROUND)):
             agg.add(update)

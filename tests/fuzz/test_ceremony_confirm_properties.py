@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 
 from fhe_agg import CeremonyError
-from fhe_agg._ceremony_transcript import (
+from fhe_agg.ceremony._transcript import (
     COMMIT_PHASES,
     Transcript,
     check_confirmation,

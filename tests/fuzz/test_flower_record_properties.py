@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 pytest.importorskip("flwr")
 
 from fhe_agg import DpPolicy, FederationConfig, MalformedMessage, SigningKey
-from fhe_agg._ceremony import CeremonySpec, HolderIdentity
+from fhe_agg.ceremony._ceremony import CeremonySpec, HolderIdentity
 from fhe_agg.flower import _records as rec
 from fhe_agg.identity import SealingPrivateKey, Suite
 

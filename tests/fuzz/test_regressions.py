@@ -23,8 +23,7 @@ from fhe_agg import (
     PartialDecryption,
     PublicKey,
 )
-from fhe_agg._seal import backend_for
-from fhe_agg._wire import pack
+from fhe_agg.ckks._seal import backend_for
 from fhe_agg.errors import CorruptKeyFile, CorruptStore, InvalidRoster
 from fhe_agg.hazmat.seal_format import _header, parse_ciphertext
 from fhe_agg.identity import (
@@ -40,6 +39,7 @@ from fhe_agg.identity import (
     write_identity,
 )
 from fhe_agg.identity._encoding import canonical_json, strict_json
+from fhe_agg.protocol._wire import pack
 
 DEEP_JSON = b"[" * 100_000 + b"]" * 100_000
 PASS = b"regression passphrase"

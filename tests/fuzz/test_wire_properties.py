@@ -35,11 +35,11 @@ from fhe_agg import (
     SignedStatement,
     UpdateStatement,
 )
-from fhe_agg._ceremony import _poly_from_bytes
-from fhe_agg._messages import MessageBounds
-from fhe_agg._seal import backend_for
+from fhe_agg.ceremony._ceremony import _poly_from_bytes
+from fhe_agg.ckks._seal import backend_for
 from fhe_agg.hazmat.seal_format import build_ciphertext, parse_ciphertext
 from fhe_agg.identity import SealInfo, SealingError, SealingPrivateKey, Suite, open_sealed, seal
+from fhe_agg.protocol._messages import MessageBounds
 
 from .mutations import PARSER_SETTINGS, damaged, refuse_or_parse
 

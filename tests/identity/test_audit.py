@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from fhe_agg._params import CkksPreset
+from fhe_agg.ckks._params import CkksPreset
 from fhe_agg.identity import (
     Finding,
     Policy,

@@ -11,8 +11,6 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives import serialization
 
-from fhe_agg._messages import UPDATE_CONTEXT
-from fhe_agg._signing import VerifyKey
 from fhe_agg.errors import InvalidSignature
 from fhe_agg.identity import (
     CorruptKeyFile,
@@ -28,6 +26,8 @@ from fhe_agg.identity import (
 )
 from fhe_agg.identity._identity import check_member_id
 from fhe_agg.identity._keystore import MAX_KEY_FILE_BYTES
+from fhe_agg.protocol._messages import UPDATE_CONTEXT
+from fhe_agg.protocol._signing import VerifyKey
 
 PASS = b"correct horse battery staple"
 SUITES = [s.value for s in Suite]

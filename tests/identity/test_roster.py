@@ -9,8 +9,6 @@ from typing import Any
 
 import pytest
 
-from fhe_agg._messages import UPDATE_CONTEXT
-from fhe_agg._signing import VerifyKey
 from fhe_agg.errors import InvalidSignature
 from fhe_agg.identity import (
     Identity,
@@ -25,6 +23,8 @@ from fhe_agg.identity import (
 from fhe_agg.identity._encoding import canonical_json
 from fhe_agg.identity._roster import ROSTER_CONTEXT
 from fhe_agg.identity._rotation import ROTATION_CONTEXT, rotation_message
+from fhe_agg.protocol._messages import UPDATE_CONTEXT
+from fhe_agg.protocol._signing import VerifyKey
 
 
 def _reload(roster: Roster, admin: Identity) -> Roster:

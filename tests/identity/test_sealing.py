@@ -6,7 +6,7 @@ import dataclasses
 
 import pytest
 
-from fhe_agg._random import SeededRandom
+from fhe_agg.ckks._random import SeededRandom
 from fhe_agg.errors import MalformedMessage, MessageTooLarge
 from fhe_agg.identity import (
     MAX_SEALED_PLAINTEXT,

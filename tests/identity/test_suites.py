@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from fhe_agg._random import SeededRandom
+from fhe_agg.ckks._random import SeededRandom
 from fhe_agg.errors import InvalidSignature, MalformedMessage
 from fhe_agg.identity import Suite, SuiteSigningKey, SuiteVerifyKey, WrongSuite
 

@@ -92,7 +92,7 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Setup:
         round_id=1,
     )
     # The children are forked from this process: verifying every proof here once puts it in
-    # this process's memo of verified proofs (fhe_agg._wellformed), which each child inherits, so
+    # this process's memo of verified proofs (fhe_agg.protocol._wellformed), which each child inherits, so
     # a child's time goes to the round and its kills rather than to re-verifying ten proofs.
     with Aggregator(
         config=config,

@@ -26,8 +26,8 @@ from fhe_agg import (
     SigningKey,
     run_ceremony,
 )
-from fhe_agg._evidence import AggregateEvidence
 from fhe_agg.identity import SealingPrivateKey, Suite
+from fhe_agg.protocol._evidence import AggregateEvidence
 
 PARAMS = 3000  # one chunk: many fresh aggregates stay cheap
 CLIENTS = ("ana", "ben", "cy")

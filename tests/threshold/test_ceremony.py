@@ -17,10 +17,10 @@ from fhe_agg import (
     MalformedMessage,
     run_ceremony,
 )
-from fhe_agg._ceremony import CEREMONY_CONTEXT
-from fhe_agg._ceremony_transcript import Transcript, confirmation_bytes
-from fhe_agg._params import PRESETS
-from fhe_agg._seal import backend_for
+from fhe_agg.ceremony._ceremony import CEREMONY_CONTEXT
+from fhe_agg.ceremony._transcript import Transcript, confirmation_bytes
+from fhe_agg.ckks._params import PRESETS
+from fhe_agg.ckks._seal import backend_for
 from fhe_agg.hazmat.rlwe import FixedOperand, add_polys, mul_fixed
 from fhe_agg.hazmat.shamir import lagrange_coefficients, scale_share
 from fhe_agg.identity import SealingError

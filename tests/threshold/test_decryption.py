@@ -20,7 +20,7 @@ from fhe_agg import (
     UnsupportedParameters,
     combine,
 )
-from fhe_agg._seal import backend_for
+from fhe_agg.ckks._seal import backend_for
 from fhe_agg.hazmat.rlwe import FixedOperand, add_polys, mul_fixed
 from fhe_agg.hazmat.shamir import lagrange_coefficients, scale_share
 

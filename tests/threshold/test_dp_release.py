@@ -12,7 +12,7 @@ from fhe_agg import (
     PrivacyBudgetExceeded,
     SeededRandom,
 )
-from fhe_agg._params import PRESETS
+from fhe_agg.ckks._params import PRESETS
 
 from .conftest import WEIGHTS, Federation, Holders, make_federation, threshold_config
 

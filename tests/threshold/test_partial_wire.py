@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from fhe_agg import MalformedMessage, MessageTooLarge, PartialDecryption, combine
-from fhe_agg._seal import backend_for
-from fhe_agg._wire import pack, unpack
+from fhe_agg.ckks._seal import backend_for
 from fhe_agg.hazmat.packed_format import residues_size
+from fhe_agg.protocol._wire import pack, unpack
 
 from .conftest import Federation
 

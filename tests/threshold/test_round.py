@@ -44,7 +44,7 @@ from fhe_agg import (
     VoteRequest,
     local_key_ceremony,
 )
-from fhe_agg._round_state import ServerState
+from fhe_agg.server._state import ServerState
 
 from .conftest import CLIENTS, WEIGHTS, Federation, Holders
 

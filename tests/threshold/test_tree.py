@@ -17,12 +17,12 @@ from fhe_agg import (
     EncryptedAggregate,
     InvalidSignature,
 )
-from fhe_agg._evidence import AggregateEvidence, ChunkEvidence
-from fhe_agg._messages import MessageBounds
-from fhe_agg._seal import backend_for
-from fhe_agg._tree import PartialAggregate, merge_partials
+from fhe_agg.ckks._seal import backend_for
 from fhe_agg.hazmat.rlwe import add_polys
 from fhe_agg.hazmat.seal_format import RawCiphertext
+from fhe_agg.protocol._evidence import AggregateEvidence, ChunkEvidence
+from fhe_agg.protocol._messages import MessageBounds
+from fhe_agg.server._tree import PartialAggregate, merge_partials
 
 from .conftest import CLIENTS, PARAMS, WEIGHTS, Federation
 

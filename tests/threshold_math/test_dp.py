@@ -8,15 +8,15 @@ from dataclasses import FrozenInstanceError
 import numpy as np
 import pytest
 
-from fhe_agg._dp import (
+from fhe_agg.ckks._dp import (
     DpPolicy,
     PrivacyAccountant,
     achieved_noise_multiplier,
     holder_coefficient_sigma,
     per_holder_slot_sigma,
 )
-from fhe_agg._flooding import slot_noise_std
-from fhe_agg._random import SeededRandom
+from fhe_agg.ckks._flooding import slot_noise_std
+from fhe_agg.ckks._random import SeededRandom
 from fhe_agg.errors import FheAggError, PrivacyBudgetExceeded
 from fhe_agg.hazmat.sampling import rounded_gaussian
 

@@ -1,6 +1,6 @@
 """Flooding sized from proven bounds in the KL notion: every number recomputed from its derivation.
 
-The derivation is in :mod:`fhe_agg._flooding` and ``docs/key-safety.md`` §flooding. The worked
+The derivation is in :mod:`fhe_agg.ckks._flooding` and ``docs/key-safety.md`` §flooding. The worked
 example is the issue's target run: N = 8192, 5 key holders, threshold 3, 8 clients,
 s = 40, tau = 2**16 per holder.
 """
@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from fhe_agg import DpPolicy, FederationConfig, SeededRandom, UnsupportedParameters
-from fhe_agg._flooding import (
+from fhe_agg.ckks._flooding import (
     KEY_TAIL_BITS,
     FloodingPolicy,
     chunk_noise_linf,
@@ -29,8 +29,8 @@ from fhe_agg._flooding import (
     slot_noise_std,
     subgaussian_norm_bound,
 )
-from fhe_agg._params import PRESETS
-from fhe_agg._seal import backend_for
+from fhe_agg.ckks._params import PRESETS
+from fhe_agg.ckks._seal import backend_for
 from fhe_agg.hazmat.rlwe import to_ntt_batch, wide_to_ntt_batch
 from fhe_agg.hazmat.sampling import (
     EXACT_SIGMA_BITS,

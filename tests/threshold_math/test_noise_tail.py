@@ -9,8 +9,8 @@ import struct
 import numpy as np
 import pytest
 
-from fhe_agg._dp import MAX_NOISE_DRAWS, PrivacyAccountant, truncation_delta
-from fhe_agg._random import SeededRandom
+from fhe_agg.ckks._dp import MAX_NOISE_DRAWS, PrivacyAccountant, truncation_delta
+from fhe_agg.ckks._random import SeededRandom
 from fhe_agg.hazmat.sampling import (
     KEY_ERROR_TAIL,
     MAX_RADIUS,

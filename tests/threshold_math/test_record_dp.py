@@ -7,7 +7,7 @@ from dataclasses import FrozenInstanceError
 
 import pytest
 
-from fhe_agg._record_dp import (
+from fhe_agg.ckks._record_dp import (
     RecordDpPolicy,
     RecordPrivacyAccountant,
     calibrate_noise_multiplier,

@@ -7,7 +7,7 @@ from itertools import combinations
 import numpy as np
 import pytest
 
-from fhe_agg._random import SeededRandom
+from fhe_agg.ckks._random import SeededRandom
 from fhe_agg.hazmat.rns import U64, add_mod
 from fhe_agg.hazmat.sampling import uniform_mod
 from fhe_agg.hazmat.shamir import lagrange_coefficients, scale_share, share_polynomial

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 from fhe_agg import FederationConfig, SeededRandom, generate_single_key
-from fhe_agg._local_ceremony import local_key_ceremony
-from fhe_agg._params import get_preset
-from fhe_agg._seal import backend_for
+from fhe_agg.ceremony._local import local_key_ceremony
+from fhe_agg.ckks._params import get_preset
+from fhe_agg.ckks._seal import backend_for
 from fhe_agg.hazmat.encrypt import (
     ChunkWitness,
     encode_plaintext,

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from fhe_agg import SeededRandom
-from fhe_agg._flooding import KEY_ERROR_SIGMA
-from fhe_agg._params import get_preset
-from fhe_agg._seal import backend_for
+from fhe_agg.ckks._flooding import KEY_ERROR_SIGMA
+from fhe_agg.ckks._params import get_preset
+from fhe_agg.ckks._seal import backend_for
 from fhe_agg.hazmat.encrypt import ENCRYPTION_ERROR_MAX, ENCRYPTION_ERROR_SIGMA
 from fhe_agg.hazmat.sampling import KEY_ERROR_TAIL, rounded_gaussian, ternary
 from fhe_agg.hazmat.zkparams import (

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from fhe_agg import SeededRandom
-from fhe_agg._params import get_preset
-from fhe_agg._seal import backend_for
+from fhe_agg.ckks._params import get_preset
+from fhe_agg.ckks._seal import backend_for
 from fhe_agg.hazmat.encrypt import ChunkWitness, encrypt_with_witness
 from fhe_agg.hazmat.sampling import uniform_mod
 from fhe_agg.hazmat.zkparams import derive_parameters

@@ -9,8 +9,8 @@ import numpy as np
 from numpy.typing import NDArray
 
 from fhe_agg import SeededRandom, generate_single_key
-from fhe_agg._params import get_preset
-from fhe_agg._seal import backend_for
+from fhe_agg.ckks._params import get_preset
+from fhe_agg.ckks._seal import backend_for
 from fhe_agg.hazmat.encrypt import (
     ChunkWitness,
     encode_plaintext,

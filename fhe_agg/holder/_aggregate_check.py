@@ -1,0 +1,186 @@
+"""A key holder's checks that an aggregate is the exact sum of a round's signed updates.
+
+Pure functions of the aggregate, the evidence the aggregator sent for the challenged chunks, and
+the round's :class:`~fhe_agg.protocol._context.RoundContext` (roster, config, public key, layout, round):
+no holder state. See :class:`~fhe_agg.KeyHolder` for
+what is checked and why.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from fhe_agg.errors import (
+    AggregateMismatch,
+    ChunkCountMismatch,
+    DuplicateUpdate,
+    InvalidProof,
+    InvalidSignature,
+    RoundMismatch,
+    ThresholdNotMet,
+)
+from fhe_agg.hazmat.rlwe import add_polys
+from fhe_agg.hazmat.rns import U64
+from fhe_agg.protocol._checks import check_statement
+from fhe_agg.protocol._context import RoundContext
+from fhe_agg.protocol._evidence import AggregateEvidence
+from fhe_agg.protocol._merkle import leaf_hash, verify_path
+from fhe_agg.protocol._messages import EncryptedAggregate
+from fhe_agg.protocol._wellformed import (
+    BatchItem,
+    check_proof_set,
+    proof_batches,
+    verify_batches,
+)
+
+__all__ = ["verify_aggregate"]
+
+
+def verify_aggregate(
+    aggregate: EncryptedAggregate,
+    evidence: AggregateEvidence,
+    *,
+    context: RoundContext,
+    wanted: tuple[int, ...],
+    workers: int = 1,
+    subtree: bool = False,
+) -> U64:
+    """Check the manifest (``min_clients..max_clients`` distinct roster members, valid statements
+    for this round and layout), the chunk count, every chunk's scale, that each chunk in
+    ``wanted`` is the sum of the clients' signed chunks in ``evidence``, and every client's
+    well-formedness proof of every chunk (so ``wanted`` must be every chunk, else
+    :class:`InvalidProof`); return the parsed chunks. Raises the typed error of the first check
+    that fails (the same for any ``workers``; the proofs are verified on ``workers`` processes).
+    ``context`` is the round the aggregate must be of (:class:`RoundMismatch`). ``subtree``: a
+    child of a tree of aggregators (:mod:`fhe_agg.server._tree`), checked by its parent, may hold fewer
+    than ``min_clients`` clients; everything else is checked the same."""
+    round_id, config = context.round_id, context.config
+    if aggregate.round_id != round_id:
+        raise RoundMismatch(
+            f"an aggregate of round {aggregate.round_id}, this is round {round_id}",
+            round_id=round_id,
+        )
+    clients = [s.statement.client_id for s in aggregate.manifest]
+    if len(set(clients)) != len(clients):
+        raise DuplicateUpdate("manifest lists a client twice")
+    if len(clients) > config.max_clients:  # the scale leaves room for max_clients updates only
+        raise AggregateMismatch(
+            f"aggregate of round {round_id} lists {len(clients)} clients, max_clients is "
+            f"{config.max_clients}: its sum may wrap around the modulus"
+        )
+    if len(clients) < config.min_clients and not (subtree and clients):
+        raise ThresholdNotMet(
+            f"aggregate of round {round_id} has {len(clients)} clients, min_clients is {config.min_clients}"
+        )
+    for signed in aggregate.manifest:
+        check_statement(signed, context)
+    if len(aggregate.chunks) != context.chunk_count:
+        raise ChunkCountMismatch(
+            f"aggregate has {len(aggregate.chunks)} chunks, layout needs {context.chunk_count}"
+        )
+    b = context.backend
+    mean_scale = config.scale * aggregate.total_weight
+    parsed = []
+    for i, blob in enumerate(aggregate.chunks):
+        raw = b.parse(blob, what=f"aggregate chunk {i}")
+        if raw.scale != mean_scale:
+            raise AggregateMismatch(
+                f"aggregate chunk {i}: scale does not match the manifest's total weight"
+            )
+        parsed.append(raw.data)
+    sums = np.stack(parsed)
+    _check_evidence(aggregate, evidence, sums, wanted, context, workers)
+    return sums
+
+
+def _check_evidence(
+    aggregate: EncryptedAggregate,
+    evidence: AggregateEvidence,
+    sums: U64,
+    wanted: tuple[int, ...],
+    context: RoundContext,
+    workers: int,
+) -> None:
+    """Each chunk in ``wanted``: every client's evidence chunk is the one its Merkle root
+    signed, and their modular sum equals the aggregate's chunk; then every client's proofs
+    verify against its chunks' ``c1``, batch by batch (memory: one batch of ``c1``)."""
+    if evidence.round_id != aggregate.round_id or not set(wanted) <= set(evidence.chunks):
+        raise AggregateMismatch("evidence does not cover the requested chunks of this round")
+    statements = [s.statement for s in aggregate.manifest]
+    b = context.backend
+    for index in wanted:
+        items = evidence.chunks[index]
+        if [e.client_id for e in items] != [s.client_id for s in statements]:
+            raise AggregateMismatch(f"chunk {index}: evidence clients differ from the manifest")
+        total: U64 | None = None
+        for stmt, item in zip(statements, items, strict=True):
+            leaf = leaf_hash(index, item.chunk)
+            if not verify_path(leaf, index, stmt.chunk_count, list(item.path), stmt.merkle_root):
+                raise InvalidSignature(
+                    f"chunk {index} of {stmt.client_id!r} is not the one the client signed"
+                )
+            raw = b.parse(item.chunk, what=f"evidence chunk {index} of {stmt.client_id!r}")
+            total = raw.data if total is None else add_polys(total, raw.data, b.data_primes)
+        if total is None or not np.array_equal(total, sums[index]):
+            raise AggregateMismatch(
+                f"chunk {index} is not the sum of the manifest's signed updates"
+            )
+    _check_proofs(aggregate, evidence, set(wanted), context, workers)
+
+
+def _check_proofs(
+    aggregate: EncryptedAggregate,
+    evidence: AggregateEvidence,
+    checked: set[int],
+    context: RoundContext,
+    workers: int,
+) -> None:
+    """Every manifest client's every batch proof, against chunks already checked against its
+    signed Merkle root (:class:`InvalidProof` for a chunk without evidence or a proof that does
+    not verify)."""
+    count = len(aggregate.chunks)
+    missing = set(range(count)) - checked
+    if missing:
+        raise InvalidProof(
+            f"the proofs of chunks {sorted(missing)[:8]} cannot be verified: the evidence lacks "
+            "them (a key holder verifies every chunk's proof before a partial)"
+        )
+    b, bound = context.backend, context.bounds.proof_bytes
+    items: list[BatchItem] = []
+    for slot, signed in enumerate(aggregate.manifest):
+        stmt = signed.statement
+        proofs = evidence.proofs.get(stmt.client_id, ())
+        try:
+            check_proof_set(
+                proofs,
+                chunk_count=count,
+                signed_digest=stmt.proofs_digest,
+                bound=bound,
+                who=f"client {stmt.client_id!r}",
+            )
+        except InvalidProof:
+            # the batches listed before this refusal are checked first, as in the serial order
+            _verify(items, context, workers)
+            raise
+        for proof, indices in zip(proofs, proof_batches(count), strict=True):
+            c1 = np.stack(
+                [
+                    b.parse(evidence.chunks[i][slot].chunk, what=f"evidence chunk {i}").data[1]
+                    for i in indices
+                ]
+            )
+            items.append((stmt.client_id, indices, c1, proof))
+            if len(items) >= workers:  # memory: ``workers`` batches of c1 at a time
+                _verify(items, context, workers)
+                items.clear()
+    _verify(items, context, workers)
+
+
+def _verify(items: list[BatchItem], context: RoundContext, workers: int) -> None:
+    verify_batches(
+        items,
+        public_key=context.public_key,
+        config=context.config,
+        round_id=context.round_id,
+        workers=workers,
+    )
