@@ -99,7 +99,18 @@ def _run(args: argparse.Namespace, work: Path) -> int:
     summary["mode"] = args.mode
     summary["wall_s"] = round(time.perf_counter() - t0, 2)
     print(json.dumps(summary) if args.json else json.dumps(summary, indent=2))
-    return 0 if summary["rounds_decrypted"] == args.rounds else 1
+    if summary["rounds_decrypted"] != args.rounds:
+        log = work / "logs" / "flwr-run.log"
+        tail = log.read_text(errors="replace").splitlines()[-60:] if log.exists() else []
+        print(
+            f"only {summary['rounds_decrypted']} of {args.rounds} rounds were decrypted "
+            f"(per_round in the summary says which); the end of {log}:",
+            *tail,
+            sep="\n",
+            file=sys.stderr,
+        )
+        return 1
+    return 0
 
 
 if __name__ == "__main__":
