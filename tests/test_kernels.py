@@ -231,3 +231,11 @@ def test_small_calls_do_not_load_numba_and_large_ones_do() -> None:
         "print(small, 'numba' in sys.modules)"
     )
     assert out == "False True"
+
+
+def test_installed_answers_without_importing_numba(monkeypatch: pytest.MonkeyPatch) -> None:
+    # the CLI's memory estimate asks before any kernel runs; it must not pay numba's import
+    code = "import sys; from fhe_agg.hazmat import _accel; print(_accel.installed(), 'numba' in sys.modules)"
+    assert _python(code) == "True False"
+    monkeypatch.setenv(_accel.PURE_NUMPY_ENV, "1")
+    assert not _accel.installed()

@@ -79,7 +79,7 @@ def memory_estimate(spec: SimulationSpec) -> int:
     """
     fixed, per_client, per_round = _bytes_per_param(spec)
     vectors = spec.params * (fixed + per_client * spec.clients + per_round * spec.rounds)
-    kernels = _KERNEL_BYTES if _accel.available() else 0
+    kernels = _KERNEL_BYTES if _accel.installed() else 0
     return _BASE_BYTES + kernels + vectors + _proof_bytes(spec)
 
 

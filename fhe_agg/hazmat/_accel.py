@@ -13,13 +13,22 @@ changes speed. :func:`pure_numpy` forces the numpy path for a block (tests, benc
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from types import ModuleType
 
-__all__ = ["LOAD_MIN", "PURE_NUMPY_ENV", "available", "backend", "kernels", "pure_numpy"]
+__all__ = [
+    "LOAD_MIN",
+    "PURE_NUMPY_ENV",
+    "available",
+    "backend",
+    "installed",
+    "kernels",
+    "pure_numpy",
+]
 
 #: Set to ``1`` to run the pure-numpy code even where numba is installed.
 PURE_NUMPY_ENV = "FHE_AGG_PURE_NUMPY"
@@ -58,6 +67,14 @@ def kernels(size: int = LOAD_MIN) -> ModuleType | None:
 def available() -> bool:
     """Whether the compiled kernels can run here (numba installed and importable)."""
     return _load() is not None
+
+
+def installed() -> bool:
+    """Whether the compiled kernels may run here, without importing numba: it is installed and
+    :data:`PURE_NUMPY_ENV` does not turn it off (for estimates made before any kernel runs)."""
+    if os.environ.get(PURE_NUMPY_ENV) == "1" or sys.byteorder != "little":
+        return False
+    return _loaded[0] is not None if _loaded else importlib.util.find_spec("numba") is not None
 
 
 def backend() -> str:

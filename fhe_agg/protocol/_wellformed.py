@@ -204,6 +204,8 @@ def verify_batch(
 
 #: One batch to verify: client, chunk indices, its ``c1`` (``(V, L, N)``) and its proof.
 BatchItem = tuple[str, range, U64, bytes]
+#: The arguments of :func:`_verify_raw` for one batch.
+_Task = tuple[ProofStatement, U64, bytes, str, range]
 
 
 def verify_batches(
@@ -218,23 +220,33 @@ def verify_batches(
     :class:`InvalidProof` of the first that fails, in the order given (every batch is checked
     with ``workers > 1``, only those before it with one). The memo of verified proofs lives in
     this process: hits are skipped, and a batch verified by a worker is remembered here."""
-    pending: list[tuple[bytes, tuple[ProofStatement, U64, bytes, str, range]]] = []
-    for client_id, indices, c1, proof in items:
-        statement = _batch_statement(public_key, config, round_id, client_id, indices)
-        memo = _memo_key(statement, c1, proof)
-        if memo in _VERIFIED:
-            _VERIFIED.move_to_end(memo)
-            continue
-        if workers == 1:
-            _verify_raw(statement, c1, proof, client_id, indices)
+    pending = _unverified(items, public_key, config, round_id)
+    if workers == 1:  # in order: the first failure raises, those before it are remembered
+        for memo, task in pending:
+            _verify_raw(*task)
             _remember(memo)
-        else:
-            pending.append((memo, (statement, c1, proof, client_id, indices)))
+        return
     if not pending:
         return
     run_ordered(_verify_raw, [task for _, task in pending], workers=workers)
     for memo, _ in pending:
         _remember(memo)
+
+
+def _unverified(
+    items: Sequence[BatchItem], public_key: PublicKey, config: FederationConfig, round_id: int
+) -> list[tuple[bytes, _Task]]:
+    """The items this process has not verified yet, each with its memo key and the arguments of
+    :func:`_verify_raw`, in order; a memo hit is marked as recently used."""
+    pending: list[tuple[bytes, _Task]] = []
+    for client_id, indices, c1, proof in items:
+        statement = _batch_statement(public_key, config, round_id, client_id, indices)
+        memo = _memo_key(statement, c1, proof)
+        if memo in _VERIFIED:
+            _VERIFIED.move_to_end(memo)
+        else:
+            pending.append((memo, (statement, c1, proof, client_id, indices)))
+    return pending
 
 
 def _passes(
@@ -257,12 +269,7 @@ def prefetch_batches(
 ) -> None:
     """Verify ``items`` on ``workers`` processes and remember those that pass; refuse nothing
     (the caller's own :func:`verify_batches` later finds the memo, or raises as usual)."""
-    pending = []
-    for client_id, indices, c1, proof in items:
-        statement = _batch_statement(public_key, config, round_id, client_id, indices)
-        memo = _memo_key(statement, c1, proof)
-        if memo not in _VERIFIED:
-            pending.append((memo, (statement, c1, proof, client_id, indices)))
+    pending = _unverified(items, public_key, config, round_id)
     passed = run_ordered(_passes, [task for _, task in pending], workers=workers)
     for (memo, _), ok in zip(pending, passed, strict=True):
         if ok:
