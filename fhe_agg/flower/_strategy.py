@@ -87,8 +87,7 @@ def _checked_config(config: FederationConfig) -> FederationConfig:
         )
     if config.holders > MAX_HOLDERS:
         raise ValueError(
-            f"config: {config.holders} key holders, a relayed ceremony takes at most "
-            f"{MAX_HOLDERS}"
+            f"config: {config.holders} key holders, a relayed ceremony takes at most {MAX_HOLDERS}"
         )
     return config
 
