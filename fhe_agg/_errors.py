@@ -11,7 +11,7 @@ from fhe_agg.errors import *  # noqa: F403
 from fhe_agg.errors import FheAggError
 from fhe_agg.errors import __all__ as _public
 
-__all__ = [*_public, "describe", "error_code", "error_fields", "located"]
+__all__ = [*_public, "describe", "error_code", "error_fields", "locate", "located"]
 
 
 @contextmanager
@@ -23,13 +23,25 @@ def located(
     try:
         yield
     except FheAggError as exc:
-        if exc.round_id is None:
-            exc.round_id = round_id
-        if exc.party is None:
-            exc.party = party
-        if exc.holder_index is None:
-            exc.holder_index = holder_index
+        locate(exc, round_id=round_id, party=party, holder_index=holder_index)
         raise
+
+
+def locate(
+    exc: FheAggError,
+    *,
+    round_id: int | None = None,
+    party: str | None = None,
+    holder_index: int | None = None,
+) -> FheAggError:
+    """Fill in the round, party and key holder of ``exc`` where it left them unset."""
+    if exc.round_id is None:
+        exc.round_id = round_id
+    if exc.party is None:
+        exc.party = party
+    if exc.holder_index is None:
+        exc.holder_index = holder_index
+    return exc
 
 
 def error_code(exc: BaseException) -> str:

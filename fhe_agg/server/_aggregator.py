@@ -17,11 +17,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from fhe_agg._errors import ChunkCountMismatch, DuplicateUpdate, FheAggError, InvalidSignature
+from fhe_agg._errors import DuplicateUpdate, FheAggError, InvalidSignature, ThresholdNotMet, locate
 from fhe_agg._parallel import check_workers
 from fhe_agg.ckks._keys import PublicKey
 from fhe_agg.ckks._packing import Layout
-from fhe_agg.errors import MalformedMessage, ParameterMismatch, Rejected, ThresholdNotMet
+from fhe_agg.errors import ChunkCountMismatch, MalformedMessage, ParameterMismatch, Rejected
 from fhe_agg.hazmat.rlwe import add_polys
 from fhe_agg.hazmat.rns import U64
 from fhe_agg.hazmat.seal_format import RawCiphertext
@@ -171,6 +171,7 @@ class Aggregator:
             claimed = update.statement.client_id
             leaves, parsed = self._check(update)
         except FheAggError as exc:
+            locate(exc, round_id=self.round_id, party=claimed)
             self._record("update.rejected", claimed_client=claimed, error=exc.code, reason=str(exc))
             raise
         stmt = update.statement
@@ -312,7 +313,8 @@ class Aggregator:
         """
         if len(self._accepted) < self.config.min_clients or self._sum is None:
             raise ThresholdNotMet(
-                f"round {self.round_id}: {len(self._accepted)} updates, min_clients is {self.config.min_clients}"
+                f"round {self.round_id}: {len(self._accepted)} updates, min_clients is {self.config.min_clients}",
+                round_id=self.round_id,
             )
         return self._close()
 
@@ -322,7 +324,9 @@ class Aggregator:
         at every key holder), their statements and the evidence of every chunk, for the parent's
         :func:`~fhe_agg.server._tree.merge_partials`."""
         if self._sum is None:
-            raise ThresholdNotMet(f"round {self.round_id}: no update to forward")
+            raise ThresholdNotMet(
+                f"round {self.round_id}: no update to forward", round_id=self.round_id
+            )
         aggregate = self._close(forwarded=True)
         return PartialAggregate(aggregate, self.evidence(range(len(aggregate.chunks))))
 
