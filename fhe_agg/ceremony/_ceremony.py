@@ -35,7 +35,8 @@ verifiable (no lattice VSS): a holder sending a wrong share to a peer is detecte
 decryption including that peer fails (:class:`~fhe_agg.DecryptionFailed`); the README's threat
 model says so. With ``audit`` (an :class:`~fhe_agg.identity.AuditLog` bound to the holder's key),
 every refused step is recorded as ``ceremony.rejected`` (step, error code and message, and the
-holder it names).
+holder it names). The messages and their checks: :mod:`fhe_agg.ceremony._messages`; the share
+phase: :mod:`fhe_agg.ceremony._shares`.
 """
 
 from __future__ import annotations
