@@ -271,7 +271,12 @@ def test_deployment_two_rounds_then_a_killed_holder_decrypts_round_three(
         procs.kill("holder-2")  # SIGKILL: no clean-up runs
         assert _scan(tmp_path / "state", windows) == []
         assert _budget(holder2) == (budget, [1, 2])  # nothing lost with the process
-        supernode(1)  # the same member on the same state folder, with the same SuperNode key
+        # the SuperLink refuses the same registered key until it has seen the old session go
+        # (no heartbeat for two intervals); then the same member, state folder and key
+        offline = launch.wait_for_status(
+            env, "local-deployment", node_id["holder-2"], "offline", timeout=180
+        )
+        supernode(1)
 
         t0 = time.monotonic()
         code = launch.flwr_run(
@@ -302,4 +307,7 @@ def test_deployment_two_rounds_then_a_killed_holder_decrypts_round_three(
     assert _scan(tmp_path / "state", windows) == []
     with np.load(tmp_path / "model.npz") as model:
         assert model["weight"].shape == (12,) and np.all(np.isfinite(model["weight"]))
-    print(f"deployment: run 1 (setup + 2 rounds) {first:.0f} s, run 2 (1 round) {second:.0f} s")
+    print(
+        f"deployment: run 1 (setup + 2 rounds) {first:.0f} s, holder-2 offline after "
+        f"{offline:.0f} s, run 2 (replays + 1 round) {second:.0f} s"
+    )

@@ -198,6 +198,22 @@ def list_supernodes(env: dict[str, str], connection: str) -> dict[int, str]:
     return {int(n["node-id"]): str(n["status"]) for n in json.loads(out)["nodes"]}
 
 
+def wait_for_status(
+    env: dict[str, str], connection: str, node_id: int, status: str, *, timeout: float
+) -> float:
+    """Poll ``flwr supernode ls`` until node ``node_id`` has ``status``; the seconds waited.
+
+    A SuperNode killed without a goodbye stays ``online`` on the SuperLink until two heartbeat
+    intervals (2 x 30 s in flwr 1.42) pass without a heartbeat, and with SuperNode
+    authentication the SuperLink refuses to activate the same node id again until then."""
+    t0 = time.monotonic()
+    while (now := list_supernodes(env, connection).get(node_id)) != status:
+        if time.monotonic() - t0 > timeout:
+            raise TimeoutError(f"node {node_id} is {now!r}, not {status!r}, after {timeout:.0f} s")
+        time.sleep(2.0)
+    return time.monotonic() - t0
+
+
 def flwr_run(
     env: dict[str, str],
     connection: str,
