@@ -155,9 +155,13 @@ def start_supernode(
 ) -> int:
     """A SuperNode connected to the SuperLink's port (checking its certificate against
     ``tls.ca``; signing with ``auth_key`` if given; giving up after ``max_wait`` s without a
-    connection); returns its own (ClientAppIo) port."""
+    connection); returns its own Runtime API port (on 127.0.0.1, where its ``flwr-clientapp``
+    processes fetch their messages: behind TLS too, with the same certificate, if ``tls``)."""
     port = free_port()
     security = ["--insecure"] if tls is None else ["--root-certificates", str(tls.ca)]
+    if tls is not None:
+        security += ["--ssl-certfile", str(tls.cert), "--ssl-keyfile", str(tls.key)]
+        security += ["--ssl-ca-certfile", str(tls.ca)]
     if auth_key is not None:
         security += ["--auth-supernode-private-key", str(auth_key)]
     if max_wait is not None:
