@@ -117,7 +117,12 @@ def _run(args: argparse.Namespace, work: Path) -> int:
             log=work / "logs" / "flwr-run.log",
         )
     if code != 0 or not summary_file.exists():
-        print(f"flwr run failed (exit {code}); logs in {work / 'logs'}", file=sys.stderr)
+        print(
+            f"flwr run failed (exit {code}, no summary); the end of {work / 'logs'}:",
+            *_tails(work / "logs"),
+            sep="\n",
+            file=sys.stderr,
+        )
         return 1
     summary = json.loads(summary_file.read_text())
     summary["mode"] = args.mode
@@ -135,6 +140,16 @@ def _run(args: argparse.Namespace, work: Path) -> int:
         )
         return 1
     return 0
+
+
+def _tails(logs: Path, lines: int = 40) -> list[str]:
+    """The last lines of flwr run's and the SuperLink's logs (the folder may be temporary)."""
+    out = []
+    for name in ("flwr-run.log", "superlink.log"):
+        path = logs / name
+        if path.exists():
+            out += [f"--- {name}", *path.read_text(errors="replace").splitlines()[-lines:]]
+    return out
 
 
 if __name__ == "__main__":
