@@ -34,6 +34,7 @@ FAMILIES = {
     "peers": ("SecAgg+",),
     "aggregator_ingest_bytes": ("numpy",),
     "scaling": ("ideal",),
+    "node_overhead": ("cryptographic work",),
 }
 FIELDS = {
     "figure": str,
@@ -129,6 +130,27 @@ def test_measurements_are_sane(smoke: tuple[dict[str, object], Path]) -> None:
     ingest = [f for f in figures if f["figure"] == "aggregator_ingest_bytes"]
     assert ingest and all(f["ours"] > 1e6 for f in ingest)  # bytes/s, not params/s
     assert {f["workers"] for f in figures if f["figure"] == "scaling"} == {2}
+    nodes = {
+        f["label"].split(" (")[0].split(":")[0]: f
+        for f in figures
+        if f["figure"] == "node_overhead"
+    }
+    assert set(nodes) == {
+        "client update",
+        "challenge",
+        "partial decryption",
+        "abort vote",
+        "key ceremony step",
+        "setup",
+        "whole round",
+    }
+    for f in nodes.values():  # every handler loads its pinned key file: load is never free
+        assert f["messages"] >= 1 and f["load_s"] > 0 and f["baseline"] > 0
+        assert f["wall_overhead_s"] > 0 and isinstance(f.get("share_of_round_work", 0.0), float)
+    assert nodes["client update"]["unseal_s"] == 0  # a client holds no key share ...
+    assert nodes["partial decryption"]["unseal_s"] > 0  # ... a holder unseals its own
+    assert nodes["whole round"]["target"] == {"on": "ratio", "op": "<=", "value": 0.05}
+    assert nodes["whole round"]["max_abs_error"] < 1e-6
 
 
 @pytest.mark.slow
