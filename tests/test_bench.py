@@ -63,7 +63,7 @@ def smoke(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, object], 
         ],
         capture_output=True,
         text=True,
-        timeout=600,
+        timeout=1200,  # minutes on a loaded machine (the node family runs a whole federation)
         check=False,
     )
     assert done.returncode == 0, done.stderr
