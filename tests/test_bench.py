@@ -125,6 +125,9 @@ def test_measurements_are_sane(smoke: tuple[dict[str, object], Path]) -> None:
     peers = {f["label"].split(" ")[0]: f for f in figures if f["figure"] == "peers"}
     assert set(peers) == {"client", "server", "client-to-server", "max"}
     assert all(isinstance(f["nvflare"], float) for f in peers.values())
+    stages = peers["client"]["secaggplus_client_stage_s"]  # flwr's four stages, each timed
+    assert set(stages) == {"setup", "share_keys", "collect_masked_vectors", "unmask"}
+    assert all(0 < t <= peers["client"]["baseline"] for t in stages.values())
     assert 8.0 < peers["client-to-server"]["baseline"] < 9.0  # int64 masked values and keys
     assert 0 < peers["max"]["baseline"] < 1e-4 and peers["max"]["ours"] < 1e-6
     ingest = [f for f in figures if f["figure"] == "aggregator_ingest_bytes"]

@@ -50,10 +50,12 @@ _ROUND = 1
 
 @dataclass(frozen=True)
 class SecAggPlusRound:
-    """One round's costs: CPU seconds per client (all four stages), of the server, the
-    client-to-server bytes (all stages; the masked vector alone) and the weighted mean."""
+    """One round's costs: CPU seconds per client (all four stages, and by stage), of the
+    server, the client-to-server bytes (all stages; the masked vector alone) and the weighted
+    mean."""
 
     client_s: list[float]
+    stage_s: dict[str, list[float]]
     server_s: float
     upload_bytes: list[int]
     vector_bytes: list[int]
@@ -88,14 +90,16 @@ class _Nodes:
             for nid in vectors
         }
         self.client_s = dict.fromkeys(vectors, 0.0)
+        self.stage_s: dict[str, dict[int, float]] = {}
         self.upload = dict.fromkeys(vectors, 0)
 
     def deliver(self, nid: int, content: Any) -> dict[str, Any]:
         """Run ``secaggplus_mod`` on one stage instruction; the reply's SecAgg+ record."""
         from flwr.app import DEFAULT_TTL, Message, MessageType, Metadata
         from flwr.client.mod import secaggplus_mod
-        from flwr.common.secure_aggregation.secaggplus_constants import RECORD_KEY_CONFIGS
+        from flwr.common.secure_aggregation.secaggplus_constants import RECORD_KEY_CONFIGS, Key
 
+        stage = str(content[RECORD_KEY_CONFIGS][Key.STAGE])
         metadata = Metadata(
             run_id=_ROUND,
             message_id=uuid.uuid4().hex,
@@ -112,7 +116,9 @@ class _Nodes:
         message = Message(content=content, metadata=metadata)  # type: ignore[call-overload]
         t0 = time.process_time()
         reply = secaggplus_mod(message, self.contexts[nid], self.app)
-        self.client_s[nid] += time.process_time() - t0
+        spent = time.process_time() - t0
+        self.client_s[nid] += spent
+        self.stage_s.setdefault(stage, {})[nid] = spent
         if reply.has_error():
             raise RuntimeError(f"SecAgg+ node {nid}: {reply.error.reason}")
         record = reply.content.config_records[RECORD_KEY_CONFIGS]
@@ -237,6 +243,7 @@ def secaggplus_round(
         mean = _unmask_server(total, shares, len(nids))
     return SecAggPlusRound(
         client_s=[nodes.client_s[n] for n in nids],
+        stage_s={stage: [by[n] for n in nids] for stage, by in nodes.stage_s.items()},
         server_s=server.seconds,
         upload_bytes=[nodes.upload[n] for n in nids],
         vector_bytes=[sum(len(b) for b in masked[n]) for n in nids],
