@@ -185,24 +185,58 @@ def add_mod_rows(a: Any, b: Any, primes: Any, out: Any) -> None:
 
 
 @_jit
-def combine_rows(w: Any, c1: Any, primes: Any, out: Any) -> None:
+def combine_rows(w: Any, c1: Any, primes: Any, out: Any, subtract: Any) -> None:
     """``out[j, i, :] = sum over k with w[j, k] = 1 of c1[k, i, :] mod primes[i]`` for reduced
-    ``c1``; in blocks of 256 coefficients so that a block of every chunk stays in cache."""
+    ``c1``, or with ``subtract`` ``out[j, i, :] - that sum mod primes[i]`` (``out`` reduced).
+
+    Lazy reduction: from a reduced start, ``lazy = min(15, floor(2**64 / q) - 1)`` additions of
+    residues keep the sum below ``(lazy + 1) q <= 2**64`` (15 for primes below ``2**60``), then
+    conditional subtractions of ``8q, 4q, 2q, q`` (those ``<= lazy q``) bring it back to
+    ``[0, q)``: one vector addition per term instead of an addition, a subtraction and a
+    minimum. In blocks of 256 coefficients so that a block of every chunk stays in cache."""
     rows, chunks = w.shape
     n = c1.shape[2]
+    acc = np.empty(256, dtype=np.uint64)
     for i in range(primes.size):
         q = primes[i]
+        lazy = min(15, np.uint64(0xFFFFFFFFFFFFFFFF) // q - 1)
         for start in range(0, n, 256):
             stop = min(start + 256, n)
+            size = stop - start
             for j in range(rows):
-                acc = out[j, i, start:stop]
-                acc[:] = 0
+                acc[:size] = 0
+                pending = 0
                 for k in range(chunks):
                     if w[j, k]:
                         src = c1[k, i, start:stop]
-                        for t in range(acc.size):
-                            r = acc[t] + src[t]
-                            acc[t] = min(r, r - q)
+                        for t in range(size):
+                            acc[t] += src[t]
+                        pending += 1
+                        if pending == lazy:
+                            _reduce_lazy(acc, size, q, lazy)
+                            pending = 0
+                _reduce_lazy(acc, size, q, pending)
+                dst = out[j, i, start:stop]
+                if subtract:
+                    for t in range(size):
+                        r = dst[t] + (q - acc[t])
+                        dst[t] = min(r, r - q)
+                else:
+                    dst[:] = acc[:size]
+
+
+@njit(inline="always")
+def _reduce_lazy(acc: Any, size: Any, q: Any, terms: Any) -> None:
+    """``acc[:size]`` below ``(terms + 1) q`` (``terms <= 15``) to ``[0, q)``: a conditional
+    subtraction of ``s q`` for each power of two ``s <= terms``, largest first."""
+    s = 8
+    while s >= 1:
+        if s <= terms:
+            step = np.uint64(s) * q
+            for t in range(size):
+                x = acc[t]
+                acc[t] = min(x, x - step)
+        s >>= 1
 
 
 @_jit
