@@ -198,7 +198,7 @@ def _check_batch(statement: ProofStatement, c1: U64) -> int:
     if statement.a_ntt.shape != (count, n):
         raise InvalidProof(f"statement: a_ntt has shape {statement.a_ntt.shape}")
     for i, q in enumerate(statement.primes):
-        if np.any(c1[:, i, :] >= np.uint64(q)):
+        if int(c1[:, i, :].max()) >= q:  # a reduction: no temporary array of c1's size
             raise InvalidProof("c1: a residue is not reduced modulo its prime")
     return int(c1.shape[0])
 
@@ -281,7 +281,7 @@ def _fits(p: ProofParameters, z_u: NDArray[np.int64], z_e: NDArray[np.int64]) ->
 def _check_responses(p: ProofParameters, z_u: NDArray[np.int64], z_e: NDArray[np.int64]) -> None:
     for z, width, beta, part in ((z_u, p.width_u, p.beta_u, "u"), (z_e, p.width_e, p.beta_e, "e")):
         limit = (1 << (width - 1)) - 1
-        if np.any(np.abs(z) > limit):
+        if int(z.max()) > limit or int(z.min()) < -limit:
             raise InvalidProof(f"proof: a response coefficient of the {part} part is out of range")
         norms = np.einsum("ij,ij->i", z, z)  # exact: |z| < 2**23, n * 2**46 < 2**63
         if np.any(norms > math.floor(beta * beta)):
@@ -310,8 +310,9 @@ def _decode(p: ProofParameters, proof: bytes) -> tuple[bytes, NDArray[np.int64],
     out = []
     for width in (p.width_u, p.width_e):
         size = p.rows * p.n * width // 8
-        raw = _unpack_rows(view[offset : offset + size], p.rows, p.n, width)
-        out.append(raw.astype(np.int64) - (1 << (width - 1)))
+        signed = _unpack_rows(view[offset : offset + size], p.rows, p.n, width).view(np.int64)
+        signed -= 1 << (width - 1)  # in place: every code is below 2**width
+        out.append(signed)
         offset += size
     return seed, out[0], out[1]
 
