@@ -64,7 +64,7 @@ DOMAINS: dict[str, Domain] = {
     "params": _d("hash", "protocol._config", "fhe_agg/params|"),
     "public-key": _d("hash", "ckks._keys", "fhe_agg/public-key|"),
     "seeded-random": _d("hash", "ckks._random", "fhe_agg/seeded-random|"),
-    "store-sum": _d("hash", "server._store", "fhe_agg/store/sum|"),
+    "store-sum": _d("hash", "server._store", "fhe_agg/store/sum/v2|"),
     "update-vector": _d("hash", "client._client", "fhe_agg/update-vector|"),
     "passphrase-check": _d("hash", "identity._keystore", "fhe-agg/keystore/v1/passphrase-check|"),
     # HPKE info
