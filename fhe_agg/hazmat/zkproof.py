@@ -100,7 +100,7 @@ def transcript_seed(statement: ProofStatement, c1: U64, commitments: U64) -> byt
     Fiat–Shamir soundness of :func:`fhe_agg.hazmat.zkparams.rows_for` holds up to a SHA-256
     collision: ``2**128`` classical work, the same 256-bit collision level (NIST PQC category 2)
     as the 32-byte SHAKE-256 seed itself and the SHA3-256 digests this replaced; quantum
-    collision search [BHT98, CNS17] is compared in ``docs/key-safety.md`` §transcript."""
+    collision search [BHT98, CNS17] is compared in ``docs/key-safety.md`` §"Transcript hashing"."""
     return _seed(_prefix(statement, c1, commitments.shape[0]), commitments)
 
 

@@ -8,7 +8,7 @@ spelled out), so a node is never taken for a leaf.
 SHA-256 since protocol version 3 (SHA3-256 before): the leaves hash every ciphertext byte an
 aggregator ingests, and SHA-NI runs SHA-256 at about 1.7 GB/s per core against 0.5 GB/s for
 Keccak. Both give 32-byte digests with the same collision resistance, ``2**128`` classical work
-(NIST PQC category 2); ``docs/key-safety.md`` §transcript compares the quantum attacks.
+(NIST PQC category 2); ``docs/key-safety.md`` §"Transcript hashing" compares the quantum attacks.
 """
 
 from __future__ import annotations
