@@ -171,9 +171,8 @@ class Aggregator:
             claimed = update.statement.client_id
             leaves, parsed = self._check(update)
         except FheAggError as exc:
-            locate(exc, round_id=self.round_id, party=claimed)
             self._record("update.rejected", claimed_client=claimed, error=exc.code, reason=str(exc))
-            raise
+            raise locate(exc, round_id=self.round_id, party=claimed)  # noqa: B904 (the same error)
         stmt = update.statement
         self._record(
             "update.accepted",
@@ -291,18 +290,23 @@ class Aggregator:
     def _check_statement(self, signed: SignedStatement) -> None:
         check_statement(signed, self.context)
 
-    def _parse_chunks(self, chunks: Iterable[bytes], client_id: str) -> U64:
-        arrays = []
+    def _parse_chunks(self, chunks: Sequence[bytes], client_id: str) -> U64:
+        """Every chunk parsed straight into one ``[chunk, poly, prime, coeff]`` array (the
+        running sum's layout: no per-chunk arrays to stack)."""
+        backend = self._backend
+        out = np.empty((len(chunks), 2, len(backend.data_primes), backend.n), dtype=np.uint64)
         for i, blob in enumerate(chunks):
-            raw = self._backend.parse(
-                blob, max_bytes=self.bounds.chunk_bytes, what=f"client {client_id!r} chunk {i}"
+            raw = backend.parse(
+                blob,
+                max_bytes=self.bounds.chunk_bytes,
+                what=f"client {client_id!r} chunk {i}",
+                out=out[i],
             )
             if raw.scale != self.config.scale:
                 raise ParameterMismatch(
                     f"client {client_id!r} chunk {i}: scale differs from the federation's"
                 )
-            arrays.append(raw.data)
-        return np.stack(arrays)
+        return out
 
     def finalize(self) -> EncryptedAggregate:
         """Close the round and return the encrypted weighted mean with its manifest.
@@ -313,8 +317,7 @@ class Aggregator:
         """
         if len(self._accepted) < self.config.min_clients or self._sum is None:
             raise ThresholdNotMet(
-                f"round {self.round_id}: {len(self._accepted)} updates, min_clients is {self.config.min_clients}",
-                round_id=self.round_id,
+                f"round {self.round_id}: {len(self._accepted)} updates, min_clients is {self.config.min_clients}"
             )
         return self._close()
 
@@ -324,9 +327,7 @@ class Aggregator:
         at every key holder), their statements and the evidence of every chunk, for the parent's
         :func:`~fhe_agg.server._tree.merge_partials`."""
         if self._sum is None:
-            raise ThresholdNotMet(
-                f"round {self.round_id}: no update to forward", round_id=self.round_id
-            )
+            raise ThresholdNotMet(f"round {self.round_id}: no update to forward")
         aggregate = self._close(forwarded=True)
         return PartialAggregate(aggregate, self.evidence(range(len(aggregate.chunks))))
 
