@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from threshold.conftest import make_holders
+from federation import make_holders
 
 from fhe_agg import (
     DpPolicy,

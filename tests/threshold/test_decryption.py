@@ -51,7 +51,7 @@ def test_every_two_holder_subset_learns_nothing_about_the_model(fed: Federation)
     """Two shares, however combined (their own Lagrange set), give output unrelated to the mean."""
     b = backend_for(fed.config.preset)
     primes = b.data_primes
-    shares = {s.holder_index: s for s in fed.shares}
+    shares = dict(fed.shares)
     aggregate, _, expected = fed.round(100)
     c = b.parse(aggregate.chunks[0], what="aggregate")
     for pair in itertools.combinations(range(1, 6), 2):

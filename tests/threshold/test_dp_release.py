@@ -27,7 +27,7 @@ def _dp_federation(holders: Holders, mode: str = "distributed") -> Federation:
 def _release(
     fed: Federation, round_id: int, accountant: PrivacyAccountant, seed: int | None = None
 ):
-    holders = fed.key_holders(seed)
+    holders = fed.key_holders(seed=seed)
     aggregate, evidence, expected = fed.round(round_id)
     members = (1, 3, 5)
     session = DecryptionSession(
@@ -66,7 +66,7 @@ def test_dp_noise_comes_from_the_seeded_csprng_seam(five_holders: Holders) -> No
     members = (1, 2, 3)
 
     def partial(seed: int) -> np.ndarray:
-        h = fed.key_holders(seed)[1]
+        h = fed.key_holders(seed=seed)[1]
         return fed.partial(h, aggregate, evidence, members).data
 
     assert np.array_equal(partial(5), partial(5))
