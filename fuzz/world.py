@@ -51,7 +51,7 @@ from fhe_agg.identity import (
 )
 from fhe_agg.protocol._round_messages import PartialRequest, Reply, Request
 
-# the shared test federation (tests/federation.py); it allows SeededRandom for the world's fixed
+# the shared test federation (tests/federation/); it allows SeededRandom for the world's fixed
 # test keys (fhe_agg refuses it elsewhere)
 sys.path.append(str(Path(__file__).resolve().parents[1] / "tests"))
 from federation import Round, federation_from, make_holders

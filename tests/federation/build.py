@@ -1,22 +1,4 @@
-"""The test federation, written once: real keys, real clients, rounds through the coordinator.
-
-Every suite builds its federation here: ``tests/conftest.py`` (a 1-of-1 key), ``tests/threshold``
-and ``tests/adversarial`` (a dealerless 3-of-5 ceremony) and ``fuzz/world.py`` (a deterministic
-2-of-3 ceremony whose messages seed the fuzzers). Everything is real: ML-DSA-65 and ML-KEM keys,
-the ceremony's joint key, SEAL ciphertexts, proofs. Keys are drawn from ``SeededRandom`` where a
-suite needs them reproducible, which fhe_agg refuses outside tests (hence the variable below).
-
-A round is carried by :class:`Round`: a :class:`~fhe_agg.RoundCoordinator` over the round's
-aggregator and one :class:`~fhe_agg.HolderRound` per key holder, so the order of a round is
-written in the library only. Its hooks let a test play a faulty or malicious party without
-leaving that order: ``down`` (a holder that never answers), ``tamper`` (the server sends a holder
-another request: a crafted aggregate, a replayed challenge) and ``hooks`` (a holder's reply is
-replaced: a malicious partial, a replayed challenge reply). Tests that attack a role class out of
-order on purpose call it directly.
-
-Importable as ``federation``: pytest puts ``tests/`` on ``sys.path`` (the rootdir conftest), and
-``fuzz/world.py`` adds it.
-"""
+"""The test federation's parts: key holders' identities, the ceremony, clients, key holders."""
 
 from __future__ import annotations
 
@@ -39,26 +21,21 @@ from fhe_agg import (
     EncryptedUpdate,
     FederationConfig,
     HolderIdentity,
-    HolderRound,
     KeyHolder,
     KeyShare,
     Layout,
     PartialDecryption,
-    PartialReply,
     PrivacyAccountant,
     PublicKey,
     RoundCoordinator,
     SeededRandom,
     SigningKey,
     VerifyKey,
-    VoteReply,
-    VoteRequest,
     generate_single_key,
     run_ceremony,
 )
 from fhe_agg.ckks._random import RandomSource
 from fhe_agg.identity import AuditLog, SealingPrivateKey, Suite
-from fhe_agg.protocol._round_messages import Reply, Request
 
 # test keys come from SeededRandom for reproducibility; fhe_agg refuses that anywhere else
 os.environ["FHE_AGG_TEST_ONLY_SEEDED_KEYS"] = "1"
@@ -355,99 +332,3 @@ def single_key_federation(config: FederationConfig, *, key_seed: int, **kw: Any)
     """A 1-of-1 federation (one key holder, index 1) with a key from ``SeededRandom(key_seed)``."""
     public_key, share = generate_single_key(config.preset, rng=SeededRandom(key_seed))
     return federation_from(config, (public_key, [share]), **kw)
-
-
-# -- a round, carried in this process ------------------------------------------------------------
-
-#: (request as sent, the holder machine's ``handle``) -> the reply the coordinator gets (None:
-#: silence). A hook may call ``handle`` (then change or replace its reply), call it with another
-#: request, or not call it at all (the request never arrived).
-Hook = Callable[[Request, Callable[[Request], Reply]], Reply | None]
-
-
-class Round:
-    """One round over ``aggregator``: a :class:`RoundCoordinator` and a :class:`HolderRound`
-    per key holder in ``keys``; requests and replies pass through :meth:`deliver` and its hooks.
-
-    ``down`` holds holders that never answer; ``tamper`` rewrites a request before its holder
-    sees it (what a malicious server sends); ``hooks[(request kind, holder)]`` stands between a
-    request and that holder (what a malicious holder or a lossy transport does: see
-    :data:`Hook`). ``sent`` logs every request that left the coordinator's side.
-    """
-
-    def __init__(
-        self,
-        aggregator: Aggregator,
-        keys: Mapping[int, KeyHolder],
-        *,
-        accountant: PrivacyAccountant | None = None,
-        holder_keys: Mapping[int, VerifyKey] | None = None,
-        machines: Mapping[int, HolderRound] | None = None,
-    ) -> None:
-        self.aggregator = aggregator
-        self.layout = aggregator.layout
-        self.keys = dict(keys)
-        self.holder_keys = holder_keys
-        self.machines = (
-            {j: HolderRound(k, layout=self.layout) for j, k in self.keys.items()}
-            if machines is None
-            else dict(machines)
-        )
-        self.coord = RoundCoordinator(aggregator, accountant=accountant, holder_keys=holder_keys)
-        self.down: set[int] = set()
-        self.tamper: Callable[[Request], Request] | None = None
-        self.hooks: dict[tuple[type[Request], int], Hook] = {}
-        self.sent: list[Request] = []
-
-    def deliver(self, request: Request) -> Reply | None:
-        """Carry ``request`` to its holder's machine and the reply back (a refusal raises)."""
-        if request.holder_index in self.down:
-            return None
-        sent = request if self.tamper is None else self.tamper(request)
-        self.sent.append(sent)
-        handle = self.machines[sent.holder_index].handle
-        hook = self.hooks.get((type(sent), sent.holder_index))
-        return handle(sent) if hook is None else hook(sent, handle)
-
-    def answer(self, count: int) -> None:
-        """Carry ``count`` requests, one at a time, each the first outstanding one."""
-        for _ in range(count):
-            reply = self.deliver(self.coord.requests()[0])
-            assert reply is not None, "a holder that is down cannot answer"
-            self.coord.accept(reply)
-
-    def run(self, members: Iterable[int] | None = None) -> np.ndarray | None:
-        """The rest of the round (:meth:`RoundCoordinator.run`): the mean, or ``None`` if it
-        aborted (the live holders have then voted)."""
-        return self.coord.run(self.deliver, decrypting_set=members)
-
-    def forged_partial(self, j: int, members: tuple[int, ...]) -> PartialReply:
-        """A real partial of holder ``j`` made outside the coordinator's order (a holder or a
-        transport that does not wait)."""
-        aggregate, key = self.coord.aggregate, self.keys[j]
-        evidence = self.aggregator.evidence(key.challenge(aggregate))
-        return PartialReply(
-            key.partial_decrypt(aggregate, evidence, layout=self.layout, decrypting_set=members)
-        )
-
-    def vote(self, j: int, round_id: int | None = None) -> VoteReply:
-        """Holder ``j``'s machine's answer to a vote request (of this round by default)."""
-        reply = self.machines[j].handle(VoteRequest(round_id or self.coord.round_id, j))
-        assert isinstance(reply, VoteReply)
-        return reply
-
-
-def decrypt(
-    aggregator: Aggregator,
-    holders: Mapping[int, KeyHolder],
-    *,
-    members: Iterable[int],
-    accountant: PrivacyAccountant | None = None,
-    down: Iterable[int] = (),
-) -> tuple[RoundCoordinator, np.ndarray | None]:
-    """Finalize ``aggregator``'s round and let ``members`` decrypt it; holders in ``down`` never
-    answer. Returns the coordinator and the mean (``None`` if the round aborted: the live
-    holders have then voted, and ``coordinator.certificate()`` closes it if enough did)."""
-    carried = Round(aggregator, holders, accountant=accountant)
-    carried.down.update(down)
-    return carried.coord, carried.run(members)
