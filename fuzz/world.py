@@ -14,7 +14,6 @@ import os
 import shutil
 import sys
 import tempfile
-from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -49,7 +48,7 @@ from fhe_agg.identity import (
     SuiteVerifyKey,
     write_identity,
 )
-from fhe_agg.protocol._round_messages import PartialRequest, Reply, Request
+from fhe_agg.protocol._round_messages import PartialRequest
 
 # the shared test federation (tests/federation/); it allows SeededRandom for the world's fixed
 # test keys (fhe_agg refuses it elsewhere)
@@ -132,15 +131,7 @@ def federation() -> Federation:
     updates = [fed.update(c, 1) for c in CLIENTS]
     for update in updates:
         carried.coord.add(update.to_bytes())
-    partials: list[PartialDecryption] = []
-
-    def record(request: Request, handle: Callable[[Request], Reply]) -> Reply:
-        reply = handle(request)
-        assert isinstance(reply, PartialReply)
-        partials.append(reply.partial)
-        return reply
-
-    carried.hooks.update({(PartialRequest, j): record for j in DECRYPTING_SET})
+    replies = carried.record(PartialRequest, DECRYPTING_SET)  # in the order they came
     round_states = [carried.coord.to_bytes()]
     carried.coord.finalize(DECRYPTING_SET)
     round_states.append(carried.coord.to_bytes())  # waiting for every challenge
@@ -167,7 +158,7 @@ def federation() -> Federation:
         ceremony=messages,
         updates=tuple(updates),
         aggregate=carried.coord.aggregate,
-        partials=tuple(partials),
+        partials=tuple(r.partial for r in replies if isinstance(r, PartialReply)),
         sealing_key=holders.sealing["kh-2"],
         holder_keys=fed.holder_keys,
         abort=abort,

@@ -197,23 +197,30 @@ class Federation:
             agg.add(self.update(cid, round_id).to_bytes())
         return agg, agg.finalize()
 
-    def round(
-        self, round_id: int
-    ) -> tuple[EncryptedAggregate, Callable[[tuple[int, ...]], AggregateEvidence], np.ndarray]:
-        """A fresh aggregate of every client (fresh data, prepared as a client does), collected
-        and finalized by a coordinator; its evidence source and the exact weighted mean."""
+    def fresh(self, round_id: int) -> tuple[Aggregator, np.ndarray]:
+        """An aggregator holding a fresh update of every client (fresh data, prepared as a client
+        does), not finalized, and the exact weighted mean."""
         rng = np.random.default_rng(next(self._seeds))
-        coordinator = RoundCoordinator(self.aggregator(round_id), accountant=self.accountant())
+        agg = self.aggregator(round_id)
         prepared = {}
         for c, weight in self.weights.items():
             prepared[c], _ = self.clients[c].prepare(rng.uniform(-1, 1, self.layout.length))
             update = self.clients[c].encrypt_update(prepared[c], round_id=round_id, weight=weight)
-            coordinator.add(update.to_bytes())
-        coordinator.finalize()
+            agg.add(update.to_bytes())
         expected = np.average(
             np.stack(list(prepared.values())), axis=0, weights=list(self.weights.values())
         )
-        return coordinator.aggregate, coordinator.aggregator.evidence, expected
+        return agg, expected
+
+    def round(
+        self, round_id: int
+    ) -> tuple[EncryptedAggregate, Callable[[tuple[int, ...]], AggregateEvidence], np.ndarray]:
+        """A :meth:`fresh` round finalized by a coordinator: the aggregate, its evidence source
+        and the exact weighted mean (for tests of one holder's steps, outside the order)."""
+        agg, expected = self.fresh(round_id)
+        coordinator = RoundCoordinator(agg, accountant=self.accountant())
+        coordinator.finalize()
+        return coordinator.aggregate, agg.evidence, expected
 
     def key_holder(
         self,

@@ -17,6 +17,7 @@ from fhe_agg import (
     VoteReply,
     VoteRequest,
 )
+from fhe_agg.ckks._random import RandomSource
 from fhe_agg.protocol._round_messages import Reply, Request
 
 #: (request as sent, the holder machine's ``handle``) -> the reply the coordinator gets (None:
@@ -29,7 +30,7 @@ class Round:
     """One round over ``aggregator``: a :class:`RoundCoordinator` and a :class:`HolderRound`
     per key holder in ``keys``; requests and replies pass through :meth:`deliver` and its hooks.
 
-    ``down`` holds holders that never answer; ``tamper`` rewrites a request before its holder
+    ``rng`` feeds central-DP noise. ``down`` holds holders that never answer; ``tamper`` rewrites a request before its holder
     sees it (what a malicious server sends); ``hooks[(request kind, holder)]`` stands between a
     request and that holder (what a malicious holder or a lossy transport does: see
     :data:`Hook`). ``sent`` logs every request that left the coordinator's side.
@@ -43,6 +44,7 @@ class Round:
         accountant: PrivacyAccountant | None = None,
         holder_keys: Mapping[int, VerifyKey] | None = None,
         machines: Mapping[int, HolderRound] | None = None,
+        rng: RandomSource | None = None,
     ) -> None:
         self.aggregator = aggregator
         self.layout = aggregator.layout
@@ -53,7 +55,9 @@ class Round:
             if machines is None
             else dict(machines)
         )
-        self.coord = RoundCoordinator(aggregator, accountant=accountant, holder_keys=holder_keys)
+        self.coord = RoundCoordinator(
+            aggregator, accountant=accountant, holder_keys=holder_keys, rng=rng
+        )
         self.down: set[int] = set()
         self.tamper: Callable[[Request], Request] | None = None
         self.hooks: dict[tuple[type[Request], int], Hook] = {}
@@ -75,6 +79,17 @@ class Round:
             reply = self.deliver(self.coord.requests()[0])
             assert reply is not None, "a holder that is down cannot answer"
             self.coord.accept(reply)
+
+    def record(self, kind: type[Request], holders: Iterable[int]) -> list[Reply]:
+        """Keep, in order, every reply of ``holders`` to a request of ``kind`` (a hook each)."""
+        kept: list[Reply] = []
+
+        def keep(request: Request, handle: Callable[[Request], Reply]) -> Reply:
+            kept.append(handle(request))
+            return kept[-1]
+
+        self.hooks.update({(kind, j): keep for j in holders})
+        return kept
 
     def run(self, members: Iterable[int] | None = None) -> np.ndarray | None:
         """The rest of the round (:meth:`RoundCoordinator.run`): the mean, or ``None`` if it
