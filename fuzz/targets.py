@@ -234,6 +234,8 @@ def _aggregate() -> Run:
 
 
 def _statement() -> Run:
+    world.federation()  # built here, not under the first input's -timeout
+
     def run(data: bytes) -> None:
         raw = _bounded_msgpack(data)
         signed = SignedStatement.from_wire(raw)
