@@ -146,6 +146,36 @@ def test_reordered_chunks_fail_the_signed_merkle_root(started, updates) -> None:
     _assert_unchanged(started)
 
 
+def test_protocol_version_2_updates_are_refused(started, updates, signing_keys) -> None:
+    """Version 3 hashes the chunks with SHA-256: an update signed as version 2, or signing the
+    version-2 Merkle root (SHA3-256, RFC 6962 prefixes) of the same chunks, is refused."""
+    import hashlib
+    import struct
+
+    from fhe_agg.protocol._merkle import _split
+
+    good, key = updates["bravo"], signing_keys["bravo"]
+    with pytest.raises(ParameterMismatch, match="protocol version 2"):
+        started[0].add(_resign(good, key, protocol_version=2))
+
+    def root(leaves: list[bytes]) -> bytes:
+        if len(leaves) == 1:
+            return leaves[0]
+        k = _split(len(leaves))
+        return hashlib.sha3_256(b"\x01" + root(leaves[:k]) + root(leaves[k:])).digest()
+
+    v2 = root(
+        [
+            hashlib.sha3_256(b"\x00" + struct.pack("<I", i) + c).digest()
+            for i, c in enumerate(good.chunks)
+        ]
+    )
+    assert v2 != good.statement.merkle_root
+    with pytest.raises(InvalidSignature, match="Merkle"):
+        started[0].add(_resign(good, key, merkle_root=v2))
+    _assert_unchanged(started)
+
+
 def test_weight_above_the_public_bound(started, clients, updates, layout) -> None:
     heavy = clients["bravo"].sign_update(
         updates["bravo"].chunks, layout=layout, round_id=1, weight=1e9

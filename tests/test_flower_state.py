@@ -37,6 +37,16 @@ PUBLIC_FLWR = {
     "flwr.serverapp",
     "flwr.serverapp.strategy",
     "flwr.simulation",
+    # the benchmark's Flower SecAgg+ baseline (fhe_agg/bench/_secaggplus.py): the public mod and
+    # NumPyClient, and the functions SecAggPlusWorkflow's server arithmetic calls
+    "flwr.client",
+    "flwr.client.mod",
+    "flwr.common",
+    "flwr.common.secure_aggregation.crypto.shamir",
+    "flwr.common.secure_aggregation.ndarrays_arithmetic",
+    "flwr.common.secure_aggregation.quantization",
+    "flwr.common.secure_aggregation.secaggplus_constants",
+    "flwr.common.secure_aggregation.secaggplus_utils",
 }
 
 
@@ -195,25 +205,36 @@ def test_nodes_keep_nothing_in_memory_and_a_second_run_reuses_the_key(tmp_path: 
     assert again.key_reused and again.public_key.blob == fed.public_key.blob
 
 
+def _flwr_imports(tree: ast.AST) -> list[tuple[str, list[str]]]:
+    """(module, names imported from it) of every flwr import, ``import_module`` included."""
+    out: list[tuple[str, list[str]]] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            out += [(a.name, []) for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            out.append((node.module, [a.name for a in node.names]))
+        elif isinstance(node, ast.Call) and node.args:
+            name = getattr(node.func, "attr", getattr(node.func, "id", ""))
+            arg = node.args[0]
+            if name in ("import_module", "__import__") and isinstance(arg, ast.Constant):
+                out.append((str(arg.value), []))
+    return [(m, n) for m, n in out if m == "flwr" or m.startswith("flwr.")]
+
+
 def test_no_private_flwr_module_is_imported_by_the_library_or_the_examples() -> None:
     found: dict[str, set[str]] = {}
+    private_names: set[str] = set()
     for path in [*(ROOT / "fhe_agg").rglob("*.py"), *(ROOT / "examples").rglob("*.py")]:
-        if path.is_relative_to(ROOT / "fhe_agg" / "bench"):
-            # the benchmark's SecAgg+ baseline runs flwr's own client stage code on purpose (a
-            # measurement of the peer, never imported by the library or a node)
-            continue
-        for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
-            names = []
-            if isinstance(node, ast.Import):
-                names = [a.name for a in node.names]
-            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-                names = [node.module]
-            for name in names:
-                if name == "flwr" or name.startswith("flwr."):
-                    found.setdefault(name, set()).add(str(path.relative_to(ROOT)))
-    assert "flwr.app" in found  # the scan sees the imports
+        tree = ast.parse(path.read_text(), filename=str(path))
+        for module, names in _flwr_imports(tree):
+            found.setdefault(module, set()).add(str(path.relative_to(ROOT)))
+            private_names |= {f"{module}.{n}" for n in names if n.startswith("_")}
+    assert "flwr.app" in found and "flwr.client.mod" in found  # the scan sees the imports
+    assert any(str(p).startswith("fhe_agg/bench/") for p in found["flwr.client.mod"])
+    assert not [m for m in PUBLIC_FLWR if any(part.startswith("_") for part in m.split("."))]
     private = {name: files for name, files in found.items() if name not in PUBLIC_FLWR}
     assert private == {}
+    assert private_names == set()
 
 
 def test_the_refusal_error_code_is_flowers() -> None:

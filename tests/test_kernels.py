@@ -172,6 +172,15 @@ def test_challenge_combination_of_a_batch(preset: str) -> None:
         w[0] = 1.0  # a row adding every chunk, each at q - 1 in its first coefficients
         compiled, pure = _both(lambda w=w, c1=c1: _combine_mod(w, c1, primes))
         assert np.array_equal(compiled, pure)
+        # the verifier's form, t - W c1 in place (t with zeros and q - 1 at the edges)
+        t = (g.integers(0, 2**63, (24, len(primes), n), dtype=np.uint64) % top).astype(np.uint64)
+        t[0, :, :2], t[1, :, :2] = 0, top - np.uint64(1)
+        diff, diff_pure = _both(lambda w=w, c1=c1, t=t: _combine_mod(w, c1, primes, t.copy()))
+        assert np.array_equal(diff, diff_pure)
+        for i, q in enumerate(primes):
+            assert np.array_equal(
+                diff[:, i], (t[:, i] + (np.uint64(q) - pure[:, i])) % np.uint64(q)
+            )
 
 
 @pytest.mark.slow

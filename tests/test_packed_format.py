@@ -43,6 +43,36 @@ def test_round_trip_is_exact_and_costs_the_prime_sizes(preset: str) -> None:
     assert np.array_equal(backend.parse(backend.pack(raw), what="chunk").data, data)
 
 
+@pytest.mark.parametrize("preset", ["compact", "precise"])
+def test_parse_into_a_slice_of_a_larger_array(preset: str) -> None:
+    """What the aggregator does: every chunk parsed straight into its slot of one array, on the
+    compiled path and on numpy's, with the same residues as a parse of its own."""
+    from contextlib import nullcontext
+
+    from fhe_agg.hazmat import _accel
+
+    _accel.kernels(1 << 30)  # loaded where numba is installed (the chunks alone are too small)
+    backend = backend_for(PRESETS[preset])
+    rng = np.random.default_rng(6)
+    primes = np.array(backend.data_primes, dtype=np.uint64)[:, None]
+    data = rng.integers(0, 2**62, (3, 2, len(backend.data_primes), backend.n), dtype=np.uint64)
+    data %= primes
+    blobs = [backend.pack(RawCiphertext(backend.data_parms_id, 2.0**40, d)) for d in data]
+    for pure in (False, True):
+        out = np.full_like(data, 7)
+        with _accel.pure_numpy() if pure else nullcontext():
+            for k, blob in enumerate(blobs):
+                raw = backend.parse(blob, what="chunk", out=out[k])
+                assert np.shares_memory(raw.data, out[k])
+        assert np.array_equal(out, data)
+    with pytest.raises(ValueError, match="out"):
+        backend.parse(blobs[0], what="chunk", out=np.empty((2, 1, backend.n), dtype=np.uint64))
+    with pytest.raises(MalformedMessage):  # the residue checks still run into a given array
+        bad = bytearray(blobs[0])
+        bad[-8:] = b"\xff" * 8
+        backend.parse(bytes(bad), what="chunk", out=np.empty_like(data[0]))
+
+
 def test_client_chunks_load_into_seal(setup) -> None:
     backend, blob = setup
     backend.load_ciphertext(blob)

@@ -2,13 +2,18 @@
 
 ``run.py`` and the deployment test use it: a ``flower-superlink`` (``--simulation`` for the
 Simulation Engine), ``flower-supernode`` processes each with its own state folder, a
-``FLWR_HOME`` whose ``config.toml`` names the SuperLink connection, and ``flwr run``. Every
-process started is recorded in a :class:`Processes`, whose ``stop`` (also on error, as a context
-manager) terminates each by its pid, then kills what is still alive.
+``FLWR_HOME`` whose ``config.toml`` names the SuperLink connection, ``flwr supernode register``
+and ``flwr run``. With a :class:`certs.TlsFiles` every connection is TLS (the SuperLink's
+``--ssl-*``, the SuperNodes' ``--root-certificates``, the connection's ``root-certificates``);
+with ``node_auth`` the SuperLink admits only SuperNodes whose public key was registered, each
+SuperNode signing with its ``--auth-supernode-private-key``. Without them, ``--insecure``.
+Every process started is recorded in a :class:`Processes`, whose ``stop`` (also on error, as a
+context manager) terminates each by its pid, then kills what is still alive.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -18,6 +23,8 @@ import time
 from pathlib import Path
 from types import TracebackType
 from typing import Any
+
+from certs import TlsFiles
 
 APP = Path(__file__).resolve().parent
 BIN = Path(sys.executable).parent
@@ -86,12 +93,16 @@ class Processes:
         self.stop()
 
 
-def environment(home: Path, connection: str, port: int) -> dict[str, str]:
-    """The environment of every process: FLWR_HOME with one SuperLink connection, no telemetry."""
+def environment(
+    home: Path, connection: str, port: int, *, tls: TlsFiles | None = None
+) -> dict[str, str]:
+    """The environment of every process: FLWR_HOME with one SuperLink connection (TLS checked
+    against ``tls.ca``, or insecure without ``tls``), no telemetry."""
     home.mkdir(parents=True, exist_ok=True)
+    security = "insecure = true" if tls is None else f'root-certificates = "{tls.ca.resolve()}"'
     (home / "config.toml").write_text(
         f'[superlink]\ndefault = "{connection}"\n\n'
-        f'[superlink.{connection}]\naddress = "127.0.0.1:{port}"\ninsecure = true\n'
+        f'[superlink.{connection}]\naddress = "127.0.0.1:{port}"\n{security}\n'
     )
     env = dict(os.environ, FLWR_HOME=str(home), FLWR_TELEMETRY_ENABLED="0")
     env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
@@ -99,11 +110,26 @@ def environment(home: Path, connection: str, port: int) -> dict[str, str]:
 
 
 def start_superlink(
-    procs: Processes, env: dict[str, str], port: int, database: Path, *, simulation: bool
+    procs: Processes,
+    env: dict[str, str],
+    port: int,
+    database: Path,
+    *,
+    simulation: bool,
+    tls: TlsFiles | None = None,
+    node_auth: bool = False,
 ) -> None:
+    """The SuperLink on 127.0.0.1:``port`` (Fleet, Control and Runtime API on the one port)."""
+    if tls is None:
+        security = ["--insecure"]
+    else:
+        security = ["--ssl-ca-certfile", str(tls.ca), "--ssl-certfile", str(tls.cert)]
+        security += ["--ssl-keyfile", str(tls.key)]
+    if node_auth:
+        security.append("--enable-supernode-auth")
     argv = [
         str(BIN / "flower-superlink"),
-        "--insecure",
+        *security,
         "--host",
         "127.0.0.1",
         "--port",
@@ -117,13 +143,32 @@ def start_superlink(
 
 
 def start_supernode(
-    procs: Processes, env: dict[str, str], name: str, superlink: int, node_config: dict[str, Any]
+    procs: Processes,
+    env: dict[str, str],
+    name: str,
+    superlink: int,
+    node_config: dict[str, Any],
+    *,
+    tls: TlsFiles | None = None,
+    auth_key: Path | None = None,
+    max_wait: float | None = None,
 ) -> int:
-    """A SuperNode connected to the SuperLink's port; returns its own (ClientAppIo) port."""
+    """A SuperNode connected to the SuperLink's port (checking its certificate against
+    ``tls.ca``; signing with ``auth_key`` if given; giving up after ``max_wait`` s without a
+    connection); returns its own Runtime API port (on 127.0.0.1, where its ``flwr-clientapp``
+    processes fetch their messages: behind TLS too, with the same certificate, if ``tls``)."""
     port = free_port()
+    security = ["--insecure"] if tls is None else ["--root-certificates", str(tls.ca)]
+    if tls is not None:
+        security += ["--ssl-certfile", str(tls.cert), "--ssl-keyfile", str(tls.key)]
+        security += ["--ssl-ca-certfile", str(tls.ca)]
+    if auth_key is not None:
+        security += ["--auth-supernode-private-key", str(auth_key)]
+    if max_wait is not None:
+        security += ["--max-wait-time", str(max_wait)]
     argv = [
         str(BIN / "flower-supernode"),
-        "--insecure",
+        *security,
         "--superlink",
         f"127.0.0.1:{superlink}",
         "--port",
@@ -133,6 +178,44 @@ def start_supernode(
     ]
     procs.start(name, argv, env)
     return port
+
+
+def register_supernode(env: dict[str, str], connection: str, public_key: Path, name: str) -> int:
+    """``flwr supernode register``: the SuperLink admits the SuperNode holding the private half
+    of ``public_key`` (OpenSSH, NIST curve) from now on; returns the node id it will have."""
+    argv = [str(BIN / "flwr"), "supernode", "register", str(public_key), connection]
+    argv += ["--name", name, "--format", "json"]
+    done = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=120, cwd=APP)
+    out = done.stdout[done.stdout.find("{") :]
+    if done.returncode != 0 or not out:
+        raise RuntimeError(f"flwr supernode register {name}: {done.stdout}{done.stderr}")
+    return int(json.loads(out)["node-id"])
+
+
+def list_supernodes(env: dict[str, str], connection: str) -> dict[int, str]:
+    """``flwr supernode ls``: every registered node id with its status (``online``, ...)."""
+    argv = [str(BIN / "flwr"), "supernode", "ls", connection, "--format", "json"]
+    done = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=120, cwd=APP)
+    out = done.stdout[done.stdout.find("{") :]
+    if done.returncode != 0 or not out:
+        raise RuntimeError(f"flwr supernode ls: {done.stdout}{done.stderr}")
+    return {int(n["node-id"]): str(n["status"]) for n in json.loads(out)["nodes"]}
+
+
+def wait_for_status(
+    env: dict[str, str], connection: str, node_id: int, status: str, *, timeout: float
+) -> float:
+    """Poll ``flwr supernode ls`` until node ``node_id`` has ``status``; the seconds waited.
+
+    A SuperNode killed without a goodbye stays ``online`` on the SuperLink until two heartbeat
+    intervals (2 x 30 s in flwr 1.42) pass without a heartbeat, and with SuperNode
+    authentication the SuperLink refuses to activate the same node id again until then."""
+    t0 = time.monotonic()
+    while (now := list_supernodes(env, connection).get(node_id)) != status:
+        if time.monotonic() - t0 > timeout:
+            raise TimeoutError(f"node {node_id} is {now!r}, not {status!r}, after {timeout:.0f} s")
+        time.sleep(2.0)
+    return time.monotonic() - t0
 
 
 def flwr_run(

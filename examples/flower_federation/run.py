@@ -4,7 +4,10 @@ What an operator does by hand (docs/deploy.md), in one command: write the admin-
 every member's key file (``pinning.py``), start Flower's ``flower-superlink`` and then either one
 ``flower-supernode`` per member, each with its own state folder (``--mode deployment``), or
 nothing more (``--mode simulation``: the SuperLink's Simulation Engine runs the nodes), and
-submit the App with ``flwr run``. Every process started is stopped by its pid at the end.
+submit the App with ``flwr run``. Every connection is TLS (a CA and a server certificate for
+127.0.0.1 made in the work folder, ``certs.py``) and, in deployment mode, the SuperLink admits only
+the SuperNodes whose keys were registered with ``flwr supernode register`` (``--insecure``: plain
+HTTP, no SuperNode authentication). Every process started is stopped by its pid at the end.
 Prints the ServerApp's JSON summary (with ``--json``, on one line).
 """
 
@@ -20,6 +23,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import certs
 import launch
 import pinning
 
@@ -33,6 +37,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threshold", type=int, default=2)
     parser.add_argument("--timeout", type=float, default=900.0)
     parser.add_argument("--json", action="store_true", help="print one JSON summary")
+    parser.add_argument(
+        "--insecure", action="store_true", help="no TLS and no SuperNode authentication"
+    )
     parser.add_argument("--work-dir", type=Path, help="keys, state folders and logs (kept)")
     args = parser.parse_args(argv)
     if args.work_dir is not None:
@@ -52,7 +59,8 @@ def _run(args: argparse.Namespace, work: Path) -> int:
         preset="precise",
     )
     port = launch.free_port()
-    env = launch.environment(work / "flwr-home", "local-fhe", port)
+    tls = None if args.insecure else certs.write_tls(work / "tls")
+    env = launch.environment(work / "flwr-home", "local-fhe", port, tls=tls)
     summary_file = work / "summary.json"
     run_config: dict[str, Any] = {
         "num-server-rounds": args.rounds,
@@ -66,23 +74,39 @@ def _run(args: argparse.Namespace, work: Path) -> int:
     t0 = time.perf_counter()
     with launch.Processes(work / "logs") as procs:
         simulation = args.mode == "simulation"
-        launch.start_superlink(procs, env, port, work / "superlink.db", simulation=simulation)
+        node_auth = tls is not None and not simulation
+        launch.start_superlink(
+            procs,
+            env,
+            port,
+            work / "superlink.db",
+            simulation=simulation,
+            tls=tls,
+            node_auth=node_auth,
+        )
         federation_config = None
         if simulation:
             run_config["fhe-state-root"] = str(work / "state")
             federation_config = f"num-supernodes={nodes}"
         else:
             for k in range(nodes):
+                name = pinning.member_of(k, args.holders)
+                key = work / "flower-keys" / name if node_auth else None
+                if key is not None:
+                    public = certs.write_node_key(key)
+                    launch.register_supernode(env, "local-fhe", public, name)
                 launch.start_supernode(
                     procs,
                     env,
-                    pinning.member_of(k, args.holders),
+                    name,
                     port,
                     {
                         "partition-id": k,
                         "num-partitions": nodes,
-                        "fhe-state-dir": str(work / "state" / pinning.member_of(k, args.holders)),
+                        "fhe-state-dir": str(work / "state" / name),
                     },
+                    tls=tls,
+                    auth_key=key,
                 )
         code = launch.flwr_run(
             env,
@@ -93,7 +117,12 @@ def _run(args: argparse.Namespace, work: Path) -> int:
             log=work / "logs" / "flwr-run.log",
         )
     if code != 0 or not summary_file.exists():
-        print(f"flwr run failed (exit {code}); logs in {work / 'logs'}", file=sys.stderr)
+        print(
+            f"flwr run failed (exit {code}, no summary); the end of {work / 'logs'}:",
+            *_tails(work / "logs"),
+            sep="\n",
+            file=sys.stderr,
+        )
         return 1
     summary = json.loads(summary_file.read_text())
     summary["mode"] = args.mode
@@ -111,6 +140,16 @@ def _run(args: argparse.Namespace, work: Path) -> int:
         )
         return 1
     return 0
+
+
+def _tails(logs: Path, lines: int = 40) -> list[str]:
+    """The last lines of flwr run's and the SuperLink's logs (the folder may be temporary)."""
+    out = []
+    for name in ("flwr-run.log", "superlink.log"):
+        path = logs / name
+        if path.exists():
+            out += [f"--- {name}", *path.read_text(errors="replace").splitlines()[-lines:]]
+    return out
 
 
 if __name__ == "__main__":

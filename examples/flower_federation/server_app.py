@@ -8,7 +8,8 @@ Settings come from the run's ``run_config`` (``pyproject.toml``, ``flwr run --ru
 With ``model-file`` the run starts from the model saved there (if any) and saves its result, and
 ``first-round`` continues the fhe_agg round ids, so a second ``flwr run`` goes on where the first
 stopped, on the same key (the holders report it: no new ceremony). ``summary-file`` receives the
-referee's JSON summary.
+referee's JSON summary. ``record-file`` and ``replay-file`` are a test hook (``replay.py``): record
+the requests sent to the key holders, and send recorded ones again before the first round.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from typing import Any
 import flwr
 import numpy as np
 import pinning
+import replay
 import task
 from flwr.app import Array, ArrayRecord, ConfigRecord, Context, MetricRecord
 from flwr.serverapp import Grid, ServerApp
@@ -84,6 +86,8 @@ class Outcome:
     setup_s: float = 0.0
     rounds_s: float = 0.0
     key_reused: bool = False
+    holder_nodes: tuple[int, ...] = ()  # Flower node id of key holder 1..n
+    replayed: list[dict[str, Any]] = field(default_factory=list)
 
 
 def _arrays(params: task.Params) -> ArrayRecord:
@@ -113,8 +117,16 @@ def main(grid: Grid, context: Context) -> None:
         with np.load(model_file) as saved:
             initial = {k: saved[k] for k in saved.files}
     outcome = Outcome()
+    record_file = str(context.run_config.get("record-file", ""))
+    replay_file = str(context.run_config.get("replay-file", ""))
+    if record_file:
+        grid = recorder = replay.RecordingGrid(
+            grid, lambda: settings.first_round + len(outcome.rounds)
+        )
     t0 = time.perf_counter()
-    final = run_federation(grid, settings, outcome, initial)
+    final = run_federation(grid, settings, outcome, initial, replay_file=replay_file)
+    if record_file:
+        recorder.save(Path(record_file), outcome.holder_nodes)
     summary = {
         "flwr": flwr.__version__,
         **asdict(settings),
@@ -126,6 +138,8 @@ def main(grid: Grid, context: Context) -> None:
         "per_round": outcome.rounds,
         "server_secret_objects": server_secrets(),
         "key_reused": outcome.key_reused,
+        "holder_nodes": list(outcome.holder_nodes),
+        "replayed": outcome.replayed,
         "setup_s": round(outcome.setup_s, 2),
         "rounds_s": round(outcome.rounds_s, 2),
         "serverapp_s": round(time.perf_counter() - t0, 2),
@@ -139,9 +153,10 @@ def main(grid: Grid, context: Context) -> None:
 
 
 def run_federation(
-    grid: Grid, settings: Settings, outcome: Outcome, initial: task.Params
+    grid: Grid, settings: Settings, outcome: Outcome, initial: task.Params, *, replay_file: str = ""
 ) -> task.Params:
-    """Set up (or reuse) the key, run the rounds; return the final model."""
+    """Set up (or reuse) the key, (test hook) replay recorded holder requests, run the rounds;
+    return the final model."""
     config = FederationConfig(
         min_clients=min(3, settings.clients),
         max_clients=settings.clients,
@@ -194,8 +209,11 @@ def run_federation(
         return MetricRecord({"test-loss": loss, "test-accuracy": accuracy})
 
     t0 = time.perf_counter()
-    outcome.key_reused = strategy.setup(grid).key_reused
+    federation = strategy.setup(grid)
+    outcome.key_reused, outcome.holder_nodes = federation.key_reused, federation.holders
     outcome.setup_s = time.perf_counter() - t0
+    if replay_file:
+        outcome.replayed = replay.resend(grid, federation.holders, Path(replay_file), timeout=300.0)
     t0 = time.perf_counter()
     result = strategy.start(
         grid,

@@ -10,7 +10,9 @@ Families (one module each): client encode+encrypt, sign+hash and bytes on the wi
 updates, not in ``--smoke`` (:mod:`._kernel_costs`); aggregator ingest and peak RSS against the
 number of clients in fresh processes (:mod:`._aggregator_costs`); whole rounds with and without
 dropouts, next to Flower SecAgg+ and NVFlare-style TenSEAL on the same vectors
-(:mod:`._rounds`, :mod:`._peers`); the speed-up from one process to ``--workers``
+(:mod:`._rounds`, :mod:`._peers`); the per-message overhead of the node handlers (load, unseal,
+save) against their cryptographic work, and with ``--full`` a two-round deployment run next to
+the same in-process (:mod:`._node_costs`); the speed-up from one process to ``--workers``
 (:mod:`._scaling`). It lives inside the package so that ``fhe-agg bench`` works from any install,
 editable or not, and is type-checked with the library.
 """
@@ -53,6 +55,7 @@ def run(plan: Plan, *, log: Callable[[str], None] = _log) -> dict[str, Any]:
     from fhe_agg.bench._decryption_costs import decryption_figures
     from fhe_agg.bench._kernel_costs import kernel_figures
     from fhe_agg.bench._model import resnet_state_dict
+    from fhe_agg.bench._node_costs import PARAMS, node_figures
     from fhe_agg.bench._proof_costs import proof_figures
     from fhe_agg.bench._report import machine_info, summary
     from fhe_agg.bench._rounds import round_figures
@@ -109,6 +112,10 @@ def run(plan: Plan, *, log: Callable[[str], None] = _log) -> dict[str, Any]:
         f"rounds and peers (SecAgg+, NVFlare), {size_label(plan.round_params)} x "
         f"{plan.round_clients} clients",
         lambda: round_figures(plan),
+    )
+    step(
+        f"node handlers: per-message overhead, {size_label(PARAMS[plan.mode])}",
+        lambda: node_figures(plan),
     )
     if plan.workers > 1:
         step(

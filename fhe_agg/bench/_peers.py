@@ -3,7 +3,7 @@ SecAgg+ (:mod:`._secaggplus`) as the baseline of every row, NVIDIA FLARE-style T
 (:class:`._baselines.NvflareCkks`) beside it in each row's ``nvflare`` field.
 
 Rows: client cost (ours: encrypt + prove + sign + serialize one update; SecAgg+: its four client
-stages; NVFlare: encrypt + serialize), server cost (ours: verify + parse + add every update and
+stages through ``secaggplus_mod``; NVFlare: encrypt + serialize), server cost (ours: verify + parse + add every update and
 finalize; SecAgg+: routing, summing the masked vectors and unmasking; NVFlare: parse, multiply
 by the weight and add), client-to-server bytes per value, and the max abs error of the mean.
 CPU seconds on one core, medians over the repeats.
@@ -24,7 +24,7 @@ from fhe_agg.bench._secaggplus import NUM_SHARES, THRESHOLD, SecAggPlusRound, se
 
 __all__ = ["PeerRuns", "peer_figures", "secaggplus_runs"]
 
-_BASE = f"Flower SecAgg+ (flwr stage code, {NUM_SHARES} shares, threshold {THRESHOLD})"
+_BASE = f"Flower SecAgg+ (flwr secaggplus_mod, {NUM_SHARES} shares, threshold {THRESHOLD})"
 
 PeerRuns = list[SecAggPlusRound]
 
@@ -84,6 +84,9 @@ def peer_figures(
         "error": max(float(np.max(np.abs(r.mean - exact))) for r in secagg),
     }
     nv = _nvflare(vectors, weights)
+    stages = {  # SecAgg+ client CPU seconds by stage (slowest client, median over the runs)
+        stage: _median([max(r.stage_s[stage]) for r in secagg]) for stage in secagg[0].stage_s
+    }
     vector_bytes = max(max(r.vector_bytes) for r in secagg) / params
     rows = (
         ("client_s", "client cost per update (slowest client)", "s CPU", Target("ratio", "<=", 3.0),
@@ -112,6 +115,7 @@ def peer_figures(
             params=params,
             nvflare=nv[key],
             nvflare_name="NVFlare-style TenSEAL CKKS (N=8192, [60,40,40], 2**40)",
+            **({"secaggplus_client_stage_s": stages} if key == "client_s" else {}),
         )
         for key, label, unit, target, note in rows
     ]

@@ -1,26 +1,37 @@
 """Flower SecAgg+ on the benchmark's vectors: what most Flower users run for secure aggregation.
 
-Client side: flwr's own stage code, the four functions the public ``secaggplus_mod`` dispatches
-to (``_setup``, ``_share_keys``, ``_collect_masked_vectors``, ``_unmask`` of
-``flwr.client.mod.secure_aggregation.secaggplus_mod``; the module is public, the functions are
-private, and the mod itself only adds Message/Context plumbing around them). Server side:
-``SecAggPlusWorkflow``'s arithmetic (its stage methods need a live ``Grid``), re-stated line for
-line with flwr's public ``flwr.common.secure_aggregation`` functions: the ring of neighbours,
-routing the encrypted shares, summing the masked vectors mod ``2**32``, rebuilding every
-private mask from its Shamir shares, dequantizing. The workflow then hands the result to
-FedAvg, which averages copies of it: the weighted mean is the result itself.
+Client side: flwr's public mod ``flwr.client.mod.secaggplus_mod``, called as Flower calls a mod,
+``secaggplus_mod(message, context, call_next)``, once per stage (setup, share keys, collect
+masked vectors, unmask) on a ``Message`` carrying the ``ConfigRecord`` that
+``SecAggPlusWorkflow`` (flwr 1.42) sends at that stage, delivered as a SuperNode delivers it
+(``flwr.app.Metadata``: a message id, the SuperLink as source, type ``train``, the round as
+group id). Each node keeps its own ``Context``, whose state carries the mod's SecAgg+ state from
+stage to stage. ``call_next`` is a ``ClientApp`` around a ``NumPyClient`` whose ``fit`` returns
+the node's vector and weight: the collect stage masks a training reply as in a Flower App. The
+instruction of that stage carries the legacy ``fitins.*`` records (empty parameters) beside the
+stage's config, as the workflow's ``configure_fit`` content does.
+
+Server side: ``SecAggPlusWorkflow``'s arithmetic (its stage methods need a live ``Grid`` and a
+legacy ``Strategy``), re-stated line for line with the same public functions of
+``flwr.common.secure_aggregation`` it calls: the ring of neighbours, the stage messages, routing
+the encrypted shares, summing the masked vectors mod ``2**32``, rebuilding every private mask
+from its Shamir shares, dequantizing. The workflow then hands the result to FedAvg, which
+averages copies of it: the weighted mean is the result itself.
 
 Parameters: flwr's defaults (clipping range 8, quantization range ``2**22``, modulus ``2**32``)
 with ``num_shares = 5`` (each client's four nearest neighbours on the ring and itself) and
 reconstruction threshold 3; ``max_weight`` is the largest weight of the round (the tightest
-bound, the most precise SecAgg+ can be). No client drops out.
+bound, the most precise SecAgg+ can be). No client drops out. Bytes on the wire are the reply
+``ConfigRecord``'s size as Flower counts it (``ConfigRecord.count_bytes``).
 """
 
 from __future__ import annotations
 
-import importlib
 import random
 import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,116 +45,246 @@ THRESHOLD = 3
 CLIPPING_RANGE = 8.0
 QUANTIZATION_RANGE = 1 << 22
 MODULUS_RANGE = 1 << 32
+_ROUND = 1
 
 
 @dataclass(frozen=True)
 class SecAggPlusRound:
-    """One round's costs: CPU seconds per client (all four stages), of the server, the
-    client-to-server bytes (all stages; the masked vector alone) and the weighted mean."""
+    """One round's costs: CPU seconds per client (all four stages, and by stage), of the
+    server, the client-to-server bytes (all stages; the masked vector alone) and the weighted
+    mean."""
 
     client_s: list[float]
+    stage_s: dict[str, list[float]]
     server_s: float
     upload_bytes: list[int]
     vector_bytes: list[int]
     mean: NDArray[np.float64]
 
 
-def _timed(fn: Any, *args: Any) -> tuple[Any, float]:
-    t0 = time.process_time()
-    out = fn(*args)
-    return out, time.process_time() - t0
+class _Nodes:
+    """The SuperNodes: one ``Context`` each, the mod in front of a ``NumPyClient`` App."""
+
+    def __init__(self, vectors: dict[int, NDArray[np.float64]], weights: dict[int, int]) -> None:
+        from flwr.app import Context, RecordDict
+        from flwr.client import NumPyClient
+        from flwr.clientapp import ClientApp
+
+        class Trainer(NumPyClient):
+            """The node's training: its vector of the round and its weight."""
+
+            def __init__(self, nid: int) -> None:
+                self.nid = nid
+
+            def fit(self, parameters: Any, config: Any) -> tuple[list[Any], int, dict[str, Any]]:
+                return [vectors[self.nid]], weights[self.nid], {}
+
+        def client_fn(context: Context) -> Any:
+            return Trainer(context.node_id).to_client()
+
+        self.app = ClientApp(client_fn=client_fn)
+        self.contexts = {
+            nid: Context(
+                run_id=_ROUND, node_id=nid, node_config={}, state=RecordDict(), run_config={}
+            )
+            for nid in vectors
+        }
+        self.client_s = dict.fromkeys(vectors, 0.0)
+        self.stage_s: dict[str, dict[int, float]] = {}
+        self.upload = dict.fromkeys(vectors, 0)
+
+    def deliver(self, nid: int, content: Any) -> dict[str, Any]:
+        """Run ``secaggplus_mod`` on one stage instruction; the reply's SecAgg+ record."""
+        from flwr.app import DEFAULT_TTL, Message, MessageType, Metadata
+        from flwr.client.mod import secaggplus_mod
+        from flwr.common.secure_aggregation.secaggplus_constants import RECORD_KEY_CONFIGS, Key
+
+        stage = str(content[RECORD_KEY_CONFIGS][Key.STAGE])
+        metadata = Metadata(
+            run_id=_ROUND,
+            message_id=uuid.uuid4().hex,
+            src_node_id=0,  # the SuperLink
+            dst_node_id=nid,
+            reply_to_message_id="",
+            group_id=str(_ROUND),
+            created_at=time.time(),
+            ttl=DEFAULT_TTL,
+            message_type=MessageType.TRAIN,
+        )
+        # as the SuperNode's runtime builds a delivered message (instructions built with
+        # ``dst_node_id`` need the runtime's task identity, set only inside a Flower run)
+        message = Message(content=content, metadata=metadata)  # type: ignore[call-overload]
+        t0 = time.process_time()
+        reply = secaggplus_mod(message, self.contexts[nid], self.app)
+        spent = time.process_time() - t0
+        self.client_s[nid] += spent
+        self.stage_s.setdefault(stage, {})[nid] = spent
+        if reply.has_error():
+            raise RuntimeError(f"SecAgg+ node {nid}: {reply.error.reason}")
+        record = reply.content.config_records[RECORD_KEY_CONFIGS]
+        self.upload[nid] += record.count_bytes()
+        return dict(record)
 
 
-def secaggplus_round(
-    vectors: list[NDArray[np.float64]], weights: list[float], *, seed: int = 0
-) -> SecAggPlusRound:
-    """Run SecAgg+ over ``vectors`` (integer ``weights`` as ``num_examples``)."""
-    # the module, not the function of the same name its package re-exports
-    mod = importlib.import_module("flwr.client.mod.secure_aggregation.secaggplus_mod")
-    from flwr.common import bytes_to_ndarray, ndarrays_to_parameters
-    from flwr.common.secure_aggregation.secaggplus_constants import Key
+def _instruction(values: dict[str, Any], *, fitins: bool = False) -> Any:
+    """A stage's content: its ``ConfigRecord`` (and the legacy fit instruction for stage 2)."""
+    from flwr.app import ArrayRecord, ConfigRecord, RecordDict
+    from flwr.common.secure_aggregation.secaggplus_constants import RECORD_KEY_CONFIGS
 
-    count = len(vectors)
-    nids = list(range(1, count + 1))
-    states = {nid: mod.SecAggPlusState(nid=nid) for nid in nids}
-    client_s = dict.fromkeys(nids, 0.0)
-    upload = dict.fromkeys(nids, 0)
-    setup = {
+    content = RecordDict({RECORD_KEY_CONFIGS: ConfigRecord(values)})
+    if fitins:
+        content["fitins.parameters"] = ArrayRecord()
+        content["fitins.config"] = ConfigRecord()
+    return content
+
+
+def _ring(nids: list[int], seed: int) -> dict[int, set[int]]:
+    """``setup_stage``'s neighbour relation: a shuffled ring, ``NUM_SHARES`` nodes around each."""
+    order = list(nids)
+    random.Random(seed).shuffle(order)
+    half, count = NUM_SHARES >> 1, len(order)
+    return {
+        nid: {order[(i + k) % count] for k in range(-half, half + 1)} for i, nid in enumerate(order)
+    }
+
+
+class _Clock:
+    """CPU seconds spent on the server's side of the protocol."""
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+
+    @contextmanager
+    def __call__(self) -> Iterator[None]:
+        t0 = time.process_time()
+        try:
+            yield
+        finally:
+            self.seconds += time.process_time() - t0
+
+
+def _setup_config(count: int, max_weight: float) -> dict[str, Any]:
+    """``setup_stage``'s configuration of the round."""
+    from flwr.common.secure_aggregation.secaggplus_constants import Key, Stage
+
+    return {
+        Key.STAGE: Stage.SETUP,
         Key.SAMPLE_NUMBER: count,
         Key.SHARE_NUMBER: NUM_SHARES,
         Key.THRESHOLD: THRESHOLD,
         Key.CLIPPING_RANGE: CLIPPING_RANGE,
         Key.TARGET_RANGE: QUANTIZATION_RANGE,
         Key.MOD_RANGE: MODULUS_RANGE,
-        Key.MAX_WEIGHT: float(max(weights)),
+        Key.MAX_WEIGHT: max_weight,
     }
-    server = 0.0
-    t0 = time.process_time()
-    order = list(nids)
-    random.Random(seed).shuffle(order)
-    half = NUM_SHARES >> 1
-    neighbours = {
-        nid: {order[(i + k) % count] for k in range(-half, half + 1)} for i, nid in enumerate(order)
-    }
-    server += time.process_time() - t0
-    public: dict[int, tuple[bytes, bytes]] = {}
-    for nid in nids:  # stage 0: setup (key pairs)
-        reply, dt = _timed(mod._setup, states[nid], setup)
-        client_s[nid] += dt
-        public[nid] = (reply[Key.PUBLIC_KEY_1], reply[Key.PUBLIC_KEY_2])
-        upload[nid] += sum(len(v) for v in public[nid])
+
+
+def secaggplus_round(
+    vectors: list[NDArray[np.float64]], weights: list[float], *, seed: int = 0
+) -> SecAggPlusRound:
+    """Run SecAgg+ over ``vectors`` (integer ``weights`` as ``num_examples``)."""
+    from flwr.common.secure_aggregation.secaggplus_constants import Key, Stage
+
+    ids = random.Random(seed)
+    nids = [ids.getrandbits(63) | 1 for _ in vectors]  # Flower's node ids are random
+    assert len(set(nids)) == len(nids)
+    nodes = _Nodes(
+        dict(zip(nids, vectors, strict=True)),
+        {n: int(w) for n, w in zip(nids, weights, strict=True)},
+    )
+    server = _Clock()
+    with server():
+        neighbours = _ring(nids, seed)
+        setup = _setup_config(len(nids), float(max(weights)))
+    public: dict[int, list[bytes]] = {}
+    for nid in nids:  # stage 0: setup (two key pairs per node)
+        with server():
+            content = _instruction(setup)
+        reply = nodes.deliver(nid, content)
+        public[nid] = [reply[Key.PUBLIC_KEY_1], reply[Key.PUBLIC_KEY_2]]
     forward: dict[int, tuple[list[int], list[bytes]]] = {nid: ([], []) for nid in nids}
     for nid in nids:  # stage 1: share keys (Shamir shares, encrypted to each neighbour)
-        config: dict[str, Any] = {str(n): public[n] for n in neighbours[nid]}
-        reply, dt = _timed(mod._share_keys, states[nid], config)
-        client_s[nid] += dt
-        t0 = time.process_time()
-        for dst, blob in zip(reply[Key.DESTINATION_LIST], reply[Key.CIPHERTEXT_LIST], strict=True):
-            forward[dst][0].append(nid)
-            forward[dst][1].append(blob)
-            upload[nid] += len(blob)
-        server += time.process_time() - t0
-    masked_messages: dict[int, list[bytes]] = {}
-    for nid, vector, weight in zip(nids, vectors, weights, strict=True):  # stage 2
-        config = {Key.SOURCE_LIST: forward[nid][0], Key.CIPHERTEXT_LIST: forward[nid][1]}
-        t0 = time.process_time()
-        parameters = ndarrays_to_parameters([vector])
-        reply = mod._collect_masked_vectors(states[nid], config, int(weight), parameters)
-        client_s[nid] += time.process_time() - t0
-        masked_messages[nid] = reply[Key.MASKED_PARAMETERS]
-        upload[nid] += sum(len(b) for b in masked_messages[nid])
-    t0 = time.process_time()
-    masked: list[NDArray[Any]] | None = None
-    for nid in nids:
-        arrays = [bytes_to_ndarray(b) for b in masked_messages[nid]]
-        masked = arrays if masked is None else [a + b for a, b in zip(masked, arrays, strict=True)]
-    assert masked is not None
-    masked = [a & (MODULUS_RANGE - 1) for a in masked]
-    server += time.process_time() - t0
+        with server():
+            keys: dict[str, Any] = {str(n): public[n] for n in neighbours[nid]}
+            content = _instruction({**keys, Key.STAGE: Stage.SHARE_KEYS})
+        reply = nodes.deliver(nid, content)
+        with server():
+            _route(forward, nid, reply[Key.DESTINATION_LIST], reply[Key.CIPHERTEXT_LIST])
+    masked: dict[int, list[bytes]] = {}
+    for nid in nids:  # stage 2: collect masked vectors (the mod wraps the App's fit reply)
+        with server():
+            srcs, blobs = forward[nid]
+            content = _instruction(
+                {
+                    Key.STAGE: Stage.COLLECT_MASKED_VECTORS,
+                    Key.CIPHERTEXT_LIST: blobs,
+                    Key.SOURCE_LIST: srcs,
+                },
+                fitins=True,
+            )
+        masked[nid] = nodes.deliver(nid, content)[Key.MASKED_PARAMETERS]
+    with server():
+        total = _sum_masked(masked)
     shares: dict[int, list[bytes]] = {nid: [] for nid in nids}
     for nid in nids:  # stage 3: unmask (every neighbour's private-seed share)
-        config = {Key.ACTIVE_NODE_ID_LIST: sorted(neighbours[nid]), Key.DEAD_NODE_ID_LIST: []}
-        reply, dt = _timed(mod._unmask, states[nid], config)
-        client_s[nid] += dt
-        for owner, share in zip(reply[Key.NODE_ID_LIST], reply[Key.SHARE_LIST], strict=True):
-            shares[owner].append(share)
-            upload[nid] += len(share)
-    mean, dt = _timed(_unmask_server, masked, shares, count)
-    server += dt
+        with server():
+            content = _instruction(
+                {
+                    Key.STAGE: Stage.UNMASK,
+                    Key.ACTIVE_NODE_ID_LIST: sorted(neighbours[nid]),
+                    Key.DEAD_NODE_ID_LIST: [],
+                }
+            )
+        reply = nodes.deliver(nid, content)
+        with server():
+            for owner, share in zip(reply[Key.NODE_ID_LIST], reply[Key.SHARE_LIST], strict=True):
+                shares[owner].append(share)
+    with server():
+        mean = _unmask_server(total, shares, len(nids))
     return SecAggPlusRound(
-        client_s=[client_s[n] for n in nids],
-        server_s=server,
-        upload_bytes=[upload[n] for n in nids],
-        vector_bytes=[sum(len(b) for b in masked_messages[n]) for n in nids],
+        client_s=[nodes.client_s[n] for n in nids],
+        stage_s={stage: [by[n] for n in nids] for stage, by in nodes.stage_s.items()},
+        server_s=server.seconds,
+        upload_bytes=[nodes.upload[n] for n in nids],
+        vector_bytes=[sum(len(b) for b in masked[n]) for n in nids],
         mean=mean,
     )
+
+
+def _route(
+    forward: dict[int, tuple[list[int], list[bytes]]],
+    src: int,
+    dsts: list[int],
+    ciphertexts: list[bytes],
+) -> None:
+    """``share_keys_stage``: forward each encrypted share to its destination node."""
+    for dst, blob in zip(dsts, ciphertexts, strict=True):
+        if dst in forward:
+            forward[dst][0].append(src)
+            forward[dst][1].append(blob)
+
+
+def _sum_masked(masked_messages: dict[int, list[bytes]]) -> list[NDArray[Any]]:
+    """``collect_masked_vectors_stage``: parse and add the masked vectors mod the modulus."""
+    from flwr.common import bytes_to_ndarray
+    from flwr.common.secure_aggregation.ndarrays_arithmetic import (
+        parameters_addition,
+        parameters_mod,
+    )
+
+    masked: list[NDArray[Any]] | None = None
+    for blobs in masked_messages.values():
+        arrays = [bytes_to_ndarray(b) for b in blobs]
+        masked = arrays if masked is None else parameters_addition(masked, arrays)
+    assert masked is not None
+    return list(parameters_mod(masked, MODULUS_RANGE))
 
 
 def _unmask_server(
     masked: list[NDArray[Any]], shares: dict[int, list[bytes]], active: int
 ) -> NDArray[np.float64]:
-    """``SecAggPlusWorkflow.unmask_stage`` without dropouts: remove every private mask, take
-    the factor out, dequantize, shift and rescale."""
+    """``unmask_stage`` without dropouts: remove every private mask, take the factor out,
+    dequantize, shift and rescale."""
     from flwr.common.secure_aggregation.crypto.shamir import combine_shares
     from flwr.common.secure_aggregation.ndarrays_arithmetic import (
         factor_extract,

@@ -157,8 +157,11 @@ class SealBackend:
         out[0::2], out[1::2] = packed.real, packed.imag
         return out
 
-    def parse(self, blob: bytes, *, what: str, max_bytes: int | None = None) -> RawCiphertext:
-        """Strictly parse a packed data-level ciphertext of this preset (``unpack_ciphertext``)."""
+    def parse(
+        self, blob: bytes, *, what: str, max_bytes: int | None = None, out: U64 | None = None
+    ) -> RawCiphertext:
+        """Strictly parse a packed data-level ciphertext of this preset (``unpack_ciphertext``),
+        into ``out`` (``(2, L, N)``) when given."""
         return unpack_ciphertext(
             blob,
             n=self.n,
@@ -166,6 +169,7 @@ class SealBackend:
             parms_id=self.data_parms_id,
             max_bytes=max_bytes,
             what=what,
+            out=out,
         )
 
     def save(self, obj: Any) -> bytes:

@@ -184,25 +184,85 @@ def add_mod_rows(a: Any, b: Any, primes: Any, out: Any) -> None:
                 res[j] = min(r, r - q)
 
 
+_GROUP = 4  # chunks per table of subset sums (16 entries)
+_BLOCK = 64  # coefficients per block: the tables of 128 chunks take 256 KiB, within L2
+
+
 @_jit
-def combine_rows(w: Any, c1: Any, primes: Any, out: Any) -> None:
+def combine_rows(w: Any, c1: Any, primes: Any, out: Any, subtract: Any) -> None:
     """``out[j, i, :] = sum over k with w[j, k] = 1 of c1[k, i, :] mod primes[i]`` for reduced
-    ``c1``; in blocks of 256 coefficients so that a block of every chunk stays in cache."""
+    ``c1``, or with ``subtract`` ``out[j, i, :] - that sum mod primes[i]`` (``out`` reduced).
+
+    Method of the four Russians: per block of coefficients, the chunks in groups of 4 and each
+    group's 16 subset sums tabulated (15 modular additions), so that a row adds one table entry
+    per group (``V / 4`` additions instead of about ``V / 2``). Lazy reduction: from a reduced
+    start, ``lazy = min(15, floor(2**64 / q) - 1)`` additions of reduced entries keep the sum
+    below ``(lazy + 1) q <= 2**64``, then conditional subtractions of ``8q, 4q, 2q, q`` (those
+    ``<= lazy q``) bring it back to ``[0, q)``."""
     rows, chunks = w.shape
     n = c1.shape[2]
+    groups = (chunks + _GROUP - 1) // _GROUP
+    index = np.zeros((rows, groups), dtype=np.int64)
+    for j in range(rows):
+        for k in range(chunks):
+            if w[j, k]:
+                index[j, k // _GROUP] |= 1 << (k % _GROUP)
+    table = np.zeros((groups, 1 << _GROUP, _BLOCK), dtype=np.uint64)
+    acc = np.empty(_BLOCK, dtype=np.uint64)
     for i in range(primes.size):
         q = primes[i]
-        for start in range(0, n, 256):
-            stop = min(start + 256, n)
-            for j in range(rows):
-                acc = out[j, i, start:stop]
-                acc[:] = 0
-                for k in range(chunks):
-                    if w[j, k]:
+        lazy = min(15, np.uint64(0xFFFFFFFFFFFFFFFF) // q - 1)
+        for start in range(0, n, _BLOCK):
+            stop = min(start + _BLOCK, n)
+            size = stop - start
+            for g in range(groups):
+                for m in range(1, 1 << _GROUP):
+                    low = m & -m
+                    k = g * _GROUP + _LOW_BIT[low]
+                    prev, dst = table[g, m ^ low], table[g, m]
+                    if k < chunks:  # else no row selects m (index has no such bit)
                         src = c1[k, i, start:stop]
-                        for t in range(acc.size):
-                            r = acc[t] + src[t]
-                            acc[t] = min(r, r - q)
+                        for t in range(size):
+                            r = prev[t] + src[t]
+                            dst[t] = min(r, r - q)
+            for j in range(rows):
+                acc[:size] = 0
+                pending = 0
+                for g in range(groups):
+                    m = index[j, g]
+                    if m:
+                        src = table[g, m]
+                        for t in range(size):
+                            acc[t] += src[t]
+                        pending += 1
+                        if pending == lazy:
+                            _reduce_lazy(acc, size, q, lazy)
+                            pending = 0
+                _reduce_lazy(acc, size, q, pending)
+                dst = out[j, i, start:stop]
+                if subtract:
+                    for t in range(size):
+                        r = dst[t] + (q - acc[t])
+                        dst[t] = min(r, r - q)
+                else:
+                    dst[:] = acc[:size]
+
+
+_LOW_BIT = np.array([0, 0, 1, 0, 2, 0, 0, 0, 3], dtype=np.int64)  # log2 of 1, 2, 4, 8
+
+
+@njit(inline="always")
+def _reduce_lazy(acc: Any, size: Any, q: Any, terms: Any) -> None:
+    """``acc[:size]`` below ``(terms + 1) q`` (``terms <= 15``) to ``[0, q)``: a conditional
+    subtraction of ``s q`` for each power of two ``s <= terms``, largest first."""
+    s = 8
+    while s >= 1:
+        if s <= terms:
+            step = np.uint64(s) * q
+            for t in range(size):
+                x = acc[t]
+                acc[t] = min(x, x - step)
+        s >>= 1
 
 
 @_jit

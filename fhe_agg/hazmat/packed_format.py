@@ -79,17 +79,33 @@ def _pack_rows(rows: U64, width: int) -> bytes:
     return out.view(np.uint8)[:, :, :size].tobytes()
 
 
-def _unpack_rows(buffer: bytes | memoryview, count: int, n: int, width: int) -> U64:
+def _unpack_rows(
+    buffer: bytes | memoryview, count: int, n: int, width: int, out: U64 | None = None
+) -> U64:
+    """``count`` rows of ``n`` values of ``width`` bits; into ``out`` (``(count, n)``, each row
+    contiguous, e.g. ``data[:, i, :]``) when given. The compiled kernel reads the wire bytes in
+    place, aligned or not (no copy)."""
     kernels = _accel.kernels(count * n)
     if kernels is not None and n % _GROUP == 0:
         if len(buffer) != count * n * width // 8:
             raise ValueError(f"buffer: {len(buffer)} bytes for {count} x {n} x {width} bits")
         stream = np.frombuffer(buffer, dtype=np.uint64, count=count * n * width // 64)
-        if not (stream.flags.aligned and stream.flags.writeable):
-            stream = stream.copy()  # one array type for the kernel (and aligned words)
-        values = np.empty(count * n, dtype=np.uint64)
-        kernels.unpack_bits(stream, width, values)
-        return values.reshape(count, n)
+        values = np.empty((count, n), dtype=np.uint64) if out is None else out
+        if values.flags.c_contiguous:
+            kernels.unpack_bits(stream, width, values.reshape(-1))
+            return values
+        row_words = n * width // 64
+        for r in range(count):
+            kernels.unpack_bits(stream[r * row_words : (r + 1) * row_words], width, values[r])
+        return values
+    unpacked = _unpack_rows_numpy(buffer, count, n, width)
+    if out is None:
+        return unpacked
+    out[...] = unpacked
+    return out
+
+
+def _unpack_rows_numpy(buffer: bytes | memoryview, count: int, n: int, width: int) -> U64:
     per, size, words = _record(width)
     padded = np.zeros((count, n // per, 8 * words), dtype=np.uint8)
     padded[:, :, :size] = np.frombuffer(buffer, dtype=np.uint8).reshape(count, n // per, size)
@@ -122,8 +138,10 @@ def unpack_ciphertext(
     parms_id: ParmsId,
     max_bytes: int | None = None,
     what: str = "ciphertext",
+    out: U64 | None = None,
 ) -> RawCiphertext:
-    """Strictly decode :func:`pack_ciphertext` output for ring ``n`` and ``primes``.
+    """Strictly decode :func:`pack_ciphertext` output for ring ``n`` and ``primes`` (into
+    ``out``, shape ``(2, L, N)``, when given: e.g. a slice of a whole update's array).
 
     :class:`MessageTooLarge` beyond ``max_bytes``; :class:`MalformedMessage` for a wrong length or
     magic, a scale that is not a finite number >= 1, an unreduced residue or a transparent
@@ -150,7 +168,7 @@ def unpack_ciphertext(
         raise MalformedMessage(f"{what}: {len(blob)} bytes, expected {packed_size(n, primes)}")
     check_scale(scale, what)
     body = memoryview(blob)[_HEADER.size :]
-    data = unpack_residues(body, rows=_POLYS, n=n, primes=primes, what=what)
+    data = unpack_residues(body, rows=_POLYS, n=n, primes=primes, what=what, out=out)
     check_not_transparent(data, what)
     return RawCiphertext(parms_id, float(scale), data)
 
@@ -172,20 +190,32 @@ def pack_residues(data: U64, primes: tuple[int, ...]) -> bytes:
 
 
 def unpack_residues(
-    blob: bytes | memoryview, *, rows: int, n: int, primes: tuple[int, ...], what: str = "residues"
+    blob: bytes | memoryview,
+    *,
+    rows: int,
+    n: int,
+    primes: tuple[int, ...],
+    what: str = "residues",
+    out: U64 | None = None,
 ) -> U64:
     """Strictly decode :func:`pack_residues` output: exact length, every residue reduced
-    (:class:`MalformedMessage` otherwise)."""
+    (:class:`MalformedMessage` otherwise); into ``out`` (``(rows, L, n)`` uint64, each row
+    contiguous) when given, which then holds garbage after a refusal."""
     expected = residues_size(rows, n, primes)
     if len(blob) != expected:
         raise MalformedMessage(f"{what}: {len(blob)} bytes, expected {expected}")
-    data = np.empty((rows, len(primes), n), dtype=np.uint64)
+    shape = (rows, len(primes), n)
+    if out is None:
+        out = np.empty(shape, dtype=np.uint64)
+    elif out.shape != shape or out.dtype != np.uint64 or out.strides[-1] != 8:
+        raise ValueError(f"out: expected a uint64 array of shape {shape} with contiguous rows")
+    data = out
     offset = 0
+    view = memoryview(blob)
     for i, q in enumerate(primes):
         size = rows * n * q.bit_length() // 8
-        values = _unpack_rows(memoryview(blob)[offset : offset + size], rows, n, q.bit_length())
+        values = _unpack_rows(view[offset : offset + size], rows, n, q.bit_length(), data[:, i, :])
         if rows and int(values.max()) >= q:
             raise MalformedMessage(f"{what}: prime {i} holds a residue not reduced mod {q}")
-        data[:, i, :] = values
         offset += size
     return data

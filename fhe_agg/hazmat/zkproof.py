@@ -2,11 +2,13 @@
 
 Relation (per batch of ``V <= PROOF_BATCH`` chunks, modulo every data prime, NTT form): the prover
 knows ``w_k = (u_k, e1_k)`` with ``c1_k = a*u_k + e1_k``. Protocol, made non-interactive with
-Fiat–Shamir over SHAKE-256 [BDLN16, BL17, L12]:
+Fiat–Shamir [BDLN16, BL17, L12]:
 
 1. sample ``U`` Gaussian masks ``y_j = (y_u,j, y_e,j)`` (integer polynomials) and commit
    ``t_j = a*y_u,j + y_e,j``;
-2. ``seed = SHAKE-256(label, context, a, c1, t)``; ``W`` (``U x V``, binary) is expanded from it;
+2. ``seed = SHAKE-256(label, context, SHA-256(a), SHA-256(c1), SHA-256(t))`` (the bulk arrays
+   through SHA-256, which SHA-NI runs 3-4x faster than Keccak: :func:`transcript_seed`); ``W``
+   (``U x V``, binary) is expanded from it;
 3. respond ``z_j = y_j + sum_k W_jk w_k``; keep it with the rejection probability of [L12,
    Thm 4.6] (else restart at 1), so ``z`` is distributed independently of the witness;
 4. the proof is ``seed || z`` (fixed-width signed integers, bit-packed).
@@ -60,7 +62,8 @@ __all__ = [
     "verify",
 ]
 
-_LABEL = b"fhe_agg/zkproof/v1"
+#: v2: the arrays enter the transcript as SHA-256 digests (v1 hashed their words with SHAKE-256).
+_LABEL = b"fhe_agg/zkproof/v2"
 _MAGIC = b"FZP1"
 _SEED = 32
 _MAX_ATTEMPTS = 200
@@ -88,9 +91,22 @@ def _size(p: ProofParameters) -> int:
 
 
 def transcript_seed(statement: ProofStatement, c1: U64, commitments: U64) -> bytes:
-    """The Fiat–Shamir seed: SHAKE-256 over the label, the context, ``(n, L, V, U)``, the primes,
-    ``a``, the batch's ``c1`` and the commitments (little-endian 64-bit residues)."""
+    """The Fiat–Shamir seed: SHAKE-256 over the label, the context, ``(n, L, V, U)``, the primes
+    and the SHA-256 digests of ``a``, the batch's ``c1`` and the commitments (each the
+    little-endian 64-bit residues in C order; integers little-endian, label and context
+    length-prefixed), 32 bytes.
+
+    Binding: the seed determines ``(context, a, c1, t)`` unless SHA-256 collides, so the
+    Fiat–Shamir soundness of :func:`fhe_agg.hazmat.zkparams.rows_for` holds up to a SHA-256
+    collision: ``2**128`` classical work, the same 256-bit collision level (NIST PQC category 2)
+    as the 32-byte SHAKE-256 seed itself and the SHA3-256 digests this replaced; quantum
+    collision search [BHT98, CNS17] is compared in ``docs/key-safety.md`` §"Transcript hashing"."""
     return _seed(_prefix(statement, c1, commitments.shape[0]), commitments)
+
+
+def _words_digest(array: U64) -> bytes:
+    """SHA-256 of ``array``'s little-endian 64-bit words in C order (no copy when contiguous)."""
+    return hashlib.sha256(np.ascontiguousarray(array, dtype="<u8").data).digest()
 
 
 def _prefix(statement: ProofStatement, c1: U64, rows: int) -> Any:
@@ -99,14 +115,14 @@ def _prefix(statement: ProofStatement, c1: U64, rows: int) -> Any:
     h.update(struct.pack("<Q", len(statement.context)) + statement.context)
     h.update(struct.pack("<IIII", statement.n, len(statement.primes), c1.shape[0], rows))
     h.update(b"".join(struct.pack("<Q", q) for q in statement.primes))
-    h.update(np.ascontiguousarray(statement.a_ntt, dtype="<u8").tobytes())
-    h.update(np.ascontiguousarray(c1, dtype="<u8").tobytes())
+    h.update(_words_digest(statement.a_ntt))
+    h.update(_words_digest(c1))
     return h
 
 
 def _seed(prefix: Any, commitments: U64) -> bytes:
     h = prefix.copy()
-    h.update(np.ascontiguousarray(commitments, dtype="<u8").tobytes())
+    h.update(_words_digest(commitments))
     digest: bytes = h.digest(_SEED)
     return digest
 
@@ -127,18 +143,23 @@ def _small_product(w: NDArray[np.float64], x: NDArray[np.int64]) -> NDArray[np.i
     return out
 
 
-def _combine_mod(w: NDArray[np.float64], c1: U64, primes: tuple[int, ...]) -> U64:
-    """``sum_k W_jk c1_k mod q_i`` exactly: residues split in limbs of at most ``52 - log2(V)``
-    bits, each limb product in float64 BLAS (below ``V * 2**limb <= 2**52``: exact),
-    recombined with Shoup multiplications (one limb for a 40-bit prime, two for 60 bits)."""
+def _combine_mod(
+    w: NDArray[np.float64], c1: U64, primes: tuple[int, ...], t: U64 | None = None
+) -> U64:
+    """``sum_k W_jk c1_k mod q_i`` exactly, or with ``t`` (reduced, ``(U, L, N)``) ``t - sum``
+    written into ``t`` (the verifier's commitments): residues split in limbs of at most
+    ``52 - log2(V)`` bits, each limb product in float64 BLAS (below ``V * 2**limb <= 2**52``:
+    exact), recombined with Shoup multiplications (one limb for a 40-bit prime, two for 60
+    bits)."""
     rows, chunks, n = w.shape[0], w.shape[1], c1.shape[2]
-    out = np.empty((rows, len(primes), n), dtype=np.uint64)
     kernels = _accel.kernels(rows * c1.size)
     if kernels is not None:  # the same residues, by lazy modular additions (compiled)
+        out = np.empty((rows, len(primes), n), dtype=np.uint64) if t is None else t
         bits = np.ascontiguousarray(w != 0, dtype=np.uint8)
         primes_u64 = np.array(primes, dtype=np.uint64)
-        kernels.combine_rows(bits, np.ascontiguousarray(c1), primes_u64, out)
+        kernels.combine_rows(bits, np.ascontiguousarray(c1), primes_u64, out, t is not None)
         return out
+    out = np.empty((rows, len(primes), n), dtype=np.uint64)
     for i, q in enumerate(primes):
         limbs = -(-q.bit_length() // (52 - chunks.bit_length()))
         width = -(-q.bit_length() // limbs)
@@ -155,7 +176,9 @@ def _combine_mod(w: NDArray[np.float64], c1: U64, primes: tuple[int, ...]) -> U6
                 acc = mul_shoup(acc, shift, quot, q)
             acc = csub(acc + product, q)
         out[:, i, :] = acc
-    return out
+        if t is not None:
+            t[:, i, :] = sub_mod(t[:, i, :], acc, q)
+    return out if t is None else t
 
 
 def _commit(y_u: NDArray[np.int64], y_e: NDArray[np.int64], statement: ProofStatement) -> U64:
@@ -175,7 +198,7 @@ def _check_batch(statement: ProofStatement, c1: U64) -> int:
     if statement.a_ntt.shape != (count, n):
         raise InvalidProof(f"statement: a_ntt has shape {statement.a_ntt.shape}")
     for i, q in enumerate(statement.primes):
-        if np.any(c1[:, i, :] >= np.uint64(q)):
+        if int(c1[:, i, :].max()) >= q:  # a reduction: no temporary array of c1's size
             raise InvalidProof("c1: a residue is not reduced modulo its prime")
     return int(c1.shape[0])
 
@@ -258,7 +281,7 @@ def _fits(p: ProofParameters, z_u: NDArray[np.int64], z_e: NDArray[np.int64]) ->
 def _check_responses(p: ProofParameters, z_u: NDArray[np.int64], z_e: NDArray[np.int64]) -> None:
     for z, width, beta, part in ((z_u, p.width_u, p.beta_u, "u"), (z_e, p.width_e, p.beta_e, "e")):
         limit = (1 << (width - 1)) - 1
-        if np.any(np.abs(z) > limit):
+        if int(z.max()) > limit or int(z.min()) < -limit:
             raise InvalidProof(f"proof: a response coefficient of the {part} part is out of range")
         norms = np.einsum("ij,ij->i", z, z)  # exact: |z| < 2**23, n * 2**46 < 2**63
         if np.any(norms > math.floor(beta * beta)):
@@ -287,8 +310,9 @@ def _decode(p: ProofParameters, proof: bytes) -> tuple[bytes, NDArray[np.int64],
     out = []
     for width in (p.width_u, p.width_e):
         size = p.rows * p.n * width // 8
-        raw = _unpack_rows(view[offset : offset + size], p.rows, p.n, width)
-        out.append(raw.astype(np.int64) - (1 << (width - 1)))
+        signed = _unpack_rows(view[offset : offset + size], p.rows, p.n, width).view(np.int64)
+        signed -= 1 << (width - 1)  # in place: every code is below 2**width
+        out.append(signed)
         offset += size
     return seed, out[0], out[1]
 
@@ -307,10 +331,7 @@ def verify(
     seed, z_u, z_e = _decode(p, proof)
     _check_responses(p, z_u, z_e)
     w = challenge_matrix(seed, p.rows, chunks)
-    commitments = _commit(z_u, z_e, statement)
-    combined = _combine_mod(w, c1, statement.primes)
-    for i, q in enumerate(statement.primes):
-        commitments[:, i, :] = sub_mod(commitments[:, i, :], combined[:, i, :], q)
+    commitments = _combine_mod(w, c1, statement.primes, _commit(z_u, z_e, statement))
     expected = _seed(_prefix(statement, c1, p.rows), commitments)
     if not hmac.compare_digest(expected, seed):
         raise InvalidProof("proof: the transcript does not match (wrong statement or forged)")

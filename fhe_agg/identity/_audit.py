@@ -123,7 +123,8 @@ def default_deployment_inventory(
         suite.spec.signature_algorithm: "update and statement signatures",
         _kem_asset(suite): "key-share sealing (HPKE)",
         f"CKKS-{preset}": "model update encryption (secure aggregation)",
-        "SHA3-256": "fingerprints, Merkle hashing, audit log chain",
+        "SHA3-256": "fingerprints, audit log chain",
+        "SHA-256": "Merkle hashing of update chunks, proofs digest, proof transcripts",
         "AES-256-GCM": "HPKE AEAD for sealed key shares",
     }
 
@@ -133,7 +134,7 @@ def roster_inventory(roster: Roster) -> dict[str, str]:
 
     One signature asset per suite in use (the admin's and every non-revoked member's current
     key, with the roles that use it), the sealing KEM of each suite, the roster's CKKS preset,
-    SHA3-256 and AES-256-GCM.
+    SHA3-256, SHA-256 and AES-256-GCM.
     """
     usages: dict[str, list[str]] = {}
 
@@ -146,6 +147,7 @@ def roster_inventory(roster: Roster) -> dict[str, str]:
         use(identity.suite.spec.signature_algorithm, _ROLE_SIGNS[identity.role.value])
         use(_kem_asset(identity.suite), "key-share sealing (HPKE)")
     use(f"CKKS-{roster.preset}", "model update encryption (secure aggregation)")
-    use("SHA3-256", "fingerprints, Merkle hashing, audit log chain")
+    use("SHA3-256", "fingerprints, audit log chain")
+    use("SHA-256", "Merkle hashing of update chunks, proofs digest, proof transcripts")
     use("AES-256-GCM", "HPKE AEAD for sealed key shares")
     return {asset: "; ".join(texts) for asset, texts in usages.items()}

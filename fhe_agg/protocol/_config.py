@@ -27,7 +27,10 @@ from fhe_agg.protocol._wire import pack, unpack
 
 __all__ = ["PROTOCOL_VERSION", "FederationConfig"]
 
-PROTOCOL_VERSION = 2
+#: Version of every signed and hashed format of a round (signed in each update, hashed into
+#: ``params_id``). 3: the Merkle tree, the proofs' digest and the proof transcript hash their
+#: bulk bytes with SHA-256 (SHA3-256 / SHAKE-256 in 2).
+PROTOCOL_VERSION = 3
 _MIN_SCALE_BITS = 20
 _HEADROOM_BITS = 3  # room for encryption noise on top of the largest sum
 _NOISE_TAILS = 8.0  # DP noise in the largest sum: this many standard deviations (slot domain)

@@ -1,8 +1,14 @@
-"""Binary Merkle tree over ciphertext chunks (RFC 6962 shape, SHA3-256, domain-separated).
+"""Binary Merkle tree over ciphertext chunks (RFC 6962 shape, SHA-256, domain-separated).
 
 A client signs the root; anyone holding a chunk and its audit path can prove that chunk belongs
 to the signed update without the other chunks. Leaves bind the chunk index, so chunks cannot be
-reordered.
+reordered. Leaves and inner nodes carry distinct labels (RFC 6962's ``0x00``/``0x01`` prefixes,
+spelled out), so a node is never taken for a leaf.
+
+SHA-256 since protocol version 3 (SHA3-256 before): the leaves hash every ciphertext byte an
+aggregator ingests, and SHA-NI runs SHA-256 at about 1.7 GB/s per core against 0.5 GB/s for
+Keccak. Both give 32-byte digests with the same collision resistance, ``2**128`` classical work
+(NIST PQC category 2); ``docs/key-safety.md`` §"Transcript hashing" compares the quantum attacks.
 """
 
 from __future__ import annotations
@@ -12,13 +18,19 @@ import struct
 
 __all__ = ["leaf_hash", "merkle_path", "merkle_root", "verify_path"]
 
+_LEAF = b"fhe_agg/merkle-leaf/v2|"
+_NODE = b"fhe_agg/merkle-node/v2|"
+
 
 def leaf_hash(index: int, chunk: bytes) -> bytes:
-    return hashlib.sha3_256(b"\x00" + struct.pack("<I", index) + chunk).digest()
+    """SHA-256 of the leaf label, the index (u32 little-endian) and the chunk's bytes."""
+    h = hashlib.sha256(_LEAF + struct.pack("<I", index))
+    h.update(chunk)
+    return h.digest()
 
 
 def _node(left: bytes, right: bytes) -> bytes:
-    return hashlib.sha3_256(b"\x01" + left + right).digest()
+    return hashlib.sha256(_NODE + left + right).digest()
 
 
 def _split(n: int) -> int:

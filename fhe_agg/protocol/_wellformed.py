@@ -54,8 +54,9 @@ __all__ = [
 #: Domain label of every well-formedness proof's transcript (the ``fhe-agg/v1/<what>`` scheme of
 #: the project's signature contexts).
 WELLFORMED_CONTEXT = b"fhe-agg/v1/wellformed"
-#: Domain label of the digest of an update's proofs, signed in its statement.
-PROOFS_CONTEXT = b"fhe-agg/v1/proofs"
+#: Domain label of the digest of an update's proofs, signed in its statement (v2: SHA-256; v1
+#: was SHA3-256).
+PROOFS_CONTEXT = b"fhe-agg/v2/proofs"
 
 
 @dataclass(frozen=True, eq=False, repr=False)
@@ -123,8 +124,9 @@ def proof_statement(key: DataLevelKey, context: bytes) -> ProofStatement:
 
 
 def proofs_digest(proofs: Sequence[bytes]) -> bytes:
-    """SHA3-256 over the proofs in order, each length-prefixed: what the statement signs."""
-    h = hashlib.sha3_256(PROOFS_CONTEXT + b"|" + len(proofs).to_bytes(8, "little"))
+    """SHA-256 over the proofs in order, each length-prefixed: what the statement signs
+    (SHA-256 for SHA-NI's speed: the same 256-bit collision level as SHA3-256)."""
+    h = hashlib.sha256(PROOFS_CONTEXT + b"|" + len(proofs).to_bytes(8, "little"))
     for proof in proofs:
         h.update(len(proof).to_bytes(8, "little"))
         h.update(proof)
@@ -277,7 +279,7 @@ def prefetch_batches(
 
 
 #: Digests of (statement, c1, proof) triples that verified in this process. ``verify`` is a
-#: deterministic function of exactly these inputs, so a triple whose SHA3-256 digest is here
+#: deterministic function of exactly these inputs, so a triple whose SHA-256 digest is here
 #: verifies again: an aggregator and several key holders in one process (a simulation, a test)
 #: pay for each proof once. Nothing else is kept; separate processes share nothing.
 _VERIFIED: OrderedDict[bytes, None] = OrderedDict()
@@ -290,12 +292,13 @@ def forget_verified() -> None:
 
 
 def _memo_key(statement: ProofStatement, c1: U64, proof: bytes) -> bytes:
-    h = hashlib.sha3_256(b"fhe-agg/v1/verified-proof|")
+    h = hashlib.sha256(b"fhe-agg/v1/verified-proof|")
     for part in (statement.context, proof):
-        h.update(len(part).to_bytes(8, "little") + part)
+        h.update(len(part).to_bytes(8, "little"))
+        h.update(part)
     h.update(repr((statement.n, statement.primes, c1.shape)).encode() + b"|")
-    h.update(np.ascontiguousarray(statement.a_ntt, dtype="<u8").tobytes())
-    h.update(np.ascontiguousarray(c1, dtype="<u8").tobytes())
+    h.update(np.ascontiguousarray(statement.a_ntt, dtype="<u8").data)
+    h.update(np.ascontiguousarray(c1, dtype="<u8").data)
     return h.digest()
 
 

@@ -290,18 +290,23 @@ class Aggregator:
     def _check_statement(self, signed: SignedStatement) -> None:
         check_statement(signed, self.context)
 
-    def _parse_chunks(self, chunks: Iterable[bytes], client_id: str) -> U64:
-        arrays = []
+    def _parse_chunks(self, chunks: Sequence[bytes], client_id: str) -> U64:
+        """Every chunk parsed straight into one ``[chunk, poly, prime, coeff]`` array (the
+        running sum's layout: no per-chunk arrays to stack)."""
+        backend = self._backend
+        out = np.empty((len(chunks), 2, len(backend.data_primes), backend.n), dtype=np.uint64)
         for i, blob in enumerate(chunks):
-            raw = self._backend.parse(
-                blob, max_bytes=self.bounds.chunk_bytes, what=f"client {client_id!r} chunk {i}"
+            raw = backend.parse(
+                blob,
+                max_bytes=self.bounds.chunk_bytes,
+                what=f"client {client_id!r} chunk {i}",
+                out=out[i],
             )
             if raw.scale != self.config.scale:
                 raise ParameterMismatch(
                     f"client {client_id!r} chunk {i}: scale differs from the federation's"
                 )
-            arrays.append(raw.data)
-        return np.stack(arrays)
+        return out
 
     def finalize(self) -> EncryptedAggregate:
         """Close the round and return the encrypted weighted mean with its manifest.

@@ -189,8 +189,10 @@ class AggregatorStore:
             raise self._db.corrupt(f"statement of update {slot} does not decode ({exc})") from None
 
     def _digest(self, index: int, accepted: int, data: bytes) -> bytes:
-        head = b"fhe_agg/store/sum|" + index.to_bytes(8, "little") + accepted.to_bytes(8, "little")
-        h = hashlib.sha3_256(head)
+        """SHA-256 (SHA-NI: a model's worth of bytes per commit) of the row, its index and the
+        accepted count (v2; SHA3-256 under ``fhe_agg/store/sum|`` before protocol version 3)."""
+        head = b"fhe_agg/store/sum/v2|" + index.to_bytes(8, "little")
+        h = hashlib.sha256(head + accepted.to_bytes(8, "little"))
         h.update(data)
         return h.digest()
 

@@ -68,7 +68,7 @@ def test_already_disallowed_is_critical() -> None:
 @pytest.mark.parametrize("suite", list(Suite))
 def test_own_deployment_has_no_quantum_vulnerable_confidentiality(suite: Suite) -> None:
     findings = audit_inventory(default_deployment_inventory(suite))
-    assert len(findings) == 5
+    assert len(findings) == 6
     assert not [f for f in findings if f.quantum_vulnerable]
     assert all(f.risk is Risk.INFO for f in findings)
     assert all((f.nist_quantum_level or 0) >= 1 for f in findings)
@@ -80,12 +80,13 @@ def test_policies() -> None:
         for f in audit_inventory(default_deployment_inventory(Suite.HYBRID), policy=Policy.CNSA2)
     }
     assert cnsa["X-Wing"].risk is Risk.MEDIUM and cnsa["SHA3-256"].risk is Risk.MEDIUM
+    assert cnsa["SHA-256"].risk is Risk.MEDIUM  # CNSA 2.0 asks for SHA-384/512
     assert all(
         f.risk is Risk.INFO
         for f in audit_inventory(
             default_deployment_inventory(Suite.CNSA2) | {"SHA-384": "hashing"}, policy=Policy.CNSA2
         )
-        if f.asset not in ("SHA3-256",)
+        if f.asset not in ("SHA3-256", "SHA-256")
     )
     eu = {
         f.asset: f

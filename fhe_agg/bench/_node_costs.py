@@ -1,0 +1,384 @@
+"""Per-message overhead of the node handlers, the deployment engine's cost (issue target: at
+most 5% of the round's cryptographic work at 1e6 parameters).
+
+A pinned federation (admin-signed roster, one passphrase-protected key file per member, 2-of-3
+key holders, a few clients, preset ``precise``) runs in this process with every node's state in
+its own state folder, exactly as on a SuperNode: each message goes to the nodes' ``ClientApp``
+(:func:`~fhe_agg.flower.enable_secure_aggregation` and
+:func:`~fhe_agg.flower.secure_update_mod`), which loads the node, steps and saves. The server is
+the library's own: introductions, the relayed ceremony and setup
+(:func:`~fhe_agg.flower._relay.set_up_federation`), the aggregation, the challenges and partial
+decryptions (:func:`~fhe_agg.flower._decrypt.decrypt_round`) and, for a second round that is
+closed instead of decrypted, the abort votes (:func:`~fhe_agg.flower._closure.close_round`);
+only the transport differs (:class:`_LocalRelay` hands each message to the node's App, delivered
+as a SuperNode delivers it). :mod:`._node_phases` splits each handler's wall time into loading
+the node, unsealing the key share and saving, against the rest: the handler's cryptographic
+work. Process start (a SuperNode's fresh ``flwr-clientapp`` per message) is left aside, as the
+target says; ``--full`` adds a two-round run of the Flower example on a real local deployment.
+"""
+
+from __future__ import annotations
+
+import secrets
+import statistics
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any, cast
+
+import numpy as np
+from numpy.typing import NDArray
+
+from fhe_agg.bench._harness import Figure, Plan, Target, figure, size_label
+from fhe_agg.bench._node_phases import PHASES, PhaseClock, Phases
+from fhe_agg.flower._relay import Federation, Relay, Reply
+
+__all__ = ["node_figures"]
+
+HOLDERS, THRESHOLD, CLIENTS = 3, 2, 3
+PARAMS = {"full": 1_000_000, "quick": 100_000, "smoke": 8192}
+CONSORTIUM = "bench-nodes"
+WEIGHT_KEY = "num-examples"
+TARGET = Target("ratio", "<=", 0.05)
+
+
+def _scale(round_id: int) -> float:
+    """Each round's updates differ (a client refuses to encrypt one update for two rounds)."""
+    return 1.0 - 0.01 * round_id
+
+
+class _Nodes:
+    """The SuperNodes: one pinned member each, its own state folder, one ``Context``."""
+
+    def __init__(self, root: Path, pins: list[Any], deltas: list[NDArray[np.float64]]) -> None:
+        from flwr.app import Array, ArrayRecord, Context, Message, MetricRecord, RecordDict
+        from flwr.clientapp import ClientApp
+
+        from fhe_agg.flower import enable_secure_aggregation, secure_update_mod
+        from fhe_agg.flower._protocol import ROUND_RECORD
+
+        def partition(context: Context) -> int:
+            return int(context.node_config["partition-id"])
+
+        self.app = ClientApp(mods=[secure_update_mod])
+        enable_secure_aggregation(self.app, pinned=lambda context: pins[partition(context)])
+
+        @self.app.train()
+        def train(message: Message, context: Context) -> Message:
+            received = message.content.array_records["arrays"]["w"].numpy()
+            k = partition(context) - HOLDERS
+            round_id = message.content.config_records[ROUND_RECORD]["round"]
+            assert isinstance(round_id, int)  # a client never sends one update twice: vary it
+            trained = ArrayRecord({"w": Array(received + deltas[k] * _scale(round_id))})
+            metrics = MetricRecord({WEIGHT_KEY: float(k + 1)})
+            return Message(RecordDict({"arrays": trained, "metrics": metrics}), reply_to=message)
+
+        self.contexts = {
+            1_000 + 7 * i: Context(
+                run_id=1,
+                node_id=1_000 + 7 * i,
+                node_config={
+                    "partition-id": i,
+                    "num-partitions": len(pins),
+                    "fhe-state-dir": str(root / f"node-{i}"),
+                },
+                state=RecordDict(),
+                run_config={},
+            )
+            for i in range(len(pins))
+        }
+        self.clock = PhaseClock()
+        self.timings: list[tuple[str, int, Phases]] = []
+        self.size = 0
+        self.config: Any = None
+
+    def deliver(self, node: int, action: str, content: Any) -> Any:
+        """The node's reply to ``content``, delivered as a SuperNode delivers a message."""
+        from flwr.app import DEFAULT_TTL, Message, Metadata
+
+        metadata = Metadata(
+            run_id=1,
+            message_id=uuid.uuid4().hex,
+            src_node_id=0,  # the SuperLink
+            dst_node_id=node,
+            reply_to_message_id="",
+            group_id="",
+            created_at=time.time(),
+            ttl=DEFAULT_TTL,
+            message_type=action,
+        )
+        # as the SuperNode's runtime builds a delivered message (instructions built with
+        # ``dst_node_id`` need the runtime's task identity, set only inside a Flower run)
+        message = Message(content=content, metadata=metadata)  # type: ignore[call-overload]
+        reply, phases = self.clock.call(lambda: self.app(message, self.contexts[node]))
+        self.timings.append((action, node, phases))
+        return reply
+
+
+class _LocalRelay(Relay):
+    """:class:`Relay` with the nodes in this process instead of a Flower ``Grid``."""
+
+    def __init__(self, nodes: _Nodes) -> None:
+        super().__init__(cast(Any, None), timeout=3600.0)
+        self.nodes = nodes
+
+    def ask(self, action: str, per_node: Any) -> dict[int, Reply]:
+        from flwr.app import ConfigRecord, RecordDict
+
+        from fhe_agg.flower._protocol import RECORD
+
+        out: dict[int, Reply] = {}
+        for node, values in per_node.items():
+            reply = self.nodes.deliver(node, action, RecordDict({RECORD: ConfigRecord(values)}))
+            if reply.has_error():
+                out[node] = reply.error.reason or "error reply"
+            else:
+                record = reply.content.config_records.get(RECORD)
+                out[node] = record if record is not None else "reply without an fhe record"
+        return out
+
+    def wait_for_nodes(self, count: int) -> list[int]:
+        return sorted(self.nodes.contexts)
+
+
+def _consortium(folder: Path, clients: int) -> list[Any]:
+    """Key files (passphrases in files) and the admin-signed roster; each node's pin."""
+    from fhe_agg.flower import PinnedRoster
+    from fhe_agg.identity import Identity, Role, Roster, Suite, write_identity
+
+    admin = Identity.generate(id="admin", role=Role.ADMIN, suite=Suite.PQ_ONLY)
+    write_identity(admin, folder)
+    members, pins = [], []
+    for k in range(HOLDERS + clients):
+        name = f"holder-{k + 1}" if k < HOLDERS else f"client-{k - HOLDERS}"
+        role = Role.HOLDER if k < HOLDERS else Role.CLIENT
+        member = Identity.generate(id=name, role=role, suite=Suite.PQ_ONLY)
+        passphrase = secrets.token_hex(16).encode()
+        write_identity(member, folder, passphrase=passphrase)
+        (folder / f"{name}.pass").write_bytes(passphrase + b"\n")
+        (folder / f"{name}.pass").chmod(0o600)
+        members.append(member.public)
+        pins.append(
+            PinnedRoster(
+                roster=folder / "roster.json",
+                admin_public=folder / "admin.pub.json",
+                key=folder / f"{name}.key",
+                passphrase_file=folder / f"{name}.pass",
+            )
+        )
+    roster = Roster.create(
+        consortium=CONSORTIUM,
+        admin=admin,
+        members=members,
+        preset="precise",
+        min_clients=min(3, clients),
+        threshold=THRESHOLD,
+    )
+    roster.save(folder / "roster.json")
+    return pins
+
+
+def _config(clients: int) -> Any:
+    from fhe_agg.protocol._config import FederationConfig
+
+    return FederationConfig(
+        min_clients=min(3, clients),
+        max_clients=clients,
+        max_weight=1000.0,
+        value_bound=1.0,
+        holders=HOLDERS,
+        threshold=THRESHOLD,
+    )
+
+
+def _train(nodes: _Nodes, federation: Federation, round_id: int, start: Any) -> list[bytes]:
+    """Every client's encrypted update of ``round_id`` (the strategy's train message)."""
+    from flwr.app import Array, ArrayRecord, ConfigRecord, MessageType, RecordDict
+
+    from fhe_agg.flower._protocol import ROUND_RECORD, UPDATE_RECORD, record_bytes
+
+    out = []
+    for node in sorted(federation.node_of.values()):
+        content = RecordDict(
+            {
+                "arrays": ArrayRecord({"w": Array(start)}),
+                "config": ConfigRecord({}),
+                ROUND_RECORD: ConfigRecord({"round": round_id, "weight-key": WEIGHT_KEY}),
+            }
+        )
+        reply = nodes.deliver(node, MessageType.TRAIN, content)
+        if reply.has_error():
+            raise RuntimeError(f"node {node} refused to train: {reply.error.reason}")
+        out.append(record_bytes(reply.content.config_records[UPDATE_RECORD], "update"))
+    return out
+
+
+def _round(
+    nodes: _Nodes, relay: _LocalRelay, federation: Federation, round_id: int, *, decrypt: bool
+) -> NDArray[np.float64] | None:
+    """One round as ``SecureAggregation.aggregate_train`` runs it (decrypted, or closed)."""
+    from flwr.app import Array, ArrayRecord
+
+    from fhe_agg.flower._closure import close_round
+    from fhe_agg.flower._decrypt import decrypt_round
+    from fhe_agg.flower._mod import arrays_to_vector
+    from fhe_agg.flower._report import RoundReport
+    from fhe_agg.server._aggregator import Aggregator
+    from fhe_agg.server._coordinator import RoundCoordinator
+
+    start = np.zeros(nodes.size)
+    _, layout = arrays_to_vector(ArrayRecord({"w": Array(start)}))
+    updates = _train(nodes, federation, round_id, start)
+    with Aggregator(
+        config=nodes.config,
+        roster=federation.roster,
+        public_key=federation.public_key,
+        round_id=round_id,
+        layout=layout,
+    ) as aggregator:
+        coordinator = RoundCoordinator(aggregator, holder_keys=federation.holder_keys)
+        for update in updates:
+            coordinator.add(update)
+        if not decrypt:
+            cert, refused = close_round(relay, federation, coordinator)
+            if cert is None:
+                raise RuntimeError(f"round {round_id} was not closed: {refused}")
+            return None
+        members = tuple(range(1, THRESHOLD + 1))
+        coordinator.finalize(members)
+        report = RoundReport(round=round_id, decrypting_set=members)
+        mean, _ = decrypt_round(relay, federation, coordinator, layout, report)
+        if mean is None:
+            raise RuntimeError(f"round {round_id} was not decrypted: {report.reason}")
+        return mean
+
+
+def run_federation(
+    params: int, *, clients: int = CLIENTS, rounds: int = 1, abort: bool = True
+) -> dict[str, Any]:
+    """Setup, ``rounds`` decrypted rounds and (``abort``) one closed round, in this process.
+
+    Returns the phases of every node message (``timings``: action, node, :class:`Phases`, round
+    or ``None`` for setup), the wall seconds of setup and of the decrypted rounds, and the max
+    abs error of the last released mean against the weighted mean of the updates."""
+    from fhe_agg.flower._relay import set_up_federation
+
+    rng = np.random.default_rng(params)
+    deltas = [rng.uniform(-1.0, 1.0, params) * (0.5 / np.sqrt(params)) for _ in range(clients)]
+    weights = np.arange(1, clients + 1, dtype=np.float64)
+    with tempfile.TemporaryDirectory(prefix="fhe-bench-nodes-") as tmp:
+        root = Path(tmp)
+        (root / "keys").mkdir(mode=0o700)
+        nodes = _Nodes(root, _consortium(root / "keys", clients), deltas)
+        nodes.size, nodes.config = params, _config(clients)
+        relay = _LocalRelay(nodes)
+        rounds_of: list[int | None] = []
+        with nodes.clock.installed():
+            t0 = time.perf_counter()
+            federation = set_up_federation(
+                relay, nodes.config, clip=1.0, consortium=CONSORTIUM, epoch=1,
+                min_nodes=HOLDERS + clients,
+            )  # fmt: skip
+            setup_s = time.perf_counter() - t0
+            rounds_of += [None] * (len(nodes.timings) - len(rounds_of))
+            t0 = time.perf_counter()
+            mean = None
+            for round_id in range(1, rounds + 1):
+                mean = _round(nodes, relay, federation, round_id, decrypt=True)
+                rounds_of += [round_id] * (len(nodes.timings) - len(rounds_of))
+            rounds_s = time.perf_counter() - t0
+            if abort:
+                _round(nodes, relay, federation, rounds + 1, decrypt=False)
+                rounds_of += [rounds + 1] * (len(nodes.timings) - len(rounds_of))
+    assert mean is not None
+    exact = np.average(np.stack(deltas), axis=0, weights=weights) * _scale(rounds)
+    return {
+        "timings": [(*t, r) for t, r in zip(nodes.timings, rounds_of, strict=True)],
+        "setup_s": setup_s,
+        "rounds_s": rounds_s,
+        "max_abs_error": float(np.max(np.abs(mean - exact))),
+    }
+
+
+_LABELS = {
+    "train": "client update (encrypt + prove + sign the train reply)",
+    "query.fhe_challenge": "challenge (key holder)",
+    "query.fhe_decrypt": "partial decryption (key holder)",
+    "query.fhe_abort": "abort vote (key holder)",
+    "query.fhe_ceremony": "key ceremony step (key holder, once per key)",
+    "query.fhe_setup": "setup (every node, once per run)",
+}
+_ROUND_ACTIONS = ("train", "query.fhe_challenge", "query.fhe_decrypt")
+
+
+def _phase_medians(rows: list[Phases]) -> dict[str, Any]:
+    """Per-message medians (CPU, and wall beside) of the phases of ``rows``."""
+
+    def median(values: list[float]) -> float:
+        return float(statistics.median(values))
+
+    out = {f"{p}_s": median([r.spent_cpu[p] for r in rows]) for p in PHASES}
+    out["wall_overhead_s"] = median([r.overhead(cpu=False) for r in rows])
+    out["wall_work_s"] = median([r.work(cpu=False) for r in rows])
+    return out
+
+
+def node_figures(plan: Plan) -> list[Figure]:
+    """One row per node handler, one for the whole round, and (``--full``, from a source
+    checkout) a two-round deployment run of the Flower example next to the same in-process."""
+    params = PARAMS[plan.mode]
+    run = run_federation(params)
+    workload = f"{size_label(params)}, {CLIENTS} clients, {THRESHOLD}-of-{HOLDERS} precise, pinned"
+    timings = run["timings"]
+    round_rows = [p for a, _, p, r in timings if r == 1 and a in _ROUND_ACTIONS]
+    round_work = sum(p.work() for p in round_rows)
+    round_overhead = sum(p.overhead() for p in round_rows)
+    common: dict[str, Any] = {
+        "workload": workload,
+        "unit": "s CPU",
+        "baseline_name": "the handler's cryptographic work (same messages)",
+        "higher_is_better": False,
+        "params": params,
+    }
+    out = []
+    for action, label in _LABELS.items():
+        rows = [p for a, _, p, _r in timings if a == action]
+        if not rows:
+            continue
+        medians = _phase_medians(rows)
+        overhead = float(statistics.median([p.overhead() for p in rows]))
+        out.append(
+            figure(
+                "node_overhead",
+                label,
+                ours=overhead,
+                baseline=float(statistics.median([p.work() for p in rows])),
+                note="per message, medians; load (state folder, key file and passphrase, "
+                "stores, setup, round state), unseal (key share), save (durable writes)",
+                messages=len(rows),
+                share_of_round_work=overhead / round_work if round_work else None,
+                **medians,
+                **common,
+            )
+        )
+    out.append(
+        figure(
+            "node_overhead",
+            "whole round: every node message of a decrypted round",
+            ours=round_overhead,
+            baseline=round_work,
+            target=TARGET,
+            note="sums over the round's train, challenge and partial messages; work: the nodes' "
+            "cryptographic work (the server's ingest not counted); process start left aside",
+            messages=len(round_rows),
+            max_abs_error=run["max_abs_error"],
+            **_phase_medians(round_rows),
+            **common,
+        )
+    )
+    if plan.mode == "full":
+        from fhe_agg.bench._deployment_round import deployment_figures
+
+        out += deployment_figures()
+    return out
