@@ -12,33 +12,27 @@ import atexit
 import hashlib
 import os
 import shutil
+import sys
 import tempfile
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
-import numpy as np
-
 from fhe_agg import (
     PRESETS,
     AbortCertificate,
-    Aggregator,
     CeremonyMember,
     CeremonyMessage,
     CeremonySpec,
-    Client,
     EncryptedAggregate,
     EncryptedUpdate,
     FederationConfig,
     HolderIdentity,
-    HolderRound,
-    KeyHolder,
     KeyShare,
     Layout,
     PartialDecryption,
     PartialReply,
     PublicKey,
-    RoundCoordinator,
     SeededRandom,
     SigningKey,
     VerifyKey,
@@ -54,10 +48,12 @@ from fhe_agg.identity import (
     SuiteVerifyKey,
     write_identity,
 )
-from fhe_agg.protocol._round_messages import Reply, Request
+from fhe_agg.protocol._round_messages import PartialRequest
 
-# the world's keys are fixed test keys: allow SeededRandom for them (fhe_agg refuses it elsewhere)
-os.environ["FHE_AGG_TEST_ONLY_SEEDED_KEYS"] = "1"
+# the shared test federation (tests/federation/); it allows SeededRandom for the world's fixed
+# test keys (fhe_agg refuses it elsewhere)
+sys.path.append(str(Path(__file__).resolve().parents[1] / "tests"))
+from federation import Round, federation_from, make_holders
 
 #: Passphrase of the encrypted key file in the corpus (a test value, not a secret).
 PASSPHRASE = b"correct horse battery staple"
@@ -115,25 +111,69 @@ def federation() -> Federation:
         holders=len(HOLDERS),
         threshold=len(DECRYPTING_SET),
     )
-    layout = Layout.for_vector(5000)
-    signing = {h: SigningKey.from_seed(_seed(h)) for h in HOLDERS}
-    sealing = {
-        h: SealingPrivateKey.generate(Suite.PQ_ONLY, random=SeededRandom(_seed("seal-" + h)))
-        for h in HOLDERS
+    holders = make_holders(HOLDERS, seed=_seed)
+    rngs = {h: SeededRandom(_seed("ceremony-" + h)) for h in HOLDERS}
+    messages, public_key, shares = _ceremony(holders.members(SPEC, rngs=rngs))
+    fed = federation_from(
+        config,
+        (public_key, shares),
+        weights={c: float(w) for w, c in enumerate(CLIENTS, start=2)},
+        params=5000,
+        data_seed=7,
+        signing={c: SigningKey.from_seed(_seed(c)) for c in CLIENTS},
+        holders=holders,
+    )
+    keys = {
+        j: fed.key_holder(j, holder_id=h, rng=SeededRandom(_seed(f"holder-{j}")))
+        for j, h in enumerate(HOLDERS, start=1)
     }
-    directory = {h: HolderIdentity(signing[h].verify_key, sealing[h].public_key) for h in HOLDERS}
-    spec = SPEC
-    members = [
-        CeremonyMember(
-            spec=spec,
-            holder_id=h,
-            signing_key=signing[h],
-            sealing_key=sealing[h],
-            directory=directory,
-            rng=SeededRandom(_seed("ceremony-" + h)),
-        )
-        for h in HOLDERS
-    ]
+    carried = Round(fed.aggregator(1), keys)
+    updates = [fed.update(c, 1) for c in CLIENTS]
+    for update in updates:
+        carried.coord.add(update.to_bytes())
+    replies = carried.record(PartialRequest, DECRYPTING_SET)  # in the order they came
+    round_states = [carried.coord.to_bytes()]
+    carried.coord.finalize(DECRYPTING_SET)
+    round_states.append(carried.coord.to_bytes())  # waiting for every challenge
+    carried.answer(1)
+    round_states.append(carried.coord.to_bytes())  # one challenge in
+    carried.coord.carry(carried.deliver)
+    round_states.append(carried.coord.to_bytes())  # every partial in, not released
+    holder_states = tuple(m.to_bytes() for m in carried.machines.values())
+    # round 2 aborted before any aggregate: holders 1 and 2 vote; n - t + 1 = 2
+    closing = Round(fed.aggregator(2), keys, machines=carried.machines)
+    for request in closing.coord.abort()[:2]:
+        reply = closing.deliver(request)
+        assert reply is not None
+        closing.coord.accept(reply)
+    round_states.append(closing.coord.to_bytes())
+    abort = closing.coord.certificate()
+    round_states.append(closing.coord.to_bytes())
+    return Federation(
+        config=config,
+        layout=fed.layout,
+        public_key=public_key,
+        shares=shares,
+        roster=fed.roster,
+        ceremony=messages,
+        updates=tuple(updates),
+        aggregate=carried.coord.aggregate,
+        partials=tuple(r.partial for r in replies if isinstance(r, PartialReply)),
+        sealing_key=holders.sealing["kh-2"],
+        holder_keys=fed.holder_keys,
+        abort=abort,
+        round_states=tuple(round_states),
+        holder_states=holder_states,
+        spec=SPEC,
+        directory=holders.directory,
+    )
+
+
+def _ceremony(
+    members: list[CeremonyMember],
+) -> tuple[tuple[CeremonyMessage, ...], PublicKey, tuple[KeyShare, ...]]:
+    """The ceremony step by step, keeping every message (the corpus of the ceremony parsers):
+    kept here because :func:`fhe_agg.run_ceremony` returns only the outcome."""
     messages = [m.seed_commitment() for m in members]
     messages += [m.reveal_seed(messages[-3:]) for m in members]
     messages += [m.key_commitment(messages[-3:]) for m in members]
@@ -143,78 +183,7 @@ def federation() -> Federation:
     dealt = [d for m in members for d in m.deal(confirmations)]
     messages += dealt
     results = [m.finish([d for d in dealt if d.recipient == m.index]) for m in members]
-    public_key = results[0][0]
-    shares = tuple(share for _, share in results)
-
-    client_keys = {c: SigningKey.from_seed(_seed(c)) for c in CLIENTS}
-    roster = {c: k.verify_key for c, k in client_keys.items()}
-    rng = np.random.default_rng(7)
-    coordinator = RoundCoordinator(
-        Aggregator(config=config, roster=roster, public_key=public_key, round_id=1, layout=layout)
-    )
-    updates = []
-    for weight, (cid, key) in enumerate(client_keys.items(), start=2):
-        client = Client(client_id=cid, signing_key=key, config=config, public_key=public_key)
-        update = client.encrypt_update(rng.uniform(-1, 1, layout.length), round_id=1, weight=weight)
-        coordinator.add(update.to_bytes())
-        updates.append(update)
-    holders = {
-        j: KeyHolder(
-            holder_id=HOLDERS[j - 1],
-            config=config,
-            public_key=public_key,
-            key_share=shares[j - 1],
-            roster=roster,
-            rng=SeededRandom(_seed(f"holder-{j}")),
-            signing_key=signing[HOLDERS[j - 1]],
-        )
-        for j in range(1, len(HOLDERS) + 1)
-    }
-    machines = {j: HolderRound(h, layout=layout) for j, h in holders.items()}
-    partials: list[PartialDecryption] = []
-    round_states = [coordinator.to_bytes()]
-
-    def deliver(request: Request) -> Reply:
-        reply = machines[request.holder_index].handle(request)
-        if isinstance(reply, PartialReply):
-            partials.append(reply.partial)
-        return reply
-
-    coordinator.finalize(DECRYPTING_SET)
-    round_states.append(coordinator.to_bytes())  # waiting for every challenge
-    coordinator.accept(deliver(coordinator.requests()[0]))
-    round_states.append(coordinator.to_bytes())  # one challenge in
-    coordinator.carry(deliver)
-    round_states.append(coordinator.to_bytes())  # every partial in, not released
-    aggregate = coordinator.aggregate
-    holder_states = tuple(m.to_bytes() for m in machines.values())
-    # round 2 aborted before any aggregate: holders 1 and 2 vote; n - t + 1 = 2
-    closing = RoundCoordinator(
-        Aggregator(config=config, roster=roster, public_key=public_key, round_id=2, layout=layout)
-    )
-    for request in closing.abort()[:2]:
-        closing.accept(machines[request.holder_index].handle(request))
-    round_states.append(closing.to_bytes())
-    abort = closing.certificate()
-    round_states.append(closing.to_bytes())
-    return Federation(
-        config=config,
-        layout=layout,
-        public_key=public_key,
-        shares=shares,
-        roster=roster,
-        ceremony=tuple(messages),
-        updates=tuple(updates),
-        aggregate=aggregate,
-        partials=tuple(partials),
-        sealing_key=sealing["kh-2"],
-        holder_keys={j: signing[h].verify_key for j, h in enumerate(HOLDERS, start=1)},
-        abort=abort,
-        round_states=tuple(round_states),
-        holder_states=holder_states,
-        spec=spec,
-        directory=directory,
-    )
+    return tuple(messages), results[0][0], tuple(share for _, share in results)
 
 
 @dataclass(frozen=True)

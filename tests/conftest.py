@@ -1,12 +1,11 @@
-"""Shared fixtures: real SEAL keys, real ML-DSA keys, and a helper that runs a round."""
+"""Shared fixtures: a 1-of-1 federation from :mod:`federation` (real SEAL keys, real ML-DSA keys)
+and its parts under the names the tests use."""
 
 from __future__ import annotations
 
-import os
-from dataclasses import dataclass, field
-
 import numpy as np
 import pytest
+from federation import Federation, single_key_federation
 
 from fhe_agg import (
     Aggregator,
@@ -19,11 +18,7 @@ from fhe_agg import (
     PublicKey,
     SeededRandom,
     SigningKey,
-    generate_single_key,
 )
-
-# Tests make keys from SeededRandom for reproducibility; fhe_agg refuses that anywhere else.
-os.environ["FHE_AGG_TEST_ONLY_SEEDED_KEYS"] = "1"
 
 PARAMS = 20_000  # three chunks at N = 8192: exercises chunking and padding
 CLIENT_IDS = ("alpha", "bravo", "charlie", "delta")
@@ -36,91 +31,61 @@ def config() -> FederationConfig:
 
 
 @pytest.fixture(scope="session")
-def keypair(config: FederationConfig) -> tuple[PublicKey, KeyShare]:
-    return generate_single_key(config.preset, rng=SeededRandom(7))
+def single(config: FederationConfig) -> Federation:
+    """The 1-of-1 federation: key from SeededRandom(7), four clients, data from seed 1234."""
+    weights = dict(zip(CLIENT_IDS, WEIGHTS, strict=True))
+    return single_key_federation(config, key_seed=7, weights=weights, params=PARAMS, data_seed=1234)
 
 
 @pytest.fixture(scope="session")
-def signing_keys() -> dict[str, SigningKey]:
-    return {cid: SigningKey.generate() for cid in CLIENT_IDS}
+def keypair(single: Federation) -> tuple[PublicKey, KeyShare]:
+    return single.public_key, single.shares[1]
 
 
 @pytest.fixture(scope="session")
-def roster(signing_keys: dict[str, SigningKey]) -> dict[str, object]:
-    return {cid: key.verify_key for cid, key in signing_keys.items()}
+def signing_keys(single: Federation) -> dict[str, SigningKey]:
+    return single.signing
 
 
 @pytest.fixture(scope="session")
-def layout() -> Layout:
-    return Layout.for_vector(PARAMS)
+def roster(single: Federation) -> dict[str, object]:
+    return single.roster
 
 
 @pytest.fixture(scope="session")
-def vectors() -> dict[str, np.ndarray]:
-    rng = np.random.default_rng(1234)
-    return {cid: rng.uniform(-1, 1, PARAMS) for cid in CLIENT_IDS}
+def layout(single: Federation) -> Layout:
+    return single.layout
 
 
-def _clients(config, keypair, signing_keys) -> dict[str, Client]:
-    public_key, _ = keypair
-    return {
-        cid: Client(client_id=cid, signing_key=key, config=config, public_key=public_key)
-        for cid, key in signing_keys.items()
-    }
+@pytest.fixture(scope="session")
+def vectors(single: Federation) -> dict[str, np.ndarray]:
+    return single.data
 
 
 @pytest.fixture
-def clients(config, keypair, signing_keys) -> dict[str, Client]:
+def clients(single: Federation) -> dict[str, Client]:
     """Fresh client objects per test: a client remembers the updates it sent (and refuses to
     send one for another round), which must not leak from one test into the next."""
-    return _clients(config, keypair, signing_keys)
+    return {cid: single.client(cid) for cid in CLIENT_IDS}
 
 
 @pytest.fixture(scope="session")
-def updates(config, keypair, signing_keys, vectors) -> dict[str, EncryptedUpdate]:
+def updates(single: Federation) -> dict[str, EncryptedUpdate]:
     """Round-1 updates of every client, with distinct weights and values."""
-    senders = _clients(config, keypair, signing_keys)
-    return {
-        cid: senders[cid].encrypt_update(vectors[cid], round_id=1, weight=w)
-        for cid, w in zip(CLIENT_IDS, WEIGHTS, strict=True)
-    }
-
-
-@dataclass
-class Round:
-    aggregator: Aggregator
-    holder: KeyHolder
-    layout: Layout
-    expected: np.ndarray
-    extra: dict[str, object] = field(default_factory=dict)
+    return {cid: single.update(cid, 1) for cid in CLIENT_IDS}
 
 
 @pytest.fixture
-def make_aggregator(config, keypair, roster, layout, tmp_path):
+def make_aggregator(single: Federation, tmp_path):
     def make(round_id: int = 1) -> Aggregator:
-        return Aggregator(
-            config=config,
-            roster=roster,
-            public_key=keypair[0],
-            round_id=round_id,
-            layout=layout,
-            spool_dir=tmp_path / f"spool-{round_id}",
-        )
+        return single.aggregator(round_id, spool_dir=tmp_path / f"spool-{round_id}")
 
     return make
 
 
 @pytest.fixture
-def holder(config, keypair, roster) -> KeyHolder:
-    public_key, share = keypair
-    return KeyHolder(
-        holder_id="holder",
-        config=config,
-        public_key=public_key,
-        key_share=share,
-        roster=roster,
-        rng=SeededRandom(99),
-    )
+def holder(single: Federation) -> KeyHolder:
+    return single.key_holder(1, holder_id="holder", rng=SeededRandom(99))
 
 
 def weighted_mean(vectors: dict[str, np.ndarray], ids: tuple[str, ...]) -> np.ndarray:

@@ -15,24 +15,28 @@ refusal and its error class.
 
 from __future__ import annotations
 
-import itertools
 import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
-from coordinated import decrypt
-from threshold.conftest import Holders, make_holders
+from federation import (
+    Federation,
+    Holders,
+    ceremony_federation,
+    decrypt,
+    federation_from,
+    make_holders,
+)
 
 from fhe_agg import (
     AggregateEvidence,
     Aggregator,
     CeremonyMember,
     CeremonySpec,
-    Client,
     DpPolicy,
     EncryptedAggregate,
     EncryptedUpdate,
@@ -47,8 +51,6 @@ from fhe_agg import (
     SeededRandom,
     SignedStatement,
     SigningKey,
-    VerifyKey,
-    run_ceremony,
 )
 from fhe_agg.ckks._params import PRESETS
 from fhe_agg.ckks._seal import backend_for
@@ -62,103 +64,12 @@ PARAMS = 10_000  # two chunks at N = 8192: one can be tampered with while the ot
 CLIENTS = ("ana", "ben", "cy", "dee")
 WEIGHTS = {"ana": 2.0, "ben": 5.0, "cy": 9.0, "dee": 4.0}
 SET = (1, 2, 3)  # the decrypting set used unless a test says otherwise
-_spools = itertools.count()
 
 
-# -- the federation ----------------------------------------------------------------------------
+# -- the federation (built by :mod:`federation`) ------------------------------------------------
 
-
-@dataclass
-class Consortium:
-    """One key epoch: config, joint key, the holders' shares, four signing clients."""
-
-    config: FederationConfig
-    public_key: PublicKey
-    shares: dict[int, KeyShare]
-    signing: dict[str, SigningKey]
-    spool_root: Path
-    layout: Layout = field(default_factory=lambda: Layout.for_vector(PARAMS))
-    data: dict[str, np.ndarray] = field(default_factory=dict)
-    _updates: dict[tuple[str, int], EncryptedUpdate] = field(default_factory=dict)
-    holder_signing: dict[int, SigningKey] = field(default_factory=dict)
-
-    @property
-    def roster(self) -> dict[str, Any]:
-        return {c: k.verify_key for c, k in self.signing.items()}
-
-    @property
-    def holder_keys(self) -> dict[int, VerifyKey]:
-        """Holder index -> the ML-DSA identity key it signed the ceremony (and votes) with."""
-        return {j: k.verify_key for j, k in self.holder_signing.items()}
-
-    def client(self, cid: str) -> Client:
-        """A fresh client object (a fresh memory of the updates it sent)."""
-        return Client(
-            client_id=cid,
-            signing_key=self.signing[cid],
-            config=self.config,
-            public_key=self.public_key,
-            holder_keys=self.holder_keys,
-        )
-
-    def update(self, cid: str, round_id: int) -> EncryptedUpdate:
-        """``cid``'s update for ``round_id`` (its data is the same every round, as in a re-run)."""
-        key = (cid, round_id)
-        if key not in self._updates:
-            self._updates[key] = self.client(cid).encrypt_update(
-                self.data[cid], round_id=round_id, weight=WEIGHTS[cid]
-            )
-        return self._updates[key]
-
-    def aggregator(self, round_id: int, audit: AuditLog | None = None) -> Aggregator:
-        return Aggregator(
-            config=self.config,
-            roster=self.roster,
-            public_key=self.public_key,
-            round_id=round_id,
-            layout=self.layout,
-            spool_dir=self.spool_root / f"spool-{next(_spools)}",
-            audit=audit,
-        )
-
-    def collect(
-        self, round_id: int, who: Sequence[str] = CLIENTS
-    ) -> tuple[Aggregator, EncryptedAggregate]:
-        """An honest aggregator's finalized round of ``who``."""
-        agg = self.aggregator(round_id)
-        for cid in who:
-            agg.add(self.update(cid, round_id).to_bytes())
-        return agg, agg.finalize()
-
-    def key_holders(self, audits: Mapping[int, AuditLog] | None = None) -> dict[int, KeyHolder]:
-        """Fresh holder objects (empty decryption logs) over the epoch's shares."""
-        audits = audits or {}
-        return {
-            j: KeyHolder(
-                holder_id=f"holder-{j}",
-                config=self.config,
-                public_key=self.public_key,
-                key_share=share,
-                roster=self.roster,
-                audit=audits.get(j),
-                signing_key=self.holder_signing.get(j),
-            )
-            for j, share in self.shares.items()
-        }
-
-    def accountant(self) -> PrivacyAccountant | None:
-        dp = self.config.dp
-        return None if dp is None else PrivacyAccountant.for_policy(dp)
-
-    def expected(self, who: Iterable[str]) -> np.ndarray:
-        ids = tuple(who)
-        return np.average(
-            np.stack([self.data[c] for c in ids]), axis=0, weights=[WEIGHTS[c] for c in ids]
-        )
-
-    def tolerance(self, total_weight: float) -> float:
-        """Ten standard deviations of the released noise on one real of the mean."""
-        return 10.0 * self.config.released_noise_std / total_weight
+#: One key epoch: config, joint key, the holders' shares, four signing clients.
+Consortium = Federation
 
 
 def partial(
@@ -184,20 +95,14 @@ def release(
     accountant: PrivacyAccountant | None = None,
 ) -> np.ndarray:
     """A whole honest decryption of ``aggregator``'s round (under its own configuration) by
-    ``members``, in the coordinator's order (:func:`coordinated.decrypt`)."""
+    ``members``, in the coordinator's order (:func:`federation.decrypt`)."""
     _, mean = decrypt(aggregator, holders, members=members, accountant=accountant)
     assert mean is not None
     return mean
 
 
 def ceremony_spec(holders: Holders, config: FederationConfig, epoch: int) -> CeremonySpec:
-    return CeremonySpec(
-        consortium="adversarial",
-        epoch=epoch,
-        preset=config.preset,
-        holders=holders.ids,
-        threshold=config.threshold,
-    )
+    return holders.spec(config, epoch, "adversarial")
 
 
 def consortium_from(
@@ -207,23 +112,21 @@ def consortium_from(
     seed: int,
 ) -> Consortium:
     """Four fresh clients (data drawn from ``seed``) around the outcome of a ceremony."""
-    public_key, shares = ceremony
-    rng = np.random.default_rng(seed)
-    return Consortium(
-        config=config,
-        public_key=public_key,
-        shares={s.holder_index: s for s in shares},
-        signing={c: SigningKey.generate() for c in CLIENTS},
-        spool_root=root,
-        data={c: rng.uniform(-1, 1, PARAMS) for c in CLIENTS},
+    return federation_from(
+        config, ceremony, weights=WEIGHTS, params=PARAMS, data_seed=seed, spool_root=root
     )
 
 
 def _consortium(holders: Holders, config: FederationConfig, epoch: int, root: Path) -> Consortium:
-    spec = ceremony_spec(holders, config, epoch)
-    fed = consortium_from(config, run_ceremony(holders.members(spec, seed=epoch)), root, epoch)
-    fed.holder_signing = {j: holders.signing[h] for j, h in enumerate(holders.ids, start=1)}
-    return fed
+    return ceremony_federation(
+        holders,
+        config,
+        epoch=epoch,
+        consortium="adversarial",
+        weights=WEIGHTS,
+        params=PARAMS,
+        spool_root=root,
+    )
 
 
 def config_for(preset: str, **kw: Any) -> FederationConfig:
@@ -262,19 +165,7 @@ def ceremony_members(
     holders: Holders, spec: CeremonySpec, audits: Mapping[int, AuditLog] | None = None
 ) -> list[CeremonyMember]:
     """Ceremony members with (optionally) an audit log each."""
-    audits = audits or {}
-    return [
-        CeremonyMember(
-            spec=spec,
-            holder_id=h,
-            signing_key=holders.signing[h],
-            sealing_key=holders.sealing[h],
-            directory=holders.directory,
-            rng=SeededRandom(spec.epoch * 100 + i),
-            audit=audits.get(i),
-        )
-        for i, h in enumerate(holders.ids, start=1)
-    ]
+    return holders.members(spec, seed=spec.epoch, first=1, audits=audits)
 
 
 # -- audit logs --------------------------------------------------------------------------------

@@ -23,14 +23,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from threshold.conftest import make_holders
+from federation import ceremony_federation, make_holders
 
 from fhe_agg import (
     DpPolicy,
     InvalidProof,
     PartialDecryption,
     SeededRandom,
-    run_ceremony,
 )
 from fhe_agg.hazmat.rlwe import mul_fixed_plus_noise
 from fhe_agg.hazmat.sampling import flooding_gaussian
@@ -43,7 +42,7 @@ from .attacker import (
     one_shot_k,
     run_attack,
 )
-from .conftest import WEIGHTS, AuditTrail, Consortium, ceremony_spec, config_for, consortium_from
+from .conftest import PARAMS, WEIGHTS, AuditTrail, Consortium, config_for
 
 LAYOUTS = ((1, 1), (3, 2), (5, 3))  # (holders, threshold)
 PRESETS = ("precise", "dp")
@@ -67,14 +66,15 @@ def federation(tmp_path_factory: pytest.TempPathFactory) -> Federations:
         if key not in cache:
             dp = DpPolicy(clip=1.0, noise_multiplier=1.0) if preset == "dp" else None
             config = config_for(preset, holders=holders, threshold=threshold, dp=dp)
-            identities = make_holders(holders)
-            epoch = 200 + len(cache)
-            spec = ceremony_spec(identities, config, epoch)
-            root = tmp_path_factory.mktemp(f"keyrec-{preset}-{holders}")
-            fed = consortium_from(
-                config, run_ceremony(identities.members(spec, seed=epoch)), root, epoch
+            cache[key] = ceremony_federation(
+                make_holders(holders),
+                config,
+                epoch=200 + len(cache),
+                consortium="adversarial",
+                weights=WEIGHTS,
+                params=PARAMS,
+                spool_root=tmp_path_factory.mktemp(f"keyrec-{preset}-{holders}"),
             )
-            cache[key] = fed
         return cache[key]
 
     return make

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from threshold.conftest import Holders
+from federation import Holders
 
 from fhe_agg import (
     CeremonyError,

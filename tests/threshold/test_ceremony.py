@@ -57,7 +57,9 @@ def _to_share_phase(members):
 def test_the_joint_key_loads_into_seal_and_every_holder_agrees(fed: Federation) -> None:
     backend = backend_for(fed.config.preset)
     backend.encryptor(fed.public_key.blob)  # SEAL parses and validates the hand-built key
-    assert [s.public_key_fingerprint for s in fed.shares] == [fed.public_key.fingerprint] * 5
+    assert [s.public_key_fingerprint for s in fed.shares.values()] == [
+        fed.public_key.fingerprint
+    ] * 5
 
 
 def _joint_secret(fed: Federation) -> np.ndarray:
@@ -65,7 +67,7 @@ def _joint_secret(fed: Federation) -> np.ndarray:
     members = (1, 2, 3)
     coefficients = lagrange_coefficients(members, primes)
     total = None
-    for share in fed.shares[:3]:
+    for share in list(fed.shares.values())[:3]:
         part = scale_share(share._operand.value, coefficients[share.holder_index], primes)
         total = part if total is None else add_polys(total, part, primes)
     assert total is not None
@@ -94,7 +96,7 @@ def test_nothing_holds_the_joint_secret(fed: Federation) -> None:
                     if ref.shape == target.shape:
                         assert not np.array_equal(ref, target), type(obj)
     assert seen > 5  # the scan did reach the holders' arrays
-    for share in fed.shares:
+    for share in fed.shares.values():
         assert "<secret>" in repr(share)
         with pytest.raises(TypeError, match="pickle"):
             pickle.dumps(share)

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from federation import Round
 
 from fhe_agg import (
     DecryptionSession,
     DpPolicy,
+    PartialRequest,
     PrivacyAccountant,
     PrivacyBudgetExceeded,
     SeededRandom,
@@ -27,24 +29,15 @@ def _dp_federation(holders: Holders, mode: str = "distributed") -> Federation:
 def _release(
     fed: Federation, round_id: int, accountant: PrivacyAccountant, seed: int | None = None
 ):
-    holders = fed.key_holders(seed)
-    aggregate, evidence, expected = fed.round(round_id)
+    """A fresh round of ``fed`` released by holders 1, 3, 5 through the coordinator."""
+    agg, expected = fed.fresh(round_id)
     members = (1, 3, 5)
-    session = DecryptionSession(
-        aggregate,
-        config=fed.config,
-        layout=fed.layout,
-        decrypting_set=members,
-        accountant=accountant,
-        rng=SeededRandom(round_id),
+    carried = Round(
+        agg, fed.key_holders(seed=seed), accountant=accountant, rng=SeededRandom(round_id)
     )
-    partials = []
-    for j in members:
-        h = holders[j]
-        p = fed.partial(h, aggregate, evidence, members)
-        partials.append(p)
-        session.add(p)
-    return session.release(), expected, partials
+    replies = carried.record(PartialRequest, members)
+    mean = carried.run(members)
+    return mean, expected, [r.partial for r in replies]  # type: ignore[attr-defined]
 
 
 @pytest.mark.parametrize("mode", ["distributed", "central"])
@@ -66,7 +59,7 @@ def test_dp_noise_comes_from_the_seeded_csprng_seam(five_holders: Holders) -> No
     members = (1, 2, 3)
 
     def partial(seed: int) -> np.ndarray:
-        h = fed.key_holders(seed)[1]
+        h = fed.key_holders(seed=seed)[1]
         return fed.partial(h, aggregate, evidence, members).data
 
     assert np.array_equal(partial(5), partial(5))

@@ -54,7 +54,7 @@ def _holder(fed: Federation, index: int, store: Path, **extra: object) -> KeyHol
         holder_id=f"holder-{index}",
         config=fed.config,
         public_key=fed.public_key,
-        key_share=fed.shares[index - 1],
+        key_share=fed.shares[index],
         roster=fed.roster,  # type: ignore[arg-type]
         store=store,
         **extra,  # type: ignore[arg-type]

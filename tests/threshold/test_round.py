@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from federation import Round
 
 from fhe_agg import (
     PRESETS,
@@ -40,10 +41,9 @@ from fhe_agg import (
     SeededRandom,
     SigningKey,
     ThresholdNotMet,
-    VoteReply,
-    VoteRequest,
     local_key_ceremony,
 )
+from fhe_agg.protocol._round_messages import Reply, Request
 from fhe_agg.server._state import ServerState
 
 from .conftest import CLIENTS, WEIGHTS, Federation, Holders
@@ -51,24 +51,17 @@ from .conftest import CLIENTS, WEIGHTS, Federation, Holders
 SET = (1, 2, 3)
 
 
-class Scene:
-    """One 3-of-5 round of ``fed`` driven by a coordinator and five holder machines."""
+class Scene(Round):
+    """One 3-of-5 round of ``fed`` driven by a coordinator and five holder machines
+    (:class:`federation.Round`), the holders' identity keys known to the coordinator."""
 
     def __init__(self, fed: Federation, holders: Holders, round_id: int) -> None:
-        self.fed = fed
-        self.keys = fed.key_holders()
-        for j, key in self.keys.items():  # abort votes need the holders' identity keys
+        keys = fed.key_holders()
+        for j, key in keys.items():  # abort votes need the holders' identity keys
             key._signing_key = holders.signing[f"holder-{j}"]
-        self.holder_keys = {j: holders.signing[f"holder-{j}"].verify_key for j in self.keys}
-        self.machines = {j: HolderRound(h, layout=fed.layout) for j, h in self.keys.items()}
-        self.aggregator = Aggregator(
-            config=fed.config,
-            roster=fed.roster,  # type: ignore[arg-type]
-            public_key=fed.public_key,
-            round_id=round_id,
-            layout=fed.layout,
-        )
-        self.coord = RoundCoordinator(self.aggregator, holder_keys=self.holder_keys)
+        holder_keys = {j: holders.signing[f"holder-{j}"].verify_key for j in keys}
+        super().__init__(fed.aggregator(round_id), keys, holder_keys=holder_keys)
+        self.fed = fed
         rng = np.random.default_rng(round_id)
         for cid, weight in zip(CLIENTS, WEIGHTS, strict=True):
             update = fed.clients[cid].encrypt_update(
@@ -76,28 +69,8 @@ class Scene:
             )
             self.coord.add(update.to_bytes())
 
-    def deliver(self, request: object) -> object:
-        return self.machines[request.holder_index].handle(request)  # type: ignore[attr-defined]
-
-    def answer(self, count: int) -> None:
-        """Carry ``count`` requests, one at a time, each the first outstanding one."""
-        for _ in range(count):
-            request = self.coord.requests()[0]
-            self.coord.accept(self.deliver(request))  # type: ignore[arg-type]
-
-    def forged_partial(self, j: int) -> PartialReply:
-        """A real partial of holder ``j`` made outside the coordinator's order (a holder or a
-        transport that does not wait)."""
-        aggregate = self.coord.aggregate
-        key = self.keys[j]
-        evidence = self.aggregator.evidence(key.challenge(aggregate))
-        partial = key.partial_decrypt(
-            aggregate, evidence, layout=self.fed.layout, decrypting_set=SET
-        )
-        return PartialReply(partial)
-
-    def vote(self, j: int, round_id: int | None = None) -> VoteReply:
-        return self.machines[j].handle(VoteRequest(round_id or self.coord.round_id, j))  # type: ignore[return-value]
+    def forged_partial(self, j: int, members: tuple[int, ...] = SET) -> PartialReply:
+        return super().forged_partial(j, members)
 
 
 def refused(coord: RoundCoordinator, step: Callable[[], object], error: type[FheAggError]) -> str:
@@ -284,16 +257,53 @@ def _holders_of(scene: Scene) -> Holders:
 
 
 def test_a_holder_that_does_not_answer_its_challenge_leads_to_votes(scene: Scene) -> None:
-    def deliver(request: object) -> object:
-        if isinstance(request, ChallengeRequest) and request.holder_index == 3:
-            return None  # down
-        return scene.deliver(request)
-
-    assert scene.coord.run(deliver, decrypting_set=SET) is None  # type: ignore[arg-type]
+    scene.hooks[(ChallengeRequest, 3)] = lambda request, handle: None  # down for its challenge
+    assert scene.run(SET) is None
     assert scene.coord.phase is RoundPhase.VOTING
     certificate = scene.coord.certificate()
     assert certificate.voters == (1, 2, 3, 4, 5)  # nobody issued: every live holder voted
     assert all(not k.decrypted_rounds for k in scene.keys.values())
+
+
+def test_hooked_parties_are_refused_in_the_coordinators_order(scene: Scene) -> None:
+    """The transport's hooks play the attacks of a round without leaving its order: a replayed
+    challenge reply, a substituted partial and a crafted aggregate are each refused (typed, the
+    receiver's state unchanged); a holder that then goes down leaves the round to the votes."""
+    coord, seen = scene.coord, {}
+
+    def keep(request: Request, handle: Callable[[Request], Reply]) -> Reply:
+        seen[request.holder_index] = handle(request)
+        return seen[request.holder_index]
+
+    coord.finalize(SET)
+    scene.hooks[(ChallengeRequest, 1)] = keep
+    scene.answer(1)
+    scene.hooks[(ChallengeRequest, 2)] = lambda request, handle: seen[1]  # a replay
+    replayed = scene.deliver(coord.requests()[0])
+    assert replayed is seen[1]
+    assert "holder 1" in refused(coord, lambda: coord.accept(replayed), OutOfOrder)
+    del scene.hooks[(ChallengeRequest, 2)]
+    scene.answer(2)
+    assert coord.phase is RoundPhase.DECRYPTING
+
+    def substitute(request: Request, handle: Callable[[Request], Reply]) -> Reply:
+        honest = handle(request)
+        assert isinstance(honest, PartialReply)
+        return PartialReply(dataclasses.replace(honest.partial, aggregate_digest=bytes(32)))
+
+    scene.hooks[(PartialRequest, 1)] = substitute
+    substituted = scene.deliver(coord.requests()[0])
+    refused(coord, lambda: coord.accept(substituted), AggregateMismatch)  # type: ignore[arg-type]
+    crafted = dataclasses.replace(coord.aggregate, manifest=coord.aggregate.manifest[:2])
+    scene.tamper = lambda r: dataclasses.replace(r, aggregate=crafted)  # a client dropped
+    before = (scene.machines[2].to_bytes(), scene.keys[2].budget_left)
+    with pytest.raises(ThresholdNotMet, match="2 clients"):  # the key holder's manifest check
+        scene.deliver(coord.requests()[1])
+    assert (scene.machines[2].to_bytes(), scene.keys[2].budget_left) == before
+    scene.tamper = None
+    scene.down.add(1)  # holder 1 issued (and was refused); it is now down
+    assert scene.run() is None and coord.phase is RoundPhase.VOTING
+    assert coord.certificate().voters == (2, 3, 4, 5)
 
 
 def test_saved_states_round_trip_and_bad_ones_are_refused(scene: Scene) -> None:
