@@ -7,14 +7,9 @@ share of the differential-privacy noise.
 Raw CKKS / RNS / SEAL-format primitives live in :mod:`fhe_agg.hazmat`.
 """
 
-from fhe_agg.ceremony._ceremony import (
-    CeremonyMember,
-    CeremonyMessage,
-    CeremonySpec,
-    HolderIdentity,
-    run_ceremony,
-)
-from fhe_agg.ceremony._local import local_key_ceremony
+from fhe_agg.ceremony._ceremony import CeremonyMember
+from fhe_agg.ceremony._local import local_key_ceremony, run_ceremony
+from fhe_agg.ceremony._messages import CeremonyMessage, CeremonySpec, HolderIdentity
 from fhe_agg.ckks._dp import Adjacency, DpPolicy, PrivacyAccountant
 from fhe_agg.ckks._flooding import FloodingPolicy
 from fhe_agg.ckks._keys import KeyShare, PublicKey, generate_single_key

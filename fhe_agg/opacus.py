@@ -151,5 +151,5 @@ def dp_sgd_update(
     return {k: v.detach() - start[k] for k, v in local.state_dict().items()}
 
 
-# Users and tracebacks see fhe_agg.opacus.X, not the private module.
+# Users and tracebacks see fhe_agg.opacus.<Name>, not the private module.
 RecordDpPolicy.__module__ = RecordPrivacyAccountant.__module__ = __name__

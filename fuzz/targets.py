@@ -52,7 +52,8 @@ from fhe_agg import (
     VerifyKey,
     flatten,
 )
-from fhe_agg.ceremony._ceremony import _poly_bytes, _poly_from_bytes
+from fhe_agg.ceremony._messages import poly_bytes as _poly_bytes
+from fhe_agg.ceremony._messages import poly_from_bytes as _poly_from_bytes
 from fhe_agg.ckks._seal import backend_for
 from fhe_agg.errors import (
     CorruptKeyFile,
@@ -1094,7 +1095,7 @@ TARGETS: dict[str, Target] = {
 MESSAGES: dict[str, str] = {
     "fhe_agg.holder._abort.AbortCertificate": "abort_certificate",
     "fhe_agg.holder._abort.AbortVote": "abort_vote",
-    "fhe_agg.ceremony._ceremony.CeremonyMessage": "ceremony",
+    "fhe_agg.ceremony._messages.CeremonyMessage": "ceremony",
     "fhe_agg.protocol._config.FederationConfig": "federation_config",
     "fhe_agg.protocol._evidence.AggregateEvidence": "evidence",
     "fhe_agg.ckks._keys.PublicKey": "public_key",

@@ -17,7 +17,8 @@ from flwr.clientapp import ClientApp
 from flwr.serverapp.strategy import FedAvg
 
 from fhe_agg import PRESETS, CeremonyMember, FederationConfig
-from fhe_agg.ceremony._ceremony import CeremonySpec, HolderIdentity, run_ceremony
+from fhe_agg.ceremony._local import run_ceremony
+from fhe_agg.ceremony._messages import CeremonySpec, HolderIdentity
 from fhe_agg.flower import (
     SecureAggregation,
     enable_secure_aggregation,

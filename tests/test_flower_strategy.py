@@ -179,6 +179,14 @@ def test_refused_updates_are_logged_and_the_round_goes_on(
     report = strategy.history[-1]
     assert report.refused[f"node-{garbage}"].startswith("MalformedMessage")
     assert report.refused[f"node-{impostor}"].startswith("NotInRoster")
+    # the refusal carries the error's code and fields: nothing to parse from the text
+    garbled, stolen = report.refused[f"node-{garbage}"], report.refused[f"node-{impostor}"]
+    assert (garbled.code, garbled.party, garbled.round_id) == (
+        "MalformedMessage",
+        f"node-{garbage}",
+        report.round,
+    )
+    assert (stolen.code, stolen.party) == ("NotInRoster", f"node-{impostor}")
     assert f"node-{garbage}" in caplog.text and f"node-{impostor}" in caplog.text
     assert report.accepted == [f"node-{grid.node(i)}" for i in (0, 2, 3)] and report.decrypted
     assert arrays is not None and metrics is not None
@@ -215,6 +223,13 @@ def test_a_holder_replaying_a_partial_of_another_aggregate_aborts_the_round(
     assert arrays is None and not report.decrypted
     assert report.refused["holder-1"].startswith("AggregateMismatch")
     assert report.reason.startswith("DecryptionAborted")
+    replayed = report.refused["holder-1"]
+    assert (replayed.code, replayed.holder_index, replayed.round_id) == (
+        "AggregateMismatch",
+        1,
+        report.round,
+    )
+    assert (report.reason.code, report.reason.round_id) == ("DecryptionAborted", report.round)
     assert "holder 1" in caplog.text or "holder-1" in caplog.text
     assert metrics is not None and metrics["fhe-accepted"] == NODES
     # both holders of the set issued, so round 3 cannot be closed (one vote of two needed):

@@ -49,22 +49,40 @@ def _log(message: str) -> None:
 
 def run(plan: Plan, *, log: Callable[[str], None] = _log) -> dict[str, Any]:
     """Run every family of ``plan``; the report as one JSON-ready dict."""
-    from fhe_agg.bench._aggregator_costs import ingest_figures
-    from fhe_agg.bench._baselines import NvflareCkks
-    from fhe_agg.bench._client_costs import client_figures
-    from fhe_agg.bench._decryption_costs import decryption_figures
-    from fhe_agg.bench._kernel_costs import kernel_figures
-    from fhe_agg.bench._model import resnet_state_dict
-    from fhe_agg.bench._node_costs import PARAMS, node_figures
-    from fhe_agg.bench._proof_costs import proof_figures
     from fhe_agg.bench._report import machine_info, summary
-    from fhe_agg.bench._rounds import round_figures
-    from fhe_agg.bench._scaling import scaling_figures
-    from fhe_agg.ckks._packing import Layout
 
     start = time.perf_counter()
     machine = machine_info()
-    nvflare = NvflareCkks()
+    figures: list[Figure] = []
+
+    def step(name: str, fn: Callable[[], list[Figure]]) -> None:
+        t0 = time.perf_counter()
+        log(f"[{time.perf_counter() - start:6.0f} s] {name} ...")
+        figures.extend(fn())
+        log(f"[{time.perf_counter() - start:6.0f} s] {name}: {time.perf_counter() - t0:.0f} s")
+
+    _measure(plan, step, log)
+    return {
+        "schema": 1,
+        "mode": plan.mode,
+        "plan": dataclasses.asdict(plan),
+        "clock": "CPU time of the measuring process (of the worker thread in the aggregator "
+        "processes): the cost on one core, robust to other load on a shared machine",
+        "machine": machine,
+        "load_average_end": list(os.getloadavg()),
+        "duration_s": time.perf_counter() - start,
+        "summary": summary(figures),
+        "figures": figures,
+    }
+
+
+Step = Callable[[str, Callable[[], list[Figure]]], None]
+
+
+def _workloads(plan: Plan, log: Callable[[str], None]) -> list[tuple[str, Any]]:
+    """The vectors of ``plan.sizes`` (seeded), and the small ResNet if asked and torch is there."""
+    from fhe_agg.bench._model import resnet_state_dict
+
     workloads: list[tuple[str, Any]] = [
         (size_label(n), np.random.default_rng(n).uniform(-1.0, 1.0, n)) for n in plan.sizes
     ]
@@ -74,15 +92,24 @@ def run(plan: Plan, *, log: Callable[[str], None] = _log) -> dict[str, Any]:
             log("torch is not installed: the ResNet workload is skipped")
         else:
             workloads.append(("small ResNet state_dict", state))
-    figures: list[Figure] = []
+    return workloads
 
-    def step(name: str, fn: Callable[[], list[Figure]]) -> None:
-        t0 = time.perf_counter()
-        log(f"[{time.perf_counter() - start:6.0f} s] {name} ...")
-        figures.extend(fn())
-        log(f"[{time.perf_counter() - start:6.0f} s] {name}: {time.perf_counter() - t0:.0f} s")
 
-    for label, source in workloads:
+def _measure(plan: Plan, step: Step, log: Callable[[str], None]) -> None:
+    """Every family of ``plan``, each measured through ``step`` (which times and logs it)."""
+    from fhe_agg.bench._aggregator_costs import ingest_figures
+    from fhe_agg.bench._baselines import NvflareCkks
+    from fhe_agg.bench._client_costs import client_figures
+    from fhe_agg.bench._decryption_costs import decryption_figures
+    from fhe_agg.bench._kernel_costs import kernel_figures
+    from fhe_agg.bench._node_costs import PARAMS, node_figures
+    from fhe_agg.bench._proof_costs import proof_figures
+    from fhe_agg.bench._rounds import round_figures
+    from fhe_agg.bench._scaling import scaling_figures
+    from fhe_agg.ckks._packing import Layout
+
+    nvflare = NvflareCkks()
+    for label, source in _workloads(plan, log):
         model = not isinstance(source, np.ndarray)
         if model:
             from fhe_agg.torch import flatten_state_dict
@@ -124,18 +151,6 @@ def run(plan: Plan, *, log: Callable[[str], None] = _log) -> dict[str, Any]:
                 plan.scaling_params, plan.scaling_clients, plan.workers, plan.repeats
             ),
         )
-    return {
-        "schema": 1,
-        "mode": plan.mode,
-        "plan": dataclasses.asdict(plan),
-        "clock": "CPU time of the measuring process (of the worker thread in the aggregator "
-        "processes): the cost on one core, robust to other load on a shared machine",
-        "machine": machine,
-        "load_average_end": list(os.getloadavg()),
-        "duration_s": time.perf_counter() - start,
-        "summary": summary(figures),
-        "figures": figures,
-    }
 
 
 def write_results(report: dict[str, Any], out_dir: Path) -> dict[str, Path]:

@@ -89,52 +89,63 @@ def ingest_figures(params: int, client_counts: tuple[int, ...]) -> list[Figure]:
         )
         for k in client_counts
     }
-    out: list[Figure] = []
     size = size_label(params)
-    for k, (ours, base) in runs.items():
-        workload = f"{size}, {k} clients"
-        out.append(
-            figure(
-                "aggregator_ingest",
-                "aggregator ingest (verify + deserialize + add, finalize)",
-                workload=workload,
-                unit="params/s (1 core)",
-                ours=k * params / ours["add_s"],
-                baseline=k * params / base["add_s"],
-                baseline_name="plaintext numpy weighted mean (float32 messages)",
-                higher_is_better=True,
-                note="updates streamed through an IngestQueue bounded to two updates",
-            )
-        )
-        out.append(
-            figure(
-                "aggregator_ingest_bytes",
-                "aggregator ingest rate in bytes of updates (verify + parse + add, finalize)",
-                workload=workload,
-                unit="bytes/s (1 core)",
-                ours=ours["bytes"] / ours["add_s"],
-                baseline=k * params * 4 / base["add_s"],
-                baseline_name="plaintext numpy weighted mean (float32 messages)",
-                higher_is_better=True,
-                target=Target("ours", ">=", 1e9),
-                note=f"{ours['bytes'] / (k * params):.2f} bytes per parameter on the wire",
-            )
-        )
-        out.append(
-            figure(
-                "aggregator_rss",
-                "aggregator peak RSS (fresh process)",
-                workload=workload,
-                unit="MiB",
-                ours=ours["peak_rss_mb"],
-                baseline=base["peak_rss_mb"],
-                baseline_name="plaintext numpy weighted mean process",
-                higher_is_better=False,
-                note=f"RSS before the first update: ours {ours['rss_before_mb']:.0f}, numpy {base['rss_before_mb']:.0f}",
-                queue_bound_bytes=ours["queue_bound_bytes"],
-                queue_peak_pending_bytes=ours["queue_peak_pending_bytes"],
-            )
-        )
+    out = [
+        f for k, (ours, base) in runs.items() for f in _count_figures(size, params, k, ours, base)
+    ]
+    return out + _growth_figures(size, runs)
+
+
+def _count_figures(
+    size: str, params: int, k: int, ours: dict[str, Any], base: dict[str, Any]
+) -> list[Figure]:
+    """Throughput in parameters and bytes, and peak RSS, for ``k`` clients."""
+    workload = f"{size}, {k} clients"
+    return [
+        figure(
+            "aggregator_ingest",
+            "aggregator ingest (verify + deserialize + add, finalize)",
+            workload=workload,
+            unit="params/s (1 core)",
+            ours=k * params / ours["add_s"],
+            baseline=k * params / base["add_s"],
+            baseline_name="plaintext numpy weighted mean (float32 messages)",
+            higher_is_better=True,
+            note="updates streamed through an IngestQueue bounded to two updates",
+        ),
+        figure(
+            "aggregator_ingest_bytes",
+            "aggregator ingest rate in bytes of updates (verify + parse + add, finalize)",
+            workload=workload,
+            unit="bytes/s (1 core)",
+            ours=ours["bytes"] / ours["add_s"],
+            baseline=k * params * 4 / base["add_s"],
+            baseline_name="plaintext numpy weighted mean (float32 messages)",
+            higher_is_better=True,
+            target=Target("ours", ">=", 1e9),
+            note=f"{ours['bytes'] / (k * params):.2f} bytes per parameter on the wire",
+        ),
+        figure(
+            "aggregator_rss",
+            "aggregator peak RSS (fresh process)",
+            workload=workload,
+            unit="MiB",
+            ours=ours["peak_rss_mb"],
+            baseline=base["peak_rss_mb"],
+            baseline_name="plaintext numpy weighted mean process",
+            higher_is_better=False,
+            note=f"RSS before the first update: ours {ours['rss_before_mb']:.0f}, numpy {base['rss_before_mb']:.0f}",
+            queue_bound_bytes=ours["queue_bound_bytes"],
+            queue_peak_pending_bytes=ours["queue_peak_pending_bytes"],
+        ),
+    ]
+
+
+def _growth_figures(
+    size: str, runs: dict[int, tuple[dict[str, Any], dict[str, Any]]]
+) -> list[Figure]:
+    """Peak RSS growth from the smallest count of at least 10 clients to the largest."""
+    out: list[Figure] = []
     low = min((k for k in runs if k >= 10), default=min(runs))
     high = max(runs)
     if high > low:

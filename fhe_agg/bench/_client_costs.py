@@ -79,76 +79,99 @@ def client_figures(
     out: list[Figure] = []
 
     for name, client in clients.items():
-        raw = RawSeal(client.config.preset, client.config.scale)
-        ours = _KeepLast(partial(_encrypt_ours, client, source))
-        theirs = _KeepLast(partial(nvflare.encrypt_serialize, vector))
-        seconds = paired_medians(
-            {
-                "ours": ours,
-                "packed": partial(raw.encrypt, vector, packed=True),
-                "saved": partial(raw.encrypt_serialize, vector),
-                "plain": partial(raw.encrypt, vector, packed=False),
-                "nvflare": theirs,
-            },
-            repeats,
-            warmup=True,
+        rates, chunks[name], nvflare_bytes = _encrypt_rates(
+            client, source, vector, repeats, nvflare
         )
-        assert ours.value is not None and theirs.value is not None
-        chunks[name] = ours.value
-        nvflare_bytes = sum(len(b) for b in theirs.value)
-        ours_rate, packed_rate, saved_rate, plain_rate, nvflare_rate = (
-            params / seconds[k] for k in ("ours", "packed", "saved", "plain", "nvflare")
-        )
-        common: dict[str, Any] = {
-            "workload": workload,
-            "params": params,
-            "unit": "params/s (1 core)",
-            "higher_is_better": True,
-        }
-        label = f"client encode+encrypt ({name} preset)"
-        out += [
-            figure(
-                "client_encrypt",
-                label,
-                ours=ours_rate,
-                baseline=packed_rate,
-                baseline_name=f"raw sealapi encode+encrypt, {name} preset, 2 reals/slot",
-                target=Target("ratio", ">=", 0.9),
-                note="same packing and preset; ours also serializes (bit-packed)",
-                **common,
-            ),
-            figure(
-                "client_encrypt",
-                label,
-                ours=ours_rate,
-                baseline=saved_rate,
-                baseline_name=f"raw sealapi encode+encrypt+save, {name} preset, 2 reals/slot",
-                note="SEAL's own serialization (through a file, zstd)",
-                **common,
-            ),
-            figure(
-                "client_encrypt",
-                label,
-                ours=ours_rate,
-                baseline=plain_rate,
-                baseline_name=f"raw sealapi encode+encrypt, {name} preset, 1 real/slot",
-                **common,
-            ),
-            figure(
-                "client_encrypt",
-                label,
-                ours=ours_rate,
-                baseline=nvflare_rate,
-                baseline_name="TenSEAL CKKSVector, NVFlare params (N=8192, [60,40,40], 2^40)",
-                target=Target("ratio", ">=", 3.0),
-                note="NVFlare: encrypt + serialize",
-                **common,
-            ),
-        ]
+        out += _encrypt_figures(workload, name, params, rates)
 
     out += _sign_figures(workload, clients["dp"], chunks["dp"], layout, repeats)
     out += _wire_figures(workload, clients, chunks, layout, nvflare_bytes / params)
     return out
+
+
+def _encrypt_rates(
+    client: Client,
+    source: Source,
+    vector: NDArray[np.float64],
+    repeats: int,
+    nvflare: NvflareCkks,
+) -> tuple[dict[str, float], ProvenChunks, int]:
+    """Parameters per second of our client's encryption and of raw SEAL's (packed, saved,
+    plain) and NVFlare-style TenSEAL's, measured together; our chunks and the bytes of
+    NVFlare's ciphertexts."""
+    params = vector.size
+    raw = RawSeal(client.config.preset, client.config.scale)
+    ours = _KeepLast(partial(_encrypt_ours, client, source))
+    theirs = _KeepLast(partial(nvflare.encrypt_serialize, vector))
+    seconds = paired_medians(
+        {
+            "ours": ours,
+            "packed": partial(raw.encrypt, vector, packed=True),
+            "saved": partial(raw.encrypt_serialize, vector),
+            "plain": partial(raw.encrypt, vector, packed=False),
+            "nvflare": theirs,
+        },
+        repeats,
+        warmup=True,
+    )
+    assert ours.value is not None and theirs.value is not None
+    rates = {k: params / seconds[k] for k in ("ours", "packed", "saved", "plain", "nvflare")}
+    return rates, ours.value, sum(len(b) for b in theirs.value)
+
+
+def _encrypt_figures(
+    workload: str, name: str, params: int, rates: dict[str, float]
+) -> list[Figure]:
+    """Encode+encrypt with the ``name`` preset against raw SEAL and NVFlare-style TenSEAL."""
+    ours_rate, packed_rate, saved_rate, plain_rate, nvflare_rate = (
+        rates[k] for k in ("ours", "packed", "saved", "plain", "nvflare")
+    )
+    common: dict[str, Any] = {
+        "workload": workload,
+        "params": params,
+        "unit": "params/s (1 core)",
+        "higher_is_better": True,
+    }
+    label = f"client encode+encrypt ({name} preset)"
+    return [
+        figure(
+            "client_encrypt",
+            label,
+            ours=ours_rate,
+            baseline=packed_rate,
+            baseline_name=f"raw sealapi encode+encrypt, {name} preset, 2 reals/slot",
+            target=Target("ratio", ">=", 0.9),
+            note="same packing and preset; ours also serializes (bit-packed)",
+            **common,
+        ),
+        figure(
+            "client_encrypt",
+            label,
+            ours=ours_rate,
+            baseline=saved_rate,
+            baseline_name=f"raw sealapi encode+encrypt+save, {name} preset, 2 reals/slot",
+            note="SEAL's own serialization (through a file, zstd)",
+            **common,
+        ),
+        figure(
+            "client_encrypt",
+            label,
+            ours=ours_rate,
+            baseline=plain_rate,
+            baseline_name=f"raw sealapi encode+encrypt, {name} preset, 1 real/slot",
+            **common,
+        ),
+        figure(
+            "client_encrypt",
+            label,
+            ours=ours_rate,
+            baseline=nvflare_rate,
+            baseline_name="TenSEAL CKKSVector, NVFlare params (N=8192, [60,40,40], 2^40)",
+            target=Target("ratio", ">=", 3.0),
+            note="NVFlare: encrypt + serialize",
+            **common,
+        ),
+    ]
 
 
 def _encrypt_ours(client: Client, source: Source) -> ProvenChunks:

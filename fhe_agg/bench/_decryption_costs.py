@@ -183,25 +183,37 @@ class _HolderRun:
         params = self.layout.length
         per_m = 1e6 / params
         spot_s, partial = self.timed_partial(1, repeats)
-        spot = spot_s * per_m
-        full = self.timed_partial(None, repeats)[0] * per_m
+        full_s = self.timed_partial(None, repeats)[0]
         combine_s, mean = self.timed_release(repeats)
-        seal = seal_s * per_m
+        return [
+            *self._time_figures(
+                label, spot_s * per_m, full_s * per_m, combine_s * per_m, seal_s * per_m
+            ),
+            *self._traffic_figures(label, partial, nvflare_download),
+            figure(
+                "max_abs_error",
+                "max abs error of the released weighted mean vs numpy",
+                workload=label,
+                params=params,
+                unit="abs error",
+                ours=float(np.max(np.abs(mean - exact))),
+                baseline=nvflare_error,
+                baseline_name="NVFlare-style CKKSVector (sum of w_i * Enc(x_i), decrypt, / sum w)",
+                higher_is_better=False,
+                note="ours with 40-bit noise flooding in every partial",
+            ),
+        ]
+
+    def _time_figures(
+        self, label: str, spot: float, full: float, combine: float, seal: float
+    ) -> list[Figure]:
+        """Partial decryption (spot check, every chunk) and combine, in s per 1M parameters."""
         base = "single-key SEAL decrypt + decode (same preset, same ciphertext count)"
         timing: dict[str, Any] = {
             "workload": label,
-            "params": params,
+            "params": self.layout.length,
             "unit": "s per 1M params",
             "higher_is_better": False,
-        }
-        agg_b, spot_b, full_b, partial_b = self.traffic(partial)
-        traffic: dict[str, Any] = {
-            "workload": label,
-            "params": params,
-            "unit": "bytes/param",
-            "higher_is_better": False,
-            "baseline": nvflare_download,
-            "baseline_name": "NVFlare-style: each client downloads the encrypted sum",
         }
         return [
             figure(
@@ -225,11 +237,28 @@ class _HolderRun:
             figure(
                 "combine",
                 f"combine {self.config.threshold} partials + decode",
-                ours=combine_s * per_m,
+                ours=combine,
                 baseline=seal,
                 baseline_name=base,
                 **timing,
             ),
+        ]
+
+    def _traffic_figures(
+        self, label: str, partial: PartialDecryption, nvflare_download: float
+    ) -> list[Figure]:
+        """A holder's bytes per parameter, with 1-chunk and with full evidence."""
+        params = self.layout.length
+        agg_b, spot_b, full_b, partial_b = self.traffic(partial)
+        traffic: dict[str, Any] = {
+            "workload": label,
+            "params": params,
+            "unit": "bytes/param",
+            "higher_is_better": False,
+            "baseline": nvflare_download,
+            "baseline_name": "NVFlare-style: each client downloads the encrypted sum",
+        }
+        return [
             figure(
                 "holder_traffic",
                 "key-holder traffic: aggregate + 1-chunk evidence down, partial up",
@@ -243,17 +272,5 @@ class _HolderRun:
                 ours=(agg_b + full_b + partial_b) / params,
                 note=f"{_CLIENTS} clients",
                 **traffic,
-            ),
-            figure(
-                "max_abs_error",
-                "max abs error of the released weighted mean vs numpy",
-                workload=label,
-                params=params,
-                unit="abs error",
-                ours=float(np.max(np.abs(mean - exact))),
-                baseline=nvflare_error,
-                baseline_name="NVFlare-style CKKSVector (sum of w_i * Enc(x_i), decrypt, / sum w)",
-                higher_is_better=False,
-                note="ours with 40-bit noise flooding in every partial",
             ),
         ]

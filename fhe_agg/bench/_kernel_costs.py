@@ -24,6 +24,7 @@ from fhe_agg.bench._decryption_costs import _HolderRun
 from fhe_agg.bench._harness import Figure, figure
 from fhe_agg.bench._proof_costs import _Update
 from fhe_agg.ceremony._local import local_key_ceremony
+from fhe_agg.ckks._keys import KeyShare, PublicKey
 from fhe_agg.ckks._packing import Layout
 from fhe_agg.ckks._random import SeededRandom
 from fhe_agg.client._client import Client
@@ -63,53 +64,12 @@ def kernel_figures(repeats: int) -> list[Figure]:
     )
     public_key, shares = local_key_ceremony(config)
     key = SigningKey.generate()
-    roster = {"client-000": key.verify_key}
     out: list[Figure] = []
     for chunks in (1, PROOF_BATCH):
         params = chunks * config.preset.poly_modulus_degree
-        vector = np.random.default_rng(params).uniform(-1.0, 1.0, params)
-        layout = Layout.for_vector(params)
         label = f"{chunks} chunk{'s' if chunks > 1 else ''} ({params:,} params), precise, 3-of-5"
         common: dict[str, Any] = {"workload": label, "params": params}
-
-        def client(seed: int) -> Client:
-            return Client(
-                client_id="client-000",
-                signing_key=key,
-                config=config,
-                public_key=public_key,
-                rng=SeededRandom(seed),
-            )
-
-        def encrypt(seed: int, v: Any = vector) -> bytes:
-            return client(seed).encrypt_update(v, round_id=1, weight=1.0).to_bytes()
-
-        blob = encrypt(0)
-
-        def ingest(_: int, lay: Layout = layout, b: bytes = blob) -> None:
-            forget_verified()
-            agg = Aggregator(
-                config=config, roster=roster, public_key=public_key, round_id=1, layout=lay
-            )
-            with agg:
-                agg.add(b)
-
-        timings = {"encrypt + prove + sign": _paired(encrypt, repeats)}
-        update = _Update("precise", vector)
-        update.encrypt()
-        update.prove()
-        timings["verify the proof"] = _paired(functools.partial(_verify, update), repeats)
-        timings["aggregator add (verify signature + proof, parse, sum)"] = _paired(ingest, repeats)
-        if chunks == PROOF_BATCH:
-            agg = Aggregator(
-                config=config, roster=roster, public_key=public_key, round_id=1, layout=layout
-            )
-            with agg:
-                agg.add(blob)
-                run = _HolderRun(config, public_key, shares, roster, agg, agg.finalize(), layout)
-                timings["partial decryption per holder (every chunk sum, every proof)"] = _paired(
-                    functools.partial(_partial_seconds, run), repeats
-                )
+        timings = _timings(chunks, config, public_key, shares, key, repeats)
         for what, (fast, pure) in timings.items():
             per_m = 1e6 / params if chunks == PROOF_BATCH else 1.0
             out.append(
@@ -126,6 +86,62 @@ def kernel_figures(repeats: int) -> list[Figure]:
                 )
             )
     return out
+
+
+def _timings(
+    chunks: int,
+    config: FederationConfig,
+    public_key: PublicKey,
+    shares: list[KeyShare],
+    key: SigningKey,
+    repeats: int,
+) -> dict[str, tuple[float, float]]:
+    """Compiled and pure-numpy median seconds of each step on an update of ``chunks`` chunks;
+    a holder's partial decryption for the full proof batch only."""
+    params = chunks * config.preset.poly_modulus_degree
+    vector = np.random.default_rng(params).uniform(-1.0, 1.0, params)
+    layout = Layout.for_vector(params)
+    roster = {"client-000": key.verify_key}
+
+    def client(seed: int) -> Client:
+        return Client(
+            client_id="client-000",
+            signing_key=key,
+            config=config,
+            public_key=public_key,
+            rng=SeededRandom(seed),
+        )
+
+    def encrypt(seed: int) -> bytes:
+        return client(seed).encrypt_update(vector, round_id=1, weight=1.0).to_bytes()
+
+    blob = encrypt(0)
+
+    def ingest(_: int) -> None:
+        forget_verified()
+        agg = Aggregator(
+            config=config, roster=roster, public_key=public_key, round_id=1, layout=layout
+        )
+        with agg:
+            agg.add(blob)
+
+    timings = {"encrypt + prove + sign": _paired(encrypt, repeats)}
+    update = _Update("precise", vector)
+    update.encrypt()
+    update.prove()
+    timings["verify the proof"] = _paired(functools.partial(_verify, update), repeats)
+    timings["aggregator add (verify signature + proof, parse, sum)"] = _paired(ingest, repeats)
+    if chunks == PROOF_BATCH:
+        agg = Aggregator(
+            config=config, roster=roster, public_key=public_key, round_id=1, layout=layout
+        )
+        with agg:
+            agg.add(blob)
+            run = _HolderRun(config, public_key, shares, roster, agg, agg.finalize(), layout)
+            timings["partial decryption per holder (every chunk sum, every proof)"] = _paired(
+                functools.partial(_partial_seconds, run), repeats
+            )
+    return timings
 
 
 def _verify(update: _Update, _: int) -> None:

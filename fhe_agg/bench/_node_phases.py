@@ -55,7 +55,7 @@ def _targets() -> list[tuple[Any, str, str, str]]:
     """(owner, attribute, kind, phase) of every function timed as overhead."""
     from fhe_agg.ceremony._ceremony import CeremonyMember
     from fhe_agg.ckks._keys import KeyShare
-    from fhe_agg.flower import _mod, _node
+    from fhe_agg.flower import _mod, _node, _node_round
     from fhe_agg.flower._node_state import NodeState
     from fhe_agg.flower._node_store import NodeStore
 
@@ -66,12 +66,12 @@ def _targets() -> list[tuple[Any, str, str, str]]:
         (NodeState, "client", "cached", "load"),
         (NodeState, "key_holder", "cached", "load"),
         (CeremonyMember, "resume", "classmethod", "load"),
-        (_node, "_machine", "function", "load"),
-        (_node, "_pending", "function", "load"),
+        (_node_round, "_machine", "function", "load"),
+        (_node_round, "_pending", "function", "load"),
         (KeyShare, "unseal", "classmethod", "unseal"),
         (NodeStore, "put", "function", "save"),
         (NodeStore, "set_current", "function", "save"),
-        (_node, "_save_machine", "function", "save"),
+        (_node_round, "_save_machine", "function", "save"),
         (CeremonyMember, "save", "function", "save"),
         (KeyShare, "seal", "function", "save"),
         (NodeState, "close", "function", "save"),

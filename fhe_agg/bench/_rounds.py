@@ -141,18 +141,7 @@ class _Federation:
             layout=self.layout,
         ) as agg:
             coordinator = RoundCoordinator(agg, holder_keys=self.holder_keys)
-            for i in senders:
-                t0 = time.process_time()
-                wire = (
-                    self.clients[i]
-                    .encrypt_update(vectors[i], round_id=round_id, weight=weights[i])
-                    .to_bytes()
-                )
-                t1 = time.process_time()
-                timing.upload.append(len(wire))
-                coordinator.add(wire)
-                timing.clients.append(t1 - t0)
-                timing.aggregator += time.process_time() - t1
+            self._send(coordinator, vectors, weights, senders, timing)
             t0 = time.process_time()
             coordinator.finalize(decrypting_set)
             timing.aggregator += time.process_time() - t0
@@ -184,6 +173,28 @@ class _Federation:
         )
         timing.error = float(np.max(np.abs(mean - exact)))
         return timing
+
+    def _send(
+        self,
+        coordinator: RoundCoordinator,
+        vectors: list[NDArray[np.float64]],
+        weights: list[float],
+        senders: range | list[int],
+        timing: _Timing,
+    ) -> None:
+        """Each sender encrypts its update and the coordinator adds it, each timed apart."""
+        for i in senders:
+            t0 = time.process_time()
+            wire = (
+                self.clients[i]
+                .encrypt_update(vectors[i], round_id=coordinator.round_id, weight=weights[i])
+                .to_bytes()
+            )
+            t1 = time.process_time()
+            timing.upload.append(len(wire))
+            coordinator.add(wire)
+            timing.clients.append(t1 - t0)
+            timing.aggregator += time.process_time() - t1
 
     def close_round(self, round_id: int, down: int) -> float:
         """Close the aborted ``round_id`` for good: ``holders - threshold + 1`` live holders (none
@@ -235,39 +246,8 @@ def round_figures(plan: Plan) -> list[Figure]:
             "holder_max_s": _median(runs, "holder_max"),
             "combine_s": _median(runs, "combine"),
         }
-        for attr, base, how in (
-            ("sequential", plain_seq, "sequential CPU time of all parties"),
-            ("critical", plain_crit, "critical path (clients, holders in parallel)"),
-        ):
-            out.append(
-                figure(
-                    "round",
-                    f"end-to-end round, {how}",
-                    workload=workload,
-                    unit="s per round",
-                    ours=_median(runs, attr),
-                    baseline=base,
-                    baseline_name="plaintext FedAvg round in numpy (float32 messages): the floor",
-                    higher_is_better=False,
-                    note="excluding training; key holders recompute every chunk sum (default)",
-                    max_abs_error=error,
-                    phases=phases,
-                )
-            )
-            out.append(
-                figure(
-                    "round_vs_secaggplus",
-                    f"end-to-end round against Flower SecAgg+, {how}",
-                    workload=workload,
-                    unit="s per round",
-                    ours=_median(runs, attr),
-                    baseline=secagg_round[attr],
-                    baseline_name="Flower SecAgg+ round on the same vectors, same run",
-                    higher_is_better=False,
-                    target=Target("ratio", "<=", 5.0),
-                    note="SecAgg+ clients and server in this process, no dropouts",
-                )
-            )
+        plain_round = {"sequential": plain_seq, "critical": plain_crit}
+        out += _round_figures(workload, runs, phases, error, plain_round, secagg_round)
         if (holders, threshold) == HOLDER_SETS[-1]:
             out += _dropout_figures(plan, fed, fresh, weights, runs, workload)
             ours = {
@@ -279,6 +259,52 @@ def round_figures(plan: Plan) -> list[Figure]:
             out += peer_figures(
                 workload=workload, vectors=fresh[0], weights=weights, ours=ours, secagg=secagg
             )
+    return out
+
+
+def _round_figures(
+    workload: str,
+    runs: list[_Timing],
+    phases: dict[str, float],
+    error: float,
+    plain_round: dict[str, float],
+    secagg_round: dict[str, float],
+) -> list[Figure]:
+    """Sequential and critical-path round time against plaintext FedAvg and Flower SecAgg+."""
+    out: list[Figure] = []
+    for attr, how in (
+        ("sequential", "sequential CPU time of all parties"),
+        ("critical", "critical path (clients, holders in parallel)"),
+    ):
+        out.append(
+            figure(
+                "round",
+                f"end-to-end round, {how}",
+                workload=workload,
+                unit="s per round",
+                ours=_median(runs, attr),
+                baseline=plain_round[attr],
+                baseline_name="plaintext FedAvg round in numpy (float32 messages): the floor",
+                higher_is_better=False,
+                note="excluding training; key holders recompute every chunk sum (default)",
+                max_abs_error=error,
+                phases=phases,
+            )
+        )
+        out.append(
+            figure(
+                "round_vs_secaggplus",
+                f"end-to-end round against Flower SecAgg+, {how}",
+                workload=workload,
+                unit="s per round",
+                ours=_median(runs, attr),
+                baseline=secagg_round[attr],
+                baseline_name="Flower SecAgg+ round on the same vectors, same run",
+                higher_is_better=False,
+                target=Target("ratio", "<=", 5.0),
+                note="SecAgg+ clients and server in this process, no dropouts",
+            )
+        )
     return out
 
 
@@ -300,22 +326,7 @@ def _dropout_figures(
         fed.round([0.5 * x for x in v], weights, senders=senders, decrypting_set=members)
         for v in fresh
     ]
-    holder_drop: list[float] = []
-    errors: list[float] = []
-    for v in fresh:
-        vectors = [0.25 * x for x in v]
-        aborted = fed.round(
-            vectors,
-            weights,
-            senders=range(clients),
-            decrypting_set=members,
-            dropped_holder=members[-1],
-        )
-        assert aborted.aborted is not None
-        aborted.votes = fed.close_round(aborted.aborted, down=members[-1])
-        rerun = fed.round(vectors, weights, senders=range(clients), decrypting_set=replacement)
-        holder_drop.append(aborted.sequential + rerun.sequential)
-        errors.append(rerun.error)
+    holder_drop, errors = _holder_drop_rounds(fed, fresh, weights, members, replacement)
     base = _median(no_dropout, "sequential")
     common: dict[str, Any] = {
         "workload": workload,
@@ -346,3 +357,32 @@ def _dropout_figures(
             **common,
         ),
     ]
+
+
+def _holder_drop_rounds(
+    fed: _Federation,
+    fresh: list[list[NDArray[np.float64]]],
+    weights: list[float],
+    members: tuple[int, ...],
+    replacement: tuple[int, ...],
+) -> tuple[list[float], list[float]]:
+    """Per repeat: the last member of ``members`` is down, the round aborts and is closed by
+    votes, and re-run with ``replacement``; the sequential seconds of both, and the error."""
+    clients = len(fed.clients)
+    holder_drop: list[float] = []
+    errors: list[float] = []
+    for v in fresh:
+        vectors = [0.25 * x for x in v]
+        aborted = fed.round(
+            vectors,
+            weights,
+            senders=range(clients),
+            decrypting_set=members,
+            dropped_holder=members[-1],
+        )
+        assert aborted.aborted is not None
+        aborted.votes = fed.close_round(aborted.aborted, down=members[-1])
+        rerun = fed.round(vectors, weights, senders=range(clients), decrypting_set=replacement)
+        holder_drop.append(aborted.sequential + rerun.sequential)
+        errors.append(rerun.error)
+    return holder_drop, errors

@@ -20,13 +20,15 @@ import os
 import statistics
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from functools import partial
 
 import numpy as np
+from numpy.typing import NDArray
 
 from fhe_agg._parallel import TASK_CPU, run_ordered
 from fhe_agg.bench._harness import Figure, client_vectors, figure, size_label
-from fhe_agg.ckks._keys import generate_single_key
+from fhe_agg.ckks._keys import KeyShare, PublicKey, generate_single_key
 from fhe_agg.ckks._packing import Layout
 from fhe_agg.ckks._random import SeededRandom
 from fhe_agg.client._client import Client
@@ -59,6 +61,22 @@ def _warm(workers: int) -> None:
     run_ordered(abs, [(-k,) for k in range(workers)], workers=workers)
 
 
+Clock = dict[str, dict[int, float]]  # piece -> workers -> seconds
+
+
+@dataclass(frozen=True)
+class _Work:
+    """What every piece works on: one federation, its clients' keys and vectors."""
+
+    config: FederationConfig
+    public_key: PublicKey
+    share: KeyShare
+    keys: dict[str, SigningKey]
+    layout: Layout
+    vectors: list[NDArray[np.float64]]
+    weights: list[float]
+
+
 def scaling_figures(params: int, clients: int, workers: int, repeats: int) -> list[Figure]:
     """Speed-up from 1 to ``workers`` processes of the client, the aggregator and a holder."""
     if workers < 2:
@@ -69,13 +87,22 @@ def scaling_figures(params: int, clients: int, workers: int, repeats: int) -> li
     )
     public_key, share = generate_single_key(config.preset)
     keys = {f"client-{i:03d}": SigningKey.generate() for i in range(clients)}
-    roster = {c: k.verify_key for c, k in keys.items()}
     layout = Layout.for_vector(params)
     vectors, weights = client_vectors(clients, params, seed=31)
-    seconds: dict[str, dict[int, float]] = {"client": {}, "aggregator": {}, "holder": {}}
-    cpu: dict[str, dict[int, float]] = {"client": {}, "aggregator": {}, "holder": {}}
+    work = _Work(config, public_key, share, keys, layout, vectors, weights)
+    seconds, cpu = _measure(work, workers, repeats)
+    return _speedup_figures(seconds, cpu, params=params, clients=clients, workers=workers)
+
+
+def _measure(work: _Work, workers: int, repeats: int) -> tuple[Clock, Clock]:
+    """Wall and CPU-critical-path seconds of each piece with 1 and ``workers`` processes;
+    :class:`RuntimeError` if a piece gives another result with the pool."""
+    config, public_key, layout = work.config, work.public_key, work.layout
+    roster = {c: k.verify_key for c, k in work.keys.items()}
+    seconds: Clock = {"client": {}, "aggregator": {}, "holder": {}}
+    cpu: Clock = {"client": {}, "aggregator": {}, "holder": {}}
     results: dict[str, dict[int, object]] = {"client": {}, "aggregator": {}, "holder": {}}
-    cid, key = next(iter(keys.items()))
+    cid, key = next(iter(work.keys.items()))
     rounds = iter(range(1, 10_000))
 
     def encrypt(w: int) -> object:
@@ -87,12 +114,9 @@ def scaling_figures(params: int, clients: int, workers: int, repeats: int) -> li
             rng=SeededRandom(b"scaling"),
             workers=w,
         )
-        return client.encrypt_chunks(vectors[0], round_id=next(rounds)).chunks[0]
+        return client.encrypt_chunks(work.vectors[0], round_id=next(rounds)).chunks[0]
 
-    updates = []
-    for (c, k), vector, weight in zip(keys.items(), vectors, weights, strict=True):
-        client = Client(client_id=c, signing_key=k, config=config, public_key=public_key)
-        updates.append(client.encrypt_update(vector, round_id=1, weight=weight).to_bytes())
+    updates = _updates(work)
     made: list[Aggregator] = []
 
     def ingest(w: int) -> object:
@@ -117,7 +141,7 @@ def scaling_figures(params: int, clients: int, workers: int, repeats: int) -> li
             holder_id="h",
             config=config,
             public_key=public_key,
-            key_share=share,
+            key_share=work.share,
             roster=roster,
             workers=w,
         )
@@ -125,11 +149,32 @@ def scaling_figures(params: int, clients: int, workers: int, repeats: int) -> li
         seconds["holder"][w], cpu["holder"][w], results["holder"][w] = _wall(check, repeats, w)
     for agg in made:
         agg.close()
+    _check_same(results, workers)
+    return seconds, cpu
+
+
+def _updates(work: _Work) -> list[bytes]:
+    """Every client's update of round 1, on the wire."""
+    updates = []
+    for (c, k), vector, weight in zip(work.keys.items(), work.vectors, work.weights, strict=True):
+        client = Client(client_id=c, signing_key=k, config=work.config, public_key=work.public_key)
+        updates.append(client.encrypt_update(vector, round_id=1, weight=weight).to_bytes())
+    return updates
+
+
+def _check_same(results: dict[str, dict[int, object]], workers: int) -> None:
+    """Every piece gives the same bytes or sums with one process and with the pool."""
     for part, got in results.items():
         a, b = got[1], got[workers]
         same = np.array_equal(a, b) if isinstance(a, np.ndarray) else a == b  # type: ignore[arg-type]
         if not same:
             raise RuntimeError(f"scaling: {part} gives another result with workers={workers}")
+
+
+def _speedup_figures(
+    seconds: Clock, cpu: Clock, *, params: int, clients: int, workers: int
+) -> list[Figure]:
+    """Each piece's speed-up, on the wall clock and on its CPU critical path."""
     load = os.getloadavg()[0]
     size = size_label(params)
     labels = {

@@ -34,7 +34,9 @@ any state, so a refused message (typed error) leaves the member where it was. Sh
 verifiable (no lattice VSS): a holder sending a wrong share to a peer is detected only when a
 decryption including that peer fails (:class:`~fhe_agg.DecryptionFailed`); the README's threat
 model says so. With ``audit`` (an :class:`~fhe_agg.identity.AuditLog` bound to the holder's key),
-every refused step is recorded as ``ceremony.rejected`` (step, error class and message).
+every refused step is recorded as ``ceremony.rejected`` (step, error code and message, and the
+holder it names). The messages and their checks: :mod:`fhe_agg.ceremony._messages`; the share
+phase: :mod:`fhe_agg.ceremony._shares`.
 """
 
 from __future__ import annotations
@@ -42,33 +44,30 @@ from __future__ import annotations
 import functools
 import hashlib
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
-from functools import cached_property
 from typing import Concatenate, ParamSpec, TypeVar
 
-import numpy as np
-
-from fhe_agg._errors import CeremonyError, FheAggError, InvalidSignature, MalformedMessage
+from fhe_agg._errors import CeremonyError, FheAggError, error_fields
+from fhe_agg.ceremony._messages import (
+    CEREMONY_CONTEXT,
+    CeremonyMessage,
+    CeremonySpec,
+    HolderIdentity,
+    collect_signed,
+    commitment,
+    poly_bytes,
+    poly_from_bytes,
+    signed_by,
+)
+from fhe_agg.ceremony._shares import deal_shares, open_shares
 from fhe_agg.ceremony._transcript import Transcript, check_confirmation, confirmation_bytes
 from fhe_agg.ckks._keys import KeyShare, PublicKey, common_polynomial, sample_secret
-from fhe_agg.ckks._params import CkksPreset
 from fhe_agg.ckks._random import RandomSource, default_random
 from fhe_agg.ckks._seal import backend_for
 from fhe_agg.hazmat.rlwe import FixedOperand, add_polys
 from fhe_agg.hazmat.rns import U64
-from fhe_agg.hazmat.shamir import share_polynomial
 from fhe_agg.identity._auditlog import AuditLog, require_recorder
-from fhe_agg.identity._sealing import (
-    MAX_SEALED_PLAINTEXT,
-    SealInfo,
-    SealingPrivateKey,
-    SealingPublicKey,
-    open_sealed,
-    seal,
-)
-from fhe_agg.identity._suites import Suite
-from fhe_agg.protocol._signing import SigningKey, VerifyKey
-from fhe_agg.protocol._wire import pack, unpack
+from fhe_agg.identity._sealing import SealingPrivateKey
+from fhe_agg.protocol._signing import SigningKey
 
 __all__ = [
     "CEREMONY_CONTEXT",
@@ -77,13 +76,8 @@ __all__ = [
     "CeremonyMessage",
     "CeremonySpec",
     "HolderIdentity",
-    "run_ceremony",
 ]
 
-#: ML-DSA context string of ceremony messages.
-CEREMONY_CONTEXT = b"fhe_agg/ceremony/v1"
-_SEALING_SUITE = Suite.PQ_ONLY
-_PHASES = ("seed-commit", "seed-reveal", "key-commit", "key-reveal", "confirm", "share")
 #: The member's methods in the order a ceremony calls them (the last one finishes it).
 CEREMONY_STEPS = (
     "seed_commitment",
@@ -94,137 +88,8 @@ CEREMONY_STEPS = (
     "deal",
     "finish",
 )
-#: Most key holders of one ceremony: a confirmation carries ~6.7 kB of evidence per holder.
-MAX_CEREMONY_HOLDERS = 512
-_MAX_MESSAGE = 4 * MAX_SEALED_PLAINTEXT
 _P = ParamSpec("_P")
 _R = TypeVar("_R")
-
-
-@dataclass(frozen=True)
-class HolderIdentity:
-    """A key holder's public identity: ML-DSA verify key and HPKE sealing key."""
-
-    verify_key: VerifyKey
-    sealing_key: SealingPublicKey
-
-
-@dataclass(frozen=True, kw_only=True)
-class CeremonySpec:
-    """What the holders agree on before the ceremony; holder ``k`` is ``holders[k - 1]``."""
-
-    consortium: str
-    epoch: int
-    preset: CkksPreset
-    holders: tuple[str, ...]
-    threshold: int
-
-    def __post_init__(self) -> None:
-        n = len(self.holders)
-        if n < 1 or len(set(self.holders)) != n:
-            raise ValueError("holders: need at least one holder, each named once")
-        if n > MAX_CEREMONY_HOLDERS:
-            raise ValueError(f"holders: at most {MAX_CEREMONY_HOLDERS} key holders, got {n}")
-        if isinstance(self.threshold, bool) or not 1 <= self.threshold <= n:
-            raise ValueError(f"threshold: need 1 <= threshold <= {n}, got {self.threshold!r}")
-        if isinstance(self.epoch, bool) or not 0 <= self.epoch < 2**63:
-            raise ValueError(f"epoch: expected an integer in 0..2**63-1, got {self.epoch!r}")
-
-    @cached_property
-    def ceremony_id(self) -> bytes:
-        """SHA3-256 over everything above: messages of another ceremony never verify."""
-        text = "\x1f".join([self.consortium, str(self.epoch), *self.holders, str(self.threshold)])
-        return hashlib.sha3_256(
-            b"fhe_agg/ceremony|" + self.preset.fingerprint + text.encode()
-        ).digest()
-
-    def index_of(self, holder_id: str) -> int:
-        """1-based index of ``holder_id``; ``CeremonyError`` if it is not a holder."""
-        try:
-            return self.holders.index(holder_id) + 1
-        except ValueError:
-            raise CeremonyError(f"{holder_id!r} is not a holder of this ceremony") from None
-
-
-@dataclass(frozen=True, kw_only=True)
-class CeremonyMessage:
-    """One signed ceremony message; ``recipient`` is 0 for a broadcast."""
-
-    ceremony_id: bytes
-    phase: str
-    sender: int
-    recipient: int
-    payload: bytes
-    signature: bytes = field(default=b"", repr=False)
-
-    def signed_bytes(self) -> bytes:
-        """The canonical statement the signature covers (payload by its SHA3-256)."""
-        return pack(
-            "ceremony-statement",
-            {
-                "id": self.ceremony_id,
-                "phase": self.phase,
-                "from": self.sender,
-                "to": self.recipient,
-                "payload": hashlib.sha3_256(self.payload).digest(),
-            },
-        )
-
-    def to_bytes(self) -> bytes:
-        return pack(
-            "ceremony",
-            {
-                "id": self.ceremony_id,
-                "phase": self.phase,
-                "from": self.sender,
-                "to": self.recipient,
-                "payload": self.payload,
-                "sig": self.signature,
-            },
-        )
-
-    @classmethod
-    def from_bytes(cls, data: bytes) -> CeremonyMessage:
-        """Decode a ceremony message (bounded); :class:`MalformedMessage` on anything else."""
-        f = unpack(data, "ceremony", max_bytes=_MAX_MESSAGE, max_bin=_MAX_MESSAGE, max_array=0)
-        f.expect_keys("id", "phase", "from", "to", "payload", "sig")
-        phase = f.text("phase", max_len=16)
-        if phase not in _PHASES:
-            raise MalformedMessage(f"ceremony.phase: unknown phase {phase!r}")
-        return cls(
-            ceremony_id=f.blob("id", size=32),
-            phase=phase,
-            sender=f.integer("from", 1, 2**20),
-            recipient=f.integer("to", 0, 2**20),
-            payload=f.blob("payload", max_size=_MAX_MESSAGE),
-            signature=f.blob("sig", max_size=8192),
-        )
-
-    def __repr__(self) -> str:
-        return (
-            f"CeremonyMessage(phase={self.phase!r}, from={self.sender}, to={self.recipient}, "
-            f"{len(self.payload)} bytes)"
-        )
-
-
-def _commitment(spec: CeremonySpec, what: bytes, index: int, value: bytes) -> bytes:
-    return hashlib.sha3_256(
-        b"fhe_agg/ceremony-commit|" + what + spec.ceremony_id + index.to_bytes(4, "big") + value
-    ).digest()
-
-
-def _poly_bytes(poly: U64) -> bytes:
-    return poly.astype("<u8").tobytes()
-
-
-def _poly_from_bytes(blob: bytes, primes: tuple[int, ...], n: int, what: str) -> U64:
-    if len(blob) != 8 * n * len(primes):
-        raise MalformedMessage(f"{what}: expected {8 * n * len(primes)} bytes, got {len(blob)}")
-    poly = np.frombuffer(blob, dtype="<u8").astype(np.uint64).reshape(len(primes), n)
-    for i, q in enumerate(primes):
-        if int(poly[i].max()) >= q:
-            raise MalformedMessage(f"{what}: row {i} holds a value not reduced mod its prime")
-    return poly
 
 
 def _audited(
@@ -245,8 +110,7 @@ def _audited(
                         "epoch": member.spec.epoch,
                         "holder": member.holder_id,
                         "step": step.__name__,
-                        "error": type(exc).__name__,
-                        "reason": str(exc),
+                        **error_fields(exc),
                     },
                 )
             raise
@@ -303,28 +167,22 @@ class CeremonyMember:
     # -- helpers -------------------------------------------------------------------------------
 
     def _message(self, phase: str, payload: bytes, recipient: int = 0) -> CeremonyMessage:
-        unsigned = CeremonyMessage(
+        return CeremonyMessage.sign(
+            self._signing_key,
             ceremony_id=self.spec.ceremony_id,
             phase=phase,
             sender=self.index,
             recipient=recipient,
             payload=payload,
         )
-        signature = self._signing_key.sign(unsigned.signed_bytes(), context=CEREMONY_CONTEXT)
-        return CeremonyMessage(
-            ceremony_id=unsigned.ceremony_id,
-            phase=phase,
-            sender=self.index,
-            recipient=recipient,
-            payload=payload,
-            signature=signature,
-        )
 
     def _enter(self, phase: int) -> None:
         if self._phase != phase:
             raise CeremonyError(
                 f"holder {self.holder_id!r}: {CEREMONY_STEPS[phase]}() is out of order "
-                f"({self._phase} of {len(CEREMONY_STEPS)} steps done)"
+                f"({self._phase} of {len(CEREMONY_STEPS)} steps done)",
+                party=self.holder_id,
+                holder_index=self.index,
             )
 
     def _collect(
@@ -335,51 +193,17 @@ class CeremonyMember:
 
     def _signed_by(self, sender: int, phase: str, payload: bytes, signature: bytes) -> bool:
         """Does ``signature`` verify as ``sender``'s broadcast of ``payload`` in ``phase``?"""
-        statement = CeremonyMessage(
-            ceremony_id=self.spec.ceremony_id,
-            phase=phase,
-            sender=sender,
-            recipient=0,
-            payload=payload,
-        ).signed_bytes()
-        try:
-            self._directory[sender].verify_key.verify(
-                signature, statement, context=CEREMONY_CONTEXT
-            )
-        except InvalidSignature:
-            return False
-        return True
+        key = self._directory[sender].verify_key
+        return signed_by(
+            self.spec, key, sender=sender, phase=phase, payload=payload, signature=signature
+        )
 
     def _collect_signed(
         self, messages: Sequence[CeremonyMessage], phase: str, to_me: bool = False
     ) -> dict[int, CeremonyMessage]:
-        expected = set(self._directory) - ({self.index} if to_me else set())
-        payloads: dict[int, CeremonyMessage] = {}
-        for m in messages:
-            if not isinstance(m, CeremonyMessage):
-                raise TypeError("messages: expected CeremonyMessage items")
-            if m.ceremony_id != self.spec.ceremony_id:
-                raise CeremonyError(f"{phase}: a message belongs to another ceremony")
-            if m.phase != phase:
-                raise CeremonyError(f"{phase}: got a {m.phase!r} message")
-            if m.sender not in expected:
-                raise CeremonyError(f"{phase}: unexpected sender {m.sender}")
-            if m.sender in payloads:
-                raise CeremonyError(f"{phase}: holder {m.sender} sent twice")
-            if m.recipient != (self.index if to_me else 0):
-                raise CeremonyError(f"{phase}: message of holder {m.sender} is not addressed here")
-            try:
-                self._directory[m.sender].verify_key.verify(
-                    m.signature, m.signed_bytes(), context=CEREMONY_CONTEXT
-                )
-            except InvalidSignature:
-                raise InvalidSignature(
-                    f"{phase}: signature of holder {m.sender} does not verify"
-                ) from None
-            payloads[m.sender] = m
-        if set(payloads) != expected:
-            raise CeremonyError(f"{phase}: missing holders {sorted(expected - set(payloads))}")
-        return payloads
+        keys = {j: identity.verify_key for j, identity in self._directory.items()}
+        recipient = self.index if to_me else 0
+        return collect_signed(messages, phase, spec=self.spec, keys=keys, recipient=recipient)
 
     # -- phases --------------------------------------------------------------------------------
 
@@ -388,7 +212,7 @@ class CeremonyMember:
         """Phase 1: commit to this holder's seed for the common polynomial ``a``."""
         self._enter(0)
         self._phase = 1
-        return self._message("seed-commit", _commitment(self.spec, b"seed", self.index, self._seed))
+        return self._message("seed-commit", commitment(self.spec, b"seed", self.index, self._seed))
 
     @_audited
     def reveal_seed(self, commitments: Sequence[CeremonyMessage]) -> CeremonyMessage:
@@ -396,7 +220,7 @@ class CeremonyMember:
         self._enter(1)
         signed = self._collect_signed(commitments, "seed-commit")
         commits = {j: m.payload for j, m in signed.items()}
-        if commits[self.index] != _commitment(self.spec, b"seed", self.index, self._seed):
+        if commits[self.index] != commitment(self.spec, b"seed", self.index, self._seed):
             raise CeremonyError("seed-commit: this holder's own commitment was replaced")
         self._seed_commits = commits
         self._seen["seed-commit"] = {j: (m.payload, m.signature) for j, m in signed.items()}
@@ -409,18 +233,20 @@ class CeremonyMember:
         self._enter(2)
         seeds = self._collect(reveals, "seed-reveal")
         for j, seed in seeds.items():
-            if len(seed) != 32 or _commitment(self.spec, b"seed", j, seed) != self._seed_commits[j]:
-                raise CeremonyError(f"seed-reveal: holder {j}'s seed does not match its commitment")
+            if len(seed) != 32 or commitment(self.spec, b"seed", j, seed) != self._seed_commits[j]:
+                raise CeremonyError(
+                    f"seed-reveal: holder {j}'s seed does not match its commitment", holder_index=j
+                )
         crs = hashlib.sha3_256(
             b"fhe_agg/crs|" + self.spec.ceremony_id + b"".join(seeds[j] for j in sorted(seeds))
         ).digest()
         self._a = common_polynomial(crs, self._n, self._primes)
         secret, share = sample_secret(self._a, self._n, self._primes, self._rng)
         self._secret = secret
-        self._public_share = _poly_bytes(share)
+        self._public_share = poly_bytes(share)
         self._phase = 3
         return self._message(
-            "key-commit", _commitment(self.spec, b"key", self.index, self._public_share)
+            "key-commit", commitment(self.spec, b"key", self.index, self._public_share)
         )
 
     @_audited
@@ -429,7 +255,7 @@ class CeremonyMember:
         self._enter(3)
         signed = self._collect_signed(commitments, "key-commit")
         commits = {j: m.payload for j, m in signed.items()}
-        if commits[self.index] != _commitment(self.spec, b"key", self.index, self._public_share):
+        if commits[self.index] != commitment(self.spec, b"key", self.index, self._public_share):
             raise CeremonyError("key-commit: this holder's own commitment was replaced")
         self._key_commits = commits
         self._seen["key-commit"] = {j: (m.payload, m.signature) for j, m in signed.items()}
@@ -444,11 +270,12 @@ class CeremonyMember:
         shares = self._collect(reveals, "key-reveal")
         polys: dict[int, U64] = {}
         for j, blob in shares.items():
-            if _commitment(self.spec, b"key", j, blob) != self._key_commits[j]:
+            if commitment(self.spec, b"key", j, blob) != self._key_commits[j]:
                 raise CeremonyError(
-                    f"key-reveal: holder {j}'s public-key share does not match its commitment"
+                    f"key-reveal: holder {j}'s public-key share does not match its commitment",
+                    holder_index=j,
                 )
-            polys[j] = _poly_from_bytes(blob, self._primes, self._n, f"key-reveal of holder {j}")
+            polys[j] = poly_from_bytes(blob, self._primes, self._n, f"key-reveal of holder {j}")
         assert self._a is not None and self._secret is not None
         b = polys[1]
         for j in sorted(polys)[1:]:
@@ -477,40 +304,19 @@ class CeremonyMember:
                 names=self.spec.holders,
                 signed_by=self._signed_by,
             )
-        holders, t = len(self.spec.holders), self.spec.threshold
         secret, self._secret = self._secret, None
-        out: list[CeremonyMessage] = []
-        if t == holders:
-            self._own_share = secret
-        else:
-            dealt = share_polynomial(
-                secret, threshold=t, holders=holders, primes=self._primes, rng=self._rng
-            )
-            secret.fill(0)
-            for k in sorted(dealt):
-                if k == self.index:
-                    self._own_share = dealt[k]
-                    continue
-                info = self._seal_info(self.index, k)
-                sealed = seal(
-                    self._directory[k].sealing_key,
-                    _poly_bytes(dealt[k]),
-                    info=info,
-                    suite=_SEALING_SUITE,
-                )
-                dealt[k].fill(0)
-                out.append(self._message("share", sealed, recipient=k))
+        recipients = {k: identity.sealing_key for k, identity in self._directory.items()}
+        self._own_share, sealed = deal_shares(
+            secret,
+            spec=self.spec,
+            index=self.index,
+            recipients=recipients,
+            primes=self._primes,
+            rng=self._rng,
+        )
+        out = [self._message("share", blob, recipient=k) for k, blob in sealed.items()]
         self._phase = 6
         return out
-
-    def _seal_info(self, sender: int, recipient: int) -> SealInfo:
-        return SealInfo(
-            consortium=self.spec.consortium,
-            epoch=self.spec.epoch,
-            sender=self.spec.holders[sender - 1],
-            recipient=self.spec.holders[recipient - 1],
-            purpose=f"key-share/{self.spec.ceremony_id.hex()}",  # a share opens in its ceremony only
-        )
 
     @_audited
     def finish(self, shares: Sequence[CeremonyMessage]) -> tuple[PublicKey, KeyShare]:
@@ -522,24 +328,21 @@ class CeremonyMember:
         self._enter(6)
         assert self._public_key is not None and self._own_share is not None
         t, holders = self.spec.threshold, len(self.spec.holders)
-        received: dict[int, U64] = {}
         if t < holders:
-            for j, sealed in self._collect(shares, "share", to_me=True).items():
-                plain = open_sealed(
-                    self._sealing_key,
-                    sealed,
-                    info=self._seal_info(j, self.index),
-                    suite=_SEALING_SUITE,
-                )
-                received[j] = _poly_from_bytes(plain, self._primes, self._n, f"share of holder {j}")
+            sealed = self._collect(shares, "share", to_me=True)
         elif shares:
             raise CeremonyError("share: an n-of-n ceremony sends no shares")
-        total = self._own_share
-        for j in sorted(received):
-            total = add_polys(total, received[j], self._primes)
-            received[j].fill(0)
-        if total is not self._own_share:
-            self._own_share.fill(0)
+        else:
+            sealed = {}
+        total = open_shares(
+            sealed,
+            self._own_share,
+            spec=self.spec,
+            index=self.index,
+            sealing_key=self._sealing_key,
+            primes=self._primes,
+            n=self._n,
+        )
         self._own_share = None
         self._phase = 7
         key_share = KeyShare(
@@ -594,26 +397,3 @@ class CeremonyMember:
             f"CeremonyMember(holder={self.holder_id!r}, index={self.index}, "
             f"phases_done={self._phase}, <secret>)"
         )
-
-
-def run_ceremony(members: Sequence[CeremonyMember]) -> tuple[PublicKey, list[KeyShare]]:
-    """Drive a whole ceremony in one process, passing every message through its wire bytes.
-
-    For simulations and tests; a deployment runs the same phases over its own transport.
-    Returns the joint public key (every member must agree on it) and each member's key share.
-    """
-
-    def relay(messages: Sequence[CeremonyMessage]) -> list[CeremonyMessage]:
-        return [CeremonyMessage.from_bytes(m.to_bytes()) for m in messages]
-
-    commits = relay([m.seed_commitment() for m in members])
-    seeds = relay([m.reveal_seed(commits) for m in members])
-    key_commits = relay([m.key_commitment(seeds) for m in members])
-    key_shares = relay([m.reveal_public_share(key_commits) for m in members])
-    confirmations = relay([m.confirm(key_shares) for m in members])
-    dealt = relay([msg for m in members for msg in m.deal(confirmations)])
-    results = [m.finish([d for d in dealt if d.recipient == m.index]) for m in members]
-    public_key = results[0][0]
-    if any(pk.blob != public_key.blob for pk, _ in results):
-        raise CeremonyError("holders derived different public keys")
-    return public_key, [share for _, share in results]

@@ -1,17 +1,42 @@
-"""The dealerless key ceremony of a whole federation run in one process."""
+"""The dealerless key ceremony run in one process: for simulations, tests and examples."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
-from fhe_agg.ceremony._ceremony import CeremonyMember, CeremonySpec, HolderIdentity, run_ceremony
+from fhe_agg._errors import CeremonyError
+from fhe_agg.ceremony._ceremony import CeremonyMember
+from fhe_agg.ceremony._messages import CeremonyMessage, CeremonySpec, HolderIdentity
 from fhe_agg.ckks._keys import KeyShare, PublicKey
 from fhe_agg.ckks._random import RandomSource, default_random
 from fhe_agg.identity import Identity, SealingPrivateKey, Suite
 from fhe_agg.protocol._config import FederationConfig
 from fhe_agg.protocol._signing import SigningKey, VerifyKey
 
-__all__ = ["holder_signing_keys", "holder_verify_keys", "local_key_ceremony"]
+__all__ = ["holder_signing_keys", "holder_verify_keys", "local_key_ceremony", "run_ceremony"]
+
+
+def run_ceremony(members: Sequence[CeremonyMember]) -> tuple[PublicKey, list[KeyShare]]:
+    """Drive a whole ceremony in one process, passing every message through its wire bytes.
+
+    For simulations and tests; a deployment runs the same phases over its own transport.
+    Returns the joint public key (every member must agree on it) and each member's key share.
+    """
+
+    def relay(messages: Sequence[CeremonyMessage]) -> list[CeremonyMessage]:
+        return [CeremonyMessage.from_bytes(m.to_bytes()) for m in messages]
+
+    commits = relay([m.seed_commitment() for m in members])
+    seeds = relay([m.reveal_seed(commits) for m in members])
+    key_commits = relay([m.key_commitment(seeds) for m in members])
+    key_shares = relay([m.reveal_public_share(key_commits) for m in members])
+    confirmations = relay([m.confirm(key_shares) for m in members])
+    dealt = relay([msg for m in members for msg in m.deal(confirmations)])
+    results = [m.finish([d for d in dealt if d.recipient == m.index]) for m in members]
+    public_key = results[0][0]
+    if any(pk.blob != public_key.blob for pk, _ in results):
+        raise CeremonyError("holders derived different public keys")
+    return public_key, [share for _, share in results]
 
 
 def holder_signing_keys(holders: int) -> dict[str, SigningKey]:

@@ -222,7 +222,9 @@ class Client:
         ):
             raise InvalidInput(
                 f"weight: {weight!r} outside [{self.config.min_weight}, {self.config.max_weight}]"
-                " (min_weight: the fewest samples one update may stand for)"
+                " (min_weight: the fewest samples one update may stand for)",
+                round_id=round_id,
+                party=self.client_id,
             )
         vector, layout = self.prepare(params, clip=clip, integer_policy=integer_policy)
         chunks = self.encrypt_chunks(vector, round_id=round_id, weight=float(weight))

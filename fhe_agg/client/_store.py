@@ -79,7 +79,9 @@ class SentMemory:
                     f"client {self._client_id!r} already encrypted this update (at any weight) "
                     f"for round {first}, which is not proven aborted; sending it for round "
                     f"{round_id} too could reveal another client's update. Show the client round "
-                    f"{first}'s abort certificate (Client.accept_abort) first"
+                    f"{first}'s abort certificate (Client.accept_abort) first",
+                    round_id=round_id,
+                    party=self._client_id,
                 )
             seq = conn.execute("SELECT COALESCE(MAX(seq), 0) + 1 FROM sent").fetchone()[0]
             conn.execute("INSERT OR REPLACE INTO sent VALUES (?, ?, ?)", (digest, round_id, seq))

@@ -14,10 +14,11 @@ from __future__ import annotations
 import logging
 from collections.abc import Collection, Mapping
 
-from fhe_agg._errors import FheAggError, MalformedMessage, ThresholdNotMet
+from fhe_agg._errors import FheAggError, MalformedMessage, ThresholdNotMet, located
 from fhe_agg.flower import _records as rec
 from fhe_agg.flower._protocol import ACTION_ABORT, MAX_CERTIFICATES, record_bytes
 from fhe_agg.flower._relay import Federation, Relay
+from fhe_agg.flower._report import Refusal
 from fhe_agg.holder._abort import AbortVote
 from fhe_agg.protocol._round_messages import RoundPhase, VoteReply, VoteRequest
 from fhe_agg.server._coordinator import RoundCoordinator
@@ -33,7 +34,7 @@ def close_round(
     coordinator: RoundCoordinator,
     *,
     skip: Collection[int] = (),
-) -> tuple[bytes | None, dict[int, str]]:
+) -> tuple[bytes | None, dict[int, Refusal]]:
     """Abort ``coordinator``'s round (if still open) and carry its vote requests to the holder
     nodes (except the ``skip`` node ids, known down); return the certificate's bytes (``None``
     if too few voted) and each refusing holder index's reason. The coordinator verifies every
@@ -47,19 +48,22 @@ def close_round(
     }
     round_id = coordinator.round_id
     replies = relay.ask(ACTION_ABORT, {node: {"round": round_id} for node in asked})
-    refused: dict[int, str] = {}
+    refused: dict[int, Refusal] = {}
     for node, request in asked.items():
         index = request.holder_index
         reply = replies.get(node, "no reply")
         try:
-            if isinstance(reply, str):
-                raise MalformedMessage(f"no abort vote: {reply}")
-            vote = AbortVote.from_bytes(record_bytes(reply, "vote"), config=coordinator.config)
-            if vote.holder_index != index:  # the node answers for itself only
-                raise MalformedMessage(f"holder {index} sent a vote of holder {vote.holder_index}")
-            coordinator.accept(VoteReply(vote))
+            with located(round_id=round_id, holder_index=index):
+                if isinstance(reply, str):
+                    raise MalformedMessage(f"no abort vote: {reply}")
+                vote = AbortVote.from_bytes(record_bytes(reply, "vote"), config=coordinator.config)
+                if vote.holder_index != index:  # the node answers for itself only
+                    raise MalformedMessage(
+                        f"holder {index} sent a vote of holder {vote.holder_index}"
+                    )
+                coordinator.accept(VoteReply(vote))
         except FheAggError as exc:
-            refused[index] = f"{type(exc).__name__}: {exc}"
+            refused[index] = Refusal.of(exc)
     try:
         certificate = coordinator.certificate()
     except ThresholdNotMet as exc:

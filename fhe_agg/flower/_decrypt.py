@@ -16,11 +16,17 @@ import numpy as np
 from flwr.app import ConfigRecordValues
 from numpy.typing import NDArray
 
-from fhe_agg._errors import AggregateMismatch, DecryptionAborted, FheAggError, MalformedMessage
+from fhe_agg._errors import (
+    AggregateMismatch,
+    DecryptionAborted,
+    FheAggError,
+    MalformedMessage,
+    located,
+)
 from fhe_agg.ckks._packing import Layout
 from fhe_agg.flower._protocol import ACTION_CHALLENGE, ACTION_DECRYPT, record_bytes
 from fhe_agg.flower._relay import Federation, Relay
-from fhe_agg.flower._report import RoundReport
+from fhe_agg.flower._report import Refusal, RoundReport
 from fhe_agg.holder._partial import PartialDecryption
 from fhe_agg.protocol._round_messages import (
     ChallengeReply,
@@ -57,11 +63,12 @@ def decrypt_round(
         if missing:
             raise DecryptionAborted(
                 f"holders {missing} of the decrypting set did not deliver; round "
-                f"{coordinator.round_id} is aborted: re-run it with fresh encryptions"
+                f"{coordinator.round_id} is aborted: re-run it with fresh encryptions",
+                round_id=coordinator.round_id,
             )
         return coordinator.release(), down
     except FheAggError as exc:
-        report.reason = f"{type(exc).__name__}: {exc}"
+        report.reason = Refusal.of(exc)
         log.error("round %d: decryption aborted: %s", report.round, report.reason)
         return None, down
 
@@ -85,14 +92,15 @@ def _challenges(
     for node, request in nodes.items():
         index = request.holder_index
         try:
-            reply = replies.get(node, "no reply")
-            if isinstance(reply, str):
-                raise MalformedMessage(f"challenge refused: {reply}")
-            wanted = reply.get("indices")
-            if not isinstance(wanted, list):
-                raise MalformedMessage("the challenge lists no chunk indices")
-            indices = tuple(sorted({int(i) for i in wanted}))
-            coordinator.accept(ChallengeReply(request.round_id, index, digest, indices))
+            with located(round_id=request.round_id, holder_index=index):
+                reply = replies.get(node, "no reply")
+                if isinstance(reply, str):
+                    raise MalformedMessage(f"challenge refused: {reply}")
+                wanted = reply.get("indices")
+                if not isinstance(wanted, list):
+                    raise MalformedMessage("the challenge lists no chunk indices")
+                indices = tuple(sorted({int(i) for i in wanted}))
+                coordinator.accept(ChallengeReply(request.round_id, index, digest, indices))
         except (FheAggError, ValueError, TypeError) as exc:
             _holder_refused(report, index, node, exc)
             down.add(index)
@@ -124,23 +132,24 @@ def _partials(
     for node, request in zip(asked, requests, strict=True):
         index = request.holder_index
         try:
-            reply = replies.get(node, "no reply")
-            if isinstance(reply, str):
-                raise MalformedMessage(f"no partial decryption: {reply}")
-            partial = PartialDecryption.from_bytes(
-                record_bytes(reply, "partial"), config=config, layout=layout
-            )
-            if partial.holder_index != index:  # the node answers for itself only
-                raise AggregateMismatch(
-                    f"holder {index} sent a partial of holder {partial.holder_index}"
+            with located(round_id=request.round_id, holder_index=index):
+                reply = replies.get(node, "no reply")
+                if isinstance(reply, str):
+                    raise MalformedMessage(f"no partial decryption: {reply}")
+                partial = PartialDecryption.from_bytes(
+                    record_bytes(reply, "partial"), config=config, layout=layout
                 )
-            coordinator.accept(PartialReply(partial))
+                if partial.holder_index != index:  # the node answers for itself only
+                    raise AggregateMismatch(
+                        f"holder {index} sent a partial of holder {partial.holder_index}"
+                    )
+                coordinator.accept(PartialReply(partial))
         except FheAggError as exc:
             _holder_refused(report, index, node, exc)
 
 
 def _holder_refused(report: RoundReport, index: int, node: int, exc: Exception) -> None:
-    report.refused[f"holder-{index}"] = f"{type(exc).__name__}: {exc}"
+    report.refused[f"holder-{index}"] = Refusal.of(exc)
     log.warning(
         "round %d: key holder %d (node %d) refused: %s",
         report.round,

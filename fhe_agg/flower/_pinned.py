@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fhe_agg._errors import NotInRoster, ParameterMismatch
-from fhe_agg.ceremony._ceremony import CeremonySpec, HolderIdentity
+from fhe_agg.ceremony._messages import CeremonySpec, HolderIdentity
 from fhe_agg.identity import (
     Identity,
     Role,

@@ -3,7 +3,7 @@ and the typed reading of record values."""
 
 from __future__ import annotations
 
-from flwr.app import ConfigRecord
+from flwr.app import ConfigRecord, ConfigRecordValues, Message, RecordDict
 
 from fhe_agg._errors import MalformedMessage
 from fhe_agg.ceremony._ceremony import CEREMONY_STEPS
@@ -22,6 +22,8 @@ __all__ = [
     "ROUND_RECORD",
     "UPDATE_RECORD",
     "client_id_of",
+    "node_reply",
+    "query_record",
     "record_bytes",
     "record_int",
 ]
@@ -65,3 +67,16 @@ def record_int(record: ConfigRecord, key: str, *, where: str = RECORD) -> int:
     if not isinstance(value, int) or isinstance(value, bool):
         raise MalformedMessage(f"{where}.{key}: expected an integer")
     return value
+
+
+def query_record(message: Message) -> ConfigRecord:
+    """The :data:`RECORD` of a query; :class:`~fhe_agg.MalformedMessage` if it has none."""
+    record = message.content.config_records.get(RECORD)
+    if record is None:
+        raise MalformedMessage(f"{message.metadata.message_type}: no {RECORD!r} ConfigRecord")
+    return record
+
+
+def node_reply(message: Message, values: dict[str, ConfigRecordValues]) -> Message:
+    """A node's reply to ``message`` carrying ``values`` in its :data:`RECORD`."""
+    return Message(RecordDict({RECORD: ConfigRecord(values)}), reply_to=message)

@@ -13,8 +13,8 @@ from collections.abc import Mapping, Sequence
 
 from fhe_agg._errors import MalformedMessage, UnsupportedParameters
 from fhe_agg._validate import positive_finite
-from fhe_agg.ceremony._ceremony import _MAX_MESSAGE as CEREMONY_MESSAGE_BYTES
-from fhe_agg.ceremony._ceremony import CeremonySpec, HolderIdentity
+from fhe_agg.ceremony._messages import MAX_MESSAGE as CEREMONY_MESSAGE_BYTES
+from fhe_agg.ceremony._messages import CeremonySpec, HolderIdentity
 from fhe_agg.ckks._keys import PublicKey
 from fhe_agg.ckks._params import get_preset
 from fhe_agg.identity import SealingPublicKey, Suite

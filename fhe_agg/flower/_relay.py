@@ -17,8 +17,14 @@ from dataclasses import dataclass
 from flwr.app import ConfigRecord, ConfigRecordValues, Message, RecordDict
 from flwr.serverapp import Grid
 
-from fhe_agg._errors import CeremonyError, FheAggError, MalformedMessage, ThresholdNotMet
-from fhe_agg.ceremony._ceremony import CeremonyMessage, CeremonySpec, HolderIdentity
+from fhe_agg._errors import (
+    CeremonyError,
+    FheAggError,
+    MalformedMessage,
+    ThresholdNotMet,
+    describe,
+)
+from fhe_agg.ceremony._messages import CeremonyMessage, CeremonySpec, HolderIdentity
 from fhe_agg.ckks._keys import PublicKey
 from fhe_agg.flower import _records as rec
 from fhe_agg.flower._protocol import (
@@ -153,7 +159,7 @@ def _introduce(
                         record_bytes(record, "endorsement"),
                     )
         except FheAggError as exc:
-            log.warning("node %d left out: %s: %s", node, type(exc).__name__, exc)
+            log.warning("node %d left out: %s", node, describe(exc))
             continue
         names[node] = name
         if sends:
@@ -172,13 +178,7 @@ def set_up_federation(
 ) -> Federation:
     """Introductions, the dealerless ceremony among ``config.holders`` volunteers, and setup."""
     names, volunteers, keys, held = _introduce(relay, relay.wait_for_nodes(min_nodes))
-    if len(volunteers) < config.holders:
-        raise ThresholdNotMet(
-            f"{len(volunteers)} nodes volunteer as key holders, {config.holders} needed"
-        )
-    # by member id, not by Flower node id (which a restarted SuperNode changes): the same holders
-    # make the same ceremony spec, so a later run finds the key they hold (no new ceremony)
-    holder_nodes = tuple(sorted(volunteers, key=lambda n: names[n])[: config.holders])
+    holder_nodes = _pick_holders(names, volunteers, config)
     spec = CeremonySpec(
         consortium=consortium,
         epoch=epoch,
@@ -208,13 +208,7 @@ def set_up_federation(
         "consortium": consortium,
         "epoch": epoch,
     }
-    ready = relay.ask(ACTION_SETUP, {n: setup for n in names})
-    for node in names:
-        if not isinstance(ready.get(node), ConfigRecord):
-            log.warning("node %d failed setup: %s", node, ready.get(node, "no reply"))
-    for n in holder_nodes:
-        if not isinstance(ready.get(n), ConfigRecord):
-            raise CeremonyError(f"key holder node {n} failed setup: {ready.get(n, 'no reply')}")
+    _send_setup(relay, setup, names, holder_nodes)
     log.info(
         "fhe_agg federation ready: %d clients, %d-of-%d key holders on nodes %s",
         len(roster),
@@ -230,6 +224,40 @@ def set_up_federation(
         holder_keys={k: volunteers[n].verify_key for k, n in enumerate(holder_nodes, start=1)},
         key_reused=reused is not None,
     )
+
+
+def _pick_holders(
+    names: Mapping[int, str], volunteers: Mapping[int, HolderIdentity], config: FederationConfig
+) -> tuple[int, ...]:
+    """The ``config.holders`` volunteers first by member id, not by Flower node id (which a
+    restarted SuperNode changes): the same holders make the same ceremony spec, so a later run
+    finds the key they hold (no new ceremony)."""
+    if len(volunteers) < config.holders:
+        raise ThresholdNotMet(
+            f"{len(volunteers)} nodes volunteer as key holders, {config.holders} needed"
+        )
+    return tuple(sorted(volunteers, key=lambda n: names[n])[: config.holders])
+
+
+def _send_setup(
+    relay: Relay,
+    setup: dict[str, ConfigRecordValues],
+    names: Mapping[int, str],
+    holders: tuple[int, ...],
+) -> None:
+    """Send every node the setup; a node that fails it is left out, a key holder may not."""
+    ready = relay.ask(ACTION_SETUP, {n: setup for n in names})
+    for node in names:
+        if not isinstance(ready.get(node), ConfigRecord):
+            log.warning("node %d failed setup: %s", node, ready.get(node, "no reply"))
+    for n in holders:
+        if not isinstance(ready.get(n), ConfigRecord):
+            index = holders.index(n) + 1
+            raise CeremonyError(
+                f"key holder node {n} failed setup: {ready.get(n, 'no reply')}",
+                party=names[n],
+                holder_index=index,
+            )
 
 
 def _reuse(

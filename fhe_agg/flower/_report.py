@@ -6,7 +6,31 @@ from dataclasses import dataclass, field
 
 from flwr.app import MetricRecord, RecordDict
 
-__all__ = ["RoundReport", "round_metrics"]
+from fhe_agg._errors import FheAggError, describe, error_code
+
+__all__ = ["Refusal", "RoundReport", "round_metrics"]
+
+
+class Refusal(str):
+    """Why a party was refused, or a round released nothing: reads as ``"<code>: <message>"``
+    (a ``str``, as reports always were) and carries the error's stable :attr:`code` and the
+    ``round_id``, ``party`` and ``holder_index`` it names, for code that branches on them
+    instead of parsing the text."""
+
+    code: str = ""
+    round_id: int | None = None
+    party: str | None = None
+    holder_index: int | None = None
+
+    @classmethod
+    def of(cls, exc: BaseException) -> Refusal:
+        """The refusal ``exc`` stands for (its code and fields if an :class:`FheAggError`)."""
+        refusal = cls(describe(exc))
+        refusal.code = error_code(exc)
+        if isinstance(exc, FheAggError):
+            refusal.round_id, refusal.party = exc.round_id, exc.party
+            refusal.holder_index = exc.holder_index
+        return refusal
 
 
 @dataclass
@@ -15,11 +39,11 @@ class RoundReport:
 
     round: int
     accepted: list[str] = field(default_factory=list)
-    refused: dict[str, str] = field(default_factory=dict)  # party -> "ErrorClass: reason"
+    refused: dict[str, Refusal] = field(default_factory=dict)  # party -> "<code>: <message>"
     decrypting_set: tuple[int, ...] = ()
     decrypted: bool = False
     closed: bool = False  # released nothing, and an abort certificate proves it never will
-    reason: str = ""
+    reason: Refusal = field(default_factory=Refusal)  # empty unless nothing was released
     seconds: dict[str, float] = field(default_factory=dict)
 
 

@@ -42,8 +42,6 @@ from numpy.typing import NDArray
 
 from fhe_agg._errors import (
     FheAggError,
-    MalformedMessage,
-    NotInRoster,
     PrivacyBudgetExceeded,
     ThresholdNotMet,
     UnsupportedParameters,
@@ -54,12 +52,13 @@ from fhe_agg.ckks._packing import Layout, unflatten
 from fhe_agg.flower._closure import certificates_record, close_round
 from fhe_agg.flower._decrypt import decrypt_round
 from fhe_agg.flower._mod import arrays_to_vector
-from fhe_agg.flower._protocol import ROUND_RECORD, UPDATE_RECORD, client_id_of, record_bytes
+from fhe_agg.flower._protocol import ROUND_RECORD
 from fhe_agg.flower._records import MAX_HOLDERS
 from fhe_agg.flower._relay import Federation, Relay, set_up_federation
-from fhe_agg.flower._report import RoundReport, round_metrics
+from fhe_agg.flower._report import Refusal, RoundReport, round_metrics
+from fhe_agg.flower._updates import collect_updates
 from fhe_agg.protocol._config import FederationConfig
-from fhe_agg.protocol._messages import EncryptedAggregate, EncryptedUpdate
+from fhe_agg.protocol._messages import EncryptedAggregate
 from fhe_agg.server._aggregator import Aggregator
 from fhe_agg.server._coordinator import RoundCoordinator
 
@@ -74,6 +73,46 @@ class _Round:
     arrays: ArrayRecord
     vector: NDArray[np.float64]
     layout: Layout
+
+
+def _checked_config(config: FederationConfig) -> FederationConfig:
+    """A configuration key-holder nodes can run: flooded partials, a relayable ceremony."""
+    if not isinstance(config, FederationConfig):
+        raise TypeError(f"config: expected FederationConfig, got {type(config).__name__}")
+    if config.unsafe_exact_decryption:
+        raise UnsupportedParameters(
+            "config: unsafe_exact_decryption releases exact decryptions, which give away "
+            "the key (Li-Micciancio); key-holder nodes only ever issue flooded partials, so "
+            "keep the default FloodingPolicy()"
+        )
+    if config.holders > MAX_HOLDERS:
+        raise ValueError(
+            f"config: {config.holders} key holders, a relayed ceremony takes at most {MAX_HOLDERS}"
+        )
+    return config
+
+
+def _checked_clip(config: FederationConfig, clip: float | None) -> float | None:
+    """The clients' clip norm: positive, finite, and within the DP clip norm (if DP)."""
+    if clip is not None:
+        clip = positive_finite(clip, "clip")
+        if config.dp is not None and clip > config.dp.clip:
+            raise ValueError(f"clip: {clip} exceeds the federation's DP clip norm {config.dp.clip}")
+    return clip
+
+
+def _checked_set(config: FederationConfig, decrypting_set: Sequence[int] | None) -> tuple[int, ...]:
+    """The decrypting set: ``threshold`` distinct holder indices (default ``1..threshold``)."""
+    members = (
+        tuple(range(1, config.threshold + 1))
+        if decrypting_set is None
+        else tuple(sorted(set(decrypting_set)))
+    )
+    if len(members) != config.threshold or not all(1 <= m <= config.holders for m in members):
+        raise ValueError(
+            f"decrypting_set: needs {config.threshold} distinct indices in 1..{config.holders}"
+        )
+    return members
 
 
 class SecureAggregation(Strategy):
@@ -110,34 +149,8 @@ class SecureAggregation(Strategy):
     ) -> None:
         if not isinstance(strategy, Strategy):
             raise TypeError(f"strategy: expected a flwr Strategy, got {type(strategy).__name__}")
-        if not isinstance(config, FederationConfig):
-            raise TypeError(f"config: expected FederationConfig, got {type(config).__name__}")
-        if config.unsafe_exact_decryption:
-            raise UnsupportedParameters(
-                "config: unsafe_exact_decryption releases exact decryptions, which give away "
-                "the key (Li-Micciancio); key-holder nodes only ever issue flooded partials, so "
-                "keep the default FloodingPolicy()"
-            )
-        if config.holders > MAX_HOLDERS:
-            raise ValueError(
-                f"config: {config.holders} key holders, a relayed ceremony takes at most "
-                f"{MAX_HOLDERS}"
-            )
-        if clip is not None:
-            clip = positive_finite(clip, "clip")
-            if config.dp is not None and clip > config.dp.clip:
-                raise ValueError(
-                    f"clip: {clip} exceeds the federation's DP clip norm {config.dp.clip}"
-                )
-        members = (
-            tuple(range(1, config.threshold + 1))
-            if decrypting_set is None
-            else tuple(sorted(set(decrypting_set)))
-        )
-        if len(members) != config.threshold or not all(1 <= m <= config.holders for m in members):
-            raise ValueError(
-                f"decrypting_set: needs {config.threshold} distinct indices in 1..{config.holders}"
-            )
+        clip = _checked_clip(_checked_config(config), clip)
+        members = _checked_set(config, decrypting_set)
         if max_epsilon is not None and config.dp is None:
             raise ValueError("max_epsilon: the federation has no DP policy (config.dp)")
         if isinstance(first_round, bool) or not isinstance(first_round, int) or first_round < 1:
@@ -272,12 +285,12 @@ class SecureAggregation(Strategy):
             coordinator = RoundCoordinator(
                 aggregator, accountant=self.accountant, holder_keys=federation.holder_keys
             )
-            contents = self._collect(coordinator, replies, report)
+            contents = collect_updates(coordinator, replies, report, federation.node_of)
             metrics = round_metrics(contents, self.weight_key, report)
             try:
                 coordinator.finalize(report.decrypting_set)
             except (ThresholdNotMet, PrivacyBudgetExceeded) as exc:  # no holder was asked
-                report.reason = f"{type(exc).__name__}: {exc}"
+                report.reason = Refusal.of(exc)
                 what = "aggregated" if isinstance(exc, ThresholdNotMet) else "decrypted"
                 log.error("round %d not %s: %s", server_round, what, report.reason)
                 self._close(report, coordinator)
@@ -341,47 +354,12 @@ class SecureAggregation(Strategy):
         try:
             cert, refused = close_round(self._relay, self.federation, coordinator, skip=down)
         except FheAggError as exc:
-            cert, refused = None, {0: f"{type(exc).__name__}: {exc}"}
+            cert, refused = None, {0: Refusal.of(exc)}
         for index, reason in refused.items():
             report.refused[f"holder-{index}-vote"] = reason
         if cert is not None:
             self._certificates[report.round] = cert
             report.closed = True
-
-    def _collect(
-        self, coordinator: RoundCoordinator, replies: Iterable[Message], report: RoundReport
-    ) -> list[RecordDict]:
-        contents = []
-        assert self.federation is not None
-        name_of = {node: name for name, node in self.federation.node_of.items()}
-        for reply in replies:
-            node = reply.metadata.src_node_id
-            party = name_of.get(node, client_id_of(node))
-            try:
-                if reply.has_error():
-                    raise MalformedMessage(f"error reply: {reply.error.reason}")
-                record = reply.content.config_records.get(UPDATE_RECORD)
-                if record is None:
-                    raise MalformedMessage("the reply carries no encrypted update")
-                data = record_bytes(record, "update", where=UPDATE_RECORD)
-                update = EncryptedUpdate.from_bytes(data, coordinator.aggregator.bounds)
-                if update.statement.client_id != party:
-                    raise NotInRoster(
-                        f"{party} sent an update signed as {update.statement.client_id!r}"
-                    )
-                coordinator.add(update)
-            except FheAggError as exc:
-                report.refused[party] = f"{type(exc).__name__}: {exc}"
-                log.warning(
-                    "round %d: refused the update of %s: %s",
-                    report.round,
-                    party,
-                    report.refused[party],
-                )
-                continue
-            report.accepted.append(party)
-            contents.append(reply.content)
-        return contents
 
     # -- evaluate: the inner strategy's, unchanged ---------------------------------------------
 

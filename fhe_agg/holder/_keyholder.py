@@ -24,9 +24,8 @@ signed with its ML-DSA identity key): it then refuses that round for good
 (:class:`~fhe_agg.RoundAborted`), so ``holders - threshold + 1`` votes prove the round can never
 be decrypted (see :mod:`fhe_agg.holder._abort`). Audited as ``round.abort_voted``.
 
-With DP each holder keeps its own privacy accountant in its decryption log and refuses a partial
-that would exceed ``config.dp.max_epsilon`` (:class:`~fhe_agg.PrivacyBudgetExceeded`): in
-distributed DP the combiner is trusted with nothing, so the limit cannot rest on it alone.
+With DP each holder keeps its own privacy accountant and refuses a partial past
+``config.dp.max_epsilon`` (:mod:`fhe_agg.holder._limits`).
 """
 
 from __future__ import annotations
@@ -34,6 +33,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Mapping, Sequence
+from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -43,12 +43,12 @@ from fhe_agg._errors import (
     DecryptionRefused,
     FheAggError,
     ParameterMismatch,
-    PrivacyBudgetExceeded,
     ThresholdNotMet,
+    error_fields,
+    located,
 )
 from fhe_agg._parallel import check_workers
 from fhe_agg._validate import holder_indices, positive_int
-from fhe_agg.ckks._dp import PrivacyAccountant
 from fhe_agg.ckks._keys import KeyShare, PublicKey
 from fhe_agg.ckks._packing import Layout
 from fhe_agg.ckks._random import RandomSource, default_random
@@ -58,6 +58,7 @@ from fhe_agg.hazmat.rns import U64
 from fhe_agg.hazmat.sampling import WideNoise, flooding_gaussian
 from fhe_agg.holder._abort import AbortVote
 from fhe_agg.holder._aggregate_check import verify_aggregate
+from fhe_agg.holder._limits import check_decrypting_set, check_holder_privacy, holder_accountant
 from fhe_agg.holder._partial import PartialDecryption
 from fhe_agg.holder._store import MAX_ROUND_STEP, HolderStore
 from fhe_agg.protocol._config import FederationConfig
@@ -119,7 +120,9 @@ class KeyHolder:
         if (key_share.threshold, key_share.holders) != (config.threshold, config.holders):
             raise ParameterMismatch(
                 f"key_share: {key_share.threshold}-of-{key_share.holders}, the federation is "
-                f"{config.threshold}-of-{config.holders}"
+                f"{config.threshold}-of-{config.holders}",
+                party=holder_id,
+                holder_index=key_share.holder_index,
             )
         if spot_check is not None and (not isinstance(spot_check, int) or spot_check < 1):
             raise ValueError(
@@ -178,11 +181,10 @@ class KeyHolder:
                 "cannot sign abort votes; pass signing_key= to KeyHolder"
             )
         try:
-            self._log.abort(round_id)  # durable before the vote leaves this object
+            with located(round_id=round_id, holder_index=self.holder_index):
+                self._log.abort(round_id)  # durable before the vote leaves this object
         except FheAggError as exc:
-            self._audit_round(
-                "round.abort_refused", round_id, error=type(exc).__name__, reason=str(exc)
-            )
+            self._audit_round("round.abort_refused", round_id, **error_fields(exc))
             raise
         self._audit_round("round.abort_voted", round_id)
         return AbortVote.sign(
@@ -192,15 +194,12 @@ class KeyHolder:
             public_key_fingerprint=self.public_key.fingerprint,
         )
 
-    def _audit_round(self, event: str, round_id: int, **payload: Any) -> None:
+    def _audit_round(self, event: str, round_id: int, /, **payload: Any) -> None:
         if self._audit is not None:
             self._audit.record(event, {"holder": self.holder_id, "round": round_id, **payload})
 
-    def _record(self, event: str, aggregate: EncryptedAggregate, **payload: Any) -> None:
-        self._audit_round(event, aggregate.round_id, **payload)
-
     def _refused(self, aggregate: EncryptedAggregate, exc: FheAggError) -> None:
-        self._record("partial.refused", aggregate, error=type(exc).__name__, reason=str(exc))
+        self._audit_round("partial.refused", aggregate.round_id, **error_fields(exc))
 
     def challenge(self, aggregate: EncryptedAggregate) -> tuple[int, ...]:
         """The chunk indices whose evidence this holder requires for ``aggregate``: every chunk,
@@ -259,32 +258,9 @@ class KeyHolder:
     def privacy_spent(self) -> float:
         """``epsilon`` (at ``config.dp.delta``) of the DP partials this holder has issued under
         its key, from its own log (0 without DP); see :meth:`partial_decrypt`."""
-        dp = self.config.dp
-        if dp is None:
+        if self.config.dp is None:
             return 0.0
-        return self._accountant(self._log.releases()).epsilon
-
-    def _accountant(self, issued: list[float | None]) -> PrivacyAccountant:
-        """This holder's accountant: every partial it issued is one Gaussian release at the
-        multiplier it was issued with (at this configuration's, if logged before that was
-        recorded), limited to ``config.dp.max_epsilon``."""
-        dp, z = self.config.dp, self.config.noise_multiplier
-        assert dp is not None and z is not None
-        return PrivacyAccountant.restored(
-            (z if x is None else x for x in issued), delta=dp.delta, max_epsilon=dp.max_epsilon
-        )
-
-    def _check_privacy(self, issued: list[float | None]) -> None:
-        """Refuse a partial whose release would push this holder's epsilon past max_epsilon."""
-        z = self.config.noise_multiplier
-        assert z is not None
-        try:
-            self._accountant(issued).check(z)
-        except PrivacyBudgetExceeded as exc:
-            raise PrivacyBudgetExceeded(
-                f"holder {self.holder_id!r}: {exc} (its own accountant: {len(issued)} partials "
-                "issued under this key); no partial was made"
-            ) from None
+        return holder_accountant(self.config, self._log.releases()).epsilon
 
     @property
     def budget_left(self) -> int | None:
@@ -317,12 +293,15 @@ class KeyHolder:
         decrypting set contains an honest holder, so its refusal alone blocks the release.
         """
         try:
-            if self.config.holder_noise_sigma == 0.0:
-                raise DecryptionRefused(
-                    "this federation adds no flooding noise, and an unflooded partial decryption "
-                    "reveals the key share; a single key holder uses decrypt() instead"
+            with self._located(aggregate):
+                if self.config.holder_noise_sigma == 0.0:
+                    raise DecryptionRefused(
+                        "this federation adds no flooding noise, and an unflooded partial "
+                        "decryption reveals the key share; a single key holder uses decrypt()"
+                    )
+                return self._partial(
+                    aggregate, evidence, layout=layout, decrypting_set=decrypting_set
                 )
-            return self._partial(aggregate, evidence, layout=layout, decrypting_set=decrypting_set)
         except FheAggError as exc:
             self._refused(aggregate, exc)
             raise
@@ -340,7 +319,7 @@ class KeyHolder:
             if decrypting_set is not None
             else (self.holder_index,)
         )
-        self._check_set(members)
+        check_decrypting_set(members, share=self._share, holder_id=self.holder_id)
         operand = self._share.decryption_operand(members)
         digests = chunk_digests(aggregate.chunks)
         chunk_ids = set(digests)
@@ -370,9 +349,9 @@ class KeyHolder:
             noise_multiplier=self.config.noise_multiplier if dp_release else None,
             privacy=self._check_privacy if dp_release else None,
         )
-        self._record(
+        self._audit_round(
             "partial.issued",
-            aggregate,
+            aggregate.round_id,
             aggregate_digest=digest.hex(),
             decrypting_set=list(members),
             chunks=count,
@@ -386,19 +365,12 @@ class KeyHolder:
             data=data,
         )
 
-    def _check_set(self, members: tuple[int, ...]) -> None:
-        """Refuse a decrypting set of the wrong size (:class:`ThresholdNotMet`) or one that
-        leaves this holder out or names unknown holders (:class:`DecryptionRefused`)."""
-        share = self._share
-        if len(members) != share.threshold or len(set(members)) != len(members):
-            raise ThresholdNotMet(
-                f"decrypting_set: needs {share.threshold} distinct holders, got {members}"
-            )
-        if self.holder_index not in members or not all(1 <= m <= share.holders for m in members):
-            raise DecryptionRefused(
-                f"decrypting_set {members}: holder {self.holder_index} ({self.holder_id!r}) "
-                f"decrypts only for sets of holders 1..{share.holders} that include it"
-            )
+    def _check_privacy(self, issued: list[float | None]) -> None:
+        check_holder_privacy(self.config, issued, holder_id=self.holder_id)
+
+    def _located(self, aggregate: EncryptedAggregate) -> AbstractContextManager[None]:
+        """Errors raised inside name the aggregate's round and this holder."""
+        return located(round_id=aggregate.round_id, holder_index=self.holder_index)
 
     def decrypt(
         self, aggregate: EncryptedAggregate, evidence: AggregateEvidence, *, layout: Layout
@@ -407,11 +379,12 @@ class KeyHolder:
         from fhe_agg.holder._combine import decode_partials
 
         try:
-            if self._share.threshold != 1:
-                raise ThresholdNotMet(
-                    f"this key needs {self._share.threshold} holders; use combine()"
-                )
-            partial = self._partial(aggregate, evidence, layout=layout, decrypting_set=None)
+            with self._located(aggregate):
+                if self._share.threshold != 1:
+                    raise ThresholdNotMet(
+                        f"this key needs {self._share.threshold} holders; use combine()"
+                    )
+                partial = self._partial(aggregate, evidence, layout=layout, decrypting_set=None)
         except FheAggError as exc:
             self._refused(aggregate, exc)
             raise

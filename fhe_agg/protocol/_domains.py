@@ -38,7 +38,7 @@ DOMAINS: dict[str, Domain] = {
     # ML-DSA signature contexts
     "update": _d("signature", "protocol._messages", "fhe-agg/v1/update"),
     "abort-vote": _d("signature", "holder._abort", "fhe-agg/v1/abort-vote"),
-    "ceremony": _d("signature", "ceremony._ceremony", "fhe_agg/ceremony/v1"),
+    "ceremony": _d("signature", "ceremony._messages", "fhe_agg/ceremony/v1"),
     "audit-log": _d("signature", "identity._auditlog", "fhe-agg/v1/audit-log"),
     "identity": _d("signature", "identity._identity", "fhe-agg/v1/identity"),
     "key-rotation": _d("signature", "identity._rotation", "fhe-agg/v1/key-rotation"),
@@ -47,8 +47,8 @@ DOMAINS: dict[str, Domain] = {
     "flower-endorse": _d("hash", "flower._records", "fhe_agg/flower/endorse|"),
     # hash and XOF prefixes
     "aggregate": _d("hash", "protocol._messages", "fhe_agg/aggregate/v2|"),
-    "ceremony-commit": _d("hash", "ceremony._ceremony", "fhe_agg/ceremony-commit|"),
-    "ceremony-id": _d("hash", "ceremony._ceremony", "fhe_agg/ceremony|"),
+    "ceremony-commit": _d("hash", "ceremony._messages", "fhe_agg/ceremony-commit|"),
+    "ceremony-id": _d("hash", "ceremony._messages", "fhe_agg/ceremony|"),
     "ceremony-transcript": _d("hash", "ceremony._transcript", "fhe_agg/ceremony-transcript|"),
     "crs": _d("hash", "ceremony._ceremony", "fhe_agg/crs|"),
     "expand": _d("hash", "hazmat.sampling", "fhe_agg/expand|"),

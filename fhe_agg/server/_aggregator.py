@@ -17,11 +17,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from fhe_agg._errors import ChunkCountMismatch, DuplicateUpdate, FheAggError, InvalidSignature
+from fhe_agg._errors import DuplicateUpdate, FheAggError, InvalidSignature, ThresholdNotMet, locate
 from fhe_agg._parallel import check_workers
 from fhe_agg.ckks._keys import PublicKey
 from fhe_agg.ckks._packing import Layout
-from fhe_agg.errors import MalformedMessage, ParameterMismatch, Rejected, ThresholdNotMet
+from fhe_agg.errors import ChunkCountMismatch, MalformedMessage, ParameterMismatch, Rejected
 from fhe_agg.hazmat.rlwe import add_polys
 from fhe_agg.hazmat.rns import U64
 from fhe_agg.hazmat.seal_format import RawCiphertext
@@ -172,7 +172,7 @@ class Aggregator:
             leaves, parsed = self._check(update)
         except FheAggError as exc:
             self._record("update.rejected", claimed_client=claimed, error=exc.code, reason=str(exc))
-            raise
+            raise locate(exc, round_id=self.round_id, party=claimed)  # noqa: B904 (the same error)
         stmt = update.statement
         self._record(
             "update.accepted",

@@ -204,7 +204,7 @@ def _ceremony_with_a_wrong_share(
     config = config_for("compact")
     logs = {i: trail.log(f"member-{i}") for i in range(1, 6)}
     with monkeypatch.context() as patch:
-        patch.setattr("fhe_agg.ceremony._ceremony.share_polynomial", dealer)
+        patch.setattr("fhe_agg.ceremony._shares.share_polynomial", dealer)
         members = ceremony_members(identities, ceremony_spec(identities, config, 84), logs)
         outcome = run_ceremony(members)
     assert next(calls) == 6  # every holder dealt once

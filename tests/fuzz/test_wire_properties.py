@@ -35,7 +35,7 @@ from fhe_agg import (
     SignedStatement,
     UpdateStatement,
 )
-from fhe_agg.ceremony._ceremony import _poly_from_bytes
+from fhe_agg.ceremony._messages import poly_from_bytes as _poly_from_bytes
 from fhe_agg.ckks._seal import backend_for
 from fhe_agg.hazmat.seal_format import build_ciphertext, parse_ciphertext
 from fhe_agg.identity import SealInfo, SealingError, SealingPrivateKey, Suite, open_sealed, seal

@@ -136,16 +136,18 @@ def test_a_seed_that_does_not_match_its_commitment_is_refused(five_holders: Hold
     changed = dataclasses.replace(
         changed, signature=signer.sign(changed.signed_bytes(), context=CEREMONY_CONTEXT)
     )
-    with pytest.raises(CeremonyError, match="holder 2's seed"):
+    with pytest.raises(CeremonyError, match="holder 2's seed") as caught:
         members[0].key_commitment([seeds[0], changed, *seeds[2:]])
+    assert caught.value.holder_index == 2  # the holder it names, as a field
 
 
 def test_ceremony_messages_are_checked(five_holders: Holders) -> None:
     members = five_holders.members(_spec(five_holders, epoch=8), seed=8)
     commits = [m.seed_commitment() for m in members]
     forged = dataclasses.replace(commits[2], payload=bytes(32))
-    with pytest.raises(InvalidSignature, match="holder 3"):
+    with pytest.raises(InvalidSignature, match="holder 3") as forged_by:
         members[0].reveal_seed([*commits[:2], forged, *commits[3:]])
+    assert forged_by.value.holder_index == 3
     with pytest.raises(CeremonyError, match="missing holders"):
         members[0].reveal_seed(commits[:4])
     with pytest.raises(CeremonyError, match="sent twice"):
@@ -153,8 +155,9 @@ def test_ceremony_messages_are_checked(five_holders: Holders) -> None:
     other = five_holders.members(_spec(five_holders, epoch=9), seed=9)
     with pytest.raises(CeremonyError, match="another ceremony"):
         members[0].reveal_seed([other[0].seed_commitment(), *commits[1:]])
-    with pytest.raises(CeremonyError, match="out of order"):
+    with pytest.raises(CeremonyError, match="out of order") as early:
         members[0].deal([])
+    assert (early.value.party, early.value.holder_index) == (members[0].holder_id, 1)
     members[0].reveal_seed(commits)  # none of the refusals moved the member on
 
 

@@ -88,8 +88,9 @@ def test_n_of_n_and_one_of_one_ceremonies_decrypt(n: int, t: int) -> None:
 def test_a_holder_outside_the_set_or_a_short_set_is_refused(fed: Federation) -> None:
     holders = fed.key_holders()
     aggregate, evidence, _ = fed.round(300)
-    with pytest.raises(DecryptionRefused, match="decrypting_set"):
+    with pytest.raises(DecryptionRefused, match="decrypting_set") as refused:
         fed.partial(holders[4], aggregate, evidence, (1, 2, 3))
+    assert (refused.value.round_id, refused.value.holder_index) == (300, 4)
     with pytest.raises(ThresholdNotMet, match="decrypting_set"):
         fed.partial(holders[1], aggregate, evidence, (1, 2))
     with pytest.raises(ThresholdNotMet):

@@ -1,0 +1,137 @@
+"""A key holder node's part in a round: its challenge, its partial decryption, or its abort
+vote, each through the holder's round state (:class:`~fhe_agg.HolderRound`) saved in the node's
+state folder between two messages, with the aggregate it challenged. See
+:mod:`fhe_agg.flower._node`.
+"""
+
+from __future__ import annotations
+
+from flwr.app import Context, Message
+
+from fhe_agg._errors import CeremonyError, MalformedMessage
+from fhe_agg.ckks._packing import Layout
+from fhe_agg.flower._node_state import NodeState, Setup
+from fhe_agg.flower._protocol import node_reply, query_record, record_bytes, record_int
+from fhe_agg.holder._keyholder import KeyHolder
+from fhe_agg.holder._round import HolderRound
+from fhe_agg.protocol._evidence import AggregateEvidence
+from fhe_agg.protocol._messages import EncryptedAggregate, MessageBounds
+from fhe_agg.protocol._round_messages import (
+    ChallengeRequest,
+    PartialReply,
+    PartialRequest,
+    VoteRequest,
+)
+from fhe_agg.protocol._wire import pack, unpack
+
+__all__ = ["abort_vote", "challenge", "partial_decryption"]
+
+
+def _holder(state: NodeState) -> tuple[KeyHolder, Setup]:
+    holder, setup = state.key_holder, state.setup
+    if holder is None or setup is None:
+        raise CeremonyError(
+            f"{state.client_id} holds no key share for a federation it set up",
+            party=state.client_id,
+        )
+    return holder, setup
+
+
+def _machine(state: NodeState, holder: KeyHolder, setup: Setup) -> HolderRound | None:
+    """The holder's round state as saved (``None`` before its first challenge)."""
+    saved = state.store.get(setup.consortium, setup.epoch, "round")
+    if saved is None:
+        return None
+    f = unpack(saved, "node-round", max_bytes=1 << 24, max_bin=1 << 23, max_array=0)
+    layout = Layout.from_bytes(f.blob("layout"))
+    return HolderRound.resume(f.blob("state"), holder=holder, layout=layout)
+
+
+def _save_machine(
+    state: NodeState, setup: Setup, machine: HolderRound, **pending: bytes | None
+) -> None:
+    blob = pack("node-round", {"state": machine.to_bytes(), "layout": machine.layout.to_bytes()})
+    state.store.put(setup.consortium, setup.epoch, {"round": blob, **pending})
+
+
+def challenge(message: Message, context: Context, state: NodeState) -> Message:
+    """Answer the challenge of an aggregate; keep it, with its layout, for the partial."""
+    holder, setup = _holder(state)
+    record = query_record(message)
+    layout_blob = record_bytes(record, "layout")
+    layout = Layout.from_bytes(layout_blob)
+    aggregate_blob = record_bytes(record, "aggregate")
+    aggregate = EncryptedAggregate.from_bytes(
+        aggregate_blob, MessageBounds.for_round(setup.config, layout)
+    )
+    machine = _machine(state, holder, setup) or HolderRound(holder, layout=layout)
+    machine.layout = layout  # the round's layout, for its partial
+    reply = machine.challenge(ChallengeRequest(aggregate.round_id, holder.holder_index, aggregate))
+    pending = pack(
+        "node-pending",
+        {"round": aggregate.round_id, "aggregate": aggregate_blob, "layout": layout_blob},
+    )
+    _save_machine(state, setup, machine, pending=pending)
+    return node_reply(message, {"indices": list(reply.indices)})
+
+
+def _pending(state: NodeState, setup: Setup) -> tuple[int, EncryptedAggregate, Layout] | None:
+    blob = state.store.get(setup.consortium, setup.epoch, "pending")
+    if blob is None:
+        return None
+    f = unpack(blob, "node-pending", max_bytes=1 << 30, max_bin=1 << 30, max_array=0)
+    layout = Layout.from_bytes(f.blob("layout"))
+    aggregate = EncryptedAggregate.from_bytes(
+        f.blob("aggregate"), MessageBounds.for_round(setup.config, layout)
+    )
+    return f.integer("round"), aggregate, layout
+
+
+def partial_decryption(message: Message, context: Context, state: NodeState) -> Message:
+    """The partial decryption of the aggregate this holder challenged, with its evidence."""
+    holder, setup = _holder(state)
+    record = query_record(message)
+    round_id = record_int(record, "round")
+    pending = _pending(state, setup)
+    machine = _machine(state, holder, setup)
+    if pending is None or pending[0] != round_id or machine is None:
+        raise CeremonyError(
+            f"no aggregate of round {round_id} was challenged here",
+            round_id=round_id,
+            party=state.client_id,
+            holder_index=holder.holder_index,
+        )
+    _, aggregate, layout = pending
+    machine.layout = layout
+    members = record.get("set")
+    if not isinstance(members, list) or not all(isinstance(m, int) for m in members):
+        raise MalformedMessage("fhe.set: expected a list of holder indices")
+    evidence = AggregateEvidence.from_bytes(
+        record_bytes(record, "evidence"), config=setup.config, layout=layout
+    )
+    members_ = tuple(int(m) for m in members)
+    reply = machine.partial(
+        PartialRequest(round_id, holder.holder_index, aggregate, evidence, members_)
+    )
+    assert isinstance(reply, PartialReply)
+    _save_machine(state, setup, machine, pending=None)
+    return node_reply(message, {"partial": reply.partial.to_bytes(setup.config)})
+
+
+def abort_vote(message: Message, context: Context, state: NodeState) -> Message:
+    """Vote to abort a round this holder issued nothing for (it never decrypts it then)."""
+    holder, setup = _holder(state)
+    round_id = record_int(query_record(message), "round")
+    pending = _pending(state, setup)
+    drop: dict[str, bytes | None] = {}
+    if pending is not None and pending[0] == round_id:
+        drop["pending"] = None
+    machine = _machine(state, holder, setup)
+    if machine is None:
+        vote = holder.vote_abort(round_id)
+        if drop:
+            state.store.put(setup.consortium, setup.epoch, drop)
+        return node_reply(message, {"vote": vote.to_bytes()})
+    vote = machine.vote(VoteRequest(round_id, holder.holder_index)).vote
+    _save_machine(state, setup, machine, **drop)
+    return node_reply(message, {"vote": vote.to_bytes()})
