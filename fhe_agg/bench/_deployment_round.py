@@ -25,11 +25,8 @@ def deployment_figures(timeout: float = 1800.0) -> list[Figure]:
     ``flower-supernode`` per member, a fresh process per message) next to the same federation
     in this process; none if the example (a source checkout) or Flower's commands are absent."""
     import json
-    import os
     import runpy
     import shutil
-    import signal
-    import subprocess
     import sys
 
     example = Path(__file__).resolve().parents[2] / "examples" / "flower_federation"
@@ -39,28 +36,10 @@ def deployment_figures(timeout: float = 1800.0) -> list[Figure]:
     if shutil.which("flwr", path=str(bin_dir)) is None:
         return []
     clients, holders = 5, 3
-    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"}
-    root = str(Path(__file__).resolve().parents[2])
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH", "")) if p)
-    command = [sys.executable, "run.py", "--mode", "deployment", "--rounds", "2", "--json"]
-    command += ["--clients", str(clients), "--holders", str(holders), "--threshold", "2"]
-    command += ["--timeout", str(int(timeout * 0.8))]  # run.py stops its processes itself
-    t0 = time.perf_counter()
-    proc = subprocess.Popen(  # its own process group: all of it is stopped if it hangs
-        command, cwd=example, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        text=True, start_new_session=True,
-    )  # fmt: skip
-    try:
-        stdout, stderr = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.communicate()
-        print(f"deployment_round: the example's run took over {timeout} s", file=sys.stderr)
+    ran = _run_example(example, bin_dir, clients=clients, holders=holders, timeout=timeout)
+    if ran is None:
         return []
-    wall = time.perf_counter() - t0
-    if proc.returncode != 0:  # say so, and keep the rest of a long --full run
-        print(f"deployment_round: the example's run failed:\n{stderr[-3000:]}", file=sys.stderr)
-        return []
+    stdout, wall = ran
     summary = json.loads(stdout.strip().splitlines()[-1])
     params = int(runpy.run_path(str(example / "task.py"))["FEATURES"]) + 1
     local = run_federation(params, clients=clients, rounds=2, abort=False)
@@ -85,3 +64,38 @@ def deployment_figures(timeout: float = 1800.0) -> list[Figure]:
             in_process_rounds_s=local["rounds_s"],
         )
     ]
+
+
+def _run_example(
+    example: Path, bin_dir: Path, *, clients: int, holders: int, timeout: float
+) -> tuple[str, float] | None:
+    """The example's two deployed rounds: its stdout and wall seconds, or ``None`` (said on
+    stderr) if it failed or overran ``timeout``."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"}
+    root = str(Path(__file__).resolve().parents[2])
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH", "")) if p)
+    command = [sys.executable, "run.py", "--mode", "deployment", "--rounds", "2", "--json"]
+    command += ["--clients", str(clients), "--holders", str(holders), "--threshold", "2"]
+    command += ["--timeout", str(int(timeout * 0.8))]  # run.py stops its processes itself
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(  # its own process group: all of it is stopped if it hangs
+        command, cwd=example, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True, start_new_session=True,
+    )  # fmt: skip
+    try:
+        stdout, stderr = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        print(f"deployment_round: the example's run took over {timeout} s", file=sys.stderr)
+        return None
+    wall = time.perf_counter() - t0
+    if proc.returncode != 0:  # say so, and keep the rest of a long --full run
+        print(f"deployment_round: the example's run failed:\n{stderr[-3000:]}", file=sys.stderr)
+        return None
+    return stdout, wall

@@ -183,8 +183,6 @@ def secaggplus_round(
     vectors: list[NDArray[np.float64]], weights: list[float], *, seed: int = 0
 ) -> SecAggPlusRound:
     """Run SecAgg+ over ``vectors`` (integer ``weights`` as ``num_examples``)."""
-    from flwr.common.secure_aggregation.secaggplus_constants import Key, Stage
-
     ids = random.Random(seed)
     nids = [ids.getrandbits(63) | 1 for _ in vectors]  # Flower's node ids are random
     assert len(set(nids)) == len(nids)
@@ -196,22 +194,71 @@ def secaggplus_round(
     with server():
         neighbours = _ring(nids, seed)
         setup = _setup_config(len(nids), float(max(weights)))
+    public = _setup_stage(nodes, nids, setup, server)
+    forward = _share_keys_stage(nodes, nids, neighbours, public, server)
+    masked = _masked_stage(nodes, nids, forward, server)
+    with server():
+        total = _sum_masked(masked)
+    shares = _unmask_stage(nodes, nids, neighbours, server)
+    with server():
+        mean = _unmask_server(total, shares, len(nids))
+    return SecAggPlusRound(
+        client_s=[nodes.client_s[n] for n in nids],
+        stage_s={stage: [by[n] for n in nids] for stage, by in nodes.stage_s.items()},
+        server_s=server.seconds,
+        upload_bytes=[nodes.upload[n] for n in nids],
+        vector_bytes=[sum(len(b) for b in masked[n]) for n in nids],
+        mean=mean,
+    )
+
+
+def _setup_stage(
+    nodes: _Nodes, nids: list[int], setup: dict[str, Any], server: _Clock
+) -> dict[int, list[bytes]]:
+    """Stage 0, setup: every node's two public keys."""
+    from flwr.common.secure_aggregation.secaggplus_constants import Key
+
     public: dict[int, list[bytes]] = {}
-    for nid in nids:  # stage 0: setup (two key pairs per node)
+    for nid in nids:
         with server():
             content = _instruction(setup)
         reply = nodes.deliver(nid, content)
         public[nid] = [reply[Key.PUBLIC_KEY_1], reply[Key.PUBLIC_KEY_2]]
+    return public
+
+
+def _share_keys_stage(
+    nodes: _Nodes,
+    nids: list[int],
+    neighbours: dict[int, set[int]],
+    public: dict[int, list[bytes]],
+    server: _Clock,
+) -> dict[int, tuple[list[int], list[bytes]]]:
+    """Stage 1, share keys: Shamir shares encrypted to each neighbour, routed by the server."""
+    from flwr.common.secure_aggregation.secaggplus_constants import Key, Stage
+
     forward: dict[int, tuple[list[int], list[bytes]]] = {nid: ([], []) for nid in nids}
-    for nid in nids:  # stage 1: share keys (Shamir shares, encrypted to each neighbour)
+    for nid in nids:
         with server():
             keys: dict[str, Any] = {str(n): public[n] for n in neighbours[nid]}
             content = _instruction({**keys, Key.STAGE: Stage.SHARE_KEYS})
         reply = nodes.deliver(nid, content)
         with server():
             _route(forward, nid, reply[Key.DESTINATION_LIST], reply[Key.CIPHERTEXT_LIST])
+    return forward
+
+
+def _masked_stage(
+    nodes: _Nodes,
+    nids: list[int],
+    forward: dict[int, tuple[list[int], list[bytes]]],
+    server: _Clock,
+) -> dict[int, list[bytes]]:
+    """Stage 2, collect masked vectors (the mod wraps the App's fit reply)."""
+    from flwr.common.secure_aggregation.secaggplus_constants import Key, Stage
+
     masked: dict[int, list[bytes]] = {}
-    for nid in nids:  # stage 2: collect masked vectors (the mod wraps the App's fit reply)
+    for nid in nids:
         with server():
             srcs, blobs = forward[nid]
             content = _instruction(
@@ -223,10 +270,17 @@ def secaggplus_round(
                 fitins=True,
             )
         masked[nid] = nodes.deliver(nid, content)[Key.MASKED_PARAMETERS]
-    with server():
-        total = _sum_masked(masked)
+    return masked
+
+
+def _unmask_stage(
+    nodes: _Nodes, nids: list[int], neighbours: dict[int, set[int]], server: _Clock
+) -> dict[int, list[bytes]]:
+    """Stage 3, unmask: every neighbour's private-seed share, gathered by owner."""
+    from flwr.common.secure_aggregation.secaggplus_constants import Key, Stage
+
     shares: dict[int, list[bytes]] = {nid: [] for nid in nids}
-    for nid in nids:  # stage 3: unmask (every neighbour's private-seed share)
+    for nid in nids:
         with server():
             content = _instruction(
                 {
@@ -239,16 +293,7 @@ def secaggplus_round(
         with server():
             for owner, share in zip(reply[Key.NODE_ID_LIST], reply[Key.SHARE_LIST], strict=True):
                 shares[owner].append(share)
-    with server():
-        mean = _unmask_server(total, shares, len(nids))
-    return SecAggPlusRound(
-        client_s=[nodes.client_s[n] for n in nids],
-        stage_s={stage: [by[n] for n in nids] for stage, by in nodes.stage_s.items()},
-        server_s=server.seconds,
-        upload_bytes=[nodes.upload[n] for n in nids],
-        vector_bytes=[sum(len(b) for b in masked[n]) for n in nids],
-        mean=mean,
-    )
+    return shares
 
 
 def _route(
