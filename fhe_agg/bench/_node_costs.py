@@ -127,15 +127,12 @@ class _LocalRelay(Relay):
         from flwr.app import ConfigRecord, RecordDict
 
         from fhe_agg.flower._protocol import RECORD
+        from fhe_agg.flower._relay import reply_of
 
         out: dict[int, Reply] = {}
         for node, values in per_node.items():
             reply = self.nodes.deliver(node, action, RecordDict({RECORD: ConfigRecord(values)}))
-            if reply.has_error():
-                out[node] = reply.error.reason or "error reply"
-            else:
-                record = reply.content.config_records.get(RECORD)
-                out[node] = record if record is not None else "reply without an fhe record"
+            out[node] = reply_of(reply)
         return out
 
     def wait_for_nodes(self, count: int) -> list[int]:

@@ -48,6 +48,14 @@ log = logging.getLogger("fhe_agg.flower")
 Reply = ConfigRecord | str  # a reply's fhe record, or the error reason the node gave
 
 
+def reply_of(reply: Message) -> Reply:
+    """A node's reply as the relay reads it: its fhe record, or the reason it gave instead."""
+    if reply.has_error():
+        return reply.error.reason or "error reply"
+    record = reply.content.config_records.get(RECORD)
+    return record if record is not None else "reply without an fhe record"
+
+
 class Relay:
     """Sends one fhe_agg query per node through a Flower ``Grid`` and collects the replies."""
 
@@ -70,11 +78,7 @@ class Relay:
             node = reply.metadata.src_node_id
             if node not in per_node or node in out:
                 continue
-            if reply.has_error():
-                out[node] = reply.error.reason or "error reply"
-            else:
-                record = reply.content.config_records.get(RECORD)
-                out[node] = record if record is not None else "reply without an fhe record"
+            out[node] = reply_of(reply)
         return out
 
     def wait_for_nodes(self, count: int) -> list[int]:
