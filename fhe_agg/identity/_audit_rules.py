@@ -6,6 +6,9 @@ The reasons, dates and replacements are documented in :mod:`fhe_agg.identity._au
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
 from fhe_agg.ckks._params import PRESETS
 from fhe_agg.identity._audit_model import Finding, Policy, Risk, _preset_report
@@ -71,161 +74,205 @@ def _norm(name: str) -> str:
     return re.sub(r"[\s_]+", "-", name.strip().upper())
 
 
+@dataclass(frozen=True)
+class _Entry:
+    """One inventory entry as the rules read it: the normalised name and the usage's reading."""
+
+    asset: str
+    usage: str
+    name: str
+    signing: bool
+    policy: Policy
+
+    def finding(self, **fields: Any) -> Finding:
+        return Finding(asset=self.asset, usage=self.usage, **fields)
+
+
+def _disallowed(e: _Entry, m: re.Match[str]) -> Finding:
+    return e.finding(
+        primitive="other",
+        risk=Risk.CRITICAL,
+        quantum_vulnerable=True,
+        confidentiality=not e.signing,
+        reasons=("already disallowed by NIST (SP 800-131A)",),
+        replacement="ML-DSA-65 / X-Wing / AES-256-GCM / SHA3-256",
+        nist_quantum_level=0,
+    )
+
+
+def _rsa(e: _Entry, m: re.Match[str]) -> Finding:
+    bits = int(m.group(1))
+    strength = max((s for k, s in _RSA_BITS.items() if k <= bits), default=80)
+    primitive = "signature" if e.signing else "pke"
+    return _public_key(e.asset, e.usage, primitive, e.signing, strength, bits=str(bits))
+
+
+def _elliptic(e: _Entry, m: re.Match[str]) -> Finding:
+    kind, curve = m.group(1), m.group(2).replace("-", "")
+    is_sig = kind in ("ECDSA", "ED", "EDDSA")
+    return _public_key(
+        e.asset,
+        e.usage,
+        "signature" if is_sig else "key-agree",
+        is_sig,
+        _CURVE_BITS.get(curve, 128),
+        bits=curve,
+        oid=_OIDS.get(e.name),
+        eddsa=kind in ("ED", "EDDSA"),
+    )
+
+
+def _finite_field(e: _Entry, m: re.Match[str]) -> Finding:
+    is_sig = e.name.startswith("DSA")
+    primitive = "signature" if is_sig else "key-agree"
+    return _public_key(e.asset, e.usage, primitive, is_sig, 112, bits=None)
+
+
+def _round3(e: _Entry, m: re.Match[str]) -> Finding:
+    return e.finding(
+        primitive="kem" if "KYBER" in e.name else "signature",
+        risk=Risk.HIGH,
+        quantum_vulnerable=False,
+        confidentiality="KYBER" in e.name,
+        reasons=("pre-standard round-3 parameters, not compatible with FIPS 203/204",),
+        replacement="ML-KEM-768 / ML-DSA-65 / X25519MLKEM768",
+    )
+
+
+def _module_lattice(e: _Entry, m: re.Match[str]) -> Finding:
+    oid = _OIDS.get(e.name)
+    return _lattice(e.asset, e.usage, m.group(1), int(m.group(2)), e.policy, oid=oid)
+
+
+def _hybrid(e: _Entry, m: re.Match[str]) -> Finding:
+    is_kem = "KEM" in e.name or "WING" in e.name
+    level = 5 if "1024" in e.name else 3
+    reasons = ["hybrid: secure while either component holds"]
+    risk = Risk.INFO
+    if e.policy is Policy.CNSA2 and level < 5:
+        risk, reasons = Risk.MEDIUM, [*reasons, _CNSA]
+    oid = _OIDS["X-WING" if "WING" in e.name else "COMPOSITE"] if level == 3 else None
+    return e.finding(
+        primitive="kem" if is_kem else "signature",
+        risk=risk,
+        quantum_vulnerable=False,
+        confidentiality=is_kem,
+        reasons=tuple(reasons),
+        replacement="-" if risk is Risk.INFO else "ML-KEM-1024 / ML-DSA-87",
+        nist_quantum_level=level,
+        oid=oid,
+    )
+
+
+def _hash_based(e: _Entry, m: re.Match[str]) -> Finding:
+    return e.finding(
+        primitive="signature",
+        risk=Risk.INFO,
+        quantum_vulnerable=False,
+        confidentiality=False,
+        reasons=("FIPS 205 hash-based; BSI/ANSSI allow it without a hybrid",),
+        replacement="-",
+        nist_quantum_level={"128": 1, "192": 3, "256": 5}[m.group(2)],
+        oid=_OIDS.get(e.name),
+    )
+
+
+def _aes(e: _Entry, m: re.Match[str]) -> Finding:
+    bits = int(m.group(1))
+    reasons = [_GROVER] if bits == 128 else []
+    risk = Risk.LOW if bits == 128 else Risk.INFO
+    if e.policy is Policy.CNSA2 and bits < 256:
+        risk, reasons = Risk.MEDIUM, [*reasons, _CNSA]
+    return e.finding(
+        primitive="ae" if m.group(2) in ("GCM", "CCM", "SIV", "GCM-SIV") else "block-cipher",
+        risk=risk,
+        quantum_vulnerable=False,
+        confidentiality=True,
+        reasons=tuple(reasons) or ("symmetric; Grover leaves >= 128-bit strength",),
+        replacement="AES-256-GCM" if risk is not Risk.INFO else "-",
+        classical_bits=bits,
+        nist_quantum_level={128: 1, 192: 3, 256: 5}[bits],
+        oid=_OIDS.get(e.name),
+        parameter_set=str(bits),
+    )
+
+
+def _sha(e: _Entry, m: re.Match[str]) -> Finding:
+    size = int(m.group(2))
+    canonical = f"SHA{'3' if m.group(1) else ''}-{size}"
+    # NIST PQC call for proposals: categories 2 and 4 are SHA collision searches.
+    level = {224: 1, 256: 2, 384: 4, 512: 5}[size]
+    weak = e.policy is Policy.CNSA2 and size < 384
+    return e.finding(
+        primitive="hash",
+        risk=Risk.MEDIUM if weak else Risk.INFO,
+        quantum_vulnerable=False,
+        confidentiality=False,
+        reasons=(_CNSA,) if weak else ("hash; quantum search gains at most a square root",),
+        replacement="SHA-384" if weak else "-",
+        nist_quantum_level=level,
+        oid=_OIDS.get(canonical),
+        parameter_set=str(size),
+    )
+
+
+def _ckks_rule(e: _Entry, m: re.Match[str]) -> Finding:
+    return _ckks(e.asset, e.usage, (m.group(1) or "compact").lower())
+
+
+def _unstandardised(e: _Entry, m: re.Match[str]) -> Finding:
+    return e.finding(
+        primitive="other",
+        risk=Risk.INFO,
+        quantum_vulnerable=False,
+        confidentiality="DSA" not in e.name and "FALCON" not in e.name,
+        reasons=(
+            "no final NIST standard (FN-DSA is FIPS 206 draft; HQC pending; "
+            "McEliece/sntrup not selected)",
+        ),
+        replacement="keep behind a feature flag",
+    )
+
+
+_HYBRID_NAMES = (
+    "X-WING",
+    "XWING",
+    "X25519MLKEM768",
+    "MLKEM768-X25519",
+    "MLKEM1024-P384",
+    "COMPSIG-MLDSA65-ED25519-SHA512",
+    "MLDSA65-ED25519",
+    "COMPOSITE-ML-DSA-65-ED25519",
+)
+
+#: The rules in order: the first pattern that matches the whole normalised name decides.
+_RULES: tuple[tuple[re.Pattern[str], Callable[[_Entry, re.Match[str]], Finding]], ...] = tuple(
+    (re.compile(pattern), rule)
+    for pattern, rule in (
+        (r"(MD5|SHA-?1|(3|TRIPLE-?)?DES(-EDE)?|RC4|RSA-(512|768|1024)|.*P-?192)", _disallowed),
+        (r"RSA(?:-(?:OAEP|PSS|PKCS1))?-(\d+)(?:-.*)?", _rsa),
+        (r"(ECDSA|ECDH|ECDHE|ED|X|EDDSA)-?(P-?\d+|25519|448)", _elliptic),
+        (r"(FF)?DHE?-?\d*|DSA-?\d*", _finite_field),
+        (r"(KYBER|DILITHIUM)\d*|X25519-?KYBER768-?DRAFT00", _round3),
+        (r"ML-(DSA|KEM)-(\d+)", _module_lattice),
+        ("|".join(map(re.escape, _HYBRID_NAMES)), _hybrid),
+        (r"SLH-DSA-(SHA2|SHAKE)-(128|192|256)[SF]", _hash_based),
+        (r"AES-?(128|192|256)(?:-(GCM|CCM|CBC|CTR|SIV|GCM-SIV))?", _aes),
+        (r"SHA(3)?-?(224|256|384|512)", _sha),
+        (r"CKKS(?:-(\w+))?", _ckks_rule),
+        (r"(FALCON|FN-DSA|HQC|MCELIECE|SNTRUP)[\w-]*", _unstandardised),
+    )
+)
+
+
 def classify(asset: str, usage: str, policy: Policy) -> Finding:
-    """Classify one inventory entry under ``policy``."""
-    n, u = _norm(asset), usage.lower()
-    signing = any(w in u for w in _SIGN_WORDS)
-    cnsa = policy is Policy.CNSA2
-    if re.fullmatch(r"(MD5|SHA-?1|(3|TRIPLE-?)?DES(-EDE)?|RC4|RSA-(512|768|1024)|.*P-?192)", n):
-        return Finding(
-            asset=asset,
-            usage=usage,
-            primitive="other",
-            risk=Risk.CRITICAL,
-            quantum_vulnerable=True,
-            confidentiality=not signing,
-            reasons=("already disallowed by NIST (SP 800-131A)",),
-            replacement="ML-DSA-65 / X-Wing / AES-256-GCM / SHA3-256",
-            nist_quantum_level=0,
-        )
-    if m := re.fullmatch(r"RSA(?:-(?:OAEP|PSS|PKCS1))?-(\d+)(?:-.*)?", n):
-        bits = int(m.group(1))
-        strength = max((s for k, s in _RSA_BITS.items() if k <= bits), default=80)
-        return _public_key(
-            asset, usage, "signature" if signing else "pke", signing, strength, bits=str(bits)
-        )
-    if m := re.fullmatch(r"(ECDSA|ECDH|ECDHE|ED|X|EDDSA)-?(P-?\d+|25519|448)", n):
-        kind, curve = m.group(1), m.group(2).replace("-", "")
-        is_sig = kind in ("ECDSA", "ED", "EDDSA")
-        return _public_key(
-            asset,
-            usage,
-            "signature" if is_sig else "key-agree",
-            is_sig,
-            _CURVE_BITS.get(curve, 128),
-            bits=curve,
-            oid=_OIDS.get(n),
-            eddsa=kind in ("ED", "EDDSA"),
-        )
-    if re.fullmatch(r"(FF)?DHE?-?\d*|DSA-?\d*", n):
-        is_sig = n.startswith("DSA")
-        return _public_key(
-            asset, usage, "signature" if is_sig else "key-agree", is_sig, 112, bits=None
-        )
-    if re.fullmatch(r"(KYBER|DILITHIUM)\d*|X25519-?KYBER768-?DRAFT00", n):
-        return Finding(
-            asset=asset,
-            usage=usage,
-            primitive="kem" if "KYBER" in n else "signature",
-            risk=Risk.HIGH,
-            quantum_vulnerable=False,
-            confidentiality="KYBER" in n,
-            reasons=("pre-standard round-3 parameters, not compatible with FIPS 203/204",),
-            replacement="ML-KEM-768 / ML-DSA-65 / X25519MLKEM768",
-        )
-    if m := re.fullmatch(r"ML-(DSA|KEM)-(\d+)", n):
-        return _lattice(asset, usage, m.group(1), int(m.group(2)), policy, oid=_OIDS.get(n))
-    if n in (
-        "X-WING",
-        "XWING",
-        "X25519MLKEM768",
-        "MLKEM768-X25519",
-        "MLKEM1024-P384",
-        "COMPSIG-MLDSA65-ED25519-SHA512",
-        "MLDSA65-ED25519",
-        "COMPOSITE-ML-DSA-65-ED25519",
-    ):
-        is_kem = "KEM" in n or "WING" in n
-        level = 5 if "1024" in n else 3
-        reasons = ["hybrid: secure while either component holds"]
-        risk = Risk.INFO
-        if cnsa and level < 5:
-            risk, reasons = Risk.MEDIUM, [*reasons, _CNSA]
-        return Finding(
-            asset=asset,
-            usage=usage,
-            primitive="kem" if is_kem else "signature",
-            risk=risk,
-            quantum_vulnerable=False,
-            confidentiality=is_kem,
-            reasons=tuple(reasons),
-            replacement="-" if risk is Risk.INFO else "ML-KEM-1024 / ML-DSA-87",
-            nist_quantum_level=level,
-            oid=_OIDS["X-WING" if "WING" in n else "COMPOSITE"] if level == 3 else None,
-        )
-    if m := re.fullmatch(r"SLH-DSA-(SHA2|SHAKE)-(128|192|256)[SF]", n):
-        level = {"128": 1, "192": 3, "256": 5}[m.group(2)]
-        return Finding(
-            asset=asset,
-            usage=usage,
-            primitive="signature",
-            risk=Risk.INFO,
-            quantum_vulnerable=False,
-            confidentiality=False,
-            reasons=("FIPS 205 hash-based; BSI/ANSSI allow it without a hybrid",),
-            replacement="-",
-            nist_quantum_level=level,
-            oid=_OIDS.get(n),
-        )
-    if m := re.fullmatch(r"AES-?(128|192|256)(?:-(GCM|CCM|CBC|CTR|SIV|GCM-SIV))?", n):
-        bits = int(m.group(1))
-        level = {128: 1, 192: 3, 256: 5}[bits]
-        reasons = [_GROVER] if bits == 128 else []
-        risk = Risk.LOW if bits == 128 else Risk.INFO
-        if cnsa and bits < 256:
-            risk, reasons = Risk.MEDIUM, [*reasons, _CNSA]
-        return Finding(
-            asset=asset,
-            usage=usage,
-            primitive="ae" if m.group(2) in ("GCM", "CCM", "SIV", "GCM-SIV") else "block-cipher",
-            risk=risk,
-            quantum_vulnerable=False,
-            confidentiality=True,
-            reasons=tuple(reasons) or ("symmetric; Grover leaves >= 128-bit strength",),
-            replacement="AES-256-GCM" if risk is not Risk.INFO else "-",
-            classical_bits=bits,
-            nist_quantum_level=level,
-            oid=_OIDS.get(n),
-            parameter_set=str(bits),
-        )
-    if m := re.fullmatch(r"SHA(3)?-?(224|256|384|512)", n):
-        size = int(m.group(2))
-        canonical = f"SHA{'3' if m.group(1) else ''}-{size}"
-        level = {224: 1, 256: 2, 384: 4, 512: 5}[
-            size
-        ]  # NIST PQC call: categories 2/4 = SHA collisions
-        risk = Risk.MEDIUM if cnsa and size < 384 else Risk.INFO
-        return Finding(
-            asset=asset,
-            usage=usage,
-            primitive="hash",
-            risk=risk,
-            quantum_vulnerable=False,
-            confidentiality=False,
-            reasons=(_CNSA,)
-            if risk is Risk.MEDIUM
-            else ("hash; quantum search gains at most a square root",),
-            replacement="SHA-384" if risk is Risk.MEDIUM else "-",
-            nist_quantum_level=level,
-            oid=_OIDS.get(canonical),
-            parameter_set=str(size),
-        )
-    if m := re.fullmatch(r"CKKS(?:-(\w+))?", n):
-        return _ckks(asset, usage, (m.group(1) or "compact").lower())
-    if re.fullmatch(r"(FALCON|FN-DSA|HQC|MCELIECE|SNTRUP)[\w-]*", n):
-        return Finding(
-            asset=asset,
-            usage=usage,
-            primitive="other",
-            risk=Risk.INFO,
-            quantum_vulnerable=False,
-            confidentiality="DSA" not in n and "FALCON" not in n,
-            reasons=(
-                "no final NIST standard (FN-DSA is FIPS 206 draft; HQC pending; "
-                "McEliece/sntrup not selected)",
-            ),
-            replacement="keep behind a feature flag",
-        )
+    """Classify one inventory entry under ``policy``: the first rule whose pattern matches the
+    normalised name decides; a name no rule matches is rated as unknown (worst case of its path)."""
+    signing = any(w in usage.lower() for w in _SIGN_WORDS)
+    entry = _Entry(asset=asset, usage=usage, name=_norm(asset), signing=signing, policy=policy)
+    for pattern, rule in _RULES:
+        if match := pattern.fullmatch(entry.name):
+            return rule(entry, match)
     return _unknown(asset, usage)
 
 
