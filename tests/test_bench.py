@@ -146,7 +146,11 @@ def test_measurements_are_sane(smoke: tuple[dict[str, object], Path]) -> None:
         "key ceremony step",
         "setup",
         "whole round",
+        "key file unlock",
     }
+    unlock = nodes.pop("key file unlock")  # a key secret (HKDF) unlocks faster than scrypt
+    assert 0 < unlock["ours"] < unlock["baseline"] and unlock["messages"] >= 1
+    assert all("key secrets" in f["workload"] for f in nodes.values())
     for f in nodes.values():  # every handler loads its pinned key file: load is never free
         assert f["messages"] >= 1 and f["load_s"] > 0 and f["baseline"] > 0
         assert f["wall_overhead_s"] > 0 and isinstance(f.get("share_of_round_work", 0.0), float)

@@ -12,7 +12,7 @@ number of clients in fresh processes (:mod:`._aggregator_costs`); whole rounds w
 dropouts, next to Flower SecAgg+ and NVFlare-style TenSEAL on the same vectors
 (:mod:`._rounds`, :mod:`._peers`); the per-message overhead of the node handlers (load, unseal,
 save) against their cryptographic work, and with ``--full`` a two-round deployment run next to
-the same in-process (:mod:`._node_costs`); the speed-up from one process to ``--workers``
+the same in-process (:mod:`._node_costs`, :mod:`._node_figures`); the speed-up from one process to ``--workers``
 (:mod:`._scaling`). It lives inside the package so that ``fhe-agg bench`` works from any install,
 editable or not, and is type-checked with the library.
 """
@@ -102,7 +102,8 @@ def _measure(plan: Plan, step: Step, log: Callable[[str], None]) -> None:
     from fhe_agg.bench._client_costs import client_figures
     from fhe_agg.bench._decryption_costs import decryption_figures
     from fhe_agg.bench._kernel_costs import kernel_figures
-    from fhe_agg.bench._node_costs import PARAMS, node_figures
+    from fhe_agg.bench._node_costs import PARAMS
+    from fhe_agg.bench._node_figures import node_figures
     from fhe_agg.bench._proof_costs import proof_figures
     from fhe_agg.bench._rounds import round_figures
     from fhe_agg.bench._scaling import scaling_figures

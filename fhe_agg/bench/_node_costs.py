@@ -1,9 +1,10 @@
 """Per-message overhead of the node handlers, the deployment engine's cost (issue target: at
 most 5% of the round's cryptographic work at 1e6 parameters).
 
-A pinned federation (admin-signed roster, one passphrase-protected key file per member, 2-of-3
-key holders, a few clients, preset ``precise``) runs in this process with every node's state in
-its own state folder, exactly as on a SuperNode: each message goes to the nodes' ``ClientApp``
+A pinned federation (admin-signed roster, one key file per member sealed under a generated key
+secret read from a file, as a machine-held node keeps it; 2-of-3 key holders, a few clients,
+preset ``precise``) runs in this process with every node's state in its own state folder,
+exactly as on a SuperNode: each message goes to the nodes' ``ClientApp``
 (:func:`~fhe_agg.flower.enable_secure_aggregation` and
 :func:`~fhe_agg.flower.secure_update_mod`), which loads the node, steps and saves. The server is
 the library's own: introductions, the relayed ceremony and setup
@@ -15,32 +16,36 @@ as a SuperNode delivers it). :mod:`._node_phases` splits each handler's wall tim
 the node, unsealing the key share and saving, against the rest: the handler's cryptographic
 work. Process start (a SuperNode's fresh ``flwr-clientapp`` per message) is left aside, as the
 target says; ``--full`` adds a two-round run of the Flower example on a real local deployment.
+``run_federation(..., protection="passphrase")`` runs the same federation with scrypt files;
+:mod:`._node_figures` turns a run into the family's rows.
 """
 
 from __future__ import annotations
 
 import secrets
-import statistics
 import tempfile
 import time
 import uuid
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, Literal, cast
 
 import numpy as np
 from numpy.typing import NDArray
 
-from fhe_agg.bench._harness import Figure, Plan, Target, figure, size_label
-from fhe_agg.bench._node_phases import PHASES, PhaseClock, Phases
+from fhe_agg.bench._harness import Target
+from fhe_agg.bench._node_phases import PhaseClock, Phases
 from fhe_agg.flower._relay import Federation, Relay, Reply
 
-__all__ = ["node_figures"]
+__all__ = ["PARAMS", "Protection", "protect_file", "run_federation"]
 
 HOLDERS, THRESHOLD, CLIENTS = 3, 2, 3
 PARAMS = {"full": 1_000_000, "quick": 100_000, "smoke": 8192}
 CONSORTIUM = "bench-nodes"
 WEIGHT_KEY = "num-examples"
 TARGET = Target("ratio", "<=", 0.05)
+#: How the members' key files are protected: a generated key secret (HKDF, the default for
+#: machine-held keys) or a person's passphrase (scrypt).
+Protection = Literal["key-secret", "passphrase"]
 
 
 def _scale(round_id: int) -> float:
@@ -139,8 +144,22 @@ class _LocalRelay(Relay):
         return sorted(self.nodes.contexts)
 
 
-def _consortium(folder: Path, clients: int) -> list[Any]:
-    """Key files (passphrases in files) and the admin-signed roster; each node's pin."""
+def protect_file(folder: Path, name: str, protection: Protection) -> bytes:
+    """A new 0600 file ``<name>.secret`` holding a key secret or a passphrase; its content."""
+    from fhe_agg.identity import write_key_secret
+
+    path = folder / f"{name}.secret"
+    if protection == "key-secret":
+        return write_key_secret(path)
+    passphrase = secrets.token_hex(16).encode()
+    path.write_bytes(passphrase + b"\n")
+    path.chmod(0o600)
+    return passphrase
+
+
+def _consortium(folder: Path, clients: int, protection: Protection) -> list[Any]:
+    """Key files (key secrets or passphrases in files) and the admin-signed roster; each node's
+    pin."""
     from fhe_agg.flower import PinnedRoster
     from fhe_agg.identity import Identity, Role, Roster, Suite, write_identity
 
@@ -151,17 +170,14 @@ def _consortium(folder: Path, clients: int) -> list[Any]:
         name = f"holder-{k + 1}" if k < HOLDERS else f"client-{k - HOLDERS}"
         role = Role.HOLDER if k < HOLDERS else Role.CLIENT
         member = Identity.generate(id=name, role=role, suite=Suite.PQ_ONLY)
-        passphrase = secrets.token_hex(16).encode()
-        write_identity(member, folder, passphrase=passphrase)
-        (folder / f"{name}.pass").write_bytes(passphrase + b"\n")
-        (folder / f"{name}.pass").chmod(0o600)
+        write_identity(member, folder, passphrase=protect_file(folder, name, protection))
         members.append(member.public)
         pins.append(
             PinnedRoster(
                 roster=folder / "roster.json",
                 admin_public=folder / "admin.pub.json",
                 key=folder / f"{name}.key",
-                passphrase_file=folder / f"{name}.pass",
+                passphrase_file=folder / f"{name}.secret",
             )
         )
     roster = Roster.create(
@@ -252,9 +268,15 @@ def _round(
 
 
 def run_federation(
-    params: int, *, clients: int = CLIENTS, rounds: int = 1, abort: bool = True
+    params: int,
+    *,
+    clients: int = CLIENTS,
+    rounds: int = 1,
+    abort: bool = True,
+    protection: Protection = "key-secret",
 ) -> dict[str, Any]:
-    """Setup, ``rounds`` decrypted rounds and (``abort``) one closed round, in this process.
+    """Setup, ``rounds`` decrypted rounds and (``abort``) one closed round, in this process,
+    with every member's key file under ``protection``.
 
     Returns the phases of every node message (``timings``: action, node, :class:`Phases`, round
     or ``None`` for setup), the wall seconds of setup and of the decrypted rounds, and the max
@@ -267,7 +289,7 @@ def run_federation(
     with tempfile.TemporaryDirectory(prefix="fhe-bench-nodes-") as tmp:
         root = Path(tmp)
         (root / "keys").mkdir(mode=0o700)
-        nodes = _Nodes(root, _consortium(root / "keys", clients), deltas)
+        nodes = _Nodes(root, _consortium(root / "keys", clients, protection), deltas)
         nodes.size, nodes.config = params, _config(clients)
         relay = _LocalRelay(nodes)
         rounds_of: list[int | None] = []
@@ -296,86 +318,3 @@ def run_federation(
         "rounds_s": rounds_s,
         "max_abs_error": float(np.max(np.abs(mean - exact))),
     }
-
-
-_LABELS = {
-    "train": "client update (encrypt + prove + sign the train reply)",
-    "query.fhe_challenge": "challenge (key holder)",
-    "query.fhe_decrypt": "partial decryption (key holder)",
-    "query.fhe_abort": "abort vote (key holder)",
-    "query.fhe_ceremony": "key ceremony step (key holder, once per key)",
-    "query.fhe_setup": "setup (every node, once per run)",
-}
-_ROUND_ACTIONS = ("train", "query.fhe_challenge", "query.fhe_decrypt")
-
-
-def _phase_medians(rows: list[Phases]) -> dict[str, Any]:
-    """Per-message medians (CPU, and wall beside) of the phases of ``rows``."""
-
-    def median(values: list[float]) -> float:
-        return float(statistics.median(values))
-
-    out = {f"{p}_s": median([r.spent_cpu[p] for r in rows]) for p in PHASES}
-    out["wall_overhead_s"] = median([r.overhead(cpu=False) for r in rows])
-    out["wall_work_s"] = median([r.work(cpu=False) for r in rows])
-    return out
-
-
-def node_figures(plan: Plan) -> list[Figure]:
-    """One row per node handler, one for the whole round, and (``--full``, from a source
-    checkout) a two-round deployment run of the Flower example next to the same in-process."""
-    params = PARAMS[plan.mode]
-    run = run_federation(params)
-    workload = f"{size_label(params)}, {CLIENTS} clients, {THRESHOLD}-of-{HOLDERS} precise, pinned"
-    timings = run["timings"]
-    round_rows = [p for a, _, p, r in timings if r == 1 and a in _ROUND_ACTIONS]
-    round_work = sum(p.work() for p in round_rows)
-    round_overhead = sum(p.overhead() for p in round_rows)
-    common: dict[str, Any] = {
-        "workload": workload,
-        "unit": "s CPU",
-        "baseline_name": "the handler's cryptographic work (same messages)",
-        "higher_is_better": False,
-        "params": params,
-    }
-    out = []
-    for action, label in _LABELS.items():
-        rows = [p for a, _, p, _r in timings if a == action]
-        if not rows:
-            continue
-        medians = _phase_medians(rows)
-        overhead = float(statistics.median([p.overhead() for p in rows]))
-        out.append(
-            figure(
-                "node_overhead",
-                label,
-                ours=overhead,
-                baseline=float(statistics.median([p.work() for p in rows])),
-                note="per message, medians; load (state folder, key file and passphrase, "
-                "stores, setup, round state), unseal (key share), save (durable writes)",
-                messages=len(rows),
-                share_of_round_work=overhead / round_work if round_work else None,
-                **medians,
-                **common,
-            )
-        )
-    out.append(
-        figure(
-            "node_overhead",
-            "whole round: every node message of a decrypted round",
-            ours=round_overhead,
-            baseline=round_work,
-            target=TARGET,
-            note="sums over the round's train, challenge and partial messages; work: the nodes' "
-            "cryptographic work (the server's ingest not counted); process start left aside",
-            messages=len(round_rows),
-            max_abs_error=run["max_abs_error"],
-            **_phase_medians(round_rows),
-            **common,
-        )
-    )
-    if plan.mode == "full":
-        from fhe_agg.bench._deployment_round import deployment_figures
-
-        out += deployment_figures()
-    return out

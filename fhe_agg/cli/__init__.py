@@ -136,7 +136,10 @@ def main() -> None:
     help="With --roster: directory holding every member's ID.key.",
 )
 @click.option(
-    "--passphrase-file", type=_FILE, default=None, help="With --roster: the key files' passphrase."
+    "--passphrase-file",
+    type=_FILE,
+    default=None,
+    help="With --roster: the key files' passphrase or key secret.",
 )
 @click.option(
     "--audit-log",

@@ -42,7 +42,7 @@ _passphrase_option = click.option(
     "--passphrase-file",
     type=_FILE,
     default=None,
-    help="File whose first line is the key file's passphrase.",
+    help="File whose first line is the key file's passphrase or key secret (`keys new-secret`).",
 )
 
 
@@ -71,14 +71,35 @@ def keys_new(
 ) -> None:
     """Write ID.key (private, 0600) and ID.pub.json (public identity) into DIR."""
     from fhe_agg.identity import Identity, write_identity
+    from fhe_agg.identity._key_secret import is_key_secret
 
     passphrase = _passphrase(passphrase_file)
     identity = Identity.generate(id=member_id, role=role, suite=suite)
     files = write_identity(identity, directory, passphrase=passphrase)
-    state = "encrypted" if passphrase is not None else "unencrypted"
+    state = "unencrypted"
+    if passphrase is not None:
+        kdf = "key secret, HKDF" if is_key_secret(passphrase) else "passphrase, scrypt"
+        state = f"encrypted: {kdf}"
     click.echo(f"private key  {files.private} (0600, {state})")
     click.echo(f"public       {files.public}")
     click.echo(f"fingerprint  {identity.public.fingerprint}")
+
+
+@keys.command("new-secret")
+@click.argument("path", type=_OUT)
+def keys_new_secret(path: Path) -> None:
+    """Write a generated key secret to PATH (a new file, mode 0600).
+
+    Give it as --passphrase-file to `keys new` and to the node that loads the key. Use a key
+    secret where a machine unlocks the key file without a person (a Flower SuperNode loads it at
+    every message: HKDF instead of scrypt's ~0.08 s); keep a passphrase for a key a person
+    holds. Whoever reads both the secret and the key file has the key: keep the secret on other
+    storage (a secrets mount), as protected as the key file.
+    """
+    from fhe_agg.identity import write_key_secret
+
+    write_key_secret(path)
+    click.echo(f"key secret   {path} (0600; give it as --passphrase-file)")
 
 
 @keys.command("show")

@@ -36,7 +36,11 @@ FIRST_ROUND = 1
 @dataclass(frozen=True)
 class PinnedRoster:
     """Where a node finds its pinned federation: the roster file, the admin's ``.pub.json``
-    and the node's own private ``.key`` file (a roster member with role client or holder)."""
+    and the node's own private ``.key`` file (a roster member with role client or holder).
+
+    ``passphrase_file`` unlocks the key file at every message; for a node, make it a key secret
+    (:func:`~fhe_agg.identity.write_key_secret`: HKDF, ~2 ms, where a passphrase costs scrypt's
+    ~0.08 s) on other storage than the key file."""
 
     roster: Path
     admin_public: Path

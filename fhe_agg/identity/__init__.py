@@ -4,7 +4,9 @@
   ``slh-dsa``); :class:`SuiteSigningKey` / :class:`SuiteVerifyKey` sign and verify under it.
 * :class:`Identity` / :class:`PublicIdentity` are a member's keys (id, :class:`Role`, suite,
   signature and sealing keys); :func:`write_identity`, :func:`load_identity` and
-  :func:`load_public_identity` keep them on disk (seed-form PKCS#8, 0600 files, 0700 directory).
+  :func:`load_public_identity` keep them on disk (seed-form PKCS#8, 0600 files, 0700 directory),
+  under a person's passphrase (scrypt) or, where a machine unlocks the key, a generated key secret
+  (:func:`new_key_secret` / :func:`write_key_secret`, HKDF).
 * :class:`Roster` is the admin-signed consortium roster (members, preset, ``min_clients``,
   threshold, key rotation via :class:`KeyRotation`, revocation); :func:`load_verified_roster`
   reads and verifies one, and :meth:`Roster.client_keys` gives the aggregator its roster.
@@ -37,6 +39,7 @@ from fhe_agg.identity._audit import (
 from fhe_agg.identity._auditlog import AUDIT_LOG_CONTEXT, AuditLog, AuditLogError, verify_log
 from fhe_agg.identity._cbom import build_cbom, cbom_json, write_cbom
 from fhe_agg.identity._identity import Identity, PublicIdentity, Role
+from fhe_agg.identity._key_secret import new_key_secret, write_key_secret
 from fhe_agg.identity._keystore import (
     KeyFiles,
     load_identity,
@@ -104,6 +107,7 @@ __all__ = [
     "load_inventory",
     "load_public_identity",
     "load_verified_roster",
+    "new_key_secret",
     "open_sealed",
     "read_passphrase_file",
     "roster_inventory",
@@ -111,4 +115,5 @@ __all__ = [
     "verify_log",
     "write_cbom",
     "write_identity",
+    "write_key_secret",
 ]

@@ -10,8 +10,8 @@ fails to open with :class:`~fhe_agg.identity.SealingError`. A data key is needed
 one-shot seal takes at most :data:`~fhe_agg.identity.MAX_SEALED_PLAINTEXT` bytes and a key-level
 share of a large preset is larger.
 
-Whoever can read the holder's identity key file (guarded by its passphrase) can open these blobs:
-the share is exactly as safe as the roster identity. Layout::
+Whoever can read the holder's identity key file (guarded by its passphrase or key secret) can open
+these blobs: the share is exactly as safe as the roster identity. Layout::
 
     b"FAR1" || u32 length of the sealed data key || sealed data key || 12 B nonce || AES-GCM body
 """

@@ -9,12 +9,20 @@ Each component is one private key in **seed form**: PKCS#8 PEM for every algorit
 (ML-DSA-44/65/87 as the 32-byte seed, RFC 9881; ML-KEM as ``d||z``, RFC 9935; Ed25519, X25519,
 P-384), encrypted with ``BestAvailableEncryption`` when a passphrase is given. SLH-DSA has no
 PKCS#8 in pyca, so its 96-byte FIPS 205 secret key is stored as base64, or when a passphrase is
-given sealed with AES-256-GCM under a scrypt key (RFC 7914; the AAD names the file's identity).
+given sealed with AES-256-GCM under the file's derived key (the AAD names the file's identity).
 
-With a passphrase, ``kdf`` holds the scrypt salt and cost and ``check`` an HMAC-SHA256 under a
-second scrypt-derived key over the public identity, so a wrong passphrase (:class:`WrongPassphrase`)
-is told apart from a corrupted file (:class:`CorruptKeyFile`). After decoding, the public keys
-derived from the private ones must equal those recorded in ``public``.
+With a passphrase, ``kdf`` is ``{"name": "scrypt", "salt", "n", "r", "p"}`` (RFC 7914, 16-byte
+salt, n at most 2**17) and ``check`` an HMAC-SHA256 under a second scrypt-derived key over the
+public identity, so a wrong passphrase (:class:`WrongPassphrase`) is told apart from a corrupted
+file (:class:`CorruptKeyFile`). A passphrase that is a generated key secret
+(:mod:`fhe_agg.identity._key_secret`, ``fhe-agg/key-secret/v1:...``) gives instead
+``kdf = {"name": "hkdf-sha256", "salt"}``: the check key and the AES-GCM key come from HKDF-SHA256
+of its 32 bytes (no stretching: the secret is uniform, see that module), and such a file opens
+only with a well-formed key secret. The PKCS#8 components are encrypted with the passphrase or
+key-secret text either way (PBES2, PBKDF2-HMAC-SHA256 at pyca's 2,048 iterations: ~0.3 ms per
+component, measured; the key secret's 256 bits make the iteration count irrelevant). Loading
+dispatches on ``kdf["name"]``; the kdf's exact field set and salt length are checked. After
+decoding, the public keys derived from the private ones must equal those recorded in ``public``.
 
 Loading refuses a private file readable or writable by group/others or owned by another user, a
 directory writable by group/others, and symbolic links (:class:`InsecureKeyFile`). Every read is
@@ -25,8 +33,6 @@ from __future__ import annotations
 
 import hmac
 import json
-import os
-import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,7 +41,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
 from fhe_agg.ckks._random import RandomSource, default_random
-from fhe_agg.errors import CorruptKeyFile, InsecureKeyFile, MalformedMessage, WrongPassphrase
+from fhe_agg.errors import CorruptKeyFile, MalformedMessage, WrongPassphrase
 from fhe_agg.identity._encoding import (
     b64decode,
     b64encode,
@@ -44,6 +50,19 @@ from fhe_agg.identity._encoding import (
     strict_json,
 )
 from fhe_agg.identity._identity import Identity, PublicIdentity, Role
+from fhe_agg.identity._key_secret import (
+    HKDF_NAME,
+    KEY_SECRET_PREFIX,
+    derive_key_secret_keys,
+    is_key_secret,
+    parse_key_secret,
+)
+from fhe_agg.identity._keyfile_io import (
+    MAX_KEY_FILE_BYTES,
+    read_private,
+    secure_directory,
+    write_new,
+)
 from fhe_agg.identity._keystore_codec import decode_components, encode_components
 from fhe_agg.identity._sealing import SealingPrivateKey
 from fhe_agg.identity._suites import Suite, SuiteSigningKey, WrongSuite
@@ -58,12 +77,11 @@ __all__ = [
     "write_identity",
 ]
 
-#: Largest private-key or public-identity file that is read (bytes).
-MAX_KEY_FILE_BYTES = 64 * 1024
 _MAX_PASSPHRASE_BYTES = 1024
 _FORMAT = "fhe-agg/private-key/v1"
 _FIELDS = {"format", "public", "encrypted", "kdf", "check", "signing", "sealing"}
 _SCRYPT_N, _SCRYPT_R, _SCRYPT_P = 1 << 15, 8, 1
+_SALT_BYTES = 16
 _CHECK_LABEL = b"fhe-agg/keystore/v1/passphrase-check|"
 
 
@@ -102,10 +120,14 @@ def _private_document(
     check: str | None = None
     seal_key: bytes | None = None
     if passphrase is not None:
-        salt = random.bytes(16)
-        check_key, seal_key = _derive(passphrase, salt, _SCRYPT_N)
-        kdf = {"name": "scrypt", "salt": b64encode(salt), "n": _SCRYPT_N, "r": _SCRYPT_R}
-        kdf["p"] = _SCRYPT_P
+        salt = random.bytes(_SALT_BYTES)
+        if is_key_secret(passphrase):
+            check_key, seal_key = derive_key_secret_keys(parse_key_secret(passphrase), salt)
+            kdf = {"name": HKDF_NAME, "salt": b64encode(salt)}
+        else:
+            check_key, seal_key = _derive(passphrase, salt, _SCRYPT_N)
+            kdf = {"name": "scrypt", "salt": b64encode(salt), "n": _SCRYPT_N, "r": _SCRYPT_R}
+            kdf["p"] = _SCRYPT_P
         check = b64encode(_check_value(check_key, public))
     aad = canonical_json({"id": identity.id, "fingerprint": identity.public.fingerprint})
     signing, sealing = encode_components(
@@ -128,29 +150,6 @@ def _private_document(
     }
 
 
-def _secure_directory(directory: Path) -> None:
-    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-    mode = stat.S_IMODE(directory.stat().st_mode)
-    if mode & 0o077:
-        raise InsecureKeyFile(
-            f"key directory {directory} is open to group or others (mode {mode:04o}); "
-            f"run: chmod 700 {directory}"
-        )
-
-
-def _write_new(path: Path, data: bytes, mode: int) -> None:
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
-    fd = os.open(path, flags, mode)
-    try:
-        os.fchmod(fd, mode)
-        with os.fdopen(fd, "wb", closefd=False) as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-    finally:
-        os.close(fd)
-
-
 def write_identity(
     identity: Identity,
     directory: str | Path,
@@ -163,19 +162,26 @@ def write_identity(
     The directory is created if needed; an existing one open to group or others is refused
     (:class:`InsecureKeyFile`), and so are existing files (``ValueError``: keys are never
     overwritten). ``random`` draws the salts and nonces (default: the OS CSPRNG).
+    ``passphrase`` is a person's passphrase (scrypt) or a key secret from
+    :func:`~fhe_agg.identity.new_key_secret` (HKDF; ``ValueError`` if it is malformed).
     """
     if not isinstance(identity, Identity):
         raise TypeError(f"identity: expected Identity, got {type(identity).__name__}")
     _check_passphrase(passphrase)
+    if passphrase is not None and is_key_secret(passphrase):
+        try:
+            parse_key_secret(passphrase)
+        except ValueError as exc:
+            raise ValueError(f"passphrase: {exc}") from None
     folder = Path(directory)
     private, public = folder / f"{identity.id}.key", folder / f"{identity.id}.pub.json"
     for path in (private, public):
         if path.exists() or path.is_symlink():
             raise ValueError(f"{path} exists; refusing to overwrite a key (choose another id/dir)")
-    _secure_directory(folder)
+    secure_directory(folder)
     document = _private_document(identity, passphrase, random or default_random())
-    _write_new(private, canonical_json(document) + b"\n", 0o600)
-    _write_new(public, public_identity_text(identity.public), 0o644)
+    write_new(private, canonical_json(document) + b"\n", 0o600)
+    write_new(public, public_identity_text(identity.public), 0o644)
     return KeyFiles(private=private, public=public)
 
 
@@ -183,55 +189,6 @@ def public_identity_text(public: PublicIdentity) -> bytes:
     """The bytes of a ``.pub.json`` file: indented JSON with sorted keys (verified, not signed
     as written: the proof covers the canonical form of the claims)."""
     return json.dumps(public.to_json(), indent=2, sort_keys=True).encode() + b"\n"
-
-
-def _refuse_public_file(path: Path, fd: int) -> None:
-    """Raise :class:`CorruptKeyFile` if the open file ``fd`` holds a public identity: a public
-    file is readable by design, so its mode is no finding; the finding is the wrong file."""
-    with os.fdopen(os.dup(fd), "rb") as fh:
-        raw = fh.read(MAX_KEY_FILE_BYTES + 1)
-    try:
-        doc = strict_json(raw)
-    except ValueError:
-        return
-    if isinstance(doc, dict) and "proof" in doc and doc.get("format") != _FORMAT:
-        raise CorruptKeyFile(
-            f"{path} is a public identity file (.pub.json); pass the private .key file"
-        )
-
-
-def _read_private(path: Path) -> bytes:
-    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
-    if path.is_symlink():
-        raise InsecureKeyFile(f"key file {path} is a symbolic link; use the file itself")
-    fd = os.open(path, flags)
-    try:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            raise CorruptKeyFile(f"key file {path} is not a regular file")
-        mode = stat.S_IMODE(info.st_mode)
-        if mode & 0o077:
-            _refuse_public_file(path, fd)  # a .pub.json given for a .key: say that, not chmod
-            raise InsecureKeyFile(
-                f"key file {path} is open to group or others (mode {mode:04o}); "
-                f"run: chmod 600 {path}"
-            )
-        if hasattr(os, "geteuid") and info.st_uid != os.geteuid():
-            raise InsecureKeyFile(f"key file {path} is owned by another user (uid {info.st_uid})")
-        folder = path.parent
-        folder_mode = stat.S_IMODE(folder.stat().st_mode)
-        if folder_mode & 0o022:
-            raise InsecureKeyFile(
-                f"key directory {folder} is writable by group or others (mode "
-                f"{folder_mode:04o}); run: chmod 700 {folder}"
-            )
-        with os.fdopen(fd, "rb", closefd=False) as fh:
-            raw = fh.read(MAX_KEY_FILE_BYTES + 1)
-        if len(raw) > MAX_KEY_FILE_BYTES:
-            raise CorruptKeyFile(f"key file {path} is larger than {MAX_KEY_FILE_BYTES} bytes")
-        return raw
-    finally:
-        os.close(fd)
 
 
 def _parse_json(path: Path, raw: bytes, what: str) -> Any:
@@ -293,7 +250,7 @@ def load_identity(
     """
     _check_passphrase(passphrase)
     p = Path(path)
-    doc = _parse_json(p, _read_private(p), "key file")
+    doc = _parse_json(p, read_private(p, _FORMAT), "key file")
     if not isinstance(doc, dict) or doc.get("format") != _FORMAT:
         if isinstance(doc, dict) and "proof" in doc:
             raise CorruptKeyFile(f"{p} is a public identity file; pass the private .key file")
@@ -340,25 +297,64 @@ def _unlock(path: Path, doc: dict[str, Any], passphrase: bytes | None) -> bytes 
         raise WrongPassphrase(
             f"key file {path} is encrypted; give its passphrase (--passphrase-file)"
         )
-    kdf = doc["kdf"]
     try:
-        if not isinstance(kdf, dict) or set(kdf) != {"name", "salt", "n", "r", "p"}:
-            raise ValueError("kdf")
-        salt, n, check = b64decode(kdf["salt"]), kdf["n"], b64decode(doc["check"])
-        if kdf["name"] != "scrypt" or (kdf["r"], kdf["p"]) != (_SCRYPT_R, _SCRYPT_P):
-            raise ValueError("kdf")
-        if type(n) is not int or n not in {1 << k for k in range(14, 18)} or len(salt) != 16:
-            raise ValueError("kdf")  # bounded cost: at most 2**17 (128 MiB)
+        name, salt, n = _kdf_params(doc["kdf"])
+        check = b64decode(doc["check"])
+        if len(check) != 32:
+            raise ValueError("check")
     except ValueError:
         raise CorruptKeyFile(f"key file {path}: invalid passphrase parameters") from None
-    check_key, seal_key = _derive(passphrase, salt, n)
+    if name == HKDF_NAME:
+        check_key, seal_key = derive_key_secret_keys(_key_secret_for(path, passphrase), salt)
+    else:
+        check_key, seal_key = _derive(passphrase, salt, n)
     if not hmac.compare_digest(_check_value(check_key, doc["public"]), check):
-        raise WrongPassphrase(f"wrong passphrase for key file {path}")
+        what = "key secret" if name == HKDF_NAME else "passphrase"
+        raise WrongPassphrase(f"wrong {what} for key file {path}")
     return seal_key
 
 
+def _kdf_params(kdf: object) -> tuple[str, bytes, int]:
+    """``(name, salt, scrypt n or 0)`` of a key file's ``kdf``; ``ValueError`` if malformed."""
+    if not isinstance(kdf, dict):
+        raise ValueError("kdf")
+    name, n = kdf.get("name"), 0
+    if name == HKDF_NAME and set(kdf) == {"name", "salt"}:
+        pass
+    elif name == "scrypt" and set(kdf) == {"name", "salt", "n", "r", "p"}:
+        n = kdf["n"]
+        if (kdf["r"], kdf["p"]) != (_SCRYPT_R, _SCRYPT_P):
+            raise ValueError("kdf")
+        if type(n) is not int or n not in {1 << k for k in range(14, 18)}:
+            raise ValueError("kdf")  # bounded cost: at most 2**17 (128 MiB)
+    else:
+        raise ValueError("kdf")
+    salt = b64decode(kdf["salt"])
+    if len(salt) != _SALT_BYTES:
+        raise ValueError("kdf")
+    return name, salt, n
+
+
+def _key_secret_for(path: Path, passphrase: bytes) -> bytes:
+    """The 32 bytes of ``passphrase`` for the key-secret file ``path``; :class:`WrongPassphrase`
+    if it is a person's passphrase or a malformed secret."""
+    if not is_key_secret(passphrase):
+        raise WrongPassphrase(
+            f"key file {path} is sealed under a generated key secret, not a passphrase; give "
+            f"the file from `fhe-agg keys new-secret` ({KEY_SECRET_PREFIX.decode()}...)"
+        )
+    try:
+        return parse_key_secret(passphrase)
+    except ValueError as exc:
+        raise WrongPassphrase(f"key file {path}: the key secret given is unusable: {exc}") from None
+
+
 def read_passphrase_file(path: str | Path) -> bytes:
-    """The passphrase in ``path``: its bytes without one trailing newline (at most 1 KiB)."""
+    """The passphrase in ``path``: its bytes without one trailing newline (at most 1 KiB).
+
+    A file holding a key secret (:func:`~fhe_agg.identity.write_key_secret`) is checked here:
+    ``ValueError`` naming the file if its version is unknown or it is truncated or edited.
+    """
     p = Path(path)
     with p.open("rb") as fh:
         raw = fh.read(_MAX_PASSPHRASE_BYTES + 3)
@@ -371,4 +367,9 @@ def read_passphrase_file(path: str | Path) -> bytes:
     if not raw:
         raise ValueError(f"passphrase file {p} is empty")
     _check_passphrase(raw)
+    if is_key_secret(raw):
+        try:
+            parse_key_secret(raw)
+        except ValueError as exc:
+            raise ValueError(f"passphrase file {p}: {exc}") from None
     return raw

@@ -67,11 +67,14 @@ DOMAINS: dict[str, Domain] = {
     "store-sum": _d("hash", "server._store", "fhe_agg/store/sum/v2|"),
     "update-vector": _d("hash", "client._client", "fhe_agg/update-vector|"),
     "passphrase-check": _d("hash", "identity._keystore", "fhe-agg/keystore/v1/passphrase-check|"),
+    "key-secret-check": _d("hash", "identity._key_secret", "fhe-agg/keystore/v1/key-secret-check"),
+    "key-secret-seal": _d("hash", "identity._key_secret", "fhe-agg/keystore/v1/key-secret-seal"),
     # HPKE info
     "seal": _d("seal", "identity._sealing", "fhe-agg/seal/v1"),
     # format tags of files and documents
     "identity-file": _d("format", "identity._identity", "fhe-agg/identity/v1"),
     "key-rotation-file": _d("format", "identity._rotation", "fhe-agg/key-rotation/v1"),
     "private-key-file": _d("format", "identity._keystore", "fhe-agg/private-key/v1"),
+    "key-secret": _d("format", "identity._key_secret", "fhe-agg/key-secret/v1:"),
     "roster-file": _d("format", "identity._roster_model", "fhe-agg/roster/v1"),
 }

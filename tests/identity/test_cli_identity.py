@@ -286,3 +286,28 @@ def test_audit_gates_ci_with_fail_on_and_reports_unknown_algorithms(
     assert cli("audit", "--fail-on", "low").exit_code == 0  # own deployment: nothing above info
     assert cli("audit", LEGACY, "--fail-on", "high").exit_code == 1  # RSA-2048, ECDH-P256
     assert cli("audit", "--fail-on", "info").exit_code == 2  # not a level to gate on
+
+
+def test_keys_new_secret_then_a_key_file_sealed_under_it(
+    tmp_path: Path, cli: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    made = cli("keys", "new-secret", "node.secret")
+    assert made.exit_code == 0, made.output
+    assert stat.S_IMODE((tmp_path / "node.secret").stat().st_mode) == 0o600
+    secret = (tmp_path / "node.secret").read_bytes().strip()
+    assert secret.startswith(b"fhe-agg/key-secret/v1:") and secret.decode() not in made.output
+    one_line_error(cli("keys", "new-secret", "node.secret"), "refusing to overwrite")
+    assert (tmp_path / "node.secret").read_bytes().strip() == secret
+    args = ("keys", "new", "--role", "admin", "--id", "adm", "--passphrase-file", "node.secret")
+    result = cli(*args)
+    assert result.exit_code == 0, result.output
+    assert "encrypted: key secret, HKDF" in result.stdout
+    key = tmp_path / "keys" / "adm.key"
+    assert json.loads(key.read_text())["kdf"]["name"] == "hkdf-sha256"
+    assert load_identity(key, passphrase=secret).id == "adm"
+    (tmp_path / "pw").write_text(SECRET + "\n")
+    args = ("roster", "new", "--admin", key, "--consortium", "c", "--member", "keys/adm.pub.json")
+    args += ("--min-clients", "1", "--threshold", "1", "--out", "roster.json")
+    refused = cli(*args, "--passphrase-file", "pw")
+    one_line_error(refused, "adm.key", "generated key secret, not a passphrase", "new-secret")

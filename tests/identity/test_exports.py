@@ -45,6 +45,7 @@ EXPECTED = {
     "load_inventory",
     "load_public_identity",
     "load_verified_roster",
+    "new_key_secret",
     "open_sealed",
     "read_passphrase_file",
     "roster_inventory",
@@ -52,6 +53,7 @@ EXPECTED = {
     "verify_log",
     "write_cbom",
     "write_identity",
+    "write_key_secret",
 }
 
 
