@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -432,3 +433,83 @@ def test_a_wrapped_fedadam_keeps_its_server_optimiser() -> None:
                 secure_model[key].numpy(), plain_model[key].numpy(), rtol=0, atol=1e-7
             )
         assert np.max(np.abs(secure_model["w"].numpy() - fedavg["w"].numpy())) > 1e-3
+
+
+def _kept(grid: LocalGrid, node: int) -> tuple[bytes | None, bytes | None, list[Path]]:
+    """A holder node's saved round state, its ``pending`` row and its pending aggregate files."""
+    state = node_state(grid.contexts[node])
+    assert state is not None and state.setup is not None
+    try:
+        where = (state.setup.consortium, state.setup.epoch)
+        rows = state.store.get(*where, "round"), state.store.get(*where, "pending")
+        return (*rows, sorted(state.store.folder.glob("pending-*.aggregate")))
+    finally:
+        state.close()
+
+
+def _share_windows(grid: LocalGrid, node: int) -> list[bytes]:
+    state = node_state(grid.contexts[node])
+    assert state is not None and state.setup is not None
+    try:
+        found = state.key_share(state.setup.consortium, state.setup.epoch)
+        assert found is not None
+        raw = found[1].data_level().value.tobytes()
+    finally:
+        state.close()
+    return [raw[k : k + 64] for k in range(0, len(raw) - 64, len(raw) // 6)]
+
+
+def test_a_holder_keeps_its_challenged_aggregate_refuses_it_damaged_and_refuses_replays() -> None:
+    """Between challenge and partial, holder 1 keeps the aggregate as a file (the bytes it was
+    sent; no piece of any key share in any file of any node). Damaged, its partial is refused
+    (CorruptStore) and nothing changes; restored, the same request gets the partial and the file
+    goes. That request sent again, in the next round between its challenge and its partial, is
+    refused as before (no aggregate of that round was challenged here)."""
+    strategy, grid = _set_up()
+    holder = grid.node(0)
+    windows = [w for i in range(3) for w in _share_windows(grid, grid.node(i))]
+    seen: dict[str, object] = {}
+
+    def challenged(message: Message, reply: Message) -> Message:
+        assert not reply.has_error()
+        round_row, row, (path,) = _kept(grid, holder)
+        assert round_row is not None and row is not None
+        assert path.read_bytes() == message.content["fhe"]["aggregate"]
+        files = [p for p in grid.state_root.rglob("*") if p.is_file()]
+        assert path in files
+        assert not [p for p in files for w in windows if w in p.read_bytes()]
+        seen["kept"], seen["bytes"] = (round_row, row, [path]), path.read_bytes()
+        path.write_bytes(b"\x00" + path.read_bytes()[1:])  # one byte changed
+        return reply
+
+    def decrypt(message: Message, reply: Message) -> Message:
+        assert reply.has_error() and reply.error.reason.startswith("CorruptStore")
+        assert "challenged in round 1" in reply.error.reason
+        assert _kept(grid, holder) == seen["kept"]  # state, row and file name unchanged
+        (path,) = _kept(grid, holder)[2]
+        path.write_bytes(seen["bytes"])  # type: ignore[arg-type]
+        again = grid.app(message, grid.contexts[holder])
+        assert not again.has_error() and isinstance(again.content["fhe"]["partial"], bytes)
+        assert _kept(grid, holder)[1:] == (None, [])
+        seen["request"] = message
+        return again
+
+    grid.hooks[(ACTION_CHALLENGE, holder)] = challenged
+    grid.hooks[(ACTION_DECRYPT, holder)] = decrypt
+    arrays, _ = _round(strategy, grid, 1, _start(1))
+    assert arrays is not None and strategy.history[-1].decrypted
+
+    def replayed(message: Message, reply: Message) -> Message:
+        kept = _kept(grid, holder)
+        old = grid.app(seen["request"], grid.contexts[holder])  # type: ignore[arg-type]
+        assert old.has_error()
+        assert old.error.reason == "CeremonyError: no aggregate of round 1 was challenged here"
+        assert _kept(grid, holder) == kept and len(kept[2]) == 1  # round 2's, untouched
+        return reply
+
+    grid.hooks.clear()
+    grid.hooks[(ACTION_CHALLENGE, holder)] = replayed
+    arrays, _ = _round(strategy, grid, 2, _start(2))
+    grid.hooks.clear()
+    assert arrays is not None and strategy.history[-1].decrypted
+    assert _kept(grid, holder)[1:] == (None, [])

@@ -1,7 +1,7 @@
 """A key holder node's part in a round: its challenge, its partial decryption, or its abort
 vote, each through the holder's round state (:class:`~fhe_agg.HolderRound`) saved in the node's
-state folder between two messages, with the aggregate it challenged. See
-:mod:`fhe_agg.flower._node`.
+state folder between two messages, with the aggregate it challenged (a file beside ``node.db``,
+:mod:`fhe_agg.flower._node_pending`). See :mod:`fhe_agg.flower._node`.
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from flwr.app import Context, Message
 
 from fhe_agg._errors import CeremonyError, MalformedMessage
 from fhe_agg.ckks._packing import Layout
+from fhe_agg.flower._node_pending import PendingAggregate
 from fhe_agg.flower._node_state import NodeState, Setup
 from fhe_agg.flower._protocol import node_reply, query_record, record_bytes, record_int
 from fhe_agg.holder._keyholder import KeyHolder
@@ -48,10 +49,27 @@ def _machine(state: NodeState, holder: KeyHolder, setup: Setup) -> HolderRound |
 
 
 def _save_machine(
-    state: NodeState, setup: Setup, machine: HolderRound, **pending: bytes | None
+    state: NodeState,
+    setup: Setup,
+    machine: HolderRound,
+    *,
+    keep: tuple[int, bytes, bytes] | None = None,
+    drop: bool = False,
 ) -> None:
-    blob = pack("node-round", {"state": machine.to_bytes(), "layout": machine.layout.to_bytes()})
-    state.store.put(setup.consortium, setup.epoch, {"round": blob, **pending})
+    """Save the round state in one durable transaction, with (``keep``: round, aggregate bytes,
+    layout bytes) the aggregate it challenged, or (``drop``) forgetting the one kept."""
+    items = {
+        "round": pack(
+            "node-round", {"state": machine.to_bytes(), "layout": machine.layout.to_bytes()}
+        )
+    }
+    pending = PendingAggregate(state.store, setup.consortium, setup.epoch)
+    if keep is not None:
+        pending.keep(items, *keep)
+    elif drop:
+        pending.drop(items)
+    else:
+        state.store.put(setup.consortium, setup.epoch, dict(items))
 
 
 def challenge(message: Message, context: Context, state: NodeState) -> Message:
@@ -67,24 +85,23 @@ def challenge(message: Message, context: Context, state: NodeState) -> Message:
     machine = _machine(state, holder, setup) or HolderRound(holder, layout=layout)
     machine.layout = layout  # the round's layout, for its partial
     reply = machine.challenge(ChallengeRequest(aggregate.round_id, holder.holder_index, aggregate))
-    pending = pack(
-        "node-pending",
-        {"round": aggregate.round_id, "aggregate": aggregate_blob, "layout": layout_blob},
-    )
-    _save_machine(state, setup, machine, pending=pending)
+    _save_machine(state, setup, machine, keep=(aggregate.round_id, aggregate_blob, layout_blob))
     return node_reply(message, {"indices": list(reply.indices)})
 
 
-def _pending(state: NodeState, setup: Setup) -> tuple[int, EncryptedAggregate, Layout] | None:
-    blob = state.store.get(setup.consortium, setup.epoch, "pending")
-    if blob is None:
+def _pending(
+    state: NodeState, setup: Setup, round_id: int
+) -> tuple[EncryptedAggregate, Layout] | None:
+    """The aggregate of ``round_id`` this holder challenged and its layout (``None`` if none of
+    that round is kept); :class:`CorruptStore` if its file is damaged (checked before parsing)."""
+    kept = PendingAggregate(state.store, setup.consortium, setup.epoch)
+    pending = kept.get()
+    if pending is None or pending.round_id != round_id:
         return None
-    f = unpack(blob, "node-pending", max_bytes=1 << 30, max_bin=1 << 30, max_array=0)
-    layout = Layout.from_bytes(f.blob("layout"))
-    aggregate = EncryptedAggregate.from_bytes(
-        f.blob("aggregate"), MessageBounds.for_round(setup.config, layout)
-    )
-    return f.integer("round"), aggregate, layout
+    layout = Layout.from_bytes(pending.layout)
+    bounds = MessageBounds.for_round(setup.config, layout)
+    data = kept.read(pending, max_bytes=bounds.aggregate_bytes)
+    return EncryptedAggregate.from_bytes(data, bounds), layout
 
 
 def partial_decryption(message: Message, context: Context, state: NodeState) -> Message:
@@ -92,16 +109,16 @@ def partial_decryption(message: Message, context: Context, state: NodeState) -> 
     holder, setup = _holder(state)
     record = query_record(message)
     round_id = record_int(record, "round")
-    pending = _pending(state, setup)
     machine = _machine(state, holder, setup)
-    if pending is None or pending[0] != round_id or machine is None:
+    pending = None if machine is None else _pending(state, setup, round_id)
+    if pending is None or machine is None:
         raise CeremonyError(
             f"no aggregate of round {round_id} was challenged here",
             round_id=round_id,
             party=state.client_id,
             holder_index=holder.holder_index,
         )
-    _, aggregate, layout = pending
+    aggregate, layout = pending
     machine.layout = layout
     members = record.get("set")
     if not isinstance(members, list) or not all(isinstance(m, int) for m in members):
@@ -114,24 +131,24 @@ def partial_decryption(message: Message, context: Context, state: NodeState) -> 
         PartialRequest(round_id, holder.holder_index, aggregate, evidence, members_)
     )
     assert isinstance(reply, PartialReply)
-    _save_machine(state, setup, machine, pending=None)
+    _save_machine(state, setup, machine, drop=True)
     return node_reply(message, {"partial": reply.partial.to_bytes(setup.config)})
 
 
 def abort_vote(message: Message, context: Context, state: NodeState) -> Message:
-    """Vote to abort a round this holder issued nothing for (it never decrypts it then)."""
+    """Vote to abort a round this holder issued nothing for (it never decrypts it then); the
+    aggregate kept for that round, if any, is forgotten."""
     holder, setup = _holder(state)
     round_id = record_int(query_record(message), "round")
-    pending = _pending(state, setup)
-    drop: dict[str, bytes | None] = {}
-    if pending is not None and pending[0] == round_id:
-        drop["pending"] = None
+    kept = PendingAggregate(state.store, setup.consortium, setup.epoch)
+    pending = kept.get()
+    drop = pending is not None and pending.round_id == round_id
     machine = _machine(state, holder, setup)
     if machine is None:
         vote = holder.vote_abort(round_id)
         if drop:
-            state.store.put(setup.consortium, setup.epoch, drop)
+            kept.drop({})
         return node_reply(message, {"vote": vote.to_bytes()})
     vote = machine.vote(VoteRequest(round_id, holder.holder_index)).vote
-    _save_machine(state, setup, machine, **drop)
+    _save_machine(state, setup, machine, drop=drop)
     return node_reply(message, {"vote": vote.to_bytes()})

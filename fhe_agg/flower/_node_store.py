@@ -11,7 +11,10 @@ run's :data:`STATE_ROOT_KEY` and the node's partition id; one folder per node (0
   member's state between steps (sealed at rest), the joint public key and this holder's
   endorsement, the **key share sealed at rest** (:meth:`~fhe_agg.KeyShare.seal`, bound to
   consortium, epoch, holder id and purpose), the accepted setup, and the key holder's round
-  state (:class:`~fhe_agg.HolderRound`, the aggregate it challenged);
+  state (:class:`~fhe_agg.HolderRound`) and the digest, length and round of the aggregate it
+  challenged;
+* ``pending-<digest>-<sha256>.aggregate``: that aggregate's bytes (public ciphertexts and signed
+  statements) between the holder's challenge and its partial (:mod:`fhe_agg.flower._node_pending`);
 * ``holder-<digest>.db``: the key holder's decryption log, budget and abort votes
   (:class:`~fhe_agg.KeyHolder` ``store=``);
 * ``client-<digest>.db``: the client's memory of the updates it sent (:class:`~fhe_agg.Client`
@@ -26,6 +29,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 from flwr.app import Context
@@ -42,7 +46,7 @@ STATE_DIR_ENV = "FHE_AGG_STATE_DIR"
 #: ``run_config`` key for the Simulation Engine, whose nodes share one ``node_config`` form:
 #: node ``partition-id`` ``k`` keeps its state in ``<root>/partition-<k>``.
 STATE_ROOT_KEY = "fhe-state-root"
-#: Largest item kept (a challenged aggregate of a large model is the largest).
+#: Largest item kept (a bound SQLite enforces on every row, read or written).
 MAX_ITEM_BYTES = 1_000_000_000
 _SCHEMA = (
     "CREATE TABLE items (consortium TEXT NOT NULL, epoch INTEGER NOT NULL, member TEXT NOT NULL,"
@@ -103,8 +107,18 @@ class NodeStore:
             raise self._db.corrupt(f"item {item!r} is not a blob")
         return value
 
-    def put(self, consortium: str, epoch: int, items: dict[str, bytes | None]) -> None:
-        """Write (or, for ``None``, delete) ``items`` in one durable transaction."""
+    def put(
+        self,
+        consortium: str,
+        epoch: int,
+        items: dict[str, bytes | None],
+        *,
+        within: Callable[[], None] | None = None,
+    ) -> None:
+        """Write (or, for ``None``, delete) ``items`` in one durable transaction. ``within``
+        runs in it, holding its write lock, after the writes and before ``COMMIT``: a file the
+        rows name is made durable there (:mod:`fhe_agg.flower._node_pending`); if it raises,
+        nothing is committed."""
         with self._db.transaction() as conn:
             for item, value in items.items():
                 key = (consortium, epoch, self.member, item)
@@ -118,6 +132,8 @@ class NodeStore:
                     conn.execute(
                         "INSERT OR REPLACE INTO items VALUES (?, ?, ?, ?, ?)", (*key, value)
                     )
+            if within is not None:
+                within()
 
     def current(self) -> tuple[str, int] | None:
         """The (consortium, epoch) this node last set up for."""
@@ -133,10 +149,14 @@ class NodeStore:
         with self._db.transaction() as conn:
             conn.execute("INSERT OR REPLACE INTO current VALUES (0, ?, ?)", (consortium, epoch))
 
+    def name(self, kind: str, consortium: str, epoch: int) -> str:
+        """``<kind>-<digest>``: a file name of this member's ``kind`` for an epoch."""
+        text = "\x1f".join([kind, consortium, str(epoch), self.member]).encode()
+        return f"{kind}-{hashlib.sha256(text).hexdigest()[:24]}"
+
     def file(self, kind: str, consortium: str, epoch: int) -> Path:
         """The path of this member's ``kind`` store (``holder``, ``client``) for an epoch."""
-        text = "\x1f".join([kind, consortium, str(epoch), self.member]).encode()
-        return self.folder / f"{kind}-{hashlib.sha256(text).hexdigest()[:24]}.db"
+        return self.folder / f"{self.name(kind, consortium, epoch)}.db"
 
     def close(self) -> None:
         self._db.close()

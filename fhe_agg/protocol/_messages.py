@@ -70,6 +70,11 @@ class MessageBounds:
     def update_bytes(self) -> int:
         return self.chunk_count * (self.chunk_bytes + 8) + self.proofs_bytes + 16 * 1024
 
+    @property
+    def aggregate_bytes(self) -> int:
+        """Bytes of one :class:`EncryptedAggregate` at most (its manifest: 8 KiB a client)."""
+        return self.update_bytes + self.max_clients * 8 * 1024
+
 
 @dataclass(frozen=True)
 class UpdateStatement:
@@ -240,7 +245,7 @@ class EncryptedAggregate:
         f = unpack(
             data,
             "aggregate",
-            max_bytes=bounds.update_bytes + bounds.max_clients * 8 * 1024,
+            max_bytes=bounds.aggregate_bytes,
             max_bin=bounds.chunk_bytes,
             max_array=max(bounds.chunk_count, bounds.max_clients, 16),
         )

@@ -1,0 +1,217 @@
+"""The aggregate a key holder node keeps between its challenge and its partial: a file beside
+``node.db`` named by the row written with the holder's round state (``_node_pending``). Kept,
+read back and removed; refused (``CorruptStore``, nothing changed) when missing, truncated,
+extended or edited; orphans of an interrupted save never read and removed by the next save;
+and after a SIGKILL at any instant of a run of saves, the round state and the row agree and the
+file the row names is intact."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("flwr")
+
+from fhe_agg.errors import CorruptStore
+from fhe_agg.flower._node_pending import ITEM, PendingAggregate
+from fhe_agg.flower._node_store import NodeStore
+
+ROOT = Path(__file__).resolve().parents[1]
+WHERE = ("pending-test", 3)
+BOUND = 1 << 24
+
+
+def _aggregate(n: int, size: int = 1 << 20) -> bytes:
+    """``size`` bytes that differ for every ``n`` (a stand-in: this layer keeps any bytes)."""
+    return hashlib.shake_256(n.to_bytes(8, "little")).digest(size)
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[NodeStore]:
+    opened = NodeStore(tmp_path, "holder-1")
+    yield opened
+    opened.close()
+
+
+def _files(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if "pending-" in p.name)
+
+
+def test_a_kept_aggregate_round_trips_through_its_file_and_goes_with_its_row(
+    store: NodeStore,
+) -> None:
+    kept = PendingAggregate(store, *WHERE)
+    data = _aggregate(1)
+    kept.keep({"round": b"state-1"}, 7, data, b"layout")
+    pending = kept.get()
+    assert pending is not None
+    assert (pending.round_id, pending.layout, pending.length) == (7, b"layout", len(data))
+    assert pending.digest == hashlib.sha256(data).digest()
+    (name,) = _files(store.folder)
+    assert name.endswith(f"-{pending.digest.hex()}.aggregate")
+    assert (store.folder / name).stat().st_mode & 0o777 == 0o600
+    assert kept.read(pending, max_bytes=BOUND) == data
+    assert store.get(*WHERE, "round") == b"state-1"  # written in the same transaction
+    with pytest.raises(CorruptStore, match="over 1000"):  # the bound is checked first
+        kept.read(pending, max_bytes=1000)
+    # another aggregate replaces it (file and row); dropping forgets both
+    kept.keep({"round": b"state-2"}, 8, _aggregate(2), b"layout")
+    second = hashlib.sha256(_aggregate(2)).hexdigest()
+    assert _files(store.folder) == [f"{store.name('pending', *WHERE)}-{second}.aggregate"]
+    kept.drop({"round": b"state-3"})
+    assert kept.get() is None and _files(store.folder) == []
+    assert store.get(*WHERE, "round") == b"state-3"
+
+
+def _flip(path: Path) -> None:
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    path.write_bytes(bytes(data))
+
+
+def _swap(path: Path) -> None:  # another aggregate of the same length under the same name
+    path.write_bytes(_aggregate(99, path.stat().st_size))
+
+
+DAMAGE: dict[str, tuple[Callable[[Path], None], str]] = {
+    "one bit flipped": (_flip, "edited"),
+    "another aggregate": (_swap, "edited"),
+    "truncated by one byte": (lambda p: p.write_bytes(p.read_bytes()[:-1]), "bytes, its row says"),
+    "extended by one byte": (lambda p: p.write_bytes(p.read_bytes() + b"\0"), "its row says"),
+    "emptied": (lambda p: p.write_bytes(b""), "0 bytes, its row says"),
+    "removed": (lambda p: p.unlink(), "missing"),
+}
+
+
+@pytest.mark.parametrize("damage", sorted(DAMAGE))
+def test_a_damaged_file_is_refused_before_parsing_and_nothing_changes(
+    store: NodeStore, damage: str
+) -> None:
+    kept = PendingAggregate(store, *WHERE)
+    kept.keep({"round": b"challenged"}, 4, _aggregate(4), b"layout")
+    row = store.get(*WHERE, ITEM)
+    (name,) = _files(store.folder)
+    path = store.folder / name
+    damaged, what = DAMAGE[damage]
+    damaged(path)
+    after = path.read_bytes() if path.exists() else None
+    pending = kept.get()
+    assert pending is not None
+    with pytest.raises(CorruptStore, match=what) as refused:
+        kept.read(pending, max_bytes=BOUND)
+    assert refused.value.round_id == 4 and "round 4" in str(refused.value)
+    assert "challenge again" in str(refused.value)  # what the operator can do
+    assert store.get(*WHERE, ITEM) == row and store.get(*WHERE, "round") == b"challenged"
+    assert (path.read_bytes() if path.exists() else None) == after
+    # the round's challenge sent again keeps the aggregate anew
+    kept.keep({"round": b"challenged"}, 4, _aggregate(4), b"layout")
+    assert kept.read(pending, max_bytes=BOUND) == _aggregate(4)
+
+
+def test_a_damaged_row_is_refused(store: NodeStore) -> None:
+    store.put(*WHERE, {ITEM: b"\x93not a row"})
+    with pytest.raises(CorruptStore, match="pending aggregate's row is damaged"):
+        PendingAggregate(store, *WHERE).get()
+
+
+def test_orphans_are_never_read_and_the_next_save_removes_only_its_own(store: NodeStore) -> None:
+    kept = PendingAggregate(store, *WHERE)
+    kept.keep({}, 1, _aggregate(1), b"layout")
+    (named,) = _files(store.folder)
+    prefix = store.name("pending", *WHERE)
+    # a kill after the rename, before COMMIT; one during the write; another epoch's aggregate
+    orphan = store.folder / f"{prefix}-{hashlib.sha256(b'x').hexdigest()}.aggregate"
+    orphan.write_bytes(b"x")
+    partial = store.folder / f".{prefix}-interrupted.tmp"
+    partial.write_bytes(b"half of it")
+    other = PendingAggregate(store, WHERE[0], WHERE[1] + 1)
+    other.keep({}, 1, _aggregate(5), b"layout")
+    (other_name,) = set(_files(store.folder)) - {named, orphan.name, partial.name}
+    pending = kept.get()
+    assert pending is not None and kept.read(pending, max_bytes=BOUND) == _aggregate(1)
+    kept.keep({}, 2, _aggregate(2), b"layout")
+    (mine,) = [n for n in _files(store.folder) if n.startswith(prefix)]
+    assert mine.endswith(f"{hashlib.sha256(_aggregate(2)).hexdigest()}.aggregate")
+    assert _files(store.folder) == sorted([mine, other_name])
+    # a save that fails inside the transaction commits nothing
+    with pytest.raises(RuntimeError):
+        store.put(*WHERE, {ITEM: None}, within=_fail)
+    assert kept.get() is not None
+
+
+def _fail() -> None:
+    raise RuntimeError("the disk went away")
+
+
+CHILD = """
+import sys
+from pathlib import Path
+from fhe_agg.flower._node_pending import PendingAggregate
+from fhe_agg.flower._node_store import NodeStore
+import hashlib
+
+store = NodeStore(Path(sys.argv[1]), "holder-1")
+kept = PendingAggregate(store, "pending-test", 3)
+start = int(sys.argv[2])
+print("ready", flush=True)
+for n in range(start, start + 10_000):
+    state = n.to_bytes(8, "little")
+    if n % 3:
+        kept.keep({"round": state}, n, hashlib.shake_256(state).digest(1 << 22), b"layout")
+    else:
+        kept.drop({"round": state})
+"""
+
+
+def _after_kill(folder: Path) -> int:
+    """Check the folder a killed child left; clear what it kept; the last state's number."""
+    store = NodeStore(folder, "holder-1")
+    try:
+        kept, state = PendingAggregate(store, *WHERE), store.get(*WHERE, "round")
+        pending = kept.get()
+        n = 0 if state is None else int.from_bytes(state, "little")
+        if pending is None:  # nothing saved yet, or the last save dropped it
+            assert n % 3 == 0
+        else:  # the row is the round state's, and its file intact
+            assert pending.round_id == n and n % 3
+            expected = hashlib.shake_256(state or b"").digest(1 << 22)
+            assert kept.read(pending, max_bytes=BOUND) == expected
+        boundary = 3 * (n // 3 + 1)  # a state with nothing kept, as the child's drops
+        kept.drop({"round": boundary.to_bytes(8, "little")})  # any orphan goes now
+        assert _files(folder) == []
+        return n
+    finally:
+        store.close()
+
+
+def test_after_a_sigkill_at_any_instant_the_row_state_and_file_agree(tmp_path: Path) -> None:
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+    }
+    rng = random.Random(20261206)
+    start, saved = 1, 0
+    for _ in range(12):
+        with subprocess.Popen(
+            [sys.executable, "-c", CHILD, str(tmp_path), str(start)],
+            env=env,
+            stdout=subprocess.PIPE,
+            text=True,
+        ) as child:
+            assert child.stdout is not None and child.stdout.readline() == "ready\n"
+            time.sleep(rng.uniform(0.02, 0.4))
+            os.kill(child.pid, signal.SIGKILL)
+            child.wait(timeout=30)
+        n = _after_kill(tmp_path)
+        saved += max(n - start + 1, 0)
+        start = 3 * (n // 3 + 1) + 1
+    assert saved >= 4  # the kills fell among the saves, not before them
