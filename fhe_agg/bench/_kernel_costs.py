@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from fhe_agg.bench._decryption_costs import _HolderRun
-from fhe_agg.bench._harness import Figure, figure
+from fhe_agg.bench._harness import Figure, figure, warm_kernels
 from fhe_agg.bench._proof_costs import _Update
 from fhe_agg.ceremony._local import local_key_ceremony
 from fhe_agg.ckks._keys import KeyShare, PublicKey
@@ -58,7 +58,7 @@ def kernel_figures(repeats: int) -> list[Figure]:
     """Compiled-vs-numpy figures for a 1-chunk and a 128-chunk update (see the module doc)."""
     if not _accel.available():
         return []
-    _warm()
+    warm_kernels()
     config = FederationConfig(
         min_clients=1, max_clients=16, max_weight=10.0, value_bound=1.0, holders=5, threshold=3
     )
@@ -150,16 +150,3 @@ def _verify(update: _Update, _: int) -> None:
 
 def _partial_seconds(run: _HolderRun, _: int) -> float:
     return run.timed_partial(None, 1)[0]
-
-
-def _warm() -> None:
-    """Compile (or load from numba's cache) every kernel before anything is timed."""
-    from fhe_agg.hazmat.packed_format import _pack_rows, _unpack_rows
-    from fhe_agg.hazmat.rlwe import FixedOperand, add_polys, mul_fixed, to_ntt_batch
-    from fhe_agg.hazmat.sampling import rounded_gaussian
-
-    primes = (257,)
-    x = to_ntt_batch(np.arange(64, dtype=np.int64)[None], 64, primes)
-    add_polys(x, mul_fixed(x, FixedOperand.of(x[0], primes), primes), primes)
-    _unpack_rows(_pack_rows(x[0], 9), 1, 64, 9)
-    rounded_gaussian(2048, 3.0, SeededRandom(0))
