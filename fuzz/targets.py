@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import hashlib
 import os
 import shutil
 import tempfile
@@ -90,7 +89,7 @@ from fhe_agg.identity._encoding import strict_json
 from fhe_agg.identity._roster import _parse as parse_roster_unverified
 from fhe_agg.protocol._checks import check_statement
 from fhe_agg.protocol._context import RoundContext
-from fhe_agg.protocol._messages import MessageBounds
+from fhe_agg.protocol._messages import MessageBounds, aggregate_digest
 from fhe_agg.protocol._wellformed import check_proof_set, proofs_digest
 from fhe_agg.server._state import HolderState, ServerState
 
@@ -759,8 +758,7 @@ def _fed_seeds(kind: str) -> list[bytes]:
     if kind == "node_setup":
         return [_node_setup_of(fed).to_bytes()]
     if kind == "node_pending":
-        blob = fed.aggregate.to_bytes()
-        digest = hashlib.sha256(blob).digest()
+        blob, digest = fed.aggregate.to_bytes(), aggregate_digest(fed.aggregate)
         return [
             NodePending(fed.aggregate.round_id, fed.layout.to_bytes(), len(blob), digest).to_bytes()
         ]

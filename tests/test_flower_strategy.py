@@ -487,7 +487,16 @@ def test_a_holder_keeps_its_challenged_aggregate_refuses_it_damaged_and_refuses_
         assert "challenged in round 1" in reply.error.reason
         assert _kept(grid, holder) == seen["kept"]  # state, row and file name unchanged
         (path,) = _kept(grid, holder)[2]
-        path.write_bytes(seen["bytes"])  # type: ignore[arg-type]
+        # one bit of a ciphertext flipped: it may still parse, but it is not the aggregate whose
+        # digest the holder's round state recorded at the challenge
+        good: bytes = seen["bytes"]  # type: ignore[assignment]
+        middle = len(good) // 2
+        path.write_bytes(good[:middle] + bytes([good[middle] ^ 0x01]) + good[middle + 1 :])
+        edited = grid.app(message, grid.contexts[holder])
+        assert edited.has_error() and edited.error.reason.startswith("CorruptStore")
+        assert "challenged in round 1" in edited.error.reason and "edited" in edited.error.reason
+        assert _kept(grid, holder) == seen["kept"]
+        path.write_bytes(good)
         again = grid.app(message, grid.contexts[holder])
         assert not again.has_error() and isinstance(again.content["fhe"]["partial"], bytes)
         assert _kept(grid, holder)[1:] == (None, [])

@@ -8,14 +8,16 @@ into a msgpack envelope; SQLite's ``INSERT`` of its overflow pages into the writ
 the fsync at ``COMMIT``, about half each; the checkpoint at close), and at the partial 0.04-0.06
 s to read it (the row copied out, unpacked twice) and 0.11-0.12 s to save (its ``DELETE``
 walks every overflow page into the free list, then ``COMMIT`` and checkpoint). Kept as a file it
-is written once, as received, read once, and unlinked: 0.03-0.06 s CPU to save at the challenge
-(mostly its SHA-256, 17 ms, and the write), ~0.03 s to read at the partial (SHA-256, then the
-one parse), 0.004 s to save (``benchmarks/README.md``).
+is written once, as received, read once, and unlinked: ~0.03 s CPU to save at the challenge
+(the write and its fsync), ~0.02 s to read at the partial (the read and the one parse), 0.004 s
+to save (``benchmarks/README.md``).
 
-**Layout.** ``pending-<key>-<sha256>.aggregate`` in the node's state folder, ``<key>`` derived
-from (consortium, key epoch, member id) (:meth:`NodeStore.name`) and ``<sha256>`` the SHA-256 of
-the file's bytes. The ``pending`` row of ``node.db`` records round, layout, length and that digest
-(:class:`Pending`), written in the transaction that saves the holder's round state.
+**Layout.** ``pending-<key>-<digest>.aggregate`` in the node's state folder, ``<key>`` derived
+from (consortium, key epoch, member id) (:meth:`NodeStore.name`) and ``<digest>`` the aggregate's
+digest as the holder's round state recorded it at the challenge (:func:`aggregate_digest`: round
+id and every chunk's SHA3-256). The ``pending`` row of ``node.db`` records round, layout, length
+and that digest (:class:`Pending`), written in the transaction that saves the holder's round
+state.
 
 **Crash safety.** At the challenge, within that transaction (holding SQLite's write lock), the
 bytes go to a temporary file (0600), are fsynced, renamed to their name and the folder fsynced,
@@ -27,14 +29,16 @@ temporary files of an interrupted write, are never read (a read goes by the row'
 removed by the next save of the same (consortium, epoch, member), listed under its write lock.
 
 **Checks.** The file is read bounded (the row's length, itself at most the round's aggregate
-bound) and its SHA-256 compared with the row's before it is parsed: a missing, truncated,
-extended or edited file raises :class:`~fhe_agg.CorruptStore` and changes nothing. This guards
-the holder's own state (whoever can write the folder can write ``node.db`` too); the security
-binding does not rest on it: :class:`~fhe_agg.HolderRound` issues a partial only for the
-aggregate whose digest (round id and every chunk's SHA3-256) it recorded at its challenge, once,
-and the key holder verifies that aggregate's manifest, signatures, sums and proofs again before
-any partial. SHA-256, not the protocol's SHA3-256: collision resistance is all the check needs,
-and it hashes 40 MB in 22 ms here against 99 ms (SHA extensions).
+bound): a missing, truncated or extended file raises :class:`~fhe_agg.CorruptStore` before
+anything is parsed. Its content is checked by the digest the holder checks anyway: the caller
+parses it (bounded, validated) and :class:`~fhe_agg.HolderRound` issues a partial only for the
+aggregate whose digest it recorded at its challenge, once; a file that does not parse, or whose
+aggregate is not the one challenged, is refused by the caller with :meth:`~PendingAggregate.damaged`
+(``CorruptStore``, nothing changed). A separate hash of the file would repeat that check: it cost
+17 ms at each end per message at 1e6 (SHA-256), a quarter of a round's node overhead. This
+guards the holder's own state (whoever can write the folder can write ``node.db`` too); the
+security binding is the round state's digest, and the key holder verifies the aggregate's
+manifest, signatures, sums and proofs again before any partial.
 
 **Nothing secret.** The file holds the bytes the server sent with the challenge: the aggregate's
 ciphertexts and the clients' signed statements, which the server and every key holder see. The
@@ -43,7 +47,6 @@ key share stays sealed in ``node.db``.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import tempfile
 from dataclasses import dataclass
@@ -63,7 +66,8 @@ _DIGEST = 32
 
 @dataclass(frozen=True)
 class Pending:
-    """The ``pending`` row: the round and layout of the aggregate kept, its length and SHA-256."""
+    """The ``pending`` row: the round and layout of the aggregate kept, its length, and its digest
+    as the holder's round state recorded it (:func:`~fhe_agg.protocol._messages.aggregate_digest`)."""
 
     round_id: int
     layout: bytes
@@ -77,19 +81,19 @@ class Pending:
                 "round": self.round_id,
                 "layout": self.layout,
                 "length": self.length,
-                "sha256": self.digest,
+                "digest": self.digest,
             },
         )
 
     @classmethod
     def from_bytes(cls, data: bytes) -> Pending:
         f = unpack(data, _KIND, max_bytes=1 << 20, max_bin=1 << 19, max_array=0)
-        f.expect_keys("round", "layout", "length", "sha256")
+        f.expect_keys("round", "layout", "length", "digest")
         return cls(
             round_id=f.integer("round"),
             layout=f.blob("layout"),
             length=f.integer("length"),
-            digest=f.blob("sha256", size=_DIGEST),
+            digest=f.blob("digest", size=_DIGEST),
         )
 
 
@@ -115,30 +119,31 @@ class PendingAggregate:
             ) from None
 
     def read(self, pending: Pending, *, max_bytes: int) -> bytes:
-        """The file's bytes, at most ``max_bytes``, checked against ``pending`` (module doc)."""
+        """The file's bytes, at most ``max_bytes`` and exactly the row's length (module doc:
+        the caller checks what they hold)."""
         if pending.length > max_bytes:
-            raise self._damaged(pending, f"{pending.length} bytes by its row, over {max_bytes}")
+            raise self.damaged(pending, f"{pending.length} bytes by its row, over {max_bytes}")
         path = self._path(pending.digest)
         try:
             with open(path, "rb") as fh:
                 size = os.fstat(fh.fileno()).st_size
                 if size != pending.length:
-                    raise self._damaged(pending, f"{size} bytes, its row says {pending.length}")
+                    raise self.damaged(pending, f"{size} bytes, its row says {pending.length}")
                 data = fh.read(pending.length)
         except FileNotFoundError:
-            raise self._damaged(pending, "missing") from None
+            raise self.damaged(pending, "missing") from None
         except OSError as exc:
             raise StoreError(f"{path} cannot be read ({exc.strerror})") from None
         if len(data) != pending.length:
-            raise self._damaged(pending, f"{len(data)} bytes, its row says {pending.length}")
-        if hashlib.sha256(data).digest() != pending.digest:
-            raise self._damaged(pending, "edited: its SHA-256 is not the one its row records")
+            raise self.damaged(pending, f"{len(data)} bytes, its row says {pending.length}")
         return data
 
-    def keep(self, items: dict[str, bytes], round_id: int, aggregate: bytes, layout: bytes) -> None:
-        """Save ``items`` and keep ``aggregate`` (of ``round_id``, ``layout``) in place of any
-        other, in one durable transaction."""
-        pending = Pending(round_id, layout, len(aggregate), hashlib.sha256(aggregate).digest())
+    def keep(
+        self, items: dict[str, bytes], round_id: int, aggregate: bytes, layout: bytes, digest: bytes
+    ) -> None:
+        """Save ``items`` and keep ``aggregate`` (of ``round_id``, ``layout``, whose digest the
+        round state in ``items`` recorded) in place of any other, in one durable transaction."""
+        pending = Pending(round_id, layout, len(aggregate), digest)
         name = self._path(pending.digest).name
         stale: list[Path] = []
 
@@ -215,7 +220,9 @@ class PendingAggregate:
                     f"({exc.strerror}); remove it by hand"
                 ) from None
 
-    def _damaged(self, pending: Pending, what: str) -> CorruptStore:
+    def damaged(self, pending: Pending, what: str) -> CorruptStore:
+        """The error for a kept aggregate found ``what`` (missing, cut, edited): nothing is
+        issued from it and nothing changes."""
         name = self._path(pending.digest).name
         return CorruptStore(
             f"store {self._store.folder}: the aggregate this holder challenged in round "

@@ -8,15 +8,15 @@ from __future__ import annotations
 
 from flwr.app import Context, Message
 
-from fhe_agg._errors import CeremonyError, MalformedMessage
+from fhe_agg._errors import CeremonyError, MalformedMessage, OutOfOrder
 from fhe_agg.ckks._packing import Layout
-from fhe_agg.flower._node_pending import PendingAggregate
+from fhe_agg.flower._node_pending import Pending, PendingAggregate
 from fhe_agg.flower._node_state import NodeState, Setup
 from fhe_agg.flower._protocol import node_reply, query_record, record_bytes, record_int
 from fhe_agg.holder._keyholder import KeyHolder
 from fhe_agg.holder._round import HolderRound
 from fhe_agg.protocol._evidence import AggregateEvidence
-from fhe_agg.protocol._messages import EncryptedAggregate, MessageBounds
+from fhe_agg.protocol._messages import EncryptedAggregate, MessageBounds, aggregate_digest
 from fhe_agg.protocol._round_messages import (
     ChallengeRequest,
     PartialReply,
@@ -53,11 +53,12 @@ def _save_machine(
     setup: Setup,
     machine: HolderRound,
     *,
-    keep: tuple[int, bytes, bytes] | None = None,
+    keep: tuple[int, bytes, bytes, bytes] | None = None,
     drop: bool = False,
 ) -> None:
     """Save the round state in one durable transaction, with (``keep``: round, aggregate bytes,
-    layout bytes) the aggregate it challenged, or (``drop``) forgetting the one kept."""
+    layout bytes, the aggregate's digest) the aggregate it challenged, or (``drop``) forgetting
+    the one kept."""
     items = {
         "round": pack(
             "node-round", {"state": machine.to_bytes(), "layout": machine.layout.to_bytes()}
@@ -85,15 +86,17 @@ def challenge(message: Message, context: Context, state: NodeState) -> Message:
     machine = _machine(state, holder, setup) or HolderRound(holder, layout=layout)
     machine.layout = layout  # the round's layout, for its partial
     reply = machine.challenge(ChallengeRequest(aggregate.round_id, holder.holder_index, aggregate))
-    _save_machine(state, setup, machine, keep=(aggregate.round_id, aggregate_blob, layout_blob))
+    kept = (aggregate.round_id, aggregate_blob, layout_blob, reply.aggregate_digest)
+    _save_machine(state, setup, machine, keep=kept)
     return node_reply(message, {"indices": list(reply.indices)})
 
 
 def _pending(
     state: NodeState, setup: Setup, round_id: int
-) -> tuple[EncryptedAggregate, Layout] | None:
-    """The aggregate of ``round_id`` this holder challenged and its layout (``None`` if none of
-    that round is kept); :class:`CorruptStore` if its file is damaged (checked before parsing)."""
+) -> tuple[EncryptedAggregate, Layout, Pending, PendingAggregate] | None:
+    """The aggregate of ``round_id`` this holder challenged, its layout, its row and where it is
+    kept (``None`` if none of that round is kept); :class:`CorruptStore` if its file is missing,
+    cut or does not parse."""
     kept = PendingAggregate(state.store, setup.consortium, setup.epoch)
     pending = kept.get()
     if pending is None or pending.round_id != round_id:
@@ -101,7 +104,11 @@ def _pending(
     layout = Layout.from_bytes(pending.layout)
     bounds = MessageBounds.for_round(setup.config, layout)
     data = kept.read(pending, max_bytes=bounds.aggregate_bytes)
-    return EncryptedAggregate.from_bytes(data, bounds), layout
+    try:
+        aggregate = EncryptedAggregate.from_bytes(data, bounds)
+    except MalformedMessage as exc:
+        raise kept.damaged(pending, f"not a well-formed aggregate ({exc})") from None
+    return aggregate, layout, pending, kept
 
 
 def partial_decryption(message: Message, context: Context, state: NodeState) -> Message:
@@ -110,15 +117,15 @@ def partial_decryption(message: Message, context: Context, state: NodeState) -> 
     record = query_record(message)
     round_id = record_int(record, "round")
     machine = _machine(state, holder, setup)
-    pending = None if machine is None else _pending(state, setup, round_id)
-    if pending is None or machine is None:
+    found = None if machine is None else _pending(state, setup, round_id)
+    if found is None or machine is None:
         raise CeremonyError(
             f"no aggregate of round {round_id} was challenged here",
             round_id=round_id,
             party=state.client_id,
             holder_index=holder.holder_index,
         )
-    aggregate, layout = pending
+    aggregate, layout, pending, kept = found
     machine.layout = layout
     members = record.get("set")
     if not isinstance(members, list) or not all(isinstance(m, int) for m in members):
@@ -127,9 +134,16 @@ def partial_decryption(message: Message, context: Context, state: NodeState) -> 
         record_bytes(record, "evidence"), config=setup.config, layout=layout
     )
     members_ = tuple(int(m) for m in members)
-    reply = machine.partial(
-        PartialRequest(round_id, holder.holder_index, aggregate, evidence, members_)
-    )
+    try:
+        reply = machine.partial(
+            PartialRequest(round_id, holder.holder_index, aggregate, evidence, members_)
+        )
+    except OutOfOrder:
+        # the machine checks the kept aggregate's digest against the one it challenged (before
+        # anything else is done); a mismatch here can only be this holder's own file, edited
+        if aggregate_digest(aggregate) != pending.digest:
+            raise kept.damaged(pending, "edited: not the aggregate challenged") from None
+        raise
     assert isinstance(reply, PartialReply)
     _save_machine(state, setup, machine, drop=True)
     return node_reply(message, {"partial": reply.partial.to_bytes(setup.config)})
