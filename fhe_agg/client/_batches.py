@@ -30,7 +30,8 @@ from fhe_agg.ckks._seal import backend_for
 from fhe_agg.hazmat.encrypt import (
     ChunkWitness,
     encode_plaintext,
-    encrypt_with_witness,
+    encrypt_chunk,
+    fixed_operand,
     sample_randomness,
 )
 from fhe_agg.hazmat.rns import U64
@@ -55,14 +56,15 @@ def _encrypt(
     """Encrypt ``parts`` (chunks ``indices`` of the batch with ``seed``): their packed bytes, the
     stacked ``c1`` and, with ``keep_witnesses``, the witnesses (else wiped at once)."""
     backend = backend_for(preset)
+    pk0, a = fixed_operand(key.pk0_ntt, key.primes), fixed_operand(key.a_ntt, key.primes)
     blobs, c1s, witnesses = [], [], []
     for index, part in zip(indices, parts, strict=True):
         plain = encode_plaintext(backend, part, scale)
-        c0, c1, witness = encrypt_with_witness(
-            plain, key.pk0_ntt, key.a_ntt, key.primes, DerivedRandom(seed, "chunk", index)
+        ciphertext, witness = encrypt_chunk(
+            plain, pk0, a, key.primes, DerivedRandom(seed, "chunk", index)
         )
-        blobs.append(backend.pack(RawCiphertext(backend.data_parms_id, scale, np.stack([c0, c1]))))
-        c1s.append(c1)
+        blobs.append(backend.pack(RawCiphertext(backend.data_parms_id, scale, ciphertext)))
+        c1s.append(ciphertext[1])
         if keep_witnesses:
             witnesses.append(witness)
         else:

@@ -22,6 +22,7 @@ from numba import njit
 __all__ = [
     "add_mod_rows",
     "combine_rows",
+    "encrypt_rows",
     "gaussian_pairs",
     "mul_shoup_flat",
     "mul_shoup_rows",
@@ -138,6 +139,55 @@ def ntt_mul_add(
                 r = min(r, r - two_q)
                 r = min(r, r - q) + row[j]
                 row[j] = min(r, r - q)
+
+
+@njit(inline="always")
+def _mul_add_row(x: Any, w: Any, w_lo: Any, w_hi: Any, q: Any, row: Any) -> None:
+    """``row = x * w + row mod q`` for reduced ``x``, ``row`` (Shoup quotient limbs of ``w``)."""
+    two_q = q + q
+    for j in range(row.size):
+        r = _shoup(x[j], w[j], w_lo[j], w_hi[j], q)
+        r = min(r, r - two_q)
+        r = min(r, r - q) + row[j]
+        row[j] = min(r, r - q)
+
+
+@_jit
+def encrypt_rows(
+    u: Any,
+    e0: Any,
+    e1: Any,
+    plain: Any,
+    primes: Any,
+    powers: Any,
+    quot_lo: Any,
+    quot_hi: Any,
+    pk0: Any,
+    pk0_lo: Any,
+    pk0_hi: Any,
+    a: Any,
+    a_lo: Any,
+    a_hi: Any,
+    out: Any,
+) -> None:
+    """Public-key encryption of one chunk: ``out[0, i] = NTT(u) * pk0[i] + NTT(e0) + plain[i]``
+    and ``out[1, i] = NTT(u) * a[i] + NTT(e1) mod primes[i]`` for signed ``u, e0, e1`` (the NTT
+    of ``u`` made once per prime; ``*_lo``, ``*_hi``: limbs of the Shoup quotients)."""
+    scratch = np.empty(u.size, dtype=np.uint64)
+    for i in range(primes.size):
+        q = primes[i]
+        _reduce_signed(u, q, scratch)
+        _forward_row(scratch, powers[i], quot_lo[i], quot_hi[i], q)
+        c0, c1, m = out[0, i], out[1, i], plain[i]
+        _reduce_signed(e0, q, c0)
+        _forward_row(c0, powers[i], quot_lo[i], quot_hi[i], q)
+        _mul_add_row(scratch, pk0[i], pk0_lo[i], pk0_hi[i], q, c0)
+        for j in range(c0.size):
+            r = c0[j] + m[j]
+            c0[j] = min(r, r - q)
+        _reduce_signed(e1, q, c1)
+        _forward_row(c1, powers[i], quot_lo[i], quot_hi[i], q)
+        _mul_add_row(scratch, a[i], a_lo[i], a_hi[i], q, c1)
 
 
 @_jit
