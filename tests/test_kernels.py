@@ -43,7 +43,7 @@ from fhe_agg.hazmat.sampling import (
     rounded_gaussian,
 )
 from fhe_agg.hazmat.zkparams import proof_parameters
-from fhe_agg.hazmat.zkproof import _combine_mod, challenge_matrix, prove, verify
+from fhe_agg.hazmat.zkproof import _combine_mod, _small_product, challenge_matrix, prove, verify
 
 pytest.importorskip("numba")
 
@@ -209,6 +209,23 @@ def test_challenge_combination_of_a_batch(preset: str) -> None:
             assert np.array_equal(
                 diff[:, i], (t[:, i] + (np.uint64(q) - pure[:, i])) % np.uint64(q)
             )
+
+
+@pytest.mark.parametrize("chunks", [1, 5, 123, 128])
+def test_challenge_products_of_the_witnesses(chunks: int) -> None:
+    """The prover's ``W @ x`` (int32 subset sums compiled, float32 or float64 BLAS in numpy)
+    is the exact integer product, at the honest bounds and at each switch of method."""
+    g = np.random.default_rng(chunks)
+    w = challenge_matrix(bytes([chunks]) * 32, 192, chunks)
+    w[0] = 1.0  # an all-ones row: the largest sums
+    for top, n in ((1, 8192), (19, 300), (2**24 // chunks, 8192), (2**31 // chunks, 64)):
+        x = g.integers(-top, top + 1, (chunks, n), dtype=np.int64)
+        x[:, 0], x[:, 1] = top, -top
+        compiled, pure = _both(lambda x=x: _small_product(w, x))
+        assert compiled.dtype == pure.dtype == np.int64
+        assert np.array_equal(compiled, pure)
+        assert np.array_equal(compiled, w.astype(np.int64) @ x)
+        assert compiled[0, 0] == chunks * top
 
 
 @pytest.mark.slow
