@@ -11,6 +11,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,7 @@ from fhe_agg.hazmat.packed_format import _pack_rows, _unpack_rows, pack_residues
 from fhe_agg.hazmat.rlwe import (
     FixedOperand,
     add_polys,
+    encrypt_ntt,
     mul_fixed,
     ntt_mul_add,
     to_ntt_batch,
@@ -41,7 +43,7 @@ from fhe_agg.hazmat.sampling import (
     rounded_gaussian,
 )
 from fhe_agg.hazmat.zkparams import proof_parameters
-from fhe_agg.hazmat.zkproof import _combine_mod, challenge_matrix, prove, verify
+from fhe_agg.hazmat.zkproof import _combine_mod, _small_product, challenge_matrix, prove, verify
 
 pytest.importorskip("numba")
 
@@ -120,6 +122,32 @@ def test_shoup_products_and_sums(preset: str) -> None:
 
 
 @pytest.mark.parametrize("preset", PRESET_NAMES)
+def test_public_key_encryption_of_a_chunk(preset: str) -> None:
+    """The fused encryption kernel against NTT, products and sums composed in numpy, at the
+    data primes (as clients encrypt) and at every key prime, for honest and extreme inputs."""
+    backend = backend_for(PRESETS[preset])
+    n = backend.n
+    g = np.random.default_rng(4)
+    for primes in (backend.data_primes, _primes(preset)):
+        top = np.array(primes, dtype=np.uint64)[:, None]
+        pk0, a, plain = (
+            (g.integers(0, 2**63, (len(primes), n), dtype=np.uint64) % top).astype(np.uint64)
+            for _ in range(3)
+        )
+        plain[:, 0], pk0[:, 0], a[:, 0] = top[:, 0] - 1, top[:, 0] - 1, top[:, 0] - 1
+        key = (FixedOperand.of(pk0, primes), FixedOperand.of(a, primes))
+        for bound in (2, 20, 2**62):
+            u, e0, e1 = (g.integers(-bound, bound, n, dtype=np.int64) for _ in range(3))
+            compiled, pure = _both(partial(encrypt_ntt, u, e0, e1, plain, *key, primes))
+            assert np.array_equal(compiled, pure)
+            assert compiled.shape == (2, len(primes), n) and compiled.dtype == np.uint64
+            assert all(int(compiled[:, i].max()) < q for i, q in enumerate(primes))
+        u_ntt, e1_ntt = to_ntt_batch(np.stack([u, e1]), n, primes)
+        c1 = add_polys(mul_fixed(u_ntt, key[1], primes), e1_ntt, primes)
+        assert np.array_equal(compiled[1], c1)
+
+
+@pytest.mark.parametrize("preset", PRESET_NAMES)
 def test_bit_packing_at_the_preset_and_proof_widths(preset: str) -> None:
     n, primes = backend_for(PRESETS[preset]).n, _primes(preset)
     p = proof_parameters(n)
@@ -181,6 +209,23 @@ def test_challenge_combination_of_a_batch(preset: str) -> None:
             assert np.array_equal(
                 diff[:, i], (t[:, i] + (np.uint64(q) - pure[:, i])) % np.uint64(q)
             )
+
+
+@pytest.mark.parametrize("chunks", [1, 5, 123, 128])
+def test_challenge_products_of_the_witnesses(chunks: int) -> None:
+    """The prover's ``W @ x`` (int32 subset sums compiled, float32 or float64 BLAS in numpy)
+    is the exact integer product, at the honest bounds and at each switch of method."""
+    g = np.random.default_rng(chunks)
+    w = challenge_matrix(bytes([chunks]) * 32, 192, chunks)
+    w[0] = 1.0  # an all-ones row: the largest sums
+    for top, n in ((1, 8192), (19, 300), (2**24 // chunks, 8192), (2**31 // chunks, 64)):
+        x = g.integers(-top, top + 1, (chunks, n), dtype=np.int64)
+        x[:, 0], x[:, 1] = top, -top
+        compiled, pure = _both(lambda x=x: _small_product(w, x))
+        assert compiled.dtype == pure.dtype == np.int64
+        assert np.array_equal(compiled, pure)
+        assert np.array_equal(compiled, w.astype(np.int64) @ x)
+        assert compiled[0, 0] == chunks * top
 
 
 @pytest.mark.slow

@@ -21,7 +21,9 @@ from numba import njit
 
 __all__ = [
     "add_mod_rows",
+    "binary_combination",
     "combine_rows",
+    "encrypt_rows",
     "gaussian_pairs",
     "mul_shoup_flat",
     "mul_shoup_rows",
@@ -108,6 +110,17 @@ def ntt_forward_signed(
             _forward_row(out[k, i], powers[i], quot_lo[i], quot_hi[i], primes[i])
 
 
+@njit(inline="always")
+def _mul_add_row(x: Any, w: Any, w_lo: Any, w_hi: Any, q: Any, row: Any) -> None:
+    """``row = x * w + row mod q`` for reduced ``x``, ``row`` (Shoup quotient limbs of ``w``)."""
+    two_q = q + q
+    for j in range(row.size):
+        r = _shoup(x[j], w[j], w_lo[j], w_hi[j], q)
+        r = min(r, r - two_q)
+        r = min(r, r - q) + row[j]
+        row[j] = min(r, r - q)
+
+
 @_jit
 def ntt_mul_add(
     x: Any,
@@ -126,18 +139,50 @@ def ntt_mul_add(
     scratch = np.empty(x.shape[1], dtype=np.uint64)
     for k in range(x.shape[0]):
         for i in range(primes.size):
-            q = primes[i]
-            two_q = q + q
-            row, ws, lo, hi = out[k, i], w[i], w_lo[i], w_hi[i]
+            q, row = primes[i], out[k, i]
             _reduce_signed(x[k], q, scratch)
             _forward_row(scratch, powers[i], quot_lo[i], quot_hi[i], q)
             _reduce_signed(y[k], q, row)
             _forward_row(row, powers[i], quot_lo[i], quot_hi[i], q)
-            for j in range(row.size):
-                r = _shoup(scratch[j], ws[j], lo[j], hi[j], q)
-                r = min(r, r - two_q)
-                r = min(r, r - q) + row[j]
-                row[j] = min(r, r - q)
+            _mul_add_row(scratch, w[i], w_lo[i], w_hi[i], q, row)
+
+
+@_jit
+def encrypt_rows(
+    u: Any,
+    e0: Any,
+    e1: Any,
+    plain: Any,
+    primes: Any,
+    powers: Any,
+    quot_lo: Any,
+    quot_hi: Any,
+    pk0: Any,
+    pk0_lo: Any,
+    pk0_hi: Any,
+    a: Any,
+    a_lo: Any,
+    a_hi: Any,
+    out: Any,
+) -> None:
+    """Public-key encryption of one chunk: ``out[0, i] = NTT(u) * pk0[i] + NTT(e0) + plain[i]``
+    and ``out[1, i] = NTT(u) * a[i] + NTT(e1) mod primes[i]`` for signed ``u, e0, e1`` (the NTT
+    of ``u`` made once per prime; ``*_lo``, ``*_hi``: limbs of the Shoup quotients)."""
+    scratch = np.empty(u.size, dtype=np.uint64)
+    for i in range(primes.size):
+        q = primes[i]
+        _reduce_signed(u, q, scratch)
+        _forward_row(scratch, powers[i], quot_lo[i], quot_hi[i], q)
+        c0, c1, m = out[0, i], out[1, i], plain[i]
+        _reduce_signed(e0, q, c0)
+        _forward_row(c0, powers[i], quot_lo[i], quot_hi[i], q)
+        _mul_add_row(scratch, pk0[i], pk0_lo[i], pk0_hi[i], q, c0)
+        for j in range(c0.size):
+            r = c0[j] + m[j]
+            c0[j] = min(r, r - q)
+        _reduce_signed(e1, q, c1)
+        _forward_row(c1, powers[i], quot_lo[i], quot_hi[i], q)
+        _mul_add_row(scratch, a[i], a_lo[i], a_hi[i], q, c1)
 
 
 @_jit
@@ -186,6 +231,7 @@ def add_mod_rows(a: Any, b: Any, primes: Any, out: Any) -> None:
 
 _GROUP = 4  # chunks per table of subset sums (16 entries)
 _BLOCK = 64  # coefficients per block: the tables of 128 chunks take 256 KiB, within L2
+_WIDE = 128  # int32 coefficients per block of binary_combination (its tables take 256 KiB)
 
 
 @_jit
@@ -246,6 +292,44 @@ def combine_rows(w: Any, c1: Any, primes: Any, out: Any, subtract: Any) -> None:
                         dst[t] = min(r, r - q)
                 else:
                     dst[:] = acc[:size]
+
+
+@_jit
+def binary_combination(w: Any, x: Any, out: Any) -> None:
+    """``out[j, :] = sum over k with w[j, k] != 0 of x[k, :]`` for int32 ``x`` whose sums stay
+    int32 (the caller bounds them), written as int64: :func:`combine_rows`' subset-sum tables
+    without the modular reduction, on blocks of :data:`_WIDE` int32 coefficients (7.5 ms against
+    float32 BLAS's 17 for the 192 x 123 x 8192 products of a 1e6-parameter proof)."""
+    rows, chunks = w.shape
+    n = x.shape[1]
+    groups = (chunks + _GROUP - 1) // _GROUP
+    index = np.zeros((rows, groups), dtype=np.int64)
+    for j in range(rows):
+        for k in range(chunks):
+            if w[j, k]:
+                index[j, k // _GROUP] |= 1 << (k % _GROUP)
+    table = np.zeros((groups, 1 << _GROUP, _WIDE), dtype=np.int32)
+    acc = np.empty(_WIDE, dtype=np.int32)
+    for start in range(0, n, _WIDE):
+        size = min(start + _WIDE, n) - start
+        for g in range(groups):
+            for m in range(1, 1 << _GROUP):
+                low = m & -m
+                k = g * _GROUP + _LOW_BIT[low]
+                if k < chunks:  # else no row selects m
+                    prev, dst, src = table[g, m ^ low], table[g, m], x[k, start : start + size]
+                    for t in range(size):
+                        dst[t] = prev[t] + src[t]
+        for j in range(rows):
+            acc[:size] = 0
+            for g in range(groups):
+                if index[j, g]:
+                    src = table[g, index[j, g]]
+                    for t in range(size):
+                        acc[t] += src[t]
+            dst64 = out[j, start : start + size]
+            for t in range(size):
+                dst64[t] = acc[t]
 
 
 _LOW_BIT = np.array([0, 0, 1, 0, 2, 0, 0, 0, 3], dtype=np.int64)  # log2 of 1, 2, 4, 8

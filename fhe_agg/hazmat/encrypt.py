@@ -28,7 +28,7 @@ from numpy.typing import NDArray
 from fhe_agg.ckks._flooding import KEY_ERROR_SIGMA
 from fhe_agg.ckks._random import RandomSource
 from fhe_agg.errors import MalformedMessage
-from fhe_agg.hazmat.rlwe import FixedOperand, add_polys, mul_fixed, to_ntt_batch
+from fhe_agg.hazmat.rlwe import FixedOperand, encrypt_ntt
 from fhe_agg.hazmat.rns import U64
 from fhe_agg.hazmat.sampling import KEY_ERROR_TAIL, rounded_gaussian, ternary
 from fhe_agg.hazmat.seal_format import (
@@ -50,6 +50,7 @@ __all__ = [
     "ENCRYPTION_ERROR_SIGMA",
     "ChunkWitness",
     "encode_plaintext",
+    "encrypt_chunk",
     "encrypt_with_witness",
     "fixed_operand",
     "parse_plaintext",
@@ -113,6 +114,29 @@ def sample_randomness(
     return u, e0, e1
 
 
+def encrypt_chunk(
+    plain_ntt: U64, pk0: FixedOperand, a: FixedOperand, primes: tuple[int, ...], rng: RandomSource
+) -> tuple[U64, ChunkWitness]:
+    """Encrypt the NTT-form plaintext ``plain_ntt[prime, coefficient]`` under ``(pk0, a)``
+    (as :func:`fixed_operand` gives them: made once for every chunk under the same key).
+
+    Returns the ciphertext ``(c0, c1)`` (shape ``(2, L, N)``, NTT form, reduced) and the witness
+    ``(u, e1)`` with ``c1 = a*u + e1`` exactly modulo every prime of ``primes``.
+    """
+    count, n = plain_ntt.shape
+    if count != len(primes) or any(
+        k.value.ndim != 2 or k.value.shape[0] < count or k.value.shape[1] != n for k in (pk0, a)
+    ):
+        raise ValueError(
+            f"plain_ntt/pk0/a: expected shape ({len(primes)}, N) each, got {plain_ntt.shape}, "
+            f"{pk0.value.shape}, {a.value.shape}"
+        )
+    u, e0, e1 = sample_randomness(n, rng)
+    ciphertext = encrypt_ntt(u, e0, e1, plain_ntt, pk0, a, primes)
+    e0.fill(0)
+    return ciphertext, ChunkWitness(u=u, e1=e1)
+
+
 def encrypt_with_witness(
     plain_ntt: U64,
     pk0_ntt: U64,
@@ -120,24 +144,18 @@ def encrypt_with_witness(
     primes: tuple[int, ...],
     rng: RandomSource,
 ) -> tuple[U64, U64, ChunkWitness]:
-    """Encrypt the NTT-form plaintext ``plain_ntt[prime, coefficient]`` under ``(pk0, a)``.
-
-    Returns ``c0, c1`` (shape ``(L, N)``, NTT form, reduced) and the witness ``(u, e1)`` with
-    ``c1 = a*u + e1`` exactly modulo every prime of ``primes``.
-    """
+    """:func:`encrypt_chunk` under the arrays ``pk0_ntt``, ``a_ntt`` (shape ``(L, N)``):
+    ``c0, c1`` (each ``(L, N)``) and the witness."""
     count, n = plain_ntt.shape
     if count != len(primes) or pk0_ntt.shape != (count, n) or a_ntt.shape != (count, n):
         raise ValueError(
             f"plain_ntt/pk0_ntt/a_ntt: expected shape ({len(primes)}, N) each, got "
             f"{plain_ntt.shape}, {pk0_ntt.shape}, {a_ntt.shape}"
         )
-    u, e0, e1 = sample_randomness(n, rng)
-    u_ntt, e0_ntt, e1_ntt = to_ntt_batch(np.stack([u, e0, e1]), n, primes)
-    c0 = add_polys(mul_fixed(u_ntt, fixed_operand(pk0_ntt, primes), primes), e0_ntt, primes)
-    c0 = add_polys(c0, plain_ntt, primes)
-    c1 = add_polys(mul_fixed(u_ntt, fixed_operand(a_ntt, primes), primes), e1_ntt, primes)
-    e0.fill(0)
-    return c0, c1, ChunkWitness(u=u, e1=e1)
+    ciphertext, witness = encrypt_chunk(
+        plain_ntt, fixed_operand(pk0_ntt, primes), fixed_operand(a_ntt, primes), primes, rng
+    )
+    return ciphertext[0], ciphertext[1], witness
 
 
 def public_key_data_level(public_key: PublicKey) -> tuple[U64, U64]:

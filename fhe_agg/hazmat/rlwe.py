@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 from numpy.typing import NDArray
@@ -32,6 +33,7 @@ _NTT_BLOCK = 4  # polynomials per batched NTT: large enough to amortize numpy, s
 __all__ = [
     "FixedOperand",
     "add_polys",
+    "encrypt_ntt",
     "mul_fixed",
     "ntt_mul_add",
     "public_key_share",
@@ -73,6 +75,22 @@ class FixedOperand:
     def of(cls, value: U64, primes: tuple[int, ...]) -> FixedOperand:
         quot = np.stack([shoup_quotient(value[i], q) for i, q in enumerate(primes)])
         return cls(value, quot)
+
+    @cached_property
+    def _kernel_arrays(self) -> tuple[U64, U64, U64]:
+        lo, hi = split32(self.quotient)
+        return (
+            np.ascontiguousarray(self.value, dtype=np.uint64),
+            np.ascontiguousarray(lo),
+            np.ascontiguousarray(hi),
+        )
+
+    def kernel_rows(self, count: int) -> tuple[U64, U64, U64]:
+        """The value and the 32-bit limbs of its Shoup quotients for the first ``count`` primes,
+        contiguous, as the compiled kernels take them: made at the first call and kept as long as
+        the operand (for the public key's operands, which encrypt every chunk)."""
+        value, lo, hi = self._kernel_arrays
+        return value[:count], lo[:count], hi[:count]
 
     def rows(self, count: int) -> FixedOperand:
         """The first ``count`` primes (e.g. the data level of a key-level polynomial)."""
@@ -123,6 +141,40 @@ def ntt_mul_add(
         np.ascontiguousarray(fixed.value[: len(primes)], dtype=np.uint64),
         np.ascontiguousarray(quot_lo, dtype=np.uint64),
         np.ascontiguousarray(quot_hi, dtype=np.uint64),
+        out,
+    )
+    return out
+
+
+def encrypt_ntt(
+    u: NDArray[np.int64],
+    e0: NDArray[np.int64],
+    e1: NDArray[np.int64],
+    plain: U64,
+    pk0: FixedOperand,
+    a: FixedOperand,
+    primes: tuple[int, ...],
+) -> U64:
+    """``(NTT(u)*pk0 + NTT(e0) + plain, NTT(u)*a + NTT(e1))`` for signed polynomials ``u, e0,
+    e1`` (length ``n``) and the NTT-form ``plain`` (``(L, n)``): shape ``(2, L, n)``, reduced.
+    Compiled, one prime at a time and the NTT of ``u`` made once, where :mod:`._accel` allows."""
+    n = u.shape[0]
+    count = len(primes)
+    kernels = _accel.kernels(3 * n * count)
+    if kernels is None:
+        u_ntt, e0_ntt, e1_ntt = to_ntt_batch(np.stack([u, e0, e1]), n, primes)
+        c0 = add_polys(mul_fixed(u_ntt, pk0, primes), e0_ntt, primes)
+        c1 = add_polys(mul_fixed(u_ntt, a, primes), e1_ntt, primes)
+        return np.stack([add_polys(c0, plain, primes), c1])
+    out = np.empty((2, count, n), dtype=np.uint64)
+    kernels.encrypt_rows(
+        np.ascontiguousarray(u, dtype=np.int64),
+        np.ascontiguousarray(e0, dtype=np.int64),
+        np.ascontiguousarray(e1, dtype=np.int64),
+        np.ascontiguousarray(plain, dtype=np.uint64),
+        *stacked_tables(n, primes),
+        *pk0.kernel_rows(count),
+        *a.kernel_rows(count),
         out,
     )
     return out

@@ -138,9 +138,25 @@ def challenge_matrix(seed: bytes, rows: int, chunks: int) -> NDArray[np.float64]
 
 
 def _small_product(w: NDArray[np.float64], x: NDArray[np.int64]) -> NDArray[np.int64]:
-    """``W @ x`` for small integers (exact in float64: every partial sum is below 2**53)."""
-    out: NDArray[np.int64] = np.rint(w @ x.astype(np.float64)).astype(np.int64)
-    return out
+    """``W @ x`` for the binary ``W`` and small integers ``x``, exactly: every partial sum of a
+    row is an integer of magnitude at most ``V * max|x|``. Compiled, by int32 additions while
+    that bound stays below ``2**31``; in numpy, a float32 product is exact below ``2**24`` (an
+    honest batch: ``128 * 19``; twice as fast as float64) and a float64 one below ``2**53``."""
+    bound = w.shape[1] * max(int(x.max(initial=0)), -int(x.min(initial=0)))
+    if bound >= 2**53:
+        raise ValueError("x: too large for an exact product")
+    kernels = _accel.kernels(w.shape[0] * x.size)
+    if kernels is not None and bound < 2**31:
+        out = np.empty((w.shape[0], x.shape[1]), dtype=np.int64)
+        small = x.astype(np.int32)
+        try:
+            kernels.binary_combination(np.ascontiguousarray(w != 0, dtype=np.uint8), small, out)
+        finally:
+            small.fill(0)  # a copy of the witnesses
+        return out
+    dtype = np.float32 if bound < 2**24 else np.float64
+    product: NDArray[np.int64] = np.rint(w.astype(dtype) @ x.astype(dtype)).astype(np.int64)
+    return product
 
 
 def _combine_mod(
@@ -217,8 +233,9 @@ def prove(
     chunks = _check_batch(statement, c1)
     if len(witnesses) != chunks:
         raise ValueError(f"witnesses: {len(witnesses)} for {chunks} chunks")
-    u = np.stack([w.u for w in witnesses]).astype(np.int64)
-    e1 = np.stack([w.e1 for w in witnesses]).astype(np.int64)
+    # one stacked copy of each (no second one by the conversion), wiped below
+    u = np.stack([w.u for w in witnesses]).astype(np.int64, copy=False)
+    e1 = np.stack([w.e1 for w in witnesses]).astype(np.int64, copy=False)
     prefix = _prefix(statement, c1, p.rows)
     rejection = p.rejection(chunks)
     try:
@@ -293,7 +310,9 @@ def _encode(
 ) -> bytes:
     parts = [_MAGIC, seed]
     for z, width in ((z_u, p.width_u), (z_e, p.width_e)):
-        parts.append(_pack_rows((z + (1 << (width - 1))).astype(np.uint64), width))
+        # |z| < 2**(width - 1) (checked by _fits): the shifted codes are non-negative int64,
+        # whose bits are their uint64 values
+        parts.append(_pack_rows((z + (1 << (width - 1))).view(np.uint64), width))
     return b"".join(parts)
 
 

@@ -16,6 +16,7 @@ from fhe_agg.ckks._seal import backend_for
 from fhe_agg.hazmat.encrypt import (
     ChunkWitness,
     encode_plaintext,
+    encrypt_chunk,
     encrypt_with_witness,
     fixed_operand,
     public_key_data_level,
@@ -126,5 +127,32 @@ def test_fresh_encryptions_differ_and_shapes_are_checked() -> None:
     assert not np.array_equal(first[1], second[1])
     with pytest.raises(ValueError, match="shape"):
         encrypt_with_witness(plain[:, :64], pk0, a, backend.data_primes, rng)
+    operands = fixed_operand(pk0, backend.data_primes), fixed_operand(a, backend.data_primes)
+    with pytest.raises(ValueError, match="shape"):
+        encrypt_chunk(plain[:, :64], *operands, backend.data_primes, rng)
+    with pytest.raises(ValueError, match="shape"):
+        encrypt_chunk(
+            plain,
+            fixed_operand(pk0[:, :64], backend.data_primes),
+            operands[1],
+            backend.data_primes,
+            rng,
+        )
+
+
+def test_chunk_encryption_under_prepared_operands_is_the_same_as_under_arrays() -> None:
+    """What clients run (the key's operands made once) gives the bytes and witness of
+    :func:`encrypt_with_witness` for the same randomness."""
+    backend = backend_for(get_preset("precise"))
+    public_key, _ = generate_single_key(get_preset("precise"), rng=SeededRandom(1))
+    pk0, a = public_key_data_level(public_key)
+    plain = encode_plaintext(backend, np.linspace(-1, 1, backend.n), SCALE)
+    primes = backend.data_primes
+    c0, c1, witness = encrypt_with_witness(plain, pk0, a, primes, SeededRandom(9))
+    ciphertext, same = encrypt_chunk(
+        plain, fixed_operand(pk0, primes), fixed_operand(a, primes), primes, SeededRandom(9)
+    )
+    assert np.array_equal(ciphertext, np.stack([c0, c1]))
+    assert np.array_equal(same.u, witness.u) and np.array_equal(same.e1, witness.e1)
     with pytest.raises(ValueError, match="shape"):
         encode_plaintext(backend, np.zeros(10), SCALE)

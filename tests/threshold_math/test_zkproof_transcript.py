@@ -204,6 +204,24 @@ def test_binary_combination_mod_q_is_exact(chunks: int) -> None:
             assert got[j, i].tolist() == sums
 
 
+@pytest.mark.parametrize("top", [1, 19, 2**24 // 128 - 1, 2**24 // 128, 2**40])
+def test_small_product_is_exact_in_float32_and_float64(top: int) -> None:
+    """``W @ x`` (float32 BLAS while ``V * max|x| < 2**24``, else float64) equals the int64
+    product, at the honest witnesses' bounds, around the switch and far beyond it."""
+    rng = np.random.default_rng(top % 1000)
+    w = challenge_matrix(bytes(range(32)), 9, 128)
+    w[0] = 1  # an all-ones row: the largest partial sums
+    x = rng.integers(-top, top + 1, (128, 300), dtype=np.int64)
+    x[:, 0] = top
+    x[:, 1] = -top
+    got = _small_product(w, x)
+    assert got.dtype == np.int64
+    assert np.array_equal(got, w.astype(np.int64) @ x)
+    assert got[0, 0] == 128 * top
+    with pytest.raises(ValueError, match="too large"):
+        _small_product(w, np.full((128, 2), 2**50, dtype=np.int64))
+
+
 def test_prover_with_a_long_witness_gives_up_and_an_honest_one_verifies_on_the_small_instance() -> (
     None
 ):
