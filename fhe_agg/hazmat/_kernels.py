@@ -235,6 +235,19 @@ _WIDE = 128  # int32 coefficients per block of binary_combination (its tables ta
 
 
 @_jit
+def _subset_index(w: Any, groups: int) -> Any:
+    """For each row of ``w`` and each group of :data:`_GROUP` chunks, the bit mask of the chunks
+    the row selects: the entry of the group's subset-sum table that row adds."""
+    rows, chunks = w.shape
+    index = np.zeros((rows, groups), dtype=np.int64)
+    for j in range(rows):
+        for k in range(chunks):
+            if w[j, k]:
+                index[j, k // _GROUP] |= 1 << (k % _GROUP)
+    return index
+
+
+@_jit
 def combine_rows(w: Any, c1: Any, primes: Any, out: Any, subtract: Any) -> None:
     """``out[j, i, :] = sum over k with w[j, k] = 1 of c1[k, i, :] mod primes[i]`` for reduced
     ``c1``, or with ``subtract`` ``out[j, i, :] - that sum mod primes[i]`` (``out`` reduced).
@@ -248,11 +261,7 @@ def combine_rows(w: Any, c1: Any, primes: Any, out: Any, subtract: Any) -> None:
     rows, chunks = w.shape
     n = c1.shape[2]
     groups = (chunks + _GROUP - 1) // _GROUP
-    index = np.zeros((rows, groups), dtype=np.int64)
-    for j in range(rows):
-        for k in range(chunks):
-            if w[j, k]:
-                index[j, k // _GROUP] |= 1 << (k % _GROUP)
+    index = _subset_index(w, groups)
     table = np.zeros((groups, 1 << _GROUP, _BLOCK), dtype=np.uint64)
     acc = np.empty(_BLOCK, dtype=np.uint64)
     for i in range(primes.size):
@@ -303,11 +312,7 @@ def binary_combination(w: Any, x: Any, out: Any) -> None:
     rows, chunks = w.shape
     n = x.shape[1]
     groups = (chunks + _GROUP - 1) // _GROUP
-    index = np.zeros((rows, groups), dtype=np.int64)
-    for j in range(rows):
-        for k in range(chunks):
-            if w[j, k]:
-                index[j, k // _GROUP] |= 1 << (k % _GROUP)
+    index = _subset_index(w, groups)
     table = np.zeros((groups, 1 << _GROUP, _WIDE), dtype=np.int32)
     acc = np.empty(_WIDE, dtype=np.int32)
     for start in range(0, n, _WIDE):
