@@ -13,7 +13,7 @@ run's :data:`STATE_ROOT_KEY` and the node's partition id; one folder per node (0
   consortium, epoch, holder id and purpose), the accepted setup, and the key holder's round
   state (:class:`~fhe_agg.HolderRound`) and the digest, length and round of the aggregate it
   challenged;
-* ``pending-<digest>-<sha256>.aggregate``: that aggregate's bytes (public ciphertexts and signed
+* ``pending-<digest>-<aggregate digest>.aggregate``: that aggregate's bytes (public ciphertexts and signed
   statements) between the holder's challenge and its partial (:mod:`fhe_agg.flower._node_pending`);
 * ``holder-<digest>.db``: the key holder's decryption log, budget and abort votes
   (:class:`~fhe_agg.KeyHolder` ``store=``);
