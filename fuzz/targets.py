@@ -10,6 +10,7 @@ of the kind, which ``make_corpus.py`` writes so the fuzzer starts from valid str
 from __future__ import annotations
 
 import atexit
+import base64
 import contextlib
 import os
 import shutil
@@ -86,6 +87,7 @@ from fhe_agg.identity import (
     verify_log,
 )
 from fhe_agg.identity._encoding import strict_json
+from fhe_agg.identity._key_secret import KEY_SECRET_PREFIX, parse_key_secret
 from fhe_agg.identity._roster import _parse as parse_roster_unverified
 from fhe_agg.protocol._checks import check_statement
 from fhe_agg.protocol._context import RoundContext
@@ -679,6 +681,18 @@ def _private_key(passphrase: bytes | None) -> Callable[[], Run]:
     return build
 
 
+def _key_secret() -> Run:
+    """A passphrase file as a node reads it at every message (a key secret or a passphrase)."""
+
+    def load(path: Path) -> None:
+        raw = _keystore.read_passphrase_file(path)
+        if raw.startswith(KEY_SECRET_PREFIX):
+            secret = parse_key_secret(raw)
+            assert KEY_SECRET_PREFIX + base64.urlsafe_b64encode(secret).rstrip(b"=") == raw
+
+    return _file_runner(load)
+
+
 def _roster() -> Run:
     admin = world.consortium().admin.public
 
@@ -829,8 +843,8 @@ def _fed_seeds(kind: str) -> list[bytes]:
     raise KeyError(kind)
 
 
-def _files(pattern: str) -> list[bytes]:
-    return [p.read_bytes() for p in sorted((world.consortium().directory / "keys").glob(pattern))]
+def _files(pattern: str, folder: str = "keys") -> list[bytes]:
+    return [p.read_bytes() for p in sorted((world.consortium().directory / folder).glob(pattern))]
 
 
 def _identity_seeds(kind: str) -> list[bytes]:
@@ -841,6 +855,10 @@ def _identity_seeds(kind: str) -> list[bytes]:
         return [d for d in _files("*.key") if b'"encrypted":false' in d]
     if kind == "private_key_pass":
         return [d for d in _files("*.key") if b'"encrypted":true' in d]
+    if kind == "private_key_secret":
+        return _files("*.key", "keys-secret")
+    if kind == "key_secret":
+        return [world.KEY_SECRET + b"\n", world.PASSPHRASE, b"fhe-agg/key-secret/v2:x\r\n"]
     if kind == "roster":
         return [r.to_bytes() for r in c.rosters]
     if kind == "key_rotation":
@@ -1045,6 +1063,21 @@ TARGETS: dict[str, Target] = {
             _private_key(world.PASSPHRASE),
             lambda: _identity_seeds("private_key_pass"),
             "json",
+        ),
+        Target(
+            "private_key_secret",
+            "load_identity (.key sealed under a key secret, HKDF)",
+            _KEY_FILE,
+            _private_key(world.KEY_SECRET),
+            lambda: _identity_seeds("private_key_secret"),
+            "json",
+        ),
+        Target(
+            "key_secret",
+            "read_passphrase_file / parse_key_secret (a node's key secret file)",
+            (ValueError,),
+            _key_secret,
+            lambda: _identity_seeds("key_secret"),
         ),
         Target(
             "roster",

@@ -9,6 +9,7 @@ keys have to match.
 from __future__ import annotations
 
 import atexit
+import base64
 import hashlib
 import os
 import shutil
@@ -57,6 +58,8 @@ from federation import Round, federation_from, make_holders
 
 #: Passphrase of the encrypted key file in the corpus (a test value, not a secret).
 PASSPHRASE = b"correct horse battery staple"
+#: Key secret of the key file sealed under HKDF in the corpus (a test value, not a secret).
+KEY_SECRET = b"fhe-agg/key-secret/v1:" + base64.urlsafe_b64encode(bytes(range(32))).rstrip(b"=")
 HOLDERS = ("kh-1", "kh-2", "kh-3")
 CLIENTS = ("alpha", "bravo", "charlie")
 DECRYPTING_SET = (1, 3)
@@ -226,6 +229,12 @@ def consortium() -> Consortium:
     admin = identity("admin", "admin")
     members = {i: identity(i, r, _SUITES.get(i, Suite.PQ_ONLY)) for i, r in _ROLES.items()}
     write_identity(admin, keys, passphrase=PASSPHRASE, random=SeededRandom(_seed("kf-admin")))
+    write_identity(
+        admin,
+        directory / "keys-secret",
+        passphrase=KEY_SECRET,
+        random=SeededRandom(_seed("kf-admin-secret")),
+    )
     for member_id, member in members.items():
         write_identity(member, keys, random=SeededRandom(_seed("kf-" + member_id)))
     v1 = Roster.create(
