@@ -166,7 +166,7 @@ def _check_replays(summary: dict[str, Any], recorded: list[dict[str, Any]]) -> N
             assert f"round {row['round']}" in row["reason"]
         else:  # no aggregate of that round is pending: no partial is issued
             assert row["reason"] == (
-                f"CeremonyError: no aggregate of round {row['round']} was challenged here"
+                f"OutOfOrder: no aggregate of round {row['round']} was challenged here"
             ), row
 
 

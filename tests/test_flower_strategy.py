@@ -512,7 +512,7 @@ def test_a_holder_keeps_its_challenged_aggregate_refuses_it_damaged_and_refuses_
         kept = _kept(grid, holder)
         old = grid.app(seen["request"], grid.contexts[holder])  # type: ignore[arg-type]
         assert old.has_error()
-        assert old.error.reason == "CeremonyError: no aggregate of round 1 was challenged here"
+        assert old.error.reason == "OutOfOrder: no aggregate of round 1 was challenged here"
         assert _kept(grid, holder) == kept and len(kept[2]) == 1  # round 2's, untouched
         return reply
 

@@ -118,8 +118,8 @@ def partial_decryption(message: Message, context: Context, state: NodeState) -> 
     round_id = record_int(record, "round")
     machine = _machine(state, holder, setup)
     found = None if machine is None else _pending(state, setup, round_id)
-    if found is None or machine is None:
-        raise CeremonyError(
+    if found is None or machine is None:  # a partial before this holder's challenge of the round
+        raise OutOfOrder(
             f"no aggregate of round {round_id} was challenged here",
             round_id=round_id,
             party=state.client_id,
