@@ -64,7 +64,7 @@ from fhe_agg.holder._store import MAX_ROUND_STEP, HolderStore
 from fhe_agg.protocol._config import FederationConfig
 from fhe_agg.protocol._context import RoundContext
 from fhe_agg.protocol._evidence import AggregateEvidence
-from fhe_agg.protocol._messages import EncryptedAggregate, aggregate_digest, chunk_digests
+from fhe_agg.protocol._messages import EncryptedAggregate, aggregate_digest
 from fhe_agg.protocol._signing import SigningKey, VerifyKey
 
 if TYPE_CHECKING:
@@ -321,7 +321,7 @@ class KeyHolder:
         )
         check_decrypting_set(members, share=self._share, holder_id=self.holder_id)
         operand = self._share.decryption_operand(members)
-        digests = chunk_digests(aggregate.chunks)
+        digests = aggregate.chunk_digests
         chunk_ids = set(digests)
         budget = self.config.decryption_budget
         count = len(aggregate.chunks)

@@ -11,6 +11,7 @@ import hashlib
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 
 import msgpack
 
@@ -230,6 +231,14 @@ class EncryptedAggregate:
     def total_weight(self) -> float:
         return total_weight(self.manifest)
 
+    @cached_property
+    def chunk_digests(self) -> tuple[bytes, ...]:
+        """SHA3-256 of each chunk (:func:`chunk_digests`), computed once per object: the holder's
+        round state and the key holder both bind the aggregate by them, at the challenge and
+        at the partial (30 MB at 1e6 parameters, ~0.06 s a pass). ``chunks`` is a tuple of
+        bytes, so they never go stale."""
+        return tuple(chunk_digests(self.chunks))
+
     def to_bytes(self) -> bytes:
         return pack(
             "aggregate",
@@ -273,6 +282,6 @@ def aggregate_digest(
     """SHA3-256 binding a round id to the exact aggregate ciphertext bytes, through the
     chunks' digests (pass ``digests`` from :func:`chunk_digests` to hash the chunks once)."""
     h = hashlib.sha3_256(b"fhe_agg/aggregate/v2|" + aggregate.round_id.to_bytes(8, "little"))
-    for d in chunk_digests(aggregate.chunks) if digests is None else digests:
+    for d in aggregate.chunk_digests if digests is None else digests:
         h.update(d)
     return h.digest()
