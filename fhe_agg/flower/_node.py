@@ -26,7 +26,7 @@ from collections.abc import Callable
 from flwr.app import ConfigRecordValues, Context, Error, Message
 from flwr.clientapp import ClientApp
 
-from fhe_agg._errors import FheAggError, describe
+from fhe_agg._errors import FheAggError, describe, error_fields, locate
 from fhe_agg.flower import _records as rec
 from fhe_agg.flower._node_ceremony import ceremony_step
 from fhe_agg.flower._node_round import abort_vote, challenge, partial_decryption
@@ -55,9 +55,11 @@ Handler = Callable[[Message, Context, NodeState], Message]
 
 def refuse(message: Message, exc: Exception) -> Message:
     """An error reply naming the refusal: ``"<code>: <message>"`` (the error's stable
-    :attr:`~fhe_agg.FheAggError.code`, never key material)."""
+    :attr:`~fhe_agg.FheAggError.code`, never key material). The node's log line adds the
+    round, party and key holder the error names (:func:`~fhe_agg._errors.error_fields`)."""
     reason = describe(exc)  # led by the error's stable code
-    log.warning("node refused %s: %s", message.metadata.message_type, reason)
+    where = {k: v for k, v in error_fields(exc).items() if k not in ("error", "reason")}
+    log.warning("node refused %s: %s %s", message.metadata.message_type, reason, where or "")
     return Message(Error(code=CLIENT_APP_RAISED_EXCEPTION, reason=reason), reply_to=message)
 
 
@@ -106,7 +108,9 @@ def _guarded(
             return refuse(message, exc)
         try:
             return handler(message, context, state)
-        except (FheAggError, ValueError, TypeError) as exc:
+        except FheAggError as exc:
+            return refuse(message, locate(exc, party=state.client_id))  # every error: this node
+        except (ValueError, TypeError) as exc:
             return refuse(message, exc)
         finally:
             state.close()

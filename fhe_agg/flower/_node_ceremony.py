@@ -25,7 +25,7 @@ def ceremony_step(message: Message, context: Context, state: NodeState) -> Messa
     """Run the ceremony step the server asks for; reply with the messages to relay (or, after
     the last step, the joint public key and this holder's endorsement of it)."""
     if state.sealing_key is None:
-        raise CeremonyError(f"{state.client_id} is not a key holder", party=state.client_id)
+        raise CeremonyError(f"{state.client_id} is not a key holder")
     record = query_record(message)
     step = record_int(record, "step")
     if step == 0:
@@ -40,16 +40,13 @@ def _begin(message: Message, record: ConfigRecord, state: NodeState) -> Message:
     spec, directory = rec.decode_spec(spec_blob)
     mine = directory.get(state.client_id)
     if mine is None or mine.verify_key != state.signing_key.verify_key:
-        raise CeremonyError(
-            f"the ceremony's directory misstates {state.client_id}", party=state.client_id
-        )
+        raise CeremonyError(f"the ceremony's directory misstates {state.client_id}")
     if state.pin is not None:
         state.pin.check_ceremony(spec, directory)
     if state.store.get(spec.consortium, spec.epoch, "share") is not None:
         raise CeremonyError(
             f"{state.client_id} already holds a key share for consortium "
             f"{spec.consortium!r} epoch {spec.epoch}; a new key needs a new key epoch",
-            party=state.client_id,
         )
     member = CeremonyMember(
         spec=spec,
@@ -76,7 +73,7 @@ def _resume(message: Message, record: ConfigRecord, state: NodeState, step: int)
         or saved is None
         or not 1 <= step < len(CEREMONY_STEPS)
     ):
-        raise CeremonyError(f"ceremony step {step!r} is out of order", party=state.client_id)
+        raise CeremonyError(f"ceremony step {step!r} is out of order")
     spec, directory = rec.decode_spec(current_spec)
     member = CeremonyMember.resume(
         saved,
@@ -89,7 +86,6 @@ def _resume(message: Message, record: ConfigRecord, state: NodeState, step: int)
     if member.steps_done != step:
         raise CeremonyError(
             f"ceremony step {step} is out of order ({member.steps_done} done)",
-            party=state.client_id,
             holder_index=member.index,
         )
     blobs = rec.decode_blobs(

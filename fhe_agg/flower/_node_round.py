@@ -10,7 +10,7 @@ from flwr.app import Context, Message
 
 from fhe_agg._errors import CeremonyError, MalformedMessage, OutOfOrder
 from fhe_agg.ckks._packing import Layout
-from fhe_agg.flower._node_pending import Pending, PendingAggregate
+from fhe_agg.flower._node_pending import PendingAggregate
 from fhe_agg.flower._node_state import NodeState, Setup
 from fhe_agg.flower._protocol import node_reply, query_record, record_bytes, record_int
 from fhe_agg.holder._keyholder import KeyHolder
@@ -19,6 +19,7 @@ from fhe_agg.protocol._evidence import AggregateEvidence
 from fhe_agg.protocol._messages import EncryptedAggregate, MessageBounds, aggregate_digest
 from fhe_agg.protocol._round_messages import (
     ChallengeRequest,
+    HolderPhase,
     PartialReply,
     PartialRequest,
     VoteRequest,
@@ -33,7 +34,6 @@ def _holder(state: NodeState) -> tuple[KeyHolder, Setup]:
     if holder is None or setup is None:
         raise CeremonyError(
             f"{state.client_id} holds no key share for a federation it set up",
-            party=state.client_id,
         )
     return holder, setup
 
@@ -93,10 +93,12 @@ def challenge(message: Message, context: Context, state: NodeState) -> Message:
 
 def _pending(
     state: NodeState, setup: Setup, round_id: int
-) -> tuple[EncryptedAggregate, Layout, Pending, PendingAggregate] | None:
-    """The aggregate of ``round_id`` this holder challenged, its layout, its row and where it is
-    kept (``None`` if none of that round is kept); :class:`CorruptStore` if its file is missing,
-    cut or does not parse."""
+) -> tuple[EncryptedAggregate, Layout] | None:
+    """The aggregate of ``round_id`` this holder challenged and its layout (``None`` if none of
+    that round is kept); :class:`CorruptStore` if its file is missing, cut, does not parse or is
+    not the aggregate challenged (its digest, recorded with the round state, is checked here;
+    the chunks' digests are kept on the aggregate, so the round state's own check of it at the
+    partial costs nothing more)."""
     kept = PendingAggregate(state.store, setup.consortium, setup.epoch)
     pending = kept.get()
     if pending is None or pending.round_id != round_id:
@@ -108,7 +110,9 @@ def _pending(
         aggregate = EncryptedAggregate.from_bytes(data, bounds)
     except MalformedMessage as exc:
         raise kept.damaged(pending, f"not a well-formed aggregate ({exc})") from None
-    return aggregate, layout, pending, kept
+    if aggregate_digest(aggregate) != pending.digest:
+        raise kept.damaged(pending, "edited: not the aggregate challenged")
+    return aggregate, layout
 
 
 def partial_decryption(message: Message, context: Context, state: NodeState) -> Message:
@@ -122,10 +126,9 @@ def partial_decryption(message: Message, context: Context, state: NodeState) -> 
         raise OutOfOrder(
             f"no aggregate of round {round_id} was challenged here",
             round_id=round_id,
-            party=state.client_id,
             holder_index=holder.holder_index,
         )
-    aggregate, layout, pending, kept = found
+    aggregate, layout = found
     machine.layout = layout
     members = record.get("set")
     if not isinstance(members, list) or not all(isinstance(m, int) for m in members):
@@ -134,16 +137,9 @@ def partial_decryption(message: Message, context: Context, state: NodeState) -> 
         record_bytes(record, "evidence"), config=setup.config, layout=layout
     )
     members_ = tuple(int(m) for m in members)
-    try:
-        reply = machine.partial(
-            PartialRequest(round_id, holder.holder_index, aggregate, evidence, members_)
-        )
-    except OutOfOrder:
-        # the machine checks the kept aggregate's digest against the one it challenged (before
-        # anything else is done); a mismatch here can only be this holder's own file, edited
-        if aggregate_digest(aggregate) != pending.digest:
-            raise kept.damaged(pending, "edited: not the aggregate challenged") from None
-        raise
+    reply = machine.partial(
+        PartialRequest(round_id, holder.holder_index, aggregate, evidence, members_)
+    )
     assert isinstance(reply, PartialReply)
     _save_machine(state, setup, machine, drop=True)
     return node_reply(message, {"partial": reply.partial.to_bytes(setup.config)})
@@ -154,15 +150,11 @@ def abort_vote(message: Message, context: Context, state: NodeState) -> Message:
     aggregate kept for that round, if any, is forgotten."""
     holder, setup = _holder(state)
     round_id = record_int(query_record(message), "round")
-    kept = PendingAggregate(state.store, setup.consortium, setup.epoch)
-    pending = kept.get()
-    drop = pending is not None and pending.round_id == round_id
     machine = _machine(state, holder, setup)
-    if machine is None:
-        vote = holder.vote_abort(round_id)
-        if drop:
-            kept.drop({})
-        return node_reply(message, {"vote": vote.to_bytes()})
+    if machine is None:  # never challenged anything: nothing is kept (kept with the round state)
+        return node_reply(message, {"vote": holder.vote_abort(round_id).to_bytes()})
+    kept = machine.state
+    drop = kept.phase is HolderPhase.CHALLENGED and kept.round_id == round_id
     vote = machine.vote(VoteRequest(round_id, holder.holder_index)).vote
     _save_machine(state, setup, machine, drop=drop)
     return node_reply(message, {"vote": vote.to_bytes()})

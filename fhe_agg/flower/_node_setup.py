@@ -87,12 +87,11 @@ def _check_held_key(state: NodeState, setup: Setup) -> None:
     """A key holder's share must be of this key, made by this ceremony, for this federation."""
     found = state.key_share(setup.consortium, setup.epoch)
     if found is None:
-        raise CeremonyError(f"{state.client_id} finished no key ceremony", party=state.client_id)
+        raise CeremonyError(f"{state.client_id} finished no key ceremony")
     held_key, share, held_ceremony = found
     if held_key.blob != setup.public_key.blob or held_ceremony != setup.ceremony_id:
         raise ParameterMismatch(
             "the public key differs from the one this holder's ceremony made",
-            party=state.client_id,
             holder_index=share.holder_index,
         )
     KeyHolder(  # refuses a share of another key or threshold before anything is saved
