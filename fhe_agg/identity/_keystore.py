@@ -113,16 +113,18 @@ def _check_passphrase(passphrase: bytes | None) -> None:
 
 
 def _private_document(
-    identity: Identity, passphrase: bytes | None, random: RandomSource
+    identity: Identity, passphrase: bytes | None, secret: bytes | None, random: RandomSource
 ) -> dict[str, Any]:
+    """The private file's document; ``secret``: the 32 bytes of ``passphrase`` when it is a key
+    secret (HKDF), else ``None`` (scrypt)."""
     public = identity.public.to_json()
     kdf: dict[str, Any] | None = None
     check: str | None = None
     seal_key: bytes | None = None
     if passphrase is not None:
         salt = random.bytes(_SALT_BYTES)
-        if is_key_secret(passphrase):
-            check_key, seal_key = derive_key_secret_keys(parse_key_secret(passphrase), salt)
+        if secret is not None:
+            check_key, seal_key = derive_key_secret_keys(secret, salt)
             kdf = {"name": HKDF_NAME, "salt": b64encode(salt)}
         else:
             check_key, seal_key = _derive(passphrase, salt, _SCRYPT_N)
@@ -168,9 +170,10 @@ def write_identity(
     if not isinstance(identity, Identity):
         raise TypeError(f"identity: expected Identity, got {type(identity).__name__}")
     _check_passphrase(passphrase)
+    secret = None
     if passphrase is not None and is_key_secret(passphrase):
         try:
-            parse_key_secret(passphrase)
+            secret = parse_key_secret(passphrase)
         except ValueError as exc:
             raise ValueError(f"passphrase: {exc}") from None
     folder = Path(directory)
@@ -179,7 +182,7 @@ def write_identity(
         if path.exists() or path.is_symlink():
             raise ValueError(f"{path} exists; refusing to overwrite a key (choose another id/dir)")
     secure_directory(folder)
-    document = _private_document(identity, passphrase, random or default_random())
+    document = _private_document(identity, passphrase, secret, random or default_random())
     write_new(private, canonical_json(document) + b"\n", 0o600)
     write_new(public, public_identity_text(identity.public), 0o644)
     return KeyFiles(private=private, public=public)
