@@ -180,26 +180,28 @@ def start_supernode(
     return port
 
 
-def register_supernode(env: dict[str, str], connection: str, public_key: Path, name: str) -> int:
-    """``flwr supernode register``: the SuperLink admits the SuperNode holding the private half
-    of ``public_key`` (OpenSSH, NIST curve) from now on; returns the node id it will have."""
-    argv = [str(BIN / "flwr"), "supernode", "register", str(public_key), connection]
-    argv += ["--name", name, "--format", "json"]
+def _flwr_json(env: dict[str, str], what: str, argv: list[str]) -> Any:
+    """Run ``flwr <argv> --format json`` and return its JSON output; ``RuntimeError`` naming
+    ``what`` if it fails or prints none."""
+    argv = [str(BIN / "flwr"), *argv, "--format", "json"]
     done = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=120, cwd=APP)
     out = done.stdout[done.stdout.find("{") :]
     if done.returncode != 0 or not out:
-        raise RuntimeError(f"flwr supernode register {name}: {done.stdout}{done.stderr}")
-    return int(json.loads(out)["node-id"])
+        raise RuntimeError(f"flwr {what}: {done.stdout}{done.stderr}")
+    return json.loads(out)
+
+
+def register_supernode(env: dict[str, str], connection: str, public_key: Path, name: str) -> int:
+    """``flwr supernode register``: the SuperLink admits the SuperNode holding the private half
+    of ``public_key`` (OpenSSH, NIST curve) from now on; returns the node id it will have."""
+    argv = ["supernode", "register", str(public_key), connection, "--name", name]
+    return int(_flwr_json(env, f"supernode register {name}", argv)["node-id"])
 
 
 def list_supernodes(env: dict[str, str], connection: str) -> dict[int, str]:
     """``flwr supernode ls``: every registered node id with its status (``online``, ...)."""
-    argv = [str(BIN / "flwr"), "supernode", "ls", connection, "--format", "json"]
-    done = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=120, cwd=APP)
-    out = done.stdout[done.stdout.find("{") :]
-    if done.returncode != 0 or not out:
-        raise RuntimeError(f"flwr supernode ls: {done.stdout}{done.stderr}")
-    return {int(n["node-id"]): str(n["status"]) for n in json.loads(out)["nodes"]}
+    found = _flwr_json(env, "supernode ls", ["supernode", "ls", connection])
+    return {int(n["node-id"]): str(n["status"]) for n in found["nodes"]}
 
 
 def wait_for_status(
