@@ -114,6 +114,14 @@ def _kem_asset(suite: Suite) -> str:
     return "MLKEM1024-P384" if suite is Suite.CNSA2 else "X-Wing"
 
 
+#: The hashes and AEAD every deployment runs, whatever its suites: asset -> usage.
+_SYMMETRIC = {
+    "SHA3-256": "fingerprints, audit log chain",
+    "SHA-256": "Merkle hashing of update chunks, proofs digest, proof transcripts",
+    "AES-256-GCM": "HPKE AEAD for sealed key shares",
+}
+
+
 def default_deployment_inventory(
     suite: Suite | str = Suite.HYBRID, *, preset: str = "precise"
 ) -> dict[str, str]:
@@ -123,9 +131,7 @@ def default_deployment_inventory(
         suite.spec.signature_algorithm: "update and statement signatures",
         _kem_asset(suite): "key-share sealing (HPKE)",
         f"CKKS-{preset}": "model update encryption (secure aggregation)",
-        "SHA3-256": "fingerprints, audit log chain",
-        "SHA-256": "Merkle hashing of update chunks, proofs digest, proof transcripts",
-        "AES-256-GCM": "HPKE AEAD for sealed key shares",
+        **_SYMMETRIC,
     }
 
 
@@ -147,7 +153,6 @@ def roster_inventory(roster: Roster) -> dict[str, str]:
         use(identity.suite.spec.signature_algorithm, _ROLE_SIGNS[identity.role.value])
         use(_kem_asset(identity.suite), "key-share sealing (HPKE)")
     use(f"CKKS-{roster.preset}", "model update encryption (secure aggregation)")
-    use("SHA3-256", "fingerprints, audit log chain")
-    use("SHA-256", "Merkle hashing of update chunks, proofs digest, proof transcripts")
-    use("AES-256-GCM", "HPKE AEAD for sealed key shares")
+    for asset, usage in _SYMMETRIC.items():
+        use(asset, usage)
     return {asset: "; ".join(texts) for asset, texts in usages.items()}
