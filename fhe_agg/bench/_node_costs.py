@@ -25,14 +25,13 @@ from __future__ import annotations
 import secrets
 import tempfile
 import time
-import uuid
 from pathlib import Path
 from typing import Any, Literal, cast
 
 import numpy as np
 from numpy.typing import NDArray
 
-from fhe_agg.bench._harness import Target, warm_kernels
+from fhe_agg.bench._harness import Target, delivered_message, warm_kernels
 from fhe_agg.bench._node_phases import PhaseClock, Phases
 from fhe_agg.flower._relay import Federation, Relay, Reply
 
@@ -100,22 +99,7 @@ class _Nodes:
 
     def deliver(self, node: int, action: str, content: Any) -> Any:
         """The node's reply to ``content``, delivered as a SuperNode delivers a message."""
-        from flwr.app import DEFAULT_TTL, Message, Metadata
-
-        metadata = Metadata(
-            run_id=1,
-            message_id=uuid.uuid4().hex,
-            src_node_id=0,  # the SuperLink
-            dst_node_id=node,
-            reply_to_message_id="",
-            group_id="",
-            created_at=time.time(),
-            ttl=DEFAULT_TTL,
-            message_type=action,
-        )
-        # as the SuperNode's runtime builds a delivered message (instructions built with
-        # ``dst_node_id`` need the runtime's task identity, set only inside a Flower run)
-        message = Message(content=content, metadata=metadata)  # type: ignore[call-overload]
+        message = delivered_message(content, node=node, action=action, run_id=1)
         reply, phases = self.clock.call(lambda: self.app(message, self.contexts[node]))
         self.timings.append((action, node, phases))
         return reply
