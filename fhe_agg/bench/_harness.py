@@ -14,6 +14,7 @@ import dataclasses
 import math
 import statistics
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -33,6 +34,7 @@ __all__ = [
     "Figure",
     "Plan",
     "Target",
+    "delivered_message",
     "figure",
     "median_seconds",
     "paired_medians",
@@ -173,6 +175,30 @@ def figure(
         "note": note,
         **extra,
     }
+
+
+def delivered_message(
+    content: Any, *, node: int, action: str, run_id: int, group_id: str = ""
+) -> Any:
+    """A flwr ``Message`` carrying ``content`` to ``node`` as a SuperNode delivers it: a fresh
+    message id, the SuperLink as source, ``action`` as its type (flwr imported here, only by
+    the families that run Flower nodes)."""
+    from flwr.app import DEFAULT_TTL, Message, Metadata
+
+    metadata = Metadata(
+        run_id=run_id,
+        message_id=uuid.uuid4().hex,
+        src_node_id=0,  # the SuperLink
+        dst_node_id=node,
+        reply_to_message_id="",
+        group_id=group_id,
+        created_at=time.time(),
+        ttl=DEFAULT_TTL,
+        message_type=action,
+    )
+    # as the SuperNode's runtime builds a delivered message (instructions built with
+    # ``dst_node_id`` need the runtime's task identity, set only inside a Flower run)
+    return Message(content=content, metadata=metadata)  # type: ignore[call-overload]
 
 
 def median_seconds(fn: Callable[[], object], repeats: int) -> float:

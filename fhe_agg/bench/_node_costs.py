@@ -25,14 +25,13 @@ from __future__ import annotations
 import secrets
 import tempfile
 import time
-import uuid
 from pathlib import Path
 from typing import Any, Literal, cast
 
 import numpy as np
 from numpy.typing import NDArray
 
-from fhe_agg.bench._harness import Target, warm_kernels
+from fhe_agg.bench._harness import Target, delivered_message, warm_kernels
 from fhe_agg.bench._node_phases import PhaseClock, Phases
 from fhe_agg.flower._relay import Federation, Relay, Reply
 
@@ -54,9 +53,19 @@ def _scale(round_id: int) -> float:
 
 
 class _Nodes:
-    """The SuperNodes: one pinned member each, its own state folder, one ``Context``."""
+    """The SuperNodes: one pinned member each, its own state folder, one ``Context``; the
+    model's ``size`` and the federation's ``config``. ``round`` is the round the messages
+    delivered now belong to (``None`` during setup), recorded with each message's phases."""
 
-    def __init__(self, root: Path, pins: list[Any], deltas: list[NDArray[np.float64]]) -> None:
+    def __init__(
+        self,
+        root: Path,
+        pins: list[Any],
+        deltas: list[NDArray[np.float64]],
+        *,
+        size: int,
+        config: Any,
+    ) -> None:
         from flwr.app import Array, ArrayRecord, Context, Message, MetricRecord, RecordDict
         from flwr.clientapp import ClientApp
 
@@ -94,30 +103,16 @@ class _Nodes:
             for i in range(len(pins))
         }
         self.clock = PhaseClock()
-        self.timings: list[tuple[str, int, Phases]] = []
-        self.size = 0
-        self.config: Any = None
+        self.timings: list[tuple[str, int, Phases, int | None]] = []
+        self.size = size
+        self.config = config
+        self.round: int | None = None
 
     def deliver(self, node: int, action: str, content: Any) -> Any:
         """The node's reply to ``content``, delivered as a SuperNode delivers a message."""
-        from flwr.app import DEFAULT_TTL, Message, Metadata
-
-        metadata = Metadata(
-            run_id=1,
-            message_id=uuid.uuid4().hex,
-            src_node_id=0,  # the SuperLink
-            dst_node_id=node,
-            reply_to_message_id="",
-            group_id="",
-            created_at=time.time(),
-            ttl=DEFAULT_TTL,
-            message_type=action,
-        )
-        # as the SuperNode's runtime builds a delivered message (instructions built with
-        # ``dst_node_id`` need the runtime's task identity, set only inside a Flower run)
-        message = Message(content=content, metadata=metadata)  # type: ignore[call-overload]
+        message = delivered_message(content, node=node, action=action, run_id=1)
         reply, phases = self.clock.call(lambda: self.app(message, self.contexts[node]))
-        self.timings.append((action, node, phases))
+        self.timings.append((action, node, phases, self.round))
         return reply
 
 
@@ -293,31 +288,30 @@ def run_federation(
     with tempfile.TemporaryDirectory(prefix="fhe-bench-nodes-") as tmp:
         root = Path(tmp)
         (root / "keys").mkdir(mode=0o700)
-        nodes = _Nodes(root, _consortium(root / "keys", clients, protection), deltas)
-        nodes.size, nodes.config = params, _config(clients)
+        pins = _consortium(root / "keys", clients, protection)
+        nodes = _Nodes(root, pins, deltas, size=params, config=_config(clients))
         relay = _LocalRelay(nodes)
-        rounds_of: list[int | None] = []
         with nodes.clock.installed():
+            nodes.round = None
             t0 = time.perf_counter()
             federation = set_up_federation(
                 relay, nodes.config, clip=1.0, consortium=CONSORTIUM, epoch=1,
                 min_nodes=HOLDERS + clients,
             )  # fmt: skip
             setup_s = time.perf_counter() - t0
-            rounds_of += [None] * (len(nodes.timings) - len(rounds_of))
             t0 = time.perf_counter()
             mean = None
             for round_id in range(1, rounds + 1):
+                nodes.round = round_id
                 mean = _round(nodes, relay, federation, round_id, decrypt=True)
-                rounds_of += [round_id] * (len(nodes.timings) - len(rounds_of))
             rounds_s = time.perf_counter() - t0
             if abort:
+                nodes.round = rounds + 1
                 _round(nodes, relay, federation, rounds + 1, decrypt=False)
-                rounds_of += [rounds + 1] * (len(nodes.timings) - len(rounds_of))
     assert mean is not None
     exact = np.average(np.stack(deltas), axis=0, weights=weights) * _scale(rounds)
     return {
-        "timings": [(*t, r) for t, r in zip(nodes.timings, rounds_of, strict=True)],
+        "timings": nodes.timings,
         "setup_s": setup_s,
         "rounds_s": rounds_s,
         "max_abs_error": float(np.max(np.abs(mean - exact))),

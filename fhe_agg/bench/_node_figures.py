@@ -11,11 +11,10 @@ from __future__ import annotations
 
 import statistics
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
-from fhe_agg.bench._harness import Figure, Plan, figure, size_label
+from fhe_agg.bench._harness import Figure, Plan, figure, median_seconds, size_label
 from fhe_agg.bench._node_costs import (
     CLIENTS,
     HOLDERS,
@@ -68,18 +67,17 @@ def _unlock_seconds(protection: Protection) -> float:
         write_identity,
     )
 
-    times = []
     with tempfile.TemporaryDirectory(prefix="fhe-bench-unlock-") as tmp:
         folder = Path(tmp) / "keys"
         folder.mkdir(mode=0o700)
         member = Identity.generate(id="holder-1", role=Role.HOLDER, suite=Suite.PQ_ONLY)
         write_identity(member, folder, passphrase=protect_file(folder, member.id, protection))
-        for _ in range(UNLOCKS):
-            t0 = time.process_time()
+
+        def unlock() -> None:
             secret = read_passphrase_file(folder / f"{member.id}.secret")
             load_identity(folder / f"{member.id}.key", passphrase=secret)
-            times.append(time.process_time() - t0)
-    return float(statistics.median(times))
+
+        return median_seconds(unlock, UNLOCKS)
 
 
 def _unlock_figure() -> Figure:

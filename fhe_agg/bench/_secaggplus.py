@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import random
 import time
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -37,6 +36,8 @@ from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
+
+from fhe_agg.bench._harness import delivered_message
 
 __all__ = ["SecAggPlusRound", "secaggplus_round"]
 
@@ -95,25 +96,14 @@ class _Nodes:
 
     def deliver(self, nid: int, content: Any) -> dict[str, Any]:
         """Run ``secaggplus_mod`` on one stage instruction; the reply's SecAgg+ record."""
-        from flwr.app import DEFAULT_TTL, Message, MessageType, Metadata
+        from flwr.app import MessageType
         from flwr.client.mod import secaggplus_mod
         from flwr.common.secure_aggregation.secaggplus_constants import RECORD_KEY_CONFIGS, Key
 
         stage = str(content[RECORD_KEY_CONFIGS][Key.STAGE])
-        metadata = Metadata(
-            run_id=_ROUND,
-            message_id=uuid.uuid4().hex,
-            src_node_id=0,  # the SuperLink
-            dst_node_id=nid,
-            reply_to_message_id="",
-            group_id=str(_ROUND),
-            created_at=time.time(),
-            ttl=DEFAULT_TTL,
-            message_type=MessageType.TRAIN,
+        message = delivered_message(
+            content, node=nid, action=MessageType.TRAIN, run_id=_ROUND, group_id=str(_ROUND)
         )
-        # as the SuperNode's runtime builds a delivered message (instructions built with
-        # ``dst_node_id`` need the runtime's task identity, set only inside a Flower run)
-        message = Message(content=content, metadata=metadata)  # type: ignore[call-overload]
         t0 = time.process_time()
         reply = secaggplus_mod(message, self.contexts[nid], self.app)
         spent = time.process_time() - t0
