@@ -259,18 +259,13 @@ def test_hooked_parties_are_refused_in_the_coordinators_order(scene: Scene) -> N
     """The transport's hooks play the attacks of a round without leaving its order: a replayed
     challenge reply, a substituted partial and a crafted aggregate are each refused (typed, the
     receiver's state unchanged); a holder that then goes down leaves the round to the votes."""
-    coord, seen = scene.coord, {}
-
-    def keep(request: Request, handle: Callable[[Request], Reply]) -> Reply:
-        seen[request.holder_index] = handle(request)
-        return seen[request.holder_index]
-
+    coord = scene.coord
     coord.finalize(SET)
-    scene.hooks[(ChallengeRequest, 1)] = keep
+    seen = scene.record(ChallengeRequest, [1])
     scene.answer(1)
-    scene.hooks[(ChallengeRequest, 2)] = lambda request, handle: seen[1]  # a replay
+    scene.hooks[(ChallengeRequest, 2)] = lambda request, handle: seen[0]  # a replay
     replayed = scene.deliver(coord.requests()[0])
-    assert replayed is seen[1]
+    assert replayed is seen[0]
     assert "holder 1" in refused(coord, lambda: coord.accept(replayed), OutOfOrder)
     del scene.hooks[(ChallengeRequest, 2)]
     scene.answer(2)
