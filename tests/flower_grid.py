@@ -20,6 +20,8 @@ from flwr.serverapp import Grid
 from flwr.supercore.run import Run
 from flwr.supercore.task_identity import TaskIdentity
 
+from fhe_agg.flower._node_state import node_state
+
 Hook = Callable[[Message, Message], Message]  # (instruction, honest reply) -> reply sent
 
 
@@ -97,3 +99,20 @@ class LocalGrid(Grid):
 
 def new_run_id() -> int:
     return int.from_bytes(uuid4().bytes[:7], "big")
+
+
+def share_windows(grid: LocalGrid, holders: int) -> list[bytes]:
+    """Six 64-byte pieces of each key share of the first ``holders`` nodes, unsealed from each
+    node's state folder (a file holding any of them holds a piece of a share)."""
+    windows: list[bytes] = []
+    for i in range(holders):
+        state = node_state(grid.contexts[grid.node(i)])
+        assert state is not None and state.setup is not None
+        try:
+            found = state.key_share(state.setup.consortium, state.setup.epoch)
+            assert found is not None
+            raw = found[1].data_level().value.tobytes()
+        finally:
+            state.close()
+        windows += [raw[k : k + 64] for k in range(0, len(raw) - 64, len(raw) // 6)]
+    return windows

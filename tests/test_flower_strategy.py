@@ -16,7 +16,7 @@ import pytest
 
 pytest.importorskip("flwr")
 
-from flower_grid import Hook, LocalGrid, new_run_id
+from flower_grid import Hook, LocalGrid, new_run_id, share_windows
 from flwr.app import (
     Array,
     ArrayRecord,
@@ -447,18 +447,6 @@ def _kept(grid: LocalGrid, node: int) -> tuple[bytes | None, bytes | None, list[
         state.close()
 
 
-def _share_windows(grid: LocalGrid, node: int) -> list[bytes]:
-    state = node_state(grid.contexts[node])
-    assert state is not None and state.setup is not None
-    try:
-        found = state.key_share(state.setup.consortium, state.setup.epoch)
-        assert found is not None
-        raw = found[1].data_level().value.tobytes()
-    finally:
-        state.close()
-    return [raw[k : k + 64] for k in range(0, len(raw) - 64, len(raw) // 6)]
-
-
 def test_a_holder_keeps_its_challenged_aggregate_refuses_it_damaged_and_refuses_replays() -> None:
     """Between challenge and partial, holder 1 keeps the aggregate as a file (the bytes it was
     sent; no piece of any key share in any file of any node). Damaged, its partial is refused
@@ -467,7 +455,7 @@ def test_a_holder_keeps_its_challenged_aggregate_refuses_it_damaged_and_refuses_
     refused as before (no aggregate of that round was challenged here)."""
     strategy, grid = _set_up()
     holder = grid.node(0)
-    windows = [w for i in range(3) for w in _share_windows(grid, grid.node(i))]
+    windows = share_windows(grid, 3)
     seen: dict[str, object] = {}
 
     def challenged(message: Message, reply: Message) -> Message:

@@ -46,7 +46,7 @@ from fhe_agg import (
 from fhe_agg.protocol._round_messages import Reply, Request
 from fhe_agg.server._state import ServerState
 
-from .conftest import CLIENTS, WEIGHTS, Federation, Holders
+from .conftest import CLIENTS, WEIGHTS, Federation
 
 SET = (1, 2, 3)
 
@@ -55,12 +55,9 @@ class Scene(Round):
     """One 3-of-5 round of ``fed`` driven by a coordinator and five holder machines
     (:class:`federation.Round`), the holders' identity keys known to the coordinator."""
 
-    def __init__(self, fed: Federation, holders: Holders, round_id: int) -> None:
-        keys = fed.key_holders()
-        for j, key in keys.items():  # abort votes need the holders' identity keys
-            key._signing_key = holders.signing[f"holder-{j}"]
-        holder_keys = {j: holders.signing[f"holder-{j}"].verify_key for j in keys}
-        super().__init__(fed.aggregator(round_id), keys, holder_keys=holder_keys)
+    def __init__(self, fed: Federation, round_id: int) -> None:
+        # the ceremony federation's holders sign with their identity keys (abort votes need them)
+        super().__init__(fed.aggregator(round_id), fed.key_holders(), holder_keys=fed.holder_keys)
         self.fed = fed
         rng = np.random.default_rng(round_id)
         for cid, weight in zip(CLIENTS, WEIGHTS, strict=True):
@@ -87,8 +84,8 @@ _rounds = iter(range(500, 10_000))
 
 
 @pytest.fixture
-def scene(fed: Federation, five_holders: Holders) -> Scene:
-    return Scene(fed, five_holders, next(_rounds))
+def scene(fed: Federation) -> Scene:
+    return Scene(fed, next(_rounds))
 
 
 def test_an_honest_round_releases_the_weighted_mean(fed: Federation, scene: Scene) -> None:
@@ -162,10 +159,8 @@ def _drive(scene: Scene, phase: str) -> None:
 
 
 @pytest.mark.parametrize("phase", ["collecting", *_STEPS, "voting", "closed"])
-def test_every_wrong_step_is_refused_with_the_state_unchanged(
-    fed: Federation, five_holders: Holders, phase: str
-) -> None:
-    scene = Scene(fed, five_holders, next(_rounds))
+def test_every_wrong_step_is_refused_with_the_state_unchanged(fed: Federation, phase: str) -> None:
+    scene = Scene(fed, next(_rounds))
     coord = scene.coord
     _drive(scene, phase)
     extra = np.random.default_rng(coord.round_id).uniform(-1, 1, fed.layout.length)
@@ -240,7 +235,7 @@ def test_votes_close_the_round_and_wrong_votes_are_refused(scene: Scene) -> None
     assert [r.holder_index for r in votes] == [2, 3, 4, 5]  # holder 1 issued: it cannot vote
     refused(coord, coord.certificate, ThresholdNotMet)
     refused(coord, lambda: coord.accept(late), OutOfOrder)
-    old = Scene(scene.fed, _holders_of(scene), coord.round_id - 1)
+    old = Scene(scene.fed, coord.round_id - 1)
     refused(coord, lambda: coord.accept(old.vote(4)), OutOfOrder)
     coord.accept(scene.vote(4))
     refused(coord, lambda: coord.accept(scene.vote(4)), OutOfOrder)  # a second vote
@@ -249,11 +244,6 @@ def test_votes_close_the_round_and_wrong_votes_are_refused(scene: Scene) -> None
     certificate = coord.certificate()
     certificate.verify(scene.holder_keys, config=scene.fed.config, public_key=scene.fed.public_key)
     assert certificate.voters == (2, 4, 5) and coord.phase is RoundPhase.CLOSED
-
-
-def _holders_of(scene: Scene) -> Holders:
-    signing = {f"holder-{j}": k._signing_key for j, k in scene.keys.items()}
-    return Holders(tuple(signing), signing, {}, {})  # type: ignore[arg-type]
 
 
 def test_a_holder_that_does_not_answer_its_challenge_leads_to_votes(scene: Scene) -> None:
@@ -269,18 +259,13 @@ def test_hooked_parties_are_refused_in_the_coordinators_order(scene: Scene) -> N
     """The transport's hooks play the attacks of a round without leaving its order: a replayed
     challenge reply, a substituted partial and a crafted aggregate are each refused (typed, the
     receiver's state unchanged); a holder that then goes down leaves the round to the votes."""
-    coord, seen = scene.coord, {}
-
-    def keep(request: Request, handle: Callable[[Request], Reply]) -> Reply:
-        seen[request.holder_index] = handle(request)
-        return seen[request.holder_index]
-
+    coord = scene.coord
     coord.finalize(SET)
-    scene.hooks[(ChallengeRequest, 1)] = keep
+    seen = scene.record(ChallengeRequest, [1])
     scene.answer(1)
-    scene.hooks[(ChallengeRequest, 2)] = lambda request, handle: seen[1]  # a replay
+    scene.hooks[(ChallengeRequest, 2)] = lambda request, handle: seen[0]  # a replay
     replayed = scene.deliver(coord.requests()[0])
-    assert replayed is seen[1]
+    assert replayed is seen[0]
     assert "holder 1" in refused(coord, lambda: coord.accept(replayed), OutOfOrder)
     del scene.hooks[(ChallengeRequest, 2)]
     scene.answer(2)
@@ -437,10 +422,8 @@ def test_a_coordinator_saved_after_the_challenges_finishes_in_a_fresh_process(
 
 
 @pytest.mark.parametrize("phase", ["collecting", *_STEPS, "voting", "closed"])
-def test_every_phase_resumes_to_the_same_state(
-    fed: Federation, five_holders: Holders, phase: str
-) -> None:
-    scene = Scene(fed, five_holders, next(_rounds))
+def test_every_phase_resumes_to_the_same_state(fed: Federation, phase: str) -> None:
+    scene = Scene(fed, next(_rounds))
     _drive(scene, phase)
     data = scene.coord.to_bytes()
     again = RoundCoordinator.resume(
