@@ -64,7 +64,6 @@ from fhe_agg.errors import (
     WrongPassphrase,
 )
 from fhe_agg.flower import _records as records
-from fhe_agg.flower._node_pending import Pending as NodePending
 from fhe_agg.flower._node_state import Setup as NodeSetup
 from fhe_agg.hazmat.seal_format import build_ciphertext, parse_ciphertext
 from fhe_agg.identity import (
@@ -91,7 +90,7 @@ from fhe_agg.identity._key_secret import KEY_SECRET_PREFIX, parse_key_secret
 from fhe_agg.identity._roster import _parse as parse_roster_unverified
 from fhe_agg.protocol._checks import check_statement
 from fhe_agg.protocol._context import RoundContext
-from fhe_agg.protocol._messages import MessageBounds, aggregate_digest
+from fhe_agg.protocol._messages import MessageBounds
 from fhe_agg.protocol._wellformed import check_proof_set, proofs_digest
 from fhe_agg.server._state import HolderState, ServerState
 
@@ -336,17 +335,6 @@ def _node_setup() -> Run:
         assert again.config.params_id == setup.config.params_id
         assert again.public_key.fingerprint == setup.public_key.fingerprint
         assert (again.holders, again.roster) == (setup.holders, setup.roster)
-
-    return run
-
-
-def _node_pending() -> Run:
-    """The row naming the aggregate a key holder node keeps between challenge and partial."""
-
-    def run(data: bytes) -> None:
-        pending = NodePending.from_bytes(data)
-        assert NodePending.from_bytes(pending.to_bytes()) == pending
-        assert len(pending.digest) == 32 and pending.length >= 0 and pending.round_id >= 0
 
     return run
 
@@ -771,11 +759,6 @@ def _fed_seeds(kind: str) -> list[bytes]:
         return [p.to_bytes(fed.config) for p in fed.partials]
     if kind == "node_setup":
         return [_node_setup_of(fed).to_bytes()]
-    if kind == "node_pending":
-        blob, digest = fed.aggregate.to_bytes(), aggregate_digest(fed.aggregate)
-        return [
-            NodePending(fed.aggregate.round_id, fed.layout.to_bytes(), len(blob), digest).to_bytes()
-        ]
     if kind == "abort_vote":
         return [vote.to_bytes() for vote in fed.abort.votes]
     if kind == "abort_certificate":
@@ -940,14 +923,6 @@ TARGETS: dict[str, Target] = {
             (MalformedMessage, ParameterMismatch),
             _node_setup,
             lambda: _fed_seeds("node_setup"),
-            "msgpack",
-        ),
-        Target(
-            "node_pending",
-            "flower node state: Pending.from_bytes (the row naming a kept aggregate's file)",
-            _MALFORMED,
-            _node_pending,
-            lambda: _fed_seeds("node_pending"),
             "msgpack",
         ),
         Target(
@@ -1167,7 +1142,6 @@ MESSAGES: dict[str, str] = {
     "fhe_agg.server._state.ServerState": "round_state",
     "fhe_agg.protocol._signing.VerifyKey": "raw_keys",
     "fhe_agg.flower._node_state.Setup": "node_setup",
-    "fhe_agg.flower._node_pending.Pending": "node_pending",
     "fhe_agg.identity._roster.Roster": "roster",
     "fhe_agg.identity._sealing.SealingPublicKey": "raw_keys",
     "fhe_agg.identity._suites.SuiteVerifyKey": "raw_keys",

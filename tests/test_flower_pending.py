@@ -1,10 +1,11 @@
 """The aggregate a key holder node keeps between its challenge and its partial: a file beside
-``node.db`` named by the row written with the holder's round state (``_node_pending``). Kept,
-read back and removed; refused (``CorruptStore``, nothing changed) when missing, truncated or
-extended (an edit of its content is refused by the handler, which checks the aggregate's digest:
-``tests/test_flower_strategy.py``); orphans of an interrupted save never read and removed by the next save;
-and after a SIGKILL at any instant of a run of saves, the round state and the row agree and the
-file the row names is intact."""
+``node.db``, named by the digest the holder's round state records in the same transaction
+(``_node_pending``). Kept, read back and removed; refused (``CorruptStore``, nothing changed)
+when missing or over the round's bound (a cut, extended or edited file is refused by the
+handler, which parses it and checks its digest: ``tests/test_flower_strategy.py``); orphans of
+an interrupted save never read and removed by the next save; and after a SIGKILL at any instant
+of a run of saves, the round state names a file that is intact.
+"""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -23,7 +24,7 @@ import pytest
 pytest.importorskip("flwr")
 
 from fhe_agg.errors import CorruptStore
-from fhe_agg.flower._node_pending import ITEM, PendingAggregate
+from fhe_agg.flower._node_pending import PendingAggregate
 from fhe_agg.flower._node_store import NodeStore
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -52,74 +53,53 @@ def _files(folder: Path) -> list[str]:
     return sorted(p.name for p in folder.iterdir() if "pending-" in p.name)
 
 
-def test_a_kept_aggregate_round_trips_through_its_file_and_goes_with_its_row(
+def test_a_kept_aggregate_round_trips_through_its_file_with_its_round_state(
     store: NodeStore,
 ) -> None:
     kept = PendingAggregate(store, *WHERE)
     data = _aggregate(1)
-    kept.keep({"round": b"state-1"}, 7, data, b"layout", _digest(data))
-    pending = kept.get()
-    assert pending is not None
-    assert (pending.round_id, pending.layout, pending.length) == (7, b"layout", len(data))
-    assert pending.digest == _digest(data)
+    kept.keep({"round": b"state-1"}, data, _digest(data))
     (name,) = _files(store.folder)
-    assert name.endswith(f"-{pending.digest.hex()}.aggregate")
+    assert name.endswith(f"-{_digest(data).hex()}.aggregate")
     assert (store.folder / name).stat().st_mode & 0o777 == 0o600
-    assert kept.read(pending, max_bytes=BOUND) == data
+    assert kept.read(_digest(data), 7, max_bytes=BOUND) == data
     assert store.get(*WHERE, "round") == b"state-1"  # written in the same transaction
-    with pytest.raises(CorruptStore, match="over 1000"):  # the bound is checked first
-        kept.read(pending, max_bytes=1000)
-    # another aggregate replaces it (file and row); dropping forgets both
-    kept.keep({"round": b"state-2"}, 8, _aggregate(2), b"layout", _digest(_aggregate(2)))
+    with pytest.raises(CorruptStore, match="over the round's bound of 1000 bytes"):
+        kept.read(_digest(data), 7, max_bytes=1000)
+    # another aggregate replaces it; dropping forgets it
+    kept.keep({"round": b"state-2"}, _aggregate(2), _digest(_aggregate(2)))
     second = _digest(_aggregate(2)).hex()
     assert _files(store.folder) == [f"{store.name('pending', *WHERE)}-{second}.aggregate"]
     kept.drop({"round": b"state-3"})
-    assert kept.get() is None and _files(store.folder) == []
+    assert _files(store.folder) == []
     assert store.get(*WHERE, "round") == b"state-3"
 
 
-DAMAGE: dict[str, tuple[Callable[[Path], None], str]] = {
-    "truncated by one byte": (lambda p: p.write_bytes(p.read_bytes()[:-1]), "bytes, its row says"),
-    "extended by one byte": (lambda p: p.write_bytes(p.read_bytes() + b"\0"), "its row says"),
-    "emptied": (lambda p: p.write_bytes(b""), "0 bytes, its row says"),
-    "removed": (lambda p: p.unlink(), "missing"),
-}
-
-
-@pytest.mark.parametrize("damage", sorted(DAMAGE))
-def test_a_cut_or_missing_file_is_refused_before_parsing_and_nothing_changes(
-    store: NodeStore, damage: str
-) -> None:
+def test_a_missing_file_is_refused_and_nothing_changes(store: NodeStore) -> None:
     kept = PendingAggregate(store, *WHERE)
-    kept.keep({"round": b"challenged"}, 4, _aggregate(4), b"layout", _digest(_aggregate(4)))
-    row = store.get(*WHERE, ITEM)
+    data = _aggregate(4)
+    kept.keep({"round": b"challenged"}, data, _digest(data))
     (name,) = _files(store.folder)
-    path = store.folder / name
-    damaged, what = DAMAGE[damage]
-    damaged(path)
-    after = path.read_bytes() if path.exists() else None
-    pending = kept.get()
-    assert pending is not None
-    with pytest.raises(CorruptStore, match=what) as refused:
-        kept.read(pending, max_bytes=BOUND)
+    (store.folder / name).unlink()
+    with pytest.raises(CorruptStore, match="missing") as refused:
+        kept.read(_digest(data), 4, max_bytes=BOUND)
     assert refused.value.round_id == 4 and "round 4" in str(refused.value)
     assert "challenge again" in str(refused.value)  # what the operator can do
-    assert store.get(*WHERE, ITEM) == row and store.get(*WHERE, "round") == b"challenged"
-    assert (path.read_bytes() if path.exists() else None) == after
+    assert store.get(*WHERE, "round") == b"challenged"
     # the round's challenge sent again keeps the aggregate anew
-    kept.keep({"round": b"challenged"}, 4, _aggregate(4), b"layout", _digest(_aggregate(4)))
-    assert kept.read(pending, max_bytes=BOUND) == _aggregate(4)
+    kept.keep({"round": b"challenged"}, data, _digest(data))
+    assert kept.read(_digest(data), 4, max_bytes=BOUND) == data
 
 
-def test_a_damaged_row_is_refused(store: NodeStore) -> None:
-    store.put(*WHERE, {ITEM: b"\x93not a row"})
-    with pytest.raises(CorruptStore, match="pending aggregate's row is damaged"):
-        PendingAggregate(store, *WHERE).get()
+def test_a_row_an_earlier_version_kept_is_deleted_by_the_next_save(store: NodeStore) -> None:
+    store.put(*WHERE, {"pending": b"the aggregate, as a blob"})
+    PendingAggregate(store, *WHERE).drop({"round": b"voted"})
+    assert store.get(*WHERE, "pending") is None
 
 
 def test_orphans_are_never_read_and_the_next_save_removes_only_its_own(store: NodeStore) -> None:
     kept = PendingAggregate(store, *WHERE)
-    kept.keep({}, 1, _aggregate(1), b"layout", _digest(_aggregate(1)))
+    kept.keep({}, _aggregate(1), _digest(_aggregate(1)))
     (named,) = _files(store.folder)
     prefix = store.name("pending", *WHERE)
     # a kill after the rename, before COMMIT; one during the write; another epoch's aggregate
@@ -128,18 +108,18 @@ def test_orphans_are_never_read_and_the_next_save_removes_only_its_own(store: No
     partial = store.folder / f".{prefix}-interrupted.tmp"
     partial.write_bytes(b"half of it")
     other = PendingAggregate(store, WHERE[0], WHERE[1] + 1)
-    other.keep({}, 1, _aggregate(5), b"layout", _digest(_aggregate(5)))
+    other.keep({}, _aggregate(5), _digest(_aggregate(5)))
     (other_name,) = set(_files(store.folder)) - {named, orphan.name, partial.name}
-    pending = kept.get()
-    assert pending is not None and kept.read(pending, max_bytes=BOUND) == _aggregate(1)
-    kept.keep({}, 2, _aggregate(2), b"layout", _digest(_aggregate(2)))
+    assert kept.read(_digest(_aggregate(1)), 1, max_bytes=BOUND) == _aggregate(1)
+    kept.keep({}, _aggregate(2), _digest(_aggregate(2)))
     (mine,) = [n for n in _files(store.folder) if n.startswith(prefix)]
     assert mine.endswith(f"{_digest(_aggregate(2)).hex()}.aggregate")
     assert _files(store.folder) == sorted([mine, other_name])
     # a save that fails inside the transaction commits nothing
+    store.put(*WHERE, {"round": b"before"})
     with pytest.raises(RuntimeError):
-        store.put(*WHERE, {ITEM: None}, within=_fail)
-    assert kept.get() is not None
+        store.put(*WHERE, {"round": b"after"}, within=_fail)
+    assert store.get(*WHERE, "round") == b"before"
 
 
 def _fail() -> None:
@@ -161,7 +141,7 @@ for n in range(start, start + 10_000):
     state = n.to_bytes(8, "little")
     if n % 3:
         data = hashlib.shake_256(state).digest(1 << 22)
-        kept.keep({"round": state}, n, data, b"layout", hashlib.sha3_256(data).digest())
+        kept.keep({"round": state}, data, hashlib.sha3_256(data).digest())
     else:
         kept.drop({"round": state})
 """
@@ -172,14 +152,10 @@ def _after_kill(folder: Path) -> int:
     store = NodeStore(folder, "holder-1")
     try:
         kept, state = PendingAggregate(store, *WHERE), store.get(*WHERE, "round")
-        pending = kept.get()
         n = 0 if state is None else int.from_bytes(state, "little")
-        if pending is None:  # nothing saved yet, or the last save dropped it
-            assert n % 3 == 0
-        else:  # the row is the round state's, and its file intact
-            assert pending.round_id == n and n % 3
+        if n % 3:  # the round state names a kept aggregate: its file is intact
             expected = hashlib.shake_256(state or b"").digest(1 << 22)
-            assert kept.read(pending, max_bytes=BOUND) == expected
+            assert kept.read(_digest(expected), n, max_bytes=BOUND) == expected
         boundary = 3 * (n // 3 + 1)  # a state with nothing kept, as the child's drops
         kept.drop({"round": boundary.to_bytes(8, "little")})  # any orphan goes now
         assert _files(folder) == []
@@ -188,7 +164,9 @@ def _after_kill(folder: Path) -> int:
         store.close()
 
 
-def test_after_a_sigkill_at_any_instant_the_row_state_and_file_agree(tmp_path: Path) -> None:
+def test_after_a_sigkill_at_any_instant_the_round_state_names_an_intact_file(
+    tmp_path: Path,
+) -> None:
     env = {
         **os.environ,
         "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),

@@ -435,21 +435,23 @@ def test_a_wrapped_fedadam_keeps_its_server_optimiser() -> None:
         assert np.max(np.abs(secure_model["w"].numpy() - fedavg["w"].numpy())) > 1e-3
 
 
-def _kept(grid: LocalGrid, node: int) -> tuple[bytes | None, bytes | None, list[Path]]:
-    """A holder node's saved round state, its ``pending`` row and its pending aggregate files."""
+def _kept(grid: LocalGrid, node: int) -> tuple[bytes | None, list[Path]]:
+    """A holder node's saved round state and its pending aggregate files."""
     state = node_state(grid.contexts[node])
     assert state is not None and state.setup is not None
     try:
         where = (state.setup.consortium, state.setup.epoch)
-        rows = state.store.get(*where, "round"), state.store.get(*where, "pending")
-        return (*rows, sorted(state.store.folder.glob("pending-*.aggregate")))
+        return state.store.get(*where, "round"), sorted(
+            state.store.folder.glob("pending-*.aggregate")
+        )
     finally:
         state.close()
 
 
 def test_a_holder_keeps_its_challenged_aggregate_refuses_it_damaged_and_refuses_replays() -> None:
     """Between challenge and partial, holder 1 keeps the aggregate as a file (the bytes it was
-    sent; no piece of any key share in any file of any node). Damaged, its partial is refused
+    sent; no piece of any key share in any file of any node). Damaged (a header byte changed, a
+    ciphertext bit flipped, cut or extended by a byte, removed), its partial is refused
     (CorruptStore) and nothing changes; restored, the same request gets the partial and the file
     goes. That request sent again, in the next round between its challenge and its partial, is
     refused as before (no aggregate of that round was challenged here)."""
@@ -460,34 +462,44 @@ def test_a_holder_keeps_its_challenged_aggregate_refuses_it_damaged_and_refuses_
 
     def challenged(message: Message, reply: Message) -> Message:
         assert not reply.has_error()
-        round_row, row, (path,) = _kept(grid, holder)
-        assert round_row is not None and row is not None
+        round_row, (path,) = _kept(grid, holder)
+        assert round_row is not None
         assert path.read_bytes() == message.content["fhe"]["aggregate"]
         files = [p for p in grid.state_root.rglob("*") if p.is_file()]
         assert path in files
         assert not [p for p in files for w in windows if w in p.read_bytes()]
-        seen["kept"], seen["bytes"] = (round_row, row, [path]), path.read_bytes()
+        seen["kept"], seen["bytes"] = (round_row, [path]), path.read_bytes()
         path.write_bytes(b"\x00" + path.read_bytes()[1:])  # one byte changed
         return reply
 
     def decrypt(message: Message, reply: Message) -> Message:
         assert reply.has_error() and reply.error.reason.startswith("CorruptStore")
         assert "challenged in round 1" in reply.error.reason
-        assert _kept(grid, holder) == seen["kept"]  # state, row and file name unchanged
-        (path,) = _kept(grid, holder)[2]
-        # one bit of a ciphertext flipped: it may still parse, but it is not the aggregate whose
-        # digest the holder's round state recorded at the challenge
+        assert _kept(grid, holder) == seen["kept"]  # state and file name unchanged
+        (path,) = _kept(grid, holder)[1]
         good: bytes = seen["bytes"]  # type: ignore[assignment]
         middle = len(good) // 2
-        path.write_bytes(good[:middle] + bytes([good[middle] ^ 0x01]) + good[middle + 1 :])
-        edited = grid.app(message, grid.contexts[holder])
-        assert edited.has_error() and edited.error.reason.startswith("CorruptStore")
-        assert "challenged in round 1" in edited.error.reason and "edited" in edited.error.reason
-        assert _kept(grid, holder) == seen["kept"]
+        damaged: list[tuple[str, bytes | None]] = [
+            # one bit of a ciphertext flipped: it may still parse, but it is not the aggregate
+            # whose digest the holder's round state recorded at the challenge
+            ("edited", good[:middle] + bytes([good[middle] ^ 0x01]) + good[middle + 1 :]),
+            ("not a well-formed aggregate", good[:-1]),  # cut by one byte
+            ("not a well-formed aggregate", good + b"\0"),  # extended by one byte
+            ("missing", None),
+        ]
+        for what, data in damaged:
+            if data is None:
+                path.unlink()
+            else:
+                path.write_bytes(data)
+            refused = grid.app(message, grid.contexts[holder])
+            assert refused.has_error() and refused.error.reason.startswith("CorruptStore")
+            assert "challenged in round 1" in refused.error.reason and what in refused.error.reason
+            assert _kept(grid, holder)[0] == seen["kept"][0]  # the round state is unchanged
         path.write_bytes(good)
         again = grid.app(message, grid.contexts[holder])
         assert not again.has_error() and isinstance(again.content["fhe"]["partial"], bytes)
-        assert _kept(grid, holder)[1:] == (None, [])
+        assert _kept(grid, holder)[1] == []
         seen["request"] = message
         return again
 
@@ -501,7 +513,7 @@ def test_a_holder_keeps_its_challenged_aggregate_refuses_it_damaged_and_refuses_
         old = grid.app(seen["request"], grid.contexts[holder])  # type: ignore[arg-type]
         assert old.has_error()
         assert old.error.reason == "OutOfOrder: no aggregate of round 1 was challenged here"
-        assert _kept(grid, holder) == kept and len(kept[2]) == 1  # round 2's, untouched
+        assert _kept(grid, holder) == kept and len(kept[1]) == 1  # round 2's, untouched
         return reply
 
     grid.hooks.clear()
@@ -509,4 +521,4 @@ def test_a_holder_keeps_its_challenged_aggregate_refuses_it_damaged_and_refuses_
     arrays, _ = _round(strategy, grid, 2, _start(2))
     grid.hooks.clear()
     assert arrays is not None and strategy.history[-1].decrypted
-    assert _kept(grid, holder)[1:] == (None, [])
+    assert _kept(grid, holder)[1] == []

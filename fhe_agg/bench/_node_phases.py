@@ -70,7 +70,7 @@ def _targets() -> list[tuple[Any, str, str, str]]:
         (CeremonyMember, "resume", "classmethod", "load"),
         (_node_round, "_machine", "function", "load"),
         (_node_round, "_pending", "function", "load"),
-        (PendingAggregate, "get", "function", "load"),
+        (PendingAggregate, "read", "function", "load"),
         (KeyShare, "unseal", "classmethod", "unseal"),
         (NodeStore, "put", "function", "save"),
         (NodeStore, "set_current", "function", "save"),

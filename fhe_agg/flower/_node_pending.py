@@ -15,30 +15,28 @@ to save (``benchmarks/README.md``).
 **Layout.** ``pending-<key>-<digest>.aggregate`` in the node's state folder, ``<key>`` derived
 from (consortium, key epoch, member id) (:meth:`NodeStore.name`) and ``<digest>`` the aggregate's
 digest as the holder's round state recorded it at the challenge (:func:`aggregate_digest`: round
-id and every chunk's SHA3-256). The ``pending`` row of ``node.db`` records round, layout, length
-and that digest (:class:`Pending`), written in the transaction that saves the holder's round
-state.
+id and every chunk's SHA3-256). Nothing else names it: the round state (the ``round`` row, saved
+in the same transaction as the file) says whether an aggregate is kept (phase ``CHALLENGED``), of
+which round, under which digest, and with which layout.
 
-**Crash safety.** At the challenge, within that transaction (holding SQLite's write lock), the
-bytes go to a temporary file (0600), are fsynced, renamed to their name and the folder fsynced,
-all before ``COMMIT``: a kill at any instant leaves either the previous committed state (and
-perhaps a file no row names) or the new row with its file durable. At the partial (or an abort
-vote), the row is deleted in the transaction that saves the holder's new phase and the file is
-unlinked after ``COMMIT``; a kill in between leaves a file no row names. Such orphans, and
-temporary files of an interrupted write, are never read (a read goes by the row's name) and are
-removed by the next save of the same (consortium, epoch, member), listed under its write lock.
+**Crash safety.** At the challenge, within the transaction that saves the round state (holding
+SQLite's write lock), the bytes go to a temporary file (0600), are fsynced, renamed to their
+name and the folder fsynced, all before ``COMMIT``: a kill at any instant leaves either the
+previous committed state (and perhaps a file no round state names) or the new round state with
+its file durable. At the partial (or an abort vote), the file is unlinked after the ``COMMIT``
+of the holder's new phase; a kill in between leaves a file no round state names. Such orphans,
+and temporary files of an interrupted write, are never read (a read goes by the recorded digest)
+and are removed by the next save of the same (consortium, epoch, member), listed under its write
+lock.
 
-**Checks.** The file is read bounded (the row's length, itself at most the round's aggregate
-bound): a missing, truncated or extended file raises :class:`~fhe_agg.CorruptStore` before
-anything is parsed. Its content is checked by the digest the holder checks anyway: the caller
-parses it (bounded, validated) and :class:`~fhe_agg.HolderRound` issues a partial only for the
-aggregate whose digest it recorded at its challenge, once; a file that does not parse, or whose
-aggregate is not the one challenged, is refused by the caller with :meth:`~PendingAggregate.damaged`
-(``CorruptStore``, nothing changed). A separate hash of the file would repeat that check: it cost
-17 ms at each end per message at 1e6 (SHA-256), a quarter of a round's node overhead. This
-guards the holder's own state (whoever can write the folder can write ``node.db`` too); the
-security binding is the round state's digest, and the key holder verifies the aggregate's
-manifest, signatures, sums and proofs again before any partial.
+**Checks.** The file is read bounded by the round's aggregate size: a missing or larger file
+raises :class:`~fhe_agg.CorruptStore` before anything is parsed. Its content is checked by the
+digest the round state recorded: the caller parses it (bounded, validated; a cut or extended
+file does not parse) and compares its digest (:meth:`~PendingAggregate.damaged` for either,
+``CorruptStore``, nothing changed). This guards the holder's own state (whoever can write the
+folder can write ``node.db`` too); the security binding is the round state's digest, which
+:class:`~fhe_agg.HolderRound` checks again at the partial, and the key holder verifies the
+aggregate's manifest, signatures, sums and proofs before any partial.
 
 **Nothing secret.** The file holds the bytes the server sent with the challenge: the aggregate's
 ciphertexts and the clients' signed statements, which the server and every key holder see. The
@@ -49,52 +47,16 @@ from __future__ import annotations
 
 import os
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 
-from fhe_agg.errors import CorruptStore, MalformedMessage, StoreError
+from fhe_agg.errors import CorruptStore, StoreError
 from fhe_agg.flower._node_store import NodeStore
-from fhe_agg.protocol._wire import pack, unpack
 
-__all__ = ["ITEM", "Pending", "PendingAggregate"]
+__all__ = ["PendingAggregate"]
 
-ITEM = "pending"  # the row's item name in node.db
-_KIND = "node-pending-file"
+#: The row an earlier fhe_agg kept the aggregate in (inside ``node.db``); deleted by every save.
+_OLD_ROW = "pending"
 _SUFFIX = ".aggregate"
-_DIGEST = 32
-
-
-@dataclass(frozen=True)
-class Pending:
-    """The ``pending`` row: the round and layout of the aggregate kept, its length, and its digest
-    as the holder's round state recorded it (:func:`~fhe_agg.protocol._messages.aggregate_digest`)."""
-
-    round_id: int
-    layout: bytes
-    length: int
-    digest: bytes
-
-    def to_bytes(self) -> bytes:
-        return pack(
-            _KIND,
-            {
-                "round": self.round_id,
-                "layout": self.layout,
-                "length": self.length,
-                "digest": self.digest,
-            },
-        )
-
-    @classmethod
-    def from_bytes(cls, data: bytes) -> Pending:
-        f = unpack(data, _KIND, max_bytes=1 << 20, max_bin=1 << 19, max_array=0)
-        f.expect_keys("round", "layout", "length", "digest")
-        return cls(
-            round_id=f.integer("round"),
-            layout=f.blob("layout"),
-            length=f.integer("length"),
-            digest=f.blob("digest", size=_DIGEST),
-        )
 
 
 class PendingAggregate:
@@ -104,54 +66,32 @@ class PendingAggregate:
         self._store, self._where = store, (consortium, epoch)
         self._prefix = store.name("pending", consortium, epoch)
 
-    def get(self) -> Pending | None:
-        """The row (no file read); :class:`CorruptStore` if it does not parse."""
-        blob = self._store.get(*self._where, ITEM)
-        if blob is None:
-            return None
-        try:
-            return Pending.from_bytes(blob)
-        except MalformedMessage as exc:
-            raise CorruptStore(
-                f"store {self._store.folder / 'node.db'}: the pending aggregate's row is "
-                f"damaged or of an older fhe_agg ({exc}); the round's challenge sent again "
-                "replaces it"
-            ) from None
-
-    def read(self, pending: Pending, *, max_bytes: int) -> bytes:
-        """The file's bytes, at most ``max_bytes`` and exactly the row's length (module doc:
-        the caller checks what they hold)."""
-        if pending.length > max_bytes:
-            raise self.damaged(pending, f"{pending.length} bytes by its row, over {max_bytes}")
-        path = self._path(pending.digest)
+    def read(self, digest: bytes, round_id: int, *, max_bytes: int) -> bytes:
+        """The bytes of the aggregate of ``round_id`` kept under ``digest``, at most
+        ``max_bytes`` (module doc: the caller checks what they hold)."""
+        path = self._path(digest)
         try:
             with open(path, "rb") as fh:
-                size = os.fstat(fh.fileno()).st_size
-                if size != pending.length:
-                    raise self.damaged(pending, f"{size} bytes, its row says {pending.length}")
-                data = fh.read(pending.length)
+                data = fh.read(max_bytes + 1)
         except FileNotFoundError:
-            raise self.damaged(pending, "missing") from None
+            raise self.damaged(round_id, digest, "missing") from None
         except OSError as exc:
             raise StoreError(f"{path} cannot be read ({exc.strerror})") from None
-        if len(data) != pending.length:
-            raise self.damaged(pending, f"{len(data)} bytes, its row says {pending.length}")
+        if len(data) > max_bytes:
+            raise self.damaged(round_id, digest, f"over the round's bound of {max_bytes} bytes")
         return data
 
-    def keep(
-        self, items: dict[str, bytes], round_id: int, aggregate: bytes, layout: bytes, digest: bytes
-    ) -> None:
-        """Save ``items`` and keep ``aggregate`` (of ``round_id``, ``layout``, whose digest the
-        round state in ``items`` recorded) in place of any other, in one durable transaction."""
-        pending = Pending(round_id, layout, len(aggregate), digest)
-        name = self._path(pending.digest).name
+    def keep(self, items: dict[str, bytes], aggregate: bytes, digest: bytes) -> None:
+        """Save ``items`` (the round state that recorded ``digest``) and keep ``aggregate`` in
+        place of any other, in one durable transaction."""
+        name = self._path(digest).name
         stale: list[Path] = []
 
         def write() -> None:
             self._write(name, aggregate)
             stale.extend(self._unnamed(keep=name))
 
-        self._store.put(*self._where, {**items, ITEM: pending.to_bytes()}, within=write)
+        self._store.put(*self._where, {**items, _OLD_ROW: None}, within=write)
         self._remove(stale)
 
     def drop(self, items: dict[str, bytes]) -> None:
@@ -159,7 +99,7 @@ class PendingAggregate:
         stale: list[Path] = []
         self._store.put(
             *self._where,
-            {**items, ITEM: None},
+            {**items, _OLD_ROW: None},
             within=lambda: stale.extend(self._unnamed(keep=None)),
         )
         self._remove(stale)
@@ -220,14 +160,13 @@ class PendingAggregate:
                     f"({exc.strerror}); remove it by hand"
                 ) from None
 
-    def damaged(self, pending: Pending, what: str) -> CorruptStore:
-        """The error for a kept aggregate found ``what`` (missing, cut, edited): nothing is
-        issued from it and nothing changes."""
-        name = self._path(pending.digest).name
+    def damaged(self, round_id: int, digest: bytes, what: str) -> CorruptStore:
+        """The error for the kept aggregate of ``round_id`` found ``what`` (missing, cut,
+        edited): nothing is issued from it and nothing changes."""
         return CorruptStore(
             f"store {self._store.folder}: the aggregate this holder challenged in round "
-            f"{pending.round_id} ({name}) is {what}; no partial is issued from it. Send the "
-            "round's challenge again (the holder answers as before and keeps the aggregate "
-            "anew), or close the round",
-            round_id=pending.round_id,
+            f"{round_id} ({self._path(digest).name}) is {what}; no partial is issued from it. "
+            "Send the round's challenge again (the holder answers as before and keeps the "
+            "aggregate anew), or close the round",
+            round_id=round_id,
         )

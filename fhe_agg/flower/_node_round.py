@@ -53,12 +53,12 @@ def _save_machine(
     setup: Setup,
     machine: HolderRound,
     *,
-    keep: tuple[int, bytes, bytes, bytes] | None = None,
+    keep: tuple[bytes, bytes] | None = None,
     drop: bool = False,
 ) -> None:
-    """Save the round state in one durable transaction, with (``keep``: round, aggregate bytes,
-    layout bytes, the aggregate's digest) the aggregate it challenged, or (``drop``) forgetting
-    the one kept."""
+    """Save the round state in one durable transaction, with (``keep``: aggregate bytes and the
+    digest the round state recorded for it) the aggregate it challenged, or (``drop``)
+    forgetting the one kept."""
     items = {
         "round": pack(
             "node-round", {"state": machine.to_bytes(), "layout": machine.layout.to_bytes()}
@@ -77,8 +77,7 @@ def challenge(message: Message, context: Context, state: NodeState) -> Message:
     """Answer the challenge of an aggregate; keep it, with its layout, for the partial."""
     holder, setup = _holder(state)
     record = query_record(message)
-    layout_blob = record_bytes(record, "layout")
-    layout = Layout.from_bytes(layout_blob)
+    layout = Layout.from_bytes(record_bytes(record, "layout"))
     aggregate_blob = record_bytes(record, "aggregate")
     aggregate = EncryptedAggregate.from_bytes(
         aggregate_blob, MessageBounds.for_round(setup.config, layout)
@@ -86,33 +85,31 @@ def challenge(message: Message, context: Context, state: NodeState) -> Message:
     machine = _machine(state, holder, setup) or HolderRound(holder, layout=layout)
     machine.layout = layout  # the round's layout, for its partial
     reply = machine.challenge(ChallengeRequest(aggregate.round_id, holder.holder_index, aggregate))
-    kept = (aggregate.round_id, aggregate_blob, layout_blob, reply.aggregate_digest)
-    _save_machine(state, setup, machine, keep=kept)
+    _save_machine(state, setup, machine, keep=(aggregate_blob, reply.aggregate_digest))
     return node_reply(message, {"indices": list(reply.indices)})
 
 
 def _pending(
-    state: NodeState, setup: Setup, round_id: int
-) -> tuple[EncryptedAggregate, Layout] | None:
-    """The aggregate of ``round_id`` this holder challenged and its layout (``None`` if none of
-    that round is kept); :class:`CorruptStore` if its file is missing, cut, does not parse or is
-    not the aggregate challenged (its digest, recorded with the round state, is checked here;
-    the chunks' digests are kept on the aggregate, so the round state's own check of it at the
-    partial costs nothing more)."""
-    kept = PendingAggregate(state.store, setup.consortium, setup.epoch)
-    pending = kept.get()
-    if pending is None or pending.round_id != round_id:
+    state: NodeState, setup: Setup, machine: HolderRound, round_id: int
+) -> EncryptedAggregate | None:
+    """The aggregate of ``round_id`` this holder challenged (``None`` if its round state has
+    none of that round); :class:`CorruptStore` if its file is missing, cut, does not parse or is
+    not the aggregate challenged (the chunks' digests are kept on the aggregate, so the round
+    state's own check of it at the partial costs nothing more)."""
+    recorded = machine.state
+    if recorded.phase is not HolderPhase.CHALLENGED or recorded.round_id != round_id:
         return None
-    layout = Layout.from_bytes(pending.layout)
-    bounds = MessageBounds.for_round(setup.config, layout)
-    data = kept.read(pending, max_bytes=bounds.aggregate_bytes)
+    digest = recorded.aggregate_digest
+    kept = PendingAggregate(state.store, setup.consortium, setup.epoch)
+    bounds = MessageBounds.for_round(setup.config, machine.layout)
+    data = kept.read(digest, round_id, max_bytes=bounds.aggregate_bytes)
     try:
         aggregate = EncryptedAggregate.from_bytes(data, bounds)
     except MalformedMessage as exc:
-        raise kept.damaged(pending, f"not a well-formed aggregate ({exc})") from None
-    if aggregate_digest(aggregate) != pending.digest:
-        raise kept.damaged(pending, "edited: not the aggregate challenged")
-    return aggregate, layout
+        raise kept.damaged(round_id, digest, f"not a well-formed aggregate ({exc})") from None
+    if aggregate_digest(aggregate) != digest:
+        raise kept.damaged(round_id, digest, "edited: not the aggregate challenged")
+    return aggregate
 
 
 def partial_decryption(message: Message, context: Context, state: NodeState) -> Message:
@@ -121,15 +118,14 @@ def partial_decryption(message: Message, context: Context, state: NodeState) -> 
     record = query_record(message)
     round_id = record_int(record, "round")
     machine = _machine(state, holder, setup)
-    found = None if machine is None else _pending(state, setup, round_id)
-    if found is None or machine is None:  # a partial before this holder's challenge of the round
+    aggregate = None if machine is None else _pending(state, setup, machine, round_id)
+    if aggregate is None or machine is None:  # a partial before this holder's challenge of it
         raise OutOfOrder(
             f"no aggregate of round {round_id} was challenged here",
             round_id=round_id,
             holder_index=holder.holder_index,
         )
-    aggregate, layout = found
-    machine.layout = layout
+    layout = machine.layout
     members = record.get("set")
     if not isinstance(members, list) or not all(isinstance(m, int) for m in members):
         raise MalformedMessage("fhe.set: expected a list of holder indices")

@@ -11,8 +11,7 @@ run's :data:`STATE_ROOT_KEY` and the node's partition id; one folder per node (0
   member's state between steps (sealed at rest), the joint public key and this holder's
   endorsement, the **key share sealed at rest** (:meth:`~fhe_agg.KeyShare.seal`, bound to
   consortium, epoch, holder id and purpose), the accepted setup, and the key holder's round
-  state (:class:`~fhe_agg.HolderRound`) and the digest, length and round of the aggregate it
-  challenged;
+  state (:class:`~fhe_agg.HolderRound`, which names the aggregate it challenged by its digest);
 * ``pending-<digest>-<aggregate digest>.aggregate``: that aggregate's bytes (public ciphertexts and signed
   statements) between the holder's challenge and its partial (:mod:`fhe_agg.flower._node_pending`);
 * ``holder-<digest>.db``: the key holder's decryption log, budget and abort votes
