@@ -175,7 +175,7 @@ def _combine_mod(
         primes_u64 = np.array(primes, dtype=np.uint64)
         kernels.combine_rows(bits, np.ascontiguousarray(c1), primes_u64, out, t is not None)
         return out
-    out = np.empty((rows, len(primes), n), dtype=np.uint64)
+    out = np.empty((rows, len(primes), n), dtype=np.uint64) if t is None else t
     for i, q in enumerate(primes):
         limbs = -(-q.bit_length() // (52 - chunks.bit_length()))
         width = -(-q.bit_length() // limbs)
@@ -191,10 +191,8 @@ def _combine_mod(
             if limb < limbs - 1:
                 acc = mul_shoup(acc, shift, quot, q)
             acc = csub(acc + product, q)
-        out[:, i, :] = acc
-        if t is not None:
-            t[:, i, :] = sub_mod(t[:, i, :], acc, q)
-    return out if t is None else t
+        out[:, i, :] = acc if t is None else sub_mod(out[:, i, :], acc, q)
+    return out
 
 
 def _commit(y_u: NDArray[np.int64], y_e: NDArray[np.int64], statement: ProofStatement) -> U64:
