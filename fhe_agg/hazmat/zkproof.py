@@ -137,26 +137,54 @@ def challenge_matrix(seed: bytes, rows: int, chunks: int) -> NDArray[np.float64]
     return bits[: rows * chunks].reshape(rows, chunks).astype(np.float64)
 
 
+class _SmallOperand:
+    """Small integers ``x`` (``(V, N)``) for several exact products ``W @ x`` with binary ``W``
+    (a proof's attempts): the bound on ``|x|`` found once and, for the compiled path, one int32
+    copy made at the first product and kept until :meth:`wipe` (a copy of the witnesses)."""
+
+    def __init__(self, x: NDArray[np.int64]) -> None:
+        self.x = x
+        self.top = max(int(x.max(initial=0)), -int(x.min(initial=0)))
+        self._small: NDArray[np.int32] | None = None
+
+    def times(
+        self, w: NDArray[np.float64], bits: NDArray[np.uint8] | None = None
+    ) -> NDArray[np.int64]:
+        """``W @ x`` exactly: every partial sum of a row is an integer of magnitude at most
+        ``V * max|x|``. Compiled, by int32 additions while that bound stays below ``2**31``
+        (``bits``: ``W != 0`` as uint8, if already made); in numpy, a float32 product is exact
+        below ``2**24`` (an honest batch: ``128 * 19``; twice as fast as float64) and a float64
+        one below ``2**53``."""
+        bound = w.shape[1] * self.top
+        if bound >= 2**53:
+            raise ValueError("x: too large for an exact product")
+        kernels = _accel.kernels(w.shape[0] * self.x.size)
+        if kernels is not None and bound < 2**31:
+            if self._small is None:
+                self._small = self.x.astype(np.int32)
+            if bits is None:
+                bits = np.ascontiguousarray(w != 0, dtype=np.uint8)
+            out = np.empty((w.shape[0], self.x.shape[1]), dtype=np.int64)
+            kernels.binary_combination(bits, self._small, out)
+            return out
+        dtype = np.float32 if bound < 2**24 else np.float64
+        product: NDArray[np.int64] = np.rint(w.astype(dtype) @ self.x.astype(dtype)).astype(
+            np.int64
+        )
+        return product
+
+    def wipe(self) -> None:
+        if self._small is not None:
+            self._small.fill(0)
+
+
 def _small_product(w: NDArray[np.float64], x: NDArray[np.int64]) -> NDArray[np.int64]:
-    """``W @ x`` for the binary ``W`` and small integers ``x``, exactly: every partial sum of a
-    row is an integer of magnitude at most ``V * max|x|``. Compiled, by int32 additions while
-    that bound stays below ``2**31``; in numpy, a float32 product is exact below ``2**24`` (an
-    honest batch: ``128 * 19``; twice as fast as float64) and a float64 one below ``2**53``."""
-    bound = w.shape[1] * max(int(x.max(initial=0)), -int(x.min(initial=0)))
-    if bound >= 2**53:
-        raise ValueError("x: too large for an exact product")
-    kernels = _accel.kernels(w.shape[0] * x.size)
-    if kernels is not None and bound < 2**31:
-        out = np.empty((w.shape[0], x.shape[1]), dtype=np.int64)
-        small = x.astype(np.int32)
-        try:
-            kernels.binary_combination(np.ascontiguousarray(w != 0, dtype=np.uint8), small, out)
-        finally:
-            small.fill(0)  # a copy of the witnesses
-        return out
-    dtype = np.float32 if bound < 2**24 else np.float64
-    product: NDArray[np.int64] = np.rint(w.astype(dtype) @ x.astype(dtype)).astype(np.int64)
-    return product
+    """``W @ x`` for the binary ``W`` and small integers ``x``, exactly (:meth:`_SmallOperand.times`)."""
+    operand = _SmallOperand(x)
+    try:
+        return operand.times(w)
+    finally:
+        operand.wipe()
 
 
 def _combine_mod(
@@ -236,6 +264,7 @@ def prove(
     e1 = np.stack([w.e1 for w in witnesses]).astype(np.int64, copy=False)
     prefix = _prefix(statement, c1, p.rows)
     rejection = p.rejection(chunks)
+    small_u, small_e = _SmallOperand(u), _SmallOperand(e1)  # bound and int32 copy made once
     try:
         for _ in range(_MAX_ATTEMPTS):
             y_u = rounded_gaussian(p.rows * p.n, p.sigma_u, rng, tail=MAX_RADIUS).reshape(
@@ -246,7 +275,8 @@ def prove(
             )
             seed = _seed(prefix, _commit(y_u, y_e, statement))
             w = challenge_matrix(seed, p.rows, chunks)
-            shift_u, shift_e = _small_product(w, u), _small_product(w, e1)
+            bits = np.ascontiguousarray(w != 0, dtype=np.uint8)
+            shift_u, shift_e = small_u.times(w, bits), small_e.times(w, bits)
             z_u, z_e = y_u + shift_u, y_e + shift_e
             accepted = _accept(p, rejection, (z_u, shift_u), (z_e, shift_e), rng)
             if accepted and _fits(p, z_u, z_e):
@@ -254,6 +284,8 @@ def prove(
     finally:
         u.fill(0)  # the stacked copies of the witnesses
         e1.fill(0)
+        small_u.wipe()
+        small_e.wipe()
     raise RuntimeError("prove: rejection sampling did not accept (a witness too long?)")
 
 
