@@ -60,6 +60,7 @@ __all__ = [
     "prove",
     "transcript_seed",
     "verify",
+    "words_digest",
 ]
 
 #: v2: the arrays enter the transcript as SHA-256 digests (v1 hashed their words with SHAKE-256).
@@ -104,25 +105,25 @@ def transcript_seed(statement: ProofStatement, c1: U64, commitments: U64) -> byt
     return _seed(_prefix(statement, c1, commitments.shape[0]), commitments)
 
 
-def _words_digest(array: U64) -> bytes:
+def words_digest(array: U64) -> bytes:
     """SHA-256 of ``array``'s little-endian 64-bit words in C order (no copy when contiguous)."""
     return hashlib.sha256(np.ascontiguousarray(array, dtype="<u8").data).digest()
 
 
-def _prefix(statement: ProofStatement, c1: U64, rows: int) -> Any:
+def _prefix(statement: ProofStatement, c1: U64, rows: int, c1_digest: bytes | None = None) -> Any:
     h = hashlib.shake_256()
     h.update(struct.pack("<I", len(_LABEL)) + _LABEL)
     h.update(struct.pack("<Q", len(statement.context)) + statement.context)
     h.update(struct.pack("<IIII", statement.n, len(statement.primes), c1.shape[0], rows))
     h.update(b"".join(struct.pack("<Q", q) for q in statement.primes))
-    h.update(_words_digest(statement.a_ntt))
-    h.update(_words_digest(c1))
+    h.update(words_digest(statement.a_ntt))
+    h.update(words_digest(c1) if c1_digest is None else c1_digest)
     return h
 
 
 def _seed(prefix: Any, commitments: U64) -> bytes:
     h = prefix.copy()
-    h.update(_words_digest(commitments))
+    h.update(words_digest(commitments))
     digest: bytes = h.digest(_SEED)
     return digest
 
@@ -372,15 +373,20 @@ def verify(
     proof: bytes,
     *,
     params: ProofParameters | None = None,
+    c1_digest: bytes | None = None,
 ) -> None:
     """Return if ``proof`` shows every ``c1[k]`` well formed under ``statement``; raise
-    :class:`InvalidProof` otherwise (any length, encoding, norm or transcript mismatch)."""
+    :class:`InvalidProof` otherwise (any length, encoding, norm or transcript mismatch).
+
+    ``c1_digest``, if given, must be :func:`words_digest` of this very ``c1`` (a caller that
+    has hashed it already, e.g. for a memo key): the transcript binds it in place of hashing
+    ``c1`` again. A digest of other words makes the check one of a different statement."""
     p = params or proof_parameters(statement.n)
     chunks = _check_batch(statement, c1)
     seed, z_u, z_e = _decode(p, proof)
     _check_responses(p, z_u, z_e)
     w = challenge_matrix(seed, p.rows, chunks)
     commitments = _combine_mod(w, c1, statement.primes, _commit(z_u, z_e, statement))
-    expected = _seed(_prefix(statement, c1, p.rows), commitments)
+    expected = _seed(_prefix(statement, c1, p.rows, c1_digest), commitments)
     if not hmac.compare_digest(expected, seed):
         raise InvalidProof("proof: the transcript does not match (wrong statement or forged)")
