@@ -43,7 +43,14 @@ from fhe_agg.hazmat.sampling import (
     rounded_gaussian,
 )
 from fhe_agg.hazmat.zkparams import proof_parameters
-from fhe_agg.hazmat.zkproof import _combine_mod, _small_product, challenge_matrix, prove, verify
+from fhe_agg.hazmat.zkproof import (
+    _combine_mod,
+    _small_product,
+    _SmallOperand,
+    challenge_matrix,
+    prove,
+    verify,
+)
 
 pytest.importorskip("numba")
 
@@ -226,6 +233,23 @@ def test_challenge_products_of_the_witnesses(chunks: int) -> None:
         assert np.array_equal(compiled, pure)
         assert np.array_equal(compiled, w.astype(np.int64) @ x)
         assert compiled[0, 0] == chunks * top
+
+
+def test_a_kept_operand_serves_several_challenges_and_wipes_its_copy() -> None:
+    """The prover's witnesses are prepared once for all its attempts: each product with a new
+    ``W`` is still exact, and the int32 copy is zero after :meth:`_SmallOperand.wipe`."""
+    g = np.random.default_rng(7)
+    x = g.integers(-19, 20, (128, 8192), dtype=np.int64)
+    operand = _SmallOperand(x)
+    for seed in (b"a", b"b"):
+        w = challenge_matrix(seed * 32, 192, 128)
+        bits = np.ascontiguousarray(w != 0, dtype=np.uint8)
+        assert np.array_equal(operand.times(w, bits), w.astype(np.int64) @ x)
+        assert np.array_equal(operand.times(w), _small_product(w, x))
+    copy = operand._small
+    assert copy is not None and copy.any()
+    operand.wipe()
+    assert not copy.any()
 
 
 @pytest.mark.slow

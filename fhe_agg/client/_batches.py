@@ -37,7 +37,6 @@ from fhe_agg.hazmat.encrypt import (
 )
 from fhe_agg.hazmat.rns import U64
 from fhe_agg.hazmat.seal_format import RawCiphertext
-from fhe_agg.hazmat.zkparams import proof_parameters
 from fhe_agg.hazmat.zkproof import prove
 from fhe_agg.protocol._wellformed import DataLevelKey, proof_batches, proof_statement
 
@@ -58,10 +57,11 @@ def _encrypt(
     """Encrypt ``parts`` (chunks ``indices`` of the batch with ``seed``): their packed bytes, the
     stacked ``c1`` and, with ``keep_witnesses``, the witnesses (else wiped at once)."""
     backend = backend_for(preset)
-    # Every batch's proof commits to rows x N x L values, far above _accel.LOAD_MIN, so proving
-    # loads the compiled kernels in any case: load them before the chunks, not after (a
-    # process's first 1e6-parameter update: 0.75 s of numpy chunk encryption -> 0.34 s)
-    _accel.kernels(proof_parameters(key.n).rows * key.n * len(key.primes))
+    # Every batch's proof commits to rows x N x L values (at least 192 x 1024, far above
+    # _accel.LOAD_MIN), so proving loads the compiled kernels in any case: load them before the
+    # chunks, not after (a process's first 1e6-parameter update: 0.75 s of numpy chunk
+    # encryption -> 0.34 s). kernels() with no size loads them unless FHE_AGG_PURE_NUMPY is set.
+    _accel.kernels()
     pk0, a = fixed_operand(key.pk0_ntt, key.primes), fixed_operand(key.a_ntt, key.primes)
     blobs, c1s, witnesses = [], [], []
     for index, part in zip(indices, parts, strict=True):

@@ -106,12 +106,9 @@ def mul_fixed(x: U64, fixed: FixedOperand, primes: tuple[int, ...]) -> U64:
     if kernels is not None:
         flat = np.ascontiguousarray(x, dtype=np.uint64).reshape(-1, *x.shape[-2:])
         result = np.empty_like(flat)
-        quot_lo, quot_hi = split32(fixed.quotient[: len(primes)])
         kernels.mul_shoup_rows(
             flat,
-            np.ascontiguousarray(fixed.value[: len(primes)], dtype=np.uint64),
-            np.ascontiguousarray(quot_lo, dtype=np.uint64),
-            np.ascontiguousarray(quot_hi, dtype=np.uint64),
+            *fixed.kernel_rows(len(primes)),
             np.array(primes, dtype=np.uint64),
             result,
         )
@@ -133,14 +130,11 @@ def ntt_mul_add(
             mul_fixed(to_ntt_batch(x, n, primes), fixed, primes), to_ntt_batch(y, n, primes), primes
         )
     out = np.empty((x.shape[0], len(primes), n), dtype=np.uint64)
-    quot_lo, quot_hi = split32(fixed.quotient[: len(primes)])
     kernels.ntt_mul_add(
         np.ascontiguousarray(x, dtype=np.int64),
         np.ascontiguousarray(y, dtype=np.int64),
         *stacked_tables(n, primes),
-        np.ascontiguousarray(fixed.value[: len(primes)], dtype=np.uint64),
-        np.ascontiguousarray(quot_lo, dtype=np.uint64),
-        np.ascontiguousarray(quot_hi, dtype=np.uint64),
+        *fixed.kernel_rows(len(primes)),
         out,
     )
     return out

@@ -60,6 +60,7 @@ __all__ = [
     "prove",
     "transcript_seed",
     "verify",
+    "words_digest",
 ]
 
 #: v2: the arrays enter the transcript as SHA-256 digests (v1 hashed their words with SHAKE-256).
@@ -104,25 +105,25 @@ def transcript_seed(statement: ProofStatement, c1: U64, commitments: U64) -> byt
     return _seed(_prefix(statement, c1, commitments.shape[0]), commitments)
 
 
-def _words_digest(array: U64) -> bytes:
+def words_digest(array: U64) -> bytes:
     """SHA-256 of ``array``'s little-endian 64-bit words in C order (no copy when contiguous)."""
     return hashlib.sha256(np.ascontiguousarray(array, dtype="<u8").data).digest()
 
 
-def _prefix(statement: ProofStatement, c1: U64, rows: int) -> Any:
+def _prefix(statement: ProofStatement, c1: U64, rows: int, c1_digest: bytes | None = None) -> Any:
     h = hashlib.shake_256()
     h.update(struct.pack("<I", len(_LABEL)) + _LABEL)
     h.update(struct.pack("<Q", len(statement.context)) + statement.context)
     h.update(struct.pack("<IIII", statement.n, len(statement.primes), c1.shape[0], rows))
     h.update(b"".join(struct.pack("<Q", q) for q in statement.primes))
-    h.update(_words_digest(statement.a_ntt))
-    h.update(_words_digest(c1))
+    h.update(words_digest(statement.a_ntt))
+    h.update(words_digest(c1) if c1_digest is None else c1_digest)
     return h
 
 
 def _seed(prefix: Any, commitments: U64) -> bytes:
     h = prefix.copy()
-    h.update(_words_digest(commitments))
+    h.update(words_digest(commitments))
     digest: bytes = h.digest(_SEED)
     return digest
 
@@ -137,26 +138,54 @@ def challenge_matrix(seed: bytes, rows: int, chunks: int) -> NDArray[np.float64]
     return bits[: rows * chunks].reshape(rows, chunks).astype(np.float64)
 
 
+class _SmallOperand:
+    """Small integers ``x`` (``(V, N)``) for several exact products ``W @ x`` with binary ``W``
+    (a proof's attempts): the bound on ``|x|`` found once and, for the compiled path, one int32
+    copy made at the first product and kept until :meth:`wipe` (a copy of the witnesses)."""
+
+    def __init__(self, x: NDArray[np.int64]) -> None:
+        self.x = x
+        self.top = max(int(x.max(initial=0)), -int(x.min(initial=0)))
+        self._small: NDArray[np.int32] | None = None
+
+    def times(
+        self, w: NDArray[np.float64], bits: NDArray[np.uint8] | None = None
+    ) -> NDArray[np.int64]:
+        """``W @ x`` exactly: every partial sum of a row is an integer of magnitude at most
+        ``V * max|x|``. Compiled, by int32 additions while that bound stays below ``2**31``
+        (``bits``: ``W != 0`` as uint8, if already made); in numpy, a float32 product is exact
+        below ``2**24`` (an honest batch: ``128 * 19``; twice as fast as float64) and a float64
+        one below ``2**53``."""
+        bound = w.shape[1] * self.top
+        if bound >= 2**53:
+            raise ValueError("x: too large for an exact product")
+        kernels = _accel.kernels(w.shape[0] * self.x.size)
+        if kernels is not None and bound < 2**31:
+            if self._small is None:
+                self._small = self.x.astype(np.int32)
+            if bits is None:
+                bits = np.ascontiguousarray(w != 0, dtype=np.uint8)
+            out = np.empty((w.shape[0], self.x.shape[1]), dtype=np.int64)
+            kernels.binary_combination(bits, self._small, out)
+            return out
+        dtype = np.float32 if bound < 2**24 else np.float64
+        product: NDArray[np.int64] = np.rint(w.astype(dtype) @ self.x.astype(dtype)).astype(
+            np.int64
+        )
+        return product
+
+    def wipe(self) -> None:
+        if self._small is not None:
+            self._small.fill(0)
+
+
 def _small_product(w: NDArray[np.float64], x: NDArray[np.int64]) -> NDArray[np.int64]:
-    """``W @ x`` for the binary ``W`` and small integers ``x``, exactly: every partial sum of a
-    row is an integer of magnitude at most ``V * max|x|``. Compiled, by int32 additions while
-    that bound stays below ``2**31``; in numpy, a float32 product is exact below ``2**24`` (an
-    honest batch: ``128 * 19``; twice as fast as float64) and a float64 one below ``2**53``."""
-    bound = w.shape[1] * max(int(x.max(initial=0)), -int(x.min(initial=0)))
-    if bound >= 2**53:
-        raise ValueError("x: too large for an exact product")
-    kernels = _accel.kernels(w.shape[0] * x.size)
-    if kernels is not None and bound < 2**31:
-        out = np.empty((w.shape[0], x.shape[1]), dtype=np.int64)
-        small = x.astype(np.int32)
-        try:
-            kernels.binary_combination(np.ascontiguousarray(w != 0, dtype=np.uint8), small, out)
-        finally:
-            small.fill(0)  # a copy of the witnesses
-        return out
-    dtype = np.float32 if bound < 2**24 else np.float64
-    product: NDArray[np.int64] = np.rint(w.astype(dtype) @ x.astype(dtype)).astype(np.int64)
-    return product
+    """``W @ x`` for the binary ``W`` and small integers ``x``, exactly (:meth:`_SmallOperand.times`)."""
+    operand = _SmallOperand(x)
+    try:
+        return operand.times(w)
+    finally:
+        operand.wipe()
 
 
 def _combine_mod(
@@ -175,7 +204,7 @@ def _combine_mod(
         primes_u64 = np.array(primes, dtype=np.uint64)
         kernels.combine_rows(bits, np.ascontiguousarray(c1), primes_u64, out, t is not None)
         return out
-    out = np.empty((rows, len(primes), n), dtype=np.uint64)
+    out = np.empty((rows, len(primes), n), dtype=np.uint64) if t is None else t
     for i, q in enumerate(primes):
         limbs = -(-q.bit_length() // (52 - chunks.bit_length()))
         width = -(-q.bit_length() // limbs)
@@ -191,10 +220,8 @@ def _combine_mod(
             if limb < limbs - 1:
                 acc = mul_shoup(acc, shift, quot, q)
             acc = csub(acc + product, q)
-        out[:, i, :] = acc
-        if t is not None:
-            t[:, i, :] = sub_mod(t[:, i, :], acc, q)
-    return out if t is None else t
+        out[:, i, :] = acc if t is None else sub_mod(out[:, i, :], acc, q)
+    return out
 
 
 def _commit(y_u: NDArray[np.int64], y_e: NDArray[np.int64], statement: ProofStatement) -> U64:
@@ -238,6 +265,7 @@ def prove(
     e1 = np.stack([w.e1 for w in witnesses]).astype(np.int64, copy=False)
     prefix = _prefix(statement, c1, p.rows)
     rejection = p.rejection(chunks)
+    small_u, small_e = _SmallOperand(u), _SmallOperand(e1)  # bound and int32 copy made once
     try:
         for _ in range(_MAX_ATTEMPTS):
             y_u = rounded_gaussian(p.rows * p.n, p.sigma_u, rng, tail=MAX_RADIUS).reshape(
@@ -248,7 +276,8 @@ def prove(
             )
             seed = _seed(prefix, _commit(y_u, y_e, statement))
             w = challenge_matrix(seed, p.rows, chunks)
-            shift_u, shift_e = _small_product(w, u), _small_product(w, e1)
+            bits = np.ascontiguousarray(w != 0, dtype=np.uint8)
+            shift_u, shift_e = small_u.times(w, bits), small_e.times(w, bits)
             z_u, z_e = y_u + shift_u, y_e + shift_e
             accepted = _accept(p, rejection, (z_u, shift_u), (z_e, shift_e), rng)
             if accepted and _fits(p, z_u, z_e):
@@ -256,6 +285,8 @@ def prove(
     finally:
         u.fill(0)  # the stacked copies of the witnesses
         e1.fill(0)
+        small_u.wipe()
+        small_e.wipe()
     raise RuntimeError("prove: rejection sampling did not accept (a witness too long?)")
 
 
@@ -342,15 +373,20 @@ def verify(
     proof: bytes,
     *,
     params: ProofParameters | None = None,
+    c1_digest: bytes | None = None,
 ) -> None:
     """Return if ``proof`` shows every ``c1[k]`` well formed under ``statement``; raise
-    :class:`InvalidProof` otherwise (any length, encoding, norm or transcript mismatch)."""
+    :class:`InvalidProof` otherwise (any length, encoding, norm or transcript mismatch).
+
+    ``c1_digest``, if given, must be :func:`words_digest` of this very ``c1`` (a caller that
+    has hashed it already, e.g. for a memo key): the transcript binds it in place of hashing
+    ``c1`` again. A digest of other words makes the check one of a different statement."""
     p = params or proof_parameters(statement.n)
     chunks = _check_batch(statement, c1)
     seed, z_u, z_e = _decode(p, proof)
     _check_responses(p, z_u, z_e)
     w = challenge_matrix(seed, p.rows, chunks)
     commitments = _combine_mod(w, c1, statement.primes, _commit(z_u, z_e, statement))
-    expected = _seed(_prefix(statement, c1, p.rows), commitments)
+    expected = _seed(_prefix(statement, c1, p.rows, c1_digest), commitments)
     if not hmac.compare_digest(expected, seed):
         raise InvalidProof("proof: the transcript does not match (wrong statement or forged)")

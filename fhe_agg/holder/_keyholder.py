@@ -330,7 +330,7 @@ class KeyHolder:
         dp_release = self.config.dp is not None
         if dp_release:
             self._check_privacy(self._log.releases())
-        digest = aggregate_digest(aggregate, digests)
+        digest = aggregate_digest(aggregate)
         sums = self._verify(aggregate, evidence, layout=layout, digest=digest)
         primes = self._backend.data_primes
         sigma, n = self.config.holder_noise_sigma, self._backend.n

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -276,12 +276,10 @@ def chunk_digests(chunks: Iterable[bytes]) -> list[bytes]:
     return [hashlib.sha3_256(c).digest() for c in chunks]
 
 
-def aggregate_digest(
-    aggregate: EncryptedAggregate, digests: Sequence[bytes] | None = None
-) -> bytes:
+def aggregate_digest(aggregate: EncryptedAggregate) -> bytes:
     """SHA3-256 binding a round id to the exact aggregate ciphertext bytes, through the
-    chunks' digests (pass ``digests`` from :func:`chunk_digests` to hash the chunks once)."""
+    chunks' digests (:attr:`EncryptedAggregate.chunk_digests`, computed once per object)."""
     h = hashlib.sha3_256(b"fhe_agg/aggregate/v2|" + aggregate.round_id.to_bytes(8, "little"))
-    for d in aggregate.chunk_digests if digests is None else digests:
+    for d in aggregate.chunk_digests:
         h.update(d)
     return h.digest()

@@ -30,7 +30,13 @@ from fhe_agg.ckks._seal import backend_for
 from fhe_agg.errors import InvalidProof, MalformedMessage
 from fhe_agg.hazmat.encrypt import public_key_data_level
 from fhe_agg.hazmat.rns import U64
-from fhe_agg.hazmat.zkproof import PROOF_BATCH, ProofStatement, proof_size_bound, verify
+from fhe_agg.hazmat.zkproof import (
+    PROOF_BATCH,
+    ProofStatement,
+    proof_size_bound,
+    verify,
+    words_digest,
+)
 from fhe_agg.protocol._config import PROTOCOL_VERSION, FederationConfig
 
 __all__ = [
@@ -165,11 +171,17 @@ def _batch_statement(
 
 
 def _verify_raw(
-    statement: ProofStatement, c1: U64, proof: bytes, client_id: str, indices: range
+    statement: ProofStatement,
+    c1: U64,
+    proof: bytes,
+    client_id: str,
+    indices: range,
+    c1_digest: bytes | None = None,
 ) -> None:
-    """``verify`` with the caller's error message (a pure function: runs in a pool worker)."""
+    """``verify`` with the caller's error message (a pure function: runs in a pool worker);
+    ``c1_digest``: :func:`words_digest` of ``c1``, if the caller made it (for the memo key)."""
     try:
-        verify(statement, c1, proof)
+        verify(statement, c1, proof, c1_digest=c1_digest)
     except (InvalidProof, MalformedMessage) as exc:
         raise InvalidProof(
             f"client {client_id!r}: the well-formedness proof of chunks "
@@ -207,7 +219,7 @@ def verify_batch(
 #: One batch to verify: client, chunk indices, its ``c1`` (``(V, L, N)``) and its proof.
 BatchItem = tuple[str, range, U64, bytes]
 #: The arguments of :func:`_verify_raw` for one batch.
-_Task = tuple[ProofStatement, U64, bytes, str, range]
+_Task = tuple[ProofStatement, U64, bytes, str, range, bytes]
 
 
 def verify_batches(
@@ -243,19 +255,25 @@ def _unverified(
     pending: list[tuple[bytes, _Task]] = []
     for client_id, indices, c1, proof in items:
         statement = _batch_statement(public_key, config, round_id, client_id, indices)
-        memo = _memo_key(statement, c1, proof)
+        c1_digest = words_digest(c1)  # hashed once: for the memo key and for the transcript
+        memo = _memo_key(statement, c1, c1_digest, proof)
         if memo in _VERIFIED:
             _VERIFIED.move_to_end(memo)
         else:
-            pending.append((memo, (statement, c1, proof, client_id, indices)))
+            pending.append((memo, (statement, c1, proof, client_id, indices, c1_digest)))
     return pending
 
 
 def _passes(
-    statement: ProofStatement, c1: U64, proof: bytes, client_id: str, indices: range
+    statement: ProofStatement,
+    c1: U64,
+    proof: bytes,
+    client_id: str,
+    indices: range,
+    c1_digest: bytes | None = None,
 ) -> bool:
     try:
-        _verify_raw(statement, c1, proof, client_id, indices)
+        _verify_raw(statement, c1, proof, client_id, indices, c1_digest)
     except InvalidProof:
         return False
     return True
@@ -291,14 +309,16 @@ def forget_verified() -> None:
     _VERIFIED.clear()
 
 
-def _memo_key(statement: ProofStatement, c1: U64, proof: bytes) -> bytes:
-    h = hashlib.sha256(b"fhe-agg/v1/verified-proof|")
+def _memo_key(statement: ProofStatement, c1: U64, c1_digest: bytes, proof: bytes) -> bytes:
+    """SHA-256 of the triple; ``c1`` enters by its SHA-256 (``c1_digest``, :func:`words_digest`,
+    the same the transcript binds): a collision of the key needs one of SHA-256 either way."""
+    h = hashlib.sha256(b"fhe-agg/v2/verified-proof|")
     for part in (statement.context, proof):
         h.update(len(part).to_bytes(8, "little"))
         h.update(part)
     h.update(repr((statement.n, statement.primes, c1.shape)).encode() + b"|")
     h.update(np.ascontiguousarray(statement.a_ntt, dtype="<u8").data)
-    h.update(np.ascontiguousarray(c1, dtype="<u8").data)
+    h.update(c1_digest)
     return h.digest()
 
 

@@ -14,7 +14,14 @@ from fhe_agg.hazmat.encrypt import fixed_operand
 from fhe_agg.hazmat.rlwe import add_polys, mul_fixed, to_ntt
 from fhe_agg.hazmat.sampling import KEY_ERROR_TAIL, rounded_gaussian, ternary
 from fhe_agg.hazmat.zkparams import PROOF_BATCH, proof_parameters
-from fhe_agg.hazmat.zkproof import ProofStatement, _decode, proof_size_bound, prove, verify
+from fhe_agg.hazmat.zkproof import (
+    ProofStatement,
+    _decode,
+    proof_size_bound,
+    prove,
+    verify,
+    words_digest,
+)
 
 
 @pytest.fixture(scope="module")
@@ -35,6 +42,14 @@ def _with_context(batch: Batch, ctx: bytes) -> ProofStatement:
 def test_honest_batch_verifies_and_has_the_stated_size(batch: Batch, proof: bytes) -> None:
     verify(batch.statement, batch.c1, proof)
     assert len(proof) == proof_size_bound(batch.statement.n, batch.statement.primes)
+
+
+def test_a_given_c1_digest_binds_the_transcript_like_c1_itself(batch: Batch, proof: bytes) -> None:
+    """A caller that hashed ``c1`` already passes its digest: the same verdict for the right
+    one, a refusal for the digest of another batch's words."""
+    verify(batch.statement, batch.c1, proof, c1_digest=words_digest(batch.c1))
+    with pytest.raises(InvalidProof, match="transcript"):
+        verify(batch.statement, batch.c1, proof, c1_digest=words_digest(batch.c1[[1, 0, 2, 3]]))
 
 
 @pytest.mark.parametrize("preset", ["precise", "dp"])
