@@ -91,11 +91,10 @@ def challenge(message: Message, context: Context, state: NodeState) -> Message:
 
 def _pending(
     state: NodeState, setup: Setup, machine: HolderRound, round_id: int
-) -> EncryptedAggregate | None:
-    """The aggregate of ``round_id`` this holder challenged (``None`` if its round state has
-    none of that round); :class:`CorruptStore` if its file is missing, cut, does not parse or is
-    not the aggregate challenged (the chunks' digests are kept on the aggregate, so the round
-    state's own check of it at the partial costs nothing more)."""
+) -> tuple[EncryptedAggregate, PendingAggregate] | None:
+    """The aggregate of ``round_id`` this holder challenged, as read from where it is kept
+    (``None`` if its round state has none of that round); :class:`CorruptStore` if its file is
+    missing, cut or does not parse."""
     recorded = machine.state
     if recorded.phase is not HolderPhase.CHALLENGED or recorded.round_id != round_id:
         return None
@@ -104,12 +103,9 @@ def _pending(
     bounds = MessageBounds.for_round(setup.config, machine.layout)
     data = kept.read(digest, round_id, max_bytes=bounds.aggregate_bytes)
     try:
-        aggregate = EncryptedAggregate.from_bytes(data, bounds)
+        return EncryptedAggregate.from_bytes(data, bounds), kept
     except MalformedMessage as exc:
         raise kept.damaged(round_id, digest, f"not a well-formed aggregate ({exc})") from None
-    if aggregate_digest(aggregate) != digest:
-        raise kept.damaged(round_id, digest, "edited: not the aggregate challenged")
-    return aggregate
 
 
 def partial_decryption(message: Message, context: Context, state: NodeState) -> Message:
@@ -118,13 +114,19 @@ def partial_decryption(message: Message, context: Context, state: NodeState) -> 
     record = query_record(message)
     round_id = record_int(record, "round")
     machine = _machine(state, holder, setup)
-    aggregate = None if machine is None else _pending(state, setup, machine, round_id)
-    if aggregate is None or machine is None:  # a partial before this holder's challenge of it
+    found = None if machine is None else _pending(state, setup, machine, round_id)
+    if found is None or machine is None:  # a partial before this holder's challenge of it
         raise OutOfOrder(
             f"no aggregate of round {round_id} was challenged here",
             round_id=round_id,
             holder_index=holder.holder_index,
         )
+    aggregate, kept = found
+    # the digest the round state checks anyway (the chunks' digests are kept on the aggregate,
+    # so its own check below costs nothing more): a mismatch can only be this holder's file
+    challenged = machine.state.aggregate_digest
+    if aggregate_digest(aggregate) != challenged:
+        raise kept.damaged(round_id, challenged, "edited: not the aggregate challenged")
     layout = machine.layout
     members = record.get("set")
     if not isinstance(members, list) or not all(isinstance(m, int) for m in members):
