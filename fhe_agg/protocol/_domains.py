@@ -57,7 +57,7 @@ DOMAINS: dict[str, Domain] = {
     "zkproof-challenge": _d("hash", "hazmat.zkproof", "fhe_agg/zkproof/challenge|"),
     "wellformed": _d("hash", "protocol._wellformed", "fhe-agg/v1/wellformed"),
     "proofs-digest": _d("hash", "protocol._wellformed", "fhe-agg/v2/proofs"),
-    "verified-proof": _d("hash", "protocol._wellformed", "fhe-agg/v1/verified-proof|"),
+    "verified-proof": _d("hash", "protocol._wellformed", "fhe-agg/v2/verified-proof|"),
     "merkle-leaf": _d("hash", "protocol._merkle", "fhe_agg/merkle-leaf/v2|"),
     "merkle-node": _d("hash", "protocol._merkle", "fhe_agg/merkle-node/v2|"),
     "layout": _d("hash", "ckks._packing", "fhe_agg/layout|"),
