@@ -162,6 +162,42 @@ def test_a_key_share_is_sealed_bound_to_consortium_epoch_holder_and_purpose() ->
         pickle.dumps(share)
 
 
+def test_an_unsealed_share_makes_its_multipliers_only_for_a_decryption() -> None:
+    """A node loads its share for messages that never decrypt: unsealing checks the residues
+    but leaves the Shoup quotients to the first decryption, which gives the same operand."""
+    members = _members(3, 2)
+    _, (share, _, _) = run_ceremony(members)
+    key = members[0]._sealing_key
+    info = share_info("acme", 3, "h1", b"\x01" * 32)
+    again = type(share).unseal(share.seal(key, info=info), key, info=info, preset=share.preset)
+    assert again._data_level is None and not again._operands
+    for members_ in ((1, 2), (1, 3)):
+        ours, theirs = again.decryption_operand(members_), share.decryption_operand(members_)
+        assert np.array_equal(ours.value, theirs.value)
+        assert np.array_equal(ours.quotient, theirs.quotient)
+    assert again._data_level is None  # t < n multiplies only the Lagrange-scaled share
+    unreduced = again._value.copy()
+    unreduced[0, 0] = np.uint64(2**63)
+    with pytest.raises(ValueError, match="not reduced"):
+        type(share)(
+            preset=share.preset,
+            holder_index=1,
+            threshold=2,
+            holders=3,
+            public_key_fingerprint=share.public_key_fingerprint,
+            value=unreduced,
+        )
+    with pytest.raises(ValueError, match="shape"):
+        type(share)(
+            preset=share.preset,
+            holder_index=1,
+            threshold=2,
+            holders=3,
+            public_key_fingerprint=share.public_key_fingerprint,
+            value=again._value[:, :7].copy(),
+        )
+
+
 APP = ClientApp(mods=[secure_update_mod])
 enable_secure_aggregation(APP, key_holder=lambda ctx: int(ctx.node_config["partition-id"]) < 3)
 CONFIG = FederationConfig(

@@ -63,7 +63,7 @@ from fhe_agg.ceremony._transcript import Transcript, check_confirmation, confirm
 from fhe_agg.ckks._keys import KeyShare, PublicKey, common_polynomial, sample_secret
 from fhe_agg.ckks._random import RandomSource, default_random
 from fhe_agg.ckks._seal import backend_for
-from fhe_agg.hazmat.rlwe import FixedOperand, add_polys
+from fhe_agg.hazmat.rlwe import add_polys
 from fhe_agg.hazmat.rns import U64
 from fhe_agg.identity._auditlog import AuditLog, require_recorder
 from fhe_agg.identity._sealing import SealingPrivateKey
@@ -351,7 +351,7 @@ class CeremonyMember:
             threshold=t,
             holders=holders,
             public_key_fingerprint=self._public_key.fingerprint,
-            operand=FixedOperand.of(total, self._primes),
+            value=total,
         )
         return self._public_key, key_share
 

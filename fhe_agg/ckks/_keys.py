@@ -77,11 +77,17 @@ class PublicKey:
 
 
 class KeyShare:
-    """One key holder's share of the secret key (NTT form, key level). Never printed."""
+    """One key holder's share of the secret key (NTT form, key level). Never printed.
+
+    The share is kept as its residues; the Shoup quotients a decryption multiplies with are
+    made when a decryption first asks (:meth:`data_level`, :meth:`decryption_operand`), not
+    when the share is made or unsealed: a key holder node loads its share for messages that
+    never decrypt, and with ``t < n`` only the Lagrange-scaled share is multiplied with."""
 
     __slots__ = (
-        "_operand",
+        "_data_level",
         "_operands",
+        "_value",
         "holder_index",
         "holders",
         "preset",
@@ -97,21 +103,43 @@ class KeyShare:
         threshold: int,
         holders: int,
         public_key_fingerprint: bytes,
-        operand: FixedOperand,
+        value: U64,
     ) -> None:
         if not 1 <= threshold <= holders or not 1 <= holder_index <= holders:
             raise ValueError("holder_index/threshold/holders: need 1 <= t <= n and 1 <= index <= n")
+        backend = backend_for(preset)
+        rows = value.shape[0] if value.ndim == 2 else 0
+        if (
+            value.dtype != np.uint64
+            or value.shape != (rows, backend.n)
+            or not len(preset.data_prime_bits) <= rows <= len(backend.key_primes)
+        ):
+            raise ValueError(
+                f"value: expected uint64 residues of shape (rows, {backend.n}) for at least the "
+                "data-level primes"
+            )
+        moduli = np.array(backend.key_primes[:rows], dtype=np.uint64)[:, None]
+        if not bool((value < moduli).all()):
+            raise ValueError("value: a residue is not reduced modulo its prime")
         self.preset = preset
         self.holder_index = holder_index
         self.threshold = threshold
         self.holders = holders
         self.public_key_fingerprint = public_key_fingerprint
-        self._operand = operand
+        self._value = value
+        self._data_level: FixedOperand | None = None
         self._operands: dict[tuple[int, ...], FixedOperand] = {}  # by decrypting set
 
+    def _data_values(self) -> U64:
+        return self._value[: len(self.preset.data_prime_bits)]
+
     def data_level(self) -> FixedOperand:
-        """The share restricted to the data-level primes (what decryption multiplies by)."""
-        return self._operand.rows(len(self.preset.data_prime_bits))
+        """The share restricted to the data-level primes (what decryption multiplies by),
+        with its Shoup quotients (made at the first call)."""
+        if self._data_level is None:
+            primes = backend_for(self.preset).data_primes
+            self._data_level = FixedOperand.of(self._data_values(), primes)
+        return self._data_level
 
     def decryption_operand(self, decrypting_set: tuple[int, ...]) -> FixedOperand:
         """``lambda_j * share_j`` at the data level for ``decrypting_set`` (its Lagrange
@@ -127,14 +155,13 @@ class KeyShare:
                 f"decrypting_set: needs {self.threshold} distinct holders in 1..{self.holders} "
                 f"including {self.holder_index}, got {decrypting_set}"
             )
-        data = self.data_level()
         if self.threshold == self.holders:
-            return data
+            return self.data_level()
         members = tuple(sorted(decrypting_set))
         if members not in self._operands:  # at most C(n-1, t-1) sets; Shoup quotients are slow
             primes = backend_for(self.preset).data_primes
             coefficient = lagrange_coefficients(members, primes)[self.holder_index]
-            scaled = scale_share(data.value, coefficient, primes)
+            scaled = scale_share(self._data_values(), coefficient, primes)
             self._operands[members] = FixedOperand.of(scaled, primes)
         return self._operands[members]
 
@@ -146,7 +173,7 @@ class KeyShare:
         epoch, holder id, purpose): the only form in which a share is written anywhere."""
         from fhe_agg.identity._at_rest import seal_at_rest
 
-        value = np.ascontiguousarray(self._operand.value, dtype=np.uint64)
+        value = np.ascontiguousarray(self._value, dtype=np.uint64)
         body = {
             "preset": self.preset.name,
             "index": self.holder_index,
@@ -178,20 +205,23 @@ class KeyShare:
             )
         backend = backend_for(preset)
         primes = backend.key_primes
-        rows = f.integer("rows", 1, len(primes))
+        rows = f.integer("rows", len(preset.data_prime_bits), len(primes))
         value = (
             np.frombuffer(f.blob("value", size=rows * backend.n * 8), dtype=np.uint64)
             .reshape(rows, backend.n)
             .copy()
         )
-        return cls(
-            preset=preset,
-            holder_index=f.integer("index", 1, 2**16),
-            threshold=f.integer("threshold", 1, 2**16),
-            holders=f.integer("holders", 1, 2**16),
-            public_key_fingerprint=f.blob("public_key", size=32),
-            operand=FixedOperand.of(value, primes[:rows]),
-        )
+        try:
+            return cls(
+                preset=preset,
+                holder_index=f.integer("index", 1, 2**16),
+                threshold=f.integer("threshold", 1, 2**16),
+                holders=f.integer("holders", 1, 2**16),
+                public_key_fingerprint=f.blob("public_key", size=32),
+                value=value,
+            )
+        except ValueError as exc:
+            raise MalformedMessage(f"key share: {exc}") from None
 
     def check_for(self, public_key: PublicKey) -> None:
         if public_key.fingerprint != self.public_key_fingerprint:
@@ -242,6 +272,6 @@ def generate_single_key(
         threshold=1,
         holders=1,
         public_key_fingerprint=public_key.fingerprint,
-        operand=FixedOperand.of(secret, primes),
+        value=secret,
     )
     return public_key, share

@@ -68,7 +68,7 @@ def _joint_secret(fed: Federation) -> np.ndarray:
     coefficients = lagrange_coefficients(members, primes)
     total = None
     for share in list(fed.shares.values())[:3]:
-        part = scale_share(share._operand.value, coefficients[share.holder_index], primes)
+        part = scale_share(share._value, coefficients[share.holder_index], primes)
         total = part if total is None else add_polys(total, part, primes)
     assert total is not None
     return total
