@@ -82,7 +82,7 @@ def keys_new(
         state = f"encrypted: {kdf}"
     click.echo(f"private key  {files.private} (0600, {state})")
     click.echo(f"public       {files.public}")
-    click.echo(f"fingerprint  {identity.public.fingerprint}")
+    click.echo(f"fingerprint  {identity.fingerprint}")
 
 
 @keys.command("new-secret")

@@ -223,6 +223,12 @@ class Identity:
         return self._sealing
 
     @property
+    def fingerprint(self) -> str:
+        """:attr:`PublicIdentity.fingerprint` of :attr:`public`, without making its proof (an
+        ML-DSA signature: a node checks its key file against the roster at every message)."""
+        return self._signing.verify_key.fingerprint.hex()
+
+    @property
     def public(self) -> PublicIdentity:
         """The public identity; its proof is made once per object (ML-DSA signing is hedged)."""
         if self._public is not None:

@@ -131,7 +131,7 @@ def _private_document(
             kdf = {"name": "scrypt", "salt": b64encode(salt), "n": _SCRYPT_N, "r": _SCRYPT_R}
             kdf["p"] = _SCRYPT_P
         check = b64encode(_check_value(check_key, public))
-    aad = canonical_json({"id": identity.id, "fingerprint": identity.public.fingerprint})
+    aad = canonical_json({"id": identity.id, "fingerprint": identity.fingerprint})
     signing, sealing = encode_components(
         identity.suite,
         identity.signing_key.private_bytes(),

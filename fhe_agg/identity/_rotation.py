@@ -78,7 +78,7 @@ class KeyRotation:
         if new_public.id != old.id or new_public.role is not old.role:
             raise ValueError("new: the new identity must keep the member's id and role")
         from_round = round_number(from_round, "from_round")
-        fingerprint = old.public.fingerprint
+        fingerprint = old.fingerprint
         message = rotation_message(
             consortium=consortium,
             member=old.id,

@@ -66,9 +66,7 @@ def load_member_identity(
     else:
         member = roster.member(member_id)
         identity = load_identity(p, passphrase=passphrase, role=member.role)
-    if identity.id != member.id or (
-        identity.public.fingerprint != member.current.identity.fingerprint
-    ):
+    if identity.id != member.id or (identity.fingerprint != member.current.identity.fingerprint):
         raise ValueError(
             f"{p}: not the key roster {roster.consortium!r} version {roster.version} lists "
             f"for {member.id!r} (rotated or foreign key file)"
