@@ -65,6 +65,7 @@ from fhe_agg.errors import (
 )
 from fhe_agg.flower import _records as records
 from fhe_agg.flower._node_state import Setup as NodeSetup
+from fhe_agg.flower._pin_memo import MEMO_FILE, PinMemo, read_memo, write_memo
 from fhe_agg.hazmat.seal_format import build_ciphertext, parse_ciphertext
 from fhe_agg.identity import (
     AuditLog,
@@ -681,6 +682,20 @@ def _key_secret() -> Run:
     return _file_runner(load)
 
 
+def _pin_memo() -> Run:
+    """A pinned node's ``pin.json``: anything unusable is a miss (``None``), never an error."""
+    folder = _scratch()
+
+    def run(data: bytes) -> None:
+        (folder / MEMO_FILE).write_bytes(data)
+        memo = read_memo(folder)
+        if memo is not None:
+            write_memo(folder, memo)
+            assert read_memo(folder) == memo
+
+    return run
+
+
 def _roster() -> Run:
     admin = world.consortium().admin.public
 
@@ -844,6 +859,12 @@ def _identity_seeds(kind: str) -> list[bytes]:
         return [world.KEY_SECRET + b"\n", world.PASSPHRASE, b"fhe-agg/key-secret/v2:x\r\n"]
     if kind == "roster":
         return [r.to_bytes() for r in c.rosters]
+    if kind == "pin_memo":
+        folder = _scratch()
+        member = c.members["alpha"]
+        memo = PinMemo(b"\x07" * 32, member.id, member.role, member.fingerprint)
+        write_memo(folder, memo)
+        return [(folder / MEMO_FILE).read_bytes()]
     if kind == "key_rotation":
         import json
 
@@ -1053,6 +1074,14 @@ TARGETS: dict[str, Target] = {
             (ValueError,),
             _key_secret,
             lambda: _identity_seeds("key_secret"),
+        ),
+        Target(
+            "pin_memo",
+            "read_memo (a pinned node's pin.json)",
+            (),
+            _pin_memo,
+            lambda: _identity_seeds("pin_memo"),
+            "json",
         ),
         Target(
             "roster",

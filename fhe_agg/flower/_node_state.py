@@ -230,7 +230,7 @@ def _load(context: Context, folder: Path, holder: bool, pinned: PinnedRoster | N
         return NodeState(
             client_id, identity.update_signing_key(), sealing, NodeStore(folder, client_id)
         )
-    pin = Pin.load(pinned)
+    pin = Pin.load(pinned, memo=folder)
     identity = pin.identity
     sealing = identity.sealing_key if pin.is_holder else None
     store = NodeStore(folder, identity.id)

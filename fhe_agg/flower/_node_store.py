@@ -18,7 +18,9 @@ run's :data:`STATE_ROOT_KEY` and the node's partition id; one folder per node (0
   (:class:`~fhe_agg.KeyHolder` ``store=``);
 * ``client-<digest>.db``: the client's memory of the updates it sent (:class:`~fhe_agg.Client`
   ``state=``), so :class:`~fhe_agg.RoundNotClosed` survives restarts;
-* ``node.key``: in the unpinned development mode only, the identity the node made for itself.
+* ``node.key``: in the unpinned development mode only, the identity the node made for itself;
+* ``node.json`` (how to load the identity) and, pinned, ``pin.json`` (the roster last verified,
+  :mod:`fhe_agg.flower._pin_memo`).
 
 State is keyed by (consortium, epoch, member id), never by Flower's run id, so a second
 ``flwr run`` finds the key of the first. Nothing in here is put into Flower's ``Context``.

@@ -12,17 +12,24 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 from fhe_agg._errors import NotInRoster, ParameterMismatch
 from fhe_agg.ceremony._messages import CeremonySpec, HolderIdentity
+from fhe_agg.errors import CorruptKeyFile, InvalidRoster
+from fhe_agg.flower._pin_memo import PinMemo, pin_digest, read_memo, write_memo
 from fhe_agg.identity import (
     Identity,
     Role,
     Roster,
-    load_verified_roster,
+    load_identity,
     read_passphrase_file,
 )
+from fhe_agg.identity._encoding import read_bounded
+from fhe_agg.identity._keyfile_io import MAX_KEY_FILE_BYTES
+from fhe_agg.identity._keystore import parse_public_identity
+from fhe_agg.identity._roster import MAX_ROSTER_BYTES
 from fhe_agg.protocol._config import FederationConfig
 from fhe_agg.protocol._signing import VerifyKey
 from fhe_agg.sim._deployment import load_member_identity
@@ -52,26 +59,75 @@ class PinnedRoster:
         return f"PinnedRoster(roster={str(self.roster)!r}, key={str(self.key)!r})"
 
 
-@dataclass(frozen=True, eq=False)
-class Pin:
-    """A verified roster and this node's identity in it. Its repr shows no key material."""
+@dataclass(frozen=True)
+class _PinFiles:
+    """The admin file and roster file as read for one message: what is verified is exactly
+    what was hashed (:func:`~fhe_agg.flower._pin_memo.pin_digest`)."""
 
-    roster: Roster
-    identity: Identity
+    admin_path: Path
+    admin: bytes
+    roster_path: Path
+    roster: bytes
 
     @classmethod
-    def load(cls, files: PinnedRoster) -> Pin:
-        """Verify the roster against the admin and the key file against the roster.
+    def read(cls, files: PinnedRoster) -> _PinFiles:
+        admin = read_bounded(
+            files.admin_public, MAX_KEY_FILE_BYTES, "identity file", CorruptKeyFile
+        )
+        roster = read_bounded(files.roster, MAX_ROSTER_BYTES, "roster", InvalidRoster)
+        return cls(files.admin_public, admin, files.roster, roster)
+
+    def verified_roster(self) -> Roster:
+        """The roster, verified against the admin (the checks of :func:`load_verified_roster`)."""
+        admin = parse_public_identity(self.admin, self.admin_path, role=Role.ADMIN)
+        try:
+            return Roster.from_bytes(self.roster, admin=admin)
+        except InvalidRoster as exc:
+            raise InvalidRoster(f"roster {self.roster_path}: {exc}") from None
+
+
+class Pin:
+    """A verified roster and this node's identity in it. Its repr shows no key material.
+
+    Loaded with a state folder (``memo``), a message whose roster and admin files are those
+    verified before reads the roster only when asked (:mod:`fhe_agg.flower._pin_memo`)."""
+
+    def __init__(self, identity: Identity, files: _PinFiles, roster: Roster | None) -> None:
+        self.identity = identity
+        self._files = files
+        if roster is not None:
+            self.__dict__["roster"] = roster
+
+    @cached_property
+    def roster(self) -> Roster:
+        """The pinned roster, verified (from the bytes the memo matched) when first read."""
+        return self._files.verified_roster()
+
+    @classmethod
+    def load(cls, files: PinnedRoster, *, memo: Path | None = None) -> Pin:
+        """Verify the roster against the admin and the key file against the roster; with
+        ``memo`` (the node's state folder), skip the roster's checks for the files verified
+        there last (:mod:`fhe_agg.flower._pin_memo`) and record the ones verified now.
 
         Raises :class:`~fhe_agg.InvalidRoster`, the keystore's errors, ``ValueError`` for a key
-        file the roster does not list or a file that cannot be read, or :class:`~fhe_agg.NotInRoster` for a member that is
-        neither a client nor a key holder, or is revoked.
+        file the roster does not list or a file that cannot be read, or
+        :class:`~fhe_agg.NotInRoster` for a member that is neither a client nor a key holder, or
+        is revoked.
         """
         try:
             passphrase = files.passphrase
             if files.passphrase_file is not None:
                 passphrase = read_passphrase_file(files.passphrase_file)
-            roster = load_verified_roster(files.roster, files.admin_public)
+            read = _PinFiles.read(files)
+            digest = pin_digest(read.admin, read.roster)
+            known = None if memo is None else read_memo(memo)
+            if known is not None and known.digest == digest:
+                identity = load_identity(files.key, passphrase=passphrase)
+                same = (identity.id, identity.role, identity.fingerprint)
+                if same == (known.member, known.role, known.fingerprint):
+                    identity.update_signing_key()  # WrongSuite for a suite that cannot sign
+                    return cls(identity, read, None)
+            roster = read.verified_roster()
             identity = load_member_identity(roster, files.key, passphrase=passphrase)
         except OSError as exc:  # a missing or unreadable file: name it, refuse the hello
             raise ValueError(f"pinned roster: cannot read {exc.filename}: {exc.strerror}") from None
@@ -80,7 +136,10 @@ class Pin:
         if roster.member(identity.id).revoked:
             raise NotInRoster(f"{identity.id!r} is revoked in roster {roster.consortium!r}")
         identity.update_signing_key()  # WrongSuite for a suite that cannot sign updates
-        return cls(roster, identity)
+        if memo is not None:
+            entry = PinMemo(digest, identity.id, identity.role, identity.fingerprint)
+            write_memo(memo, entry)
+        return cls(identity, read, roster)
 
     @property
     def is_holder(self) -> bool:

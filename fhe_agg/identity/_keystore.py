@@ -72,6 +72,7 @@ __all__ = [
     "KeyFiles",
     "load_identity",
     "load_public_identity",
+    "parse_public_identity",
     "public_identity_text",
     "read_passphrase_file",
     "write_identity",
@@ -228,11 +229,19 @@ def load_public_identity(
     """
     p = Path(path)
     raw = read_bounded(p, MAX_KEY_FILE_BYTES, "identity file", CorruptKeyFile)
-    data = _parse_json(p, raw, "identity file")
+    return parse_public_identity(raw, p, suite=suite, role=role)
+
+
+def parse_public_identity(
+    raw: bytes, path: Path, *, suite: Suite | str | None = None, role: Role | str | None = None
+) -> PublicIdentity:
+    """:func:`load_public_identity` of the bytes ``raw`` already read from ``path`` (named in
+    errors): for a caller that must verify exactly the bytes it hashed."""
+    data = _parse_json(path, raw, "identity file")
     if isinstance(data, dict) and data.get("format") == _FORMAT:
-        raise CorruptKeyFile(f"{p} is a private key file; pass the .pub.json file instead")
-    public = PublicIdentity.from_json(data, what=f"identity file {p}")
-    _expect(public, p, suite, role)
+        raise CorruptKeyFile(f"{path} is a private key file; pass the .pub.json file instead")
+    public = PublicIdentity.from_json(data, what=f"identity file {path}")
+    _expect(public, path, suite, role)
     return public
 
 

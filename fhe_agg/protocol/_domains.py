@@ -45,6 +45,7 @@ DOMAINS: dict[str, Domain] = {
     "roster": _d("signature", "identity._roster", "fhe-agg/v1/roster"),
     "flower-public-key": _d("signature", "flower._records", "fhe_agg/flower/public-key/v1"),
     "flower-endorse": _d("hash", "flower._records", "fhe_agg/flower/endorse|"),
+    "flower-pin-memo": _d("hash", "flower._pin_memo", "fhe_agg/flower/pin-memo|"),
     # hash and XOF prefixes
     "aggregate": _d("hash", "protocol._messages", "fhe_agg/aggregate/v2|"),
     "ceremony-commit": _d("hash", "ceremony._messages", "fhe_agg/ceremony-commit|"),
@@ -77,4 +78,5 @@ DOMAINS: dict[str, Domain] = {
     "private-key-file": _d("format", "identity._keystore", "fhe-agg/private-key/v1"),
     "key-secret": _d("format", "identity._key_secret", "fhe-agg/key-secret/v1:"),
     "roster-file": _d("format", "identity._roster_model", "fhe-agg/roster/v1"),
+    "pin-memo-file": _d("format", "flower._pin_memo", "fhe_agg/flower/pin-memo/v1"),
 }
