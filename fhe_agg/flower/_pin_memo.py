@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fhe_agg.identity import Role
-from fhe_agg.identity._encoding import read_bounded
+from fhe_agg.identity._encoding import read_bounded, strict_json
 
 __all__ = ["PinMemo", "pin_digest", "read_memo", "write_memo"]
 
@@ -65,7 +65,7 @@ def read_memo(folder: Path) -> PinMemo | None:
     """The memo in ``folder``; ``None`` if there is none or it cannot be used (a miss)."""
     try:
         data = read_bounded(folder / MEMO_FILE, _MAX_BYTES, "pin memo")
-        doc = json.loads(data)
+        doc = strict_json(data)
         if not isinstance(doc, dict) or set(doc) != _FIELDS or doc["format"] != _FORMAT:
             return None
         member, role, fingerprint = doc["member"], doc["role"], doc["fingerprint"]
@@ -75,7 +75,7 @@ def read_memo(folder: Path) -> PinMemo | None:
         if len(digest) != 32:
             return None
         return PinMemo(digest, member, Role.parse(role), fingerprint)
-    except (OSError, ValueError, UnicodeDecodeError):  # JSONDecodeError is a ValueError
+    except (OSError, ValueError):  # strict_json: ValueError for any bad JSON or UTF-8
         return None
 
 

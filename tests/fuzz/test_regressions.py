@@ -254,3 +254,12 @@ def test_store_whose_schema_is_not_utf8_is_corrupt(config, keypair, roster, tmp_
     path.write_bytes(data.replace(b"autoindex_meta", b"autoindex_m\xffta"))
     with pytest.raises(CorruptStore, match="not UTF-8"):
         KeyHolder(key_share=keypair[1], store=path, **args)
+
+
+def test_a_deeply_nested_pin_memo_is_a_miss_not_a_recursion_error(tmp_path: Path) -> None:
+    """Found by the ``pin_memo`` target on its first run (2026-12-06): ``json.loads`` raised
+    RecursionError; the memo is parsed with ``strict_json`` now."""
+    from fhe_agg.flower._pin_memo import MEMO_FILE, read_memo
+
+    (tmp_path / MEMO_FILE).write_bytes(b"[" * 4000)
+    assert read_memo(tmp_path) is None
