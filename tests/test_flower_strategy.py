@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -435,90 +434,93 @@ def test_a_wrapped_fedadam_keeps_its_server_optimiser() -> None:
         assert np.max(np.abs(secure_model["w"].numpy() - fedavg["w"].numpy())) > 1e-3
 
 
-def _kept(grid: LocalGrid, node: int) -> tuple[bytes | None, list[Path]]:
-    """A holder node's saved round state and its pending aggregate files."""
+def _round_state(grid: LocalGrid, node: int) -> bytes | None:
+    """A holder node's saved round state."""
     state = node_state(grid.contexts[node])
     assert state is not None and state.setup is not None
     try:
-        where = (state.setup.consortium, state.setup.epoch)
-        return state.store.get(*where, "round"), sorted(
-            state.store.folder.glob("pending-*.aggregate")
-        )
+        return state.store.get(state.setup.consortium, state.setup.epoch, "round")
     finally:
         state.close()
 
 
-def test_a_holder_keeps_its_challenged_aggregate_refuses_it_damaged_and_refuses_replays() -> None:
-    """Between challenge and partial, holder 1 keeps the aggregate as a file (the bytes it was
-    sent; no piece of any key share in any file of any node). Damaged (a header byte changed, a
-    ciphertext bit flipped, cut or extended by a byte, removed), its partial is refused
-    (CorruptStore) and nothing changes; restored, the same request gets the partial and the file
-    goes. That request sent again, in the next round between its challenge and its partial, is
-    refused as before (no aggregate of that round was challenged here)."""
+def _deliver_with(
+    app: ClientApp, grid: LocalGrid, node: int, message: Message, aggregate: object
+) -> Message:
+    """``node``'s reply to ``message`` (a partial request) carrying ``aggregate`` instead."""
+    original = message.content
+    values = {k: v for k, v in original["fhe"].items() if k != "aggregate"}
+    if aggregate is not None:  # None: the request carries no aggregate at all
+        values["aggregate"] = aggregate
+    message.content = RecordDict({"fhe": ConfigRecord(values)})  # type: ignore[arg-type]
+    try:
+        return app(message, grid.contexts[node])
+    finally:
+        message.content = original
+
+
+def test_a_holder_decrypts_only_the_aggregate_it_challenged_and_refuses_replays() -> None:
+    """Between challenge and partial, holder 1 keeps only its round state (the challenged
+    aggregate's digest; no aggregate file, no piece of any key share in any file of any node).
+    A partial request carrying another aggregate (a ciphertext bit flipped, cut or extended by
+    a byte) is refused and nothing changes; the request as sent then gets the partial. That
+    request sent again in the next round, between its challenge and its partial, is refused
+    before anything is parsed (no aggregate of that round was challenged here)."""
     strategy, grid = _set_up()
     holder = grid.node(0)
     windows = share_windows(grid, 3)
     seen: dict[str, object] = {}
 
     def challenged(message: Message, reply: Message) -> Message:
-        assert not reply.has_error()
-        round_row, (path,) = _kept(grid, holder)
-        assert round_row is not None
-        assert path.read_bytes() == message.content["fhe"]["aggregate"]
+        assert not reply.has_error() and _round_state(grid, holder) is not None
         files = [p for p in grid.state_root.rglob("*") if p.is_file()]
-        assert path in files
+        assert not [p for p in files if p.suffix == ".aggregate"]
         assert not [p for p in files for w in windows if w in p.read_bytes()]
-        seen["kept"], seen["bytes"] = (round_row, [path]), path.read_bytes()
-        path.write_bytes(b"\x00" + path.read_bytes()[1:])  # one byte changed
+        seen["round"] = _round_state(grid, holder)
+        seen["aggregate"] = message.content["fhe"]["aggregate"]
         return reply
 
-    def decrypt(message: Message, reply: Message) -> Message:
-        assert reply.has_error() and reply.error.reason.startswith("CorruptStore")
-        assert "challenged in round 1" in reply.error.reason
-        assert _kept(grid, holder) == seen["kept"]  # state and file name unchanged
-        (path,) = _kept(grid, holder)[1]
-        good: bytes = seen["bytes"]  # type: ignore[assignment]
-        middle = len(good) // 2
-        damaged: list[tuple[str, bytes | None]] = [
-            # one bit of a ciphertext flipped: it may still parse, but it is not the aggregate
-            # whose digest the holder's round state recorded at the challenge
-            ("edited", good[:middle] + bytes([good[middle] ^ 0x01]) + good[middle + 1 :]),
-            ("not a well-formed aggregate", good[:-1]),  # cut by one byte
-            ("not a well-formed aggregate", good + b"\0"),  # extended by one byte
-            ("missing", None),
-        ]
-        for what, data in damaged:
-            if data is None:
-                path.unlink()
-            else:
-                path.write_bytes(data)
-            refused = grid.app(message, grid.contexts[holder])
-            assert refused.has_error() and refused.error.reason.startswith("CorruptStore")
-            assert "challenged in round 1" in refused.error.reason and what in refused.error.reason
-            assert _kept(grid, holder)[0] == seen["kept"][0]  # the round state is unchanged
-        path.write_bytes(good)
-        again = grid.app(message, grid.contexts[holder])
-        assert not again.has_error() and isinstance(again.content["fhe"]["partial"], bytes)
-        assert _kept(grid, holder)[1] == []
-        seen["request"] = message
-        return again
+    app = grid.app
 
+    def deliver(message: Message, context: Context) -> Message:
+        if (message.metadata.message_type, context.node_id) != (ACTION_DECRYPT, holder):
+            return app(message, context)
+        good = message.content["fhe"]["aggregate"]
+        assert isinstance(good, bytes) and good == seen["aggregate"]  # carried again
+        middle = len(good) // 2
+        for error, data in (
+            ("OutOfOrder", good[:middle] + bytes([good[middle] ^ 0x01]) + good[middle + 1 :]),
+            ("MalformedMessage", good[:-1]),
+            ("MalformedMessage", good + b"\0"),
+            ("MalformedMessage", None),
+        ):
+            refused = _deliver_with(app, grid, holder, message, data)
+            assert refused.has_error() and refused.error.reason.startswith(error), error
+            assert _round_state(grid, holder) == seen["round"]  # nothing changed
+        reply = app(message, context)
+        assert not reply.has_error() and isinstance(reply.content["fhe"]["partial"], bytes)
+        seen["request"] = message
+        return reply
+
+    grid.app = deliver  # type: ignore[assignment]
     grid.hooks[(ACTION_CHALLENGE, holder)] = challenged
-    grid.hooks[(ACTION_DECRYPT, holder)] = decrypt
     arrays, _ = _round(strategy, grid, 1, _start(1))
     assert arrays is not None and strategy.history[-1].decrypted
 
     def replayed(message: Message, reply: Message) -> Message:
-        kept = _kept(grid, holder)
-        old = grid.app(seen["request"], grid.contexts[holder])  # type: ignore[arg-type]
-        assert old.has_error()
-        assert old.error.reason == "OutOfOrder: no aggregate of round 1 was challenged here"
-        assert _kept(grid, holder) == kept and len(kept[1]) == 1  # round 2's, untouched
+        state = _round_state(grid, holder)
+        request = seen["request"]
+        assert isinstance(request, Message)
+        for aggregate in (seen["aggregate"], message.content["fhe"]["aggregate"]):
+            old = _deliver_with(app, grid, holder, request, aggregate)
+            assert old.has_error()
+            assert old.error.reason == "OutOfOrder: no aggregate of round 1 was challenged here"
+        assert _round_state(grid, holder) == state  # round 2's challenge, untouched
         return reply
 
+    grid.app = app
     grid.hooks.clear()
     grid.hooks[(ACTION_CHALLENGE, holder)] = replayed
     arrays, _ = _round(strategy, grid, 2, _start(2))
     grid.hooks.clear()
     assert arrays is not None and strategy.history[-1].decrypted
-    assert _kept(grid, holder)[1] == []

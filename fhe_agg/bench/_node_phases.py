@@ -7,14 +7,15 @@ block, the very functions the handlers call for that, and times each call (exclu
 wrapped calls inside it): nothing is re-implemented, the handlers run unchanged.
 
 * ``load``: :func:`~fhe_agg.flower._node_state.load_node` and ``node_state`` (state folder,
-  identity key file and its passphrase, ``node.db``), the lazily loaded accepted setup, client
-  (its update memory) and key holder (its decryption log), the ceremony member resumed between
-  steps, the key holder's round state and the challenged aggregate it re-reads for its partial;
+  identity key file and its passphrase, the pinned roster or its memo, ``node.db``), the lazily
+  loaded accepted setup, client (its update memory) and key holder (its decryption log), the
+  ceremony member resumed between steps, the key holder's round state, and the second parse of
+  the aggregate its partial request carries again (a node in memory would have kept the one
+  parsed at the challenge);
 * ``unseal``: :meth:`~fhe_agg.KeyShare.unseal` (the key share sealed at rest);
-* ``save``: every durable write of ``node.db`` (:class:`~fhe_agg.flower._node_store.NodeStore`)
-  and of the aggregate file a key holder keeps beside it (and its removal), the round state and
-  ceremony member serialized for it, the share sealed at rest after the ceremony, and closing
-  the stores.
+* ``save``: every durable write of ``node.db`` (:class:`~fhe_agg.flower._node_store.NodeStore`),
+  the round state and ceremony member serialized for it, the share sealed at rest after the
+  ceremony, and closing the stores.
 
 Everything else a handler does is its cryptographic work (and parsing its message), which an
 in-memory node would do as well.
@@ -57,7 +58,6 @@ def _targets() -> list[tuple[Any, str, str, str]]:
     from fhe_agg.ceremony._ceremony import CeremonyMember
     from fhe_agg.ckks._keys import KeyShare
     from fhe_agg.flower import _mod, _node, _node_round
-    from fhe_agg.flower._node_pending import PendingAggregate
     from fhe_agg.flower._node_state import NodeState
     from fhe_agg.flower._node_store import NodeStore
 
@@ -69,14 +69,11 @@ def _targets() -> list[tuple[Any, str, str, str]]:
         (NodeState, "key_holder", "cached", "load"),
         (CeremonyMember, "resume", "classmethod", "load"),
         (_node_round, "_machine", "function", "load"),
-        (_node_round, "_pending", "function", "load"),
-        (PendingAggregate, "read", "function", "load"),
+        (_node_round, "resent_aggregate", "function", "load"),
         (KeyShare, "unseal", "classmethod", "unseal"),
         (NodeStore, "put", "function", "save"),
         (NodeStore, "set_current", "function", "save"),
         (_node_round, "_save_machine", "function", "save"),
-        (PendingAggregate, "keep", "function", "save"),
-        (PendingAggregate, "drop", "function", "save"),
         (CeremonyMember, "save", "function", "save"),
         (KeyShare, "seal", "function", "save"),
         (NodeState, "close", "function", "save"),

@@ -55,9 +55,10 @@ def decrypt_round(
     ``report.refused`` names each refusing holder) and the indices of the members that missed
     their challenge.
     """
-    down = _challenges(relay, federation, coordinator, layout, report)
+    blob = coordinator.aggregate.to_bytes()  # sent with the challenges and the partials
+    down = _challenges(relay, federation, coordinator, blob, layout, report)
     if coordinator.phase is RoundPhase.DECRYPTING:
-        _partials(relay, federation, coordinator, layout, report)
+        _partials(relay, federation, coordinator, blob, layout, report)
     missing = tuple(j for j in coordinator.decrypting_set if j not in coordinator.delivered)
     try:
         if missing:
@@ -77,12 +78,14 @@ def _challenges(
     relay: Relay,
     federation: Federation,
     coordinator: RoundCoordinator,
+    blob: bytes,
     layout: Layout,
     report: RoundReport,
 ) -> set[int]:
-    """Every member's challenge, in one batch; the members that did not answer one."""
+    """Every member's challenge of the aggregate ``blob``, in one batch; the members that did
+    not answer one."""
     requests = [r for r in coordinator.requests() if isinstance(r, ChallengeRequest)]
-    blob, layout_blob = coordinator.aggregate.to_bytes(), layout.to_bytes()
+    layout_blob = layout.to_bytes()
     nodes = {federation.holders[r.holder_index - 1]: r for r in requests}
     replies = relay.ask(
         ACTION_CHALLENGE, {n: {"aggregate": blob, "layout": layout_blob} for n in nodes}
@@ -111,10 +114,12 @@ def _partials(
     relay: Relay,
     federation: Federation,
     coordinator: RoundCoordinator,
+    blob: bytes,
     layout: Layout,
     report: RoundReport,
 ) -> None:
-    """Every member's partial decryption, in one batch, with the evidence it challenged for."""
+    """Every member's partial decryption, in one batch, with the aggregate it challenged (a
+    holder node keeps only its digest) and the evidence it challenged for."""
     requests = [r for r in coordinator.requests() if isinstance(r, PartialRequest)]
     evidence: dict[tuple[int, ...], bytes] = {}  # by challenged indices: holders often agree
     asked: dict[int, dict[str, ConfigRecordValues]] = {}
@@ -124,6 +129,7 @@ def _partials(
             evidence[indices] = request.evidence.to_bytes()
         asked[federation.holders[request.holder_index - 1]] = {
             "round": request.round_id,
+            "aggregate": blob,
             "evidence": evidence[indices],
             "set": list(request.decrypting_set),
         }

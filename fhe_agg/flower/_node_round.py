@@ -1,22 +1,27 @@
 """A key holder node's part in a round: its challenge, its partial decryption, or its abort
 vote, each through the holder's round state (:class:`~fhe_agg.HolderRound`) saved in the node's
-state folder between two messages, with the aggregate it challenged (a file beside ``node.db``,
-:mod:`fhe_agg.flower._node_pending`). See :mod:`fhe_agg.flower._node`.
+state folder between two messages. See :mod:`fhe_agg.flower._node`.
+
+The node keeps no aggregate between its challenge and its partial: the round state records the
+challenged aggregate's digest, and the partial request carries the aggregate again (the round
+protocol's :class:`~fhe_agg.protocol._round_messages.PartialRequest` does), which the round state
+refuses unless it is the one challenged. Keeping it on disk instead cost a durable 30 MB write
+per challenge at 1e6 parameters (10-80 ms CPU, ``node_overhead`` benchmark, 2026-12-06), against
+the partial request's evidence, which already carries every client's chunks and proofs.
 """
 
 from __future__ import annotations
 
-from flwr.app import Context, Message
+from flwr.app import ConfigRecord, Context, Message
 
 from fhe_agg._errors import CeremonyError, MalformedMessage, OutOfOrder
 from fhe_agg.ckks._packing import Layout
-from fhe_agg.flower._node_pending import PendingAggregate
 from fhe_agg.flower._node_state import NodeState, Setup
 from fhe_agg.flower._protocol import node_reply, query_record, record_bytes, record_int
 from fhe_agg.holder._keyholder import KeyHolder
 from fhe_agg.holder._round import HolderRound
 from fhe_agg.protocol._evidence import AggregateEvidence
-from fhe_agg.protocol._messages import EncryptedAggregate, MessageBounds, aggregate_digest
+from fhe_agg.protocol._messages import EncryptedAggregate, MessageBounds
 from fhe_agg.protocol._round_messages import (
     ChallengeRequest,
     HolderPhase,
@@ -48,64 +53,50 @@ def _machine(state: NodeState, holder: KeyHolder, setup: Setup) -> HolderRound |
     return HolderRound.resume(f.blob("state"), holder=holder, layout=layout)
 
 
-def _save_machine(
-    state: NodeState,
-    setup: Setup,
-    machine: HolderRound,
-    *,
-    keep: tuple[bytes, bytes] | None = None,
-    drop: bool = False,
-) -> None:
-    """Save the round state in one durable transaction, with (``keep``: aggregate bytes and the
-    digest the round state recorded for it) the aggregate it challenged, or (``drop``)
-    forgetting the one kept."""
-    items = {
-        "round": pack(
-            "node-round", {"state": machine.to_bytes(), "layout": machine.layout.to_bytes()}
-        )
-    }
-    pending = PendingAggregate(state.store, setup.consortium, setup.epoch)
-    if keep is not None:
-        pending.keep(items, *keep)
-    elif drop:
-        pending.drop(items)
-    else:
-        state.store.put(setup.consortium, setup.epoch, dict(items))
+def _save_machine(state: NodeState, setup: Setup, machine: HolderRound) -> None:
+    """Save the round state (with its layout) in one durable transaction."""
+    state.store.put(
+        setup.consortium,
+        setup.epoch,
+        {
+            "round": pack(
+                "node-round", {"state": machine.to_bytes(), "layout": machine.layout.to_bytes()}
+            )
+        },
+    )
 
 
 def challenge(message: Message, context: Context, state: NodeState) -> Message:
-    """Answer the challenge of an aggregate; keep it, with its layout, for the partial."""
+    """Answer the challenge of an aggregate; the round state keeps its digest and layout."""
     holder, setup = _holder(state)
     record = query_record(message)
     layout = Layout.from_bytes(record_bytes(record, "layout"))
-    aggregate_blob = record_bytes(record, "aggregate")
     aggregate = EncryptedAggregate.from_bytes(
-        aggregate_blob, MessageBounds.for_round(setup.config, layout)
+        record_bytes(record, "aggregate"), MessageBounds.for_round(setup.config, layout)
     )
     machine = _machine(state, holder, setup) or HolderRound(holder, layout=layout)
     machine.layout = layout  # the round's layout, for its partial
     reply = machine.challenge(ChallengeRequest(aggregate.round_id, holder.holder_index, aggregate))
-    _save_machine(state, setup, machine, keep=(aggregate_blob, reply.aggregate_digest))
+    _save_machine(state, setup, machine)
     return node_reply(message, {"indices": list(reply.indices)})
 
 
-def _pending(
-    state: NodeState, setup: Setup, machine: HolderRound, round_id: int
-) -> tuple[EncryptedAggregate, PendingAggregate] | None:
-    """The aggregate of ``round_id`` this holder challenged, as read from where it is kept
-    (``None`` if its round state has none of that round); :class:`CorruptStore` if its file is
-    missing, cut or does not parse."""
+def _challenged(machine: HolderRound | None, round_id: int) -> bool:
+    """Whether the saved round state is this holder's challenge of ``round_id``."""
+    if machine is None:
+        return False
     recorded = machine.state
-    if recorded.phase is not HolderPhase.CHALLENGED or recorded.round_id != round_id:
-        return None
-    digest = recorded.aggregate_digest
-    kept = PendingAggregate(state.store, setup.consortium, setup.epoch)
-    bounds = MessageBounds.for_round(setup.config, machine.layout)
-    data = kept.read(digest, round_id, max_bytes=bounds.aggregate_bytes)
-    try:
-        return EncryptedAggregate.from_bytes(data, bounds), kept
-    except MalformedMessage as exc:
-        raise kept.damaged(round_id, digest, f"not a well-formed aggregate ({exc})") from None
+    return recorded.phase is HolderPhase.CHALLENGED and recorded.round_id == round_id
+
+
+def resent_aggregate(record: ConfigRecord, setup: Setup, layout: Layout) -> EncryptedAggregate:
+    """The aggregate the partial request carries again (bounded by the round's layout); the
+    round state refuses it unless it is the one challenged. Parsing it a second time is the
+    price of a node that keeps nothing between messages (counted as loading by the
+    ``node_overhead`` benchmark)."""
+    return EncryptedAggregate.from_bytes(
+        record_bytes(record, "aggregate"), MessageBounds.for_round(setup.config, layout)
+    )
 
 
 def partial_decryption(message: Message, context: Context, state: NodeState) -> Message:
@@ -114,20 +105,14 @@ def partial_decryption(message: Message, context: Context, state: NodeState) -> 
     record = query_record(message)
     round_id = record_int(record, "round")
     machine = _machine(state, holder, setup)
-    found = None if machine is None else _pending(state, setup, machine, round_id)
-    if found is None or machine is None:  # a partial before this holder's challenge of it
+    if machine is None or not _challenged(machine, round_id):  # refused before any parse
         raise OutOfOrder(
             f"no aggregate of round {round_id} was challenged here",
             round_id=round_id,
             holder_index=holder.holder_index,
         )
-    aggregate, kept = found
-    # the digest the round state checks anyway (the chunks' digests are kept on the aggregate,
-    # so its own check below costs nothing more): a mismatch can only be this holder's file
-    challenged = machine.state.aggregate_digest
-    if aggregate_digest(aggregate) != challenged:
-        raise kept.damaged(round_id, challenged, "edited: not the aggregate challenged")
     layout = machine.layout
+    aggregate = resent_aggregate(record, setup, layout)
     members = record.get("set")
     if not isinstance(members, list) or not all(isinstance(m, int) for m in members):
         raise MalformedMessage("fhe.set: expected a list of holder indices")
@@ -139,20 +124,17 @@ def partial_decryption(message: Message, context: Context, state: NodeState) -> 
         PartialRequest(round_id, holder.holder_index, aggregate, evidence, members_)
     )
     assert isinstance(reply, PartialReply)
-    _save_machine(state, setup, machine, drop=True)
+    _save_machine(state, setup, machine)
     return node_reply(message, {"partial": reply.partial.to_bytes(setup.config)})
 
 
 def abort_vote(message: Message, context: Context, state: NodeState) -> Message:
-    """Vote to abort a round this holder issued nothing for (it never decrypts it then); the
-    aggregate kept for that round, if any, is forgotten."""
+    """Vote to abort a round this holder issued nothing for (it never decrypts it then)."""
     holder, setup = _holder(state)
     round_id = record_int(query_record(message), "round")
     machine = _machine(state, holder, setup)
-    if machine is None:  # never challenged anything: nothing is kept (kept with the round state)
+    if machine is None:  # never challenged anything: no round state to record the vote in
         return node_reply(message, {"vote": holder.vote_abort(round_id).to_bytes()})
-    kept = machine.state
-    drop = kept.phase is HolderPhase.CHALLENGED and kept.round_id == round_id
     vote = machine.vote(VoteRequest(round_id, holder.holder_index)).vote
-    _save_machine(state, setup, machine, drop=drop)
+    _save_machine(state, setup, machine)
     return node_reply(message, {"vote": vote.to_bytes()})

@@ -12,8 +12,6 @@ run's :data:`STATE_ROOT_KEY` and the node's partition id; one folder per node (0
   endorsement, the **key share sealed at rest** (:meth:`~fhe_agg.KeyShare.seal`, bound to
   consortium, epoch, holder id and purpose), the accepted setup, and the key holder's round
   state (:class:`~fhe_agg.HolderRound`, which names the aggregate it challenged by its digest);
-* ``pending-<digest>-<aggregate digest>.aggregate``: that aggregate's bytes (public ciphertexts and signed
-  statements) between the holder's challenge and its partial (:mod:`fhe_agg.flower._node_pending`);
 * ``holder-<digest>.db``: the key holder's decryption log, budget and abort votes
   (:class:`~fhe_agg.KeyHolder` ``store=``);
 * ``client-<digest>.db``: the client's memory of the updates it sent (:class:`~fhe_agg.Client`
@@ -30,7 +28,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Callable
 from pathlib import Path
 
 from flwr.app import Context
@@ -113,13 +110,8 @@ class NodeStore:
         consortium: str,
         epoch: int,
         items: dict[str, bytes | None],
-        *,
-        within: Callable[[], None] | None = None,
     ) -> None:
-        """Write (or, for ``None``, delete) ``items`` in one durable transaction. ``within``
-        runs in it, holding its write lock, after the writes and before ``COMMIT``: a file the
-        rows name is made durable there (:mod:`fhe_agg.flower._node_pending`); if it raises,
-        nothing is committed."""
+        """Write (or, for ``None``, delete) ``items`` in one durable transaction."""
         with self._db.transaction() as conn:
             for item, value in items.items():
                 key = (consortium, epoch, self.member, item)
@@ -133,8 +125,6 @@ class NodeStore:
                     conn.execute(
                         "INSERT OR REPLACE INTO items VALUES (?, ?, ?, ?, ?)", (*key, value)
                     )
-            if within is not None:
-                within()
 
     def current(self) -> tuple[str, int] | None:
         """The (consortium, epoch) this node last set up for."""
