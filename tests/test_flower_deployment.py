@@ -82,7 +82,7 @@ def _share_windows(folder: Path, partition: int, roster: Path) -> list[bytes]:
     try:
         found = state.key_share(state.setup.consortium, state.setup.epoch)
         assert found is not None
-        raw = found[1]._operand.value.tobytes()
+        raw = found[1]._value.tobytes()
     finally:
         state.close()
     step = len(raw) // 8
