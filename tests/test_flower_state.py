@@ -176,26 +176,23 @@ def test_an_unsealed_share_makes_its_multipliers_only_for_a_decryption() -> None
         assert np.array_equal(ours.value, theirs.value)
         assert np.array_equal(ours.quotient, theirs.quotient)
     assert again._data_level is None  # t < n multiplies only the Lagrange-scaled share
+
+    def share_of(value: np.ndarray) -> object:
+        return type(share)(
+            preset=share.preset,
+            holder_index=1,
+            threshold=2,
+            holders=3,
+            public_key_fingerprint=share.public_key_fingerprint,
+            value=value,
+        )
+
     unreduced = again._value.copy()
     unreduced[0, 0] = np.uint64(2**63)
     with pytest.raises(ValueError, match="not reduced"):
-        type(share)(
-            preset=share.preset,
-            holder_index=1,
-            threshold=2,
-            holders=3,
-            public_key_fingerprint=share.public_key_fingerprint,
-            value=unreduced,
-        )
+        share_of(unreduced)
     with pytest.raises(ValueError, match="shape"):
-        type(share)(
-            preset=share.preset,
-            holder_index=1,
-            threshold=2,
-            holders=3,
-            public_key_fingerprint=share.public_key_fingerprint,
-            value=again._value[:, :7].copy(),
-        )
+        share_of(again._value[:, :7].copy())
 
 
 APP = ClientApp(mods=[secure_update_mod])
