@@ -18,7 +18,10 @@ quiet machine, ``benchmarks/README.md``, "Both cores"; speed-up = 1 worker / 2 w
   the platform forks (Linux): ``spawn`` would re-run the caller's main script in each worker,
   which breaks every script without an ``if __name__ == "__main__"`` guard. A forked worker
   shares the memory image of its parent at the time (secrets included) and nothing else: it
-  writes nothing to disk and is stopped at exit (:func:`shutdown_pools`).
+  writes nothing to disk and is stopped at exit (:func:`shutdown_pools`). The workers are
+  forked once, at a client's first ``workers > 1`` call; a fork while a pool thread of this
+  process is inside a task (another thread of the caller checking proofs at that moment) would
+  copy the locks that task holds, so start such a client before, or apart from, the checks.
 
 ``workers=1`` never starts a pool and runs everything inline; each pool is made once per kind and
 worker count and shared by every role in the process. A task running on a pool thread that calls
