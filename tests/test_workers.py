@@ -1,14 +1,21 @@
-"""``workers=``: the same bytes, sums, partials and refusals on a process pool as on one core."""
+"""``workers=``: the same bytes, sums, partials and refusals on a pool (processes for the client,
+threads for proof checks) as on one core."""
 
 from __future__ import annotations
+
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
 from conftest import CLIENT_IDS, PARAMS, WEIGHTS
 
 from fhe_agg import Aggregator, Client, InvalidProof, KeyHolder, SeededRandom
-from fhe_agg._parallel import DerivedRandom, split
-from fhe_agg.protocol._wellformed import forget_verified
+from fhe_agg._parallel import DerivedRandom, run_ordered, split
+from fhe_agg.hazmat.encrypt import _OPERAND_CACHE, fixed_operand
+from fhe_agg.hazmat.rlwe import FixedOperand
+from fhe_agg.protocol._wellformed import data_level_key, forget_verified
 from fhe_agg.server._ingest import IngestQueue
 
 
@@ -189,3 +196,93 @@ def test_ingest_queue_uses_the_pool(both, config, roster, keypair, layout, tmp_p
         queue.close()
         assert queue.accepted == 3
         assert [t for t, _ in queue.rejected] == [tickets[-1]]
+
+
+def _slow_square(k: int, delay: float, ran: list[int]) -> int:
+    time.sleep(delay)
+    ran.append(k)
+    if k in (1, 3):
+        raise ValueError(f"task {k}")
+    return k * k
+
+
+def test_thread_pool_keeps_order_and_the_first_failure() -> None:
+    """Later tasks finish first; results come in task order, and task 1's error is raised
+    (not task 3's, which failed earlier in time) once every task has run."""
+    delays = [0.2, 0.15, 0.1, 0.0]
+    ran: list[int] = []
+    ok = [(k, d, ran) for k, d in zip((0, 2, 4, 5), delays, strict=True)]
+    assert run_ordered(_slow_square, ok, workers=2, threads=True) == [0, 4, 16, 25]
+    ran.clear()
+    with pytest.raises(ValueError, match="task 1"):
+        run_ordered(
+            _slow_square, [(k, d, ran) for k, d in enumerate(delays)], workers=2, threads=True
+        )
+    assert sorted(ran) == [0, 1, 2, 3]
+
+
+def _nested(k: int) -> list[int]:
+    return run_ordered(abs, [(-k,), (-k - 1,)], workers=2, threads=True)
+
+
+def test_nested_tasks_on_the_thread_pool_run_inline() -> None:
+    """Two tasks that each run tasks of their own on the same 2-thread pool: inline, no wait
+    for a thread they occupy."""
+    out: list[list[list[int]]] = []
+    runner = threading.Thread(
+        target=lambda: out.append(run_ordered(_nested, [(0,), (5,)], workers=2, threads=True)),
+        daemon=True,
+    )
+    runner.start()
+    runner.join(timeout=30)
+    assert not runner.is_alive() and out == [[[0, 1], [5, 6]]]
+
+
+def test_operand_cache_under_concurrent_threads(keypair) -> None:
+    """More distinct operands than the cache holds, each asked for by many threads at once:
+    every answer equals the operand made alone."""
+    key = data_level_key(keypair[0])
+    values = [np.roll(key.pk0_ntt, k, axis=1) for k in range(_OPERAND_CACHE + 4)]
+    expected = [FixedOperand.of(v.copy(), key.primes) for v in values]
+    with ThreadPoolExecutor(8) as pool:
+        got = list(
+            pool.map(
+                lambda k: (k, fixed_operand(values[k], key.primes)), list(range(len(values))) * 6
+            )
+        )
+    for k, operand in got:
+        assert np.array_equal(operand.value, expected[k].value)
+        assert np.array_equal(operand.quotient, expected[k].quotient)
+
+
+def test_concurrent_holders_on_the_thread_pool(
+    both, config, roster, keypair, layout, tmp_path
+) -> None:
+    """Three holders in three threads of the caller check the same aggregate at once with
+    ``workers=2`` (one shared pool, memo and operand cache): each gets the mean of one worker."""
+    public_key, share = keypair
+    agg = _aggregate(both[0], 1, config, roster, keypair, layout, tmp_path, many=False)
+    aggregate = agg.finalize()
+    evidence = agg.evidence(range(len(aggregate.chunks)))
+
+    def mean(workers: int) -> np.ndarray:
+        holder = KeyHolder(
+            holder_id="h",
+            config=config,
+            public_key=public_key,
+            key_share=share,
+            roster=roster,
+            rng=SeededRandom(11),
+            workers=workers,
+        )
+        return holder.decrypt(aggregate, evidence, layout=layout)
+
+    forget_verified()
+    alone = mean(1)
+    forget_verified()
+    with ThreadPoolExecutor(3) as callers:
+        together = list(callers.map(mean, [2, 2, 2]))
+    agg.close()
+    assert len(together) == 3
+    for got in together:
+        assert np.array_equal(got, alone)

@@ -63,7 +63,7 @@ class Plan:
     round_params: int
     round_clients: int = 10
     round_dropped: int = 3
-    workers: int = 2  # the scaling family measures 1 -> workers processes (1: skipped)
+    workers: int = 2  # the scaling family measures 1 -> workers workers (1: skipped)
     scaling_params: int = 100_000
     scaling_clients: int = 4
 

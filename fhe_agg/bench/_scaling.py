@@ -5,13 +5,14 @@ update (one proof batch covers 128 chunks = 1,048,576 reals: a smaller update is
 chunks split across the pool and its proof made by the caller, so at most the encryption
 halves); the aggregator taking ``clients`` updates together (:meth:`~fhe_agg.Aggregator.add_many`:
 every update's proof batch is one task); a key holder verifying the aggregate (every client's
-proof batches). Wall-clock seconds (the pool's CPU time is in other processes), medians of the
-repeats; the pool is started before the timing. On a shared machine the other load enters the
-wall-clock figures (and Linux's autogroup scheduling gives one session one share of the CPU
-however many processes it runs), so each piece is also reported on its CPU critical path: the
-caller's CPU time plus the pool tasks' CPU time shared over the workers, what the wall time would
-be with a core per process; it counts every overhead of the pool (pickling, redrawn witnesses,
-parsing twice) but not the contention of the memory bus.
+proof batches). The client's pool is of processes, the proof checks' of threads
+(:mod:`fhe_agg._parallel`). Wall-clock seconds, medians of the repeats; the pools are started
+before the timing. On a shared machine the other load enters the wall-clock figures (and Linux's
+autogroup scheduling gives one session one share of the CPU however many processes it runs), so
+each piece is also reported on its CPU critical path: the caller's CPU time plus the pool tasks'
+CPU time shared over the workers, what the wall time would be with a core per worker; it counts
+every overhead of the pool (pickling, redrawn witnesses, parsing twice) but not the contention
+of the memory bus or of the GIL.
 """
 
 from __future__ import annotations
@@ -26,8 +27,8 @@ from functools import partial
 import numpy as np
 from numpy.typing import NDArray
 
-from fhe_agg._parallel import TASK_CPU, run_ordered
-from fhe_agg.bench._harness import Figure, client_vectors, figure, size_label
+from fhe_agg._parallel import TASK_CPU, THREAD_TASK_CPU, run_ordered
+from fhe_agg.bench._harness import Figure, client_vectors, figure, size_label, warm_kernels
 from fhe_agg.ckks._keys import KeyShare, PublicKey, generate_single_key
 from fhe_agg.ckks._packing import Layout
 from fhe_agg.ckks._random import SeededRandom
@@ -42,23 +43,30 @@ __all__ = ["scaling_figures"]
 
 
 def _wall(fn: Callable[[], object], repeats: int, workers: int) -> tuple[float, float, object]:
-    """Median wall seconds, median CPU critical path (this process's CPU time plus the pool
-    tasks' CPU time shared evenly over ``workers``: the wall time if every process had its own
-    core), and the result."""
+    """Median wall seconds, median CPU critical path (the caller's CPU time plus the pool
+    tasks' CPU time shared evenly over ``workers``: the wall time if every worker had its own
+    core), and the result. A pool thread's CPU time is in this process's ``process_time``; a
+    worker process's is not."""
     walls, cpus, out = [], [], None
     for _ in range(repeats):
         forget_verified()
         TASK_CPU.clear()
+        THREAD_TASK_CPU.clear()
         t0, c0 = time.perf_counter(), time.process_time()
         out = fn()
         walls.append(time.perf_counter() - t0)
-        cpus.append(time.process_time() - c0 + sum(TASK_CPU) / workers)
+        pooled = sum(TASK_CPU) + sum(THREAD_TASK_CPU)
+        caller = time.process_time() - c0 - sum(THREAD_TASK_CPU)
+        cpus.append(caller + pooled / workers)
     return float(statistics.median(walls)), float(statistics.median(cpus)), out
 
 
 def _warm(workers: int) -> None:
-    """Start the pool's processes outside the timing."""
-    run_ordered(abs, [(-k,) for k in range(workers)], workers=workers)
+    """Start the pools' processes and threads outside the timing, after loading the compiled
+    kernels here: forked workers inherit them (else each loads numba in its first timed task)."""
+    warm_kernels()
+    for threads in (False, True):
+        run_ordered(abs, [(-k,) for k in range(workers)], workers=workers, threads=threads)
 
 
 Clock = dict[str, dict[int, float]]  # piece -> workers -> seconds
@@ -78,7 +86,7 @@ class _Work:
 
 
 def scaling_figures(params: int, clients: int, workers: int, repeats: int) -> list[Figure]:
-    """Speed-up from 1 to ``workers`` processes of the client, the aggregator and a holder."""
+    """Speed-up from 1 to ``workers`` workers of the client, the aggregator and a holder."""
     if workers < 2:
         return []
     _warm(workers)
@@ -95,7 +103,7 @@ def scaling_figures(params: int, clients: int, workers: int, repeats: int) -> li
 
 
 def _measure(work: _Work, workers: int, repeats: int) -> tuple[Clock, Clock]:
-    """Wall and CPU-critical-path seconds of each piece with 1 and ``workers`` processes;
+    """Wall and CPU-critical-path seconds of each piece with 1 and ``workers`` workers;
     :class:`RuntimeError` if a piece gives another result with the pool."""
     config, public_key, layout = work.config, work.public_key, work.layout
     roster = {c: k.verify_key for c, k in work.keys.items()}
@@ -163,7 +171,7 @@ def _updates(work: _Work) -> list[bytes]:
 
 
 def _check_same(results: dict[str, dict[int, object]], workers: int) -> None:
-    """Every piece gives the same bytes or sums with one process and with the pool."""
+    """Every piece gives the same bytes or sums with one worker and with the pool."""
     for part, got in results.items():
         a, b = got[1], got[workers]
         same = np.array_equal(a, b) if isinstance(a, np.ndarray) else a == b  # type: ignore[arg-type]
@@ -178,9 +186,9 @@ def _speedup_figures(
     load = os.getloadavg()[0]
     size = size_label(params)
     labels = {
-        "client": ("client encrypt + prove, one update", size),
-        "aggregator": ("aggregator verify + parse + add", f"{size}, {clients} clients"),
-        "holder": ("key holder's check of the aggregate", f"{size}, {clients} clients"),
+        "client": ("client encrypt + prove, one update", size, "processes"),
+        "aggregator": ("aggregator verify + parse + add", f"{size}, {clients} clients", "threads"),
+        "holder": ("key holder's check of the aggregate", f"{size}, {clients} clients", "threads"),
     }
     out = []
     for part, t in seconds.items():
@@ -196,7 +204,7 @@ def _speedup_figures(
             out.append(
                 figure(
                     "scaling",
-                    f"{labels[part][0]}: speed-up from 1 to {workers} processes ({clock})",
+                    f"{labels[part][0]}: speed-up from 1 to {workers} {labels[part][2]} ({clock})",
                     workload=labels[part][1],
                     unit="x (1 worker / W workers)",
                     ours=ours,

@@ -51,7 +51,7 @@ def _sizes(
     type=click.IntRange(min=1),
     default=2,
     show_default=True,
-    help="The scaling figures measure 1 -> this many processes (1: skip them).",
+    help="The scaling figures measure 1 -> this many workers (1: skip them).",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the report as one JSON object.")
 @click.option(

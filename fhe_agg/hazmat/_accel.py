@@ -16,6 +16,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import sys
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from types import ModuleType
@@ -38,21 +39,25 @@ PURE_NUMPY_ENV = "FHE_AGG_PURE_NUMPY"
 LOAD_MIN = 1 << 17
 
 _loaded: list[ModuleType | None] = []  # [module or None] once the import was tried
+_load_lock = threading.Lock()  # pool threads may make the first kernel call at once
 _forced_pure = 0
 
 
 def _load() -> ModuleType | None:
-    if not _loaded:
-        module: ModuleType | None = None
-        if sys.byteorder == "little":  # the bit packing kernels assume little-endian words
-            try:
-                from fhe_agg.hazmat import _kernels
+    if _loaded:
+        return _loaded[0]
+    with _load_lock:
+        if not _loaded:
+            module: ModuleType | None = None
+            if sys.byteorder == "little":  # the bit packing kernels assume little-endian words
+                try:
+                    from fhe_agg.hazmat import _kernels
 
-                module = _kernels
-            except ImportError:
-                module = None
-        _loaded.append(module)
-    return _loaded[0]
+                    module = _kernels
+                except ImportError:
+                    module = None
+            _loaded.append(module)
+        return _loaded[0]
 
 
 def kernels(size: int = LOAD_MIN) -> ModuleType | None:

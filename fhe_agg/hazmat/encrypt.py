@@ -18,6 +18,7 @@ encoder (:func:`encode_plaintext`), so decoding is unchanged.
 from __future__ import annotations
 
 import hashlib
+import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -85,6 +86,7 @@ class ChunkWitness:
 
 _OPERANDS: dict[bytes, FixedOperand] = {}
 _OPERAND_CACHE = 8
+_OPERANDS_LOCK = threading.Lock()
 
 
 def fixed_operand(value: U64, primes: tuple[int, ...]) -> FixedOperand:
@@ -94,12 +96,14 @@ def fixed_operand(value: U64, primes: tuple[int, ...]) -> FixedOperand:
         repr(primes).encode() + np.ascontiguousarray(value, dtype=np.uint64).tobytes(),
         digest_size=32,
     ).digest()
-    operand = _OPERANDS.get(key)
-    if operand is None:
+    with _OPERANDS_LOCK:
+        operand = _OPERANDS.get(key)
+    if operand is None:  # made outside the lock: two threads may both make it, equal values
         operand = FixedOperand.of(np.array(value, dtype=np.uint64), primes)
-        if len(_OPERANDS) >= _OPERAND_CACHE:
-            _OPERANDS.pop(next(iter(_OPERANDS)))
-        _OPERANDS[key] = operand
+        with _OPERANDS_LOCK:  # pool threads verifying proofs share the cache
+            if len(_OPERANDS) >= _OPERAND_CACHE and key not in _OPERANDS:
+                _OPERANDS.pop(next(iter(_OPERANDS)))
+            operand = _OPERANDS.setdefault(key, operand)
     return operand
 
 

@@ -50,7 +50,7 @@ def verify_aggregate(
     ``wanted`` is the sum of the clients' signed chunks in ``evidence``, and every client's
     well-formedness proof of every chunk (so ``wanted`` must be every chunk, else
     :class:`InvalidProof`); return the parsed chunks. Raises the typed error of the first check
-    that fails (the same for any ``workers``; the proofs are verified on ``workers`` processes).
+    that fails (the same for any ``workers``; the proofs are verified on ``workers`` threads).
     ``context`` is the round the aggregate must be of (:class:`RoundMismatch`). ``subtree``: a
     child of a tree of aggregators (:mod:`fhe_agg.server._tree`), checked by its parent, may hold fewer
     than ``min_clients`` clients; everything else is checked the same."""

@@ -93,7 +93,7 @@ class KeyHolder:
     the newest decrypted one are refused for good, so without a bound one request for round
     ``2**63 - 2`` would lock the holder out of every later normal round; ``None`` lifts it.
 
-    ``workers`` > 1 verifies the clients' proofs on that many processes
+    ``workers`` > 1 verifies the clients' proofs on that many threads
     (:func:`~fhe_agg.protocol._wellformed.verify_batches`); the checks and their errors are the same.
     """
 

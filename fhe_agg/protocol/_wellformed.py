@@ -16,6 +16,7 @@ holder every proof of every update it counts (:func:`check_update_proofs`).
 from __future__ import annotations
 
 import hashlib
+import threading
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -190,9 +191,10 @@ def _verify_raw(
 
 
 def _remember(memo: bytes) -> None:
-    _VERIFIED[memo] = None
-    while len(_VERIFIED) > _VERIFIED_MAX:
-        _VERIFIED.popitem(last=False)
+    with _VERIFIED_LOCK:
+        _VERIFIED[memo] = None
+        while len(_VERIFIED) > _VERIFIED_MAX:
+            _VERIFIED.popitem(last=False)
 
 
 def verify_batch(
@@ -230,10 +232,10 @@ def verify_batches(
     round_id: int,
     workers: int,
 ) -> None:
-    """Verify every batch of ``items`` (on ``workers`` processes when > 1); raise the
+    """Verify every batch of ``items`` (on ``workers`` threads when > 1); raise the
     :class:`InvalidProof` of the first that fails, in the order given (every batch is checked
     with ``workers > 1``, only those before it with one). The memo of verified proofs lives in
-    this process: hits are skipped, and a batch verified by a worker is remembered here."""
+    this process: hits are skipped, and a batch verified by a pool thread is remembered."""
     pending = _unverified(items, public_key, config, round_id)
     if workers == 1:  # in order: the first failure raises, those before it are remembered
         for memo, task in pending:
@@ -242,7 +244,7 @@ def verify_batches(
         return
     if not pending:
         return
-    run_ordered(_verify_raw, [task for _, task in pending], workers=workers)
+    run_ordered(_verify_raw, [task for _, task in pending], workers=workers, threads=True)
     for memo, _ in pending:
         _remember(memo)
 
@@ -257,9 +259,11 @@ def _unverified(
         statement = _batch_statement(public_key, config, round_id, client_id, indices)
         c1_digest = words_digest(c1)  # hashed once: for the memo key and for the transcript
         memo = _memo_key(statement, c1, c1_digest, proof)
-        if memo in _VERIFIED:
-            _VERIFIED.move_to_end(memo)
-        else:
+        with _VERIFIED_LOCK:
+            hit = memo in _VERIFIED
+            if hit:
+                _VERIFIED.move_to_end(memo)
+        if not hit:
             pending.append((memo, (statement, c1, proof, client_id, indices, c1_digest)))
     return pending
 
@@ -287,10 +291,10 @@ def prefetch_batches(
     round_id: int,
     workers: int,
 ) -> None:
-    """Verify ``items`` on ``workers`` processes and remember those that pass; refuse nothing
+    """Verify ``items`` on ``workers`` threads and remember those that pass; refuse nothing
     (the caller's own :func:`verify_batches` later finds the memo, or raises as usual)."""
     pending = _unverified(items, public_key, config, round_id)
-    passed = run_ordered(_passes, [task for _, task in pending], workers=workers)
+    passed = run_ordered(_passes, [task for _, task in pending], workers=workers, threads=True)
     for (memo, _), ok in zip(pending, passed, strict=True):
         if ok:
             _remember(memo)
@@ -299,14 +303,18 @@ def prefetch_batches(
 #: Digests of (statement, c1, proof) triples that verified in this process. ``verify`` is a
 #: deterministic function of exactly these inputs, so a triple whose SHA-256 digest is here
 #: verifies again: an aggregator and several key holders in one process (a simulation, a test)
-#: pay for each proof once. Nothing else is kept; separate processes share nothing.
+#: pay for each proof once. Nothing else is kept; separate processes share nothing. Read and
+#: written only by the callers of the pool (never by its tasks), under ``_VERIFIED_LOCK``: an
+#: ingest thread and a holder in another thread may use it at once.
 _VERIFIED: OrderedDict[bytes, None] = OrderedDict()
 _VERIFIED_MAX = 4096
+_VERIFIED_LOCK = threading.Lock()
 
 
 def forget_verified() -> None:
     """Empty this process's memo of verified proofs (benchmarks time a holder's own checks)."""
-    _VERIFIED.clear()
+    with _VERIFIED_LOCK:
+        _VERIFIED.clear()
 
 
 def _memo_key(statement: ProofStatement, c1: U64, c1_digest: bytes, proof: bytes) -> bytes:
@@ -335,7 +343,7 @@ def check_update_proofs(
     workers: int = 1,
 ) -> None:
     """Verify every batch proof of one update against its chunks' ``c1`` (``c1_of[i]``, NTT
-    form ``(L, N)``), on ``workers`` processes; :class:`InvalidProof` for the first that fails."""
+    form ``(L, N)``), on ``workers`` threads; :class:`InvalidProof` for the first that fails."""
     check_proof_set(
         proofs,
         chunk_count=chunk_count,

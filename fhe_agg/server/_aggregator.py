@@ -79,7 +79,7 @@ class Aggregator:
     store keeps the chunks the key holders ask for; delete it once the round is released.
     ``None`` (the default) keeps the state in memory and the chunks in ``spool_dir``.
 
-    ``workers`` > 1 verifies proofs on that many processes: the batches of one update in
+    ``workers`` > 1 verifies proofs on that many threads: the batches of one update in
     :meth:`add`, those of several updates together in :meth:`add_many` (what
     :class:`~fhe_agg.IngestQueue` calls); accepted updates, sums and refusals are the same.
     """
