@@ -85,6 +85,21 @@ def test_client_bytes_with_several_proof_batches(signing_keys, config, keypair) 
     assert made[0].chunks == made[1].chunks and made[0].proofs == made[1].proofs
 
 
+def _holder(config, keypair, roster, workers: int) -> KeyHolder:
+    """A key holder of ``keypair``'s share with a seeded noise source (the same partials for any
+    ``workers``)."""
+    public_key, share = keypair
+    return KeyHolder(
+        holder_id="h",
+        config=config,
+        public_key=public_key,
+        key_share=share,
+        roster=roster,
+        rng=SeededRandom(11),
+        workers=workers,
+    )
+
+
 def _aggregate(updates, workers, config, roster, keypair, layout, tmp_path, *, many: bool):
     forget_verified()  # each aggregator verifies every proof itself
     agg = Aggregator(
@@ -108,20 +123,11 @@ def test_aggregator_and_holder_agree_across_workers(
     both, config, roster, keypair, layout, tmp_path, vectors
 ) -> None:
     updates = both[0]
-    public_key, share = keypair
     results = []
     for workers, many in ((1, False), (2, True), (2, False)):
         agg = _aggregate(updates, workers, config, roster, keypair, layout, tmp_path, many=many)
         aggregate = agg.finalize()
-        holder = KeyHolder(
-            holder_id="h",
-            config=config,
-            public_key=public_key,
-            key_share=share,
-            roster=roster,
-            rng=SeededRandom(11),
-            workers=workers,
-        )
+        holder = _holder(config, keypair, roster, workers)
         forget_verified()
         mean = holder.decrypt(aggregate, agg.evidence(holder.challenge(aggregate)), layout=layout)
         results.append((agg.running_sum(), aggregate.chunks, mean))
@@ -260,21 +266,12 @@ def test_concurrent_holders_on_the_thread_pool(
 ) -> None:
     """Three holders in three threads of the caller check the same aggregate at once with
     ``workers=2`` (one shared pool, memo and operand cache): each gets the mean of one worker."""
-    public_key, share = keypair
     agg = _aggregate(both[0], 1, config, roster, keypair, layout, tmp_path, many=False)
     aggregate = agg.finalize()
     evidence = agg.evidence(range(len(aggregate.chunks)))
 
     def mean(workers: int) -> np.ndarray:
-        holder = KeyHolder(
-            holder_id="h",
-            config=config,
-            public_key=public_key,
-            key_share=share,
-            roster=roster,
-            rng=SeededRandom(11),
-            workers=workers,
-        )
+        holder = _holder(config, keypair, roster, workers)
         return holder.decrypt(aggregate, evidence, layout=layout)
 
     forget_verified()
