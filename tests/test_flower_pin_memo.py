@@ -84,6 +84,7 @@ def test_the_second_message_skips_the_roster_checks_and_reads_the_same_roster(
     assert (consortium.state / MEMO_FILE).stat().st_mode & 0o777 == 0o600
     second = Pin.load(consortium.files(), memo=consortium.state)
     assert len(verifications) == 1  # nothing verified again
+    assert "client-0" in repr(second) and len(verifications) == 1  # a repr verifies nothing
     assert second.identity.fingerprint == first.identity.fingerprint
     assert second.roster.digest == consortium.roster.digest  # verified when first read
     assert len(verifications) == 2

@@ -30,6 +30,7 @@ from fhe_agg.protocol._round_messages import (
     VoteRequest,
 )
 from fhe_agg.protocol._wire import pack, unpack
+from fhe_agg.server._state import HolderState
 
 __all__ = ["abort_vote", "challenge", "partial_decryption"]
 
@@ -71,9 +72,7 @@ def challenge(message: Message, context: Context, state: NodeState) -> Message:
     holder, setup = _holder(state)
     record = query_record(message)
     layout = Layout.from_bytes(record_bytes(record, "layout"))
-    aggregate = EncryptedAggregate.from_bytes(
-        record_bytes(record, "aggregate"), MessageBounds.for_round(setup.config, layout)
-    )
+    aggregate = _aggregate(record, setup, layout)
     machine = _machine(state, holder, setup) or HolderRound(holder, layout=layout)
     machine.layout = layout  # the round's layout, for its partial
     reply = machine.challenge(ChallengeRequest(aggregate.round_id, holder.holder_index, aggregate))
@@ -81,22 +80,23 @@ def challenge(message: Message, context: Context, state: NodeState) -> Message:
     return node_reply(message, {"indices": list(reply.indices)})
 
 
-def _challenged(machine: HolderRound | None, round_id: int) -> bool:
+def _challenged(recorded: HolderState, round_id: int) -> bool:
     """Whether the saved round state is this holder's challenge of ``round_id``."""
-    if machine is None:
-        return False
-    recorded = machine.state
     return recorded.phase is HolderPhase.CHALLENGED and recorded.round_id == round_id
 
 
-def resent_aggregate(record: ConfigRecord, setup: Setup, layout: Layout) -> EncryptedAggregate:
-    """The aggregate the partial request carries again (bounded by the round's layout); the
-    round state refuses it unless it is the one challenged. Parsing it a second time is the
-    price of a node that keeps nothing between messages (counted as loading by the
-    ``node_overhead`` benchmark)."""
+def _aggregate(record: ConfigRecord, setup: Setup, layout: Layout) -> EncryptedAggregate:
+    """The aggregate a request carries, bounded by the round's layout."""
     return EncryptedAggregate.from_bytes(
         record_bytes(record, "aggregate"), MessageBounds.for_round(setup.config, layout)
     )
+
+
+def resent_aggregate(record: ConfigRecord, setup: Setup, layout: Layout) -> EncryptedAggregate:
+    """The aggregate the partial request carries again; the round state refuses it unless it is
+    the one challenged. Parsing it a second time is the price of a node that keeps nothing
+    between messages (counted as loading by the ``node_overhead`` benchmark)."""
+    return _aggregate(record, setup, layout)
 
 
 def partial_decryption(message: Message, context: Context, state: NodeState) -> Message:
@@ -105,7 +105,7 @@ def partial_decryption(message: Message, context: Context, state: NodeState) -> 
     record = query_record(message)
     round_id = record_int(record, "round")
     machine = _machine(state, holder, setup)
-    if machine is None or not _challenged(machine, round_id):  # refused before any parse
+    if machine is None or not _challenged(machine.state, round_id):  # before any parse
         raise OutOfOrder(
             f"no aggregate of round {round_id} was challenged here",
             round_id=round_id,

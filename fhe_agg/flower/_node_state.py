@@ -234,7 +234,7 @@ def _load(context: Context, folder: Path, holder: bool, pinned: PinnedRoster | N
     identity = pin.identity
     sealing = identity.sealing_key if pin.is_holder else None
     store = NodeStore(folder, identity.id)
-    return NodeState(identity.id, identity.update_signing_key(), sealing, store, pin=pin)
+    return NodeState(identity.id, pin.signing_key, sealing, store, pin=pin)
 
 
 def _describe(folder: Path, holder: bool, pinned: PinnedRoster | None) -> None:

@@ -31,7 +31,7 @@ from fhe_agg.identity._keyfile_io import MAX_KEY_FILE_BYTES
 from fhe_agg.identity._keystore import parse_public_identity
 from fhe_agg.identity._roster import MAX_ROSTER_BYTES
 from fhe_agg.protocol._config import FederationConfig
-from fhe_agg.protocol._signing import VerifyKey
+from fhe_agg.protocol._signing import SigningKey, VerifyKey
 from fhe_agg.sim._deployment import load_member_identity
 
 __all__ = ["Pin", "PinnedRoster"]
@@ -92,8 +92,15 @@ class Pin:
     Loaded with a state folder (``memo``), a message whose roster and admin files are those
     verified before reads the roster only when asked (:mod:`fhe_agg.flower._pin_memo`)."""
 
-    def __init__(self, identity: Identity, files: _PinFiles, roster: Roster | None) -> None:
+    def __init__(
+        self,
+        identity: Identity,
+        signing_key: SigningKey,
+        files: _PinFiles,
+        roster: Roster | None,
+    ) -> None:
         self.identity = identity
+        self.signing_key = signing_key  # signs this node's updates (``update_signing_key``)
         self._files = files
         if roster is not None:
             self.__dict__["roster"] = roster
@@ -110,36 +117,32 @@ class Pin:
         there last (:mod:`fhe_agg.flower._pin_memo`) and record the ones verified now.
 
         Raises :class:`~fhe_agg.InvalidRoster`, the keystore's errors, ``ValueError`` for a key
-        file the roster does not list or a file that cannot be read, or
+        file the roster does not list or a file that cannot be read,
         :class:`~fhe_agg.NotInRoster` for a member that is neither a client nor a key holder, or
-        is revoked.
+        is revoked, and ``WrongSuite`` for a key that cannot sign updates.
         """
+        roster: Roster | None = None
         try:
             passphrase = files.passphrase
             if files.passphrase_file is not None:
                 passphrase = read_passphrase_file(files.passphrase_file)
             read = _PinFiles.read(files)
             digest = pin_digest(read.admin, read.roster)
-            known = None if memo is None else read_memo(memo)
-            if known is not None and known.digest == digest:
-                identity = load_identity(files.key, passphrase=passphrase)
-                same = (identity.id, identity.role, identity.fingerprint)
-                if same == (known.member, known.role, known.fingerprint):
-                    identity.update_signing_key()  # WrongSuite for a suite that cannot sign
-                    return cls(identity, read, None)
-            roster = read.verified_roster()
-            identity = load_member_identity(roster, files.key, passphrase=passphrase)
+            identity = _remembered(files, passphrase, digest, memo)
+            if identity is None:
+                roster = read.verified_roster()
+                identity = load_member_identity(roster, files.key, passphrase=passphrase)
         except OSError as exc:  # a missing or unreadable file: name it, refuse the hello
             raise ValueError(f"pinned roster: cannot read {exc.filename}: {exc.strerror}") from None
-        if identity.role not in (Role.CLIENT, Role.HOLDER):
-            raise NotInRoster(f"{identity.id!r} is a roster {identity.role.value}, not a node")
-        if roster.member(identity.id).revoked:
-            raise NotInRoster(f"{identity.id!r} is revoked in roster {roster.consortium!r}")
-        identity.update_signing_key()  # WrongSuite for a suite that cannot sign updates
-        if memo is not None:
-            entry = PinMemo(digest, identity.id, identity.role, identity.fingerprint)
-            write_memo(memo, entry)
-        return cls(identity, read, roster)
+        if roster is not None:  # verified now: check the entry, then remember it
+            if identity.role not in (Role.CLIENT, Role.HOLDER):
+                raise NotInRoster(f"{identity.id!r} is a roster {identity.role.value}, not a node")
+            if roster.member(identity.id).revoked:
+                raise NotInRoster(f"{identity.id!r} is revoked in roster {roster.consortium!r}")
+        signing_key = identity.update_signing_key()  # WrongSuite for a suite that cannot sign
+        if roster is not None and memo is not None:
+            write_memo(memo, PinMemo(digest, identity.id, identity.role, identity.fingerprint))
+        return cls(identity, signing_key, read, roster)
 
     @property
     def is_holder(self) -> bool:
@@ -222,7 +225,27 @@ class Pin:
         return pinned
 
     def __repr__(self) -> str:
-        return f"Pin({self.roster.consortium!r}, {self.identity.id!r})"
+        # not self.roster: a repr must not verify a roster the memo let this message skip
+        return f"Pin({self.identity.id!r}, roster={str(self._files.roster_path)!r})"
+
+
+def _remembered(
+    files: PinnedRoster, passphrase: bytes | None, digest: bytes, memo: Path | None
+) -> Identity | None:
+    """The key file's identity if ``memo`` records these very roster and admin files
+    (``digest``) with this member (id, role, key fingerprint): a client or holder, not revoked,
+    when the memo was written; else ``None`` (the roster is then verified in full)."""
+    known = None if memo is None else read_memo(memo)
+    if known is None or known.digest != digest:
+        return None
+    identity = load_identity(files.key, passphrase=passphrase)
+    if (identity.id, identity.role, identity.fingerprint) != (
+        known.member,
+        known.role,
+        known.fingerprint,
+    ):
+        return None
+    return identity
 
 
 def _same_holders(

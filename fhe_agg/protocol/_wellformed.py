@@ -268,16 +268,10 @@ def _unverified(
     return pending
 
 
-def _passes(
-    statement: ProofStatement,
-    c1: U64,
-    proof: bytes,
-    client_id: str,
-    indices: range,
-    c1_digest: bytes | None = None,
-) -> bool:
+def _passes(task: _Task) -> bool:
+    """Whether :func:`_verify_raw` accepts ``task`` (prefetching refuses nothing itself)."""
     try:
-        _verify_raw(statement, c1, proof, client_id, indices, c1_digest)
+        _verify_raw(*task)
     except InvalidProof:
         return False
     return True
@@ -294,7 +288,7 @@ def prefetch_batches(
     """Verify ``items`` on ``workers`` threads and remember those that pass; refuse nothing
     (the caller's own :func:`verify_batches` later finds the memo, or raises as usual)."""
     pending = _unverified(items, public_key, config, round_id)
-    passed = run_ordered(_passes, [task for _, task in pending], workers=workers, threads=True)
+    passed = run_ordered(_passes, [(task,) for _, task in pending], workers=workers, threads=True)
     for (memo, _), ok in zip(pending, passed, strict=True):
         if ok:
             _remember(memo)
