@@ -151,9 +151,11 @@ def test_refuses_evidence_that_does_not_match(finished, holder, layout, updates)
         )
         for i, items in evidence.chunks.items()
     }
-    with pytest.raises(InvalidSignature):
+    with pytest.raises(InvalidSignature):  # alpha's chunks and proof pass, bravo's chunk not
         holder.partial_decrypt(
-            aggregate, AggregateEvidence(aggregate.round_id, swapped), layout=layout
+            aggregate,
+            AggregateEvidence(aggregate.round_id, swapped, evidence.proofs),
+            layout=layout,
         )
 
 

@@ -23,9 +23,9 @@ from fhe_agg.hazmat.rlwe import add_polys
 from fhe_agg.hazmat.rns import U64
 from fhe_agg.protocol._checks import check_statement
 from fhe_agg.protocol._context import RoundContext
-from fhe_agg.protocol._evidence import AggregateEvidence
+from fhe_agg.protocol._evidence import AggregateEvidence, ChunkEvidence
 from fhe_agg.protocol._merkle import leaf_hash, verify_path
-from fhe_agg.protocol._messages import EncryptedAggregate
+from fhe_agg.protocol._messages import EncryptedAggregate, UpdateStatement
 from fhe_agg.protocol._wellformed import (
     BatchItem,
     check_proof_set,
@@ -50,7 +50,8 @@ def verify_aggregate(
     ``wanted`` is the sum of the clients' signed chunks in ``evidence``, and every client's
     well-formedness proof of every chunk (so ``wanted`` must be every chunk, else
     :class:`InvalidProof`); return the parsed chunks. Raises the typed error of the first check
-    that fails (the same for any ``workers``; the proofs are verified on ``workers`` threads).
+    that fails (the same for any ``workers``; the proofs are verified on ``workers`` threads):
+    client by client, its proof set, its chunks' Merkle paths and its proofs; the sums last.
     ``context`` is the round the aggregate must be of (:class:`RoundMismatch`). ``subtree``: a
     child of a tree of aggregators (:mod:`fhe_agg.server._tree`), checked by its parent, may hold fewer
     than ``min_clients`` clients; everything else is checked the same."""
@@ -102,50 +103,79 @@ def _check_evidence(
     workers: int,
 ) -> None:
     """Each chunk in ``wanted``: every client's evidence chunk is the one its Merkle root
-    signed, and their modular sum equals the aggregate's chunk; then every client's proofs
-    verify against its chunks' ``c1``, batch by batch (memory: one batch of ``c1``)."""
+    signed, and their modular sum equals the aggregate's chunk; every client's proofs verify
+    against its chunks' ``c1``. With every chunk wanted (a partial), one pass per client and
+    batch parses each evidence chunk once, for its sum and its proof (memory: the running sums
+    and ``workers`` batches); the sums are compared after the last client."""
     if evidence.round_id != aggregate.round_id or not set(wanted) <= set(evidence.chunks):
         raise AggregateMismatch("evidence does not cover the requested chunks of this round")
     statements = [s.statement for s in aggregate.manifest]
+    for index in wanted:
+        if [e.client_id for e in evidence.chunks[index]] != [s.client_id for s in statements]:
+            raise AggregateMismatch(f"chunk {index}: evidence clients differ from the manifest")
+    missing = set(range(len(aggregate.chunks))) - set(wanted)
+    if missing:
+        _check_sums(evidence, statements, sums, wanted, context)
+        raise InvalidProof(
+            f"the proofs of chunks {sorted(missing)[:8]} cannot be verified: the evidence lacks "
+            "them (a key holder verifies every chunk's proof before a partial)"
+        )
+    if not statements:
+        raise AggregateMismatch("the aggregate's manifest lists no client")
+    totals = _check_proofs(aggregate, evidence, context, workers)
+    for indices, total in zip(proof_batches(len(aggregate.chunks)), totals, strict=True):
+        same = np.all(total == sums[indices.start : indices.stop].swapaxes(0, 1), axis=(0, 2, 3))
+        if not same.all():
+            index = indices.start + int(np.argmin(same))
+            raise AggregateMismatch(
+                f"chunk {index} is not the sum of the manifest's signed updates"
+            )
+
+
+def _signed_chunk(index: int, item: ChunkEvidence, stmt: UpdateStatement) -> bytes:
+    """``item``'s chunk, if its Merkle path leads to the root ``stmt`` signed."""
+    leaf = leaf_hash(index, item.chunk)
+    if not verify_path(leaf, index, stmt.chunk_count, list(item.path), stmt.merkle_root):
+        raise InvalidSignature(
+            f"chunk {index} of {stmt.client_id!r} is not the one the client signed"
+        )
+    return item.chunk
+
+
+def _check_sums(
+    evidence: AggregateEvidence,
+    statements: list[UpdateStatement],
+    sums: U64,
+    wanted: tuple[int, ...],
+    context: RoundContext,
+) -> None:
+    """Each chunk in ``wanted`` is the sum of the clients' signed chunks (no proofs)."""
     b = context.backend
     for index in wanted:
-        items = evidence.chunks[index]
-        if [e.client_id for e in items] != [s.client_id for s in statements]:
-            raise AggregateMismatch(f"chunk {index}: evidence clients differ from the manifest")
         total: U64 | None = None
-        for stmt, item in zip(statements, items, strict=True):
-            leaf = leaf_hash(index, item.chunk)
-            if not verify_path(leaf, index, stmt.chunk_count, list(item.path), stmt.merkle_root):
-                raise InvalidSignature(
-                    f"chunk {index} of {stmt.client_id!r} is not the one the client signed"
-                )
-            raw = b.parse(item.chunk, what=f"evidence chunk {index} of {stmt.client_id!r}")
+        for stmt, item in zip(statements, evidence.chunks[index], strict=True):
+            blob = _signed_chunk(index, item, stmt)
+            raw = b.parse(blob, what=f"evidence chunk {index} of {stmt.client_id!r}")
             total = raw.data if total is None else add_polys(total, raw.data, b.data_primes)
         if total is None or not np.array_equal(total, sums[index]):
             raise AggregateMismatch(
                 f"chunk {index} is not the sum of the manifest's signed updates"
             )
-    _check_proofs(aggregate, evidence, set(wanted), context, workers)
 
 
 def _check_proofs(
     aggregate: EncryptedAggregate,
     evidence: AggregateEvidence,
-    checked: set[int],
     context: RoundContext,
     workers: int,
-) -> None:
-    """Every manifest client's every batch proof, against chunks already checked against its
-    signed Merkle root (:class:`InvalidProof` for a chunk without evidence or a proof that does
-    not verify)."""
+) -> list[U64]:
+    """Every manifest client's every batch proof, against its evidence chunks, each checked
+    against its signed Merkle root and parsed once (:class:`InvalidProof` for a proof that does
+    not verify); the sums of the clients' chunks, per batch (``(2, V, L, N)``)."""
     count = len(aggregate.chunks)
-    missing = set(range(count)) - checked
-    if missing:
-        raise InvalidProof(
-            f"the proofs of chunks {sorted(missing)[:8]} cannot be verified: the evidence lacks "
-            "them (a key holder verifies every chunk's proof before a partial)"
-        )
     b, bound = context.backend, context.bounds.proof_bytes
+    batches = proof_batches(count)
+    totals: list[U64] = []
     items: list[BatchItem] = []
     for slot, signed in enumerate(aggregate.manifest):
         stmt = signed.statement
@@ -162,18 +192,21 @@ def _check_proofs(
             # the batches listed before this refusal are checked first, as in the serial order
             _verify(items, context, workers)
             raise
-        for proof, indices in zip(proofs, proof_batches(count), strict=True):
-            c1 = np.stack(
-                [
-                    b.parse(evidence.chunks[i][slot].chunk, what=f"evidence chunk {i}").data[1]
-                    for i in indices
-                ]
-            )
-            items.append((stmt.client_id, indices, c1, proof))
+        for k, (proof, indices) in enumerate(zip(proofs, batches, strict=True)):
+            batch = np.empty((2, len(indices), len(b.data_primes), b.n), dtype=np.uint64)
+            for j, index in enumerate(indices):
+                blob = _signed_chunk(index, evidence.chunks[index][slot], stmt)
+                b.parse(blob, what=f"evidence chunk {index} of {stmt.client_id!r}", out=batch[:, j])
+            if slot == 0:  # add_polys returns a new array: ``batch`` is never written again
+                totals.append(batch)
+            else:
+                totals[k] = add_polys(totals[k], batch, b.data_primes)
+            items.append((stmt.client_id, indices, batch[1], proof))
             if len(items) >= workers:  # memory: ``workers`` batches of c1 at a time
                 _verify(items, context, workers)
                 items.clear()
     _verify(items, context, workers)
+    return totals
 
 
 def _verify(items: list[BatchItem], context: RoundContext, workers: int) -> None:
