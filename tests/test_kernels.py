@@ -112,6 +112,11 @@ def test_shoup_products_and_sums(preset: str) -> None:
     assert np.array_equal(compiled, pure)
     compiled, pure = _both(lambda: add_polys(x, y, primes))
     assert np.array_equal(compiled, pure)
+    # in place (a running sum): the same bits on both paths, into the first operand itself
+    in_place = _both(lambda: add_polys(acc := x.copy(), y, primes, out=acc))
+    assert all(np.array_equal(got, compiled) for got in in_place)
+    with pytest.raises(ValueError, match="C-contiguous"):
+        add_polys(x, y, primes, out=np.empty((*x.shape[:-1], 2 * n), np.uint64)[..., ::2])
     for i, q in enumerate(primes):
         full = g.integers(0, 2**64 - 1, (3, n), dtype=np.uint64)  # any x < 2**64
         for w in (y[0, i], y[0, i, :1], np.array([q - 1], dtype=np.uint64)):

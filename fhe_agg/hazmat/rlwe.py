@@ -211,19 +211,23 @@ def mul_fixed_plus_noise(
     return out
 
 
-def add_polys(a: U64, b: U64, primes: tuple[int, ...]) -> U64:
-    """Pointwise ``a + b mod q_i`` for arrays of shape ``(..., len(primes), n)``."""
+def add_polys(a: U64, b: U64, primes: tuple[int, ...], *, out: U64 | None = None) -> U64:
+    """Pointwise ``a + b mod q_i`` for arrays of shape ``(..., len(primes), n)``; into ``out``
+    (C-contiguous, ``a``'s shape; may be ``a`` itself) when given: a running sum then costs
+    no fresh pages."""
+    if out is not None and (out.shape != a.shape or not out.flags.c_contiguous):
+        raise ValueError(f"out: expected a C-contiguous array of shape {a.shape}")
     kernels = _accel.kernels(a.size)
     if kernels is not None and a.shape == b.shape:
         flat_a = np.ascontiguousarray(a, dtype=np.uint64).reshape(-1, *a.shape[-2:])
         flat_b = np.ascontiguousarray(b, dtype=np.uint64).reshape(-1, *a.shape[-2:])
-        result = np.empty_like(flat_a)
+        result = np.empty_like(flat_a) if out is None else out.reshape(flat_a.shape)
         kernels.add_mod_rows(flat_a, flat_b, np.array(primes, dtype=np.uint64), result)
         return result.reshape(a.shape)
-    out = np.empty_like(a)
+    target = np.empty_like(a) if out is None else out
     for i, q in enumerate(primes):
-        out[..., i, :] = add_mod(a[..., i, :], b[..., i, :], q)
-    return out
+        target[..., i, :] = add_mod(a[..., i, :], b[..., i, :], q)
+    return target
 
 
 def public_key_share(a: U64, secret: FixedOperand, error_ntt: U64, primes: tuple[int, ...]) -> U64:
