@@ -3,18 +3,19 @@
     fhe-agg bench [--quick | --smoke] [--json] [--out DIR] [--sizes 100000,1000000]
     python benchmarks/run.py ...            (the same command, from a source checkout)
 
-Families (one module each): client encode+encrypt, sign+hash and bytes on the wire
-(:mod:`._client_costs`); well-formedness proof time and bytes next to the encryption they cover
-(:mod:`._proof_costs`); partial decryption, combine, key-holder traffic and error
-(:mod:`._decryption_costs`); the compiled kernels against the pure-numpy path on the same
-updates, not in ``--smoke`` (:mod:`._kernel_costs`); aggregator ingest and peak RSS against the
-number of clients in fresh processes (:mod:`._aggregator_costs`); whole rounds with and without
-dropouts, next to Flower SecAgg+ and NVFlare-style TenSEAL on the same vectors
-(:mod:`._rounds`, :mod:`._peers`); the per-message overhead of the node handlers (load, unseal,
-save) against their cryptographic work, and with ``--full`` a two-round deployment run next to
-the same in-process (:mod:`._node_costs`, :mod:`._node_figures`); the speed-up from one process to ``--workers``
-(:mod:`._scaling`). It lives inside the package so that ``fhe-agg bench`` works from any install,
-editable or not, and is type-checked with the library.
+Families (one module each): client encode+encrypt with the proofs and before them (then signed,
+:mod:`._before_proof`), sign+hash and bytes on the wire (:mod:`._client_costs`); well-formedness
+proof time and bytes next to the encryption they cover (:mod:`._proof_costs`); partial decryption,
+combine, key-holder traffic and error (:mod:`._decryption_costs`); the compiled kernels against the
+pure-numpy path on the same updates, not in ``--smoke`` (:mod:`._kernel_costs`); aggregator ingest
+and peak RSS against the number of clients in fresh processes (:mod:`._aggregator_costs`); whole
+rounds with and without dropouts, next to Flower SecAgg+ and NVFlare-style TenSEAL on the same
+vectors (:mod:`._rounds`, :mod:`._peers`; the client's cost with and before the proof); the
+per-message overhead of the node handlers (load, unseal, save) against their cryptographic work,
+and with ``--full`` a two-round deployment run next to the same in-process (:mod:`._node_costs`,
+:mod:`._node_figures`); the speed-up from one process to ``--workers`` (:mod:`._scaling`). It lives
+inside the package so that ``fhe-agg bench`` works from any install, editable or not, and is
+type-checked with the library.
 """
 
 from __future__ import annotations

@@ -21,6 +21,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from fhe_agg.bench._baselines import plaintext_round
+from fhe_agg.bench._before_proof import before_proof_seconds
 from fhe_agg.bench._harness import (
     HOLDER_SETS,
     Figure,
@@ -252,6 +253,7 @@ def round_figures(plan: Plan) -> list[Figure]:
             out += _dropout_figures(plan, fed, fresh, weights, runs, workload)
             ours = {
                 "client_s": phases["client_max_s"],
+                "client_before_proof_s": before_proof_seconds(fed.clients, fresh, weights),
                 "server_s": phases["aggregator_s"],
                 "bytes_per_value": max(max(t.upload) for t in runs) / params,
                 "error": error,
