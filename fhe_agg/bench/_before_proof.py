@@ -7,7 +7,7 @@ as :func:`~fhe_agg.client._batches.encrypt_and_prove` draws them, and per batch
 :func:`~fhe_agg.client._batches._chunks_task` (SEAL's encoder, the data-level ``encrypt_chunk``
 with the key's fixed operands and ``DerivedRandom(seed, "chunk", i)``, the packed serialization;
 the witnesses wiped at once, the stacked ``c1`` built and dropped), then
-:meth:`~fhe_agg.Client.sign_update` over the raw chunks with no proofs (the SHA3-256 Merkle
+:meth:`~fhe_agg.Client.sign_update` over the raw chunks with no proofs (the SHA-256 Merkle
 root, the digest of an empty proof list, the statement, ML-DSA-65), and ``to_bytes``.
 
 Left out: the replay memory's SHA-256 of the vector (:meth:`Client.encrypt_chunks` claims it,
@@ -38,7 +38,7 @@ __all__ = ["BEFORE_PROOF_NOTE", "before_proof_seconds", "before_proof_update"]
 BEFORE_PROOF_NOTE = (
     "before the proof: the client's flatten/check, weight, chunking, per-batch seeds, "
     "SEAL encode + data-level encrypt (DerivedRandom per chunk) + packed serialization, "
-    "then the SHA3-256 Merkle root and ML-DSA-65 signature of the statement (empty proof "
+    "then the SHA-256 Merkle root and ML-DSA-65 signature of the statement (empty proof "
     "list), serialized; not the replay memory's SHA-256 of the vector"
 )
 

@@ -270,7 +270,7 @@ def _sign_figures(
         fns[f"{name} sign"], fns[f"{name} verify"] = sign, verify
     ms = {k: 1e3 * v for k, v in paired_medians(fns, repeats, warmup=True).items()}
     out = []
-    note = f"{len(message):,} ciphertext bytes (dp preset); ours: SHA3-256 Merkle tree + ML-DSA-65"
+    note = f"{len(message):,} ciphertext bytes (dp preset); ours: SHA-256 Merkle tree + ML-DSA-65"
     for name in baselines:
         for what, key in (("sign + hash", "sign"), ("verify + hash", "verify")):
             out.append(
