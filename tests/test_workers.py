@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 from conftest import CLIENT_IDS, PARAMS, WEIGHTS
 
-from fhe_agg import Aggregator, Client, InvalidProof, KeyHolder, SeededRandom
+import fhe_agg.server._update_check
+from fhe_agg import Aggregator, Client, DuplicateUpdate, InvalidProof, KeyHolder, SeededRandom
 from fhe_agg._parallel import DerivedRandom, run_ordered, split
 from fhe_agg.hazmat.encrypt import _OPERAND_CACHE, fixed_operand
 from fhe_agg.hazmat.rlwe import FixedOperand
@@ -183,6 +184,41 @@ def test_refusals_are_the_same_across_workers(
         assert agg.accepted_clients == (CLIENT_IDS[0], CLIENT_IDS[1])
         agg.close()
     assert messages[0] == messages[1]
+
+
+def test_a_replayed_update_costs_the_pool_no_proof_check(
+    both, config, roster, keypair, layout, tmp_path, monkeypatch
+) -> None:
+    """``add_many`` checks ``workers`` updates at once, but not the content of a client it
+    already counted: a replay is refused as a duplicate without verifying its proof again."""
+    checked: list[str] = []
+    real = fhe_agg.server._update_check.check_update_proofs
+
+    def counting(*args, **kwargs) -> None:
+        checked.append(kwargs["client_id"])
+        real(*args, **kwargs)
+
+    monkeypatch.setattr(fhe_agg.server._update_check, "check_update_proofs", counting)
+    first, second = both[0][0], both[0][1]
+    forget_verified()
+    with Aggregator(
+        config=config,
+        roster=roster,
+        public_key=keypair[0],
+        round_id=1,
+        layout=layout,
+        spool_dir=tmp_path / "replay",
+        workers=2,
+    ) as agg:
+        agg.add(first.to_bytes())
+        outcome = agg.add_many([second.to_bytes(), second.to_bytes(), first.to_bytes()])
+        assert outcome[0] is None
+        for refused in outcome[1:]:
+            assert isinstance(refused, DuplicateUpdate) and "this exact update" in str(refused)
+        assert agg.accepted_clients == (CLIENT_IDS[0], CLIENT_IDS[1])
+    # ``second`` twice in one window of two: both checked (it was not counted when the window
+    # began); ``first`` in the next window: refused unchecked
+    assert checked == [CLIENT_IDS[0], CLIENT_IDS[1], CLIENT_IDS[1]]
 
 
 def test_ingest_queue_uses_the_pool(both, config, roster, keypair, layout, tmp_path) -> None:

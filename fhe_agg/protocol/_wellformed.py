@@ -48,7 +48,6 @@ __all__ = [
     "check_update_proofs",
     "data_level_key",
     "forget_verified",
-    "prefetch_batches",
     "proof_batches",
     "proof_bytes_bound",
     "proof_context",
@@ -266,32 +265,6 @@ def _unverified(
         if not hit:
             pending.append((memo, (statement, c1, proof, client_id, indices, c1_digest)))
     return pending
-
-
-def _passes(task: _Task) -> bool:
-    """Whether :func:`_verify_raw` accepts ``task`` (prefetching refuses nothing itself)."""
-    try:
-        _verify_raw(*task)
-    except InvalidProof:
-        return False
-    return True
-
-
-def prefetch_batches(
-    items: Sequence[BatchItem],
-    *,
-    public_key: PublicKey,
-    config: FederationConfig,
-    round_id: int,
-    workers: int,
-) -> None:
-    """Verify ``items`` on ``workers`` threads and remember those that pass; refuse nothing
-    (the caller's own :func:`verify_batches` later finds the memo, or raises as usual)."""
-    pending = _unverified(items, public_key, config, round_id)
-    passed = run_ordered(_passes, [(task,) for _, task in pending], workers=workers, threads=True)
-    for (memo, _), ok in zip(pending, passed, strict=True):
-        if ok:
-            _remember(memo)
 
 
 #: Digests of (statement, c1, proof) triples that verified in this process. ``verify`` is a

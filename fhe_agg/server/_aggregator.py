@@ -15,13 +15,11 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
-from fhe_agg._errors import DuplicateUpdate, FheAggError, InvalidSignature, ThresholdNotMet, locate
-from fhe_agg._parallel import check_workers
+from fhe_agg._errors import DuplicateUpdate, FheAggError, ThresholdNotMet, locate
+from fhe_agg._parallel import check_workers, run_ordered
 from fhe_agg.ckks._keys import PublicKey
 from fhe_agg.ckks._packing import Layout
-from fhe_agg.errors import ChunkCountMismatch, MalformedMessage, ParameterMismatch, Rejected
+from fhe_agg.errors import MalformedMessage, Rejected
 from fhe_agg.hazmat.rlwe import add_polys
 from fhe_agg.hazmat.rns import U64
 from fhe_agg.hazmat.seal_format import RawCiphertext
@@ -29,7 +27,7 @@ from fhe_agg.protocol._checks import check_statement
 from fhe_agg.protocol._config import FederationConfig
 from fhe_agg.protocol._context import RoundContext
 from fhe_agg.protocol._evidence import AggregateEvidence, ChunkEvidence
-from fhe_agg.protocol._merkle import leaf_hash, merkle_path, merkle_root
+from fhe_agg.protocol._merkle import merkle_path
 from fhe_agg.protocol._messages import (
     EncryptedAggregate,
     EncryptedUpdate,
@@ -37,15 +35,10 @@ from fhe_agg.protocol._messages import (
     total_weight,
 )
 from fhe_agg.protocol._signing import VerifyKey
-from fhe_agg.protocol._wellformed import (
-    BatchItem,
-    check_update_proofs,
-    prefetch_batches,
-    proof_batches,
-)
 from fhe_agg.server._spool import Spool
 from fhe_agg.server._store import AggregatorStore
 from fhe_agg.server._tree import PartialAggregate
+from fhe_agg.server._update_check import CheckedUpdate, Precheck, check_content, decode, precheck
 
 if TYPE_CHECKING:
     from fhe_agg.identity._auditlog import AuditLog
@@ -79,9 +72,10 @@ class Aggregator:
     store keeps the chunks the key holders ask for; delete it once the round is released.
     ``None`` (the default) keeps the state in memory and the chunks in ``spool_dir``.
 
-    ``workers`` > 1 verifies proofs on that many threads: the batches of one update in
-    :meth:`add`, those of several updates together in :meth:`add_many` (what
-    :class:`~fhe_agg.IngestQueue` calls); accepted updates, sums and refusals are the same.
+    ``workers`` > 1 uses that many threads: for the proof batches of one update in :meth:`add`,
+    and in :meth:`add_many` (what :class:`~fhe_agg.IngestQueue` calls) for ``workers`` updates'
+    whole checks at a time (decode, statement, Merkle root, parse, proofs), admitted in order;
+    accepted updates, sums and refusals are the same.
     """
 
     def __init__(
@@ -158,21 +152,69 @@ class Aggregator:
 
     def add(self, update: EncryptedUpdate | bytes) -> None:
         """Verify ``update`` and add it to the running sum, or raise and change nothing."""
+        self._admit(update, None)
+
+    def add_many(self, updates: Sequence[EncryptedUpdate | bytes]) -> list[FheAggError | None]:
+        """:meth:`add` each of ``updates`` in order; for each, ``None`` (accepted) or the
+        :class:`~fhe_agg.Rejected` / :class:`~fhe_agg.MalformedMessage` refusal. With
+        ``workers`` > 1, ``workers`` updates at a time are decoded, parsed and their proofs
+        verified on the pool's threads (one update of up to 128 chunks is one proof batch, so
+        this is where an aggregator's work splits), then admitted in order: the checks of the
+        aggregator's state, the refusals and the sums are those of :meth:`add`."""
+        items = list(updates)
+        out: list[FheAggError | None] = []
+        for start in range(0, len(items), self.workers):
+            window = items[start : start + self.workers]
+            if self.workers == 1:
+                prechecks: list[Precheck | None] = [None]
+            else:  # a lone update splits its own proof batches instead
+                inner = self.workers if len(window) == 1 else 1
+                full = len(self._accepted) >= self.config.max_clients
+                refused = None if full else frozenset(self._seen)
+                tasks = [(u, self.context, inner, refused) for u in window]
+                prechecks = list(run_ordered(precheck, tasks, workers=self.workers, threads=True))
+            for update, pre in zip(window, prechecks, strict=True):
+                try:
+                    self._admit(update, pre)
+                except (MalformedMessage, Rejected) as exc:
+                    out.append(exc)
+                else:
+                    out.append(None)
+        return out
+
+    def _admit(self, update: EncryptedUpdate | bytes, pre: Precheck | None) -> None:
+        """Every check of :meth:`add` (those already made in ``pre`` taken from it), in order:
+        the round still open, the message, its statement, this aggregator's state, its
+        content; then the update counts. A refusal is recorded and raised, nothing changed."""
         claimed: str | None = None
         try:
             if self._finalized:
                 raise Rejected(f"round {self.round_id} is finalized; no more updates are accepted")
-            if isinstance(update, bytes | bytearray | memoryview):
-                update = EncryptedUpdate.from_bytes(bytes(update), self.bounds)
-            if not isinstance(update, EncryptedUpdate):
-                raise TypeError(
-                    f"update: expected EncryptedUpdate or bytes, got {type(update).__name__}"
-                )
-            claimed = update.statement.client_id
-            leaves, parsed = self._check(update)
+            if pre is None:
+                update = decode(update, self.context)
+                claimed = update.statement.client_id
+                check_statement(update.signed, self.context)
+                self._check_state(update)
+                checked = check_content(update, self.context, workers=self.workers)
+            else:
+                if pre.update is not None:
+                    claimed = pre.update.statement.client_id
+                if pre.statement_error is not None:
+                    raise pre.statement_error
+                assert pre.update is not None
+                update = pre.update
+                self._check_state(update)
+                if isinstance(pre.content, FheAggError):
+                    raise pre.content
+                checked = pre.content or check_content(update, self.context, workers=self.workers)
         except FheAggError as exc:
             self._record("update.rejected", claimed_client=claimed, error=exc.code, reason=str(exc))
             raise locate(exc, round_id=self.round_id, party=claimed)  # noqa: B904 (the same error)
+        self._count(checked)
+
+    def _count(self, checked: CheckedUpdate) -> None:
+        """Add a fully checked update: audit record, running sum, store or spool, slot."""
+        update, leaves, parsed = checked.update, checked.leaves, checked.parsed
         stmt = update.statement
         self._record(
             "update.accepted",
@@ -181,68 +223,18 @@ class Aggregator:
             merkle_root=stmt.merkle_root.hex(),
         )
         primes = self._backend.data_primes
-        new_sum = parsed if self._sum is None else add_polys(self._sum, parsed, primes)
-        if self._store is not None:
+        if self._store is not None:  # the new sum commits with the update, or neither does
+            new_sum = parsed if self._sum is None else add_polys(self._sum, parsed, primes)
             self._store.append(update.signed, update.chunks, leaves, new_sum, update.proofs)
+            self._sum = new_sum
         else:
             assert self._spool is not None
-            self._spool.write(update.chunks, update.proofs)
-        self._sum = new_sum
+            self._spool.write(update.chunks, update.proofs)  # may raise: the sum is untouched
+            if self._sum is None:
+                self._sum = parsed
+            else:  # in place: no fresh pages for a new sum per update
+                add_polys(self._sum, parsed, primes, out=self._sum)
         self._remember(update.signed, leaves)
-
-    def add_many(self, updates: Sequence[EncryptedUpdate | bytes]) -> list[FheAggError | None]:
-        """:meth:`add` each of ``updates`` in order; for each, ``None`` (accepted) or the
-        :class:`~fhe_agg.Rejected` / :class:`~fhe_agg.MalformedMessage` refusal. With
-        ``workers`` > 1 the proofs of all of them are first verified together on the pool
-        (one update of up to 128 chunks is one proof batch, so this is where an aggregator's
-        work splits); :meth:`add` still makes every check, in order, and finds them verified."""
-        items = list(updates)
-        if self.workers > 1:
-            items = self._prefetch(items)
-        out: list[FheAggError | None] = []
-        for update in items:
-            try:
-                self.add(update)
-            except (MalformedMessage, Rejected) as exc:
-                out.append(exc)
-            else:
-                out.append(None)
-        return out
-
-    def _prefetch(self, updates: list[EncryptedUpdate | bytes]) -> list[EncryptedUpdate | bytes]:
-        """Parse ``updates`` and verify the proofs of those whose statement checks out on the
-        pool; bytes that do not parse stay bytes (``add`` refuses them)."""
-        parsed: list[EncryptedUpdate | bytes] = []
-        batches: list[BatchItem] = []
-        for update in updates:
-            try:
-                if isinstance(update, bytes | bytearray | memoryview):
-                    update = EncryptedUpdate.from_bytes(bytes(update), self.bounds)
-                if isinstance(update, EncryptedUpdate):
-                    batches.extend(self._batch_items(update))
-            except FheAggError:
-                pass  # add() refuses it with the right error, in its turn
-            parsed.append(update)
-        prefetch_batches(
-            batches,
-            public_key=self.public_key,
-            config=self.config,
-            round_id=self.round_id,
-            workers=self.workers,
-        )
-        return parsed
-
-    def _batch_items(self, update: EncryptedUpdate) -> list[BatchItem]:
-        stmt = update.statement
-        self._check_statement(update.signed)
-        count = stmt.chunk_count
-        if len(update.chunks) != count or len(update.proofs) != len(proof_batches(count)):
-            return []
-        c1 = self._parse_chunks(update.chunks, stmt.client_id)[:, 1]
-        return [
-            (stmt.client_id, r, np.ascontiguousarray(c1[r.start : r.stop]), proof)
-            for r, proof in zip(proof_batches(count), update.proofs, strict=True)
-        ]
 
     def _remember(self, signed: SignedStatement, leaves: list[bytes]) -> None:
         """Count an accepted (stored or spooled) update; its slot is its position."""
@@ -250,10 +242,9 @@ class Aggregator:
         self._leaves.append(leaves)
         self._seen.add(signed.statement.client_id)
 
-    def _check(self, update: EncryptedUpdate) -> tuple[list[bytes], U64]:
-        """Every check of :meth:`add`; the Merkle leaves and parsed chunks of a valid update."""
+    def _check_state(self, update: EncryptedUpdate) -> None:
+        """The checks that read this aggregator's state: a client counted once, ``max_clients``."""
         stmt = update.statement
-        self._check_statement(update.signed)
         if stmt.client_id in self._seen:
             same = update.signed in self._accepted
             raise DuplicateUpdate(
@@ -264,49 +255,9 @@ class Aggregator:
             raise Rejected(
                 f"round {self.round_id} already holds max_clients={self.config.max_clients}"
             )
-        if len(update.chunks) != stmt.chunk_count:
-            raise ChunkCountMismatch(
-                f"client {stmt.client_id!r}: {len(update.chunks)} chunks sent, {stmt.chunk_count} signed"
-            )
-        leaves = [leaf_hash(i, c) for i, c in enumerate(update.chunks)]
-        if merkle_root(leaves) != stmt.merkle_root:
-            raise InvalidSignature(
-                f"client {stmt.client_id!r}: chunks do not match the signed Merkle root"
-            )
-        parsed = self._parse_chunks(update.chunks, stmt.client_id)
-        check_update_proofs(
-            parsed[:, 1],
-            update.proofs,
-            public_key=self.public_key,
-            config=self.config,
-            round_id=self.round_id,
-            client_id=stmt.client_id,
-            chunk_count=stmt.chunk_count,
-            signed_digest=stmt.proofs_digest,
-            workers=self.workers,
-        )
-        return leaves, parsed
 
     def _check_statement(self, signed: SignedStatement) -> None:
         check_statement(signed, self.context)
-
-    def _parse_chunks(self, chunks: Sequence[bytes], client_id: str) -> U64:
-        """Every chunk parsed straight into one ``[chunk, poly, prime, coeff]`` array (the
-        running sum's layout: no per-chunk arrays to stack)."""
-        backend = self._backend
-        out = np.empty((len(chunks), 2, len(backend.data_primes), backend.n), dtype=np.uint64)
-        for i, blob in enumerate(chunks):
-            raw = backend.parse(
-                blob,
-                max_bytes=self.bounds.chunk_bytes,
-                what=f"client {client_id!r} chunk {i}",
-                out=out[i],
-            )
-            if raw.scale != self.config.scale:
-                raise ParameterMismatch(
-                    f"client {client_id!r} chunk {i}: scale differs from the federation's"
-                )
-        return out
 
     def finalize(self) -> EncryptedAggregate:
         """Close the round and return the encrypted weighted mean with its manifest.

@@ -339,7 +339,7 @@ def colluding_server(
     """The attacker's own server: the real aggregator code with its proof check skipped, so it
     counts every update it is given, its accomplice's too (the key holders are not patched)."""
     server = fed.aggregator(round_id)
-    with mock.patch("fhe_agg.server._aggregator.check_update_proofs", lambda *_, **__: None):
+    with mock.patch("fhe_agg.server._update_check.check_update_proofs", lambda *_, **__: None):
         for update in updates:
             server.add(update)
     return server

@@ -13,7 +13,7 @@ from dataclasses import replace
 
 import pytest
 
-import fhe_agg.server._aggregator
+import fhe_agg.server._update_check
 from fhe_agg import (
     AggregateEvidence,
     Aggregator,
@@ -93,7 +93,7 @@ def test_the_aggregator_refuses_an_update_without_its_proofs(
 def _lax_round(plain: Consortium, monkeypatch: pytest.MonkeyPatch, forged: EncryptedUpdate):
     """A malicious server: it skips the proof check and counts ``forged`` with ana and cy."""
     with monkeypatch.context() as patch:
-        patch.setattr(fhe_agg.server._aggregator, "check_update_proofs", lambda *a, **k: None)
+        patch.setattr(fhe_agg.server._update_check, "check_update_proofs", lambda *a, **k: None)
         agg = plain.aggregator(ROUND)
         for update in (plain.update("ana", ROUND), forged, plain.update("cy", ROUND)):
             agg.add(update)

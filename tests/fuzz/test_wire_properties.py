@@ -10,6 +10,7 @@ not a message; :class:`Rejected` subclasses (:class:`ParameterMismatch`, ``Inval
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import msgpack
 import numpy as np
@@ -39,7 +40,9 @@ from fhe_agg.ceremony._messages import poly_from_bytes as _poly_from_bytes
 from fhe_agg.ckks._seal import backend_for
 from fhe_agg.hazmat.seal_format import build_ciphertext, parse_ciphertext
 from fhe_agg.identity import SealInfo, SealingError, SealingPrivateKey, Suite, open_sealed, seal
+from fhe_agg.protocol._checks import check_statement
 from fhe_agg.protocol._messages import MessageBounds
+from fhe_agg.server._update_check import check_content
 
 from .mutations import PARSER_SETTINGS, damaged, refuse_or_parse
 
@@ -69,8 +72,9 @@ def aggregate(config, keypair, roster, layout, updates, tmp_path_factory) -> Enc
 
 @pytest.fixture(scope="module")
 def fresh(config, keypair, roster, layout) -> Aggregator:
-    """An aggregator of round 1 that never accepts an update: its private ``_check`` (every
-    check of ``add``) and ``_check_statement`` leave it unchanged, so one serves every example."""
+    """An aggregator of round 1 that never accepts an update: the checks of ``add`` that read no
+    state (:func:`_aggregator_checks`) and ``_check_statement`` leave it unchanged, so one
+    serves every example."""
     return Aggregator(
         config=config, roster=roster, public_key=keypair[0], round_id=1, layout=layout
     )
@@ -105,6 +109,16 @@ def test_every_valid_statement_round_trips(stmt: UpdateStatement, signature: byt
     assert SignedStatement.from_wire(wire) == signed
 
 
+def _aggregator_checks(agg: Aggregator) -> Callable[[EncryptedUpdate], None]:
+    """The checks the aggregator makes of a decoded update, without counting it."""
+
+    def check(update: EncryptedUpdate) -> None:
+        check_statement(update.signed, agg.context)
+        check_content(update, agg.context, workers=1)
+
+    return check
+
+
 @PARSER_SETTINGS
 @given(data=st.data())
 def test_damaged_update_is_refused_or_round_trips(data, updates, bounds, fresh) -> None:
@@ -115,7 +129,7 @@ def test_damaged_update_is_refused_or_round_trips(data, updates, bounds, fresh) 
         return
     again = EncryptedUpdate.from_bytes(update.to_bytes(), bounds)
     assert again.signed == update.signed and again.chunks == update.chunks
-    refuse_or_parse(fresh._check, update, ROUND)  # what the aggregator does next
+    refuse_or_parse(_aggregator_checks(fresh), update, ROUND)  # what the aggregator does next
 
 
 @PARSER_SETTINGS
