@@ -8,7 +8,7 @@ an update only while the bytes pending (queued or being added) stay within
 waits up to ``timeout`` and raises :class:`Busy`, so the network layer answers "retry later" and
 stops reading from that connection. A single worker thread owns the aggregator: updates are added
 one at a time, in arrival order, each exactly once; with an aggregator of ``workers`` > 1 it takes
-up to that many queued updates at once and has their proofs verified together
+up to that many queued updates at once and has them checked together, proofs included
 (:meth:`~fhe_agg.Aggregator.add_many`).
 """
 
