@@ -123,7 +123,11 @@ def _count_figures(
             baseline_name="plaintext numpy weighted mean (float32 messages)",
             higher_is_better=True,
             target=Target("ours", ">=", 1e9),
-            note=f"{ours['bytes'] / (k * params):.2f} bytes per parameter on the wire",
+            note=(
+                f"{ours['bytes'] / (k * params):.2f} bytes per parameter on the wire; the "
+                f"compiled kernels loaded before the stream ({ours['kernel_load_s']:.2f} s "
+                "CPU, once per process), not in the rate"
+            ),
         ),
         figure(
             "aggregator_rss",
