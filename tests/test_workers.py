@@ -101,17 +101,22 @@ def _holder(config, keypair, roster, workers: int) -> KeyHolder:
     )
 
 
-def _aggregate(updates, workers, config, roster, keypair, layout, tmp_path, *, many: bool):
-    forget_verified()  # each aggregator verifies every proof itself
-    agg = Aggregator(
+def _spooled(config, roster, keypair, layout, spool_dir, workers: int) -> Aggregator:
+    """An aggregator of round 1 on ``workers`` threads, its updates spooled in ``spool_dir``."""
+    return Aggregator(
         config=config,
         roster=roster,
         public_key=keypair[0],
         round_id=1,
         layout=layout,
-        spool_dir=tmp_path / f"spool-{workers}-{many}",
+        spool_dir=spool_dir,
         workers=workers,
     )
+
+
+def _aggregate(updates, workers, config, roster, keypair, layout, tmp_path, *, many: bool):
+    forget_verified()  # each aggregator verifies every proof itself
+    agg = _spooled(config, roster, keypair, layout, tmp_path / f"spool-{workers}-{many}", workers)
     if many:
         assert agg.add_many([u.to_bytes() for u in updates]) == [None] * len(updates)
     else:
@@ -162,15 +167,7 @@ def test_refusals_are_the_same_across_workers(
     messages = []
     for workers in (1, 2):
         forget_verified()
-        agg = Aggregator(
-            config=config,
-            roster=roster,
-            public_key=keypair[0],
-            round_id=1,
-            layout=layout,
-            spool_dir=tmp_path / f"refuse-{workers}",
-            workers=workers,
-        )
+        agg = _spooled(config, roster, keypair, layout, tmp_path / f"refuse-{workers}", workers)
         before = agg.running_sum()
         with pytest.raises(InvalidProof) as info:
             agg.add(bad.to_bytes())
@@ -201,15 +198,7 @@ def test_a_replayed_update_costs_the_pool_no_proof_check(
     monkeypatch.setattr(fhe_agg.server._update_check, "check_update_proofs", counting)
     first, second = both[0][0], both[0][1]
     forget_verified()
-    with Aggregator(
-        config=config,
-        roster=roster,
-        public_key=keypair[0],
-        round_id=1,
-        layout=layout,
-        spool_dir=tmp_path / "replay",
-        workers=2,
-    ) as agg:
+    with _spooled(config, roster, keypair, layout, tmp_path / "replay", 2) as agg:
         agg.add(first.to_bytes())
         outcome = agg.add_many([second.to_bytes(), second.to_bytes(), first.to_bytes()])
         assert outcome[0] is None
@@ -223,15 +212,7 @@ def test_a_replayed_update_costs_the_pool_no_proof_check(
 
 def test_ingest_queue_uses_the_pool(both, config, roster, keypair, layout, tmp_path) -> None:
     forget_verified()
-    with Aggregator(
-        config=config,
-        roster=roster,
-        public_key=keypair[0],
-        round_id=1,
-        layout=layout,
-        spool_dir=tmp_path / "queue",
-        workers=2,
-    ) as agg:
+    with _spooled(config, roster, keypair, layout, tmp_path / "queue", 2) as agg:
         queue = IngestQueue(agg, max_pending_bytes=1 << 30, max_pending=8)
         tickets = [queue.submit(u.to_bytes()) for u in both[1]]
         tickets.append(queue.submit(both[1][0].to_bytes()))  # a duplicate
