@@ -3,6 +3,7 @@ threads for proof checks) as on one core."""
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -12,7 +13,15 @@ import pytest
 from conftest import CLIENT_IDS, PARAMS, WEIGHTS
 
 import fhe_agg.server._update_check
-from fhe_agg import Aggregator, Client, DuplicateUpdate, InvalidProof, KeyHolder, SeededRandom
+from fhe_agg import (
+    AggregateEvidence,
+    Aggregator,
+    Client,
+    DuplicateUpdate,
+    InvalidProof,
+    KeyHolder,
+    SeededRandom,
+)
 from fhe_agg._parallel import DerivedRandom, run_ordered, split
 from fhe_agg.hazmat.encrypt import _OPERAND_CACHE, fixed_operand
 from fhe_agg.hazmat.rlwe import FixedOperand
@@ -181,6 +190,31 @@ def test_refusals_are_the_same_across_workers(
         assert agg.accepted_clients == (CLIENT_IDS[0], CLIENT_IDS[1])
         agg.close()
     assert messages[0] == messages[1]
+
+
+def test_a_holder_refuses_with_the_first_error_in_order_for_any_workers(
+    both, signing_keys, config, roster, keypair, vectors, layout, tmp_path, monkeypatch
+) -> None:
+    """A lax server counts a signed update whose proof fails, first in its manifest, and the
+    evidence swaps a chunk of the next client: with one worker the proof is verified (and
+    refused) before that chunk is read, and with two it must be too, not the swapped chunk's
+    Merkle path first."""
+    bad = _bad_proof_update(signing_keys, config, keypair, vectors, layout)
+    with monkeypatch.context() as patch:
+        patch.setattr(fhe_agg.server._update_check, "check_update_proofs", lambda *a, **k: None)
+        agg = _spooled(config, roster, keypair, layout, tmp_path / "lax", 1)
+        for update in (bad, both[0][0], both[0][1]):
+            agg.add(update.to_bytes())
+    with agg:
+        aggregate = agg.finalize()
+        evidence = agg.evidence(range(len(aggregate.chunks)))
+    items = evidence.chunks[0]
+    swapped = (items[0], dataclasses.replace(items[1], chunk=items[2].chunk), items[2])
+    forged = AggregateEvidence(evidence.round_id, {**evidence.chunks, 0: swapped}, evidence.proofs)
+    for workers in (1, 2):
+        forget_verified()
+        with pytest.raises(InvalidProof, match="'delta'"):
+            _holder(config, keypair, roster, workers).verify(aggregate, forged, layout=layout)
 
 
 def test_a_replayed_update_costs_the_pool_no_proof_check(

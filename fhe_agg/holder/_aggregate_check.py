@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from fhe_agg._errors import FheAggError
 from fhe_agg.errors import (
     AggregateMismatch,
     ChunkCountMismatch,
@@ -172,45 +173,66 @@ def _check_proofs(
     """Every manifest client's every batch proof, against its evidence chunks, each checked
     against its signed Merkle root and parsed once (:class:`InvalidProof` for a proof that does
     not verify); the sums of the clients' chunks, per batch (``(2, V, L, N)``)."""
-    count = len(aggregate.chunks)
-    b, bound = context.backend, context.bounds.proof_bytes
-    batches = proof_batches(count)
-    totals: list[U64] = []
-    items: list[BatchItem] = []
-    # ``workers`` parse buffers per batch size, reused from client to client: fresh 33 MB arrays
-    # per batch cost more in page faults than parsing each chunk twice did
-    buffers: dict[tuple[int, int], U64] = {}
+    run = _EvidencePass(context, len(aggregate.chunks), workers)
     for slot, signed in enumerate(aggregate.manifest):
-        stmt = signed.statement
-        proofs = evidence.proofs.get(stmt.client_id, ())
         try:
-            check_proof_set(
-                proofs,
-                chunk_count=count,
-                signed_digest=stmt.proofs_digest,
-                bound=bound,
-                who=f"client {stmt.client_id!r}",
-            )
-        except InvalidProof:
+            run.client(slot, signed.statement, evidence)
+        except FheAggError:
             # the batches listed before this refusal are checked first, as in the serial order
-            _verify(items, context, workers)
+            # (with one worker they were verified before this client's chunks were read)
+            run.verify_pending()
             raise
-        for k, (proof, indices) in enumerate(zip(proofs, batches, strict=True)):
-            shape = (2, len(indices), len(b.data_primes), b.n)
-            batch = buffers.setdefault((len(items), len(indices)), np.empty(shape, np.uint64))
+    run.verify_pending()
+    return run.totals
+
+
+class _EvidencePass:
+    """Client by client, batch by batch: each evidence chunk's Merkle path checked, its bytes
+    parsed once into a buffer, added into the running sums (``totals``) and its batch's ``c1``
+    queued for its proof (verified once ``workers`` batches wait). ``workers`` buffers per batch
+    size, reused from client to client (fresh 33 MB arrays per batch cost more in page faults
+    than parsing each chunk twice did); a pending batch's buffer is never written again."""
+
+    def __init__(self, context: RoundContext, count: int, workers: int) -> None:
+        self.context, self.count, self.workers = context, count, workers
+        self.batches = proof_batches(count)
+        self.totals: list[U64] = []
+        self.pending: list[BatchItem] = []
+        self._buffers: dict[tuple[int, int], U64] = {}
+
+    def client(self, slot: int, stmt: UpdateStatement, evidence: AggregateEvidence) -> None:
+        b = self.context.backend
+        proofs = evidence.proofs.get(stmt.client_id, ())
+        check_proof_set(
+            proofs,
+            chunk_count=self.count,
+            signed_digest=stmt.proofs_digest,
+            bound=self.context.bounds.proof_bytes,
+            who=f"client {stmt.client_id!r}",
+        )
+        for k, (proof, indices) in enumerate(zip(proofs, self.batches, strict=True)):
+            batch = self._buffer(len(indices))
             for j, index in enumerate(indices):
                 blob = _signed_chunk(index, evidence.chunks[index][slot], stmt)
                 b.parse(blob, what=f"evidence chunk {index} of {stmt.client_id!r}", out=batch[:, j])
             if slot == 0:
-                totals.append(batch.copy())
+                self.totals.append(batch.copy())
             else:
-                add_polys(totals[k], batch, b.data_primes, out=totals[k])
-            items.append((stmt.client_id, indices, batch[1], proof))
-            if len(items) >= workers:  # memory: ``workers`` batches of c1 at a time
-                _verify(items, context, workers)
-                items.clear()
-    _verify(items, context, workers)
-    return totals
+                add_polys(self.totals[k], batch, b.data_primes, out=self.totals[k])
+            self.pending.append((stmt.client_id, indices, batch[1], proof))
+            if len(self.pending) >= self.workers:  # memory: ``workers`` batches of c1
+                self.verify_pending()
+
+    def _buffer(self, size: int) -> U64:
+        key = (len(self.pending), size)
+        if key not in self._buffers:
+            b = self.context.backend
+            self._buffers[key] = np.empty((2, size, len(b.data_primes), b.n), np.uint64)
+        return self._buffers[key]
+
+    def verify_pending(self) -> None:
+        _verify(self.pending, self.context, self.workers)
+        self.pending.clear()
 
 
 def _verify(items: list[BatchItem], context: RoundContext, workers: int) -> None:
