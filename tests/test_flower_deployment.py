@@ -9,7 +9,8 @@ second ``flwr run`` on the same key (no new ceremony) first sends the round-1 an
 requests the ServerApp recorded in the first run to the key holders again, through the SuperLink
 (the example's ``replay.py`` hook), and then runs round 3 with holder-2 decrypting. The state
 folders are scanned for the key share's bytes after the run and after the SIGKILL. Every process
-is stopped by its pid in a ``finally`` (``launch.Processes``), also when the test fails.
+is stopped by its pid in a ``finally`` (``launch.Processes``), also when the test fails, with the
+processes it started (each runs in its own process group); the test checks that none is left.
 
 Every connection is TLS, with a CA and a server certificate for 127.0.0.1 made here, and the
 SuperLink runs with SuperNode authentication: each SuperNode's ECDSA key, made here, is
@@ -294,6 +295,13 @@ def test_deployment_two_rounds_then_a_killed_holder_decrypts_round_three(
         )
         second = time.monotonic() - t0
         assert code == 0, (logs / "flwr-run-2.log").read_text()[-3000:]
+        groups = procs.groups
+    # stopped with everything they started (``flower-superexec``, ``flwr-clientapp``)
+    deadline = time.monotonic() + 5
+    while (alive := [g for g in groups if launch.group_alive(g)]) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert alive == [], f"process groups still running after stop: {alive}"
+    assert launch.flower_processes() == []
     summary = _summary(tmp_path / "run2.json")
     assert summary["holder_nodes"] == holder_nodes  # the restarted SuperNode kept its node id
     # before round 3, the restarted holder refused every replayed round-1/2 request

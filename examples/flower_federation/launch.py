@@ -13,6 +13,7 @@ context manager) terminates each by its pid, then kills what is still alive.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -51,38 +52,57 @@ def config_args(values: dict[str, Any]) -> str:
 
 
 class Processes:
-    """The processes this launcher started; :meth:`stop` ends each by its pid."""
+    """The processes this launcher started; :meth:`stop` ends each by its pid, with whatever it
+    started in turn (a SuperLink's or SuperNode's ``flower-superexec`` and ``flwr-clientapp``).
+
+    Each starts in a session of its own, so its process group is its pid: ``stop`` signals the
+    group (SIGTERM, then SIGKILL to what is left after 10 s), so no orphaned ``flwr-clientapp``
+    runs on after a run or a test."""
 
     def __init__(self, logs: Path) -> None:
         self.logs = logs
         logs.mkdir(parents=True, exist_ok=True)
         self.running: dict[str, subprocess.Popen[bytes]] = {}
+        self._groups: list[int] = []  # every group started, killed ones included
 
     def start(self, name: str, argv: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
         log = (self.logs / f"{name}.log").open("ab")
-        process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env)
+        process = subprocess.Popen(
+            argv, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
+        )
         log.close()
         self.running[name] = process
+        self._groups.append(process.pid)
         return process
 
+    @property
+    def groups(self) -> tuple[int, ...]:
+        """The process group (the pid) of every process started, killed ones included."""
+        return tuple(self._groups)
+
     def kill(self, name: str) -> None:
-        """SIGKILL one process (as a crash would) and wait for it."""
+        """SIGKILL one process (as a crash would) and wait for it; what it started is left
+        running, as after a crash, until :meth:`stop`."""
         process = self.running.pop(name)
         os.kill(process.pid, signal.SIGKILL)
         process.wait(timeout=30)
 
     def stop(self) -> None:
-        for process in self.running.values():
-            if process.poll() is None:
-                os.kill(process.pid, signal.SIGTERM)
+        for group in self._groups:
+            _signal_group(group, signal.SIGTERM)
         deadline = time.monotonic() + 10
         for process in self.running.values():
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 process.wait(timeout=max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                os.kill(process.pid, signal.SIGKILL)
-                process.wait(timeout=30)
+        # what the processes started (orphans now) gets the rest of the 10 s, then SIGKILL
+        while any(_signal_group(g, 0) for g in self._groups) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        for group in self._groups:
+            _signal_group(group, signal.SIGKILL)
+        for process in self.running.values():
+            process.wait(timeout=30)
         self.running.clear()
+        self._groups.clear()
 
     def __enter__(self) -> Processes:
         return self
@@ -91,6 +111,34 @@ class Processes:
         self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.stop()
+
+
+def flower_processes() -> list[str]:
+    """The Flower processes alive on this machine (``flower-*``, ``flwr-*`` by their command
+    names in ``/proc``; none where there is no ``/proc``), as ``"pid name"``."""
+    found = []
+    for comm in Path("/proc").glob("[0-9]*/comm"):
+        try:
+            name = comm.read_text().strip()
+        except OSError:  # gone meanwhile
+            continue
+        if name.startswith(("flower-", "flwr-")):
+            found.append(f"{comm.parent.name} {name}")
+    return found
+
+
+def group_alive(group: int) -> bool:
+    """Whether any process of process group ``group`` is alive."""
+    return _signal_group(group, 0)
+
+
+def _signal_group(group: int, sig: int) -> bool:
+    """Send ``sig`` to process group ``group`` (0: only ask); whether any process of it lives."""
+    try:
+        os.killpg(group, sig)
+    except ProcessLookupError:
+        return False
+    return True
 
 
 def environment(
