@@ -9,8 +9,9 @@ quiet machine, ``benchmarks/README.md``, "Both cores"; speed-up = 1 worker / 2 w
   kernels (``nogil=True``) and SHA-256 of megabytes (``hashlib`` drops the GIL above 2 KiB), so
   two threads run it on both cores, with nothing pickled or forked and the memo of verified
   proofs the caller's. Key holder's check of 4 updates: **1.27x on two threads** (0.94x on two
-  processes); aggregator, 4 updates: 1.08x on threads (0.83x on processes: its parsing, memo
-  hashing, Merkle leaves and writes stay serial in :meth:`~fhe_agg.Aggregator.add`);
+  processes); aggregator, 4 updates: 1.08x on threads when only the proofs ran on the pool
+  (0.83x on processes), 1.42–1.64x at 2e6 since each update's whole check does
+  (:mod:`fhe_agg.server._update_check`);
 * **processes** (the default) for the client's encryption: its chunks spend much of their time
   in SEAL's encoder (a pybind11 call that holds the GIL: two threads encoding take as long as
   one) and numpy on 8192-word rows (short calls that mostly hold it), so two threads are slower

@@ -4,14 +4,14 @@ Three pieces, each checked to give the same result both ways: a client's encrypt
 update (one proof batch covers 128 chunks = 1,048,576 reals: a smaller update is one batch, its
 chunks split across the pool and its proof made by the caller, so at most the encryption
 halves); the aggregator taking ``clients`` updates together (:meth:`~fhe_agg.Aggregator.add_many`:
-every update's proof batch is one task); a key holder verifying the aggregate (every client's
+every update's whole check is one task); a key holder verifying the aggregate (every client's
 proof batches). The client's pool is of processes, the proof checks' of threads
 (:mod:`fhe_agg._parallel`). Wall-clock seconds, medians of the repeats; the pools are started
 before the timing. On a shared machine the other load enters the wall-clock figures (and Linux's
 autogroup scheduling gives one session one share of the CPU however many processes it runs), so
 each piece is also reported on its CPU critical path: the caller's CPU time plus the pool tasks'
 CPU time shared over the workers, what the wall time would be with a core per worker; it counts
-every overhead of the pool (pickling, redrawn witnesses, parsing twice) but not the contention
+every overhead of the pool (pickling, redrawn witnesses) but not the contention
 of the memory bus or of the GIL.
 """
 

@@ -38,7 +38,7 @@ from fhe_agg.protocol._signing import VerifyKey
 from fhe_agg.server._spool import Spool
 from fhe_agg.server._store import AggregatorStore
 from fhe_agg.server._tree import PartialAggregate
-from fhe_agg.server._update_check import CheckedUpdate, Precheck, check_content, decode, precheck
+from fhe_agg.server._update_check import CheckedUpdate, Precheck, check_content, precheck
 
 if TYPE_CHECKING:
     from fhe_agg.identity._auditlog import AuditLog
@@ -152,7 +152,7 @@ class Aggregator:
 
     def add(self, update: EncryptedUpdate | bytes) -> None:
         """Verify ``update`` and add it to the running sum, or raise and change nothing."""
-        self._admit(update, None)
+        self._admit(self._prechecks([update], inner=self.workers)[0])
 
     def add_many(self, updates: Sequence[EncryptedUpdate | bytes]) -> list[FheAggError | None]:
         """:meth:`add` each of ``updates`` in order; for each, ``None`` (accepted) or the
@@ -165,48 +165,47 @@ class Aggregator:
         out: list[FheAggError | None] = []
         for start in range(0, len(items), self.workers):
             window = items[start : start + self.workers]
-            if self.workers == 1:
-                prechecks: list[Precheck | None] = [None]
-            else:  # a lone update splits its own proof batches instead
-                inner = self.workers if len(window) == 1 else 1
-                full = len(self._accepted) >= self.config.max_clients
-                refused = None if full else frozenset(self._seen)
-                tasks = [(u, self.context, inner, refused) for u in window]
-                prechecks = list(run_ordered(precheck, tasks, workers=self.workers, threads=True))
-            for update, pre in zip(window, prechecks, strict=True):
+            inner = self.workers if len(window) == 1 else 1  # a lone update splits its batches
+            for pre in self._prechecks(window, inner=inner):
                 try:
-                    self._admit(update, pre)
+                    self._admit(pre)
                 except (MalformedMessage, Rejected) as exc:
                     out.append(exc)
                 else:
                     out.append(None)
         return out
 
-    def _admit(self, update: EncryptedUpdate | bytes, pre: Precheck | None) -> None:
-        """Every check of :meth:`add` (those already made in ``pre`` taken from it), in order:
-        the round still open, the message, its statement, this aggregator's state, its
-        content; then the update counts. A refusal is recorded and raised, nothing changed."""
-        claimed: str | None = None
+    def _prechecks(
+        self, window: Sequence[EncryptedUpdate | bytes], *, inner: int
+    ) -> list[Precheck | None]:
+        """The checks of ``window`` that read no state of this aggregator (:func:`precheck`),
+        on the pool's threads (inline for one update; its proofs on ``inner`` threads); ``None``
+        for each once the round is finalized (refused unread). The content of a client already
+        counted, or of any update once ``max_clients`` are, is not checked: it is refused
+        whatever it holds."""
+        if self._finalized:
+            return [None] * len(window)
+        full = len(self._accepted) >= self.config.max_clients
+        refused = None if full else frozenset(self._seen)
+        tasks = [(u, self.context, inner, refused) for u in window]
+        return list(run_ordered(precheck, tasks, workers=self.workers, threads=True))
+
+    def _admit(self, pre: Precheck | None) -> None:
+        """The checks of :meth:`add`, in order, taking from ``pre`` those already made: the round
+        still open, the message, its statement, this aggregator's state, its content; then the
+        update counts. A refusal is recorded and raised, nothing changed."""
+        claimed = None if pre is None or pre.update is None else pre.update.statement.client_id
         try:
-            if self._finalized:
+            if self._finalized or pre is None:
                 raise Rejected(f"round {self.round_id} is finalized; no more updates are accepted")
-            if pre is None:
-                update = decode(update, self.context)
-                claimed = update.statement.client_id
-                check_statement(update.signed, self.context)
-                self._check_state(update)
-                checked = check_content(update, self.context, workers=self.workers)
-            else:
-                if pre.update is not None:
-                    claimed = pre.update.statement.client_id
-                if pre.statement_error is not None:
-                    raise pre.statement_error
-                assert pre.update is not None
-                update = pre.update
-                self._check_state(update)
-                if isinstance(pre.content, FheAggError):
-                    raise pre.content
-                checked = pre.content or check_content(update, self.context, workers=self.workers)
+            if pre.statement_error is not None:
+                raise pre.statement_error
+            assert pre.update is not None  # decoded: no error of its decoding or statement
+            self._check_state(pre.update)
+            if isinstance(pre.content, FheAggError):
+                raise pre.content
+            # unchecked only for a client refused above: the state never forgets a client
+            checked = pre.content or check_content(pre.update, self.context, workers=self.workers)
         except FheAggError as exc:
             self._record("update.rejected", claimed_client=claimed, error=exc.code, reason=str(exc))
             raise locate(exc, round_id=self.round_id, party=claimed)  # noqa: B904 (the same error)

@@ -2,10 +2,11 @@
 
 Decoding, the signed statement, the chunk count, the Merkle root, the strict parse and every
 batch proof depend only on the update and the :class:`~fhe_agg.protocol._context.RoundContext`,
-so :meth:`~fhe_agg.Aggregator.add_many` runs them for several updates at once on pool threads
-(:func:`precheck`). What depends on the aggregator's state (finalized, a client already counted,
-``max_clients``) stays with the aggregator, checked in arrival order; the order of the checks,
-and so the error an update gets, is the same either way.
+so the aggregator runs them through :func:`precheck`: inline for :meth:`~fhe_agg.Aggregator.add`,
+for several updates at once on pool threads in :meth:`~fhe_agg.Aggregator.add_many`. What
+depends on the aggregator's state (finalized, a client already counted, ``max_clients``) stays
+with the aggregator, checked in arrival order; the order of the checks, and so the error an
+update gets, is the same either way.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from fhe_agg.protocol._merkle import leaf_hash, merkle_root
 from fhe_agg.protocol._messages import EncryptedUpdate
 from fhe_agg.protocol._wellformed import check_update_proofs
 
-__all__ = ["CheckedUpdate", "Precheck", "check_content", "decode", "precheck"]
+__all__ = ["CheckedUpdate", "Precheck", "check_content", "precheck"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -47,7 +48,7 @@ class Precheck:
     content: CheckedUpdate | FheAggError | None = None
 
 
-def decode(
+def _decode(
     update: EncryptedUpdate | bytes | bytearray | memoryview, context: RoundContext
 ) -> EncryptedUpdate:
     """``update`` as a message (bytes are parsed within the round's bounds)."""
@@ -116,7 +117,7 @@ def precheck(
     clients the aggregator already counted (``None``: it is full), whose updates it refuses
     whatever their content: theirs is not checked (a replayed update costs no proof check)."""
     try:
-        decoded = decode(update, context)
+        decoded = _decode(update, context)
     except FheAggError as exc:
         return Precheck(None, statement_error=exc)
     try:
