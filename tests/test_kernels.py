@@ -22,7 +22,7 @@ from fhe_agg import SeededRandom
 from fhe_agg.ckks._params import PRESETS
 from fhe_agg.ckks._seal import backend_for
 from fhe_agg.hazmat import _accel
-from fhe_agg.hazmat.ntt import ntt_tables
+from fhe_agg.hazmat.ntt import kernel_twiddle_order, ntt_tables
 from fhe_agg.hazmat.packed_format import _pack_rows, _unpack_rows, pack_residues, unpack_residues
 from fhe_agg.hazmat.rlwe import (
     FixedOperand,
@@ -94,6 +94,17 @@ def test_ntt_of_residues_and_of_signed_polynomials(preset: str) -> None:
     assert np.array_equal(compiled, pure)
     wide = flooding_gaussian(2 * n, 2.0**60, SeededRandom(5)).reshape(2, n)  # step > 1
     compiled, pure = _both(lambda: wide_to_ntt_batch(wide, n, primes))
+    assert np.array_equal(compiled, pure)
+
+
+@pytest.mark.parametrize("n", [2, 4, 8, 16, 32, 1024])
+def test_ntt_at_small_ring_degrees(n: int) -> None:
+    """The transposed last stages (n >= 8) and the plain loop below 8 give numpy's bits."""
+    q = _primes("precise")[0]  # 1 mod 2 * 8192, so an NTT prime for every n here
+    order = kernel_twiddle_order(n)
+    assert sorted(order.tolist()) == list(range(n))  # a permutation of the table
+    residues = np.random.default_rng(n).integers(0, q, (4, n), dtype=np.uint64)
+    compiled, pure = _both(lambda: ntt_tables(n, q).forward(residues))
     assert np.array_equal(compiled, pure)
 
 

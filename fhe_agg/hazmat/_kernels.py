@@ -53,13 +53,33 @@ def _shoup(y: Any, w: Any, w_lo: Any, w_hi: Any, q: Any) -> Any:
     return y * w - hi * q
 
 
+@njit(inline="always")
+def _butterfly_run(x: Any, y: Any, w: Any, w_lo: Any, w_hi: Any, q: Any) -> None:
+    """Harvey's lazy butterflies ``x, y <- x + w*y, x - w*y`` elementwise (twiddle per element;
+    values in ``[0, 4q)``)."""
+    two_q = q + q
+    for b in range(x.size):
+        xv = x[b]
+        xv = min(xv, xv - two_q)  # [0, 2q)
+        t = _shoup(y[b], w[b], w_lo[b], w_hi[b], q)
+        t = min(t, t - two_q)  # [0, 2q)
+        x[b] = xv + t
+        y[b] = xv - t + two_q
+
+
 @_jit
-def _forward_row(a: Any, powers: Any, quot_lo: Any, quot_hi: Any, q: Any) -> None:
-    """In place: Harvey's lazy forward butterflies over one row, then reduction to ``[0, q)``."""
+def _forward_row(a: Any, powers: Any, quot_lo: Any, quot_hi: Any, q: Any, scratch: Any) -> None:
+    """In place: the forward NTT of one row, reduced to ``[0, q)`` at the end; tables in
+    :func:`~fhe_agg.hazmat.ntt.kernel_twiddle_order`, ``scratch``: ``(8, n / 8)`` uint64.
+
+    The stages whose butterflies pair coefficients at least 8 apart run on contiguous slices
+    (vectorised). The last three would run 4, 2 or 1 values at a time, scalar: 68 % of the
+    time. They run instead on the row transposed to ``scratch`` (row ``j``: coefficients ``j,
+    j + 8, ...``), where each is a run of ``n / 8`` butterflies: the NTT takes half the time."""
     n = a.size
     two_q = q + q
     m, gap = 1, n >> 1
-    while m < n:
+    while m < n and (gap >= 8 or n < 8):
         for i in range(m):
             w, w_lo, w_hi = powers[m + i], quot_lo[m + i], quot_hi[m + i]
             start = 2 * i * gap
@@ -72,17 +92,43 @@ def _forward_row(a: Any, powers: Any, quot_lo: Any, quot_hi: Any, q: Any) -> Non
                 xs[j] = x + t
                 ys[j] = x - t + two_q
         m, gap = m << 1, gap >> 1
-    for j in range(n):
-        x = a[j]
-        x = min(x, x - two_q)
-        a[j] = min(x, x - q)
+    if n >= 8:
+        blocks = n >> 3
+        for b in range(blocks):
+            for j in range(8):
+                scratch[j, b] = a[8 * b + j]
+        for stage_gap, first in ((4, n >> 3), (2, n >> 2), (1, n >> 1)):
+            per_block = 4 // stage_gap  # butterfly groups per block of 8 (twiddle rows)
+            for s in range(per_block):
+                tw = slice(first + s * blocks, first + (s + 1) * blocks)
+                for j in range(2 * stage_gap * s, 2 * stage_gap * s + stage_gap):
+                    _butterfly_run(
+                        scratch[j], scratch[j + stage_gap], powers[tw], quot_lo[tw], quot_hi[tw], q
+                    )
+        for b in range(blocks):
+            for j in range(8):
+                x = scratch[j, b]
+                x = min(x, x - two_q)
+                a[8 * b + j] = min(x, x - q)
+    else:
+        for j in range(n):
+            x = a[j]
+            x = min(x, x - two_q)
+            a[j] = min(x, x - q)
+
+
+@njit(inline="always")
+def _transpose_scratch(n: Any) -> Any:
+    """The scratch :func:`_forward_row` transposes a row into."""
+    return np.empty((8, max(n >> 3, 1)), dtype=np.uint64)
 
 
 @_jit
 def ntt_forward_rows(rows: Any, powers: Any, quot_lo: Any, quot_hi: Any, q: Any) -> None:
     """In place: the forward NTT of every row of ``rows[k, n]`` (residues in ``[0, q)``)."""
+    scratch = _transpose_scratch(rows.shape[1])
     for r in range(rows.shape[0]):
-        _forward_row(rows[r], powers, quot_lo, quot_hi, q)
+        _forward_row(rows[r], powers, quot_lo, quot_hi, q, scratch)
 
 
 @njit(inline="always")
@@ -104,10 +150,11 @@ def ntt_forward_signed(
 ) -> None:
     """``out[k, i, :]`` = NTT of signed ``coeffs[k, :]`` reduced mod ``primes[i]`` (tables
     ``powers[i]``, ``quot_lo[i]``, ``quot_hi[i]``)."""
+    scratch = _transpose_scratch(coeffs.shape[1])
     for k in range(coeffs.shape[0]):
         for i in range(primes.size):
             _reduce_signed(coeffs[k], primes[i], out[k, i])
-            _forward_row(out[k, i], powers[i], quot_lo[i], quot_hi[i], primes[i])
+            _forward_row(out[k, i], powers[i], quot_lo[i], quot_hi[i], primes[i], scratch)
 
 
 @njit(inline="always")
@@ -137,13 +184,14 @@ def ntt_mul_add(
     """``out[k, i, :] = NTT(x[k]) * w[i] + NTT(y[k]) mod primes[i]`` for signed ``x``, ``y``:
     ``add_polys(mul_fixed(to_ntt_batch(x), w), to_ntt_batch(y))`` one row at a time."""
     scratch = np.empty(x.shape[1], dtype=np.uint64)
+    transposed = _transpose_scratch(x.shape[1])
     for k in range(x.shape[0]):
         for i in range(primes.size):
             q, row = primes[i], out[k, i]
             _reduce_signed(x[k], q, scratch)
-            _forward_row(scratch, powers[i], quot_lo[i], quot_hi[i], q)
+            _forward_row(scratch, powers[i], quot_lo[i], quot_hi[i], q, transposed)
             _reduce_signed(y[k], q, row)
-            _forward_row(row, powers[i], quot_lo[i], quot_hi[i], q)
+            _forward_row(row, powers[i], quot_lo[i], quot_hi[i], q, transposed)
             _mul_add_row(scratch, w[i], w_lo[i], w_hi[i], q, row)
 
 
@@ -169,19 +217,20 @@ def encrypt_rows(
     and ``out[1, i] = NTT(u) * a[i] + NTT(e1) mod primes[i]`` for signed ``u, e0, e1`` (the NTT
     of ``u`` made once per prime; ``*_lo``, ``*_hi``: limbs of the Shoup quotients)."""
     scratch = np.empty(u.size, dtype=np.uint64)
+    transposed = _transpose_scratch(u.size)
     for i in range(primes.size):
         q = primes[i]
         _reduce_signed(u, q, scratch)
-        _forward_row(scratch, powers[i], quot_lo[i], quot_hi[i], q)
+        _forward_row(scratch, powers[i], quot_lo[i], quot_hi[i], q, transposed)
         c0, c1, m = out[0, i], out[1, i], plain[i]
         _reduce_signed(e0, q, c0)
-        _forward_row(c0, powers[i], quot_lo[i], quot_hi[i], q)
+        _forward_row(c0, powers[i], quot_lo[i], quot_hi[i], q, transposed)
         _mul_add_row(scratch, pk0[i], pk0_lo[i], pk0_hi[i], q, c0)
         for j in range(c0.size):
             r = c0[j] + m[j]
             c0[j] = min(r, r - q)
         _reduce_signed(e1, q, c1)
-        _forward_row(c1, powers[i], quot_lo[i], quot_hi[i], q)
+        _forward_row(c1, powers[i], quot_lo[i], quot_hi[i], q, transposed)
         _mul_add_row(scratch, a[i], a_lo[i], a_hi[i], q, c1)
 
 

@@ -12,11 +12,12 @@ from __future__ import annotations
 from functools import lru_cache
 
 import numpy as np
+from numpy.typing import NDArray
 
 from fhe_agg.hazmat import _accel
 from fhe_agg.hazmat.rns import U64, csub, mul_shoup_lazy, shoup_quotient, split32
 
-__all__ = ["NttTables", "ntt_tables", "stacked_tables"]
+__all__ = ["NttTables", "kernel_twiddle_order", "ntt_tables", "stacked_tables"]
 
 _DENSE_GAP = 32
 
@@ -58,6 +59,8 @@ class NttTables:
             value = value * root % q
         self._powers = powers
         self._quot_lo, self._quot_hi = split32(shoup_quotient(powers, q))
+        order = kernel_twiddle_order(n)  # the compiled kernels' layout of the same tables
+        self._kernel = (powers[order], self._quot_lo[order], self._quot_hi[order])
         # Stages whose butterflies pair coefficients at most _DENSE_GAP apart run on contiguous
         # copies with each twiddle repeated ``gap`` times: numpy is slow on short inner runs.
         self._dense: dict[int, tuple[U64, U64, U64]] = {}
@@ -84,7 +87,7 @@ class NttTables:
         flat = a.reshape(-1, n)
         kernels = _accel.kernels(flat.size)
         if kernels is not None:
-            kernels.ntt_forward_rows(flat, self._powers, self._quot_lo, self._quot_hi, np.uint64(q))
+            kernels.ntt_forward_rows(flat, *self._kernel, np.uint64(q))
             return a
         batch = flat.shape[0]
         m, gap = 1, n // 2
@@ -121,6 +124,25 @@ def _butterflies(x: U64, y: U64, w: U64, w_quot_lo: U64, w_quot_hi: U64, q: int)
     x += t  # [0, 4q)
 
 
+def kernel_twiddle_order(n: int) -> NDArray[np.intp]:
+    """The order of the twiddle table in which the compiled kernels read it.
+
+    Their last three stages (butterflies 4, 2 and 1 apart) work on the coefficients transposed
+    to 8 rows of ``n / 8`` (row ``j`` holds coefficients ``j, j + 8, ...``), so that every
+    butterfly loop runs over ``n / 8`` contiguous values with its own twiddle each: stage 4's
+    twiddles ``n/8 + b`` are contiguous already; stage 2 reads ``n/4 + 2b + s`` and stage 1
+    ``n/2 + 4b + s`` for block ``b`` and sub-block ``s``, laid out here as ``s`` rows of ``b``.
+    Entries below ``n / 4`` keep their place. Identity for ``n < 8`` (no transposed stages)."""
+    order = np.arange(n, dtype=np.intp)
+    if n >= 8:
+        blocks = np.arange(n // 8, dtype=np.intp)
+        for start, per_block in ((n // 4, 2), (n // 2, 4)):
+            order[start : start + n // 8 * per_block] = np.concatenate(
+                [start + per_block * blocks + s for s in range(per_block)]
+            )
+    return order
+
+
 @lru_cache(maxsize=16)
 def ntt_tables(n: int, q: int) -> NttTables:
     """Cached :class:`NttTables` for ``(n, q)``."""
@@ -130,11 +152,12 @@ def ntt_tables(n: int, q: int) -> NttTables:
 @lru_cache(maxsize=16)
 def stacked_tables(n: int, primes: tuple[int, ...]) -> tuple[U64, U64, U64, U64]:
     """The primes, twiddles ``(L, n)`` and the 32-bit limbs of their Shoup quotients
-    ``(L, n)`` of a prime chain, as the compiled kernels take them."""
+    ``(L, n)`` of a prime chain, as the compiled kernels take them (in
+    :func:`kernel_twiddle_order`)."""
     tables = [ntt_tables(n, q) for q in primes]
     return (
         np.array(primes, dtype=np.uint64),
-        np.stack([t._powers for t in tables]),
-        np.stack([t._quot_lo for t in tables]),
-        np.stack([t._quot_hi for t in tables]),
+        np.stack([t._kernel[0] for t in tables]),
+        np.stack([t._kernel[1] for t in tables]),
+        np.stack([t._kernel[2] for t in tables]),
     )
