@@ -29,6 +29,7 @@ __all__ = [
     "mul_shoup_rows",
     "ntt_forward_rows",
     "ntt_forward_signed",
+    "ntt_forward_wide",
     "ntt_mul_add",
     "pack_bits",
     "unpack_bits",
@@ -155,6 +156,38 @@ def ntt_forward_signed(
         for i in range(primes.size):
             _reduce_signed(coeffs[k], primes[i], out[k, i])
             _forward_row(out[k, i], powers[i], quot_lo[i], quot_hi[i], primes[i], scratch)
+
+
+@_jit
+def ntt_forward_wide(
+    high: Any,
+    low: Any,
+    steps: Any,
+    steps_lo: Any,
+    steps_hi: Any,
+    primes: Any,
+    powers: Any,
+    quot_lo: Any,
+    quot_hi: Any,
+    out: Any,
+) -> None:
+    """``out[k, i, :]`` = NTT of ``step * high[k] + low[k]`` mod ``primes[i]`` for signed
+    ``high``, ``low`` (``steps[i]``: ``step mod primes[i]``, with its Shoup quotient limbs):
+    combined before one NTT, the same residues as ``step * NTT(high) + NTT(low)``."""
+    scratch = np.empty(high.shape[1], dtype=np.uint64)
+    transposed = _transpose_scratch(high.shape[1])
+    for k in range(high.shape[0]):
+        for i in range(primes.size):
+            q, row = primes[i], out[k, i]
+            _reduce_signed(high[k], q, scratch)
+            _reduce_signed(low[k], q, row)
+            step, step_lo, step_hi, two_q = steps[i], steps_lo[i], steps_hi[i], q + q
+            for j in range(row.size):
+                r = _shoup(scratch[j], step, step_lo, step_hi, q)
+                r = min(r, r - two_q)
+                r = min(r, r - q) + row[j]
+                row[j] = min(r, r - q)
+            _forward_row(row, powers[i], quot_lo[i], quot_hi[i], q, transposed)
 
 
 @njit(inline="always")

@@ -176,14 +176,29 @@ def encrypt_ntt(
 
 def wide_to_ntt_batch(noise: WideNoise, n: int, primes: tuple[int, ...]) -> U64:
     """``step * high + low`` (polynomials ``[k, n]``) in NTT form: ``step * NTT(high) + NTT(low)``
-    (the NTT is linear), shape ``(k, len(primes), n)``."""
+    (the NTT is linear), shape ``(k, len(primes), n)``; compiled, the residues are combined
+    first and transformed once."""
+    if noise.step == 1:
+        return to_ntt_batch(noise.high, n, primes)
+    kernels = _accel.kernels(noise.high.size * len(primes))
+    if kernels is not None:
+        out = np.empty((noise.high.shape[0], len(primes), n), dtype=np.uint64)
+        steps = np.array([noise.step % q for q in primes], dtype=np.uint64)
+        quot = np.array([shoup_quotient(steps[i : i + 1], q)[0] for i, q in enumerate(primes)])
+        kernels.ntt_forward_wide(
+            np.ascontiguousarray(noise.high, dtype=np.int64),
+            np.ascontiguousarray(noise.low, dtype=np.int64),
+            steps,
+            *split32(quot),
+            *stacked_tables(n, primes),
+            out,
+        )
+        return out
     out = to_ntt_batch(noise.high, n, primes)
-    if noise.step != 1:
-        for i, q in enumerate(primes):
-            w = np.array([noise.step % q], dtype=np.uint64)  # broadcast: one Shoup quotient
-            out[:, i, :] = mul_shoup(out[:, i, :], w, shoup_quotient(w, q), q)
-        out = add_polys(out, to_ntt_batch(noise.low, n, primes), primes)
-    return out
+    for i, q in enumerate(primes):
+        w = np.array([noise.step % q], dtype=np.uint64)  # broadcast: one Shoup quotient
+        out[:, i, :] = mul_shoup(out[:, i, :], w, shoup_quotient(w, q), q)
+    return add_polys(out, to_ntt_batch(noise.low, n, primes), primes)
 
 
 def mul_fixed_plus_noise(

@@ -31,6 +31,7 @@ from fhe_agg.protocol._wellformed import (
     BatchItem,
     check_proof_set,
     proof_batches,
+    signed_proof_id,
     verify_batches,
 )
 
@@ -217,7 +218,8 @@ class _EvidencePass:
                 self.totals.append(batch.copy())
             else:
                 add_polys(self.totals[k], batch, b.data_primes, out=self.totals[k])
-            self.pending.append((stmt.client_id, indices, batch[1], proof))
+            proof_id = signed_proof_id(stmt.proofs_digest, k)
+            self.pending.append((stmt.client_id, indices, batch[1], proof, proof_id))
             if len(self.pending) >= self.workers:  # memory: ``workers`` batches of c1
                 self.verify_pending()
 

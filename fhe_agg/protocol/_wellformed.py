@@ -53,6 +53,7 @@ __all__ = [
     "proof_context",
     "proof_statement",
     "proofs_digest",
+    "signed_proof_id",
     "verify_batch",
     "verify_batches",
 ]
@@ -209,7 +210,7 @@ def verify_batch(
     """Verify one batch proof of ``client_id``'s update for ``round_id`` against the batch's
     ``c1`` (``(V, L, N)``, NTT form): :class:`InvalidProof` if it does not verify."""
     verify_batches(
-        [(client_id, indices, c1, proof)],
+        [(client_id, indices, c1, proof, b"")],
         public_key=public_key,
         config=config,
         round_id=round_id,
@@ -217,8 +218,9 @@ def verify_batch(
     )
 
 
-#: One batch to verify: client, chunk indices, its ``c1`` (``(V, L, N)``) and its proof.
-BatchItem = tuple[str, range, U64, bytes]
+#: One batch to verify: client, chunk indices, its ``c1`` (``(V, L, N)``), its proof, and the
+#: proof's identity for the memo (:func:`signed_proof_id`), or ``b""`` to hash the proof itself.
+BatchItem = tuple[str, range, U64, bytes, bytes]
 #: The arguments of :func:`_verify_raw` for one batch.
 _Task = tuple[ProofStatement, U64, bytes, str, range, bytes]
 
@@ -254,10 +256,10 @@ def _unverified(
     """The items this process has not verified yet, each with its memo key and the arguments of
     :func:`_verify_raw`, in order; a memo hit is marked as recently used."""
     pending: list[tuple[bytes, _Task]] = []
-    for client_id, indices, c1, proof in items:
+    for client_id, indices, c1, proof, proof_id in items:
         statement = _batch_statement(public_key, config, round_id, client_id, indices)
         c1_digest = words_digest(c1)  # hashed once: for the memo key and for the transcript
-        memo = _memo_key(statement, c1, c1_digest, proof)
+        memo = _memo_key(statement, c1, c1_digest, proof_id or hashlib.sha256(proof).digest())
         with _VERIFIED_LOCK:
             hit = memo in _VERIFIED
             if hit:
@@ -284,11 +286,19 @@ def forget_verified() -> None:
         _VERIFIED.clear()
 
 
-def _memo_key(statement: ProofStatement, c1: U64, c1_digest: bytes, proof: bytes) -> bytes:
-    """SHA-256 of the triple; ``c1`` enters by its SHA-256 (``c1_digest``, :func:`words_digest`,
-    the same the transcript binds): a collision of the key needs one of SHA-256 either way."""
-    h = hashlib.sha256(b"fhe-agg/v2/verified-proof|")
-    for part in (statement.context, proof):
+def signed_proof_id(signed_digest: bytes, batch: int) -> bytes:
+    """The identity of batch proof ``batch`` of an update whose proofs were checked against its
+    signed :func:`proofs_digest` (:func:`check_proof_set`): that digest determines every proof
+    (SHA-256 collision resistance), so the memo key need not hash the proof's 8.65 MB again."""
+    return b"signed|" + signed_digest + batch.to_bytes(4, "little")
+
+
+def _memo_key(statement: ProofStatement, c1: U64, c1_digest: bytes, proof_id: bytes) -> bytes:
+    """SHA-256 of the statement, ``c1`` and the proof: ``c1`` by its SHA-256 (``c1_digest``,
+    :func:`words_digest`, the same the transcript binds), the proof by its SHA-256 or by
+    :func:`signed_proof_id` (tagged apart): a collision of the key needs one of SHA-256."""
+    h = hashlib.sha256(b"fhe-agg/v3/verified-proof|")
+    for part in (statement.context, proof_id):
         h.update(len(part).to_bytes(8, "little"))
         h.update(part)
     h.update(repr((statement.n, statement.primes, c1.shape)).encode() + b"|")
@@ -320,8 +330,16 @@ def check_update_proofs(
     )
     verify_batches(
         [
-            (client_id, indices, np.ascontiguousarray(c1_of[indices.start : indices.stop]), proof)
-            for proof, indices in zip(proofs, proof_batches(chunk_count), strict=True)
+            (
+                client_id,
+                indices,
+                np.ascontiguousarray(c1_of[indices.start : indices.stop]),
+                proof,
+                signed_proof_id(signed_digest, k),
+            )
+            for k, (proof, indices) in enumerate(
+                zip(proofs, proof_batches(chunk_count), strict=True)
+            )
         ],
         public_key=public_key,
         config=config,
