@@ -38,7 +38,13 @@ from fhe_agg.hazmat.encrypt import (
 from fhe_agg.hazmat.rns import U64
 from fhe_agg.hazmat.seal_format import RawCiphertext
 from fhe_agg.hazmat.zkproof import prove
-from fhe_agg.protocol._wellformed import DataLevelKey, proof_batches, proof_statement
+from fhe_agg.protocol._merkle import leaf_hash
+from fhe_agg.protocol._wellformed import (
+    DataLevelKey,
+    chunks_binding,
+    proof_batches,
+    proof_statement,
+)
 
 __all__ = ["encrypt_and_prove"]
 
@@ -78,11 +84,31 @@ def _encrypt(
     return blobs, np.stack(c1s), witnesses
 
 
+#: A batch's packed chunks, their Merkle leaves and its proof.
+Batch = tuple[list[bytes], list[bytes], bytes]
+
+
 def _prove(
-    key: DataLevelKey, context: bytes, c1: U64, witnesses: list[ChunkWitness], seed: bytes
-) -> bytes:
+    key: DataLevelKey,
+    context: bytes,
+    c1: U64,
+    witnesses: list[ChunkWitness],
+    seed: bytes,
+    blobs: list[bytes],
+    indices: range,
+) -> Batch:
+    """The batch's Merkle leaves (which the signed root needs anyway) and its proof, whose
+    transcript binds ``c1`` through them (:func:`chunks_binding`); the witnesses wiped."""
     try:
-        return prove(proof_statement(key, context), c1, witnesses, DerivedRandom(seed, "proof"))
+        leaves = [leaf_hash(i, blob) for i, blob in zip(indices, blobs, strict=True)]
+        proof = prove(
+            proof_statement(key, context),
+            c1,
+            witnesses,
+            DerivedRandom(seed, "proof"),
+            c1_digest=chunks_binding(leaves),
+        )
+        return blobs, leaves, proof
     finally:
         for witness in witnesses:
             witness.wipe()
@@ -97,10 +123,10 @@ def _batch_task(
     seed: bytes,
     indices: range,
     context: bytes,
-) -> tuple[list[bytes], bytes]:
+) -> Batch:
     """One whole batch: encrypt, prove, drop the witnesses (all in the calling process)."""
     blobs, c1, witnesses = _encrypt(preset, key, scale, parts, seed, indices, True)
-    return blobs, _prove(key, context, c1, witnesses, seed)
+    return _prove(key, context, c1, witnesses, seed, blobs, indices)
 
 
 def _chunks_task(
@@ -128,7 +154,7 @@ def _split_batch(
     indices: range,
     context: bytes,
     workers: int,
-) -> tuple[list[bytes], bytes]:
+) -> Batch:
     """One batch with its chunks encrypted on the pool; the proof made here."""
     runs = split(len(indices), workers)
     results = run_ordered(
@@ -142,7 +168,7 @@ def _split_batch(
     blobs = [b for blobs_of_run, _ in results for b in blobs_of_run]
     c1 = np.concatenate([c1_of_run for _, c1_of_run in results])
     witnesses = _redraw_witnesses(key.n, seed, indices)
-    return blobs, _prove(key, context, c1, witnesses, seed)
+    return _prove(key, context, c1, witnesses, seed, blobs, indices)
 
 
 def encrypt_and_prove(
@@ -154,18 +180,19 @@ def encrypt_and_prove(
     rng: RandomSource,
     *,
     workers: int,
-) -> tuple[list[bytes], list[bytes]]:
-    """Every chunk's packed ciphertext and every batch's proof (``contexts[k]`` binds batch
-    ``k``), the same bytes for any ``workers``."""
+) -> tuple[list[bytes], list[bytes], list[bytes]]:
+    """Every chunk's packed ciphertext and Merkle leaf, and every batch's proof
+    (``contexts[k]`` binds batch ``k``), the same bytes for any ``workers``."""
     batches = proof_batches(len(parts))
     if len(contexts) != len(batches):
         raise ValueError(f"contexts: {len(contexts)} for {len(batches)} proof batches")
     seeds = derive_seeds(rng, len(batches))
     chunks: list[bytes] = []
+    leaves: list[bytes] = []
     proofs: list[bytes] = []
     if workers > 1 and len(batches) < workers:
         for indices, seed, context in zip(batches, seeds, contexts, strict=True):
-            blobs, proof = _split_batch(
+            blobs, batch_leaves, proof = _split_batch(
                 preset,
                 key,
                 scale,
@@ -176,13 +203,15 @@ def encrypt_and_prove(
                 workers,
             )
             chunks.extend(blobs)
+            leaves.extend(batch_leaves)
             proofs.append(proof)
-        return chunks, proofs
+        return chunks, leaves, proofs
     tasks = [
         (preset, key, scale, parts[r.start : r.stop], seed, r, context)
         for r, seed, context in zip(batches, seeds, contexts, strict=True)
     ]
-    for blobs, proof in run_ordered(_batch_task, tasks, workers=workers):
+    for blobs, batch_leaves, proof in run_ordered(_batch_task, tasks, workers=workers):
         chunks.extend(blobs)
+        leaves.extend(batch_leaves)
         proofs.append(proof)
-    return chunks, proofs
+    return chunks, leaves, proofs

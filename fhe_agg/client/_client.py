@@ -75,6 +75,9 @@ class ProvenChunks:
 
     chunks: tuple[bytes, ...]
     proofs: tuple[bytes, ...]
+    #: the chunks' Merkle leaves, made with the proofs (whose transcripts bind them), so that
+    #: :meth:`Client.sign_update` does not hash the chunks again; empty: it hashes them
+    leaves: tuple[bytes, ...] = ()
 
 
 class Client:
@@ -251,7 +254,7 @@ class Client:
             )
             for indices in proof_batches(len(parts))
         ]
-        chunks, proofs = encrypt_and_prove(
+        chunks, leaves, proofs = encrypt_and_prove(
             self.config.preset,
             self._key,
             self.config.scale,
@@ -260,7 +263,7 @@ class Client:
             self._rng,
             workers=self.workers,
         )
-        return ProvenChunks(tuple(chunks), tuple(proofs))
+        return ProvenChunks(tuple(chunks), tuple(proofs), tuple(leaves))
 
     def sign_update(
         self,
@@ -274,11 +277,13 @@ class Client:
         """Hash the chunks into a Merkle root and sign the round's statement over it and over
         the digest of the proofs. ``chunks`` is normally :meth:`encrypt_chunks`' result; raw
         chunk bytes with their ``proofs`` (e.g. made elsewhere) are signed as given."""
+        leaves: tuple[bytes, ...] = ()
         if isinstance(chunks, ProvenChunks):
             if proofs:
                 raise ValueError("proofs: already part of the ProvenChunks given")
-            proofs = chunks.proofs
-            chunks = chunks.chunks
+            proofs, leaves, chunks = chunks.proofs, chunks.leaves, chunks.chunks
+        if len(leaves) != len(chunks):
+            leaves = tuple(leaf_hash(i, c) for i, c in enumerate(chunks))
         statement = UpdateStatement(
             protocol_version=PROTOCOL_VERSION,
             params_id=self.config.params_id,
@@ -288,7 +293,7 @@ class Client:
             weight=float(weight),
             layout_hash=layout.digest,
             chunk_count=len(chunks),
-            merkle_root=merkle_root([leaf_hash(i, c) for i, c in enumerate(chunks)]),
+            merkle_root=merkle_root(list(leaves)),
             proofs_digest=proofs_digest(proofs),
         )
         signature = self._signing_key.sign(statement.encode(), context=UPDATE_CONTEXT)

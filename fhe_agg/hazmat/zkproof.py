@@ -253,9 +253,11 @@ def prove(
     rng: RandomSource,
     *,
     params: ProofParameters | None = None,
+    c1_digest: bytes | None = None,
 ) -> bytes:
     """Prove that every ``c1[k] = a*u_k + e1_k`` for the given witnesses; ``params`` overrides
-    the production parameters (small test instances only)."""
+    the production parameters (small test instances only); ``c1_digest``: what the transcript
+    binds for ``c1`` (:func:`verify`), by default :func:`words_digest` of ``c1``."""
     p = params or proof_parameters(statement.n)
     chunks = _check_batch(statement, c1)
     if len(witnesses) != chunks:
@@ -263,7 +265,7 @@ def prove(
     # one stacked copy of each (no second one by the conversion), wiped below
     u = np.stack([w.u for w in witnesses]).astype(np.int64, copy=False)
     e1 = np.stack([w.e1 for w in witnesses]).astype(np.int64, copy=False)
-    prefix = _prefix(statement, c1, p.rows)
+    prefix = _prefix(statement, c1, p.rows, c1_digest)
     rejection = p.rejection(chunks)
     small_u, small_e = _SmallOperand(u), _SmallOperand(e1)  # bound and int32 copy made once
     try:
@@ -378,9 +380,10 @@ def verify(
     """Return if ``proof`` shows every ``c1[k]`` well formed under ``statement``; raise
     :class:`InvalidProof` otherwise (any length, encoding, norm or transcript mismatch).
 
-    ``c1_digest``, if given, must be :func:`words_digest` of this very ``c1`` (a caller that
-    has hashed it already, e.g. for a memo key): the transcript binds it in place of hashing
-    ``c1`` again. A digest of other words makes the check one of a different statement."""
+    ``c1_digest``, if given, is what the transcript binds for ``c1`` in place of
+    :func:`words_digest` of it, the same for the prover: a collision-resistant digest that
+    determines this very ``c1`` (e.g. of the bytes it was parsed from, which a caller has
+    hashed already). A digest of anything else makes the check one of a different statement."""
     p = params or proof_parameters(statement.n)
     chunks = _check_batch(statement, c1)
     seed, z_u, z_e = _decode(p, proof)

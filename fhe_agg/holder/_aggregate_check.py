@@ -30,6 +30,7 @@ from fhe_agg.protocol._messages import EncryptedAggregate, UpdateStatement
 from fhe_agg.protocol._wellformed import (
     BatchItem,
     check_proof_set,
+    chunks_binding,
     proof_batches,
     signed_proof_id,
     verify_batches,
@@ -134,12 +135,18 @@ def _check_evidence(
 
 def _signed_chunk(index: int, item: ChunkEvidence, stmt: UpdateStatement) -> bytes:
     """``item``'s chunk, if its Merkle path leads to the root ``stmt`` signed."""
+    _signed_leaf(index, item, stmt)
+    return item.chunk
+
+
+def _signed_leaf(index: int, item: ChunkEvidence, stmt: UpdateStatement) -> bytes:
+    """``item``'s Merkle leaf, if its path leads to the root ``stmt`` signed."""
     leaf = leaf_hash(index, item.chunk)
     if not verify_path(leaf, index, stmt.chunk_count, list(item.path), stmt.merkle_root):
         raise InvalidSignature(
             f"chunk {index} of {stmt.client_id!r} is not the one the client signed"
         )
-    return item.chunk
+    return leaf
 
 
 def _check_sums(
@@ -211,15 +218,26 @@ class _EvidencePass:
         )
         for k, (proof, indices) in enumerate(zip(proofs, self.batches, strict=True)):
             batch = self._buffer(len(indices))
+            leaves = []
             for j, index in enumerate(indices):
-                blob = _signed_chunk(index, evidence.chunks[index][slot], stmt)
-                b.parse(blob, what=f"evidence chunk {index} of {stmt.client_id!r}", out=batch[:, j])
+                item = evidence.chunks[index][slot]
+                leaves.append(_signed_leaf(index, item, stmt))
+                what = f"evidence chunk {index} of {stmt.client_id!r}"
+                b.parse(item.chunk, what=what, out=batch[:, j])
             if slot == 0:
                 self.totals.append(batch.copy())
             else:
                 add_polys(self.totals[k], batch, b.data_primes, out=self.totals[k])
-            proof_id = signed_proof_id(stmt.proofs_digest, k)
-            self.pending.append((stmt.client_id, indices, batch[1], proof, proof_id))
+            self.pending.append(
+                BatchItem(
+                    stmt.client_id,
+                    indices,
+                    batch[1],
+                    proof,
+                    chunks_binding(leaves),
+                    signed_proof_id(stmt.proofs_digest, k),
+                )
+            )
             if len(self.pending) >= self.workers:  # memory: ``workers`` batches of c1
                 self.verify_pending()
 

@@ -28,9 +28,11 @@ from fhe_agg.protocol._wire import pack, unpack
 __all__ = ["PROTOCOL_VERSION", "FederationConfig"]
 
 #: Version of every signed and hashed format of a round (signed in each update, hashed into
-#: ``params_id``). 3: the Merkle tree, the proofs' digest and the proof transcript hash their
-#: bulk bytes with SHA-256 (SHA3-256 / SHAKE-256 in 2).
-PROTOCOL_VERSION = 3
+#: ``params_id``). 4: a proof's transcript binds its batch's ``c1`` through the chunks' Merkle
+#: leaves (``protocol._wellformed.chunks_binding``) instead of a digest of ``c1``'s words. 3: the
+#: Merkle tree, the proofs' digest and the proof transcript hash their bulk bytes with SHA-256
+#: (SHA3-256 / SHAKE-256 in 2).
+PROTOCOL_VERSION = 4
 _MIN_SCALE_BITS = 20
 _HEADROOM_BITS = 3  # room for encryption noise on top of the largest sum
 _NOISE_TAILS = 8.0  # DP noise in the largest sum: this many standard deviations (slot domain)

@@ -7,7 +7,8 @@ holders' partials of a sum containing it reveal the secret key (:mod:`fhe_agg.ha
 :data:`~fhe_agg.hazmat.zkproof.PROOF_BATCH` consecutive indices, one proof per batch. Each proof's
 Fiat–Shamir transcript is bound (:func:`proof_context`) to the domain label, protocol version,
 ``params_id``, public-key fingerprint, round, client and the batch's chunk indices, so a proof
-cannot be replayed in another round, for another client or at other indices. The signed
+cannot be replayed in another round, for another client or at other indices; it binds the
+batch's ``c1`` through the chunks' Merkle leaves (:func:`chunks_binding`). The signed
 :class:`~fhe_agg.UpdateStatement` commits to the proofs (:func:`proofs_digest`), so the server can
 neither drop, swap nor reorder them. The aggregator checks every proof on ingest and every key
 holder every proof of every update it counts (:func:`check_update_proofs`).
@@ -21,6 +22,7 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import NamedTuple
 
 import msgpack
 import numpy as np
@@ -36,16 +38,18 @@ from fhe_agg.hazmat.zkproof import (
     ProofStatement,
     proof_size_bound,
     verify,
-    words_digest,
 )
 from fhe_agg.protocol._config import PROTOCOL_VERSION, FederationConfig
 
 __all__ = [
+    "CHUNKS_CONTEXT",
     "PROOFS_CONTEXT",
     "WELLFORMED_CONTEXT",
+    "BatchItem",
     "DataLevelKey",
     "check_proof_set",
     "check_update_proofs",
+    "chunks_binding",
     "data_level_key",
     "forget_verified",
     "proof_batches",
@@ -64,6 +68,9 @@ WELLFORMED_CONTEXT = b"fhe-agg/v1/wellformed"
 #: Domain label of the digest of an update's proofs, signed in its statement (v2: SHA-256; v1
 #: was SHA3-256).
 PROOFS_CONTEXT = b"fhe-agg/v2/proofs"
+#: Domain label of :func:`chunks_binding`, the digest through which a proof's transcript binds
+#: its batch's ``c1`` (protocol version 4; the digest of ``c1``'s words before).
+CHUNKS_CONTEXT = b"fhe-agg/v1/proven-chunks"
 
 
 @dataclass(frozen=True, eq=False, repr=False)
@@ -140,6 +147,22 @@ def proofs_digest(proofs: Sequence[bytes]) -> bytes:
     return h.digest()
 
 
+def chunks_binding(leaves: Sequence[bytes]) -> bytes:
+    """What a batch proof's transcript binds for the batch's ``c1`` (protocol version 4):
+    SHA-256 of :data:`CHUNKS_CONTEXT`, the count and the batch's Merkle leaves in order (each
+    :func:`~fhe_agg.protocol._merkle.leaf_hash` of a chunk's index and bytes).
+
+    The leaves determine the chunks' bytes and these, by the strict parse, ``c1``: the binding
+    holds up to a SHA-256 collision, as with the digest of ``c1``'s words it replaces
+    (``docs/key-safety.md`` §"Transcript hashing"). Every verifier hashes these leaves anyway,
+    for the signed Merkle root or the chunks' paths to it, so ``c1`` (16 MB per 1e6
+    parameters) is not hashed a second time."""
+    h = hashlib.sha256(CHUNKS_CONTEXT + b"|" + len(leaves).to_bytes(4, "little"))
+    for leaf in leaves:
+        h.update(leaf)
+    return h.digest()
+
+
 def check_proof_set(
     proofs: Sequence[bytes], *, chunk_count: int, signed_digest: bytes, bound: int, who: str
 ) -> None:
@@ -172,17 +195,12 @@ def _batch_statement(
 
 
 def _verify_raw(
-    statement: ProofStatement,
-    c1: U64,
-    proof: bytes,
-    client_id: str,
-    indices: range,
-    c1_digest: bytes | None = None,
+    statement: ProofStatement, c1: U64, proof: bytes, client_id: str, indices: range, binding: bytes
 ) -> None:
     """``verify`` with the caller's error message (a pure function: runs in a pool worker);
-    ``c1_digest``: :func:`words_digest` of ``c1``, if the caller made it (for the memo key)."""
+    ``binding``: the batch's :func:`chunks_binding`, which the transcript binds for ``c1``."""
     try:
-        verify(statement, c1, proof, c1_digest=c1_digest)
+        verify(statement, c1, proof, c1_digest=binding)
     except (InvalidProof, MalformedMessage) as exc:
         raise InvalidProof(
             f"client {client_id!r}: the well-formedness proof of chunks "
@@ -201,6 +219,7 @@ def verify_batch(
     c1: U64,
     proof: bytes,
     *,
+    leaves: Sequence[bytes],
     public_key: PublicKey,
     config: FederationConfig,
     round_id: int,
@@ -208,9 +227,10 @@ def verify_batch(
     indices: range,
 ) -> None:
     """Verify one batch proof of ``client_id``'s update for ``round_id`` against the batch's
-    ``c1`` (``(V, L, N)``, NTT form): :class:`InvalidProof` if it does not verify."""
+    ``c1`` (``(V, L, N)``, NTT form) parsed from the chunks whose Merkle ``leaves`` are given
+    (:func:`chunks_binding`): :class:`InvalidProof` if it does not verify."""
     verify_batches(
-        [(client_id, indices, c1, proof, b"")],
+        [BatchItem(client_id, indices, c1, proof, chunks_binding(leaves))],
         public_key=public_key,
         config=config,
         round_id=round_id,
@@ -218,9 +238,20 @@ def verify_batch(
     )
 
 
-#: One batch to verify: client, chunk indices, its ``c1`` (``(V, L, N)``), its proof, and the
-#: proof's identity for the memo (:func:`signed_proof_id`), or ``b""`` to hash the proof itself.
-BatchItem = tuple[str, range, U64, bytes, bytes]
+class BatchItem(NamedTuple):
+    """One batch to verify."""
+
+    client_id: str
+    indices: range
+    #: ``(V, L, N)``, NTT form, parsed from the chunks ``binding`` covers
+    c1: U64
+    proof: bytes
+    #: :func:`chunks_binding` of the batch's chunks (the caller hashed their leaves)
+    binding: bytes
+    #: the proof's identity for the memo (:func:`signed_proof_id`); empty: hash the proof
+    proof_id: bytes = b""
+
+
 #: The arguments of :func:`_verify_raw` for one batch.
 _Task = tuple[ProofStatement, U64, bytes, str, range, bytes]
 
@@ -256,16 +287,15 @@ def _unverified(
     """The items this process has not verified yet, each with its memo key and the arguments of
     :func:`_verify_raw`, in order; a memo hit is marked as recently used."""
     pending: list[tuple[bytes, _Task]] = []
-    for client_id, indices, c1, proof, proof_id in items:
+    for client_id, indices, c1, proof, binding, proof_id in items:
         statement = _batch_statement(public_key, config, round_id, client_id, indices)
-        c1_digest = words_digest(c1)  # hashed once: for the memo key and for the transcript
-        memo = _memo_key(statement, c1, c1_digest, proof_id or hashlib.sha256(proof).digest())
+        memo = _memo_key(statement, c1, binding, proof_id or hashlib.sha256(proof).digest())
         with _VERIFIED_LOCK:
             hit = memo in _VERIFIED
             if hit:
                 _VERIFIED.move_to_end(memo)
         if not hit:
-            pending.append((memo, (statement, c1, proof, client_id, indices, c1_digest)))
+            pending.append((memo, (statement, c1, proof, client_id, indices, binding)))
     return pending
 
 
@@ -293,17 +323,17 @@ def signed_proof_id(signed_digest: bytes, batch: int) -> bytes:
     return b"signed|" + signed_digest + batch.to_bytes(4, "little")
 
 
-def _memo_key(statement: ProofStatement, c1: U64, c1_digest: bytes, proof_id: bytes) -> bytes:
-    """SHA-256 of the statement, ``c1`` and the proof: ``c1`` by its SHA-256 (``c1_digest``,
-    :func:`words_digest`, the same the transcript binds), the proof by its SHA-256 or by
-    :func:`signed_proof_id` (tagged apart): a collision of the key needs one of SHA-256."""
-    h = hashlib.sha256(b"fhe-agg/v3/verified-proof|")
+def _memo_key(statement: ProofStatement, c1: U64, binding: bytes, proof_id: bytes) -> bytes:
+    """SHA-256 of the statement, ``c1`` and the proof: ``c1`` by the :func:`chunks_binding` the
+    transcript binds, the proof by its SHA-256 or by :func:`signed_proof_id` (tagged apart): a
+    collision of the key needs one of SHA-256."""
+    h = hashlib.sha256(b"fhe-agg/v4/verified-proof|")
     for part in (statement.context, proof_id):
         h.update(len(part).to_bytes(8, "little"))
         h.update(part)
     h.update(repr((statement.n, statement.primes, c1.shape)).encode() + b"|")
     h.update(np.ascontiguousarray(statement.a_ntt, dtype="<u8").data)
-    h.update(c1_digest)
+    h.update(binding)
     return h.digest()
 
 
@@ -311,6 +341,7 @@ def check_update_proofs(
     c1_of: U64,
     proofs: Sequence[bytes],
     *,
+    leaves: Sequence[bytes],
     public_key: PublicKey,
     config: FederationConfig,
     round_id: int,
@@ -320,7 +351,8 @@ def check_update_proofs(
     workers: int = 1,
 ) -> None:
     """Verify every batch proof of one update against its chunks' ``c1`` (``c1_of[i]``, NTT
-    form ``(L, N)``), on ``workers`` threads; :class:`InvalidProof` for the first that fails."""
+    form ``(L, N)``, parsed from the chunks whose Merkle ``leaves`` are given), on ``workers``
+    threads; :class:`InvalidProof` for the first that fails."""
     check_proof_set(
         proofs,
         chunk_count=chunk_count,
@@ -330,11 +362,12 @@ def check_update_proofs(
     )
     verify_batches(
         [
-            (
+            BatchItem(
                 client_id,
                 indices,
                 np.ascontiguousarray(c1_of[indices.start : indices.stop]),
                 proof,
+                chunks_binding(leaves[indices.start : indices.stop]),
                 signed_proof_id(signed_digest, k),
             )
             for k, (proof, indices) in enumerate(

@@ -76,6 +76,7 @@ def check_content(update: EncryptedUpdate, context: RoundContext, *, workers: in
     check_update_proofs(
         parsed[:, 1],
         update.proofs,
+        leaves=leaves,
         public_key=context.public_key,
         config=context.config,
         round_id=context.round_id,

@@ -13,6 +13,7 @@ from dataclasses import replace
 
 import pytest
 
+import fhe_agg.client._batches
 import fhe_agg.server._update_check
 from fhe_agg import (
     AggregateEvidence,
@@ -46,6 +47,14 @@ def _signed_by_ben(fed: Consortium, source: EncryptedUpdate, **kw: object) -> En
     )
 
 
+def _bound_to_c1_words(fed: Consortium) -> EncryptedUpdate:
+    """Ben's own update whose proofs' transcripts bind the digest of ``c1``'s words (protocol
+    version 3), not the chunks' Merkle leaves (version 4)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(fhe_agg.client._batches, "chunks_binding", lambda leaves: None)
+        return fed.client("ben").encrypt_update(fed.data["ben"], round_id=ROUND, weight=5.0)
+
+
 # What a malicious client signs itself (the statement commits to these proofs).
 SIGNED: dict[str, Forge] = {
     "no proof": lambda f: _signed_by_ben(f, f.update("ben", ROUND), proofs=()),
@@ -57,6 +66,7 @@ SIGNED: dict[str, Forge] = {
     "another client's proofs with its own chunks": lambda f: _signed_by_ben(
         f, f.update("ben", ROUND), proofs=f.update("cy", ROUND).proofs
     ),
+    "proofs binding c1's words (protocol version 3)": _bound_to_c1_words,
 }
 
 # What a server does to an honest signed update on its way (the signed digest no longer matches).
