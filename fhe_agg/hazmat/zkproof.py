@@ -7,8 +7,9 @@ Fiat–Shamir [BDLN16, BL17, L12]:
 1. sample ``U`` Gaussian masks ``y_j = (y_u,j, y_e,j)`` (integer polynomials) and commit
    ``t_j = a*y_u,j + y_e,j``;
 2. ``seed = SHAKE-256(label, context, SHA-256(a), SHA-256(c1), SHA-256(t))`` (the bulk arrays
-   through SHA-256, which SHA-NI runs 3-4x faster than Keccak: :func:`transcript_seed`); ``W``
-   (``U x V``, binary) is expanded from it;
+   through SHA-256, which SHA-NI runs 3-4x faster than Keccak: :func:`transcript_seed`; for
+   ``c1``, a caller's digest that determines it may stand in: ``c1_digest``); ``W`` (``U x V``,
+   binary) is expanded from it;
 3. respond ``z_j = y_j + sum_k W_jk w_k``; keep it with the rejection probability of [L12,
    Thm 4.6] (else restart at 1), so ``z`` is distributed independently of the witness;
 4. the proof is ``seed || z`` (fixed-width signed integers, bit-packed).
