@@ -161,8 +161,8 @@ def ntt_forward_wide(
     out: Any,
 ) -> None:
     """``out[k, i, :]`` = NTT of ``step * high[k] + low[k]`` mod ``primes[i]`` for signed
-    ``high``, ``low`` (``steps[i]``: ``step mod primes[i]``, with its Shoup quotient limbs):
-    combined before one NTT, the same residues as ``step * NTT(high) + NTT(low)``."""
+    ``high``, ``low`` (``steps[i]``: a row of ``step mod primes[i]``, with its Shoup quotient
+    limbs): combined before one NTT, the same residues as ``step * NTT(high) + NTT(low)``."""
     scratch = np.empty(high.shape[1], dtype=np.uint64)
     transposed = _transpose_scratch(high.shape[1])
     for k in range(high.shape[0]):
@@ -170,12 +170,7 @@ def ntt_forward_wide(
             q, row = primes[i], out[k, i]
             _reduce_signed(high[k], q, scratch)
             _reduce_signed(low[k], q, row)
-            step, step_lo, step_hi, two_q = steps[i], steps_lo[i], steps_hi[i], q + q
-            for j in range(row.size):
-                r = _shoup(scratch[j], step, step_lo, step_hi, q)
-                r = min(r, r - two_q)
-                r = min(r, r - q) + row[j]
-                row[j] = min(r, r - q)
+            _mul_add_row(scratch, steps[i], steps_lo[i], steps_hi[i], q, row)
             _forward_row(row, powers[i], quot_lo[i], quot_hi[i], q, transposed)
 
 

@@ -183,13 +183,14 @@ def wide_to_ntt_batch(noise: WideNoise, n: int, primes: tuple[int, ...]) -> U64:
     kernels = _accel.kernels(noise.high.size * len(primes))
     if kernels is not None:
         out = np.empty((noise.high.shape[0], len(primes), n), dtype=np.uint64)
-        steps = np.array([noise.step % q for q in primes], dtype=np.uint64)
-        quot = np.array([shoup_quotient(steps[i : i + 1], q)[0] for i, q in enumerate(primes)])
+        step = np.array([[noise.step % q] for q in primes], dtype=np.uint64)
+        quot = np.stack([shoup_quotient(step[i], q) for i, q in enumerate(primes)])
+        rows = [np.ascontiguousarray(np.broadcast_to(x, (len(primes), n))) for x in (step, quot)]
         kernels.ntt_forward_wide(
             np.ascontiguousarray(noise.high, dtype=np.int64),
             np.ascontiguousarray(noise.low, dtype=np.int64),
-            steps,
-            *split32(quot),
+            rows[0],
+            *split32(rows[1]),
             *stacked_tables(n, primes),
             out,
         )
