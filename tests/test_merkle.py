@@ -1,4 +1,4 @@
-"""The chunk Merkle tree of protocol version 3, written out independently: SHA-256, labelled
+"""The chunk Merkle tree (since protocol version 3), written out independently: SHA-256, labelled
 leaves (index bound) and nodes, RFC 6962's split; audit paths verify only where they belong."""
 
 from __future__ import annotations
