@@ -69,7 +69,8 @@ def _forward_row(a: Any, powers: Any, quot_lo: Any, quot_hi: Any, q: Any, scratc
     n = a.size
     two_q = q + q
     m, gap = 1, n >> 1
-    while m < n and (gap >= 8 or n < 8):
+    last_gap = 8 if n >= 8 else 1  # from n = 8 on, the stages below 8 run transposed
+    while gap >= last_gap:
         for i in range(m):
             w, w_lo, w_hi = powers[m + i], quot_lo[m + i], quot_hi[m + i]
             start = 2 * i * gap

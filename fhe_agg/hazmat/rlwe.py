@@ -180,26 +180,23 @@ def wide_to_ntt_batch(noise: WideNoise, n: int, primes: tuple[int, ...]) -> U64:
     first and transformed once."""
     if noise.step == 1:
         return to_ntt_batch(noise.high, n, primes)
+    step = np.array([[noise.step % q] for q in primes], dtype=np.uint64)
+    quotient = np.stack([shoup_quotient(step[i], q) for i, q in enumerate(primes)])
+    shape = (len(primes), n)
+    fixed = FixedOperand(np.broadcast_to(step, shape), np.broadcast_to(quotient, shape))
     kernels = _accel.kernels(noise.high.size * len(primes))
-    if kernels is not None:
-        out = np.empty((noise.high.shape[0], len(primes), n), dtype=np.uint64)
-        step = np.array([[noise.step % q] for q in primes], dtype=np.uint64)
-        quot = np.stack([shoup_quotient(step[i], q) for i, q in enumerate(primes)])
-        rows = [np.ascontiguousarray(np.broadcast_to(x, (len(primes), n))) for x in (step, quot)]
-        kernels.ntt_forward_wide(
-            np.ascontiguousarray(noise.high, dtype=np.int64),
-            np.ascontiguousarray(noise.low, dtype=np.int64),
-            rows[0],
-            *split32(rows[1]),
-            *stacked_tables(n, primes),
-            out,
-        )
-        return out
-    out = to_ntt_batch(noise.high, n, primes)
-    for i, q in enumerate(primes):
-        w = np.array([noise.step % q], dtype=np.uint64)  # broadcast: one Shoup quotient
-        out[:, i, :] = mul_shoup(out[:, i, :], w, shoup_quotient(w, q), q)
-    return add_polys(out, to_ntt_batch(noise.low, n, primes), primes)
+    if kernels is None:
+        high = mul_fixed(to_ntt_batch(noise.high, n, primes), fixed, primes)
+        return add_polys(high, to_ntt_batch(noise.low, n, primes), primes)
+    out = np.empty((noise.high.shape[0], len(primes), n), dtype=np.uint64)
+    kernels.ntt_forward_wide(
+        np.ascontiguousarray(noise.high, dtype=np.int64),
+        np.ascontiguousarray(noise.low, dtype=np.int64),
+        *fixed.kernel_rows(len(primes)),
+        *stacked_tables(n, primes),
+        out,
+    )
+    return out
 
 
 def mul_fixed_plus_noise(

@@ -58,7 +58,6 @@ __all__ = [
     "proof_statement",
     "proofs_digest",
     "signed_proof_id",
-    "verify_batch",
     "verify_batches",
 ]
 
@@ -215,29 +214,6 @@ def _remember(memo: bytes) -> None:
             _VERIFIED.popitem(last=False)
 
 
-def verify_batch(
-    c1: U64,
-    proof: bytes,
-    *,
-    leaves: Sequence[bytes],
-    public_key: PublicKey,
-    config: FederationConfig,
-    round_id: int,
-    client_id: str,
-    indices: range,
-) -> None:
-    """Verify one batch proof of ``client_id``'s update for ``round_id`` against the batch's
-    ``c1`` (``(V, L, N)``, NTT form) parsed from the chunks whose Merkle ``leaves`` are given
-    (:func:`chunks_binding`): :class:`InvalidProof` if it does not verify."""
-    verify_batches(
-        [BatchItem(client_id, indices, c1, proof, chunks_binding(leaves))],
-        public_key=public_key,
-        config=config,
-        round_id=round_id,
-        workers=1,
-    )
-
-
 class BatchItem(NamedTuple):
     """One batch to verify."""
 
@@ -248,8 +224,9 @@ class BatchItem(NamedTuple):
     proof: bytes
     #: :func:`chunks_binding` of the batch's chunks (the caller hashed their leaves)
     binding: bytes
-    #: the proof's identity for the memo (:func:`signed_proof_id`); empty: hash the proof
-    proof_id: bytes = b""
+    #: the proof's identity for the memo: :func:`signed_proof_id` (the caller checked the proofs
+    #: against the digest their client signed)
+    proof_id: bytes
 
 
 #: The arguments of :func:`_verify_raw` for one batch.
@@ -289,7 +266,7 @@ def _unverified(
     pending: list[tuple[bytes, _Task]] = []
     for client_id, indices, c1, proof, binding, proof_id in items:
         statement = _batch_statement(public_key, config, round_id, client_id, indices)
-        memo = _memo_key(statement, c1, binding, proof_id or hashlib.sha256(proof).digest())
+        memo = _memo_key(statement, c1, binding, proof_id)
         with _VERIFIED_LOCK:
             hit = memo in _VERIFIED
             if hit:
@@ -325,8 +302,8 @@ def signed_proof_id(signed_digest: bytes, batch: int) -> bytes:
 
 def _memo_key(statement: ProofStatement, c1: U64, binding: bytes, proof_id: bytes) -> bytes:
     """SHA-256 of the statement, ``c1`` and the proof: ``c1`` by the :func:`chunks_binding` the
-    transcript binds, the proof by its SHA-256 or by :func:`signed_proof_id` (tagged apart): a
-    collision of the key needs one of SHA-256."""
+    transcript binds, the proof by :func:`signed_proof_id`: a collision of the key needs one
+    of SHA-256."""
     h = hashlib.sha256(b"fhe-agg/v4/verified-proof|")
     for part in (statement.context, proof_id):
         h.update(len(part).to_bytes(8, "little"))
